@@ -1,0 +1,44 @@
+"""Protolab's entry point: `streamlit run app.py`. Routes to the pages; no work happens here."""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from ui.common import ensure_db, require_password
+
+st.set_page_config(page_title="Protolab", page_icon="🧪", layout="wide")
+
+
+def presentation_mode() -> bool:
+    """Stakeholder view: only the demo pages (URL `?present=1` or PROTOLAB_PRESENTATION=1)."""
+    if st.query_params.get("present") in {"1", "true", "yes"}:
+        st.session_state["present"] = True
+    elif st.query_params.get("present") in {"0", "false", "no"}:
+        st.session_state["present"] = False
+    return bool(st.session_state.get("present", os.environ.get("PROTOLAB_PRESENTATION") == "1"))
+
+
+present = presentation_mode()
+demos = [
+    st.Page("pages/sentiment.py", title="Sentiment demo", icon="💬", url_path="sentiment"),
+    st.Page("pages/recommend.py", title="Recommendations demo", icon="🎬", url_path="recommendations"),
+]
+public_demos = present and os.environ.get("PROTOLAB_PUBLIC_PRESENTATION") == "1"
+if not public_demos and not require_password():
+    st.stop()
+ensure_db()
+
+if present:
+    st.markdown("<style>[data-testid='stSidebarNav'] {display: none;}</style>", unsafe_allow_html=True)
+    pg = st.navigation(demos, position="top")
+else:
+    pg = st.navigation({
+        "Protolab": [st.Page("pages/home.py", title="Home", icon="🏠", default=True)],
+        "Data": [st.Page("pages/datasets.py", title="Datasets", icon="📂", url_path="datasets")],
+        "Models": [st.Page("pages/train.py", title="Train", icon="🏋️", url_path="train"),
+                   st.Page("pages/evaluate.py", title="Evaluate", icon="📊", url_path="evaluate")],
+        "Demos": demos,
+    })
+pg.run()

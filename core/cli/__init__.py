@@ -1,0 +1,83 @@
+"""The `protolab` command line (also `python -m core.cli`).
+
+Each command group lives in its own module in this package and exposes
+`register(subparsers)`; modules are discovered, so a new group is a new file.
+User mistakes print one line on stderr and exit non-zero, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import pkgutil
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from core import __version__
+from core.errors import ProtolabError
+
+EXIT_USER_ERROR = 1
+EXIT_USAGE = 2
+
+
+class CliError(ProtolabError):
+    """A mistake in what the user asked the CLI to do."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, like every other user error
+        print(f"protolab: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def print_json(payload: Any) -> None:
+    print(json.dumps(payload, indent=2, default=str, ensure_ascii=False))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="protolab", description="Protolab: from a dataset to a demo a stakeholder can click.")
+    parser.add_argument("--version", action="version", version=f"protolab {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if module.name.startswith("_"):
+            continue
+        importlib.import_module(f"{__name__}.{module.name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int | None] | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        from db import init_db
+
+        init_db()  # migrations are applied at start-up, so an old database just works
+        return int(handler(args) or 0)
+    except ProtolabError as exc:
+        print(f"protolab: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("protolab: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not a user mistake: still one line, with where to look
+        from sqlalchemy.exc import OperationalError
+
+        if isinstance(exc, OperationalError):
+            from core.settings import load_settings, redact_url
+
+            url = redact_url(load_settings().database_url)
+            print(f"protolab: error: cannot use the database at {url}: {str(exc.orig).strip()}", file=sys.stderr)
+        else:
+            print(f"protolab: error: unexpected {type(exc).__name__}: {exc} (set PROTOLAB_DEBUG=1 for a traceback)",
+                  file=sys.stderr)
+        import os
+
+        if os.environ.get("PROTOLAB_DEBUG"):
+            raise
+        return EXIT_USER_ERROR

@@ -1,0 +1,116 @@
+"""`protolab runs list|show|cancel|resume|rm`: look after background runs."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from core.cli import CliError, print_json
+from db.models import Run
+
+
+def run_summary(run: Run) -> dict[str, Any]:
+    """The JSON shape of a run, shared by `runs show --json` and `train --json`."""
+    return {
+        "run_id": run.id, "name": run.name, "dataset": run.dataset.name if run.dataset else None,
+        "dataset_id": run.dataset_id, "task": run.task.value, "model": run.model_kind,
+        "status": run.status.value, "progress": round(run.progress or 0.0, 4), "status_text": run.status_text,
+        "device": run.device, "config": run.config, "metrics": run.metrics or {}, "error": run.error,
+        "events": run.events or [], "created_at": run.created_at, "started_at": run.started_at,
+        "finished_at": run.finished_at, "duration_s": run.duration_s, "artifact_path": run.artifact_path,
+        "parent_run_id": run.parent_run_id,
+    }
+
+
+def _list(args: argparse.Namespace) -> int:
+    from core.jobs import reap_dead_runs
+    from db import runs as run_queries
+    from db import session_scope
+
+    reap_dead_runs()
+    with session_scope() as s:
+        runs = [run_summary(r) for r in run_queries.list_runs(s, limit=args.limit)]
+    if args.json:
+        print_json(runs)
+        return 0
+    if not runs:
+        print("no runs yet: start one with `protolab train --dataset NAME --model tfidf`")
+        return 0
+    print(f"{'id':>4}  {'status':<10} {'model':<12} {'dataset':<24} {'macro_f1':>8}  progress")
+    for r in runs:
+        f1 = r["metrics"].get("macro_f1")
+        f1_text = f"{f1:.3f}" if isinstance(f1, (int, float)) else "-"
+        print(f"{r['run_id']:>4}  {r['status']:<10} {r['model']:<12} {str(r['dataset'])[:24]:<24} "
+              f"{f1_text:>8}  {r['progress'] * 100:5.1f}%  {r['status_text'] or ''}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from core.jobs import reap_dead_runs
+    from db import runs as run_queries
+    from db import session_scope
+
+    reap_dead_runs()
+    with session_scope() as s:
+        run = run_queries.get_run(s, args.run_id)
+        if run is None:
+            raise CliError(f"no run with id {args.run_id}")
+        summary = run_summary(run)
+    if args.json:
+        print_json(summary)
+        return 0
+    for key, value in summary.items():
+        print(f"{key:>14}: {value}")
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from core.jobs import cancel_run
+
+    status = cancel_run(args.run_id)
+    print(f"run {args.run_id}: {'cancelled' if status.value == 'cancelled' else 'cancel requested'}")
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from core.jobs import resume_run
+
+    resume_run(args.run_id)
+    print(f"run {args.run_id}: queued to resume from its last checkpoint")
+    return 0
+
+
+def _rm(args: argparse.Namespace) -> int:
+    import shutil
+
+    from core.settings import run_dir
+    from db import runs as run_queries
+    from db import session_scope
+
+    with session_scope() as s:
+        run = run_queries.get_run(s, args.run_id)
+        if run is None:
+            raise CliError(f"no run with id {args.run_id}")
+        if run.status.is_active:
+            raise CliError(f"run {args.run_id} is {run.status.value}; cancel it first")
+        run_queries.delete_run(s, run)
+    shutil.rmtree(run_dir(args.run_id), ignore_errors=True)
+    print(f"run {args.run_id} deleted")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("runs", help="list, inspect, cancel, resume and delete runs")
+    sub = p.add_subparsers(dest="runs_command", metavar="ACTION", required=True, parser_class=type(p))
+    ls = sub.add_parser("list", help="recent runs, newest first")
+    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=_list)
+    for name, handler, help_text in [("show", _show, "one run in full"), ("cancel", _cancel, "stop a run"),
+                                     ("resume", _resume, "resume a failed/cancelled run from its checkpoint"),
+                                     ("rm", _rm, "delete a finished run and its artifacts")]:
+        sp = sub.add_parser(name, help=help_text)
+        sp.add_argument("run_id", type=int, metavar="ID")
+        if name == "show":
+            sp.add_argument("--json", action="store_true")
+        sp.set_defaults(handler=handler)

@@ -1,0 +1,133 @@
+"""Storing cleaned datasets and run artifacts on disk, next to their database rows.
+
+A dataset is written once as Parquet under PROTOLAB_HOME/datasets/<id>/ with a
+`split` column; the folder only gets its final name after every file is written
+and the row exists, so a failure never leaves a half-imported dataset.
+
+Canonical columns (what every model and page reads):
+- classification: text (str), label (str), split
+- interactions:   user (str), item (str), rating (float, optional), timestamp (int, optional), split
+- item catalogue: item (str), title (str), plus optional text, genres, ...
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from core.errors import ProtolabError
+from core.settings import dataset_dir, load_settings
+from db import datasets as dataset_queries
+from db.models import Dataset, TaskKind
+
+DATA_FILE = "data.parquet"
+ITEMS_FILE = "items.parquet"
+SPLITS = ("train", "validation", "test")
+
+
+class StorageError(ProtolabError):
+    """Disk trouble while storing (full, unwritable): nothing was kept."""
+
+
+def content_hash(frame: pd.DataFrame) -> str:
+    """A stable hash of a frame's content (values and column names, not the file it came from)."""
+    digest = hashlib.sha256()
+    digest.update("\x1f".join(map(str, frame.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def write_dataset(
+    s: Session, *, name: str, task: TaskKind, frame: pd.DataFrame, mapping: dict[str, Any],
+    items: pd.DataFrame | None = None, encoding: str | None = None, source_filename: str | None = None,
+    stats: dict[str, Any] | None = None, warnings: list[Any] | None = None,
+    parent_id: int | None = None, changes: dict[str, Any] | None = None, hash_: str | None = None,
+) -> Dataset:
+    """Write `frame` (with a `split` column) and its row in one all-or-nothing step.
+
+    The caller's transaction owns the row: if it rolls back after this returns, the
+    files are orphaned in a folder whose id no row has; `remove_orphans` sweeps those.
+    """
+    if "split" not in frame.columns:
+        raise ValueError("frame needs a 'split' column")
+    root = load_settings().datasets_dir
+    staging = root / f".staging-{uuid.uuid4().hex}"
+    try:
+        staging.mkdir(parents=True, exist_ok=False)
+        frame.to_parquet(staging / DATA_FILE, index=False)
+        if items is not None:
+            items.to_parquet(staging / ITEMS_FILE, index=False)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise StorageError(f"could not write the dataset under {root}: {exc.strerror or exc}") from exc
+
+    split_counts = {str(k): int(v) for k, v in frame["split"].value_counts().items()}
+    row = Dataset(
+        name=name, task=task, mapping=mapping, content_hash=hash_ or content_hash(frame.drop(columns="split")),
+        encoding=encoding, source_filename=source_filename, row_count=len(frame), split_counts=split_counts,
+        stats=stats or {}, warnings=warnings or [], storage_path="", parent_id=parent_id, changes=changes or {},
+    )
+    try:
+        dataset_queries.add_dataset(s, row)
+        final = dataset_dir(row.id)
+        if final.exists():  # left by a database that was reset; never mix old files in
+            shutil.rmtree(final)
+        staging.rename(final)
+        row.storage_path = str(final)
+        s.flush()
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise StorageError(f"could not move the dataset into place under {root}: {exc.strerror or exc}") from exc
+    except Exception:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return row
+
+
+def load_frame(dataset: Dataset) -> pd.DataFrame:
+    """Every row of a dataset, with its `split` column."""
+    return pd.read_parquet(_checked_folder(dataset) / DATA_FILE)
+
+
+def load_split(dataset: Dataset, split: str) -> pd.DataFrame:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    frame = pd.read_parquet(_checked_folder(dataset) / DATA_FILE, filters=[("split", "==", split)])
+    return frame.reset_index(drop=True)
+
+
+def load_items(dataset: Dataset) -> pd.DataFrame | None:
+    path = _checked_folder(dataset) / ITEMS_FILE
+    return pd.read_parquet(path) if path.exists() else None
+
+
+def delete_dataset_files(dataset_id: int) -> None:
+    shutil.rmtree(dataset_dir(dataset_id), ignore_errors=True)
+
+
+def remove_orphans(s: Session) -> list[Path]:
+    """Delete dataset folders that no row owns (staging left by a crash, rolled-back imports)."""
+    root = load_settings().datasets_dir
+    if not root.exists():
+        return []
+    removed = []
+    for path in root.iterdir():
+        owned = path.name.isdigit() and dataset_queries.get_dataset(s, int(path.name)) is not None
+        if not owned:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _checked_folder(dataset: Dataset) -> Path:
+    # Only ever read from the id-derived folder under PROTOLAB_HOME, whatever the row says.
+    folder = dataset_dir(dataset.id)
+    if not (folder / DATA_FILE).exists():
+        raise FileNotFoundError(f"the files of dataset {dataset.name!r} are missing from {folder}")
+    return folder

@@ -1,0 +1,267 @@
+"""The background worker: `python -m core.worker RUN_ID` runs one run and reports to the database.
+
+It waits its turn in the per-device queue, then hands a RunContext to the
+task's executor (classification → core.training, interactions →
+core.recommenders). Progress, metric points and a heartbeat go to the
+database; the worker itself never touches the UI. Under torchrun only rank 0
+writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import socket
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.device import describe_compute
+from core.errors import ProtolabError
+from core.jobs import HEARTBEAT_INTERVAL_S
+from core.settings import run_dir
+from db import runs as run_queries
+from db import session_scope, with_retry
+from db.models import Dataset, Run, RunStatus, TaskKind, utcnow
+
+# Executors by task: "module:function", each taking a RunContext and returning final metrics.
+EXECUTORS = {
+    TaskKind.CLASSIFICATION: "core.training:execute_run",
+    TaskKind.INTERACTIONS: "core.recommenders:execute_run",
+}
+QUEUE_POLL_S = 1.0
+PROGRESS_EVERY_S = 0.5
+MAX_RUNS_PER_DEVICE = int(os.environ.get("PROTOLAB_MAX_RUNS_PER_DEVICE", "1"))
+
+
+class RunCancelled(Exception):
+    """Raised inside an executor (via RunContext.raise_if_cancelled) to stop a run early."""
+
+
+@dataclass
+class RunContext:
+    """What an executor gets: the run's settings and the callbacks to report through."""
+
+    run_id: int
+    task: TaskKind
+    model_kind: str
+    config: dict[str, Any]
+    dataset_id: int
+    artifact_dir: Path
+    rank: int = 0
+    world_size: int = 1
+    cancelled: bool = False
+    _pending: list[dict[str, Any]] = field(default_factory=list)
+    _last_flush: float = 0.0
+    _last_cancel_check: float = 0.0
+    _progress: tuple[float, str] | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def dataset(self) -> Dataset:
+        with session_scope() as s:
+            run = s.get(Run, self.run_id)
+            assert run is not None
+            dataset = run.dataset
+            s.expunge(dataset)
+            return dataset
+
+    def set_device(self, device: str) -> None:
+        if self.is_main:
+            _update_run(self.run_id, device=device)
+
+    def add_event(self, event: dict[str, Any]) -> None:
+        if not self.is_main:
+            return
+
+        def write() -> None:
+            with session_scope() as s:
+                run = s.get(Run, self.run_id)
+                if run is not None:
+                    run.events = [*run.events, {**event, "at": utcnow().isoformat()}]
+        with_retry(write)
+
+    def log_metric(self, name: str, value: float, *, step: int = 0, epoch: float | None = None,
+                   split: str = "train") -> None:
+        """Buffer a metric point; points are written with the next progress flush."""
+        if self.is_main:
+            self._pending.append({"name": name, "value": float(value), "step": int(step),
+                                  "epoch": epoch, "split": split})
+
+    def progress(self, fraction: float, text: str, *, force: bool = False) -> None:
+        """Report progress (0..1) and a one-line status; writes at most every PROGRESS_EVERY_S."""
+        self._progress = (max(0.0, min(1.0, float(fraction))), text[:500])
+        now = time.monotonic()
+        if force or now - self._last_flush >= PROGRESS_EVERY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.is_main:
+            return
+        points, self._pending = self._pending, []
+        progress = self._progress
+
+        def write() -> None:
+            with session_scope() as s:
+                if points:
+                    run_queries.add_metric_points(s, self.run_id, points)
+                run = s.get(Run, self.run_id)
+                if run is not None and progress is not None:
+                    run.progress, run.status_text = progress
+                    run.heartbeat_at = utcnow()
+        with_retry(write)
+        self._last_flush = time.monotonic()
+
+    def should_stop(self) -> bool:
+        """True once a cancel was requested (checked against the database at most every 0.25 s)."""
+        if self.cancelled:
+            return True
+        now = time.monotonic()
+        if now - self._last_cancel_check >= 0.25:
+            self._last_cancel_check = now
+            with session_scope() as s:
+                self.cancelled = run_queries.is_cancel_requested(s, self.run_id)
+        return self.cancelled
+
+    def raise_if_cancelled(self) -> None:
+        if self.should_stop():
+            raise RunCancelled()
+
+
+def _update_run(run_id: int, **values: Any) -> None:
+    def write() -> None:
+        with session_scope() as s:
+            run = s.get(Run, run_id)
+            if run is not None:
+                for key, value in values.items():
+                    setattr(run, key, value)
+    with_retry(write)
+
+
+def _heartbeat_loop(run_id: int, stop: threading.Event) -> None:
+    while not stop.wait(HEARTBEAT_INTERVAL_S):
+        try:
+            with_retry(lambda: _touch(run_id))
+        except Exception:  # a missed beat is not worth killing the run for
+            pass
+
+
+def _touch(run_id: int) -> None:
+    with session_scope() as s:
+        run_queries.touch_heartbeat(s, run_id)
+
+
+def device_queue_key(config: dict[str, Any]) -> str:
+    """Which queue a run waits in: the kind of device it will use."""
+    requested = str(config.get("device") or "auto").lower()
+    if requested == "auto":
+        return describe_compute().kind
+    return requested.split(":")[0]
+
+
+def _wait_for_turn(run_id: int, queue_key: str, ctx: RunContext) -> bool:
+    """Block while the device is busy; False if the run was cancelled meanwhile."""
+    while True:
+        with session_scope() as s:
+            run = s.get(Run, run_id)
+            if run is None or run.status != RunStatus.QUEUED or run.cancel_requested:
+                return False
+            ahead = [r for r in run_queries.active_runs(s)
+                     if r.id != run_id and device_queue_key(r.config) == queue_key
+                     and (r.status == RunStatus.RUNNING or r.id < run_id)]
+            running = sum(r.status == RunStatus.RUNNING for r in ahead)
+            queued_before = sum(r.status == RunStatus.QUEUED for r in ahead)
+            if running + queued_before < MAX_RUNS_PER_DEVICE:
+                return True
+            run.status_text = f"queued: waiting for {len(ahead)} run(s) on {queue_key}"
+            run.heartbeat_at = utcnow()
+        time.sleep(QUEUE_POLL_S)
+
+
+def execute(run_id: int) -> RunStatus:
+    rank = int(os.environ.get("RANK", "0"))
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    with session_scope() as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            print(f"no run with id {run_id}", file=sys.stderr)
+            return RunStatus.FAILED
+        if run.status != RunStatus.QUEUED:
+            print(f"run {run_id} is {run.status.value}; nothing to do", file=sys.stderr)
+            return run.status
+        ctx = RunContext(run_id=run.id, task=run.task, model_kind=run.model_kind, config=dict(run.config),
+                         dataset_id=run.dataset_id, artifact_dir=run_dir(run.id), rank=rank,
+                         world_size=world_size)
+        if ctx.is_main:
+            run.pid, run.host, run.heartbeat_at = os.getpid(), socket.gethostname(), utcnow()
+
+    stop_heartbeat = threading.Event()
+    if ctx.is_main:
+        threading.Thread(target=_heartbeat_loop, args=(run_id, stop_heartbeat), daemon=True).start()
+    try:
+        if not _wait_for_turn(run_id, device_queue_key(ctx.config), ctx):
+            return RunStatus.CANCELLED
+        ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
+        if ctx.is_main:
+            _update_run(run_id, status=RunStatus.RUNNING, started_at=utcnow(), status_text="starting",
+                        artifact_path=str(ctx.artifact_dir))
+        module_name, func_name = EXECUTORS[ctx.task].split(":")
+        executor = getattr(importlib.import_module(module_name), func_name)
+        metrics = executor(ctx)
+        if ctx.cancelled:
+            raise RunCancelled()
+        ctx.progress(1.0, "completed")
+        ctx.flush()
+        if ctx.is_main:
+            (ctx.artifact_dir / "INCOMPLETE").unlink(missing_ok=True)  # left by an earlier stop, if resumed
+            _update_run(run_id, status=RunStatus.COMPLETED, finished_at=utcnow(), progress=1.0,
+                        status_text="completed", metrics=metrics or {})
+        return RunStatus.COMPLETED
+    except RunCancelled:
+        _finish_stopped(ctx, RunStatus.CANCELLED, "cancelled by request", None)
+        return RunStatus.CANCELLED
+    except ProtolabError as exc:  # the message is the whole story
+        _finish_stopped(ctx, RunStatus.FAILED, "failed", str(exc))
+        return RunStatus.FAILED
+    except BaseException as exc:  # noqa: BLE001 - every failure must reach the run row
+        tail = "".join(traceback.format_exception(exc)[-12:])
+        _finish_stopped(ctx, RunStatus.FAILED, "failed", f"{type(exc).__name__}: {exc}\n\n{tail}")
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        return RunStatus.FAILED
+    finally:
+        stop_heartbeat.set()
+
+
+def _finish_stopped(ctx: RunContext, status: RunStatus, text: str, error: str | None) -> None:
+    if not ctx.is_main:
+        return
+    with contextlib.suppress(Exception):
+        ctx.flush()
+    # Artifacts of a run that did not complete are kept for resume but marked as partial.
+    try:
+        if ctx.artifact_dir.exists():
+            (ctx.artifact_dir / "INCOMPLETE").write_text(f"{status.value}: {text}\n")
+    except OSError:
+        pass
+    _update_run(ctx.run_id, status=status, finished_at=utcnow(), status_text=text, error=error)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or not args[0].isdigit():
+        print("usage: python -m core.worker RUN_ID", file=sys.stderr)
+        return 2
+    status = execute(int(args[0]))
+    return 0 if status in (RunStatus.COMPLETED, RunStatus.CANCELLED) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

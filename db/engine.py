@@ -1,0 +1,119 @@
+"""Engines, sessions and start-up migrations: the only place a database connection is opened.
+
+SQLite gets WAL, foreign keys and a busy timeout so the app and worker processes
+can read and write at once; PostgreSQL is used as it comes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.settings import load_settings
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+_engines: dict[str, Engine] = {}
+_migrated: set[str] = set()
+_lock = threading.Lock()
+
+T = TypeVar("T")
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API objects are untyped
+        # Python's sqlite3 opens its own transactions lazily; let SQLAlchemy decide instead.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:  # noqa: ANN001
+        # BEGIN IMMEDIATE takes the write lock up front, so two writers queue on the
+        # busy timeout instead of failing with "database is locked" on lock upgrade.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """One engine per database URL per process, created on first use."""
+    url = url or load_settings().database_url
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            if url.startswith("sqlite"):
+                db_path = url.split("///", 1)[-1]
+                if db_path and db_path != ":memory:":
+                    Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+                engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+                _configure_sqlite(engine)
+            else:
+                engine = create_engine(url, pool_pre_ping=True)
+            _engines[url] = engine
+        return engine
+
+
+def upgrade_database(url: str | None = None, revision: str = "head") -> None:
+    """Apply Alembic migrations up to `revision` (idempotent)."""
+    from alembic import command
+    from alembic.config import Config
+
+    engine = get_engine(url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+        conn.commit()
+
+
+def init_db(url: str | None = None) -> Engine:
+    """Engine for `url`, migrated to the latest schema once per process."""
+    url = url or load_settings().database_url
+    engine = get_engine(url)
+    if url not in _migrated:
+        upgrade_database(url)
+        _migrated.add(url)
+    return engine
+
+
+def dispose_engines() -> None:
+    """Forget every engine (tests switch databases; a forked worker must not share sockets)."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+        _migrated.clear()
+
+
+@contextmanager
+def session_scope(url: str | None = None) -> Iterator[Session]:
+    """A session in one transaction: committed on success, rolled back on error."""
+    factory = sessionmaker(init_db(url), expire_on_commit=False)
+    with factory.begin() as session:
+        yield session
+
+
+def with_retry(fn: Callable[[], T], attempts: int = 5, delay_s: float = 0.2) -> T:
+    """Run `fn` again when SQLite reports a lock that outlasted the busy timeout."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except OperationalError as exc:
+            if "locked" not in str(exc).lower() or attempt == attempts - 1:
+                raise
+            time.sleep(delay_s * (2**attempt))
+    raise AssertionError("unreachable")

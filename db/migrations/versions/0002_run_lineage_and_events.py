@@ -1,0 +1,28 @@
+"""run lineage (resume/retrain parent) and run events (OOM retries, resumes)
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-25
+"""
+
+from alembic import op
+import sqlalchemy as sa
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("runs", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("events", sa.JSON(), nullable=False, server_default=sa.text("'[]'")))
+        batch_op.add_column(sa.Column("parent_run_id", sa.Integer(), nullable=True))
+        batch_op.create_foreign_key("fk_runs_parent_run_id", "runs", ["parent_run_id"], ["id"], ondelete="SET NULL")
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("runs", schema=None) as batch_op:
+        batch_op.drop_constraint("fk_runs_parent_run_id", type_="foreignkey")
+        batch_op.drop_column("parent_run_id")
+        batch_op.drop_column("events")

@@ -1,0 +1,141 @@
+"""The database schema: datasets, runs and the metric points runs write while they train.
+
+SQLAlchemy 2.0 typed declarative models. Schema changes go through an Alembic
+revision in db/migrations/versions so existing databases upgrade in place.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Enum, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import text as sa_text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RunStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_active(self) -> bool:
+        return self in (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+class TaskKind(enum.StrEnum):
+    CLASSIFICATION = "classification"
+    INTERACTIONS = "interactions"
+
+
+# Enums are stored as short strings (no native PostgreSQL enum types) so that adding a
+# value later is a code change, not a migration that rewrites a type.
+def _str_enum(cls: type[enum.Enum]) -> Enum:
+    return Enum(cls, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e],
+                validate_strings=True)
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    task: Mapped[TaskKind] = mapped_column(_str_enum(TaskKind), index=True)
+    source_filename: Mapped[str | None] = mapped_column(String(500))  # shown to users, never used as a path
+    mapping: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    encoding: Mapped[str | None] = mapped_column(String(40))
+    row_count: Mapped[int] = mapped_column(Integer, default=0)
+    split_counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    warnings: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    storage_path: Mapped[str] = mapped_column(String(1000))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"))
+    changes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    runs: Mapped[list[Run]] = relationship(
+        back_populates="dataset", cascade="all, delete-orphan", passive_deletes=True
+    )
+    parent: Mapped[Dataset | None] = relationship(remote_side="Dataset.id")
+
+    def __repr__(self) -> str:
+        return f"Dataset(id={self.id}, name={self.name!r}, task={self.task.value})"
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_status_device", "status", "device"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    task: Mapped[TaskKind] = mapped_column(_str_enum(TaskKind))
+    model_kind: Mapped[str] = mapped_column(String(40))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[RunStatus] = mapped_column(_str_enum(RunStatus), default=RunStatus.QUEUED, index=True)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    status_text: Mapped[str | None] = mapped_column(String(500))
+    device: Mapped[str | None] = mapped_column(String(100))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    host: Mapped[str | None] = mapped_column(String(255))
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error: Mapped[str | None] = mapped_column(Text)
+    artifact_path: Mapped[str | None] = mapped_column(String(1000))
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # e.g. OOM retries and resumes, in order
+    events: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default=sa_text("'[]'"))
+    parent_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+
+    dataset: Mapped[Dataset] = relationship(back_populates="runs")
+    metric_points: Mapped[list[MetricPoint]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="MetricPoint.id",
+    )
+
+    @property
+    def duration_s(self) -> float | None:
+        if not self.started_at:
+            return None
+        end = self.finished_at or utcnow()
+        start = self.started_at
+        if start.tzinfo is None:  # SQLite returns naive datetimes
+            start = start.replace(tzinfo=UTC)
+        if end.tzinfo is None:
+            end = end.replace(tzinfo=UTC)
+        return (end - start).total_seconds()
+
+    def __repr__(self) -> str:
+        return f"Run(id={self.id}, model={self.model_kind}, status={self.status.value})"
+
+
+class MetricPoint(Base):
+    __tablename__ = "metric_points"
+    __table_args__ = (Index("ix_metric_points_run_name", "run_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    epoch: Mapped[float | None] = mapped_column(Float)
+    split: Mapped[str] = mapped_column(String(20), default="train")  # train | validation | test
+    name: Mapped[str] = mapped_column(String(60))
+    value: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    run: Mapped[Run] = relationship(back_populates="metric_points")

@@ -1,0 +1,99 @@
+"""Query functions for runs and their metric points. They take the session first and never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from db.models import MetricPoint, Run, RunStatus, TaskKind, utcnow
+
+
+def create_run(
+    s: Session, *, dataset_id: int, task: TaskKind, model_kind: str, config: dict[str, Any],
+    name: str | None = None, parent_run_id: int | None = None, device: str | None = None,
+) -> Run:
+    run = Run(dataset_id=dataset_id, task=task, model_kind=model_kind, config=config, name=name,
+              parent_run_id=parent_run_id, device=device, status=RunStatus.QUEUED, progress=0.0,
+              status_text="queued", metrics={}, events=[], cancel_requested=False)
+    s.add(run)
+    s.flush()
+    return run
+
+
+def get_run(s: Session, run_id: int) -> Run | None:
+    return s.get(Run, run_id)
+
+
+def list_runs(
+    s: Session, *, dataset_id: int | None = None, task: TaskKind | None = None,
+    statuses: Iterable[RunStatus] | None = None, limit: int | None = None,
+) -> Sequence[Run]:
+    q = select(Run).order_by(Run.created_at.desc(), Run.id.desc())
+    if dataset_id is not None:
+        q = q.where(Run.dataset_id == dataset_id)
+    if task is not None:
+        q = q.where(Run.task == task)
+    if statuses is not None:
+        q = q.where(Run.status.in_(list(statuses)))
+    if limit:
+        q = q.limit(limit)
+    return s.scalars(q).all()
+
+
+def count_runs(s: Session) -> dict[str, int]:
+    rows = s.execute(select(Run.status, func.count()).group_by(Run.status)).all()
+    return {status.value: n for status, n in rows}
+
+
+def add_metric_points(s: Session, run_id: int, points: Iterable[dict[str, Any]]) -> None:
+    """Insert points given as dicts with name, value and optional step, epoch, split."""
+    s.add_all(MetricPoint(run_id=run_id, **p) for p in points)
+
+
+def metric_points(s: Session, run_id: int, name: str | None = None) -> Sequence[MetricPoint]:
+    q = select(MetricPoint).where(MetricPoint.run_id == run_id).order_by(MetricPoint.id)
+    if name is not None:
+        q = q.where(MetricPoint.name == name)
+    return s.scalars(q).all()
+
+
+def request_cancel(s: Session, run: Run) -> None:
+    """Ask a run to stop: a queued run is cancelled at once, a running one at its next step."""
+    if run.status == RunStatus.QUEUED:
+        run.status = RunStatus.CANCELLED
+        run.finished_at = utcnow()
+        run.status_text = "cancelled before it started"
+    run.cancel_requested = True
+
+
+def is_cancel_requested(s: Session, run_id: int) -> bool:
+    return bool(s.scalar(select(Run.cancel_requested).where(Run.id == run_id)))
+
+
+def touch_heartbeat(s: Session, run_id: int) -> None:
+    s.execute(update(Run).where(Run.id == run_id).values(heartbeat_at=utcnow()))
+
+
+def runs_with_stale_heartbeat(s: Session, older_than_s: float) -> Sequence[Run]:
+    """Runs that claim to be active but whose worker has not reported for `older_than_s` seconds."""
+    cutoff = utcnow() - timedelta(seconds=older_than_s)
+    q = select(Run).where(Run.status.in_([RunStatus.RUNNING, RunStatus.QUEUED]))
+    return [r for r in s.scalars(q).all() if r.heartbeat_at is not None and _aware(r.heartbeat_at) < cutoff]
+
+
+def active_runs(s: Session) -> Sequence[Run]:
+    return s.scalars(select(Run).where(Run.status.in_([RunStatus.RUNNING, RunStatus.QUEUED]))
+                     .order_by(Run.id)).all()
+
+
+def delete_run(s: Session, run: Run) -> None:
+    s.delete(run)
+
+
+def _aware(ts: datetime) -> datetime:
+    # SQLite hands back naive datetimes even for timezone=True columns; they are UTC.
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)

@@ -1,0 +1,52 @@
+"""Home: what Protolab does, what is stored, recent runs, and where it runs (no torch import here)."""
+
+import streamlit as st
+
+from core.device import describe_compute
+from core.settings import load_settings, redact_url
+from db import datasets as dataset_queries
+from db import runs as run_queries
+from db import session_scope
+from ui.common import ensure_db, format_duration, format_when, page_link, status_chip
+
+ensure_db()
+st.title("🧪 Protolab")
+st.markdown(
+    "Turn a dataset into a demo a stakeholder can click: **upload** labelled text or user–item "
+    "interactions, **fine-tune** a pretrained Transformer, an LSTM or a TF-IDF baseline (on a GPU when "
+    "there is one), **evaluate** with the charts that answer *is it good enough?*, and **demo** sentiment "
+    "analysis and recommendations."
+)
+
+with session_scope() as s:
+    n_datasets = dataset_queries.count_datasets(s)
+    runs_by_status = run_queries.count_runs(s)
+    recent = [(r.id, r.name or f"{r.model_kind} on {r.dataset.name}", r.status, r.model_kind,
+               r.created_at, r.duration_s, r.metrics or {})
+              for r in run_queries.list_runs(s, limit=8)]
+
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Datasets", n_datasets)
+c2.metric("Runs", sum(runs_by_status.values()))
+c3.metric("Running now", runs_by_status.get("running", 0) + runs_by_status.get("queued", 0))
+c4.metric("Completed", runs_by_status.get("completed", 0))
+
+st.subheader("Recent runs")
+if not recent:
+    st.info("Nothing here yet: upload a dataset (or load a demo dataset) on the **Datasets** page, "
+            "then start a run on **Train**.")
+    page_link("pages/datasets.py", "Go to Datasets", "📂")
+else:
+    for run_id, name, status, model, created, duration, metrics in recent:
+        score = metrics.get("macro_f1", metrics.get("ndcg_at_10"))
+        score_text = f" · score {score:.3f}" if isinstance(score, (int, float)) else ""
+        st.markdown(f"{status_chip(status)} **#{run_id} {name}** · {model} · {format_when(created)} · "
+                    f"{format_duration(duration)}{score_text}")
+
+st.subheader("Where it runs")
+settings = load_settings()
+compute = describe_compute()
+d1, d2 = st.columns(2)
+d1.markdown(f"**Compute:** {compute.summary}")
+d2.markdown(f"**Database:** `{redact_url(settings.database_url)}`")
+st.caption(f"Data folder: `{settings.home}`")

@@ -1,0 +1,9 @@
+"""🎬 Recommendations demo: filled by its own issue; until then the page says so honestly."""
+
+import streamlit as st
+
+from ui.common import ensure_db
+
+ensure_db()
+st.title("🎬 Recommendations demo")
+st.info("The recommendations demo is not available in this build yet: upload a dataset on the **Datasets** page first.")

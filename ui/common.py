@@ -1,0 +1,94 @@
+"""Streamlit helpers shared by pages: database start-up, status chips, formatting, access control."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+
+import streamlit as st
+
+from core.auth import verify_password
+from db.models import RunStatus
+
+STATUS_CHIPS = {
+    RunStatus.QUEUED: ":gray-badge[⏳ queued]",
+    RunStatus.RUNNING: ":blue-badge[▶ running]",
+    RunStatus.COMPLETED: ":green-badge[✔ completed]",
+    RunStatus.FAILED: ":red-badge[✖ failed]",
+    RunStatus.CANCELLED: ":orange-badge[■ cancelled]",
+}
+
+
+@st.cache_resource(show_spinner=False)
+def _migrated(url: str) -> bool:
+    from db import init_db
+
+    init_db(url)
+    return True
+
+
+def ensure_db() -> None:
+    """Apply migrations once per server process (and per database URL)."""
+    from core.settings import load_settings
+
+    _migrated(load_settings().database_url)
+
+
+def status_chip(status: RunStatus) -> str:
+    return STATUS_CHIPS.get(status, status.value)
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+
+
+def format_when(ts: datetime | None) -> str:
+    if ts is None:
+        return "-"
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def configured_password_hash() -> str | None:
+    value = os.environ.get("PROTOLAB_PASSWORD_HASH")
+    if value:
+        return value
+    try:
+        return st.secrets.get("auth", {}).get("password_hash")
+    except (FileNotFoundError, KeyError, AttributeError):
+        return None
+    except Exception:  # no secrets.toml at all
+        return None
+
+
+def require_password() -> bool:
+    """Ask for the password when one is configured; True once this browser session is signed in."""
+    stored = configured_password_hash()
+    if not stored or st.session_state.get("_authenticated"):
+        return True
+    st.title("🔒 Protolab")
+    with st.form("login"):
+        password = st.text_input("Password", type="password", key="login_password")
+        submitted = st.form_submit_button("Sign in")
+    if submitted:
+        if verify_password(password, stored):
+            st.session_state["_authenticated"] = True
+            st.rerun()
+        st.error("Wrong password.")
+    return False
+
+
+def page_link(path: str, label: str, icon: str | None = None) -> None:
+    """st.page_link that degrades to a hint when the page runs on its own (AppTest, no navigation)."""
+    try:
+        st.page_link(path, label=label, icon=icon)
+    except st.errors.StreamlitPageNotFoundError:
+        st.caption(f"→ {label}")
