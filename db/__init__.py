@@ -5,9 +5,9 @@ query functions in db.datasets and db.runs, which take the session first.
 """
 
 from db.engine import dispose_engines, get_engine, init_db, session_scope, upgrade_database, with_retry
-from db.models import Base, Dataset, MetricPoint, Run, RunStatus, TaskKind
+from db.models import Base, Dataset, MetricPoint, Review, ReviewVerdict, Run, RunStatus, TaskKind
 
 __all__ = [
-    "Base", "Dataset", "MetricPoint", "Run", "RunStatus", "TaskKind",
+    "Base", "Dataset", "MetricPoint", "Review", "ReviewVerdict", "Run", "RunStatus", "TaskKind",
     "dispose_engines", "get_engine", "init_db", "session_scope", "upgrade_database", "with_retry",
 ]

@@ -104,6 +104,9 @@ class Run(Base):
     parent_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
 
     dataset: Mapped[Dataset] = relationship(back_populates="runs")
+    reviews: Mapped[list[Review]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", passive_deletes=True, order_by="Review.id",
+    )
     metric_points: Mapped[list[MetricPoint]] = relationship(
         back_populates="run", cascade="all, delete-orphan", passive_deletes=True,
         order_by="MetricPoint.id",
@@ -139,3 +142,25 @@ class MetricPoint(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     run: Mapped[Run] = relationship(back_populates="metric_points")
+
+
+class ReviewVerdict(enum.StrEnum):
+    APPROVE = "approve"
+    NEEDS_WORK = "needs_work"
+
+
+class Review(Base):
+    """A stakeholder's verdict on a run: who, what they think, and when."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    reviewer: Mapped[str] = mapped_column(String(120))
+    verdict: Mapped[ReviewVerdict] = mapped_column(_str_enum(ReviewVerdict))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    # Runs compared together when the review was left on a comparison (empty for a single run).
+    compared_run_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    run: Mapped[Run] = relationship(back_populates="reviews")

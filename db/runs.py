@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from db.models import MetricPoint, Run, RunStatus, TaskKind, utcnow
+from db.models import MetricPoint, Review, ReviewVerdict, Run, RunStatus, TaskKind, utcnow
 
 
 def create_run(
@@ -97,3 +97,16 @@ def delete_run(s: Session, run: Run) -> None:
 def _aware(ts: datetime) -> datetime:
     # SQLite hands back naive datetimes even for timezone=True columns; they are UTC.
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def add_review(s: Session, run_id: int, *, reviewer: str, verdict: ReviewVerdict, comment: str = "",
+               compared_run_ids: list[int] | None = None) -> Review:
+    review = Review(run_id=run_id, reviewer=reviewer.strip()[:120], verdict=verdict, comment=comment,
+                    compared_run_ids=list(compared_run_ids or []))
+    s.add(review)
+    s.flush()
+    return review
+
+
+def reviews_of(s: Session, run_id: int) -> Sequence[Review]:
+    return s.scalars(select(Review).where(Review.run_id == run_id).order_by(Review.id)).all()

@@ -1,0 +1,122 @@
+"""`protolab train`: start a classification or recommender run, optionally wait for it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from core.cli import CliError, print_json
+
+CLASSIFIERS = ("transformer", "lstm", "tfidf")
+RECOMMENDERS = ("popularity", "itemknn", "bpr", "sequential", "content")
+# CLI flag -> config key handed to build_config (only flags the user gave are passed on).
+OPTION_KEYS = ("model_id", "epochs", "batch_size", "learning_rate", "max_length", "device", "gpus", "seed",
+               "k", "patience", "warmup_ratio", "weight_decay", "factors")
+
+
+def build_run_config(model: str, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """(task, full config) for a model kind, validated by the module that trains it."""
+    from db.models import TaskKind
+
+    if model in CLASSIFIERS:
+        from core.training import build_config
+
+        return TaskKind.CLASSIFICATION, build_config(model, options)
+    from core.recommenders import build_config as build_recommender_config
+
+    return TaskKind.INTERACTIONS, build_recommender_config(model, options)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from core.jobs import start_run
+    from db import datasets as dataset_queries
+    from db import session_scope
+
+    options = {key: getattr(args, key) for key in OPTION_KEYS if getattr(args, key, None) is not None}
+    with session_scope() as s:
+        dataset = dataset_queries.find_dataset(s, args.dataset)
+        if dataset is None:
+            raise CliError(f"no dataset named {args.dataset!r} (see `protolab datasets list`)")
+        dataset_id, dataset_task = dataset.id, dataset.task
+    task, config = build_run_config(args.model, options)
+    if task != dataset_task:
+        wanted = "a classification" if task.value == "classification" else "an interactions"
+        raise CliError(f"model {args.model!r} needs {wanted} dataset; {args.dataset!r} is {dataset_task.value}")
+    run_id = start_run(dataset_id=dataset_id, task=task, model_kind=args.model, config=config, name=args.name,
+                       gpus=int(config.get("gpus", 1) or 1))
+    if not args.wait:
+        if args.json:
+            print_json({"run_id": run_id, "status": "queued"})
+        else:
+            print(run_id)
+        return 0
+    summary = wait_for_run(run_id, quiet=args.json)
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"run {run_id} {summary['status']}")
+        for key, value in summary["metrics"].items():
+            if isinstance(value, (int, float)):
+                print(f"  {key}: {value:.4f}")
+        if summary["error"]:
+            print(summary["error"], file=sys.stderr)
+    return 0 if summary["status"] == "completed" else 1
+
+
+def wait_for_run(run_id: int, *, quiet: bool = False, poll_s: float = 0.5) -> dict[str, Any]:
+    """Poll the run until it finishes, drawing a progress bar on stderr; returns its summary."""
+    from core.cli.runs import run_summary
+    from core.jobs import reap_dead_runs
+    from db import runs as run_queries
+    from db import session_scope
+
+    last_reap = 0.0
+    while True:
+        if time.monotonic() - last_reap > 5:
+            reap_dead_runs()
+            last_reap = time.monotonic()
+        with session_scope() as s:
+            run = run_queries.get_run(s, run_id)
+            summary = run_summary(run)
+        _draw_progress(summary, quiet)
+        if summary["status"] not in ("queued", "running"):
+            if not quiet and sys.stderr.isatty():
+                sys.stderr.write("\n")
+            return summary
+        time.sleep(poll_s)
+
+
+def _draw_progress(summary: dict[str, Any], quiet: bool) -> None:
+    width = 30
+    filled = int(width * summary["progress"])
+    line = f"[{'#' * filled}{'.' * (width - filled)}] {summary['progress'] * 100:5.1f}% {summary['status_text'] or ''}"
+    if sys.stderr.isatty():
+        sys.stderr.write("\r" + line[:120].ljust(120))
+    elif not quiet or summary["status"] not in ("queued", "running"):
+        return
+    sys.stderr.flush()
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train a classifier or a recommender as a background run")
+    p.add_argument("--dataset", required=True, help="dataset name or id")
+    p.add_argument("--model", required=True, choices=CLASSIFIERS + RECOMMENDERS)
+    p.add_argument("--model-id", dest="model_id", help="Hugging Face model id or local folder (transformer, lstm)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", dest="batch_size", type=int)
+    p.add_argument("--lr", dest="learning_rate", type=float)
+    p.add_argument("--max-length", dest="max_length", type=int)
+    p.add_argument("--patience", type=int)
+    p.add_argument("--warmup-ratio", dest="warmup_ratio", type=float)
+    p.add_argument("--weight-decay", dest="weight_decay", type=float)
+    p.add_argument("--factors", type=int, help="latent factors (bpr)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--gpus", type=int, help="train on N GPUs with DistributedDataParallel (torchrun)")
+    p.add_argument("--k", type=int, help="cut-off for ranking metrics (recommenders; default 10)")
+    p.add_argument("--name", help="a name for the run")
+    p.add_argument("--wait", action="store_true", help="wait for the run, with a progress bar on stderr")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(handler=_run)
