@@ -7,6 +7,7 @@ import random
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,15 +135,18 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if os.environ.get("PROTOLAB_REQUIRE_POSTGRES"):
             pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) are required here but missing")
         pytest.skip("PostgreSQL server binaries not installed (Debian: apt-get install postgresql)")
-    root = tmp_path_factory.mktemp("pg")
+    # Not under pytest's tmp folder: that is private to root, and the server runs as `postgres`.
+    root = Path(tempfile.mkdtemp(prefix="protolab-pg-"))
     data, port = root / "data", _free_port()
     # initdb refuses to run as root; the Debian package brings a `postgres` user for that.
     prefix: list[str] = []
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
         prefix = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", "protolab", "-A", "trust",
-                    "--no-sync"], check=True, capture_output=True)
+    init = subprocess.run([*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", "protolab", "-A", "trust",
+                           "--no-sync"], capture_output=True, text=True)
+    if init.returncode != 0:
+        pytest.fail(f"initdb failed: {init.stderr.strip()[-500:]}")
     subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-o",
                     f"-p {port} -h 127.0.0.1 -k {root} -F", "start"], check=True, capture_output=True)
     try:
@@ -160,6 +164,7 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

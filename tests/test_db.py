@@ -1,0 +1,144 @@
+"""The database layer on SQLite and on a real PostgreSQL: round-trips, cascades, migrations, concurrency."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, select, text
+
+from db import datasets as dataset_queries
+from db import dispose_engines, get_engine, init_db, session_scope, upgrade_database
+from db import runs as run_queries
+from db.models import Dataset, MetricPoint, Review, ReviewVerdict, Run, RunStatus, TaskKind
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, protolab_home: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{protolab_home / 'protolab.db'}"
+    return request.getfixturevalue("fresh_postgres_url")
+
+
+def _dataset(name: str = "reviews") -> Dataset:
+    return Dataset(name=name, task=TaskKind.CLASSIFICATION, mapping={"text": "body", "label": "stars"},
+                   content_hash="ab" * 32, storage_path="/nowhere", row_count=3,
+                   split_counts={"train": 2, "test": 1}, stats={"classes": {"pos": 2, "neg": 1}},
+                   warnings=["1 empty row dropped"])
+
+
+def test_models_round_trip(db_url: str) -> None:
+    init_db(db_url)
+    with session_scope(db_url) as s:
+        ds = dataset_queries.add_dataset(s, _dataset())
+        run = run_queries.create_run(s, dataset_id=ds.id, task=TaskKind.CLASSIFICATION, model_kind="lstm",
+                                     config={"epochs": 2, "lr": 1e-3})
+        run_queries.add_metric_points(s, run.id, [{"name": "train_loss", "value": 0.5, "step": 10},
+                                                  {"name": "macro_f1", "value": 0.8, "epoch": 1.0,
+                                                   "split": "validation"}])
+        run_queries.add_review(s, run.id, reviewer="Ada", verdict=ReviewVerdict.APPROVE, comment="ship it")
+        run_id, ds_id = run.id, ds.id
+    dispose_engines()
+    with session_scope(db_url) as s:
+        ds = dataset_queries.get_dataset(s, ds_id)
+        assert ds.mapping == {"text": "body", "label": "stars"}
+        assert ds.stats["classes"] == {"pos": 2, "neg": 1}
+        assert ds.warnings == ["1 empty row dropped"]
+        run = run_queries.get_run(s, run_id)
+        assert run.status is RunStatus.QUEUED and run.config == {"epochs": 2, "lr": 1e-3}
+        assert run.events == []
+        assert [(p.name, p.value, p.split) for p in run.metric_points] == [
+            ("train_loss", 0.5, "train"), ("macro_f1", 0.8, "validation")]
+        assert run.reviews[0].verdict is ReviewVerdict.APPROVE
+        assert dataset_queries.find_dataset(s, "reviews").id == ds_id
+        assert dataset_queries.find_dataset(s, str(ds_id)).id == ds_id
+
+
+def test_deleting_a_dataset_cascades_to_runs_points_and_reviews(db_url: str) -> None:
+    init_db(db_url)
+    with session_scope(db_url) as s:
+        ds = dataset_queries.add_dataset(s, _dataset())
+        run = run_queries.create_run(s, dataset_id=ds.id, task=TaskKind.CLASSIFICATION, model_kind="tfidf",
+                                     config={})
+        run_queries.add_metric_points(s, run.id, [{"name": "train_loss", "value": 1.0}])
+        run_queries.add_review(s, run.id, reviewer="Bo", verdict=ReviewVerdict.NEEDS_WORK)
+        ds_id = ds.id
+    with session_scope(db_url) as s:
+        dataset_queries.delete_dataset(s, dataset_queries.get_dataset(s, ds_id))
+    with session_scope(db_url) as s:
+        for model in (Dataset, Run, MetricPoint, Review):
+            assert s.scalars(select(model)).all() == []
+
+
+def test_database_level_cascade_without_the_orm(db_url: str) -> None:
+    """Foreign keys are enforced by the database itself (SQLite needs PRAGMA foreign_keys=ON)."""
+    init_db(db_url)
+    with session_scope(db_url) as s:
+        ds = dataset_queries.add_dataset(s, _dataset())
+        run_queries.create_run(s, dataset_id=ds.id, task=TaskKind.CLASSIFICATION, model_kind="tfidf", config={})
+        ds_id = ds.id
+    with session_scope(db_url) as s:
+        s.execute(text("DELETE FROM datasets WHERE id = :id"), {"id": ds_id})
+    with session_scope(db_url) as s:
+        assert s.scalars(select(Run)).all() == []
+
+
+def test_migrations_upgrade_a_database_created_at_the_first_revision(db_url: str) -> None:
+    upgrade_database(db_url, "0001")
+    engine = get_engine(db_url)
+    columns = {c["name"] for c in inspect(engine).get_columns("runs")}
+    assert "events" not in columns and "reviews" not in inspect(engine).get_table_names()
+    with engine.begin() as conn:  # a user's data from the old version
+        conn.execute(text("INSERT INTO datasets (name, task, mapping, content_hash, row_count, split_counts, stats, "
+                          "warnings, storage_path, changes, created_at) VALUES ('old', 'classification', '{}', 'h', "
+                          "1, '{}', '{}', '[]', '/x', '{}', CURRENT_TIMESTAMP)"))
+        conn.execute(text("INSERT INTO runs (dataset_id, task, model_kind, config, status, progress, "
+                          "cancel_requested, metrics, created_at) SELECT id, 'classification', 'tfidf', '{}', "
+                          "'completed', 1.0, false, '{\"macro_f1\": 0.7}', CURRENT_TIMESTAMP FROM datasets"))
+    dispose_engines()
+    init_db(db_url)
+    engine = get_engine(db_url)
+    assert {"events", "parent_run_id"} <= {c["name"] for c in inspect(engine).get_columns("runs")}
+    assert "reviews" in inspect(engine).get_table_names()
+    with session_scope(db_url) as s:
+        run = s.scalars(select(Run)).one()
+        assert run.metrics == {"macro_f1": 0.7} and run.events == [] and run.status is RunStatus.COMPLETED
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(protolab_home: Path) -> None:
+    engine = init_db()
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+
+
+def _write_points(url: str, run_id: int, worker: int, n: int) -> None:
+    os.environ["DATABASE_URL"] = url
+    dispose_engines()
+    for i in range(n):
+        with session_scope(url) as s:
+            run_queries.add_metric_points(s, run_id, [{"name": f"w{worker}", "value": float(i), "step": i}])
+            run = run_queries.get_run(s, run_id)
+            run.progress = i / n  # both processes update the same row too
+
+
+def test_two_processes_write_at_once(db_url: str) -> None:
+    init_db(db_url)
+    with session_scope(db_url) as s:
+        ds = dataset_queries.add_dataset(s, _dataset())
+        run_id = run_queries.create_run(s, dataset_id=ds.id, task=TaskKind.CLASSIFICATION, model_kind="lstm",
+                                        config={}).id
+    dispose_engines()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_write_points, args=(db_url, run_id, w, 150)) for w in (1, 2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    with session_scope(db_url) as s:
+        names = [p.name for p in run_queries.metric_points(s, run_id)]
+    assert names.count("w1") == 150 and names.count("w2") == 150
