@@ -83,7 +83,8 @@ def test_a_run_whose_worker_process_died_is_marked_failed(classification_dataset
     dead.wait()
     with session_scope() as s:
         run = run_queries.get_run(s, run_id)
-        run.status, run.pid, run.host, run.heartbeat_at = RunStatus.RUNNING, dead.pid, jobs.socket.gethostname(), utcnow()
+        run.status, run.pid, run.heartbeat_at = RunStatus.RUNNING, dead.pid, utcnow()
+        run.host = jobs.socket.gethostname()
     assert jobs.reap_dead_runs() == [run_id]
     with session_scope() as s:
         run = run_queries.get_run(s, run_id)
