@@ -182,3 +182,169 @@ def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
     dispose_engines()
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- completed runs with artifacts, for evaluation tests (issue 5) -------------------------
+
+def _write_run_artifacts(run_id: int, labels: list[str], preds: dict[str, pd.DataFrame], dataset_id: int) -> None:
+    import json
+
+    from core.settings import run_dir
+
+    folder = run_dir(run_id)
+    (folder / "predictions").mkdir(parents=True, exist_ok=True)
+    (folder / "meta.json").write_text(json.dumps({"family": "tfidf", "labels": labels, "max_length": 128,
+                                                  "model_id": None, "dataset_id": dataset_id}))
+    for split, frame in preds.items():
+        frame.to_parquet(folder / "predictions" / f"{split}.parquet", index=False)
+
+
+def sklearn_predictions(dataset_id: int, seed: int = 0) -> tuple[list[str], dict[str, pd.DataFrame]]:
+    """Real TF-IDF + logistic regression predictions on a stored dataset, in the prediction-file layout."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from core.storage import load_split
+    from db.datasets import get_dataset
+
+    with session_scope() as s:
+        ds = get_dataset(s, dataset_id)
+        splits = {name: load_split(ds, name) for name in ("train", "validation", "test")}
+    vec = TfidfVectorizer()
+    x_train = vec.fit_transform(splits["train"]["text"])
+    clf = LogisticRegression(C=0.3 if seed else 1.0, max_iter=200).fit(x_train, splits["train"]["label"])
+    labels = [str(c) for c in clf.classes_]
+    preds = {}
+    for split in ("validation", "test"):
+        frame = splits[split]
+        proba = clf.predict_proba(vec.transform(frame["text"]))
+        preds[split] = pd.DataFrame({"text": frame["text"], "label": frame["label"].astype(str),
+                                     "pred": [labels[i] for i in proba.argmax(axis=1)],
+                                     "confidence": proba.max(axis=1), "proba": [list(map(float, p)) for p in proba]})
+    return labels, preds
+
+
+def store_completed_run(dataset_id: int, labels: list[str], preds: dict[str, pd.DataFrame], *,
+                        model_kind: str = "tfidf", name: str | None = None, config: dict | None = None,
+                        epochs: int = 2) -> int:
+    """A completed classification run row (metrics as the worker stores them) plus its artifact folder."""
+    import numpy as np
+
+    from core.metrics import classification_report, headline
+    from db import runs as run_queries
+    from db.models import RunStatus, utcnow
+
+    reports = {split: classification_report(f["label"], f["pred"], labels, np.asarray(f["proba"].tolist()))
+               for split, f in preds.items()}
+    test = reports.get("test") or next(iter(reports.values()))
+    metrics = {**headline(test), "split": "test", "labels": labels, "reports": reports, "best_epoch": epochs,
+               "train_samples_per_s": 1000.0, "train_time_s": 1.5, "device": "cpu"}
+    with session_scope() as s:
+        run = run_queries.create_run(s, dataset_id=dataset_id, task=TaskKind.CLASSIFICATION, model_kind=model_kind,
+                                     config=config or {"epochs": epochs, "learning_rate": 0.001, "seed": 0},
+                                     name=name, device="cpu")
+        run.status, run.metrics, run.progress = RunStatus.COMPLETED, metrics, 1.0
+        run.started_at, run.finished_at = utcnow(), utcnow()
+        points = [{"name": "train_loss", "value": 1.0 / (i + 1), "step": i, "split": "train"} for i in range(6)]
+        for epoch in range(1, epochs + 1):
+            points += [{"name": n, "value": v, "step": epoch * 3, "epoch": float(epoch), "split": "validation"}
+                       for n, v in (("loss", 1.0 / epoch), ("accuracy", 0.5 + 0.1 * epoch),
+                                    ("macro_f1", 0.4 + 0.1 * epoch))]
+        run_queries.add_metric_points(s, run.id, points)
+        run_id = run.id
+    _write_run_artifacts(run_id, labels, preds, dataset_id)
+    return run_id
+
+
+def store_ranking_run(dataset_id: int, *, model_kind: str = "itemknn", scale: float = 1.0,
+                      name: str | None = None) -> int:
+    """A completed recommender run with hand-made ranking metrics at K = 1, 5, 10, 20."""
+    from db import runs as run_queries
+    from db.models import RunStatus, utcnow
+
+    by_k = {str(k): {"ndcg": 0.1 * scale * k ** 0.5, "precision": 0.3 * scale / k ** 0.3,
+                     "recall": min(1.0, 0.05 * scale * k), "map": 0.08 * scale * k ** 0.4,
+                     "hit_rate": min(1.0, 0.2 * scale * k ** 0.5), "coverage": min(1.0, 0.02 * k)}
+            for k in (1, 5, 10, 20)}
+    ten = by_k["10"]
+    metrics = {"ndcg@10": ten["ndcg"], "precision@10": ten["precision"], "recall@10": ten["recall"],
+               "map@10": ten["map"], "hit_rate@10": ten["hit_rate"], "coverage": ten["coverage"], "k": 10,
+               "by_k": by_k, "train_time_s": 0.4, "protocol": "leave-last-out per user"}
+    with session_scope() as s:
+        run = run_queries.create_run(s, dataset_id=dataset_id, task=TaskKind.INTERACTIONS, model_kind=model_kind,
+                                     config={"k": 10, "neighbours": int(20 * scale)}, name=name, device="cpu")
+        run.status, run.metrics, run.progress = RunStatus.COMPLETED, metrics, 1.0
+        run.started_at, run.finished_at = utcnow(), utcnow()
+        return run.id
+
+
+@pytest.fixture
+def completed_classification_run(classification_dataset: int) -> int:
+    """A completed TF-IDF-like run (real scikit-learn predictions) with metrics, points and artifacts."""
+    labels, preds = sklearn_predictions(classification_dataset)
+    return store_completed_run(classification_dataset, labels, preds, name="baseline")
+
+
+# --- served classification runs (sentiment demo, predict CLI) ----------------------------
+
+@pytest.fixture(scope="session")
+def tiny_model_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One saved model per family, built once: MiniLM with a 2-label head (untrained), a tiny trained LSTM
+    and a trained TF-IDF baseline, all on sentiment_frame()."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from core.baseline import save_tfidf, train_tfidf
+    from core.pretrained import load_tokenizer, resolve_model_path
+    from core.text_models import LSTMConfig, build_lstm, save_lstm
+
+    root, labels = tmp_path_factory.mktemp("served-models"), ["negative", "positive"]
+    frame = sentiment_frame(n=200, seed=3)
+    tokenizer = load_tokenizer()
+    model = AutoModelForSequenceClassification.from_pretrained(
+        resolve_model_path(None), num_labels=2, id2label=dict(enumerate(labels)),
+        label2id={lab: i for i, lab in enumerate(labels)})
+    model.save_pretrained(root / "transformer")
+    tokenizer.save_pretrained(root / "transformer")
+    torch.manual_seed(0)
+    lstm = build_lstm(tokenizer.vocab_size, 2, tokenizer.pad_token_id, LSTMConfig(embed_dim=32, hidden_dim=32,
+                                                                                 dropout=0.0))
+    optimizer = torch.optim.AdamW(lstm.parameters(), lr=1e-2)
+    y = torch.tensor([labels.index(x) for x in frame.label])
+    for _ in range(4):
+        for start in range(0, len(frame), 16):
+            batch = tokenizer(list(frame.text[start:start + 16]), padding=True, return_tensors="pt")
+            loss = lstm(**batch, labels=y[start:start + 16]).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    save_lstm(lstm.eval(), root / "lstm", tokenizer, labels=labels)
+    save_tfidf(train_tfidf(list(frame.text), list(frame.label)), root / "tfidf")
+    return {"transformer": root / "transformer", "lstm": root / "lstm", "tfidf": root / "tfidf"}
+
+
+@pytest.fixture
+def make_served_run(classification_dataset: int, tiny_model_folders: dict[str, Path]):
+    """Factory: a completed classification run of a family whose run_dir holds model/ and meta.json."""
+    import json
+
+    from core.settings import run_dir
+    from db import runs as run_queries
+    from db.models import RunStatus, utcnow
+
+    def make(family: str = "tfidf", macro_f1: float = 0.9, max_length: int = 32) -> int:
+        with session_scope() as s:
+            run = run_queries.create_run(s, dataset_id=classification_dataset, task=TaskKind.CLASSIFICATION,
+                                         model_kind=family, config={"model_id": None, "max_length": max_length})
+            run.status, run.finished_at, run.progress = RunStatus.COMPLETED, utcnow(), 1.0
+            run.metrics = {"accuracy": macro_f1, "macro_f1": macro_f1}
+            run_id = run.id
+        folder = run_dir(run_id)
+        folder.mkdir(parents=True)
+        shutil.copytree(tiny_model_folders[family], folder / "model")
+        (folder / "meta.json").write_text(json.dumps({
+            "family": family, "labels": ["negative", "positive"], "max_length": max_length,
+            "model_id": "sentence-transformers/all-MiniLM-L6-v2", "dataset_id": classification_dataset}))
+        return run_id
+
+    return make

@@ -1,0 +1,31 @@
+"""`protolab report RUN_ID [RUN_ID ...] -o report.html`: a self-contained HTML report.
+
+One id gives that run's report; several give a comparison. The file opens offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _run(args: argparse.Namespace) -> int:
+    from core.cli import CliError
+    from core.report import build_report
+
+    page = build_report(args.run_ids, split=args.split)
+    out = Path(args.output)
+    try:
+        out.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    print(f"report written to {out} ({len(page) // 1024} KiB)")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("report", help="self-contained HTML report of one run or a comparison")
+    p.add_argument("run_ids", type=int, nargs="+", metavar="RUN_ID")
+    p.add_argument("-o", "--output", default="report.html", help="file to write (default report.html)")
+    p.add_argument("--split", choices=["test", "val", "validation"], default="test")
+    p.set_defaults(handler=_run)

@@ -1,0 +1,204 @@
+"""core.evaluation: stored metrics, error analysis, curves, calibration, baselines, dataset versions."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import sklearn_predictions, store_completed_run, store_ranking_run
+
+from core import evaluation as ev
+from core.metrics import classification_report
+from core.settings import run_dir
+from db import runs as run_queries
+from db import session_scope
+
+
+def hand_preds() -> pd.DataFrame:
+    # 3 classes; "c" is never predicted. Confusion matrix (rows true a,b,c; cols predicted a,b,c):
+    # a: [2, 1, 0]   b: [0, 2, 0]   c: [1, 1, 0]
+    rows = [("a", "a", 0.9), ("a", "a", 0.8), ("a", "b", 0.7), ("b", "b", 0.6), ("b", "b", 0.95),
+            ("c", "a", 0.55), ("c", "b", 0.85)]
+    proba = {"a": [0.8, 0.1, 0.1], "b": [0.1, 0.8, 0.1]}
+    return pd.DataFrame({"text": [f"t{i}" for i in range(len(rows))], "label": [r[0] for r in rows],
+                         "pred": [r[1] for r in rows], "confidence": [r[2] for r in rows],
+                         "proba": [proba[r[1]] for r in rows]})
+
+
+def test_report_matches_hand_computed_confusion_matrix_with_never_predicted_class() -> None:
+    preds = hand_preds()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # zero_division must be handled, not warned about
+        report = classification_report(preds["label"], preds["pred"], ["a", "b", "c"],
+                                       np.asarray(preds["proba"].tolist()))
+    assert report["confusion_matrix"] == [[2, 1, 0], [0, 2, 0], [1, 1, 0]]
+    pc = report["per_class"]
+    assert pc["a"]["precision"] == pytest.approx(2 / 3) and pc["a"]["recall"] == pytest.approx(2 / 3)
+    assert pc["b"]["precision"] == pytest.approx(2 / 4) and pc["b"]["recall"] == pytest.approx(1.0)
+    assert pc["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 2}
+    assert report["accuracy"] == pytest.approx(4 / 7)
+    f1_a, f1_b = 2 / 3, 2 * 0.5 * 1 / 1.5
+    assert report["macro_f1"] == pytest.approx((f1_a + f1_b + 0) / 3)
+    assert report["weighted_f1"] == pytest.approx((3 * f1_a + 2 * f1_b) / 7)
+    assert report["majority_rate"] == pytest.approx(3 / 7) and report["majority_label"] == "a"
+
+
+def test_misclassified_most_confident_first_and_cell_filter() -> None:
+    wrong = ev.misclassified(hand_preds())
+    assert list(wrong.columns) == ["row", "text", "true", "predicted", "confidence"]
+    assert wrong["confidence"].tolist() == [0.85, 0.7, 0.55]
+    assert wrong["row"].tolist() == [6, 2, 5]
+    cell = ev.misclassified(hand_preds(), true="c", predicted="a")
+    assert cell[["true", "predicted", "text"]].values.tolist() == [["c", "a", "t5"]]
+    assert ev.misclassified(hand_preds(), true="b").empty
+
+
+def test_calibration_bins_and_ece_by_hand() -> None:
+    preds = pd.DataFrame({"text": list("abcd"), "label": ["x", "x", "y", "y"], "pred": ["x", "y", "y", "y"],
+                          "confidence": [0.95, 0.95, 0.55, 0.55]})
+    cal = ev.calibration(preds, n_bins=10)
+    assert sum(cal.count) == 4 and cal.count[9] == 2 and cal.count[5] == 2
+    assert cal.accuracy[9] == pytest.approx(0.5) and cal.accuracy[5] == pytest.approx(1.0)
+    # ECE = 2/4 * |0.5 - 0.95| + 2/4 * |1.0 - 0.55|
+    assert cal.ece == pytest.approx(0.5 * 0.45 + 0.5 * 0.45)
+    assert cal.accuracy[0] is None
+
+
+def test_curves_auc_match_sklearn() -> None:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    preds = hand_preds()
+    roc, pr = ev.curves(preds, ["a", "b", "c"])
+    proba = np.asarray(preds["proba"].tolist())
+    for i, label in enumerate(["a", "b", "c"]):
+        truth = preds["label"] == label
+        assert roc[label].area == pytest.approx(roc_auc_score(truth, proba[:, i]))
+        assert pr[label].area == pytest.approx(average_precision_score(truth, proba[:, i]))
+        assert roc[label].x[0] == 0.0 and roc[label].x[-1] == 1.0
+
+
+def test_threshold_table_binary() -> None:
+    preds = pd.DataFrame({"text": list("abcd"), "label": ["n", "p", "p", "n"], "pred": ["n", "p", "n", "p"],
+                          "confidence": [0.9, 0.8, 0.6, 0.7],
+                          "proba": [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]]})
+    table = ev.threshold_table(preds, ["n", "p"], "p", steps=11)
+    at_half = table[table["threshold"].round(2) == 0.5].iloc[0]
+    assert at_half["precision"] == pytest.approx(0.5) and at_half["recall"] == pytest.approx(0.5)
+    at_zero = table.iloc[0]
+    assert at_zero["recall"] == 1.0 and at_zero["predicted_positive"] == 4
+    assert table.iloc[-1]["precision"] == 0.0  # nothing predicted positive at 1.0: 0, not a warning
+
+
+def test_stored_metrics_are_read_not_recomputed(completed_classification_run: int) -> None:
+    with session_scope() as s:
+        run = run_queries.get_run(s, completed_classification_run)
+        run.metrics = {**run.metrics, "reports": {**run.metrics["reports"],
+                                                 "test": {**run.metrics["reports"]["test"], "accuracy": 0.123}}}
+    with session_scope() as s:
+        assert ev.split_report(run_queries.get_run(s, completed_classification_run), "test")["accuracy"] == 0.123
+        assert ev.split_report(run_queries.get_run(s, completed_classification_run), "val")["n"] > 0
+
+
+def test_missing_or_corrupted_artifacts_raise_clear_error(completed_classification_run: int) -> None:
+    path = ev.predictions_path(completed_classification_run, "test")
+    path.write_bytes(b"not parquet at all")
+    with pytest.raises(ev.ArtifactsMissing, match="corrupted"):
+        ev.load_predictions(completed_classification_run, "test")
+    import shutil
+
+    shutil.rmtree(run_dir(completed_classification_run))
+    with pytest.raises(ev.ArtifactsMissing, match="no validation predictions"):
+        ev.load_predictions(completed_classification_run, "val")
+    with pytest.raises(ev.ArtifactsMissing):
+        ev.load_meta(completed_classification_run)
+
+
+def test_baseline_is_best_other_tfidf_run_on_same_dataset(classification_dataset: int) -> None:
+    labels, preds = sklearn_predictions(classification_dataset)
+    weak = store_completed_run(classification_dataset, labels, preds, model_kind="tfidf")
+    strong = store_completed_run(classification_dataset, labels, preds, model_kind="tfidf")
+    lstm = store_completed_run(classification_dataset, labels, preds, model_kind="lstm")
+    with session_scope() as s:
+        run_queries.get_run(s, weak).metrics = {**run_queries.get_run(s, weak).metrics, "macro_f1": 0.1}
+    with session_scope() as s:
+        assert ev.baseline_run(s, run_queries.get_run(s, lstm)).id == strong
+        assert ev.baseline_run(s, run_queries.get_run(s, strong)).id == weak  # never itself
+        table = ev.headline_table(ev.split_report(run_queries.get_run(s, lstm), "test"),
+                                  run_queries.get_run(s, strong).metrics)
+    assert table["TF-IDF baseline"].notna().all()
+    assert table.loc[table["metric"] == "accuracy", "majority class"].iloc[0] == pytest.approx(0.5, abs=0.2)
+
+
+def test_leaderboard_sorted_with_differing_hyperparameters(classification_dataset: int) -> None:
+    labels, preds = sklearn_predictions(classification_dataset)
+    a = store_completed_run(classification_dataset, labels, preds, config={"epochs": 1, "learning_rate": 0.1})
+    b = store_completed_run(classification_dataset, labels, preds, model_kind="lstm",
+                            config={"epochs": 3, "learning_rate": 0.1})
+    with session_scope() as s:
+        run_queries.get_run(s, a).metrics = {**run_queries.get_run(s, a).metrics, "macro_f1": 0.2}
+    with session_scope() as s:
+        runs = [run_queries.get_run(s, a), run_queries.get_run(s, b)]
+        assert ev.config_differences(runs) == ["epochs"]
+        board = ev.leaderboard(runs)
+    assert board["run"].tolist() == [b, a]
+    assert {"model", "epochs", "learning_rate", "duration_s", "device", "macro_f1"} <= set(board.columns)
+
+
+def test_ranking_metrics_read_from_run(interactions_dataset: int) -> None:
+    run_id = store_ranking_run(interactions_dataset)
+    with session_scope() as s:
+        run = run_queries.get_run(s, run_id)
+        assert ev.is_ranking(run)
+        by_k = ev.ranking_by_k(run)
+        head = ev.ranking_headline(run)
+    assert list(by_k) == [1, 5, 10, 20]
+    assert head["ndcg@10"] == pytest.approx(by_k[10]["ndcg"]) and "coverage" in head
+
+
+def test_dataset_version_relabel_and_exclude(classification_dataset: int) -> None:
+    from core.storage import load_frame
+    from db.datasets import get_dataset
+
+    with session_scope() as s:
+        frame = load_frame(get_dataset(s, classification_dataset))
+    test_rows = frame[frame["split"] == "test"]
+    first, second = test_rows.iloc[0], test_rows.iloc[1]
+    other = "negative" if first["label"] == "positive" else "positive"
+    changes = [{"action": "relabel", "split": "test", "text": first["text"], "label": first["label"], "to": other},
+               {"action": "exclude", "split": "test", "text": second["text"], "label": second["label"]}]
+    version = ev.create_dataset_version(classification_dataset, changes, source_run_id=None)
+    with session_scope() as s:
+        child = get_dataset(s, version.id)
+        new = load_frame(child)
+        assert child.parent_id == classification_dataset and child.name == "tiny-sentiment v2"
+        assert child.changes["relabelled"] >= 1 and child.changes["excluded"] >= 1
+        assert [c["action"] for c in child.changes["changes"]] == ["relabel", "exclude"]
+    assert len(new) == len(frame) - child.changes["excluded"]
+    assert (new[new["text"] == first["text"]]["label"] == other).all()
+    assert second["text"] not in set(new.loc[new["split"] == "test", "text"])
+    again = ev.create_dataset_version(version.id, [changes[0] | {"label": other, "to": first["label"]}])
+    assert again.name == "tiny-sentiment v3"
+
+
+def test_dataset_version_rejects_bad_marks(classification_dataset: int) -> None:
+    with pytest.raises(ev.EvaluationError, match="no rows are marked"):
+        ev.create_dataset_version(classification_dataset, [])
+    with pytest.raises(ev.EvaluationError, match="not a label"):
+        ev.create_dataset_version(classification_dataset, [{"action": "relabel", "split": "test", "text": "x",
+                                                            "to": "<script>"}])
+    with pytest.raises(ev.EvaluationError, match="none of the marked rows were found"):
+        ev.create_dataset_version(classification_dataset, [{"action": "exclude", "split": "test", "text": "nope"}])
+
+
+def test_retrain_starts_run_with_same_model_and_config(completed_classification_run: int, classification_dataset: int,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import core.jobs
+
+    monkeypatch.setattr(core.jobs, "launch_worker", lambda run_id, gpus=1: 0)  # no worker process in a unit test
+    new_id = ev.retrain(completed_classification_run, classification_dataset)
+    with session_scope() as s:
+        old, new = run_queries.get_run(s, completed_classification_run), run_queries.get_run(s, new_id)
+        assert (new.model_kind, new.config, new.dataset_id) == (old.model_kind, old.config, classification_dataset)
+        assert new.parent_run_id == old.id and new.status.value == "queued"
