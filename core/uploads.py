@@ -1,0 +1,257 @@
+"""Turning uploaded bytes into a table: format sniffing, decompression and encoding detection.
+
+Used through `core.datasets.read_table`; every failure becomes a DatasetError naming the file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import io
+import json
+import re
+import zipfile
+from typing import Any
+
+import pandas as pd
+
+from core.datasets import DatasetError, ParsedTable
+
+MAX_DECOMPRESSED_BYTES = 2 * 1024**3  # a zip bomb stops here instead of filling memory
+SNIFF_CHARS = 64 * 1024
+DELIMITERS = ",;\t|"
+# Bytes cp1252 leaves undefined; real "Windows" files that contain them were written as Latin-1.
+CP1252_UNDEFINED = (0x81, 0x8D, 0x8F, 0x90, 0x9D)
+_CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
+
+
+def _latin1_fallback(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    return exc.object[exc.start:exc.end].decode("latin-1"), exc.end
+
+
+codecs.register_error("protolab_latin1", _latin1_fallback)
+
+
+def parse_upload(data: bytes, filename: str) -> ParsedTable:
+    """Parse `data` (named `filename` for messages only) into a ParsedTable or raise DatasetError."""
+    try:
+        return _parse(data, filename, notes=[])
+    except DatasetError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:  # parsers raise many types on garbage; the user needs one clear line
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise DatasetError(f"{filename}: could not read it as a table ({detail})") from exc
+
+
+def _parse(data: bytes, name: str, notes: list[str]) -> ParsedTable:
+    if not data.strip():
+        raise DatasetError(f"{name}: the file is empty")
+    if data[:2] == b"\x1f\x8b":
+        return _parse(_gunzip(data, name), name, [*notes, "decompressed from gzip"])
+    if data[:4] == b"PK\x03\x04":
+        return _parse_zip(data, name, notes)
+    if data[:4] == b"PAR1":
+        frame = pd.read_parquet(io.BytesIO(data))
+        return _table(frame, name, "parquet", None, notes, header_rows=0)
+    text, encoding, note = decode_text(data)
+    if note:
+        notes = [*notes, note]
+    _reject_binary(text, name)
+    head = text.lstrip()[:1]
+    if head in "[{" and _looks_like_json(text, name):
+        return _parse_json(text, name, encoding, notes)
+    return _parse_delimited(data, text, name, encoding, notes)
+
+
+def _gunzip(data: bytes, name: str) -> bytes:
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as fh:
+            out = fh.read(MAX_DECOMPRESSED_BYTES + 1)
+    except (OSError, EOFError) as exc:
+        raise DatasetError(f"{name}: a broken gzip file ({exc})") from exc
+    if len(out) > MAX_DECOMPRESSED_BYTES:
+        raise DatasetError(f"{name}: decompresses to more than 2 GB; split it into smaller files")
+    return out
+
+
+def _parse_zip(data: bytes, name: str, notes: list[str]) -> ParsedTable:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = archive.infolist()
+    except zipfile.BadZipFile as exc:
+        raise DatasetError(f"{name}: a broken zip file ({exc})") from exc
+    if any(m.filename.startswith("xl/") for m in members):
+        return _parse_excel(data, name, notes)
+    files = [m for m in members if not m.is_dir() and not m.filename.startswith("__MACOSX/")
+             and not m.filename.rsplit("/", 1)[-1].startswith(".")]
+    if len(files) != 1:
+        listed = ", ".join(m.filename for m in files[:5]) or "nothing"
+        raise DatasetError(f"{name}: the zip archive holds {len(files)} files ({listed}); expected exactly one table")
+    if files[0].file_size > MAX_DECOMPRESSED_BYTES:
+        raise DatasetError(f"{name}: decompresses to more than 2 GB; split it into smaller files")
+    inner = archive.read(files[0])
+    return _parse(inner, f"{name}:{files[0].filename}", [*notes, "extracted from zip"])
+
+
+def _parse_excel(data: bytes, name: str, notes: list[str]) -> ParsedTable:
+    sheets = pd.read_excel(io.BytesIO(data), sheet_name=None, dtype=str, engine="openpyxl")
+    if not sheets:
+        raise DatasetError(f"{name}: the workbook has no sheets")
+    first, frame = next(iter(sheets.items()))
+    if len(sheets) > 1:
+        notes = [*notes, f"read the first sheet '{first}' of {len(sheets)}"]
+    return _table(frame.fillna(""), name, "xlsx", None, notes)
+
+
+def decode_text(data: bytes) -> tuple[str, str, str | None]:
+    """(text, encoding used, note for the user or None): BOMs first, then UTF-8, then Windows-1252."""
+    if data.startswith(codecs.BOM_UTF8):
+        return data[3:].decode("utf-8", errors="replace"), "utf-8-sig", None
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16", errors="replace"), "utf-16", "read as UTF-16"
+    guess = _utf16_without_bom(data)
+    if guess:
+        try:
+            return data.decode(guess), guess, "read as UTF-16"
+        except UnicodeDecodeError:
+            pass
+    try:
+        return data.decode("utf-8"), "utf-8", None
+    except UnicodeDecodeError:
+        pass
+    text = data.decode("cp1252", errors="protolab_latin1")
+    undefined = sum(data.count(bytes([b])) for b in CP1252_UNDEFINED)
+    note = "read as Windows-1252 (not valid UTF-8)"
+    if undefined:
+        note += f"; {undefined} bytes undefined in Windows-1252 read as Latin-1"
+    return text, "cp1252", note
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    # ASCII-heavy UTF-16 has a NUL in every other byte; which half tells the byte order.
+    sample = data[:4096]
+    if len(sample) < 4:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    if odd.count(0) > 0.4 * len(odd) and even.count(0) < 0.05 * len(even):
+        return "utf-16-le"
+    if even.count(0) > 0.4 * len(even) and odd.count(0) < 0.05 * len(odd):
+        return "utf-16-be"
+    return None
+
+
+def _reject_binary(text: str, name: str) -> None:
+    sample = text[:1_000_000]
+    controls = len(_CONTROL_CHARS.findall(sample))
+    if "\x00" in sample or controls > max(3, 0.01 * len(sample)):
+        raise DatasetError(f"{name}: not a table: it looks like a binary file (expected CSV, TSV, JSON, "
+                           "JSON Lines, Parquet or Excel .xlsx, optionally .gz/.zip)")
+
+
+def _looks_like_json(text: str, name: str) -> bool:
+    # A CSV whose first cell starts with "[" or "{" is rare but possible: only call it JSON if it parses.
+    first_line = text.lstrip().split("\n", 1)[0].strip()
+    try:
+        json.loads(first_line)
+        return True
+    except ValueError:
+        pass
+    try:
+        json.loads(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _parse_json(text: str, name: str, encoding: str, notes: list[str]) -> ParsedTable:
+    try:
+        records: Any = json.loads(text)
+        fmt = "json"
+    except ValueError:
+        records, fmt = [], "jsonl"
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except ValueError as exc:
+                    raise DatasetError(f"{name}: line {number} is not valid JSON ({exc.msg})") from exc
+    if isinstance(records, dict):
+        records, fmt = [records], "jsonl"
+    if not isinstance(records, list):
+        raise DatasetError(f"{name}: not a table: JSON must be an array of objects or one object per line")
+    if not records:
+        raise DatasetError(f"{name}: the JSON array is empty; no rows")
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, dict):
+            raise DatasetError(f"{name}: record {number} is a {type(record).__name__}, not an object; "
+                               "JSON must be an array of objects or one object per line")
+    rows = [{str(k): _flatten(v) for k, v in r.items()} for r in records]
+    frame = pd.DataFrame.from_records(rows)
+    return _table(frame, name, fmt, encoding, notes, header_rows=0)
+
+
+def _flatten(value: Any) -> Any:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def _parse_delimited(data: bytes, text: str, name: str, encoding: str, notes: list[str]) -> ParsedTable:
+    sep = _sniff_delimiter(text[:SNIFF_CHARS], name)
+    fmt = {"\t": "tsv", ",": "csv"}.get(sep, "delimited")
+    if sep not in ",\t":
+        notes = [*notes, f"columns separated by {sep!r}"]
+    # UTF-8 bytes go straight to the C parser (fast); other encodings were decoded already.
+    source: io.IOBase = io.BytesIO(data) if encoding.startswith("utf-8") else io.StringIO(text)
+    try:
+        frame = pd.read_csv(source, sep=sep, dtype=str, keep_default_na=False, na_filter=False, engine="c",
+                            encoding=encoding if encoding.startswith("utf-8") else None, skip_blank_lines=True)
+    except pd.errors.EmptyDataError as exc:
+        raise DatasetError(f"{name}: the file is empty") from exc
+    except pd.errors.ParserError as exc:
+        detail = str(exc).replace("Error tokenizing data. C error: ", "").strip()
+        raise DatasetError(f"{name}: malformed {fmt.upper()}: {detail}") from exc
+    return _table(frame, name, fmt, encoding, notes)
+
+
+def _sniff_delimiter(sample: str, name: str) -> str:
+    lower = name.lower().removesuffix(".gz")
+    if lower.endswith((".tsv", ".tab")):
+        return "\t"
+    lines = [line for line in sample.splitlines()[:50] if line.strip()]
+    if not lines:
+        return ","
+    try:
+        return csv.Sniffer().sniff("\n".join(lines), delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        counts = {d: lines[0].count(d) for d in DELIMITERS}
+        best = max(counts, key=lambda d: counts[d])
+        return best if counts[best] else ","
+
+
+def _table(frame: pd.DataFrame, name: str, fmt: str, encoding: str | None, notes: list[str],
+           header_rows: int = 1) -> ParsedTable:
+    frame.columns = _clean_columns(frame.columns)
+    if frame.shape[1] == 0:
+        raise DatasetError(f"{name}: not a table: no columns found")
+    if len(frame) == 0:
+        cols = ", ".join(frame.columns[:10])
+        raise DatasetError(f"{name}: only a header row ({cols}), no data rows")
+    return ParsedTable(frame=frame.reset_index(drop=True), filename=name, file_format=fmt, encoding=encoding,
+                       notes=tuple(notes), header_rows=header_rows)
+
+
+def _clean_columns(columns: pd.Index) -> list[str]:
+    out: list[str] = []
+    for i, col in enumerate(columns):
+        label = str(col).replace("\ufeff", "").strip() or f"column_{i + 1}"
+        base, n = label, 1
+        while label in out:
+            label, n = f"{base}.{n}", n + 1
+        out.append(label)
+    return out
