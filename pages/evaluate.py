@@ -1,9 +1,34 @@
-"""📊 Evaluate: filled by its own issue; until then the page says so honestly."""
+"""📊 Evaluate: is this model good enough? Metrics, charts, error analysis, comparison and reviews.
+
+Reads metrics stored on finished runs; the sections are drawn by ui.evaluate_views.
+"""
 
 import streamlit as st
 
-from ui.common import ensure_db
+from ui import evaluate_views as views
+from ui.common import ensure_db, page_link
 
 ensure_db()
 st.title("📊 Evaluate")
-st.info("Evaluation is not available in this build yet: upload a dataset on the **Datasets** page first.")
+
+rows = views.completed_runs()
+if not rows:
+    st.info("No completed runs yet: train a model on the **Train** page, then come back to evaluate it.")
+    page_link("pages/train.py", "Train a model", "🏋️")
+    st.stop()
+
+by_id = {r["id"]: r for r in rows}
+mode = st.segmented_control("View", ["One run", "Compare runs"], default="One run", key="mode")
+
+if mode == "Compare runs":
+    views.comparison(rows)
+else:
+    wanted = st.query_params.get("run")
+    ids = list(by_id)
+    start = ids.index(int(wanted)) if wanted and wanted.isdigit() and int(wanted) in by_id else 0
+    left, right = st.columns([3, 1])
+    run_id = left.selectbox("Run", ids, index=start, key="run", format_func=lambda i: by_id[i]["label"])
+    split = "test"
+    if by_id[run_id]["task"] == "classification":
+        split = right.radio("Split", ["test", "validation"], horizontal=True, key="split")
+    views.single_run(run_id, split)

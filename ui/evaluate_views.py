@@ -1,0 +1,303 @@
+"""Streamlit sections of the Evaluate page: one run, error analysis, comparison, reviews, downloads.
+
+The page picks what to show; these functions draw it from core.evaluation and the stored run
+metrics. Curves and calibration are cached per run id + prediction-file mtime.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core import evaluation as ev
+from core.charts import evaluation as charts
+from core.errors import ProtolabError
+from core.exports import to_safe_csv
+from db import runs as run_queries
+from db import session_scope
+from db.models import ReviewVerdict, RunStatus
+from ui.common import format_when
+
+ANY = "(any)"
+EDITOR_ROWS = 200  # rows offered for relabel/exclude marks: the most confident mistakes
+CLASS_METRICS = ["accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1"]
+RANK_METRICS = ["ndcg@10", "precision@10", "recall@10", "map@10", "hit_rate@10", "coverage"]
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def cached_predictions(run_id: int, split: str, mtime: float) -> pd.DataFrame:
+    return ev.load_predictions(run_id, split)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def cached_analysis(run_id: int, split: str, mtime: float, labels: tuple[str, ...]) -> ev.SplitAnalysis:
+    return ev.analyse_split(run_id, split, list(labels))
+
+
+def completed_runs() -> list[dict[str, Any]]:
+    """Plain rows (id, label, task, dataset) of every completed run, newest first."""
+    from db import datasets as dataset_queries
+
+    with session_scope() as s:
+        datasets = dataset_queries.list_datasets(s)
+        names = {d.id: d.name for d in datasets}
+        rows = []
+        for r in run_queries.list_runs(s, statuses=[RunStatus.COMPLETED]):
+            score = (r.metrics or {}).get("ndcg@10" if r.task.value == "interactions" else "macro_f1")
+            group = ev.lineage_root(datasets, r.dataset_id)
+            rows.append({"id": r.id, "task": r.task.value, "dataset_id": r.dataset_id, "group": group,
+                         "group_name": names.get(group, f"dataset #{group}"),
+                         "label": f"{ev.run_label(r)} · {r.model_kind} · {names.get(r.dataset_id, '?')}"
+                                  + (f" · {score:.3f}" if isinstance(score, (int, float)) else "")})
+        return rows
+
+
+def _plotly(fig: Any, key: str, **kwargs: Any) -> Any:
+    return st.plotly_chart(fig, key=key, width="stretch", **kwargs)
+
+
+# --- one run --------------------------------------------------------------------------------
+
+def single_run(run_id: int, split: str) -> None:
+    with session_scope() as s:
+        run = run_queries.get_run(s, run_id)
+        if run is None or run.status != RunStatus.COMPLETED:
+            st.error(f"Run {run_id} is not a completed run.")
+            return
+        baseline = ev.baseline_run(s, run) if not ev.is_ranking(run) else None
+        dataset_name = run.dataset.name
+        points = ev.metric_frame(s, [run_id])
+    st.caption(f"{run.model_kind} on **{dataset_name}** · device {run.device or run.metrics.get('device', '-')} · "
+               f"trained in {run.metrics.get('train_time_s', run.duration_s) or 0:.1f} s")
+    if ev.is_ranking(run):
+        ranking_view(run)
+    else:
+        classification_view(run, split, baseline, points)
+    downloads([run_id], split)
+    review_panel([run_id], key_prefix="run")
+
+
+def ranking_view(run: Any) -> None:
+    head = ev.ranking_headline(run)
+    cols = st.columns(max(len(head), 1))
+    for col, (key, value) in zip(cols, head.items(), strict=False):
+        col.metric(key, f"{value:.3f}" if isinstance(value, (int, float)) else "-")
+    by_k = ev.ranking_by_k(run)
+    if by_k:
+        _plotly(charts.metric_vs_k(by_k), key="rank_k_chart")
+        st.dataframe(pd.DataFrame(by_k).T.rename_axis("K"), key="rank_k_table")
+    if run.metrics.get("protocol"):
+        st.caption(f"Protocol: {run.metrics['protocol']}")
+
+
+def classification_view(run: Any, split: str, baseline: Any, points: pd.DataFrame) -> None:
+    try:
+        report = ev.split_report(run, split)
+    except ProtolabError as exc:
+        st.error(str(exc))
+        return
+    table = ev.headline_table(report, baseline.metrics if baseline else None)
+    st.dataframe(table, hide_index=True, key="headline", column_config={
+        c: st.column_config.NumberColumn(format="%.3f") for c in ("this run", "TF-IDF baseline", "majority class")})
+    st.caption((f"Baseline: {ev.run_label(baseline)} (best TF-IDF run on this dataset)" if baseline
+                else "No completed TF-IDF run on this dataset to compare with.")
+               + f" · Majority class '{report.get('majority_label', '?')}' = {report.get('majority_rate', 0):.3f}")
+    tabs = st.tabs(["Per class", "Confusion matrix", "ROC / PR", "Calibration", "Learning curves", "Threshold"])
+    with tabs[0]:
+        _plotly(charts.per_class_bars(report), key="per_class_chart")
+    with tabs[1]:
+        normalise = st.toggle("Row-normalised", key="cm_normalise")
+        _plotly(charts.confusion_matrix(report["confusion_matrix"], report["labels"], normalise), key="cm_chart",
+                on_select="rerun", selection_mode="points")
+        st.caption("Click a cell to list its mistakes below.")
+    with tabs[4]:
+        _plotly(charts.learning_curves(points), key="learning_chart")
+    try:
+        mtime = ev.predictions_mtime(run.id, split)
+        analysis = cached_analysis(run.id, split, mtime, tuple(report["labels"]))
+        preds = cached_predictions(run.id, split, mtime)
+    except ev.ArtifactsMissing as exc:
+        st.error(f"The prediction files of this run cannot be read: {exc}. Stored metrics are shown above; "
+                 "curves, calibration and error analysis need the artifacts.")
+        return
+    with tabs[2]:
+        if analysis.roc:
+            left, right = st.columns(2)
+            with left:
+                _plotly(charts.roc_curves(analysis.roc), key="roc_chart")
+            with right:
+                _plotly(charts.pr_curves(analysis.pr), key="pr_chart")
+        else:
+            st.info("This run's predictions carry no class probabilities.")
+    with tabs[3]:
+        if analysis.calibration:
+            _plotly(charts.reliability_diagram(analysis.calibration), key="calibration_chart")
+    with tabs[5]:
+        threshold_view(analysis)
+    error_analysis(run, split, preds, report["labels"])
+
+
+def threshold_view(analysis: ev.SplitAnalysis) -> None:
+    if analysis.thresholds is None:
+        st.info("The threshold explorer is for two-class tasks with probabilities.")
+        return
+    t = st.slider("Threshold", 0.0, 1.0, 0.5, 0.02, key="threshold")
+    _plotly(charts.threshold_chart(analysis.thresholds, analysis.positive_label or "", t), key="threshold_chart")
+    row = analysis.thresholds.iloc[(analysis.thresholds["threshold"] - t).abs().argmin()]
+    st.caption(f"At {row['threshold']:.2f}: precision {row['precision']:.3f}, recall {row['recall']:.3f}, "
+               f"F1 {row['f1']:.3f}, {int(row['predicted_positive'])} predicted {analysis.positive_label}")
+
+
+def _apply_cell_click(labels: list[str]) -> None:
+    # A click on the confusion matrix selects the invisible marker of that cell: copy it into the
+    # two filters once per new click, so the selectboxes stay free to change afterwards.
+    points = (st.session_state.get("cm_chart") or {}).get("selection", {}).get("points") or []
+    cell = tuple(points[0].get("customdata") or ()) if points else ()
+    if len(cell) == 2 and cell != st.session_state.get("_cm_applied"):
+        st.session_state["_cm_applied"] = cell
+        st.session_state["err_true"], st.session_state["err_pred"] = (str(c) if c in labels else ANY for c in cell)
+
+
+def error_analysis(run: Any, split: str, preds: pd.DataFrame, labels: list[str]) -> None:
+    st.subheader("Error analysis")
+    _apply_cell_click(labels)
+    left, right = st.columns(2)
+    true = left.selectbox("True label", [ANY, *labels], key="err_true")
+    pred = right.selectbox("Predicted label", [ANY, *labels], key="err_pred")
+    wrong = ev.misclassified(preds, None if true == ANY else true, None if pred == ANY else pred)
+    st.caption(f"{len(wrong)} mistakes of {len(preds)} predictions, most confident first; the first "
+               f"{min(len(wrong), EDITOR_ROWS)} can be marked for relabelling or exclusion.")
+    marks = wrong.head(EDITOR_ROWS).assign(exclude=False, relabel_to=None)
+    edited = st.data_editor(marks, key=f"marks_{run.id}_{split}", hide_index=True, width="stretch",
+                            disabled=["row", "text", "true", "predicted", "confidence"], column_config={
+                                "confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
+                                                                              format="%.3f"),
+                                "relabel_to": st.column_config.SelectboxColumn("relabel to", options=labels)})
+    changes = [{"action": "exclude" if r.exclude else "relabel", "split": split, "text": r.text, "label": r.true,
+                "to": r.relabel_to} for r in edited.itertuples() if r.exclude or r.relabel_to]
+    if st.button(f"Save {len(changes)} marks as a new dataset version", key="save_version", disabled=not changes):
+        try:
+            version = ev.create_dataset_version(run.dataset_id, changes, source_run_id=run.id)
+            st.session_state["new_version"] = (run.id, version.id, version.name)
+        except ProtolabError as exc:
+            st.error(str(exc))
+    retrain_panel(run.id)
+
+
+def retrain_panel(run_id: int) -> None:
+    saved = st.session_state.get("new_version")
+    if not saved or saved[0] != run_id:
+        return
+    _, dataset_id, name = saved
+    st.success(f"Saved dataset version **{name}**.")
+    if st.button("Retrain with the same configuration", key="retrain", type="primary"):
+        try:
+            new_id = ev.retrain(run_id, dataset_id)
+        except ProtolabError as exc:
+            st.error(str(exc))
+            return
+        st.session_state["compare_preset"] = [run_id, new_id]
+        st.info(f"Run #{new_id} started on {name}. When it completes, compare it under **Compare runs**.")
+
+
+# --- several runs ---------------------------------------------------------------------------
+
+def comparison(rows: list[dict[str, Any]]) -> None:
+    groups = {r["group"]: r for r in rows}
+    preset = st.session_state.get("compare_preset") or []
+    by_id = {r["id"]: r for r in rows}
+    options = sorted(groups)
+    default = options.index(by_id[preset[0]]["group"]) if preset and preset[0] in by_id else 0
+    group = st.selectbox("Dataset (with its versions)", options, index=default, key="cmp_dataset",
+                         format_func=lambda g: groups[g]["group_name"])
+    ids = [r["id"] for r in rows if r["group"] == group]
+    with session_scope() as s:
+        runs = [run_queries.get_run(s, i) for i in ids]
+        board = ev.leaderboard(runs)
+        differing = ev.config_differences(runs) if len(runs) > 1 else []
+        st.dataframe(board, hide_index=True, key="leaderboard", column_config={
+            c: st.column_config.Column(f"{c} ≠", help="differs between runs") for c in differing if c in board})
+        st.caption("Sorted by the headline metric; click a column to sort. ≠ marks hyperparameters that differ.")
+        valid_preset = [i for i in preset if i in ids]
+        chosen = st.multiselect("Runs to compare", board["run"].tolist(), key="cmp_runs",
+                                default=valid_preset or board["run"].head(3).tolist(),
+                                format_func=lambda i: by_id[i]["label"])
+        selected = [r for r in runs if r.id in chosen]
+        if len(selected) < 2:
+            st.info("Pick at least two runs to compare.")
+            return
+        _comparison_charts(selected, ev.metric_frame(s, chosen))
+    downloads(chosen, "test")
+    review_panel(chosen, key_prefix="cmp")
+
+
+def _comparison_charts(runs: list[Any], points: pd.DataFrame) -> None:
+    names = {r.id: ev.run_label(r) for r in runs}
+    ranking = any(ev.is_ranking(r) for r in runs)
+    metrics = RANK_METRICS if ranking else CLASS_METRICS
+    _plotly(charts.comparison_bars({names[r.id]: {m: r.metrics.get(m) for m in metrics} for r in runs}, metrics),
+            key="cmp_bars")
+    if ranking:
+        metric = st.selectbox("Metric at K", list(ev.RANKING_KEYS), key="cmp_k_metric")
+        _plotly(charts.metric_vs_k_comparison({names[r.id]: ev.ranking_by_k(r) for r in runs}, metric),
+                key="cmp_k_chart")
+    elif not points.empty:
+        curves = sorted({f"{sp}:{n}" for n, sp in points[["name", "split"]].drop_duplicates().itertuples(index=False)})
+        picked = st.selectbox("Learning curve", curves, key="cmp_curve",
+                              index=curves.index("validation:macro_f1") if "validation:macro_f1" in curves else 0)
+        split, name = picked.split(":", 1)
+        _plotly(charts.overlaid_learning_curves(points, names, name, split), key="cmp_curves")
+    differing = ev.config_differences(runs)
+    configs = pd.DataFrame([{"run": names[r.id], **{k: repr(v) for k, v in (r.config or {}).items()}} for r in runs])
+    st.markdown("**Hyperparameters** (differences highlighted)")
+    st.dataframe(configs.style.map(lambda _: "background-color: #fff3cd", subset=differing or None)
+                 if differing else configs, hide_index=True, key="cmp_configs")
+
+
+# --- reviews and downloads -----------------------------------------------------------------
+
+def review_panel(run_ids: list[int], key_prefix: str) -> None:
+    """Stakeholder reviews of a run (one id) or a comparison (several); reusable by other pages."""
+    st.subheader("Reviews")
+    with session_scope() as s:
+        reviews = {(r.reviewer, r.verdict, r.comment, tuple(r.compared_run_ids or ())): r
+                   for i in run_ids for r in run_queries.reviews_of(s, i)}
+    for (reviewer, verdict, comment, compared), r in reviews.items():
+        icon = "✅" if verdict == ReviewVerdict.APPROVE else "🛠️"
+        scope = f" (comparing {', '.join(f'#{c}' for c in compared)})" if compared else ""
+        with st.chat_message("user", avatar=icon):
+            st.markdown(f"**{reviewer}** · {verdict.value.replace('_', ' ')}{scope} · {format_when(r.created_at)}")
+            st.text(comment)
+    with st.form(f"{key_prefix}_review_form", clear_on_submit=True):
+        name = st.text_input("Your name", key=f"{key_prefix}_reviewer")
+        comment = st.text_area("Comment", key=f"{key_prefix}_comment")
+        verdict = st.radio("Verdict", ["approve", "needs_work"], horizontal=True, key=f"{key_prefix}_verdict",
+                           format_func=lambda v: "Approve" if v == "approve" else "Needs work")
+        if st.form_submit_button("Submit review"):
+            if not name.strip():
+                st.error("Please give your name.")
+                return
+            compared = run_ids if len(run_ids) > 1 else []
+            with session_scope() as s:
+                for i in run_ids:
+                    run_queries.add_review(s, i, reviewer=name, verdict=ReviewVerdict(verdict), comment=comment,
+                                           compared_run_ids=compared)
+            st.rerun()
+
+
+def downloads(run_ids: list[int], split: str) -> None:
+    from core.report import build_report
+
+    left, right = st.columns(2)
+    left.download_button("Download report (HTML)", data=lambda: build_report(run_ids, split),
+                         file_name=f"protolab-report-{'-'.join(map(str, run_ids))}.html", mime="text/html",
+                         key="download_report", on_click="ignore")
+    if len(run_ids) == 1:
+        def csv() -> bytes:
+            return to_safe_csv(ev.load_predictions(run_ids[0], split).drop(columns=["proba"], errors="ignore"))
+
+        if ev.predictions_path(run_ids[0], split).exists():
+            right.download_button("Predictions (CSV)", data=csv, file_name=f"predictions-{run_ids[0]}-{split}.csv",
+                                  mime="text/csv", key="download_csv", on_click="ignore")
