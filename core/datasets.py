@@ -406,7 +406,7 @@ def _classification_stats(out: pd.DataFrame, n_dup: int, n_long: int, n_empty: i
     return {"classes": classes, "classes_per_split": per_split, "duplicates": n_dup, "long_texts": n_long,
             "dropped_empty": n_empty, "leaked_texts": leaked, "imbalance_ratio": round(ratio, 2),
             "text_chars": {"mean": round(float(lengths.mean()), 1), "median": float(lengths.median()),
-                           "p95": float(lengths.quantile(0.95)), "max": int(lengths.max())}}
+                           "p95": round(float(lengths.quantile(0.95)), 1), "max": int(lengths.max())}}
 
 
 def _mapping_meta(table: ParsedTable, split: SplitConfig, options: CleanOptions | None) -> dict[str, Any]:

@@ -1,0 +1,175 @@
+"""`protolab datasets add|list|show|rm|demo`: import, inspect and delete datasets from the shell.
+
+Bad input prints one line on stderr, exits non-zero and stores nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from core.cli import CliError, print_json
+
+
+def _add(args: argparse.Namespace) -> int:
+    from core import datasets as ds
+    from db import session_scope
+
+    table = ds.read_table(args.path)
+    split_kw: dict[str, Any] = {"seed": args.seed}
+    if args.split:
+        split_kw["fractions"] = ds.parse_fractions(args.split)
+    if args.task == "classification":
+        guess = ds.guess_classification(table.frame)
+        mapping = ds.ClassificationMapping(text=args.text_col or guess.text, label=args.label_col or guess.label)
+        options = ds.CleanOptions(drop_duplicates=args.drop_duplicates, drop_rare_classes=args.drop_rare_classes)
+        prepared = ds.prepare_classification(table, mapping, ds.SplitConfig(**split_kw), options)
+    else:
+        guess = ds.guess_interactions(table.frame)
+        mapping = ds.InteractionsMapping(
+            user=args.user_col or guess.user, item=args.item_col or guess.item,
+            rating=_optional(args.rating_col, guess.rating), timestamp=_optional(args.timestamp_col, guess.timestamp))
+        items = ds.read_table(args.items) if args.items else None
+        items_mapping = None
+        if items is not None:
+            g = ds.guess_catalogue(items.frame, id_hint=mapping.item)
+            items_mapping = ds.CatalogueMapping(item=args.item_id_col or g.item, title=args.title_col or g.title,
+                                                text=g.text, genres=g.genres)
+        method = "time" if args.split_method == "time" else "random"
+        prepared = ds.prepare_interactions(table, mapping, ds.SplitConfig(method=method, **split_kw), items,
+                                           items_mapping)
+    try:
+        with session_scope() as s:
+            summary = ds.summarize(ds.import_dataset(s, prepared, name=args.name, allow_duplicate=args.allow_duplicate))
+    except ds.DuplicateContent as exc:
+        raise CliError(f"{exc}; use it, or add --allow-duplicate to store a copy") from exc
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"dataset '{summary['name']}' (id {summary['id']}): {summary['rows']} rows, splits {summary['splits']}")
+        for line in summary["warnings"]:
+            print(f"  note: {line}")
+    return 0
+
+
+def _optional(given: str | None, guessed: str | None) -> str | None:
+    # "-" or "none" switches a guessed optional column off.
+    if given is not None:
+        return None if given.lower() in ("-", "none", "") else given
+    return guessed
+
+
+def _list(args: argparse.Namespace) -> int:
+    from core.datasets import summarize
+    from db import datasets as dataset_queries
+    from db import session_scope
+
+    with session_scope() as s:
+        rows = [summarize(d) for d in dataset_queries.list_datasets(s)]
+    if args.json:
+        print_json(rows)
+        return 0
+    if not rows:
+        print("no datasets yet: add one with `protolab datasets add PATH --name NAME --task classification` "
+              "or `protolab datasets demo product-reviews`")
+        return 0
+    print(f"{'id':>4}  {'name':<28} {'task':<15} {'rows':>9}  splits")
+    for r in rows:
+        splits = " ".join(f"{k}={v}" for k, v in sorted(r["splits"].items()))
+        print(f"{r['id']:>4}  {r['name'][:28]:<28} {r['task']:<15} {r['rows']:>9}  {splits}")
+    return 0
+
+
+def _find(s: Any, name: str) -> Any:
+    from db import datasets as dataset_queries
+
+    dataset = dataset_queries.find_dataset(s, name)
+    if dataset is None:
+        raise CliError(f"no dataset named {name!r} (see `protolab datasets list`)")
+    return dataset
+
+
+def _show(args: argparse.Namespace) -> int:
+    from core.datasets import summarize
+    from db import session_scope
+
+    with session_scope() as s:
+        summary = summarize(_find(s, args.name))
+    if args.json:
+        print_json(summary)
+        return 0
+    for key, value in summary.items():
+        if key not in ("stats", "warnings"):
+            print(f"{key:>16}: {value}")
+    for line in summary["warnings"]:
+        print(f"{'warning':>16}: {line}")
+    return 0
+
+
+def _rm(args: argparse.Namespace) -> int:
+    from core.datasets import delete_dataset, runs_to_delete
+    from db import session_scope
+
+    with session_scope() as s:
+        dataset = _find(s, args.name)
+        dataset_id, name, runs = dataset.id, dataset.name, runs_to_delete(s, dataset.id)
+    if runs and not args.yes:
+        raise CliError(f"dataset '{name}' is used by runs {', '.join(map(str, runs))}, which would be deleted too; "
+                       "add --yes to delete them all")
+    delete_dataset(dataset_id)
+    print(f"dataset '{name}' deleted" + (f" with runs {', '.join(map(str, runs))}" if runs else ""))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from core.datasets import summarize
+    from core.demo_data import load_demo_dataset
+
+    summary = summarize(load_demo_dataset(args.demo))
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"dataset '{summary['name']}' (id {summary['id']}): {summary['rows']} rows, splits {summary['splits']}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("datasets", help="import, list, inspect and delete datasets")
+    sub = p.add_subparsers(dest="datasets_command", metavar="ACTION", required=True, parser_class=type(p))
+    add = sub.add_parser("add", help="import a CSV/TSV/JSON/JSONL/Parquet/XLSX file (optionally .gz/.zip)")
+    add.add_argument("path", metavar="PATH")
+    add.add_argument("--name", required=True)
+    add.add_argument("--task", required=True, choices=("classification", "interactions"))
+    add.add_argument("--text-col")
+    add.add_argument("--label-col")
+    add.add_argument("--user-col")
+    add.add_argument("--item-col")
+    add.add_argument("--rating-col", help="'-' for none (otherwise guessed)")
+    add.add_argument("--timestamp-col", help="'-' for none (otherwise guessed)")
+    add.add_argument("--items", metavar="PATH", help="item catalogue file (interactions)")
+    add.add_argument("--item-id-col")
+    add.add_argument("--title-col")
+    add.add_argument("--split", help="train,validation,test fractions (default 0.8,0.1,0.1)")
+    add.add_argument("--split-method", choices=("random", "time"), default="random",
+                     help="interactions: per-user random or leave-last-out by time")
+    add.add_argument("--seed", type=int, default=42)
+    add.add_argument("--drop-duplicates", action="store_true", help="drop exact duplicate texts")
+    add.add_argument("--drop-rare-classes", action="store_true", help="drop classes too small for every split")
+    add.add_argument("--allow-duplicate", action="store_true", help="store even if the same content exists")
+    add.add_argument("--json", action="store_true")
+    add.set_defaults(handler=_add)
+    ls = sub.add_parser("list", help="stored datasets, newest first")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=_list)
+    show = sub.add_parser("show", help="one dataset: rows, splits, classes or users/items, warnings")
+    show.add_argument("name", metavar="NAME")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=_show)
+    rm = sub.add_parser("rm", help="delete a dataset (and the runs that use it, with --yes)")
+    rm.add_argument("name", metavar="NAME")
+    rm.add_argument("--yes", action="store_true", help="also delete the runs that use it")
+    rm.set_defaults(handler=_rm)
+    demo = sub.add_parser("demo", help="load a built-in demo dataset: product-reviews or movie-ratings")
+    demo.add_argument("demo", metavar="NAME", choices=("product-reviews", "movie-ratings"))
+    demo.add_argument("--json", action="store_true")
+    demo.set_defaults(handler=_demo)
