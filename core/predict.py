@@ -1,0 +1,339 @@
+"""Serving a completed classification run: load its model once, then predict labels and probabilities.
+
+Reads only the run's own artifact folder (core.settings.run_dir); the three families share one interface.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.errors import ProtolabError
+from core.settings import run_dir
+
+MODEL_DIR = "model"
+META_FILE = "meta.json"
+FAMILIES = ("transformer", "lstm", "tfidf")
+LOW_CONFIDENCE = 0.6  # below this the demo says "not sure" rather than presenting a verdict
+MAX_TEXT_CHARS = 100_000  # a paste beyond this is a mistake, not a review; refuse before tokenizing
+DEFAULT_BATCH_SIZE = 64
+
+
+class ArtifactError(ProtolabError):
+    """A run's model files are missing or damaged, so it cannot be served."""
+
+
+class InputError(ProtolabError):
+    """A text the model cannot score as given (empty, whitespace only, absurdly long)."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    truncated: bool  # the text was longer than the model reads; only its beginning was scored
+
+    @property
+    def low_confidence(self) -> bool:
+        return self.confidence < LOW_CONFIDENCE
+
+
+@dataclass(frozen=True)
+class RunMeta:
+    family: str
+    labels: list[str]
+    max_length: int
+    model_id: str | None = None
+    dataset_id: int | None = None
+
+
+class TextClassifier:
+    """What every family offers: probabilities in `.labels` order, and labelled predictions."""
+
+    family: str
+    labels: list[str]
+    max_length: int
+    device: str = "cpu"
+
+    def score(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[np.ndarray, list[bool]]:
+        """(probabilities of shape (n, len(labels)), whether each text was truncated)."""
+        raise NotImplementedError
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        return self.score(texts, batch_size)[0]
+
+    def predict(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> list[Prediction]:
+        proba, truncated = self.score(list(texts), batch_size)
+        out = []
+        for row, cut in zip(proba, truncated, strict=True):
+            best = int(row.argmax())
+            out.append(Prediction(label=self.labels[best], confidence=float(row[best]),
+                                  probabilities={lab: float(p) for lab, p in zip(self.labels, row, strict=True)},
+                                  truncated=bool(cut)))
+        return out
+
+
+class TfidfClassifier(TextClassifier):
+    family = "tfidf"
+
+    def __init__(self, model: Any, max_length: int) -> None:
+        self.model, self.labels, self.max_length = model, list(model.labels), max_length
+
+    def score(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[np.ndarray, list[bool]]:
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, len(self.labels))), []
+        # A bag of n-grams reads the whole text, so nothing is ever truncated.
+        return self.model.predict_proba(texts), [False] * len(texts)
+
+
+class TokenClassifier(TextClassifier):
+    """Transformer or LSTM: subword ids in, logits out (`model(input_ids, attention_mask).logits`)."""
+
+    def __init__(self, model: Any, tokenizer: Any, labels: list[str], max_length: int, device: str,
+                 family: str) -> None:
+        self.model, self.tokenizer, self.labels = model, tokenizer, labels
+        self.max_length, self.device, self.family = max_length, device, family
+        self.pad_id = int(tokenizer.pad_token_id or 0)
+        # A fast tokenizer mutates its truncation state per call ("Already borrowed" when two
+        # Streamlit sessions share it); tokenizing is cheap, so a lock costs nothing noticeable.
+        self._tokenize_lock = threading.Lock()
+
+    def tokenize(self, texts: list[str]) -> tuple[list[list[int]], list[bool]]:
+        with self._tokenize_lock:
+            enc = self.tokenizer(texts, truncation=True, max_length=self.max_length)
+        ids = enc["input_ids"]
+        if getattr(enc, "encodings", None):
+            cut = [bool(e.overflowing) for e in enc.encodings]
+        else:  # slow tokenizers: a text that fills the window was (almost surely) cut
+            cut = [len(row) >= self.max_length for row in ids]
+        return ids, cut
+
+    def score(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[np.ndarray, list[bool]]:
+        import torch
+
+        texts = [str(t) for t in texts]
+        if not texts:
+            return np.zeros((0, len(self.labels))), []
+        ids, cut = self.tokenize(texts)
+        proba = np.empty((len(texts), len(self.labels)), dtype=np.float64)
+        # Length buckets: sorted by length, each batch pads only to its own longest text.
+        order = np.argsort([len(row) for row in ids], kind="stable")
+        with torch.inference_mode():
+            for start in range(0, len(order), max(1, batch_size)):
+                chunk = order[start:start + batch_size]
+                proba[chunk] = self._forward([ids[i] for i in chunk])
+        return proba, cut
+
+    def _forward(self, rows: list[list[int]]) -> np.ndarray:
+        import torch
+
+        if len(rows) == 1:  # one text needs no padding and no mask
+            input_ids = torch.tensor(rows, device=self.device)
+            logits = self.model(input_ids=input_ids).logits
+        else:
+            width = max(len(r) for r in rows)
+            input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for i, row in enumerate(rows):
+                input_ids[i, :len(row)] = torch.tensor(row)
+                mask[i, :len(row)] = 1
+            logits = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)).logits
+        return torch.softmax(logits.float(), dim=-1).cpu().numpy()  # B, num_labels
+
+
+_threads_configured = False
+
+
+def configure_torch_threads() -> None:
+    """One intra-op pool over the machine's cores, no inter-op pool: requests are served one forward at a time.
+
+    Left alone when OMP_NUM_THREADS is set, so an operator sharing the box can cap it.
+    """
+    global _threads_configured
+    if _threads_configured:
+        return
+    import torch
+
+    if not os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                  else os.cpu_count() or 1))
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # only allowed before the first parallel op; too late is harmless
+        pass
+    _threads_configured = True
+
+
+def read_meta(folder: Path) -> RunMeta:
+    """The run's meta.json, checked; ArtifactError when missing or not what a run writes."""
+    path = folder / META_FILE
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        family = str(raw["family"])
+        labels = [str(x) for x in raw["labels"]]
+        max_length = int(raw.get("max_length") or 128)
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"{path} is missing: the run did not finish saving its model") from exc
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"{path} is damaged ({type(exc).__name__}: {exc})") from exc
+    if family not in FAMILIES:
+        raise ArtifactError(f"{path} names an unknown model family {family!r} (expected one of {FAMILIES})")
+    if len(labels) < 2:
+        raise ArtifactError(f"{path} lists fewer than two labels")
+    dataset_id = raw.get("dataset_id")
+    return RunMeta(family=family, labels=labels, max_length=max(2, max_length), model_id=raw.get("model_id"),
+                   dataset_id=int(dataset_id) if isinstance(dataset_id, int) else None)
+
+
+def load_classifier(run_id: int, device: str = "auto") -> TextClassifier:
+    """Load the model of a completed run from its own folder (never a user-given path).
+
+    `device` "auto" serves on the GPU when there is one, whatever the run trained on.
+    """
+    folder = run_dir(run_id)
+    if not folder.is_dir():
+        raise ArtifactError(f"run {run_id} has no model files (expected {folder}); it may not have finished, "
+                            "or its files were deleted")
+    meta = read_meta(folder)
+    model_folder = folder / MODEL_DIR
+    if not model_folder.is_dir():
+        raise ArtifactError(f"run {run_id} has no saved model (expected {model_folder})")
+    try:
+        if meta.family == "tfidf":
+            from core.baseline import load_tfidf
+
+            return TfidfClassifier(load_tfidf(model_folder), meta.max_length)
+        return _load_token_classifier(model_folder, meta, device)
+    except ArtifactError:
+        raise
+    except ProtolabError as exc:  # the family's own loader already said what is wrong
+        raise ArtifactError(f"run {run_id}: {exc}") from exc
+    except Exception as exc:  # loaders raise many types on damaged files (SafetensorError, OSError...)
+        raise ArtifactError(f"the model files of run {run_id} are damaged or incomplete ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0][:300] if str(exc) else ''})") from exc
+
+
+def _load_token_classifier(folder: Path, meta: RunMeta, device: str) -> TokenClassifier:
+    from core.device import resolve_device
+
+    configure_torch_threads()
+    device = resolve_device("auto" if device == "auto" else device)
+    if meta.family == "lstm":
+        from core.text_models import load_lstm
+
+        model, tokenizer = load_lstm(folder, device)
+        labels = [str(x) for x in (model.labels or meta.labels)]
+    else:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        # safetensors only: a pickled pytorch_model.bin is never unpickled here.
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(folder), local_files_only=True, use_safetensors=True).to(device).eval()
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        labels = _transformer_labels(model.config, meta.labels)
+    if len(labels) != len(meta.labels):
+        raise ArtifactError(f"{folder}: the model has {len(labels)} outputs but meta.json lists "
+                            f"{len(meta.labels)} labels")
+    max_length = min(meta.max_length, int(getattr(tokenizer, "model_max_length", meta.max_length) or 10**9))
+    return TokenClassifier(model, tokenizer, labels, max_length, device, meta.family)
+
+
+def _transformer_labels(config: Any, meta_labels: list[str]) -> list[str]:
+    # Logit i is id2label[i]; a model saved without names (LABEL_0...) falls back to meta.json's order.
+    id2label = {int(k): str(v) for k, v in (getattr(config, "id2label", None) or {}).items()}
+    named = [id2label.get(i, "") for i in range(int(config.num_labels))]
+    if set(named) == set(meta_labels):
+        return named
+    return list(meta_labels)
+
+
+def clean_text(text: str | None) -> str:
+    """The text to score, or InputError with a message a stakeholder understands."""
+    if text is None or not str(text).strip():
+        raise InputError("Type or paste some text first: the model needs at least one word.")
+    text = str(text).strip()
+    if len(text) > MAX_TEXT_CHARS:
+        raise InputError(f"That text is {len(text):,} characters long; the demo takes up to {MAX_TEXT_CHARS:,}. "
+                         "Use batch scoring for whole documents, one review per row.")
+    return text
+
+
+# --- which runs can be served ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ServableRun:
+    """A completed classification run as the demo shows it (a plain copy, safe outside a session)."""
+
+    run_id: int
+    name: str
+    model_kind: str
+    model_id: str | None
+    dataset_id: int
+    dataset_name: str
+    finished_at: datetime | None
+    device: str | None
+    metrics: dict[str, Any]
+    has_artifacts: bool
+
+    @property
+    def macro_f1(self) -> float | None:
+        value = self.metrics.get("macro_f1")
+        return float(value) if isinstance(value, (int, float)) else None
+
+    @property
+    def title(self) -> str:
+        f1 = f" · macro-F1 {self.macro_f1:.3f}" if self.macro_f1 is not None else ""
+        return f"#{self.run_id} {self.name}{f1}"
+
+
+def servable_runs() -> list[ServableRun]:
+    """Completed classification runs, best macro-F1 first (runs without a score last, newest first)."""
+    from db import runs as run_queries
+    from db import session_scope
+    from db.models import RunStatus, TaskKind
+
+    with session_scope() as s:
+        rows = run_queries.list_runs(s, task=TaskKind.CLASSIFICATION, statuses=[RunStatus.COMPLETED])
+        found = [_servable(r) for r in rows]
+    return sorted(found, key=lambda r: -(r.macro_f1 if r.macro_f1 is not None else -1.0))
+
+
+def servable_run(run_id: int) -> ServableRun:
+    """One run that the demo or CLI can serve, or a ProtolabError saying why not."""
+    from db import runs as run_queries
+    from db import session_scope
+    from db.models import RunStatus, TaskKind
+
+    with session_scope() as s:
+        run = run_queries.get_run(s, run_id)
+        if run is None:
+            raise ProtolabError(f"no run with id {run_id} (see `protolab runs list`)")
+        if run.task != TaskKind.CLASSIFICATION:
+            raise ProtolabError(f"run {run_id} is a {run.task.value} run; predictions need a classification run")
+        if run.status != RunStatus.COMPLETED:
+            raise ProtolabError(f"run {run_id} is {run.status.value}; only completed runs can predict")
+        return _servable(run)
+
+
+def _servable(run: Any) -> ServableRun:
+    config = run.config or {}
+    metrics = run.metrics or {}
+    test = metrics.get("test") if isinstance(metrics.get("test"), dict) else {}
+    headline = {k: v for k, v in {**test, **metrics}.items() if isinstance(v, (int, float))}
+    folder = run_dir(run.id)
+    return ServableRun(
+        run_id=run.id, name=run.name or f"{run.model_kind} on {run.dataset.name}", model_kind=run.model_kind,
+        model_id=config.get("model_id"), dataset_id=run.dataset_id, dataset_name=run.dataset.name,
+        finished_at=run.finished_at, device=run.device, metrics=headline,
+        has_artifacts=(folder / META_FILE).is_file() and (folder / MODEL_DIR).is_dir(),
+    )
