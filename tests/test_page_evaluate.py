@@ -1,0 +1,150 @@
+"""AppTest of pages/evaluate.py: one classification run, a recommender run, comparisons, reviews, broken artifacts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from conftest import sklearn_predictions, store_completed_run, store_ranking_run, with_splits
+from streamlit.testing.v1 import AppTest
+
+from core.settings import run_dir
+from db import runs as run_queries
+from db import session_scope
+from db.models import TaskKind
+
+PAGE = "../pages/evaluate.py"
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    """Plotly charts on the page by key, each as its figure JSON."""
+    return {el.proto.id.rsplit("-", 1)[-1]: json.loads(el.proto.spec) for el in at.get("plotly_chart")}
+
+
+def noisy_dataset() -> int:
+    """A sentiment set with some labels flipped, so the classifier makes mistakes to analyse."""
+    from conftest import sentiment_frame
+
+    from core.storage import write_dataset
+
+    frame = with_splits(sentiment_frame(200))
+    frame.loc[frame.index[::6], "label"] = "negative"
+    with session_scope() as s:
+        return write_dataset(s, name="noisy <b>sentiment</b>", task=TaskKind.CLASSIFICATION, frame=frame,
+                             mapping={"text": "text", "label": "label"}).id
+
+
+@pytest.fixture
+def two_runs() -> tuple[int, int]:
+    ds = noisy_dataset()
+    labels, preds = sklearn_predictions(ds)
+    baseline = store_completed_run(ds, labels, preds, model_kind="tfidf", name="tfidf baseline")
+    labels, preds = sklearn_predictions(ds, seed=1)
+    lstm = store_completed_run(ds, labels, preds, model_kind="lstm", name="lstm",
+                               config={"epochs": 3, "learning_rate": 0.01, "seed": 0})
+    return baseline, lstm
+
+
+def test_empty_page_says_what_to_do() -> None:
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    assert "No completed runs yet" in at.info[0].value
+
+
+def test_classification_run_renders_every_chart_and_error_analysis(two_runs: tuple[int, int]) -> None:
+    baseline, lstm = two_runs
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["run"] = str(lstm)
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="run").value == lstm
+    found = charts(at)
+    for key in ("per_class_chart", "cm_chart", "roc_chart", "pr_chart", "calibration_chart", "learning_chart",
+                "threshold_chart"):
+        assert key in found, key
+    assert found["cm_chart"]["data"][0]["type"] == "heatmap"
+    with session_scope() as s:
+        report = run_queries.get_run(s, lstm).metrics["reports"]["test"]
+    assert found["cm_chart"]["data"][0]["z"] == report["confusion_matrix"]
+    headline = at.dataframe[0].value  # st.dataframe without selection keeps no key in AppTest
+    assert headline.loc[headline["metric"] == "macro f1", "this run"].iloc[0] == pytest.approx(report["macro_f1"])
+    assert headline["TF-IDF baseline"].notna().all()
+    assert any(f"#{baseline} tfidf baseline" in c.value for c in at.caption)
+
+    mistakes = at.dataframe(key=f"marks_{lstm}_test").value  # the data_editor of marks
+    n_all = int(next(c.value for c in at.caption if "mistakes of" in c.value).split()[0])
+    assert n_all > 0
+    at.selectbox(key="err_true").set_value("positive").run()
+    n_pos = int(next(c.value for c in at.caption if "mistakes of" in c.value).split()[0])
+    assert not at.exception and 0 <= n_pos <= n_all
+    assert len(mistakes) == min(n_all, 200) and set(mistakes.columns) >= {"text", "true", "predicted", "exclude"}
+    assert list(mistakes["confidence"]) == sorted(mistakes["confidence"], reverse=True)
+    assert at.button(key="save_version").disabled  # nothing marked yet
+
+    at.toggle(key="cm_normalise").set_value(True).run()
+    z = charts(at)["cm_chart"]["data"][0]["z"]
+    assert all(abs(sum(row) - 1) < 1e-9 or sum(row) == 0 for row in z)
+    at.radio(key="split").set_value("validation").run()
+    assert not at.exception
+    with session_scope() as s:
+        val = run_queries.get_run(s, lstm).metrics["reports"]["validation"]
+    assert charts(at)["per_class_chart"]["data"][0]["y"] == [v["precision"] for v in val["per_class"].values()]
+
+
+def test_missing_artifacts_are_reported_not_crashing(two_runs: tuple[int, int]) -> None:
+    _, lstm = two_runs
+    shutil.rmtree(run_dir(lstm))
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["run"] = str(lstm)
+    at.run()
+    assert not at.exception
+    assert any("cannot be read" in e.value for e in at.error)
+    assert {"per_class_chart", "cm_chart"} <= set(charts(at))  # stored metrics still shown
+
+
+def test_recommender_run_shows_ranking_metrics(interactions_dataset: int) -> None:
+    run_id = store_ranking_run(interactions_dataset)
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    assert at.selectbox(key="run").value == run_id
+    assert "rank_k_chart" in charts(at)
+    assert {m.label for m in at.metric} >= {"ndcg@10", "precision@10", "recall@10", "map@10", "coverage"}
+    assert "split" not in [r.key for r in at.radio]  # no split switch for ranking runs
+
+
+def test_comparison_of_classification_runs(two_runs: tuple[int, int]) -> None:
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.segmented_control(key="mode").set_value("Compare runs").run()
+    assert not at.exception
+    board = at.dataframe[0].value
+    assert sorted(board["run"]) == sorted(two_runs)
+    assert list(board["macro_f1"]) == sorted(board["macro_f1"], reverse=True)
+    found = charts(at)
+    assert {"cmp_bars", "cmp_curves"} <= set(found)
+    assert len(found["cmp_bars"]["data"]) == 2 and len(found["cmp_curves"]["data"]) == 2
+    assert set(at.dataframe[-1].value.columns) >= {"run", "epochs", "learning_rate"}
+
+
+def test_comparison_of_recommender_runs(interactions_dataset: int) -> None:
+    store_ranking_run(interactions_dataset, model_kind="popularity", scale=0.5)
+    store_ranking_run(interactions_dataset, model_kind="itemknn", scale=1.0)
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.segmented_control(key="mode").set_value("Compare runs").run()
+    assert not at.exception
+    found = charts(at)
+    assert {"cmp_bars", "cmp_k_chart"} <= set(found)
+    assert len(found["cmp_k_chart"]["data"]) == 2
+
+
+def test_review_is_stored_and_shown(completed_classification_run: int) -> None:
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.text_input(key="run_reviewer").set_value("Dana <script>x</script>")
+    at.text_area(key="run_comment").set_value("Good enough for the pilot")
+    at.radio(key="run_verdict").set_value("needs_work")
+    next(b for b in at.button if b.label == "Submit review").click().run()
+    assert not at.exception
+    with session_scope() as s:
+        reviews = run_queries.reviews_of(s, completed_classification_run)
+        assert [(r.reviewer, r.verdict.value) for r in reviews] == [("Dana <script>x</script>", "needs_work")]
+    assert any("Dana" in m.value and "needs work" in m.value for m in at.markdown)
