@@ -8,10 +8,13 @@ process or its stale heartbeat and marked failed with the reason.
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -57,25 +60,74 @@ def worker_command(run_id: int, gpus: int = 1) -> list[str]:
 
 def launch_worker(run_id: int, gpus: int = 1) -> int:
     """Start the worker detached from this process (it outlives a Streamlit restart)."""
-    folder = run_dir(run_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
     settings = load_settings()
+    folder = run_dir(run_id)
+    env = dict(os.environ)
     env["PROTOLAB_HOME"] = str(settings.home)
     env["DATABASE_URL"] = settings.database_url
     # The worker imports core/ and db/ from the project root, wherever it is launched from.
     project_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (project_root, env.get("PYTHONPATH")) if p)
-    with open(folder / WORKER_LOG, "ab") as log:
-        proc = subprocess.Popen(worker_command(run_id, gpus), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, cwd=project_root, start_new_session=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / WORKER_LOG, "ab") as log:
+            proc = subprocess.Popen(worker_command(run_id, gpus), stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env=env, cwd=project_root, start_new_session=True)
+    except OSError as exc:
+        # Without this the row would wait in the queue forever: no worker, no heartbeat.
+        message = f"could not start the worker: {disk_error_text(exc, folder)}"
+        with session_scope(settings.database_url) as s:
+            run = run_queries.get_run(s, run_id)
+            if run is not None and run.status.is_active:
+                run.status, run.finished_at, run.error = RunStatus.FAILED, utcnow(), message
+                run.status_text = "failed: worker not started"
+        raise JobError(message) from exc
     _children[proc.pid] = proc
-    with session_scope() as s:
+    with session_scope(settings.database_url) as s:
         run = run_queries.get_run(s, run_id)
         if run is not None and run.pid is None:
             run.pid, run.host = proc.pid, socket.gethostname()
             run.heartbeat_at = utcnow()  # the launch counts as a first sign of life
+    # Watch the child from here, so a killed worker is marked failed at once, whoever is looking.
+    threading.Thread(target=_watch_worker, args=(proc, run_id, settings.database_url, folder),
+                     name=f"protolab-watch-{run_id}", daemon=True).start()
     return proc.pid
+
+
+def disk_error_text(exc: OSError, folder: Path) -> str:
+    """A one-line explanation of a failed write, naming the folder (never a database URL)."""
+    reasons = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exhausted",
+               errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+               errno.EPERM: "permission denied", errno.ENOTDIR: "a part of the path is a file, not a folder"}
+    reason = reasons.get(exc.errno or -1, exc.strerror or str(exc))
+    return f"cannot write to {folder}: {reason} (check PROTOLAB_HOME and free disk space)"
+
+
+def _watch_worker(proc: subprocess.Popen, run_id: int, database_url: str, folder: Path) -> None:
+    """Wait for one worker to exit; if its run is still active then, it died without reporting."""
+    code = proc.wait()
+    _children.pop(proc.pid, None)
+    if code < 0:
+        try:
+            how = f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            how = f"was killed by signal {-code}"
+    else:
+        how = f"exited with code {code}"
+    try:
+        with session_scope(database_url) as s:
+            run = run_queries.get_run(s, run_id)
+            # Under torchrun run.pid is rank 0's pid, not the launcher's; check that one too.
+            if (run is None or not run.status.is_active or run.pid is None
+                    or (run.pid != proc.pid and _worker_alive(run.pid))):
+                return
+            tail = _tail(folder / WORKER_LOG)
+            reason = f"the worker process (pid {proc.pid}) {how} without reporting: killed or crashed"
+            run.status, run.finished_at = RunStatus.FAILED, utcnow()
+            run.error = reason + (f"\n\nLast lines of the worker log:\n{tail}" if tail else "")
+            run.status_text = "failed: worker died"
+    except Exception:  # the database may be gone (a test's temporary folder); reap_dead_runs still covers it
+        pass
 
 
 def cancel_run(run_id: int) -> RunStatus:
@@ -103,16 +155,22 @@ def resume_run(run_id: int) -> None:
     launch_worker(run_id, gpus=gpus)
 
 
-def reap_dead_runs() -> list[int]:
-    """Mark active runs whose worker is gone or silent as failed; returns their ids."""
+def reap_dead_runs(database_url: str | None = None) -> list[int]:
+    """Mark active runs whose worker is gone or silent as failed; returns their ids.
+
+    Called by pages and the CLI when they list runs, by every worker's heartbeat and
+    queue loops, and (for its own child) by the process that launched a worker.
+    """
     for pid, proc in list(_children.items()):
         if proc.poll() is not None:
             _children.pop(pid, None)
     reaped = []
     host = socket.gethostname()
-    with session_scope() as s:
+    with session_scope(database_url) as s:
         stale = {r.id for r in run_queries.runs_with_stale_heartbeat(s, STALE_AFTER_S)}
         for run in run_queries.active_runs(s):
+            if run.pid == os.getpid() and run.host == host:
+                continue  # this very process runs it (a worker reaping, or a run executed in-process)
             if run.pid is not None and run.host == host and not _worker_alive(run.pid):
                 reason = f"the worker process (pid {run.pid}) ended without reporting: killed or crashed"
             elif run.id in stale:
@@ -128,7 +186,10 @@ def reap_dead_runs() -> list[int]:
 
 
 def log_tail(run_id: int, lines: int = 20) -> str:
-    path = run_dir(run_id) / WORKER_LOG
+    return _tail(run_dir(run_id) / WORKER_LOG, lines)
+
+
+def _tail(path: Path, lines: int = 20) -> str:
     try:
         text = path.read_text(errors="replace")
     except OSError:

@@ -10,6 +10,7 @@ writes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import os
 import socket
@@ -23,7 +24,7 @@ from typing import Any
 
 from core.device import describe_compute
 from core.errors import ProtolabError
-from core.jobs import HEARTBEAT_INTERVAL_S
+from core.jobs import HEARTBEAT_INTERVAL_S, disk_error_text, reap_dead_runs
 from core.settings import run_dir
 from db import runs as run_queries
 from db import session_scope, with_retry
@@ -37,6 +38,11 @@ EXECUTORS = {
 QUEUE_POLL_S = 1.0
 PROGRESS_EVERY_S = 0.5
 MAX_RUNS_PER_DEVICE = int(os.environ.get("PROTOLAB_MAX_RUNS_PER_DEVICE", "1"))
+# Every worker also looks after the others: each few beats it marks runs whose worker died as
+# failed, so a killed run is noticed within seconds even when no page or CLI is looking.
+REAP_EVERY_BEATS = 3
+# Write failures that mean "the disk", not "a bug": the run fails with a one-line reason.
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
 
 
 class RunCancelled(Exception):
@@ -142,9 +148,13 @@ def _update_run(run_id: int, **values: Any) -> None:
 
 
 def _heartbeat_loop(run_id: int, stop: threading.Event) -> None:
+    beats = 0
     while not stop.wait(HEARTBEAT_INTERVAL_S):
+        beats += 1
         try:
             with_retry(lambda: _touch(run_id))
+            if beats % REAP_EVERY_BEATS == 0:
+                with_retry(reap_dead_runs)
         except Exception:  # a missed beat is not worth killing the run for
             pass
 
@@ -164,7 +174,13 @@ def device_queue_key(config: dict[str, Any]) -> str:
 
 def _wait_for_turn(run_id: int, queue_key: str, ctx: RunContext) -> bool:
     """Block while the device is busy; False if the run was cancelled meanwhile."""
+    polls = 0
     while True:
+        if polls % REAP_EVERY_BEATS == 0:
+            # A run ahead whose worker was killed would otherwise hold the queue until someone looks.
+            with contextlib.suppress(Exception):
+                with_retry(reap_dead_runs)
+        polls += 1
         with session_scope() as s:
             run = s.get(Run, run_id)
             if run is None or run.status != RunStatus.QUEUED or run.cancel_requested:
@@ -225,6 +241,15 @@ def execute(run_id: int) -> RunStatus:
         return RunStatus.CANCELLED
     except ProtolabError as exc:  # the message is the whole story
         _finish_stopped(ctx, RunStatus.FAILED, "failed", str(exc))
+        return RunStatus.FAILED
+    except OSError as exc:
+        if exc.errno not in DISK_ERRNOS:
+            tail = "".join(traceback.format_exception(exc)[-12:])
+            _finish_stopped(ctx, RunStatus.FAILED, "failed", f"{type(exc).__name__}: {exc}\n\n{tail}")
+            return RunStatus.FAILED
+        # Disk full or unwritable PROTOLAB_HOME (while saving a checkpoint, say): say so in one line.
+        _finish_stopped(ctx, RunStatus.FAILED, "failed: could not write files",
+                        disk_error_text(exc, Path(exc.filename).parent if exc.filename else ctx.artifact_dir))
         return RunStatus.FAILED
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the run row
         tail = "".join(traceback.format_exception(exc)[-12:])

@@ -1,0 +1,300 @@
+"""Faults met with real processes: workers killed with SIGKILL, full or unwritable disks, a busy SQLite.
+
+Workers here are real `core.worker` processes running small executors from this module
+(the slow ones the real trainers would be), so a kill -9 is a real kill -9.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core import jobs, worker
+from core.settings import load_settings, run_dir
+from db import runs as run_queries
+from db import session_scope
+from db.models import Dataset, RunStatus, TaskKind
+
+ROOT = Path(__file__).resolve().parent.parent
+# A real worker process (its command line names core.worker, as jobs._worker_alive expects) whose
+# executor is one of this module's, given as the second argument.
+WORKER_SCRIPT = ("import sys, core.worker as w; from db.models import TaskKind; "
+                 "w.EXECUTORS[TaskKind.CLASSIFICATION] = sys.argv[2]; sys.exit(w.main(sys.argv[1:2]))")
+
+
+# --- executors run inside the worker processes ---------------------------------------------
+
+def slow_executor(ctx: worker.RunContext) -> dict[str, Any]:
+    """Sixty seconds of 'training' that reports progress and writes a checkpoint every step."""
+    for step in range(1, 301):
+        ctx.raise_if_cancelled()
+        ctx.log_metric("train_loss", 1.0 / step, step=step)
+        ctx.progress(step / 300, f"step {step}/300", force=True)
+        (ctx.artifact_dir / "checkpoint.txt").write_text(str(step))
+        time.sleep(0.2)
+    return {"macro_f1": 0.5}
+
+
+def watching_executor(ctx: worker.RunContext) -> dict[str, Any]:
+    """Keeps running (as a long run would) until every other run has stopped being active."""
+    deadline = time.monotonic() + 45
+    step = 0
+    while time.monotonic() < deadline:
+        step += 1
+        ctx.progress(min(step / 100, 0.99), f"step {step}", force=True)
+        with session_scope() as s:
+            others = [r.id for r in run_queries.active_runs(s) if r.id != ctx.run_id]
+        if not others and step > 3:
+            break
+        time.sleep(0.3)
+    return {"macro_f1": 0.75, "steps": step}
+
+
+def quick_executor(ctx: worker.RunContext) -> dict[str, Any]:
+    for step in range(1, 6):
+        ctx.log_metric("train_loss", 1.0 / step, step=step)
+        ctx.progress(step / 5, f"step {step}/5", force=True)
+        time.sleep(0.1)
+    return {"macro_f1": 0.8}
+
+
+def disk_full_executor(ctx: worker.RunContext) -> dict[str, Any]:
+    ctx.progress(0.5, "saving a checkpoint", force=True)
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(ctx.artifact_dir / "checkpoint" / "model.safetensors"))
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+def _queued_run(dataset_id: int, **config: Any) -> int:
+    with session_scope() as s:
+        return run_queries.create_run(s, dataset_id=dataset_id, task=TaskKind.CLASSIFICATION, model_kind="tfidf",
+                                      config={"device": "cpu", **config}).id
+
+
+def _spawn(run_id: int, executor: str, **env: str) -> subprocess.Popen:
+    """A worker started the way jobs.launch_worker starts one, minus the launcher's own watch."""
+    folder = run_dir(run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    log = open(folder / jobs.WORKER_LOG, "ab")  # noqa: SIM115 - the child keeps it
+    proc = subprocess.Popen([sys.executable, "-c", WORKER_SCRIPT, str(run_id), f"tests.test_faults:{executor}"],
+                            stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT, start_new_session=True)
+    log.close()
+    return proc
+
+
+def _status(run_id: int) -> tuple[RunStatus, float, str | None, int | None]:
+    with session_scope() as s:
+        run = run_queries.get_run(s, run_id)
+        return run.status, run.progress, run.error, run.pid
+
+
+def _wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+def _running_with_progress(run_id: int) -> Callable[[], bool]:
+    def check() -> bool:
+        status, progress, _, _ = _status(run_id)
+        return status is RunStatus.RUNNING and progress > 0
+    return check
+
+
+def _database_is_consistent() -> None:
+    path = load_settings().database_url.split("///", 1)[1]
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        # Every stopped run says when it stopped; every failed one says why.
+        bad = conn.execute("SELECT id FROM runs WHERE status IN ('FAILED','COMPLETED','CANCELLED',"
+                           "'failed','completed','cancelled') AND finished_at IS NULL").fetchall()
+        assert bad == []
+        assert conn.execute("SELECT id FROM runs WHERE status IN ('FAILED','failed') AND "
+                            "(error IS NULL OR error = '')").fetchall() == []
+    finally:
+        conn.close()
+
+
+def _kill(proc_or_pid: subprocess.Popen | int) -> None:
+    pid = proc_or_pid if isinstance(proc_or_pid, int) else proc_or_pid.pid
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+# --- kill -9 of a worker ------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_killed_worker_is_marked_failed_by_its_launcher_without_anyone_looking(
+        classification_dataset: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process that launched a worker (the Streamlit server, the CLI) notices its death at once."""
+    monkeypatch.setattr(jobs, "worker_command", lambda run_id, gpus=1: [
+        sys.executable, "-c", WORKER_SCRIPT, str(run_id), "tests.test_faults:slow_executor"])
+    run_id = jobs.start_run(dataset_id=classification_dataset, task=TaskKind.CLASSIFICATION, model_kind="tfidf",
+                            config={"device": "cpu"})
+    try:
+        _wait_until(_running_with_progress(run_id), 60, "the worker to start")
+        pid = _status(run_id)[3]
+        os.kill(pid, signal.SIGKILL)
+        # Nobody calls reap_dead_runs here: the launcher's watch must do it.
+        took = _wait_until(lambda: _status(run_id)[0] is RunStatus.FAILED, 30, "the killed run to be failed")
+    finally:
+        _kill(_status(run_id)[3] or 0)
+    status, progress, error, _ = _status(run_id)
+    assert "SIGKILL" in error and "killed or crashed" in error, error
+    assert 0 < progress < 1
+    assert took < 10
+    _database_is_consistent()
+
+
+@pytest.mark.slow
+def test_killed_worker_is_noticed_by_another_worker_which_keeps_running(classification_dataset: int) -> None:
+    """Two runs at once; one worker is killed. The survivor marks it failed and completes its own run."""
+    victim_id, survivor_id = _queued_run(classification_dataset), _queued_run(classification_dataset)
+    env = {"PROTOLAB_MAX_RUNS_PER_DEVICE": "2"}
+    victim = _spawn(victim_id, "slow_executor", **env)
+    survivor = _spawn(survivor_id, "watching_executor", **env)
+    try:
+        _wait_until(lambda: _running_with_progress(victim_id)() and _running_with_progress(survivor_id)(), 60,
+                    "both runs to be running")
+        victim.kill()  # SIGKILL; this test process is its parent, so it lingers as a zombie: still dead
+        took = _wait_until(lambda: _status(victim_id)[0] is RunStatus.FAILED, 30, "the survivor to reap the victim")
+        assert survivor.wait(60) == 0
+    finally:
+        _kill(victim)
+        _kill(survivor)
+    assert "killed or crashed" in _status(victim_id)[2]
+    assert took < 30
+    with session_scope() as s:
+        survivor_run = run_queries.get_run(s, survivor_id)
+        assert survivor_run.status is RunStatus.COMPLETED and survivor_run.metrics["macro_f1"] == 0.75
+    _database_is_consistent()
+
+
+@pytest.mark.slow
+def test_a_queued_run_does_not_wait_forever_behind_a_killed_one(classification_dataset: int) -> None:
+    """One run per device: the run waiting its turn notices that the one ahead was killed, then runs."""
+    first_id, second_id = _queued_run(classification_dataset), _queued_run(classification_dataset)
+    env = {"PROTOLAB_MAX_RUNS_PER_DEVICE": "1"}
+    first = _spawn(first_id, "slow_executor", **env)
+    try:
+        _wait_until(_running_with_progress(first_id), 60, "the first run to start")
+        second = _spawn(second_id, "quick_executor", **env)
+        _wait_until(lambda: "waiting" in (_status_text(second_id) or ""), 30, "the second run to queue")
+        first.kill()
+        assert second.wait(60) == 0
+    finally:
+        _kill(first)
+    assert _status(first_id)[0] is RunStatus.FAILED
+    assert _status(second_id)[0] is RunStatus.COMPLETED
+    _database_is_consistent()
+
+
+def _status_text(run_id: int) -> str | None:
+    with session_scope() as s:
+        return run_queries.get_run(s, run_id).status_text
+
+
+# --- disk full or unwritable PROTOLAB_HOME --------------------------------------------------
+
+def test_disk_full_while_writing_a_dataset_keeps_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pandas as pd
+
+    from core.storage import StorageError, write_dataset
+    from tests.conftest import sentiment_frame, with_splits
+
+    def full(*_a: Any, **_k: Any) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", full)
+    with pytest.raises(StorageError, match="No space left on device"), session_scope() as s:
+        write_dataset(s, name="full", task=TaskKind.CLASSIFICATION, frame=with_splits(sentiment_frame(20)),
+                      mapping={"text": "text", "label": "label"})
+    with session_scope() as s:
+        assert s.query(Dataset).count() == 0
+    datasets_dir = load_settings().datasets_dir
+    assert not datasets_dir.exists() or list(datasets_dir.iterdir()) == []  # no staging folder left
+
+
+def _home_under_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """PROTOLAB_HOME below a regular file: mkdir fails with ENOTDIR, which even root cannot get round."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("PROTOLAB_HOME", str(blocker / "home"))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    return blocker / "home"
+
+
+def test_unwritable_home_at_dataset_import_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.storage import StorageError, write_dataset
+    from tests.conftest import sentiment_frame, with_splits
+
+    _home_under_a_file(tmp_path, monkeypatch)
+    with pytest.raises(StorageError, match="could not write the dataset") as info, session_scope() as s:
+        write_dataset(s, name="nowhere", task=TaskKind.CLASSIFICATION, frame=with_splits(sentiment_frame(20)),
+                      mapping={"text": "text", "label": "label"})
+    assert "sqlite" not in str(info.value)
+    with session_scope() as s:
+        assert s.query(Dataset).count() == 0
+
+
+def test_unwritable_home_when_starting_a_run_fails_the_run_instead_of_queueing_it_forever(
+        classification_dataset: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The dataset exists (written before the disk went away); now PROTOLAB_HOME cannot be written.
+    url = os.environ["DATABASE_URL"]
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    monkeypatch.setenv("PROTOLAB_HOME", str(blocker / "home"))
+    monkeypatch.setenv("DATABASE_URL", url)
+    with pytest.raises(jobs.JobError, match="a part of the path is a file") as info:
+        jobs.start_run(dataset_id=classification_dataset, task=TaskKind.CLASSIFICATION, model_kind="tfidf",
+                       config={"device": "cpu"})
+    assert "\n" not in str(info.value)
+    with session_scope() as s:
+        (run,) = run_queries.list_runs(s)
+        assert run.status is RunStatus.FAILED and "cannot write to" in run.error
+        assert run.finished_at is not None
+
+
+def test_disk_full_at_checkpoint_time_fails_the_run_with_a_one_line_reason(
+        classification_dataset: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(worker.EXECUTORS, TaskKind.CLASSIFICATION, "tests.test_faults:disk_full_executor")
+    run_id = _queued_run(classification_dataset)
+    assert worker.execute(run_id) is RunStatus.FAILED
+    status, _, error, _ = _status(run_id)
+    assert status is RunStatus.FAILED
+    assert error.startswith("cannot write to") and "the disk is full" in error and "Traceback" not in error
+    assert (run_dir(run_id) / "INCOMPLETE").exists()
+
+
+def test_disk_full_while_a_real_tfidf_run_saves_its_model_never_completes_it(
+        classification_dataset: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import skops.io
+
+    def full(*_a: Any, **_k: Any) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "model.skops")
+
+    monkeypatch.setattr(skops.io, "dump", full)
+    run_id = _queued_run(classification_dataset)
+    assert worker.execute(run_id) is RunStatus.FAILED
+    status, _, error, _ = _status(run_id)
+    assert status is RunStatus.FAILED and "disk is full" in error
+    with session_scope() as s:
+        assert run_queries.get_run(s, run_id).metrics in ({}, None)
