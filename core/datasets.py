@@ -194,14 +194,15 @@ def guess_classification(frame: pd.DataFrame) -> ClassificationMapping:
     texts = {c: _as_text(sample[c]) for c in sample.columns}
     wordy = [c for c in sample.columns if _numeric_share(sample[c]) < 0.5]
     lengths = {c: float(texts[c].str.len().mean()) for c in wordy}
-    text_col = next((c for c in _named(wordy, TEXT_NAMES, exact=True) if lengths[c] >= 10), None)
+    text_col = next(iter(_named(wordy, TEXT_NAMES, exact=True)), None)
     if text_col is None and lengths:
         text_col = max(lengths, key=lambda c: lengths[c])
     n = len(sample)
-    low_card = [c for c in sample.columns if c != text_col
-                and 2 <= texts[c][texts[c] != ""].nunique() <= max(2, min(100, n // 2))]
-    named = _named(low_card, LABEL_NAMES)
-    label_col = named[0] if named else min(low_card, key=lambda c: texts[c].nunique(), default=None)
+    distinct = {c: texts[c][texts[c] != ""].nunique() for c in sample.columns if c != text_col}
+    # A column named like a label is taken even with one class, so validation can say what is wrong.
+    named = _named([c for c, k in distinct.items() if 1 <= k <= max(2, min(100, n // 2))], LABEL_NAMES)
+    low_card = [c for c, k in distinct.items() if 2 <= k <= max(2, min(100, n // 2))]
+    label_col = named[0] if named else min(low_card, key=lambda c: distinct[c], default=None)
     return ClassificationMapping(text=text_col, label=label_col)
 
 

@@ -161,7 +161,7 @@ def test_string_rating_column_is_a_label_not_a_number() -> None:
 
 
 def test_guess_interactions_by_name_and_timestamp_content() -> None:
-    frame = pd.DataFrame({"when": ["2024-01-0%d" % (i % 9 + 1) for i in range(20)], "customer_id": ["c"] * 20,
+    frame = pd.DataFrame({"when": [f"2024-01-0{i % 9 + 1}" for i in range(20)], "customer_id": ["c"] * 20,
                           "product_id": ["p"] * 20, "stars": ["5"] * 20})
     assert ds.guess_interactions(frame) == ds.InteractionsMapping("customer_id", "product_id", "stars", "when")
 
