@@ -148,3 +148,34 @@ def test_review_is_stored_and_shown(completed_classification_run: int) -> None:
         reviews = run_queries.reviews_of(s, completed_classification_run)
         assert [(r.reviewer, r.verdict.value) for r in reviews] == [("Dana <script>x</script>", "needs_work")]
     assert any("Dana" in m.value and "needs work" in m.value for m in at.markdown)
+
+
+def test_real_tfidf_run_from_the_worker_is_evaluated(classification_dataset: int,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    """A run trained by the real worker (core.training, TF-IDF): page, CLI and report read what it stored."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from core.cli import main
+    from core.report import build_report
+    from core.training import build_config
+
+    with session_scope() as s:
+        run_id = run_queries.create_run(s, dataset_id=classification_dataset, task=TaskKind.CLASSIFICATION,
+                                        model_kind="tfidf", config=build_config("tfidf", {}), name="real tfidf").id
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, "-m", "core.worker", str(run_id)], capture_output=True, text=True,
+                          timeout=300, cwd=root)
+    with session_scope() as s:
+        run = run_queries.get_run(s, run_id)
+        assert run.status.value == "completed", (proc.stderr[-2000:], run.error)
+        stored = run.metrics["reports"]["test"]
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception and not at.error
+    found = charts(at)
+    assert {"per_class_chart", "cm_chart", "roc_chart", "calibration_chart", "threshold_chart"} <= set(found)
+    assert found["cm_chart"]["data"][0]["z"] == stored["confusion_matrix"]
+    assert main(["eval", str(run_id), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["macro_f1"] == pytest.approx(stored["macro_f1"])
+    assert build_report([run_id]).count('class="plotly-graph-div"') >= 5
