@@ -1,9 +1,180 @@
-"""Datasets: the page is filled by the datasets issue; until then it says so honestly."""
+"""Datasets: upload a file, check the parsed preview, mapping and validation, then save; inspect, rename, delete.
+
+A thin page: parsing, validation, splitting, storage and profiles live in core.datasets / core.profiling.
+"""
 
 import streamlit as st
 
+from core import datasets as ds
+from core.charts import datasets as charts
+from core.demo_data import DEMOS, load_demo_dataset
+from core.errors import ProtolabError
+from core.profiling import classification_profile, default_token_counter, interactions_profile
+from core.storage import load_frame
+from db import datasets as dataset_queries
+from db import session_scope
 from ui.common import ensure_db
 
 ensure_db()
 st.title("📂 Datasets")
-st.info("Dataset upload is not available in this build yet.")
+NONE = "(none)"
+
+
+@st.cache_data(show_spinner="Reading the file…", max_entries=4)
+def read_upload(data: bytes, filename: str) -> ds.ParsedTable:
+    return ds.read_table(data, filename)
+
+
+@st.cache_resource(show_spinner=False)
+def token_counter():  # noqa: ANN201 - a closure over the cached tokenizer
+    return default_token_counter()
+
+
+def pick(label: str, columns: list[str], guess: str | None, key: str, optional: bool = False) -> str | None:
+    options = ([NONE] if optional else []) + columns
+    value = st.selectbox(label, options, index=options.index(guess) if guess in options else 0, key=key)
+    return None if value == NONE else value
+
+
+def prepare(table: ds.ParsedTable, task: str, split: ds.SplitConfig) -> ds.PreparedDataset:
+    cols = list(table.frame.columns)
+    if task == "classification":
+        guess = ds.guess_classification(table.frame)
+        mapping = ds.ClassificationMapping(pick("Text column", cols, guess.text, "map_text"),
+                                           pick("Label column", cols, guess.label, "map_label"))
+        options = ds.CleanOptions(drop_duplicates=st.checkbox("Drop exact duplicate texts", key="drop_dups"),
+                                  drop_rare_classes=st.checkbox("Drop classes too small for every split",
+                                                                key="drop_rare"))
+        return ds.prepare_classification(table, mapping, split, options)
+    guess = ds.guess_interactions(table.frame)
+    mapping = ds.InteractionsMapping(
+        pick("User column", cols, guess.user, "map_user"), pick("Item column", cols, guess.item, "map_item"),
+        pick("Rating column", cols, guess.rating, "map_rating", True),
+        pick("Timestamp column", cols, guess.timestamp, "map_timestamp", True))
+    items_file = st.file_uploader("Item catalogue (optional)", key="items_upload")
+    items, items_mapping = None, None
+    if items_file is not None:
+        items = read_upload(items_file.getvalue(), items_file.name)
+        g = ds.guess_catalogue(items.frame, id_hint=mapping.item)
+        icols = list(items.frame.columns)
+        items_mapping = ds.CatalogueMapping(
+            pick("Catalogue item id", icols, g.item, "map_item_id"), pick("Title", icols, g.title, "map_title"),
+            pick("Description", icols, g.text, "map_item_text", True),
+            pick("Genres", icols, g.genres, "map_genres", True))
+    return ds.prepare_interactions(table, mapping, split, items, items_mapping)
+
+
+def add_dataset() -> None:
+    st.subheader("Try a demo dataset")
+    for col, demo in zip(st.columns(len(DEMOS)), DEMOS.values(), strict=True):
+        if col.button(f"Load {demo.title}", key=f"demo_{demo.name}", help=demo.description):
+            row = load_demo_dataset(demo.name)
+            col.success(f"Loaded '{row.name}' ({row.row_count} rows)")
+    st.subheader("Upload your own")
+    task = st.radio("Task", ["classification", "interactions"], key="task", horizontal=True)
+    upload = st.file_uploader("CSV, TSV, JSON, JSON Lines, Parquet or .xlsx (also .gz / .zip)", key="upload")
+    if upload is None:
+        return
+    table = read_upload(upload.getvalue(), upload.name)
+    st.caption(f"{upload.name}: {table.file_format}, {len(table.frame):,} rows, encoding {table.encoding or 'n/a'}")
+    for note in table.notes:
+        st.info(note)
+    st.dataframe(table.frame.head(20), key="preview")
+    left, right = st.columns(2)
+    fractions = left.text_input("Split train,validation,test", "0.8,0.1,0.1", key="split")
+    seed = int(right.number_input("Seed", value=42, step=1, key="seed"))
+    method = "stratified"
+    if task == "interactions":
+        method = {"per-user random": "random", "leave last out (by time)": "time"}[
+            st.radio("Split", ["per-user random", "leave last out (by time)"], key="split_method", horizontal=True)]
+    prepared = prepare(table, task, ds.SplitConfig(ds.parse_fractions(fractions), seed, method))
+    for warning in prepared.warnings:
+        st.warning(warning)
+    st.success(f"Checks passed: {len(prepared.frame):,} rows, splits "
+               f"{prepared.frame['split'].value_counts().to_dict()}")
+    with session_scope() as s:
+        same = ds.find_same_content(s, prepared)
+        same_name = same.name if same else None
+    allow = False
+    if same_name:
+        st.info(f"This content is already stored as '{same_name}': use it below, or store a copy.")
+        allow = st.checkbox("Store a copy anyway", key="allow_duplicate")
+    name = st.text_input("Dataset name", upload.name.rsplit(".", 1)[0][:200], key="name")
+    if st.button("Save dataset", key="save", type="primary", disabled=bool(same_name) and not allow):
+        with session_scope() as s:
+            row = ds.import_dataset(s, prepared, name=name, allow_duplicate=allow)
+        st.success(f"Saved '{row.name}' (id {row.id}).")
+
+
+def inspect(summary: dict) -> None:
+    stats = summary["stats"]
+    cols = st.columns(4)
+    cols[0].metric("Rows", f"{summary['rows']:,}")
+    cols[1].metric("Train / val / test", " / ".join(str(summary["splits"].get(k, 0)) for k in ds.SPLIT_NAMES))
+    cols[2].metric("Encoding", summary["encoding"] or "n/a")
+    for warning in summary["warnings"]:
+        st.warning(warning)
+    with session_scope() as s:
+        frame = load_frame(dataset_queries.get_dataset(s, summary["id"]))
+    if summary["task"] == "classification":
+        cols[3].metric("Classes", len(summary["classes"]))
+        try:
+            counter = token_counter()
+        except ProtolabError:
+            counter = None
+        profile = classification_profile(frame, counter)
+        st.plotly_chart(charts.class_balance(profile["classes"], profile["imbalance_ratio"]), key="chart_classes")
+        st.plotly_chart(charts.text_length_histogram(profile["chars"], profile["tokens"]), key="chart_lengths")
+        st.caption(f"{profile['duplicates']} exact duplicate texts; {stats.get('long_texts', 0)} over-long texts")
+        for label, texts in profile["samples"].items():
+            st.markdown(f"**{label}**: " + " · ".join(texts))
+    else:
+        profile = interactions_profile(frame)
+        cols[3].metric("Users / items", f"{profile['users']:,} / {profile['items']:,}")
+        st.caption(f"{profile['interactions']:,} interactions, sparsity {profile['sparsity']:.2%}")
+        if profile["ratings"] is not None:
+            st.plotly_chart(charts.rating_histogram(profile["ratings"]), key="chart_ratings")
+        st.plotly_chart(charts.long_tail(profile["per_user"], "user"), key="chart_users")
+        st.plotly_chart(charts.long_tail(profile["per_item"], "item"), key="chart_items")
+
+
+def manage(summary: dict) -> None:
+    new_name = st.text_input("Rename to", summary["name"], key="rename_to")
+    if st.button("Rename", key="rename") and new_name != summary["name"]:
+        with session_scope() as s:
+            ds.rename_dataset(s, summary["id"], new_name)
+        st.rerun()
+    with session_scope() as s:
+        runs = ds.runs_to_delete(s, summary["id"])
+    if st.button("Delete dataset", key="delete"):
+        st.session_state["confirm_delete"] = summary["id"]
+    if st.session_state.get("confirm_delete") == summary["id"]:
+        gone = f" and its {len(runs)} runs ({', '.join(f'#{r}' for r in runs)})" if runs else ""
+        st.warning(f"Delete '{summary['name']}'{gone}? This cannot be undone.")
+        if st.button("Yes, delete", key="confirm_delete_yes", type="primary"):
+            ds.delete_dataset(summary["id"])
+            st.session_state.pop("confirm_delete")
+            st.rerun()
+
+
+add_tab, list_tab = st.tabs(["Add a dataset", "Your datasets"])
+with add_tab:
+    try:
+        add_dataset()
+    except ProtolabError as exc:
+        st.error(str(exc))
+with list_tab:
+    with session_scope() as s:
+        summaries = [ds.summarize(d) for d in dataset_queries.list_datasets(s)]
+    if not summaries:
+        st.info("No datasets yet: upload one or load a demo dataset.")
+    else:
+        st.dataframe([{k: d[k] for k in ("id", "name", "task", "rows", "created_at")} for d in summaries],
+                     key="datasets_table")
+        by_name = {d["name"]: d for d in summaries}
+        chosen = by_name[st.selectbox("Inspect", list(by_name), key="inspect")]
+        try:
+            inspect(chosen)
+            manage(chosen)
+        except ProtolabError as exc:
+            st.error(str(exc))
