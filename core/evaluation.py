@@ -294,7 +294,8 @@ def leaderboard(runs: Sequence[Run], sort_by: str | None = None) -> pd.DataFrame
     for r in runs:
         m = r.metrics or {}
         row: dict[str, Any] = {"run": r.id, "name": r.name or "", "model": r.model_kind, "dataset": r.dataset_id}
-        row.update({k: m.get(k) for k in metric_keys})
+        values = ranking_metrics_at(r) if is_ranking(r) else m
+        row.update({k: values.get(k) for k in metric_keys})
         row.update({k: _plain((r.config or {}).get(k)) for k in params})
         row["duration_s"] = m.get("train_time_s", r.duration_s)
         row["device"] = r.device or m.get("device")
@@ -329,6 +330,16 @@ def ranking_by_k(run: Run) -> dict[int, dict[str, float]]:
     by_k = (run.metrics or {}).get("by_k") or {}
     return {int(k): {m: float(v) for m, v in vals.items() if isinstance(v, (int, float))}
             for k, vals in sorted(by_k.items(), key=lambda kv: int(kv[0]))}
+
+
+def ranking_metrics_at(run: Run, k: int = 10) -> dict[str, float | None]:
+    """'<metric>@K' (and coverage) at one K, from by_k when the run's own K is another one."""
+    m = run.metrics or {}
+    at_k = (m.get("by_k") or {}).get(str(k)) or {}
+    out: dict[str, float | None] = {f"{name}@{k}": at_k.get(name, m.get(f"{name}@{k}"))
+                                    for name in RANKING_KEYS if name != "coverage"}
+    out["coverage"] = at_k.get("coverage", m.get("coverage") if m.get("k", k) == k else None)
+    return out
 
 
 def ranking_headline(run: Run) -> dict[str, Any]:

@@ -169,8 +169,9 @@ def comparison_report(runs: Sequence[Run], points: pd.DataFrame | None = None) -
         metrics = ["accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1"]
         if points is not None and not points.empty:
             body.append(_figure(charts.overlaid_learning_curves(points, names)))
-    body.insert(2, _figure(charts.comparison_bars({names[r.id]: {m: (r.metrics or {}).get(m) for m in metrics}
-                                                   for r in runs}, metrics)))
+    values = {names[r.id]: ev.ranking_metrics_at(r) if ev.is_ranking(r) else (r.metrics or {}) for r in runs}
+    body.insert(2, _figure(charts.comparison_bars({n: {m: v.get(m) for m in metrics} for n, v in values.items()},
+                                                  metrics)))
     for run in runs:
         body.append(f"<h2>{esc(ev.run_label(run))}</h2>" + _dict_table(dict(run.config or {})) + _reviews_section(run))
     return _page(f"Protolab comparison of {len(runs)} runs", "".join(body))

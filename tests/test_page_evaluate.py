@@ -179,3 +179,32 @@ def test_real_tfidf_run_from_the_worker_is_evaluated(classification_dataset: int
     assert main(["eval", str(run_id), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["macro_f1"] == pytest.approx(stored["macro_f1"])
     assert build_report([run_id]).count('class="plotly-graph-div"') >= 5
+
+
+def test_real_recommender_run_from_the_worker_is_evaluated(interactions_dataset: int) -> None:
+    """A popularity run trained by the real worker (core.recommenders): page and comparison read its metrics."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from core.recommenders import build_config
+
+    root = Path(__file__).resolve().parent.parent
+    ids = []
+    for kind in ("popularity", "itemknn"):
+        with session_scope() as s:
+            ids.append(run_queries.create_run(s, dataset_id=interactions_dataset, task=TaskKind.INTERACTIONS,
+                                              model_kind=kind, config=build_config(kind, {})).id)
+        proc = subprocess.run([sys.executable, "-m", "core.worker", str(ids[-1])], capture_output=True, text=True,
+                              timeout=300, cwd=root)
+        with session_scope() as s:
+            run = run_queries.get_run(s, ids[-1])
+            assert run.status.value == "completed", (proc.stderr[-2000:], run.error)
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception and not at.error
+    assert "rank_k_chart" in charts(at)
+    at.segmented_control(key="mode").set_value("Compare runs").run()
+    assert not at.exception
+    found = charts(at)
+    assert len(found["cmp_bars"]["data"]) == 2 and len(found["cmp_k_chart"]["data"]) == 2
+    assert at.dataframe[0].value["ndcg@10"].notna().all()

@@ -237,7 +237,8 @@ def _comparison_charts(runs: list[Any], points: pd.DataFrame) -> None:
     names = {r.id: ev.run_label(r) for r in runs}
     ranking = any(ev.is_ranking(r) for r in runs)
     metrics = RANK_METRICS if ranking else CLASS_METRICS
-    _plotly(charts.comparison_bars({names[r.id]: {m: r.metrics.get(m) for m in metrics} for r in runs}, metrics),
+    values = {names[r.id]: ev.ranking_metrics_at(r) if ranking else r.metrics for r in runs}
+    _plotly(charts.comparison_bars({n: {m: v.get(m) for m in metrics} for n, v in values.items()}, metrics),
             key="cmp_bars")
     if ranking:
         metric = st.selectbox("Metric at K", list(ev.RANKING_KEYS), key="cmp_k_metric")
