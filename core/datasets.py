@@ -313,7 +313,9 @@ def prepare_classification(table: ParsedTable, mapping: ClassificationMapping, s
     out = pd.concat([pd.DataFrame({"text": text, "label": label}), _extras(frame, [mapping.text, mapping.label])],
                     axis=1)[~empty.to_numpy()]
     _require_classes(table, out, mapping.label, "after dropping empty rows" if empty.any() else "")
-    dup = out["text"].duplicated(keep="first")
+    codes = pd.factorize(out["text"])[0]  # once: duplicates and leakage both need it, and it is the slow part
+    out["_code"] = codes
+    dup = pd.Series(codes, index=out.index).duplicated(keep="first")
     n_dup = int(dup.sum())
     if n_dup and options.drop_duplicates:
         warnings.append(f"{name}: dropped {n_dup} exact duplicate texts ({table.rows(out.index[dup.to_numpy()])})")
@@ -329,6 +331,7 @@ def prepare_classification(table: ParsedTable, mapping: ClassificationMapping, s
     out = _drop_or_reject_rare(table, out, mapping.label, split, options, warnings)
     out = out.assign(split=stratified_split(out["label"], split.fractions, split.seed)).reset_index(drop=True)
     stats = _classification_stats(out, n_dup, int(long.sum()), int(empty.sum()), warnings, name)
+    out = out.drop(columns="_code")
     return PreparedDataset(
         task=TaskKind.CLASSIFICATION, frame=out, mapping={**asdict(mapping), **_mapping_meta(table, split, options)},
         stats=stats, warnings=warnings, encoding=table.encoding, source_filename=name,
@@ -395,7 +398,9 @@ def _classification_stats(out: pd.DataFrame, n_dup: int, n_long: int, n_empty: i
                           name: str) -> dict[str, Any]:
     classes = {str(k): int(v) for k, v in out["label"].value_counts().items()}
     per_split = {s: {str(k): int(v) for k, v in g.value_counts().items()} for s, g in out.groupby("split")["label"]}
-    in_splits = out.groupby("text")["split"].nunique()
+    codes = out["_code"].to_numpy()
+    repeated = out[np.bincount(codes)[codes] > 1]  # only repeated texts can leak
+    in_splits = repeated.groupby("_code")["split"].nunique()
     leaked = int((in_splits > 1).sum())
     if leaked:
         warnings.append(f"{name}: {leaked} texts appear in more than one split (leakage); "

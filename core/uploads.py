@@ -207,10 +207,22 @@ def _parse_delimited(data: bytes, text: str, name: str, encoding: str, notes: li
     if sep not in ",\t":
         notes = [*notes, f"columns separated by {sep!r}"]
     # UTF-8 bytes go straight to the C parser (fast); other encodings were decoded already.
-    source: io.IOBase = io.BytesIO(data) if encoding.startswith("utf-8") else io.StringIO(text)
+    utf8 = encoding.startswith("utf-8")
+
+    def read(**kwargs: Any) -> pd.DataFrame:
+        source = io.BytesIO(data) if utf8 else io.StringIO(text)
+        return pd.read_csv(source, sep=sep, keep_default_na=False, na_filter=False, engine="c",
+                           encoding=encoding if utf8 else None, skip_blank_lines=True, **kwargs)
+
     try:
-        frame = pd.read_csv(source, sep=sep, dtype=str, keep_default_na=False, na_filter=False, engine="c",
-                            encoding=encoding if encoding.startswith("utf-8") else None, skip_blank_lines=True)
+        # Inferred types are the fast path; numeric-looking columns are then re-read as text so ids keep
+        # their leading zeros and labels stay "1", not 1.0.
+        frame = read()
+        numeric = [i for i, dtype in enumerate(frame.dtypes) if not pd.api.types.is_string_dtype(dtype)]
+        if numeric:
+            as_text = read(usecols=numeric, dtype=str)
+            for i, col in zip(numeric, as_text.columns, strict=True):
+                frame[frame.columns[i]] = as_text[col].astype("str")
     except pd.errors.EmptyDataError as exc:
         raise DatasetError(f"{name}: the file is empty") from exc
     except pd.errors.ParserError as exc:
