@@ -1,9 +1,135 @@
-"""💬 Sentiment demo: filled by its own issue; until then the page says so honestly."""
+"""💬 Sentiment demo: a trained classification run, served to someone who has never seen the rest of the app.
+
+One text with its label, probabilities and the words behind them; or a whole file scored and downloadable.
+"""
 
 import streamlit as st
 
-from ui.common import ensure_db
+from core.batch_scoring import read_upload, results_csv, score_frame, text_columns
+from core.charts.sentiment import label_distribution, probability_bars
+from core.errors import ProtolabError
+from core.explain import explain, render_explanation_html, top_words
+from core.predict import clean_text, load_classifier, servable_runs
+from ui.common import ensure_db, format_when, page_link
+
+EXAMPLES = ("Absolutely love it: setup took two minutes and support was brilliant.",
+            "The app keeps crashing and nobody answers my emails.",
+            "It arrived on Tuesday, in a brown box.",
+            "Not bad at all, though the battery could last longer.")
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def classifier(run_id: int, version: str):
+    # One model per process, shared by every session; `version` stops a reused run id serving stale files.
+    return load_classifier(run_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def explanation(run_id: int, version: str, text: str):
+    return explain(classifier(run_id, version), text)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def uploaded_table(data: bytes, name: str):
+    return read_upload(data, name)
+
+
+def use_example(text: str) -> None:
+    st.session_state["text"] = text
+
 
 ensure_db()
+present = bool(st.session_state.get("present"))
 st.title("💬 Sentiment demo")
-st.info("The sentiment demo is not available in this build yet: upload a dataset on the **Datasets** page first.")
+runs = [r for r in servable_runs() if r.has_artifacts]
+if not runs:
+    st.info("No trained model to demo yet. Upload labelled text on **Datasets**, train a model on **Train**, "
+            "and it will appear here as soon as the run completes.")
+    if not present:
+        page_link("pages/datasets.py", "Go to Datasets", "📂")
+        page_link("pages/train.py", "Go to Train", "🏋️")
+    st.stop()
+
+by_id = {r.run_id: r for r in runs}
+run = by_id[st.selectbox("Model", list(by_id), format_func=lambda i: by_id[i].title, key="run",
+                         help="Completed classification runs, best macro-F1 first.")]
+with st.container(border=True):
+    c1, c2, c3, c4 = st.columns([3, 3, 2, 2])
+    c1.markdown(f"**Dataset**  \n{run.dataset_name}")
+    c2.markdown(f"**Model**  \n{run.model_kind}" + (f" · `{run.model_id}`" if run.model_id else ""))
+    c3.metric("Macro-F1", f"{run.macro_f1:.3f}" if run.macro_f1 is not None else "–")
+    accuracy = run.metrics.get("accuracy")
+    c4.metric("Accuracy", f"{accuracy:.1%}" if accuracy is not None else "–")
+    st.caption(f"Trained {format_when(run.finished_at)} · run #{run.run_id}")
+    if not present:
+        page_link("pages/evaluate.py", "Full evaluation of this run", "📊")
+
+version = str(run.finished_at)
+try:
+    model = classifier(run.run_id, version)
+except ProtolabError as exc:
+    st.error(f"This model cannot be served: {exc}")
+    st.stop()
+
+single, batch = st.tabs(["✍️ Try a sentence", "📄 Score a file"])
+with single:
+    st.caption("Try one of these, or write your own:")
+    for col, (i, example) in zip(st.columns(len(EXAMPLES)), enumerate(EXAMPLES), strict=True):
+        col.button(example, key=f"example_{i}", on_click=use_example, args=(example,), width="stretch")
+    text = st.text_area("Text", key="text", height=110, placeholder="Type or paste a review, a tweet, an email…")
+    analyse = st.button("Analyse", key="analyse", type="primary")
+    if analyse or text:
+        try:
+            cleaned = clean_text(text)
+        except ProtolabError as exc:
+            st.warning(str(exc))
+        else:
+            pred = model.predict([cleaned])[0]
+            left, right = st.columns([2, 3])
+            left.metric("Prediction", pred.label, f"{pred.confidence:.0%} confident", delta_color="off")
+            if pred.low_confidence:
+                left.warning("Low confidence: the model is unsure, so treat this label as a guess.", icon="🤔")
+            if pred.truncated:
+                left.info(f"This text is longer than the model reads ({model.max_length} tokens): only its "
+                          "beginning was scored.", icon="✂️")
+            right.plotly_chart(probability_bars(pred.probabilities, pred.label), key="proba_chart")
+            st.subheader("Why")
+            why = explanation(run.run_id, version, cleaned)
+            st.markdown(render_explanation_html(why.words, why.weights), unsafe_allow_html=True)
+            strongest = ", ".join(f"“{w}”" for w, _ in top_words(why, 3))
+            st.caption(f"Green words pushed towards **{why.label}**, red ones away from it (how much the "
+                       "probability drops when the word is left out)."
+                       + (f" Strongest: {strongest}." if strongest else ""))
+
+with batch:
+    upload = st.file_uploader("CSV or Excel file, one text per row", key="upload",
+                              type=["csv", "tsv", "txt", "xlsx", "xls", "json", "parquet"])
+    if upload is not None:
+        try:
+            frame = uploaded_table(upload.getvalue(), upload.name)
+            columns = text_columns(frame)
+            if not columns:
+                raise ProtolabError(f"{upload.name} has no column with text to score (columns: "
+                                    f"{', '.join(map(str, frame.columns))}). Put one review per row in a text column.")
+        except ProtolabError as exc:
+            st.warning(str(exc))
+        else:
+            column = st.selectbox("Text column", columns, key="text_col")
+            st.dataframe(frame.head(5), hide_index=True)
+            job = (run.run_id, upload.file_id, column)
+            if st.button(f"Score {len(frame):,} rows", key="score", type="primary"):
+                bar = st.progress(0.0, text="Starting…")
+                st.session_state["scored"] = (job, score_frame(model, frame, column,
+                                                               on_progress=lambda f, t: bar.progress(f, text=t)))
+                bar.empty()
+            done = st.session_state.get("scored")
+            if done and done[0] == job:
+                result = done[1]
+                m1, m2, m3 = st.columns(3)
+                m1.metric("Scored", f"{result.scored:,}")
+                m2.metric("Blank rows skipped", f"{result.empty:,}")
+                m3.metric("Truncated", f"{result.truncated:,}")
+                st.plotly_chart(label_distribution(result.label_counts), key="distribution_chart")
+                st.dataframe(result.frame.head(100), hide_index=True)
+                st.download_button("Download scored CSV", results_csv(result), key="download",
+                                   file_name=f"scored-run{run.run_id}.csv", mime="text/csv")

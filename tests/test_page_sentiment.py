@@ -1,0 +1,152 @@
+"""The Sentiment demo page under AppTest: each family end to end, bad inputs, XSS, empty and broken states."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.settings import run_dir
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "sentiment.py")
+
+
+def page(**state) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=180)
+    for key, value in state.items():
+        at.session_state[key] = value
+    return at.run()
+
+
+def texts(at: AppTest, kind: str) -> str:
+    return " ".join(str(e.value) for e in getattr(at, kind))
+
+
+def html_blocks(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown if m.allow_html]
+
+
+def test_empty_state_points_to_datasets_and_train() -> None:
+    at = page()
+    assert not at.exception
+    assert "No trained model to demo yet" in texts(at, "info")
+    assert not at.selectbox and not at.text_area
+
+
+@pytest.mark.parametrize("family", ["transformer", "lstm", "tfidf"])
+def test_single_text_explanation_and_batch(make_served_run, family: str) -> None:
+    run_id = make_served_run(family)
+    at = page()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="run").value == run_id
+    assert "tiny-sentiment" in texts(at, "markdown") and at.metric[0].label == "Macro-F1"
+
+    at.text_area(key="text").input("love great wonderful").run()
+    assert not at.exception, at.exception
+    prediction = at.metric[2]
+    assert prediction.label == "Prediction" and prediction.value in {"positive", "negative"}
+    if family != "transformer":  # trained models get the tiny data right
+        assert prediction.value == "positive"
+    assert len(at.get("plotly_chart")) == 1
+    why = html_blocks(at)
+    assert len(why) == 1 and why[0].count("<span ") == 3 and ">love</span>" in why[0]
+
+    at.button(key="example_1").click().run()  # an example fills the text box and is analysed
+    assert at.text_area(key="text").value.startswith("The app keeps crashing")
+    assert ">crashing</span>" in html_blocks(at)[0]
+
+    frame = pd.DataFrame({"id": [1, 2, 3, 4], "review": ["love it great", "awful hate", "", "wonderful"]})
+    at.file_uploader(key="upload").upload("reviews.csv", frame.to_csv(index=False).encode(), "text/csv").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="text_col").value == "review"
+    at.button(key="score").click().run()
+    assert not at.exception, at.exception
+    assert [m.value for m in at.metric[-3:]] == ["3", "1", "0"]
+    assert len(at.get("plotly_chart")) == 2  # probabilities + label distribution
+    assert at.get("download_button")
+
+
+def test_best_macro_f1_run_is_the_default(make_served_run) -> None:
+    make_served_run("tfidf", macro_f1=0.7)
+    best = make_served_run("lstm", macro_f1=0.9)
+    make_served_run("tfidf", macro_f1=0.8)
+    at = page()
+    assert at.selectbox(key="run").value == best
+    assert len(at.selectbox(key="run").options) == 3
+
+
+@pytest.mark.parametrize("text", ["", "   \n  "])
+def test_empty_and_whitespace_input_get_a_friendly_message(make_served_run, text: str) -> None:
+    make_served_run("tfidf")
+    at = page()
+    at.text_area(key="text").input(text)
+    at.button(key="analyse").click().run()
+    assert not at.exception
+    assert "at least one word" in texts(at, "warning")
+    assert not at.get("plotly_chart")
+
+
+def test_long_text_is_truncated_with_a_note(make_served_run) -> None:
+    make_served_run("transformer", max_length=16)
+    at = page(text="great service " * 100)
+    assert not at.exception
+    assert "longer than the model reads (16 tokens)" in texts(at, "info")
+    absurd = page(text="x" * 150_000)
+    assert "characters long" in texts(absurd, "warning") and not absurd.exception
+
+
+def test_script_in_the_input_comes_out_escaped(make_served_run) -> None:
+    make_served_run("tfidf")
+    at = page(text='great <script>alert("x")</script> <img src=x onerror=alert(1)>')
+    assert not at.exception
+    (why,) = html_blocks(at)
+    assert "<script>" not in why and "<img" not in why
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in why
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"id,stars\n1,5\n2,3\n", "no column with text"),
+    (b"", "the file is empty"),
+])
+def test_files_without_usable_text_get_a_friendly_message(make_served_run, content: bytes, message: str) -> None:
+    make_served_run("tfidf")
+    at = page()
+    at.file_uploader(key="upload").upload("numbers.csv", content, "text/csv").run()
+    assert not at.exception
+    assert message in texts(at, "warning")
+    assert "score" not in [b.key for b in at.button]
+
+
+def test_excel_upload_is_scored(make_served_run) -> None:
+    make_served_run("tfidf")
+    buffer = io.BytesIO()
+    pd.DataFrame({"comment": ["love it great", "awful"], "n": [1, 2]}).to_excel(buffer, index=False)
+    at = page()
+    at.file_uploader(key="upload").upload("r.xlsx", buffer.getvalue(), "application/octet-stream").run()
+    at.button(key="score").click().run()
+    assert not at.exception and at.get("download_button")
+
+
+def test_runs_without_files_are_not_offered_and_damaged_ones_explain_themselves(make_served_run) -> None:
+    gone = make_served_run("tfidf", macro_f1=0.95)
+    shutil.rmtree(run_dir(gone))
+    kept = make_served_run("tfidf", macro_f1=0.5)
+    at = page()
+    assert at.selectbox(key="run").options == [f"#{kept} tfidf on tiny-sentiment · macro-F1 0.500"]
+    broken = make_served_run("tfidf", macro_f1=0.99)
+    (run_dir(broken) / "model" / "labels.json").write_text("{broken")
+    at = page()
+    assert not at.exception and at.selectbox(key="run").value == broken
+    assert "cannot be served" in texts(at, "error") and not at.text_area
+
+
+def test_presentation_mode_has_no_links_into_the_workshop(make_served_run) -> None:
+    make_served_run("tfidf")
+    normal, present = page(), page(present=True)
+    assert "evaluation" in texts(normal, "caption").lower() or normal.get("page_link")
+    assert not present.get("page_link") and "Full evaluation" not in texts(present, "caption")
+    assert not present.exception and present.text_area(key="text") is not None
