@@ -105,7 +105,7 @@ def require_completed(run: Run | None, run_id: int) -> Run:
     return run
 
 
-def is_ranking(run: Run) -> bool:
+def is_ranking(run: Any) -> bool:
     return run.task == TaskKind.INTERACTIONS
 
 
@@ -252,13 +252,64 @@ def _score(run: Run, key: str = "macro_f1") -> float:
     return float(value) if isinstance(value, (int, float)) else float("-inf")
 
 
-def baseline_run(s: Any, run: Run) -> Run | None:
+def baseline_run(s: Any, run: Any) -> Run | None:
     """The best completed TF-IDF run on the same dataset (the bar a bigger model must clear)."""
-    from db import runs as run_queries
+    from sqlalchemy import select
 
-    candidates = [r for r in run_queries.list_runs(s, dataset_id=run.dataset_id, statuses=[RunStatus.COMPLETED])
-                  if r.model_kind == "tfidf" and r.id != run.id and r.metrics]
-    return max(candidates, key=_score, default=None)
+    score = Run.metrics["macro_f1"].as_float()
+    # Only the winner's row is loaded: a dataset with hundreds of runs must not parse every report.
+    best = s.scalar(select(Run.id).where(Run.dataset_id == run.dataset_id, Run.model_kind == "tfidf",
+                                         Run.status == RunStatus.COMPLETED, Run.id != run.id, score.is_not(None))
+                    .order_by(score.desc(), Run.id.desc()).limit(1))
+    return s.get(Run, best) if best is not None else None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A light view of a run for pickers and leaderboards: headline metrics only, no per-split reports."""
+
+    id: int
+    name: str | None
+    model_kind: str
+    task: TaskKind
+    dataset_id: int
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    device: str | None
+    duration_s: float | None
+
+
+RECORD_METRICS = (*HEADLINE_KEYS, "train_time_s", "device", "k", "coverage", "by_k",
+                  *(f"{name}@10" for name in RANKING_KEYS if name != "coverage"))
+
+
+def run_records(s: Any, *, dataset_ids: Iterable[int] | None = None,
+                run_ids: Iterable[int] | None = None) -> list[RunRecord]:
+    """Completed runs, newest first, with only the metric keys a leaderboard shows (extracted in SQL)."""
+    from sqlalchemy import select
+
+    columns = [Run.id, Run.name, Run.model_kind, Run.task, Run.dataset_id, Run.config, Run.device,
+               Run.started_at, Run.finished_at, *(Run.metrics[k] for k in RECORD_METRICS)]
+    q = select(*columns).where(Run.status == RunStatus.COMPLETED).order_by(Run.created_at.desc(), Run.id.desc())
+    if dataset_ids is not None:
+        q = q.where(Run.dataset_id.in_([int(i) for i in dataset_ids]))
+    if run_ids is not None:
+        q = q.where(Run.id.in_([int(i) for i in run_ids]))
+    out = []
+    for row in s.execute(q).all():
+        metrics = {k: v for k, v in zip(RECORD_METRICS, row[9:], strict=True) if v is not None}
+        out.append(RunRecord(id=row.id, name=row.name, model_kind=row.model_kind, task=row.task,
+                             dataset_id=row.dataset_id, config=row.config or {}, metrics=metrics, device=row.device,
+                             duration_s=_seconds(row.started_at, row.finished_at)))
+    return out
+
+
+def _seconds(start: Any, end: Any) -> float | None:
+    if start is None or end is None:
+        return None
+    if (start.tzinfo is None) != (end.tzinfo is None):  # SQLite hands back naive datetimes
+        start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
+    return (end - start).total_seconds()
 
 
 def headline_table(report: dict[str, Any], baseline: dict[str, Any] | None) -> pd.DataFrame:
@@ -272,17 +323,17 @@ def headline_table(report: dict[str, Any], baseline: dict[str, Any] | None) -> p
     return pd.DataFrame(rows)
 
 
-def config_differences(runs: Sequence[Run]) -> list[str]:
+def config_differences(runs: Sequence[Any]) -> list[str]:
     """Config keys whose values are not the same across `runs` (what to highlight)."""
     keys = sorted({k for r in runs for k in (r.config or {})})
     return [k for k in keys if len({repr((r.config or {}).get(k)) for r in runs}) > 1]
 
 
-def run_label(run: Run) -> str:
+def run_label(run: Any) -> str:
     return f"#{run.id} {run.name or run.model_kind}"
 
 
-def leaderboard(runs: Sequence[Run], sort_by: str | None = None) -> pd.DataFrame:
+def leaderboard(runs: Sequence[Any], sort_by: str | None = None) -> pd.DataFrame:
     """One row per run: model, headline metrics, key and differing hyperparameters, duration, device."""
     ranking = any(is_ranking(r) for r in runs)
     metric_keys = (["ndcg@10", "precision@10", "recall@10", "map@10", "hit_rate@10", "coverage"] if ranking
@@ -332,7 +383,7 @@ def ranking_by_k(run: Run) -> dict[int, dict[str, float]]:
             for k, vals in sorted(by_k.items(), key=lambda kv: int(kv[0]))}
 
 
-def ranking_metrics_at(run: Run, k: int = 10) -> dict[str, float | None]:
+def ranking_metrics_at(run: Any, k: int = 10) -> dict[str, float | None]:
     """'<metric>@K' (and coverage) at one K, from by_k when the run's own K is another one."""
     m = run.metrics or {}
     at_k = (m.get("by_k") or {}).get(str(k)) or {}

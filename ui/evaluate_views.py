@@ -26,32 +26,50 @@ CLASS_METRICS = ["accuracy", "macro_precision", "macro_recall", "macro_f1", "wei
 RANK_METRICS = ["ndcg@10", "precision@10", "recall@10", "map@10", "hit_rate@10", "coverage"]
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+# Read-only results shared across reruns and sessions (cache_resource: no copy per rerun, which
+# for 20k predictions is most of the cost). Keys carry the file mtime, so a rewritten file is re-read.
+@st.cache_resource(show_spinner=False, max_entries=8)
 def cached_predictions(run_id: int, split: str, mtime: float) -> pd.DataFrame:
-    return ev.load_predictions(run_id, split)
+    return ev.load_predictions(run_id, split).drop(columns=["proba"], errors="ignore")
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def cached_analysis(run_id: int, split: str, mtime: float, labels: tuple[str, ...]) -> ev.SplitAnalysis:
-    return ev.analyse_split(run_id, split, list(labels))
+@st.cache_resource(show_spinner=False, max_entries=16)
+def cached_analysis(run_id: int, split: str, mtime: float, labels: tuple[str, ...]) -> dict[str, Any]:
+    """The split's curves, calibration and threshold table, with their figures built once."""
+    analysis = ev.analyse_split(run_id, split, list(labels))
+    figures = {"roc": charts.roc_curves(analysis.roc), "pr": charts.pr_curves(analysis.pr)} if analysis.roc else {}
+    if analysis.calibration:
+        figures["calibration"] = charts.reliability_diagram(analysis.calibration)
+    return {"analysis": analysis, "figures": figures}
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def cached_report_figures(run_id: int, split: str, normalise: bool) -> dict[str, Any]:
+    """Figures of a finished run's stored metrics and metric points (they never change afterwards)."""
+    with session_scope() as s:
+        report = ev.split_report(run_queries.get_run(s, run_id), split)
+        points = ev.metric_frame(s, [run_id])
+    return {"per_class": charts.per_class_bars(report), "learning": charts.learning_curves(points),
+            "cm": charts.confusion_matrix(report["confusion_matrix"], report["labels"], normalise)}
 
 
 def completed_runs() -> list[dict[str, Any]]:
-    """Plain rows (id, label, task, dataset) of every completed run, newest first."""
+    """Plain rows (id, label, task, dataset, lineage group) of every completed run, newest first."""
     from db import datasets as dataset_queries
 
     with session_scope() as s:
         datasets = dataset_queries.list_datasets(s)
-        names = {d.id: d.name for d in datasets}
-        rows = []
-        for r in run_queries.list_runs(s, statuses=[RunStatus.COMPLETED]):
-            score = (r.metrics or {}).get("ndcg@10" if r.task.value == "interactions" else "macro_f1")
-            group = ev.lineage_root(datasets, r.dataset_id)
-            rows.append({"id": r.id, "task": r.task.value, "dataset_id": r.dataset_id, "group": group,
-                         "group_name": names.get(group, f"dataset #{group}"),
-                         "label": f"{ev.run_label(r)} · {r.model_kind} · {names.get(r.dataset_id, '?')}"
-                                  + (f" · {score:.3f}" if isinstance(score, (int, float)) else "")})
-        return rows
+        records = ev.run_records(s)
+    names = {d.id: d.name for d in datasets}
+    rows = []
+    for r in records:
+        score = r.metrics.get("ndcg@10" if ev.is_ranking(r) else "macro_f1")
+        group = ev.lineage_root(datasets, r.dataset_id)
+        rows.append({"id": r.id, "task": r.task.value, "dataset_id": r.dataset_id, "group": group,
+                     "group_name": names.get(group, f"dataset #{group}"),
+                     "label": f"{ev.run_label(r)} · {r.model_kind} · {names.get(r.dataset_id, '?')}"
+                              + (f" · {score:.3f}" if isinstance(score, (int, float)) else "")})
+    return rows
 
 
 def _plotly(fig: Any, key: str, **kwargs: Any) -> Any:
@@ -68,13 +86,12 @@ def single_run(run_id: int, split: str) -> None:
             return
         baseline = ev.baseline_run(s, run) if not ev.is_ranking(run) else None
         dataset_name = run.dataset.name
-        points = ev.metric_frame(s, [run_id])
     st.caption(f"{run.model_kind} on **{dataset_name}** · device {run.device or run.metrics.get('device', '-')} · "
                f"trained in {run.metrics.get('train_time_s', run.duration_s) or 0:.1f} s")
     if ev.is_ranking(run):
         ranking_view(run)
     else:
-        classification_view(run, split, baseline, points)
+        classification_view(run, split, baseline)
     downloads([run_id], split)
     review_panel([run_id], key_prefix="run")
 
@@ -92,7 +109,7 @@ def ranking_view(run: Any) -> None:
         st.caption(f"Protocol: {run.metrics['protocol']}")
 
 
-def classification_view(run: Any, split: str, baseline: Any, points: pd.DataFrame) -> None:
+def classification_view(run: Any, split: str, baseline: Any) -> None:
     try:
         report = ev.split_report(run, split)
     except ProtolabError as exc:
@@ -105,35 +122,36 @@ def classification_view(run: Any, split: str, baseline: Any, points: pd.DataFram
                 else "No completed TF-IDF run on this dataset to compare with.")
                + f" · Majority class '{report.get('majority_label', '?')}' = {report.get('majority_rate', 0):.3f}")
     tabs = st.tabs(["Per class", "Confusion matrix", "ROC / PR", "Calibration", "Learning curves", "Threshold"])
+    normalise = tabs[1].toggle("Row-normalised", key="cm_normalise")
+    figures = cached_report_figures(run.id, split, normalise)
     with tabs[0]:
-        _plotly(charts.per_class_bars(report), key="per_class_chart")
+        _plotly(figures["per_class"], key="per_class_chart")
     with tabs[1]:
-        normalise = st.toggle("Row-normalised", key="cm_normalise")
-        _plotly(charts.confusion_matrix(report["confusion_matrix"], report["labels"], normalise), key="cm_chart",
-                on_select="rerun", selection_mode="points")
+        _plotly(figures["cm"], key="cm_chart", on_select="rerun", selection_mode="points")
         st.caption("Click a cell to list its mistakes below.")
     with tabs[4]:
-        _plotly(charts.learning_curves(points), key="learning_chart")
+        _plotly(figures["learning"], key="learning_chart")
     try:
         mtime = ev.predictions_mtime(run.id, split)
-        analysis = cached_analysis(run.id, split, mtime, tuple(report["labels"]))
+        cached = cached_analysis(run.id, split, mtime, tuple(report["labels"]))
         preds = cached_predictions(run.id, split, mtime)
     except ev.ArtifactsMissing as exc:
         st.error(f"The prediction files of this run cannot be read: {exc}. Stored metrics are shown above; "
                  "curves, calibration and error analysis need the artifacts.")
         return
+    analysis, figures = cached["analysis"], cached["figures"]
     with tabs[2]:
-        if analysis.roc:
+        if "roc" in figures:
             left, right = st.columns(2)
             with left:
-                _plotly(charts.roc_curves(analysis.roc), key="roc_chart")
+                _plotly(figures["roc"], key="roc_chart")
             with right:
-                _plotly(charts.pr_curves(analysis.pr), key="pr_chart")
+                _plotly(figures["pr"], key="pr_chart")
         else:
             st.info("This run's predictions carry no class probabilities.")
     with tabs[3]:
-        if analysis.calibration:
-            _plotly(charts.reliability_diagram(analysis.calibration), key="calibration_chart")
+        if "calibration" in figures:
+            _plotly(figures["calibration"], key="calibration_chart")
     with tabs[5]:
         threshold_view(analysis)
     error_analysis(run, split, preds, report["labels"])
@@ -214,7 +232,7 @@ def comparison(rows: list[dict[str, Any]]) -> None:
                          format_func=lambda g: groups[g]["group_name"])
     ids = [r["id"] for r in rows if r["group"] == group]
     with session_scope() as s:
-        runs = [run_queries.get_run(s, i) for i in ids]
+        runs = ev.run_records(s, run_ids=ids)
         board = ev.leaderboard(runs)
         differing = ev.config_differences(runs) if len(runs) > 1 else []
         st.dataframe(board, hide_index=True, key="leaderboard", column_config={
