@@ -202,3 +202,42 @@ def test_retrain_starts_run_with_same_model_and_config(completed_classification_
         old, new = run_queries.get_run(s, completed_classification_run), run_queries.get_run(s, new_id)
         assert (new.model_kind, new.config, new.dataset_id) == (old.model_kind, old.config, classification_dataset)
         assert new.parent_run_id == old.id and new.status.value == "queued"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, protolab_home) -> str:  # noqa: ANN001
+    if request.param == "sqlite":
+        return f"sqlite:///{protolab_home / 'protolab.db'}"
+    return request.getfixturevalue("fresh_postgres_url")
+
+
+def test_run_records_and_baseline_query_json_in_sql(db_url: str) -> None:
+    """Leaderboard rows and the baseline come from JSON extracted in SQL, on SQLite and PostgreSQL."""
+    from db import init_db
+    from db.models import Dataset, RunStatus, TaskKind
+
+    init_db(db_url)
+    with session_scope(db_url) as s:
+        ds = Dataset(name="d", task=TaskKind.CLASSIFICATION, mapping={}, content_hash="0" * 64, storage_path="/x")
+        s.add(ds)
+        s.flush()
+        ids = {}
+        for kind, f1 in (("tfidf", 0.61), ("tfidf", 0.72), ("lstm", 0.9), ("tfidf", None)):
+            run = run_queries.create_run(s, dataset_id=ds.id, task=TaskKind.CLASSIFICATION, model_kind=kind,
+                                         config={"epochs": 1})
+            run.status = RunStatus.COMPLETED
+            run.metrics = {"macro_f1": f1, "accuracy": 0.5, "reports": {"test": {"big": list(range(50))}},
+                           "ndcg@10": None} if f1 is not None else {}
+            ids[(kind, f1)] = run.id
+        queued = run_queries.create_run(s, dataset_id=ds.id, task=TaskKind.CLASSIFICATION, model_kind="tfidf",
+                                        config={})
+    with session_scope(db_url) as s:
+        lstm = run_queries.get_run(s, ids[("lstm", 0.9)])
+        assert ev.baseline_run(s, lstm).id == ids[("tfidf", 0.72)]
+        assert ev.baseline_run(s, run_queries.get_run(s, ids[("tfidf", 0.72)])).id == ids[("tfidf", 0.61)]
+        records = ev.run_records(s, dataset_ids=[ds.id])
+    assert queued.id not in {r.id for r in records} and len(records) == 4
+    by_id = {r.id: r for r in records}
+    assert by_id[ids[("lstm", 0.9)]].metrics == {"macro_f1": 0.9, "accuracy": 0.5}  # no reports, no nulls
+    assert by_id[ids[("tfidf", None)]].metrics == {}
+    assert ev.leaderboard(records)["run"].iloc[0] == ids[("lstm", 0.9)]
