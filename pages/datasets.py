@@ -30,6 +30,15 @@ def token_counter():  # noqa: ANN201 - a closure over the cached tokenizer
     return default_token_counter()
 
 
+def forget_on_change(signature: tuple, prefixes: tuple[str, ...]) -> None:
+    """A new file (or task) gets fresh guesses: drop the mapping widgets' remembered values."""
+    seen = f"_seen_{prefixes[0]}"
+    if st.session_state.get(seen) != signature:
+        for key in [k for k in st.session_state if str(k).startswith(prefixes)]:
+            del st.session_state[key]
+        st.session_state[seen] = signature
+
+
 def pick(label: str, columns: list[str], guess: str | None, key: str, optional: bool = False) -> str | None:
     options = ([NONE] if optional else []) + columns
     value = st.selectbox(label, options, index=options.index(guess) if guess in options else 0, key=key)
@@ -54,6 +63,8 @@ def prepare(table: ds.ParsedTable, task: str, split: ds.SplitConfig) -> ds.Prepa
     items_file = st.file_uploader("Item catalogue (optional)", key="items_upload")
     items, items_mapping = None, None
     if items_file is not None:
+        forget_on_change((items_file.name, items_file.size), ("map_item_id", "map_title", "map_item_text",
+                                                              "map_genres"))
         items = read_upload(items_file.getvalue(), items_file.name)
         g = ds.guess_catalogue(items.frame, id_hint=mapping.item)
         icols = list(items.frame.columns)
@@ -75,6 +86,7 @@ def add_dataset() -> None:
     upload = st.file_uploader("CSV, TSV, JSON, JSON Lines, Parquet or .xlsx (also .gz / .zip)", key="upload")
     if upload is None:
         return
+    forget_on_change((upload.name, upload.size, task), ("map_", "name"))
     table = read_upload(upload.getvalue(), upload.name)
     st.caption(f"{upload.name}: {table.file_format}, {len(table.frame):,} rows, encoding {table.encoding or 'n/a'}")
     for note in table.notes:

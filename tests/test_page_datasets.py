@@ -123,3 +123,13 @@ def test_delete_names_the_runs_that_go(classification_dataset: int) -> None:
     at = page()
     at.button(key="delete").click().run()
     assert any(f"its 1 runs (#{run_id})" in w.value for w in at.warning)
+
+
+def test_a_new_file_gets_fresh_guesses_and_name() -> None:
+    at = upload_csv(page(), reviews(), "first.csv")
+    at.selectbox(key="map_label").set_value("id").run()
+    other = pd.DataFrame({"review": [f"long enough review text {i}" for i in range(30)],
+                          "sentiment": ["good", "bad"] * 15})
+    at = upload_csv(at, other, "second.csv")
+    assert at.selectbox(key="map_text").value == "review" and at.selectbox(key="map_label").value == "sentiment"
+    assert at.text_input(key="name").value == "second"
