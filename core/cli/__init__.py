@@ -65,6 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("protolab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `protolab ... | head` closed the pipe: not an error worth a message
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:  # a bug, not a user mistake: still one line, with where to look
         from sqlalchemy.exc import OperationalError
 
