@@ -150,3 +150,25 @@ def test_presentation_mode_has_no_links_into_the_workshop(make_served_run) -> No
     assert "evaluation" in texts(normal, "caption").lower() or normal.get("page_link")
     assert not present.get("page_link") and "Full evaluation" not in texts(present, "caption")
     assert not present.exception and present.text_area(key="text") is not None
+
+
+def test_really_trained_transformer_on_the_page_and_cli(classification_dataset: int, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A MiniLM fine-tuned by the real worker (1 epoch) is served by the page and the CLI."""
+    import json
+
+    from core.cli import main
+    from tests.test_predict import train_for_real
+
+    run_id = train_for_real(classification_dataset, "transformer", epochs=1, max_length=32, batch_size=8,
+                            learning_rate=2e-4)
+    at = page(text="love this wonderful great product")
+    assert not at.exception, at.exception
+    assert at.selectbox(key="run").value == run_id and at.metric[2].value == "positive"
+    assert ">wonderful</span>" in html_blocks(at)[0]
+    frame = pd.DataFrame({"text": ["awful broken terrible service", "great fantastic happy"]})
+    at.file_uploader(key="upload").upload("r.csv", frame.to_csv(index=False).encode(), "text/csv").run()
+    at.button(key="score").click().run()
+    assert not at.exception and at.get("download_button")
+    assert main(["predict", "--run", str(run_id), "awful broken terrible service", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["label"] == "negative"

@@ -116,3 +116,38 @@ def test_servable_runs_best_macro_f1_first(make_served_run) -> None:
     assert [r.run_id for r in runs] == [high, low]
     assert runs[0].dataset_name == "tiny-sentiment" and runs[0].has_artifacts
     assert "0.830" in runs[0].title
+
+
+def train_for_real(dataset_id: int, kind: str, **options) -> int:
+    """A run trained by a real `python -m core.worker` process (core.training writes the artifacts)."""
+    import time
+
+    from core.jobs import start_run
+    from core.training import build_config
+    from db import runs as run_queries
+    from db import session_scope
+    from db.models import RunStatus, TaskKind
+
+    run_id = start_run(dataset_id=dataset_id, task=TaskKind.CLASSIFICATION, model_kind=kind,
+                       config=build_config(kind, {"device": "cpu", **options} if kind != "tfidf" else options))
+    deadline = time.monotonic() + 540
+    while time.monotonic() < deadline:
+        with session_scope() as s:
+            run = run_queries.get_run(s, run_id)
+            status, error = run.status, run.error
+        if not status.is_active:
+            assert status == RunStatus.COMPLETED, error
+            return run_id
+        time.sleep(0.5)
+    raise AssertionError(f"run {run_id} did not finish")
+
+
+@pytest.mark.parametrize(("kind", "options"), [("tfidf", {}),
+                                               ("lstm", {"epochs": 4, "batch_size": 16, "max_length": 32})])
+def test_really_trained_runs_serve(classification_dataset: int, kind: str, options: dict) -> None:
+    run_id = train_for_real(classification_dataset, kind, **options)
+    clf = load_classifier(run_id)
+    assert clf.family == kind and clf.labels == ["negative", "positive"]
+    preds = clf.predict(["love this wonderful great product", "awful broken terrible service"])
+    assert [p.label for p in preds] == ["positive", "negative"]
+    assert servable_runs()[0].run_id == run_id and servable_runs()[0].macro_f1 > 0.8
