@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 VALIDATION_METRICS = ("macro_f1", "accuracy")
 LOSS_NAMES = ("train_loss", "loss")
 THROUGHPUT_NAMES = ("samples_per_s", "throughput")
+TRAIN_COLOR, VALIDATION_COLOR = "#1f77b4", "#ff7f0e"
 
 
 def loss_curve(points: Iterable[Any], smoothing: float = 0.8) -> go.Figure:
@@ -28,13 +29,17 @@ def loss_curve(points: Iterable[Any], smoothing: float = 0.8) -> go.Figure:
         return _empty(fig)
     rows.sort(key=lambda p: p["step"])
     steps, values = [p["step"] for p in rows], [p["value"] for p in rows]
-    fig.add_trace(go.Scatter(x=steps, y=values, mode="lines", name="loss", opacity=0.3,
-                             line={"width": 1}))
-    fig.add_trace(go.Scatter(x=steps, y=smooth(values, smoothing), mode="lines", name="loss (smoothed)",
-                             line={"width": 2.5}))
+    # Markers while there are only a few points, so the first report is visible at all.
+    mode = "lines+markers" if len(rows) < 5 else "lines"
+    fig.add_trace(go.Scatter(x=steps, y=values, mode=mode, name="loss", opacity=0.35,
+                             line={"width": 1, "color": TRAIN_COLOR}))
+    fig.add_trace(go.Scatter(x=steps, y=smooth(values, smoothing), mode=mode, name="loss (smoothed)",
+                             line={"width": 2.5, "color": TRAIN_COLOR}))
     if val:
         fig.add_trace(go.Scatter(x=[p["step"] for p in val], y=[p["value"] for p in val], mode="markers+lines",
-                                 name="validation loss", marker={"size": 8}, line={"dash": "dot"}))
+                                 name="validation loss", marker={"size": 8},
+                                 line={"dash": "dot", "color": VALIDATION_COLOR}))
+    fig.update_yaxes(tickformat=".3g")
     return fig
 
 
