@@ -60,6 +60,16 @@ def watching_executor(ctx: worker.RunContext) -> dict[str, Any]:
     return {"macro_f1": 0.75, "steps": step}
 
 
+def medium_executor(ctx: worker.RunContext) -> dict[str, Any]:
+    """About fifteen seconds of steady progress (long enough to restart a server in the middle)."""
+    for step in range(1, 61):
+        ctx.raise_if_cancelled()
+        ctx.log_metric("train_loss", 1.0 / step, step=step)
+        ctx.progress(step / 60, f"step {step}/60", force=True)
+        time.sleep(0.25)
+    return {"macro_f1": 0.66}
+
+
 def quick_executor(ctx: worker.RunContext) -> dict[str, Any]:
     for step in range(1, 6):
         ctx.log_metric("train_loss", 1.0 / step, step=step)

