@@ -119,6 +119,8 @@ def _snapshot(run_id: int) -> dict | None:
 
 
 def live_panel(run_id: int, was_active: bool) -> None:
+    if was_active:
+        jobs.reap_dead_runs()  # so a worker that dies while we watch turns into "failed" here
     run = _snapshot(run_id)
     if run is None:
         return
