@@ -30,6 +30,19 @@ def token_counter():  # noqa: ANN201 - a closure over the cached tokenizer
     return default_token_counter()
 
 
+@st.cache_data(show_spinner="Profiling…", max_entries=8)
+def profile_of(dataset_id: int, content_hash: str, task: str) -> dict:
+    with session_scope() as s:
+        frame = load_frame(dataset_queries.get_dataset(s, dataset_id))
+    if task != "classification":
+        return interactions_profile(frame)
+    try:
+        counter = token_counter()
+    except ProtolabError:  # no tokenizer available: character lengths only
+        counter = None
+    return classification_profile(frame, counter)
+
+
 def forget_on_change(signature: tuple, prefixes: tuple[str, ...]) -> None:
     """A new file (or task) gets fresh guesses: drop the mapping widgets' remembered values."""
     seen = f"_seen_{prefixes[0]}"
@@ -126,22 +139,15 @@ def inspect(summary: dict) -> None:
     cols[2].metric("Encoding", summary["encoding"] or "n/a")
     for warning in summary["warnings"]:
         st.warning(warning)
-    with session_scope() as s:
-        frame = load_frame(dataset_queries.get_dataset(s, summary["id"]))
+    profile = profile_of(summary["id"], summary["content_hash"], summary["task"])
     if summary["task"] == "classification":
         cols[3].metric("Classes", len(summary["classes"]))
-        try:
-            counter = token_counter()
-        except ProtolabError:
-            counter = None
-        profile = classification_profile(frame, counter)
         st.plotly_chart(charts.class_balance(profile["classes"], profile["imbalance_ratio"]), key="chart_classes")
         st.plotly_chart(charts.text_length_histogram(profile["chars"], profile["tokens"]), key="chart_lengths")
         st.caption(f"{profile['duplicates']} exact duplicate texts; {stats.get('long_texts', 0)} over-long texts")
         for label, texts in profile["samples"].items():
             st.markdown(f"**{label}**: " + " · ".join(texts))
     else:
-        profile = interactions_profile(frame)
         cols[3].metric("Users / items", f"{profile['users']:,} / {profile['items']:,}")
         st.caption(f"{profile['interactions']:,} interactions, sparsity {profile['sparsity']:.2%}")
         if profile["ratings"] is not None:
