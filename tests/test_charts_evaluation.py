@@ -28,7 +28,7 @@ def test_confusion_matrix_counts_and_row_normalised() -> None:
     heat, cells = fig.data
     assert heat.type == "heatmap" and [list(r) for r in heat.z] == [[2, 1, 0], [0, 2, 0], [1, 1, 0]]
     assert list(heat.x) == ["a", "b", "c"] and heat.text[2][0] == "1"
-    assert cells.type == "scatter" and len(cells.customdata) == 9 and list(cells.customdata[5]) == ["b", "c"]
+    assert cells.type == "scatter" and len(cells.customdata) == 9 and list(cells.customdata[5]) == ["b", "c", "0"]
     norm = charts.confusion_matrix(REPORT["confusion_matrix"], REPORT["labels"], normalise=True).data[0]
     assert norm.z[0] == pytest.approx([2 / 3, 1 / 3, 0]) and norm.z[1] == pytest.approx([0, 1, 0])
     empty_row = charts.confusion_matrix([[0, 0], [1, 1]], ["x", "y"], normalise=True).data[0]

@@ -208,3 +208,48 @@ def test_real_recommender_run_from_the_worker_is_evaluated(interactions_dataset:
     found = charts(at)
     assert len(found["cmp_bars"]["data"]) == 2 and len(found["cmp_k_chart"]["data"]) == 2
     assert at.dataframe[0].value["ndcg@10"].notna().all()
+
+
+@pytest.mark.e2e
+def test_clicking_a_confusion_cell_filters_the_mistakes_in_chromium(protolab_home) -> None:  # noqa: ANN001
+    """In a real browser (streamlit run + Chromium), a click on a cell fills the two error filters."""
+    import time
+
+    from tests.e2e.conftest import CHROMIUM_ARGS, chromium_or_skip, start_server
+
+    executable = chromium_or_skip()
+    ds = noisy_dataset()
+    labels, preds = sklearn_predictions(ds)
+    run_id = store_completed_run(ds, labels, preds, name="clickable")
+    with session_scope() as s:
+        matrix = run_queries.get_run(s, run_id).metrics["reports"]["test"]["confusion_matrix"]
+    from playwright.sync_api import sync_playwright
+
+    server = start_server(protolab_home)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(30_000)
+            page.goto(server.url + "/evaluate")
+            page.get_by_text("Error analysis").first.wait_for()
+            page.get_by_role("tab", name="Confusion matrix").click()
+            chart = page.locator(".js-plotly-plot").nth(1)
+            chart.scroll_into_view_if_needed()
+            cell = chart.locator(".scatterlayer .point").nth(1)  # row 0 (true labels[0]), column 1
+            cell.wait_for()
+            box = cell.bounding_box()
+            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            boxes = page.get_by_test_id("stSelectbox")
+            deadline = time.time() + 30
+            while time.time() < deadline:  # the click reruns the script; poll for the filled filters
+                values = [boxes.nth(i).locator("input").first.input_value() for i in (1, 2)]
+                if values != ["(any)", "(any)"]:
+                    break
+                time.sleep(0.3)
+            page.get_by_text(f"{matrix[0][1]} mistakes of").first.wait_for()
+            browser.close()
+    finally:
+        server.stop()
+        time.sleep(0.2)
+    assert values == [labels[0], labels[1]]

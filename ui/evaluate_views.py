@@ -172,7 +172,7 @@ def _apply_cell_click(labels: list[str]) -> None:
     # A click on the confusion matrix selects the invisible marker of that cell: copy it into the
     # two filters once per new click, so the selectboxes stay free to change afterwards.
     points = (st.session_state.get("cm_chart") or {}).get("selection", {}).get("points") or []
-    cell = tuple(points[0].get("customdata") or ()) if points else ()
+    cell = tuple((points[0].get("customdata") or ())[:2]) if points else ()
     if len(cell) == 2 and cell != st.session_state.get("_cm_applied"):
         st.session_state["_cm_applied"] = cell
         st.session_state["err_true"], st.session_state["err_pred"] = (str(c) if c in labels else ANY for c in cell)

@@ -50,13 +50,16 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], nor
     text = [[f"{z[i, j]:.2f}" if normalise else f"{int(counts[i, j])}" for j in range(len(labels))]
             for i in range(len(labels))]
     labels = [str(x) for x in labels]
+    # The heatmap skips hover so that hovering and clicking land on the cell markers, which carry the text.
     fig = go.Figure(go.Heatmap(z=z.tolist(), x=labels, y=labels, text=text, texttemplate="%{text}",
-                               colorscale="Blues", zmin=0, zmax=1 if normalise else None,
-                               hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>"))
-    cells = [(t, p) for t in labels for p in labels]
-    fig.add_trace(go.Scatter(x=[p for _, p in cells], y=[t for t, _ in cells], mode="markers",
-                             marker=dict(size=28, opacity=0), customdata=[[t, p] for t, p in cells],
-                             hoverinfo="skip", showlegend=False, name="cells"))
+                               colorscale="Blues", zmin=0, zmax=1 if normalise else None, hoverinfo="skip"))
+    cells = [(i, j) for i in range(len(labels)) for j in range(len(labels))]
+    fig.add_trace(go.Scatter(x=[labels[j] for _, j in cells], y=[labels[i] for i, _ in cells], mode="markers",
+                             marker=dict(size=40, opacity=0, symbol="square"),
+                             customdata=[[labels[i], labels[j], text[i][j]] for i, j in cells],
+                             hovertemplate="true %{customdata[0]}<br>predicted %{customdata[1]}<br>"
+                                           "%{customdata[2]}<extra></extra>", showlegend=False, name="cells"))
+    fig.update_layout(clickmode="event+select", dragmode=False)
     fig.update_yaxes(autorange="reversed", title="true label", type="category")
     fig.update_xaxes(title="predicted label", type="category")
     return _layout(fig, "Confusion matrix" + (" (row-normalised)" if normalise else " (counts)"))
