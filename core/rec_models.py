@@ -1,0 +1,276 @@
+"""Collaborative and content recommenders: popularity, item k-NN, EASE, BPR (PyTorch) and catalogue-text similarity.
+
+Every model scores a UserBatch (known user indices, their histories as sparse rows and time-ordered
+sequences) into a dense (users x items) array, and round-trips through plain NumPy arrays (no pickle).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from core.errors import ProtolabError
+
+EpochCallback = Callable[[int, float], None]  # (epoch, train loss)
+
+
+class RecommenderError(ProtolabError):
+    """A recommender cannot be configured, trained or served as asked."""
+
+
+@dataclass
+class UserBatch:
+    """Who to score: users (index, or -1 for a new visitor), their histories and time-ordered sequences."""
+
+    users: np.ndarray  # (B,) int
+    rows: sp.csr_matrix  # (B, n_items) 1.0 where the user interacted
+    sequences: list[np.ndarray]  # item indices, oldest first
+
+
+def normalise_rows(scores: np.ndarray) -> np.ndarray:
+    """Scale each row to max |score| = 1, so scores of different models can be blended."""
+    scale = np.abs(scores).max(axis=1, keepdims=True)
+    return scores / np.where(scale > 0, scale, 1.0)
+
+
+class Popularity:
+    kind = "popularity"
+
+    def __init__(self, counts: np.ndarray) -> None:
+        self.counts = counts.astype(np.float32)
+
+    @classmethod
+    def fit(cls, train: sp.csr_matrix) -> Popularity:
+        return cls(np.asarray(train.sum(axis=0)).ravel())
+
+    def score(self, batch: UserBatch) -> np.ndarray:
+        return np.tile(self.counts, (len(batch.users), 1))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"counts": self.counts}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], params: dict[str, Any]) -> Popularity:
+        return cls(arrays["counts"])
+
+
+def cosine_item_similarity(train: sp.csr_matrix, neighbours: int, shrink: float = 0.0) -> sp.csr_matrix:
+    """Item-item cosine similarity on the user-item matrix, keeping each item's `neighbours` best (sparse)."""
+    x = sp.csc_matrix(train, dtype=np.float32)
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0)).ravel())
+    co = (x.T @ x).tocsr().astype(np.float32)  # (items, items) co-occurrence counts
+    co.setdiag(0)
+    co.eliminate_zeros()
+    co = co.tocoo()
+    denom = norms[co.row] * norms[co.col] + shrink
+    values = co.data / np.where(denom > 0, denom, 1.0)
+    sim = sp.csr_matrix((values, (co.row, co.col)), shape=co.shape)
+    return _keep_top_per_row(sim, neighbours)
+
+
+def _keep_top_per_row(matrix: sp.csr_matrix, n: int) -> sp.csr_matrix:
+    rows, cols, vals = [], [], []
+    for r in range(matrix.shape[0]):
+        start, end = matrix.indptr[r], matrix.indptr[r + 1]
+        if end == start:
+            continue
+        data, idx = matrix.data[start:end], matrix.indices[start:end]
+        if end - start > n:
+            best = np.argpartition(-data, n - 1)[:n]
+            data, idx = data[best], idx[best]
+        rows.append(np.full(len(idx), r)), cols.append(idx), vals.append(data)
+    if not rows:
+        return sp.csr_matrix(matrix.shape, dtype=np.float32)
+    # Stored transposed: column j of the result holds the neighbours of item j, so rows @ sim scores items.
+    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(cols), np.concatenate(rows))),
+                         shape=matrix.shape, dtype=np.float32)
+
+
+class ItemKnn:
+    kind = "itemknn"
+
+    def __init__(self, sim: sp.csr_matrix) -> None:
+        self.sim = sim
+
+    @classmethod
+    def fit(cls, train: sp.csr_matrix, neighbours: int, shrink: float) -> ItemKnn:
+        return cls(cosine_item_similarity(train, neighbours, shrink))
+
+    def score(self, batch: UserBatch) -> np.ndarray:
+        return np.asarray((batch.rows @ self.sim).todense(), dtype=np.float32)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"sim_data": self.sim.data, "sim_indices": self.sim.indices, "sim_indptr": self.sim.indptr,
+                "sim_shape": np.array(self.sim.shape)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], params: dict[str, Any]) -> ItemKnn:
+        shape = tuple(int(v) for v in arrays["sim_shape"])
+        return cls(sp.csr_matrix((arrays["sim_data"], arrays["sim_indices"], arrays["sim_indptr"]), shape=shape))
+
+
+MAX_EASE_ITEMS = 20_000
+
+
+class Ease:
+    """EASE (Steck 2019): a closed-form item-item linear model, B = I - P / diag(P) with P = (X'X + l2 I)^-1."""
+
+    kind = "ease"
+
+    def __init__(self, weights: np.ndarray) -> None:
+        self.weights = weights.astype(np.float32)
+
+    @classmethod
+    def fit(cls, train: sp.csr_matrix, l2: float) -> Ease:
+        n_items = train.shape[1]
+        if n_items > MAX_EASE_ITEMS:
+            raise RecommenderError(f"EASE inverts an items x items matrix; {n_items} items is more than "
+                                   f"{MAX_EASE_ITEMS}: use bpr or itemknn for this catalogue")
+        gram = np.asarray((train.T @ train).todense(), dtype=np.float64)
+        gram[np.diag_indices(n_items)] += l2
+        p = np.linalg.inv(gram)
+        b = p / (-np.diag(p))
+        b[np.diag_indices(n_items)] = 0.0
+        return cls(b)
+
+    def score(self, batch: UserBatch) -> np.ndarray:
+        return np.asarray(batch.rows @ self.weights, dtype=np.float32)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"weights": self.weights}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], params: dict[str, Any]) -> Ease:
+        return cls(arrays["weights"])
+
+
+class Bpr:
+    """BPR matrix factorisation: score(u, i) = <p_u, q_i> + b_i, trained on (user, seen, unseen) triples."""
+
+    kind = "bpr"
+
+    def __init__(self, users: np.ndarray, items: np.ndarray, bias: np.ndarray) -> None:
+        self.users, self.items, self.bias = users.astype(np.float32), items.astype(np.float32), bias.astype(np.float32)
+
+    @classmethod
+    def fit(cls, train: sp.csr_matrix, *, factors: int, epochs: int, batch_size: int, learning_rate: float,
+            weight_decay: float, seed: int, device: str, on_epoch: EpochCallback,
+            should_stop: Callable[[], bool]) -> Bpr:
+        import torch
+
+        torch.manual_seed(seed)
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        n_users, n_items = train.shape
+        coo = train.tocoo()
+        pos_u = torch.as_tensor(coo.row, dtype=torch.long, device=device)
+        pos_i = torch.as_tensor(coo.col, dtype=torch.long, device=device)
+        # Cornac-style init and plain SGD on the *summed* loss: each triple moves its rows by
+        # learning_rate, as per-sample SGD would, but in vectorised batches.
+        user_emb = torch.nn.Parameter((torch.randn(n_users, factors, generator=gen) * 0.01).to(device))
+        item_emb = torch.nn.Parameter((torch.randn(n_items, factors, generator=gen) * 0.01).to(device))
+        item_bias = torch.nn.Parameter(torch.zeros(n_items, device=device))
+        opt = torch.optim.SGD([user_emb, item_emb, item_bias], lr=learning_rate)
+        n = len(pos_u)
+        for epoch in range(1, epochs + 1):
+            order = torch.randperm(n, generator=gen).to(device)
+            # Uniform negatives: with a sparse matrix a sampled "negative" is almost always unseen.
+            negatives = torch.randint(0, n_items, (n,), generator=gen).to(device)
+            total = 0.0
+            for start in range(0, n, batch_size):
+                idx = order[start:start + batch_size]
+                u, i, j = pos_u[idx], pos_i[idx], negatives[idx]
+                pu, qi, qj = user_emb[u], item_emb[i], item_emb[j]  # (B, F) each
+                bi, bj = item_bias[i], item_bias[j]
+                diff = (pu * (qi - qj)).sum(dim=1) + bi - bj
+                reg = pu.pow(2).sum() + qi.pow(2).sum() + qj.pow(2).sum() + bi.pow(2).sum() + bj.pow(2).sum()
+                loss = -torch.nn.functional.logsigmoid(diff).sum() + 0.5 * weight_decay * reg
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach())
+            on_epoch(epoch, total / n)
+            if should_stop():
+                break
+        return cls(user_emb.detach().cpu().numpy(), item_emb.detach().cpu().numpy(), item_bias.detach().cpu().numpy())
+
+    def score(self, batch: UserBatch) -> np.ndarray:
+        known = batch.users >= 0
+        vectors = np.zeros((len(batch.users), self.items.shape[1]), dtype=np.float32)
+        vectors[known] = self.users[batch.users[known]]
+        if (~known).any():  # fold-in: a new visitor is the mean of the items they liked
+            rows = batch.rows[np.flatnonzero(~known)]
+            counts = np.maximum(np.asarray(rows.sum(axis=1)).ravel(), 1.0)
+            vectors[~known] = np.asarray(rows @ self.items) / counts[:, None]
+        return vectors @ self.items.T + self.bias
+
+    def item_vectors(self) -> np.ndarray:
+        return self.items
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"users": self.users, "items": self.items, "bias": self.bias}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], params: dict[str, Any]) -> Bpr:
+        return cls(arrays["users"], arrays["items"], arrays["bias"])
+
+
+def item_texts(item_ids: list[str], catalogue: Any) -> list[str]:
+    """One text per item from the catalogue (title, genres, text); the bare id when the item has no entry."""
+    by_id: dict[str, str] = {}
+    if catalogue is not None:
+        cols = [c for c in ("title", "genres", "text", "description") if c in catalogue.columns]
+        for row in catalogue[["item", *cols]].itertuples(index=False):
+            parts = [str(v).replace("|", ", ") for v in row[1:] if isinstance(v, str) and v.strip()]
+            by_id[str(row[0])] = ". ".join(parts)
+    return [by_id.get(i) or f"item {i}" for i in item_ids]
+
+
+def embed_texts(texts: list[str], model_id: str | None, device: str) -> np.ndarray:
+    """Mean-pooled, L2-normalised sentence embeddings (bundled MiniLM by default; never downloads it)."""
+    from sentence_transformers import SentenceTransformer
+
+    from core.pretrained import resolve_model_path
+
+    model = SentenceTransformer(resolve_model_path(model_id), device=device)
+    return model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
+                        show_progress_bar=False).astype(np.float32)
+
+
+class Content:
+    """Catalogue-text similarity (works for items nobody has interacted with yet), blended with item k-NN."""
+
+    kind = "content"
+
+    def __init__(self, embeddings: np.ndarray, knn: ItemKnn, collaborative_weight: float) -> None:
+        self.embeddings, self.knn, self.collaborative_weight = embeddings, knn, collaborative_weight
+
+    def score(self, batch: UserBatch) -> np.ndarray:
+        counts = np.maximum(np.asarray(batch.rows.sum(axis=1)).ravel(), 1.0)
+        profiles = np.asarray(batch.rows @ self.embeddings) / counts[:, None]  # (B, D) mean of liked items
+        content = profiles @ self.embeddings.T
+        if self.collaborative_weight <= 0:
+            return content
+        w = self.collaborative_weight
+        return (1 - w) * normalise_rows(content) + w * normalise_rows(self.knn.score(batch))
+
+    def item_vectors(self) -> np.ndarray:
+        return self.embeddings
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"embeddings": self.embeddings, **self.knn.arrays()}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], params: dict[str, Any]) -> Content:
+        return cls(arrays["embeddings"], ItemKnn.from_arrays(arrays, params),
+                   float(params.get("collaborative_weight", 0.0)))
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - start

@@ -1,0 +1,546 @@
+"""Recommender runs: configs, split protocols, training, ranking evaluation, saving and serving.
+
+`execute_run` is the worker's executor for interactions datasets; `load_recommender` reloads a
+finished run's model (NumPy/safetensors + JSON, no pickle) for the demo page and the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from core.ranking import DEFAULT_KS, RankingAccumulator
+from core.rec_models import Bpr, Content, Ease, ItemKnn, Popularity, RecommenderError, UserBatch
+
+PROTOCOLS = ("stratified_item", "leave_last_out", "dataset")
+MODEL_FILE, META_FILE, HISTORY_FILE, ITEMS_FILE = "arrays.safetensors", "meta.json", "history.parquet", "items.parquet"
+FORMAT_VERSION = 1
+
+
+# --- configs -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RecommenderConfig:
+    """Settings every recommender shares."""
+
+    k: int = 10
+    seed: int = 42
+    split_protocol: str = "stratified_item"  # | "leave_last_out" | "dataset"
+    train_ratio: float = 0.75
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.k <= 1000, f"k must be between 1 and 1000, got {self.k}")
+        _check(self.split_protocol in PROTOCOLS,
+               f"unknown split_protocol {self.split_protocol!r}: use one of {', '.join(PROTOCOLS)}")
+        _check(0.0 < self.train_ratio < 1.0, f"train_ratio must be between 0 and 1, got {self.train_ratio}")
+        _check(str(self.device).split(":")[0] in {"auto", "cpu", "cuda", "mps"},
+               f"unknown device {self.device!r}: use auto, cpu, cuda or mps")
+
+
+@dataclass(frozen=True)
+class PopularityConfig(RecommenderConfig):
+    pass
+
+
+@dataclass(frozen=True)
+class ItemKnnConfig(RecommenderConfig):
+    neighbours: int = 100
+    shrink: float = 10.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.neighbours >= 1, f"neighbours must be at least 1, got {self.neighbours}")
+
+
+@dataclass(frozen=True)
+class EaseConfig(RecommenderConfig):
+    l2: float = 250.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.l2 > 0, f"l2 must be positive, got {self.l2}")
+
+
+@dataclass(frozen=True)
+class BprConfig(RecommenderConfig):
+    # Cornac's published MovieLens settings (k=200, 100 iterations, lr 0.01, lambda 0.001).
+    factors: int = 200
+    epochs: int = 100
+    batch_size: int = 1024
+    learning_rate: float = 0.01
+    weight_decay: float = 0.001
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_training(self)
+
+
+@dataclass(frozen=True)
+class SequentialConfig(RecommenderConfig):
+    factors: int = 64
+    epochs: int = 30
+    batch_size: int = 64
+    learning_rate: float = 0.003
+    max_length: int = 50
+    dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_training(self)
+        _check(2 <= self.max_length <= 1000, f"max_length must be between 2 and 1000, got {self.max_length}")
+        _check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class ContentConfig(RecommenderConfig):
+    model_id: str | None = None  # None = the bundled MiniLM sentence model
+    collaborative_weight: float = 0.5  # blend with item k-NN; 0 = text only
+    neighbours: int = 100
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(0.0 <= self.collaborative_weight <= 1.0,
+               f"collaborative_weight must be between 0 and 1, got {self.collaborative_weight}")
+
+
+CONFIGS: dict[str, type[RecommenderConfig]] = {
+    "popularity": PopularityConfig, "itemknn": ItemKnnConfig, "ease": EaseConfig, "bpr": BprConfig,
+    "sequential": SequentialConfig, "content": ContentConfig,
+}
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise RecommenderError(message)
+
+
+def _check_training(cfg: Any) -> None:
+    _check(1 <= cfg.factors <= 4096, f"factors must be between 1 and 4096, got {cfg.factors}")
+    _check(1 <= cfg.epochs <= 10_000, f"epochs must be between 1 and 10000, got {cfg.epochs}")
+    _check(cfg.batch_size >= 1, f"batch_size must be at least 1, got {cfg.batch_size}")
+    _check(cfg.learning_rate > 0, f"learning_rate must be positive, got {cfg.learning_rate}")
+    _check(getattr(cfg, "weight_decay", 0) >= 0, "weight_decay must not be negative")
+
+
+def build_config(model_kind: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The full config dict for a recommender from the options given; unknown or invalid ones raise."""
+    if model_kind not in CONFIGS:
+        raise RecommenderError(f"unknown recommender {model_kind!r}: use one of {', '.join(CONFIGS)}")
+    options = dict(options)
+    gpus = options.pop("gpus", None)
+    _check(gpus in (None, 1), "recommenders train on one device; --gpus must be 1")
+    cls = CONFIGS[model_kind]
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise RecommenderError(f"option(s) {', '.join(unknown)} do not apply to the {model_kind} recommender "
+                               f"(it takes {', '.join(known)})")
+    typed = {}
+    for name, value in options.items():
+        typed[name] = _coerce(name, value, known[name].default)
+    return asdict(cls(**typed))
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    kind = type(default) if default is not None else str
+    try:
+        if kind is int and not (isinstance(value, float) and not value.is_integer()):
+            return int(value)
+        if kind in (float, str):
+            return kind(value)
+    except (TypeError, ValueError):
+        pass
+    raise RecommenderError(f"option {name} must be {kind.__name__}, got {value!r}")
+
+
+def parse_config(model_kind: str, config: dict[str, Any]) -> RecommenderConfig:
+    cls = CONFIGS.get(model_kind)
+    if cls is None:
+        raise RecommenderError(f"unknown recommender {model_kind!r}")
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in config.items() if k in names})
+
+
+# --- split protocols -----------------------------------------------------------------------
+
+def stratified_split(frame: pd.DataFrame, ratio: float = 0.75, by: str = "item",
+                     seed: int = 42) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Random split stratified per `by`, as Microsoft Recommenders' python_stratified_split (same draws)."""
+    data = frame.copy()
+    np.random.seed(seed)  # the reference implementation draws from the global generator
+    data["_random"] = np.random.rand(len(data))
+    data = data.sort_values([by, "_random"])
+    groups = data.groupby(by, sort=False)
+    count = groups[by].transform("count")
+    rank = groups.cumcount() + 1
+    in_train = rank <= np.round(ratio * count)
+    data = data.drop(columns="_random")
+    return data[in_train], data[~in_train]
+
+
+def leave_last_out(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each user's most recent interaction is the test set (users with one interaction stay in train)."""
+    if "timestamp" not in frame.columns:
+        raise RecommenderError("leave_last_out needs a timestamp column; this dataset has none")
+    data = frame.reset_index(drop=True).sort_values(["user", "timestamp"], kind="stable")
+    last = data.groupby("user").cumcount(ascending=False) == 0
+    many = data.groupby("user")["item"].transform("count") > 1
+    test_mask = last & many
+    return data[~test_mask], data[test_mask]
+
+
+def split_interactions(frame: pd.DataFrame, cfg: RecommenderConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, test) frames under the config's protocol; the dataset's own split column is used only by 'dataset'."""
+    frame = frame.drop(columns=[c for c in ("split",) if cfg.split_protocol != "dataset" and c in frame.columns])
+    if cfg.split_protocol == "stratified_item":
+        train, test = stratified_split(frame, cfg.train_ratio, "item", cfg.seed)
+    elif cfg.split_protocol == "leave_last_out":
+        train, test = leave_last_out(frame)
+    else:
+        # The stored validation split is folded into train: recommenders here do not early-stop on it.
+        train = frame[frame["split"].isin(["train", "validation"])]
+        test = frame[frame["split"] == "test"]
+    if train.empty or test.empty:
+        raise RecommenderError(f"the {cfg.split_protocol} split left an empty train or test set "
+                               f"({len(train)} / {len(test)} interactions)")
+    return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+# --- encoded interactions --------------------------------------------------------------------
+
+@dataclass
+class Interactions:
+    """Interactions with users and items mapped to 0..n-1 (the order the model's arrays use)."""
+
+    user_ids: list[str]
+    item_ids: list[str]
+    matrix: sp.csr_matrix  # (users, items) 1.0 where seen
+    sequences: list[np.ndarray]  # per user, item indices oldest first
+
+    @property
+    def user_index(self) -> dict[str, int]:
+        return {u: i for i, u in enumerate(self.user_ids)}
+
+    @property
+    def item_index(self) -> dict[str, int]:
+        return {u: i for i, u in enumerate(self.item_ids)}
+
+    def batch(self, users: np.ndarray) -> UserBatch:
+        return UserBatch(users=users, rows=self.matrix[users], sequences=[self.sequences[u] for u in users])
+
+
+def encode(frame: pd.DataFrame, user_ids: list[str], item_ids: list[str]) -> Interactions:
+    """Encode a frame of (user, item[, timestamp]) rows; rows naming unknown users or items are dropped."""
+    uidx, iidx = {u: i for i, u in enumerate(user_ids)}, {u: i for i, u in enumerate(item_ids)}
+    users = frame["user"].astype(str).map(uidx)
+    items = frame["item"].astype(str).map(iidx)
+    keep = users.notna() & items.notna()
+    u, i = users[keep].to_numpy(dtype=np.int64), items[keep].to_numpy(dtype=np.int64)
+    matrix = sp.csr_matrix((np.ones(len(u), dtype=np.float32), (u, i)), shape=(len(user_ids), len(item_ids)))
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0  # implicit feedback: a repeat interaction counts once
+    when = frame["timestamp"][keep].to_numpy() if "timestamp" in frame.columns else np.arange(len(u))
+    order = np.lexsort((np.arange(len(u)), when, u))
+    bounds = np.searchsorted(u[order], np.arange(len(user_ids) + 1))
+    sequences = [i[order[bounds[r]:bounds[r + 1]]] for r in range(len(user_ids))]
+    return Interactions(list(user_ids), list(item_ids), matrix, sequences)
+
+
+def index_train(train: pd.DataFrame, catalogue: pd.DataFrame | None, *, with_catalogue: bool) -> Interactions:
+    """Users and items known at training time (the content model also knows catalogue-only items)."""
+    users = sorted(train["user"].astype(str).unique())
+    items = list(dict.fromkeys(sorted(train["item"].astype(str).unique())))
+    if with_catalogue and catalogue is not None:
+        extra = sorted(set(catalogue["item"].astype(str)) - set(items))
+        items += extra
+    return encode(train, users, items)
+
+
+# --- training and evaluation ------------------------------------------------------------
+
+def train_model(kind: str, cfg: RecommenderConfig, data: Interactions, *, catalogue: pd.DataFrame | None = None,
+                device: str = "cpu", on_epoch: Callable[[int, float], None] = lambda e, loss: None,
+                should_stop: Callable[[], bool] = lambda: False) -> Any:
+    """Fit one model kind on encoded training interactions."""
+    if kind == "popularity":
+        return Popularity.fit(data.matrix)
+    if kind == "itemknn":
+        return ItemKnn.fit(data.matrix, cfg.neighbours, cfg.shrink)
+    if kind == "ease":
+        return Ease.fit(data.matrix, cfg.l2)
+    if kind == "bpr":
+        return Bpr.fit(data.matrix, factors=cfg.factors, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                       learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay, seed=cfg.seed,
+                       device=device, on_epoch=on_epoch, should_stop=should_stop)
+    if kind == "sequential":
+        from core.sequential import Sequential
+
+        return Sequential.fit(data.sequences, len(data.item_ids), factors=cfg.factors, epochs=cfg.epochs,
+                              batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+                              max_length=cfg.max_length, dropout=cfg.dropout, seed=cfg.seed, device=device,
+                              on_epoch=on_epoch, should_stop=should_stop)
+    if kind == "content":
+        from core.rec_models import embed_texts, item_texts
+
+        if catalogue is None:
+            raise RecommenderError("the content recommender needs an item catalogue (titles, genres or text); "
+                                   "this dataset has none: re-import it with an items file")
+        embeddings = embed_texts(item_texts(data.item_ids, catalogue), cfg.model_id, device)
+        knn = ItemKnn.fit(data.matrix, cfg.neighbours, 10.0)
+        return Content(embeddings, knn, cfg.collaborative_weight)
+    raise RecommenderError(f"unknown recommender {kind!r}")
+
+
+def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> np.ndarray:
+    """(B, k) item indices by descending score, with `exclude`d (seen) items pushed to the end."""
+    scores = np.array(scores, dtype=np.float32, copy=True)
+    if exclude is not None:
+        rows, cols = exclude.nonzero()
+        scores[rows, cols] = -np.inf
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
+
+
+def evaluate_model(model: Any, data: Interactions, test: pd.DataFrame, ks: Iterable[int],
+                   batch_size: int = 1024) -> tuple[dict[int, dict[str, float]], int]:
+    """Mean ranking metrics over users present in train and test; seen training items are excluded."""
+    ks = sorted({int(k) for k in ks})
+    uidx, iidx = data.user_index, data.item_index
+    test = test.assign(_u=test["user"].astype(str).map(uidx), _i=test["item"].astype(str).map(iidx))
+    test = test[test["_u"].notna()]
+    # Test items the model never saw still count as relevant (they lower recall), as in the reference.
+    n_relevant = test.groupby("_u")["item"].nunique()
+    known = test[test["_i"].notna()].drop_duplicates(["_u", "_i"])
+    users = np.sort(n_relevant.index.to_numpy(dtype=np.int64))
+    acc = RankingAccumulator(ks, len(data.item_ids))
+    rel = sp.csr_matrix((np.ones(len(known), dtype=bool), (known["_u"].astype(int), known["_i"].astype(int))),
+                        shape=data.matrix.shape)
+    for start in range(0, len(users), batch_size):
+        chunk = users[start:start + batch_size]
+        batch = data.batch(chunk)
+        top = top_k(model.score(batch), max(ks), batch.rows)
+        acc.add(top, rel[chunk].toarray(), n_relevant.loc[chunk].to_numpy())
+    return acc.result(), acc.n_users
+
+
+def metrics_dict(by_k: dict[int, dict[str, float]], k: int, **extra: Any) -> dict[str, Any]:
+    """The Run.metrics shape: flat '<metric>@k' keys at the run's k, plus every K under by_k."""
+    out: dict[str, Any] = {f"{name}@{k}": value for name, value in by_k[k].items() if name != "coverage"}
+    out["coverage"] = by_k[k]["coverage"]
+    out["k"] = k
+    out["by_k"] = {str(kk): values for kk, values in sorted(by_k.items())}
+    out.update(extra)
+    return out
+
+
+# --- the worker's executor ----------------------------------------------------------------
+
+def execute_run(ctx: Any) -> dict[str, Any]:
+    """Load, split, train, evaluate and save one recommender run (called by core.worker)."""
+    from core.device import resolve_device
+    from core.storage import load_frame, load_items
+
+    cfg = parse_config(ctx.model_kind, ctx.config)
+    kind = ctx.model_kind
+    ctx.progress(0.02, "loading interactions", force=True)
+    dataset = ctx.dataset()
+    frame, catalogue = load_frame(dataset), load_items(dataset)
+    _check({"user", "item"} <= set(frame.columns), "an interactions dataset needs user and item columns")
+    frame = frame.assign(user=frame["user"].astype(str), item=frame["item"].astype(str))
+    if catalogue is not None:
+        catalogue = catalogue.assign(item=catalogue["item"].astype(str))
+    train, test = split_interactions(frame, cfg)
+    data = index_train(train, catalogue, with_catalogue=kind == "content")
+    try:
+        device = resolve_device(cfg.device) if kind in ("bpr", "sequential", "content") else "cpu"
+    except ValueError as exc:
+        raise RecommenderError(str(exc)) from exc
+    ctx.set_device(device)
+    ctx.progress(0.05, f"training {kind} on {len(train):,} interactions ({device})", force=True)
+    epochs = getattr(cfg, "epochs", 1)
+
+    def on_epoch(epoch: int, loss: float) -> None:
+        ctx.log_metric("train_loss", loss, step=epoch, epoch=float(epoch), split="train")
+        ctx.progress(0.05 + 0.8 * epoch / epochs, f"epoch {epoch}/{epochs}: loss {loss:.4f}")
+
+    start = time.perf_counter()
+    model = train_model(kind, cfg, data, catalogue=catalogue, device=device, on_epoch=on_epoch,
+                        should_stop=ctx.should_stop)
+    train_time = time.perf_counter() - start
+    ctx.raise_if_cancelled()
+    ctx.progress(0.88, "evaluating on the test split", force=True)
+    by_k, n_scored = evaluate_model(model, data, test, ks=sorted({*DEFAULT_KS, cfg.k}))
+    _check(n_scored > 0, "no user appears in both the train and the test split: nothing to evaluate")
+    for k, values in by_k.items():
+        for name, value in values.items():
+            ctx.log_metric(f"{name}@{k}", value, step=0, split="test")
+    ctx.progress(0.95, "saving the model", force=True)
+    save_model(ctx.artifact_dir / "model", kind, cfg, model, data, frame, catalogue)
+    return metrics_dict(by_k, cfg.k, n_users_scored=n_scored, train_time_s=round(train_time, 3),
+                        protocol=cfg.split_protocol, n_train=len(train), n_test=len(test),
+                        n_users=len(data.user_ids), n_items=len(data.item_ids))
+
+
+# --- saving and serving ---------------------------------------------------------------------
+
+MODEL_CLASSES = {"popularity": Popularity, "itemknn": ItemKnn, "ease": Ease, "bpr": Bpr, "content": Content}
+
+
+def save_model(folder: Path, kind: str, cfg: RecommenderConfig, model: Any, data: Interactions,
+               interactions: pd.DataFrame, catalogue: pd.DataFrame | None) -> None:
+    """Arrays as safetensors, ids and settings as JSON, the full history and catalogue as Parquet."""
+    from safetensors.numpy import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: np.ascontiguousarray(v) for k, v in model.arrays().items()}, str(folder / MODEL_FILE))
+    params = getattr(model, "params", {}) | {"collaborative_weight": getattr(model, "collaborative_weight", 0.0)}
+    meta = {"format_version": FORMAT_VERSION, "kind": kind, "config": asdict(cfg), "params": params,
+            "users": data.user_ids, "items": data.item_ids}
+    (folder / META_FILE).write_text(json.dumps(meta))
+    cols = [c for c in ("user", "item", "rating", "timestamp") if c in interactions.columns]
+    interactions[cols].to_parquet(folder / HISTORY_FILE, index=False)
+    if catalogue is not None:
+        catalogue.to_parquet(folder / ITEMS_FILE, index=False)
+
+
+def _model_class(kind: str) -> Any:
+    if kind == "sequential":
+        from core.sequential import Sequential
+
+        return Sequential
+    if kind not in MODEL_CLASSES:
+        raise RecommenderError(f"saved model has an unknown kind {kind!r}")
+    return MODEL_CLASSES[kind]
+
+
+class Recommender:
+    """A loaded model plus the interactions it knows: recommend, explain, fold in new visitors."""
+
+    def __init__(self, kind: str, model: Any, data: Interactions, history: pd.DataFrame,
+                 catalogue: pd.DataFrame | None, config: dict[str, Any]) -> None:
+        self.kind, self.model, self.data, self.config = kind, model, data, config
+        self.history, self.catalogue = history, catalogue
+        self._uidx, self._iidx = data.user_index, data.item_index
+        x = sp.csc_matrix(data.matrix, dtype=np.float32)
+        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0)).ravel())
+        self._cooc = sp.csc_matrix(x.multiply(1.0 / np.where(norms > 0, norms, 1.0)))  # unit-norm item columns
+        vectors = model.item_vectors() if hasattr(model, "item_vectors") else None
+        if vectors is not None:
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        self._vectors = vectors
+        self._titles = _titles(catalogue)
+
+    @property
+    def users(self) -> list[str]:
+        return self.data.user_ids
+
+    @property
+    def items(self) -> list[str]:
+        return self.data.item_ids
+
+    def title(self, item: str) -> str:
+        return self._titles.get(item, item)
+
+    def user_history(self, user: str) -> pd.DataFrame:
+        """The user's interactions, newest first, with titles when there is a catalogue."""
+        rows = self.history[self.history["user"] == str(user)].copy()
+        if "timestamp" in rows.columns:
+            rows = rows.sort_values("timestamp", ascending=False)
+            rows["date"] = pd.to_datetime(rows["timestamp"], unit="s", errors="coerce")
+        rows.insert(1, "title", rows["item"].map(self.title))
+        return rows.drop(columns="user").reset_index(drop=True)
+
+    def recommend(self, user: str, k: int = 10, exclude_seen: bool = True) -> list[tuple[str, float, str | None]]:
+        """Top-k (item, score, reason item) for a known user."""
+        u = self._uidx.get(str(user))
+        if u is None:
+            raise RecommenderError(f"user {user!r} is not in this model's training data")
+        return self._rank(self.data.batch(np.array([u])), k, exclude_seen)
+
+    def recommend_for_likes(self, items: Iterable[str], k: int = 10) -> list[tuple[str, float, str | None]]:
+        """Top-k for a new visitor who likes `items` (fold-in, no retraining); liked items are excluded."""
+        liked = [self._iidx[str(i)] for i in dict.fromkeys(map(str, items)) if str(i) in self._iidx]
+        if not liked:
+            raise RecommenderError("none of the liked items is known to this model")
+        rows = sp.csr_matrix((np.ones(len(liked), dtype=np.float32), ([0] * len(liked), liked)),
+                             shape=(1, len(self.items)))
+        return self._rank(UserBatch(np.array([-1]), rows, [np.array(liked)]), k, True)
+
+    def similar_items(self, item: str, k: int = 10) -> list[tuple[str, float]]:
+        """The k items nearest to `item` (embeddings or factors when the model has them, co-occurrence otherwise)."""
+        i = self._iidx.get(str(item))
+        if i is None:
+            raise RecommenderError(f"item {item!r} is not known to this model")
+        sims = self._similarity(i, np.arange(len(self.items)))
+        sims[i] = -np.inf
+        best = top_k(sims[None, :], k)[0]
+        return [(self.items[j], float(sims[j])) for j in best if np.isfinite(sims[j])]
+
+    def _similarity(self, item: int, candidates: np.ndarray) -> np.ndarray:
+        if self._vectors is not None:
+            return self._vectors[candidates] @ self._vectors[item]
+        return np.asarray((self._cooc[:, candidates].T @ self._cooc[:, item]).todense()).ravel()
+
+    def _rank(self, batch: UserBatch, k: int, exclude_seen: bool) -> list[tuple[str, float, str | None]]:
+        scores = self.model.score(batch)
+        best = top_k(scores, k, batch.rows if exclude_seen else None)[0]
+        seen = batch.rows.indices
+        out = []
+        for j in best:
+            if not np.isfinite(scores[0, j]):
+                continue
+            reason = None
+            if len(seen):
+                sims = self._similarity(int(j), seen)
+                if sims.max() > 0:
+                    reason = self.items[int(seen[int(np.argmax(sims))])]
+            out.append((self.items[int(j)], float(scores[0, j]), reason))
+        return out
+
+
+def _titles(catalogue: pd.DataFrame | None) -> dict[str, str]:
+    if catalogue is None or "title" not in catalogue.columns:
+        return {}
+    return dict(zip(catalogue["item"].astype(str), catalogue["title"].astype(str), strict=False))
+
+
+def load_recommender(source: int | str | Path) -> Recommender:
+    """Reload a recommender from a run id or its artifact folder (the run's folder or its model/ subfolder)."""
+    from safetensors.numpy import load_file
+
+    folder = _model_folder(source)
+    meta = json.loads((folder / META_FILE).read_text())
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise RecommenderError(f"saved model in {folder} has format {meta.get('format_version')}; "
+                               f"this Protolab reads format {FORMAT_VERSION}")
+    model = _model_class(meta["kind"]).from_arrays(load_file(str(folder / MODEL_FILE)), meta.get("params", {}))
+    history = pd.read_parquet(folder / HISTORY_FILE)
+    history = history.assign(user=history["user"].astype(str), item=history["item"].astype(str))
+    catalogue = pd.read_parquet(folder / ITEMS_FILE) if (folder / ITEMS_FILE).exists() else None
+    data = encode(history, meta["users"], meta["items"])
+    return Recommender(meta["kind"], model, data, history, catalogue, meta["config"])
+
+
+def _model_folder(source: int | str | Path) -> Path:
+    from core.settings import run_dir
+
+    if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
+        folder = run_dir(int(source)) / "model"
+    else:
+        folder = Path(source)
+        if (folder / "model" / META_FILE).exists():
+            folder = folder / "model"
+    if not (folder / META_FILE).exists():
+        raise RecommenderError(f"no saved recommender in {folder} (did the run complete?)")
+    return folder
