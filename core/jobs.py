@@ -22,6 +22,7 @@ from core.errors import ProtolabError
 from core.settings import load_settings, run_dir
 from db import runs as run_queries
 from db import session_scope
+from db.engine import read_scope
 from db.models import Run, RunStatus, TaskKind, utcnow
 
 HEARTBEAT_INTERVAL_S = 2.0
@@ -164,25 +165,35 @@ def reap_dead_runs(database_url: str | None = None) -> list[int]:
     for pid, proc in list(_children.items()):
         if proc.poll() is not None:
             _children.pop(pid, None)
+    # Look first without the write lock: almost always nothing is dead, and this runs on every
+    # page listing and every few heartbeats of every worker.
+    with read_scope(database_url) as s:
+        if not _dead_runs(s):
+            return []
     reaped = []
-    host = socket.gethostname()
     with session_scope(database_url) as s:
-        stale = {r.id for r in run_queries.runs_with_stale_heartbeat(s, STALE_AFTER_S)}
-        for run in run_queries.active_runs(s):
-            if run.pid == os.getpid() and run.host == host:
-                continue  # this very process runs it (a worker reaping, or a run executed in-process)
-            if run.pid is not None and run.host == host and not _worker_alive(run.pid):
-                reason = f"the worker process (pid {run.pid}) ended without reporting: killed or crashed"
-            elif run.id in stale:
-                reason = f"the worker stopped sending heartbeats for over {STALE_AFTER_S:.0f} s"
-            else:
-                continue
+        for run, reason in _dead_runs(s):  # again, under the lock: a worker may have finished meanwhile
             tail = log_tail(run.id)
             run.status, run.finished_at = RunStatus.FAILED, utcnow()
             run.error = reason + (f"\n\nLast lines of the worker log:\n{tail}" if tail else "")
             run.status_text = "failed: worker died"
             reaped.append(run.id)
     return reaped
+
+
+def _dead_runs(s) -> list[tuple[Run, str]]:  # noqa: ANN001
+    """Active runs whose worker is gone (same host, pid not alive) or silent, each with the reason."""
+    host = socket.gethostname()
+    stale = {r.id for r in run_queries.runs_with_stale_heartbeat(s, STALE_AFTER_S)}
+    dead = []
+    for run in run_queries.active_runs(s):
+        if run.pid == os.getpid() and run.host == host:
+            continue  # this very process runs it (a worker reaping, or a run executed in-process)
+        if run.pid is not None and run.host == host and not _worker_alive(run.pid):
+            dead.append((run, f"the worker process (pid {run.pid}) ended without reporting: killed or crashed"))
+        elif run.id in stale:
+            dead.append((run, f"the worker stopped sending heartbeats for over {STALE_AFTER_S:.0f} s"))
+    return dead
 
 
 def log_tail(run_id: int, lines: int = 20) -> str:

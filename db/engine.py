@@ -21,6 +21,7 @@ from core.settings import load_settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+READ_ONLY_OPTION = "protolab_read_only"
 
 _engines: dict[str, Engine] = {}
 _migrated: set[str] = set()
@@ -43,9 +44,14 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:  # noqa: ANN001
-        # BEGIN IMMEDIATE takes the write lock up front, so two writers queue on the
-        # busy timeout instead of failing with "database is locked" on lock upgrade.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if conn.get_execution_options().get(READ_ONLY_OPTION):
+            # A reader in WAL mode sees a snapshot and never needs the write lock: a plain
+            # (deferred) BEGIN lets pages read while workers write, instead of queueing behind them.
+            conn.exec_driver_sql("BEGIN")
+        else:
+            # BEGIN IMMEDIATE takes the write lock up front, so two writers queue on the
+            # busy timeout instead of failing with "database is locked" on lock upgrade.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def get_engine(url: str | None = None) -> Engine:
@@ -105,6 +111,27 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
     factory = sessionmaker(init_db(url), expire_on_commit=False)
     with factory.begin() as session:
         yield session
+
+
+@contextmanager
+def read_scope(url: str | None = None) -> Iterator[Session]:
+    """A session for reading only (pages, listings): it never waits for a writer's lock on SQLite.
+
+    Objects stay usable after the block, as with session_scope; a flush (any write) raises.
+    """
+    engine = init_db(url).execution_options(**{READ_ONLY_OPTION: True})
+    session = Session(engine, expire_on_commit=False, autoflush=False)
+    event.listen(session, "before_flush", _refuse_writes)
+    try:
+        with session.begin():
+            yield session
+    finally:
+        session.close()
+
+
+def _refuse_writes(session: Session, _context, _instances) -> None:  # noqa: ANN001
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("read_scope() is read-only: use session_scope() to change the database")
 
 
 def with_retry(fn: Callable[[], T], attempts: int = 5, delay_s: float = 0.2) -> T:

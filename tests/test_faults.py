@@ -308,3 +308,69 @@ def test_disk_full_while_a_real_tfidf_run_saves_its_model_never_completes_it(
     assert status is RunStatus.FAILED and "disk is full" in error
     with session_scope() as s:
         assert run_queries.get_run(s, run_id).metrics in ({}, None)
+
+
+# --- a busy SQLite: readers never queue behind writers ---------------------------------------------
+
+def _hold_write_lock() -> sqlite3.Connection:
+    """Another process's writer in the middle of a transaction (a worker flushing progress)."""
+    conn = sqlite3.connect(load_settings().database_url.split("///", 1)[1], isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("UPDATE runs SET status_text = 'writing' WHERE id > 0")
+    return conn
+
+
+def test_reads_do_not_wait_for_a_writer(classification_dataset: int) -> None:
+    import threading
+
+    from db.engine import read_scope
+
+    run_id = _queued_run(classification_dataset)
+    writer = _hold_write_lock()
+    try:
+        start = time.monotonic()
+        with read_scope() as s:  # what pages and listings use
+            runs = run_queries.list_runs(s)
+        assert time.monotonic() - start < 1.0
+        assert [r.id for r in runs] == [run_id] and runs[0].status_text == "queued"  # the committed snapshot
+        # A read-write session does queue behind the writer (BEGIN IMMEDIATE), which is why reads must not use it.
+        done = threading.Event()
+        threading.Thread(target=lambda: (_status(run_id), done.set()), daemon=True).start()
+        assert not done.wait(1.0)
+    finally:
+        writer.execute("COMMIT")
+        writer.close()
+    assert done.wait(30)
+
+
+def test_read_scope_refuses_writes(classification_dataset: int) -> None:
+    from db.engine import read_scope
+
+    run_id = _queued_run(classification_dataset)
+    with pytest.raises(RuntimeError, match="read-only"), read_scope() as s:
+        run_queries.get_run(s, run_id).status_text = "sneaky"
+    assert _status_text(run_id) == "queued"
+
+
+def test_reaping_takes_no_write_lock_when_nothing_is_dead(classification_dataset: int) -> None:
+    run_id = _queued_run(classification_dataset)
+    with session_scope() as s:
+        run_queries.get_run(s, run_id).heartbeat_at = None
+    writer = _hold_write_lock()
+    try:
+        start = time.monotonic()
+        assert jobs.reap_dead_runs() == []
+        assert time.monotonic() - start < 1.0
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+@pytest.mark.postgres
+def test_read_scope_works_on_postgres(fresh_postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from db.engine import read_scope
+
+    monkeypatch.setenv("DATABASE_URL", fresh_postgres_url)
+    with read_scope() as s:
+        assert run_queries.count_runs(s) == {}
+    assert jobs.reap_dead_runs() == []
