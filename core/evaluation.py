@@ -412,6 +412,18 @@ def lineage_root(datasets: Sequence[Dataset], dataset_id: int) -> int:
 
 # --- from errors back to data -------------------------------------------------------------
 
+def marks_to_changes(marks: pd.DataFrame, split: str) -> list[dict[str, Any]]:
+    """Rows of the error table marked `exclude` or given a `relabel_to` label, as dataset changes."""
+    changes = []
+    for row in marks.itertuples(index=False):
+        target = row.relabel_to if isinstance(row.relabel_to, str) and row.relabel_to else None
+        if bool(row.exclude):
+            changes.append({"action": "exclude", "split": split, "text": row.text, "label": row.true})
+        elif target is not None and target != row.true:
+            changes.append({"action": "relabel", "split": split, "text": row.text, "label": row.true, "to": target})
+    return changes
+
+
 def create_dataset_version(parent_dataset_id: int, changes: Sequence[dict[str, Any]], *,
                            name: str | None = None, source_run_id: int | None = None) -> Dataset:
     """Store a new dataset made from its parent with rows relabelled or excluded.

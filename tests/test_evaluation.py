@@ -241,3 +241,13 @@ def test_run_records_and_baseline_query_json_in_sql(db_url: str) -> None:
     assert by_id[ids[("lstm", 0.9)]].metrics == {"macro_f1": 0.9, "accuracy": 0.5}  # no reports, no nulls
     assert by_id[ids[("tfidf", None)]].metrics == {}
     assert ev.leaderboard(records)["run"].iloc[0] == ids[("lstm", 0.9)]
+
+
+def test_marks_to_changes() -> None:
+    marks = pd.DataFrame({"row": [0, 1, 2, 3], "text": ["a", "b", "c", "d"], "true": ["x", "y", "x", "y"],
+                          "predicted": ["y", "x", "y", "x"], "confidence": [0.9, 0.8, 0.7, 0.6],
+                          "exclude": [True, False, False, True], "relabel_to": [None, "x", "x", "x"]})
+    assert ev.marks_to_changes(marks, "validation") == [
+        {"action": "exclude", "split": "validation", "text": "a", "label": "x"},
+        {"action": "relabel", "split": "validation", "text": "b", "label": "y", "to": "x"},
+        {"action": "exclude", "split": "validation", "text": "d", "label": "y"}]  # exclude wins; c is a no-op

@@ -253,3 +253,31 @@ def test_clicking_a_confusion_cell_filters_the_mistakes_in_chromium(protolab_hom
         server.stop()
         time.sleep(0.2)
     assert values == [labels[0], labels[1]]
+
+
+def test_saved_version_retrains_in_one_click(completed_classification_run: int, classification_dataset: int,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """After marks are saved as a version, one click starts the same model and config on it."""
+    import core.jobs
+    from core import evaluation as ev
+
+    monkeypatch.setattr(core.jobs, "launch_worker", lambda run_id, gpus=1: 0)  # no worker process here
+    with session_scope() as s:
+        text = run_queries.get_run(s, completed_classification_run).dataset.name
+    from core.evaluation import load_predictions
+
+    first = load_predictions(completed_classification_run, "test").iloc[0]
+    version = ev.create_dataset_version(classification_dataset, [{"action": "exclude", "split": "test",
+                                                                   "text": first["text"], "label": first["label"]}])
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state["new_version"] = (completed_classification_run, version.id, version.name)
+    at.run()
+    assert any(version.name in s.value for s in at.success) and text in version.name
+    at.button(key="retrain").click().run()
+    assert not at.exception
+    with session_scope() as s:
+        new = run_queries.list_runs(s, dataset_id=version.id)[0]
+        old = run_queries.get_run(s, completed_classification_run)
+        assert (new.model_kind, new.config, new.parent_run_id) == (old.model_kind, old.config, old.id)
+    assert at.session_state["compare_preset"] == [completed_classification_run, new.id]
+    assert any(f"Run #{new.id} started" in i.value for i in at.info)

@@ -193,8 +193,7 @@ def error_analysis(run: Any, split: str, preds: pd.DataFrame, labels: list[str])
                                 "confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
                                                                               format="%.3f"),
                                 "relabel_to": st.column_config.SelectboxColumn("relabel to", options=labels)})
-    changes = [{"action": "exclude" if r.exclude else "relabel", "split": split, "text": r.text, "label": r.true,
-                "to": r.relabel_to} for r in edited.itertuples() if r.exclude or r.relabel_to]
+    changes = ev.marks_to_changes(edited, split)
     if st.button(f"Save {len(changes)} marks as a new dataset version", key="save_version", disabled=not changes):
         try:
             version = ev.create_dataset_version(run.dataset_id, changes, source_run_id=run.id)
