@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core import distributed
 from core.batching import TokenBatches, encode_texts
 from core.errors import ProtolabError
 
@@ -303,7 +304,9 @@ class _Loop:
                 tick = now
                 self._session_steps += 1
                 self.state.step += 1
-                self.on_step(self._step_log(i, n, float(np.mean(group_losses))))
+                # Under DDP the logged loss is the mean over ranks, i.e. over the whole global batch.
+                loss_value = distributed.all_reduce_mean(float(np.mean(group_losses)), _comm(self.device))
+                self.on_step(self._step_log(i, n, loss_value))
                 group_losses = []
             if self.should_stop():
                 return False
@@ -597,7 +600,6 @@ def _execute_tfidf(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame], 
 
 
 def _execute_neural(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame], labels: list[str]) -> dict:
-    from core import distributed
     from core.device import resolve_device
 
     world = distributed.current_world()
@@ -658,10 +660,11 @@ def _comm(device: str) -> str:
 
 
 def _stop_if_cancelled(ctx: Any, force: bool = False) -> None:
-    from core.worker import RunCancelled
-
-    if force or ctx.should_stop():
-        raise RunCancelled()
+    # Raised through the context: under `python -m core.worker` the worker's RunCancelled lives in
+    # __main__, so a class imported from core.worker here would not be the one it catches.
+    if force:
+        ctx.cancelled = True
+    ctx.raise_if_cancelled()
 
 
 def build_model(family: str, cfg: TrainConfig, labels: Sequence[str]) -> tuple[Any, Any]:

@@ -45,6 +45,7 @@ class RecordingContext:
     progress_texts: list[str] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     device: str | None = None
+    cancelled: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -69,6 +70,12 @@ class RecordingContext:
     def should_stop(self) -> bool:
         steps = sum(t.startswith("epoch") and "step" in t for t in self.progress_texts)
         return self.stop_after_progress is not None and steps >= self.stop_after_progress
+
+    def raise_if_cancelled(self) -> None:
+        from core.worker import RunCancelled
+
+        if self.cancelled or self.should_stop():
+            raise RunCancelled()
 
     def set_device(self, device: str) -> None:
         self.device = device

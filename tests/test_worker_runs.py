@@ -1,0 +1,189 @@
+"""Classification runs through real worker processes: completion, cancel, a killed worker, resume, and DDP (gloo).
+
+Each test starts `python -m core.worker` (or torchrun) on tiny generated data and polls the database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from core.jobs import cancel_run, reap_dead_runs, resume_run, start_run
+from core.settings import run_dir
+from core.training import build_config
+from db import runs as run_queries
+from db import session_scope
+from db.models import RunStatus, TaskKind
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_row(run_id: int) -> dict:
+    with session_scope() as s:
+        run = run_queries.get_run(s, run_id)
+        return {"status": run.status, "metrics": run.metrics, "error": run.error, "events": run.events,
+                "pid": run.pid, "device": run.device, "status_text": run.status_text, "progress": run.progress}
+
+
+def wait_until(run_id: int, predicate, timeout: float = 120.0, reap: bool = False) -> dict:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if reap:
+            reap_dead_runs()
+        row = run_row(run_id)
+        if predicate(row):
+            return row
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} did not get there in {timeout} s: {row} \n{worker_log(run_id)}")
+
+
+def finished(row: dict) -> bool:
+    return not row["status"].is_active
+
+
+def worker_log(run_id: int) -> str:
+    path = run_dir(run_id) / "worker.log"
+    return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+
+def start(dataset_id: int, kind: str, **options) -> int:  # noqa: ANN003
+    return start_run(dataset_id=dataset_id, task=TaskKind.CLASSIFICATION, model_kind=kind,
+                     config=build_config(kind, options))
+
+
+def points(run_id: int, name: str, split: str) -> list[tuple[int, float]]:
+    with session_scope() as s:
+        return [(p.step, p.value) for p in run_queries.metric_points(s, run_id, name) if p.split == split]
+
+
+def test_tfidf_run_completes_through_the_worker(classification_dataset: int) -> None:
+    run_id = start(classification_dataset, "tfidf")
+    row = wait_until(run_id, finished, timeout=120)
+    assert row["status"] == RunStatus.COMPLETED, row["error"]
+    assert row["metrics"]["macro_f1"] > 0.8 and row["metrics"]["split"] == "test"
+    folder = run_dir(run_id)
+    assert (folder / "model" / "model.skops").exists() and (folder / "meta.json").exists()
+    assert len(pd.read_parquet(folder / "predictions" / "test.parquet")) == 18
+
+
+def test_lstm_run_completes_with_progress_and_metric_points(classification_dataset: int) -> None:
+    run_id = start(classification_dataset, "lstm", epochs=3, batch_size=16, max_length=32, device="cpu")
+    row = wait_until(run_id, finished, timeout=180)
+    assert row["status"] == RunStatus.COMPLETED, row["error"]
+    assert row["device"] == "cpu" and row["progress"] == 1.0
+    metrics = row["metrics"]
+    assert metrics["reports"]["validation"]["macro_f1"] > 0.8
+    assert {"accuracy", "macro_f1", "weighted_f1", "best_epoch", "train_samples_per_s"} <= set(metrics)
+    assert len(points(run_id, "macro_f1", "validation")) == 3
+    assert points(run_id, "train_loss", "train")
+    meta = json.loads((run_dir(run_id) / "meta.json").read_text())
+    assert meta["family"] == "lstm" and meta["labels"] == ["negative", "positive"]
+    assert (run_dir(run_id) / "model" / "model.safetensors").exists()
+
+
+def long_lstm_run(dataset_id: int) -> int:
+    # Many epochs and no early stopping: it runs until the test stops it.
+    return start(dataset_id, "lstm", epochs=500, patience=0, batch_size=8, max_length=32, device="cpu",
+                 init_embeddings=False)
+
+
+def test_cancel_stops_a_running_run_quickly(classification_dataset: int) -> None:
+    run_id = long_lstm_run(classification_dataset)
+    wait_until(run_id, lambda r: "step" in (r["status_text"] or ""), timeout=120)
+    asked = time.monotonic()
+    cancel_run(run_id)
+    row = wait_until(run_id, finished, timeout=30)
+    assert row["status"] == RunStatus.CANCELLED
+    assert time.monotonic() - asked < 10
+    assert (run_dir(run_id) / "INCOMPLETE").exists()
+    assert not (run_dir(run_id) / "meta.json").exists()
+
+
+def test_killed_worker_is_marked_failed(classification_dataset: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("core.jobs.STALE_AFTER_S", 5.0)
+    run_id = long_lstm_run(classification_dataset)
+    row = wait_until(run_id, lambda r: "step" in (r["status_text"] or ""), timeout=120)
+    os.kill(row["pid"], signal.SIGKILL)
+    row = wait_until(run_id, finished, timeout=30, reap=True)
+    assert row["status"] == RunStatus.FAILED
+    assert "killed" in row["error"] or "heartbeat" in row["error"]
+
+
+def test_resume_continues_from_the_checkpoint(classification_dataset: int) -> None:
+    run_id = start(classification_dataset, "lstm", epochs=4, patience=0, batch_size=8, max_length=32,
+                   device="cpu", init_embeddings=False)
+    checkpoint = run_dir(run_id) / "checkpoint" / "trainer_state.pt"
+    wait_until(run_id, lambda r: checkpoint.exists() or finished(r), timeout=120)
+    cancel_run(run_id)
+    row = wait_until(run_id, finished, timeout=30)
+    assert row["status"] == RunStatus.CANCELLED
+    steps_before = max(step for step, _ in points(run_id, "train_loss", "train"))
+
+    resume_run(run_id)
+    row = wait_until(run_id, finished, timeout=300)
+    assert row["status"] == RunStatus.COMPLETED, row["error"]
+    assert any(e.get("event") == "resumed" and e["epoch"] >= 1 for e in row["events"])
+    steps = [step for step, _ in points(run_id, "train_loss", "train")]
+    assert steps.count(1) == 1  # the step counter did not start again
+    assert max(steps) == 4 * 11 and max(steps) > steps_before
+    assert len(points(run_id, "macro_f1", "validation")) >= 4
+
+
+DDP_ENTRY = textwrap.dedent("""
+    # rank 0 runs the real worker; the other ranks join training directly (see the report on worker.py).
+    import os, sys
+    from core import worker
+    from core.training import execute_run
+    from db import session_scope
+    from db.models import Run
+
+    run_id = int(sys.argv[1])
+    if int(os.environ["RANK"]) == 0:
+        sys.exit(worker.main([str(run_id)]))
+    with session_scope() as s:
+        run = s.get(Run, run_id)
+        ctx = worker.RunContext(run_id=run.id, task=run.task, model_kind=run.model_kind, config=dict(run.config),
+                                dataset_id=run.dataset_id, artifact_dir=worker.run_dir(run.id),
+                                rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]))
+    execute_run(ctx)
+""")
+
+
+def test_ddp_with_two_gloo_processes_matches_one_process(classification_dataset: int, tmp_path: Path) -> None:
+    options = dict(epochs=2, max_length=32, device="cpu", seed=7, learning_rate=5e-3)
+    single = start(classification_dataset, "lstm", batch_size=16, **options)
+    single_row = wait_until(single, finished, timeout=180)
+    assert single_row["status"] == RunStatus.COMPLETED, single_row["error"]
+
+    with session_scope() as s:  # a queued row only: torchrun below is its worker
+        ddp = run_queries.create_run(s, dataset_id=classification_dataset, task=TaskKind.CLASSIFICATION,
+                                     model_kind="lstm", config=build_config("lstm", {**options, "batch_size": 8,
+                                                                                      "gpus": 2})).id
+    entry = tmp_path / "ddp_entry.py"
+    entry.write_text(DDP_ENTRY)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(entry), str(ddp)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    row = run_row(ddp)
+    assert proc.returncode == 0 and row["status"] == RunStatus.COMPLETED, (row["error"], proc.stderr[-3000:])
+    assert row["device"] == "cpu × 2 (DDP)"
+    # Same effective batch (2 × 8 vs 16): the same steps and, up to dropout noise, the same losses.
+    single_loss, ddp_loss = points(single, "train_loss", "train"), points(ddp, "train_loss", "train")
+    assert [s for s, _ in single_loss] == [s for s, _ in ddp_loss]
+    for (_, a), (_, b) in zip(single_loss, ddp_loss, strict=True):
+        assert abs(a - b) < 0.05, (single_loss, ddp_loss)
+    single_val, ddp_val = points(single, "loss", "validation"), points(ddp, "loss", "validation")
+    assert len(single_val) == len(ddp_val) == 2
+    for (_, a), (_, b) in zip(single_val, ddp_val, strict=True):
+        assert abs(a - b) < 0.05, (single_val, ddp_val)
+    assert abs(single_row["metrics"]["macro_f1"] - row["metrics"]["macro_f1"]) <= 0.2
+    assert row["metrics"]["reports"]["validation"]["macro_f1"] > 0.7
