@@ -440,6 +440,10 @@ class Recommender:
             vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         self._vectors = vectors
         self._titles = _titles(catalogue)
+        self._genres: dict[str, str] = {}
+        if catalogue is not None and "genres" in catalogue.columns:
+            self._genres = dict(zip(catalogue["item"].astype(str),
+                                    catalogue["genres"].fillna("").astype(str).str.replace("|", ", "), strict=False))
 
     @property
     def users(self) -> list[str]:
@@ -459,7 +463,7 @@ class Recommender:
             rows = rows.sort_values("timestamp", ascending=False)
             rows["date"] = pd.to_datetime(rows["timestamp"], unit="s", errors="coerce")
         rows.insert(1, "title", rows["item"].map(self.title))
-        return rows.drop(columns="user").reset_index(drop=True)
+        return rows.drop(columns=[c for c in ("user", "timestamp") if c in rows.columns]).reset_index(drop=True)
 
     def recommend(self, user: str, k: int = 10, exclude_seen: bool = True) -> list[tuple[str, float, str | None]]:
         """Top-k (item, score, reason item) for a known user."""
@@ -509,6 +513,29 @@ class Recommender:
         return out
 
 
+    def table(self, recs: list[tuple[str, float, str | None]]) -> pd.DataFrame:
+        """Recommendations as a display table: rank, title, item id, score, genres and the one-line reason."""
+        rows = []
+        for n, (item, score, reason) in enumerate(recs, start=1):
+            row = {"#": n, "title": self.title(item), "item": item, "score": round(score, 4)}
+            if self._genres:
+                row["genres"] = self._genres.get(item, "")
+            row["why"] = f"because you liked {self.title(reason)}" if reason else ""
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def similar_table(self, similar: list[tuple[str, float]]) -> pd.DataFrame:
+        rows = [{"#": n, "title": self.title(item), "item": item, "similarity": round(sim, 4)}
+                | ({"genres": self._genres.get(item, "")} if self._genres else {})
+                for n, (item, sim) in enumerate(similar, start=1)]
+        return pd.DataFrame(rows)
+
+    def label(self, item: str) -> str:
+        """How an item is named in pickers: its title and id, or the id alone without a catalogue."""
+        title = self._titles.get(item)
+        return f"{title} ({item})" if title else item
+
+
 def _titles(catalogue: pd.DataFrame | None) -> dict[str, str]:
     if catalogue is None or "title" not in catalogue.columns:
         return {}
@@ -544,3 +571,42 @@ def _model_folder(source: int | str | Path) -> Path:
     if not (folder / META_FILE).exists():
         raise RecommenderError(f"no saved recommender in {folder} (did the run complete?)")
     return folder
+
+
+# --- runs the demo page can serve ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RecommenderRun:
+    """A completed recommender run as the demo page lists it."""
+
+    run_id: int
+    model_kind: str
+    dataset_name: str
+    k: int
+    ndcg: float | None  # NDCG@10 when measured, else NDCG at the run's K
+    finished_at: Any
+    metrics: dict[str, Any]
+
+    @property
+    def title(self) -> str:
+        score = f"NDCG@10 {self.ndcg:.3f}" if self.ndcg is not None else "not evaluated"
+        return f"#{self.run_id} {self.model_kind} on {self.dataset_name} ({score})"
+
+
+def recommender_runs() -> list[RecommenderRun]:
+    """Completed recommender runs that saved a model, best NDCG@10 first."""
+    from core.settings import run_dir
+    from db import runs as run_queries
+    from db import session_scope
+    from db.models import RunStatus, TaskKind
+
+    found = []
+    with session_scope() as s:
+        for run in run_queries.list_runs(s, task=TaskKind.INTERACTIONS, statuses=[RunStatus.COMPLETED]):
+            if not (run_dir(run.id) / "model" / META_FILE).exists():
+                continue
+            metrics = dict(run.metrics or {})
+            ndcg = (metrics.get("by_k") or {}).get("10", {}).get("ndcg", metrics.get(f"ndcg@{metrics.get('k', 10)}"))
+            found.append(RecommenderRun(run.id, run.model_kind, run.dataset.name, int(metrics.get("k", 10)),
+                                        float(ndcg) if ndcg is not None else None, run.finished_at, metrics))
+    return sorted(found, key=lambda r: (r.ndcg is None, -(r.ndcg or 0.0), -r.run_id))

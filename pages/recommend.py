@@ -1,9 +1,91 @@
-"""🎬 Recommendations demo: filled by its own issue; until then the page says so honestly."""
+"""🎬 Recommendations demo: a completed recommender run, served to someone who has never seen the rest of the app.
+
+Three ways in: an existing user's history and picks, a new visitor's likes, or the items nearest to one item.
+"""
 
 import streamlit as st
 
-from ui.common import ensure_db
+from core.charts.recommendations import recommendation_scores
+from core.errors import ProtolabError
+from core.recommenders import load_recommender, recommender_runs
+from ui.common import ensure_db, format_when, page_link
+
+MODES = ("👤 Existing user", "👋 New visitor", "🔗 Similar items")
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def recommender(run_id: int, version: str):
+    # One model per process, shared by every session; `version` stops a reused run id serving stale files.
+    return load_recommender(run_id)
+
+
+def show_recommendations(model, recs) -> None:
+    if not recs:
+        st.info("Nothing left to recommend: this user has seen every item the model knows.")
+        return
+    st.dataframe(model.table(recs), hide_index=True, width="stretch", key="recs_table")
+    st.plotly_chart(recommendation_scores([(model.title(i), s) for i, s, _ in recs]), key="recs_chart")
+
 
 ensure_db()
+present = bool(st.session_state.get("present"))
 st.title("🎬 Recommendations demo")
-st.info("The recommendations demo is not available in this build yet: upload a dataset on the **Datasets** page first.")
+runs = recommender_runs()
+if not runs:
+    st.info("No trained recommender to demo yet. Upload an interactions file (user, item, optional rating and "
+            "timestamp) on **Datasets**, train a recommender on **Train**, and it appears here once it completes.")
+    if not present:
+        page_link("pages/datasets.py", "Go to Datasets", "📂")
+        page_link("pages/train.py", "Go to Train", "🏋️")
+    st.stop()
+
+by_id = {r.run_id: r for r in runs}
+run = by_id[st.selectbox("Model", list(by_id), format_func=lambda i: by_id[i].title, key="run",
+                         help="Completed recommender runs, best NDCG@10 first.")]
+try:
+    model = recommender(run.run_id, str(run.finished_at))
+except ProtolabError as exc:
+    st.error(f"This model cannot be served: {exc}")
+    st.stop()
+
+with st.container(border=True):
+    c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
+    c1.markdown(f"**Dataset**  \n{run.dataset_name}")
+    c2.markdown(f"**Model**  \n{run.model_kind}")
+    c3.metric("NDCG@10", f"{run.ndcg:.3f}" if run.ndcg is not None else "–")
+    c4.metric("Users · items", f"{len(model.users):,} · {len(model.items):,}")
+    st.caption(f"Trained {format_when(run.finished_at)} · run #{run.run_id}"
+               + ("" if model.catalogue is not None else " · no item catalogue: items are shown by id"))
+
+mode = st.radio("Mode", MODES, horizontal=True, key="mode", label_visibility="collapsed")
+top_n = st.slider("How many recommendations", 3, 30, 10, key="top_n")
+
+try:
+    if mode == MODES[0]:
+        user = st.selectbox("User", model.users, key="user", help="Type to search user ids.")
+        history = model.user_history(user)
+        left, right = st.columns([2, 3])
+        with left:
+            st.subheader(f"History ({len(history)})")
+            st.dataframe(history, hide_index=True, width="stretch", height=420, key="history_table")
+        with right:
+            st.subheader("Recommended next")
+            show_recommendations(model, model.recommend(user, top_n))
+    elif mode == MODES[1]:
+        likes = st.multiselect("Items you like", model.items, format_func=model.label, key="likes",
+                               placeholder="Type a title to search…", max_selections=20)
+        if not likes:
+            st.info("Pick a few items you like: recommendations appear at once, no retraining.")
+        else:
+            show_recommendations(model, model.recommend_for_likes(likes, top_n))
+    else:
+        item = st.selectbox("Item", model.items, format_func=model.label, key="item",
+                            help="Type a title to search.")
+        st.subheader(f"Nearest to {model.title(item)}")
+        st.dataframe(model.similar_table(model.similar_items(item, top_n)), hide_index=True, width="stretch",
+                     key="similar_table")
+except ProtolabError as exc:
+    st.error(str(exc))
+
+if not present:
+    page_link("pages/evaluate.py", "Full evaluation of this run", "📊")

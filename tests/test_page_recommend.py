@@ -1,0 +1,86 @@
+"""The Recommendations demo page under AppTest: empty state, the three modes, with and without a catalogue."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from db import runs as run_queries
+from db import session_scope
+from db.models import TaskKind
+from tests.conftest import interactions_frame
+from tests.test_recommenders import completed_run
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "recommend.py")
+
+
+def _page() -> AppTest:
+    return AppTest.from_file(PAGE, default_timeout=90).run()
+
+
+def _texts(at: AppTest) -> str:
+    return " ".join(str(df.value.to_dict()) for df in at.dataframe)
+
+
+def test_empty_state_points_to_datasets_and_train() -> None:
+    at = _page()
+    assert not at.exception
+    assert "No trained recommender" in at.info[0].value
+
+
+def test_existing_user_mode_shows_history_and_reasons(interactions_dataset: int) -> None:
+    worse = completed_run(interactions_dataset, "popularity")
+    best = completed_run(interactions_dataset, "itemknn")
+    at = _page()
+    assert not at.exception
+    with session_scope() as s:
+        ndcg = {r: run_queries.get_run(s, r).metrics["by_k"]["10"]["ndcg"] for r in (worse, best)}
+    assert at.selectbox(key="run").value == max(ndcg, key=ndcg.get)  # default: best NDCG@10
+    at.selectbox(key="run").set_value(best).run()
+    at.selectbox(key="user").set_value("u1").run()
+    assert not at.exception
+    history, recs = at.dataframe[0].value, at.dataframe[1].value
+    assert history["title"].str.startswith("Space").all() and "rating" in history.columns
+    assert len(recs) == 10 and recs["title"].head(4).str.startswith("Space").all()
+    assert recs["why"].str.startswith("because you liked Space").any()
+    assert set(recs["item"]).isdisjoint(history["item"])
+
+
+def test_new_visitor_and_similar_items_modes(interactions_dataset: int) -> None:
+    completed_run(interactions_dataset, "itemknn")
+    at = _page()
+    at.radio(key="mode").set_value(at.radio(key="mode").options[1]).run()
+    assert "Pick a few items" in at.info[0].value
+    at.multiselect(key="likes").set_value(["i2", "i4"]).run()
+    assert not at.exception
+    recs = at.dataframe[0].value
+    assert recs["title"].head(5).str.startswith("Garden").all()
+    at.radio(key="mode").set_value(at.radio(key="mode").options[2]).run()
+    at.selectbox(key="item").set_value("i3").run()
+    at.slider(key="top_n").set_value(5).run()
+    assert not at.exception
+    similar = at.dataframe[0].value
+    assert len(similar) == 5 and "i3" not in set(similar["item"])
+    assert similar["title"].str.startswith("Space").sum() >= 4
+
+
+def test_works_without_a_catalogue() -> None:
+    from core.storage import write_dataset
+
+    frame = interactions_frame()
+    rng = random.Random(2)
+    frame["split"] = ["test" if rng.random() < 0.25 else "train" for _ in range(len(frame))]
+    with session_scope() as s:
+        dataset_id = write_dataset(s, name="no-catalogue", task=TaskKind.INTERACTIONS, frame=frame,
+                                   mapping={"user": "user", "item": "item"}).id
+    completed_run(dataset_id, "bpr")
+    at = _page()
+    assert not at.exception
+    assert "no item catalogue" in " ".join(c.value for c in at.caption)
+    recs = at.dataframe[1].value
+    assert (recs["title"] == recs["item"]).all()  # ids stand in for titles
+    at.radio(key="mode").set_value(at.radio(key="mode").options[1]).run()
+    at.multiselect(key="likes").set_value(["i1"]).run()
+    assert not at.exception and len(at.dataframe[0].value) == 10
