@@ -251,3 +251,15 @@ def test_marks_to_changes() -> None:
         {"action": "exclude", "split": "validation", "text": "a", "label": "x"},
         {"action": "relabel", "split": "validation", "text": "b", "label": "y", "to": "x"},
         {"action": "exclude", "split": "validation", "text": "d", "label": "y"}]  # exclude wins; c is a no-op
+
+
+def test_majority_scores_match_sklearn_on_an_always_majority_predictor() -> None:
+    y_true = ["a"] * 5 + ["b"] * 3 + ["c"] * 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        real = classification_report(y_true, ["a"] * len(y_true), ["a", "b", "c"])
+    expected = ev.majority_scores(classification_report(y_true, y_true, ["a", "b", "c"]))
+    for key, value in expected.items():
+        assert real[key] == pytest.approx(value), key
+    table = ev.headline_table(real, None)
+    assert table["majority class"].notna().all() and table["TF-IDF baseline"].isna().all()

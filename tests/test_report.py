@@ -136,3 +136,12 @@ def test_report_renders_offline_in_headless_chromium(tmp_path: Path) -> None:
     assert "<script>" in title  # the escaped run name shows as text
     assert len(shot) > 50_000  # a full-page PNG of charts, not a blank page
     pd.DataFrame(rendered).to_csv(tmp_path / "rendered.csv")
+
+
+def test_report_shows_baseline_and_majority_columns(classification_dataset: int) -> None:
+    labels, preds = sklearn_predictions(classification_dataset)
+    store_completed_run(classification_dataset, labels, preds, model_kind="tfidf", name="the baseline")
+    lstm = store_completed_run(classification_dataset, labels, preds, model_kind="lstm")
+    page = build_report([lstm])
+    assert "<th>TF-IDF baseline</th>" in page and "<th>majority class</th>" in page
+    assert "#1 the baseline" in page
