@@ -312,6 +312,16 @@ def _seconds(start: Any, end: Any) -> float | None:
     return (end - start).total_seconds()
 
 
+def baseline_report(baseline: Any, split: str) -> dict[str, Any] | None:
+    """The baseline's figures on the same split as the run it is compared with (None if it has none)."""
+    if baseline is None:
+        return None
+    try:
+        return split_report(baseline, split)
+    except EvaluationError:
+        return None
+
+
 def majority_scores(report: dict[str, Any]) -> dict[str, float]:
     """What always predicting the biggest class scores on each headline metric (zero_division=0).
 

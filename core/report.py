@@ -112,11 +112,11 @@ def _classification_body(run: Run, split: str) -> str:
     report = ev.split_report(run, split)
     session = object_session(run)
     baseline = ev.baseline_run(session, run) if session is not None else None
-    table = ev.headline_table(report, baseline.metrics if baseline else None)
+    table = ev.headline_table(report, ev.baseline_report(baseline, split))
     parts = [f"<h2>Headline metrics ({esc(split)} split)</h2>",
              _table(table if baseline else table.drop(columns=["TF-IDF baseline"]))]
     if baseline:
-        parts.append(f'<p class="muted">TF-IDF baseline: {esc(ev.run_label(baseline))} (test split).</p>')
+        parts.append(f'<p class="muted">TF-IDF baseline: {esc(ev.run_label(baseline))} ({esc(split)} split).</p>')
     parts.append(_figure(charts.per_class_bars(report)))
     parts.append(_figure(charts.confusion_matrix(report["confusion_matrix"], report["labels"])))
     try:
