@@ -1,0 +1,160 @@
+"""Benchmark: Sentiment demo inference (single-text latency, batch throughput) against transformers.pipeline.
+
+Targets (issue 7), default Transformer fine-tuned on tweets: p50 ≤ 25 ms, p95 ≤ 50 ms per text, batch ≥ 300 texts/s.
+Run: `.venv/bin/python bench/inference.py [--train-rows 2000] [--texts 2000] [--single 300]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+TWEETS = Path("/work/shared/datasets/tweets-sentiment/tweets.csv")
+BATCH_SIZE = 64
+
+
+def read_tweets(path: Path) -> pd.DataFrame:
+    frame = pd.read_csv(path, encoding="cp1252", encoding_errors="replace")
+    frame = frame.rename(columns={"sentiment": "label"})[["text", "label"]].dropna()
+    frame["text"] = frame["text"].astype(str).str.strip()
+    return frame[frame["text"] != ""].reset_index(drop=True)
+
+
+def store_dataset(frame: pd.DataFrame) -> int:
+    from core.storage import write_dataset
+    from db import session_scope
+    from db.models import TaskKind
+
+    rng = np.random.default_rng(0)
+    split = rng.choice(["train", "validation", "test"], size=len(frame), p=[0.8, 0.1, 0.1])
+    with session_scope() as s:
+        return write_dataset(s, name="bench-tweets", task=TaskKind.CLASSIFICATION, frame=frame.assign(split=split),
+                             mapping={"text": "text", "label": "label"}).id
+
+
+def train(dataset_id: int, kind: str, **options) -> tuple[int, float]:  # noqa: ANN003
+    """Train through the real worker process; (run id, seconds)."""
+    from core.jobs import start_run
+    from core.training import build_config
+    from db import runs as run_queries
+    from db import session_scope
+    from db.models import RunStatus, TaskKind
+
+    start = time.perf_counter()
+    run_id = start_run(dataset_id=dataset_id, task=TaskKind.CLASSIFICATION, model_kind=kind,
+                       config=build_config(kind, options))
+    while True:
+        with session_scope() as s:
+            run = run_queries.get_run(s, run_id)
+            status, error, metrics = run.status, run.error, run.metrics
+        if not status.is_active:
+            if status != RunStatus.COMPLETED:
+                raise SystemExit(f"{kind} run {run_id} {status.value}: {error}")
+            print(f"trained {kind}: run {run_id}, macro-F1 {metrics.get('macro_f1', 0):.3f}, "
+                  f"{time.perf_counter() - start:.0f} s", file=sys.stderr)
+            return run_id, time.perf_counter() - start
+        time.sleep(1.0)
+
+
+def percentiles(seconds: list[float]) -> dict[str, float]:
+    ms = np.asarray(seconds) * 1000
+    return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
+            "mean_ms": float(ms.mean())}
+
+
+def single_latency(fns: dict[str, Callable], texts: list[str], warmup: int = 20) -> dict[str, dict[str, float]]:
+    """Per-text latency of each function, interleaved text by text so shared-machine load hits all alike."""
+    for fn in fns.values():
+        for text in texts[:warmup]:
+            fn(text)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for text in texts:
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn(text)
+            times[name].append(time.perf_counter() - start)
+    return {name: percentiles(ts) for name, ts in times.items()}
+
+
+def throughput(fns: dict[str, Callable], texts: list[str], rounds: int = 3) -> dict[str, float]:
+    """Texts per second of each function over all `texts`, best of `rounds` alternating runs."""
+    best = {name: float("inf") for name in fns}
+    for fn in fns.values():
+        fn(texts[:BATCH_SIZE])  # warm-up
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn(texts)
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: len(texts) / seconds for name, seconds in best.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tweets", type=Path, default=TWEETS)
+    parser.add_argument("--train-rows", type=int, default=2000, help="tweets used to fine-tune (1 epoch)")
+    parser.add_argument("--texts", type=int, default=2000, help="tweets scored in the batch test")
+    parser.add_argument("--single", type=int, default=300, help="tweets timed one at a time")
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="protolab-bench-inference-"))
+    os.environ.update(PROTOLAB_HOME=str(home), DATABASE_URL=f"sqlite:///{home / 'protolab.db'}",
+                      HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    from transformers import pipeline
+    from transformers.utils import logging as hf_logging
+
+    from core.predict import MODEL_DIR, load_classifier
+    from core.settings import run_dir
+
+    hf_logging.set_verbosity_error()
+    load_before = os.getloadavg()
+    tweets = read_tweets(args.tweets).sample(frac=1.0, random_state=0).reset_index(drop=True)
+    dataset_id = store_dataset(tweets.iloc[:args.train_rows])
+    held_out = tweets.iloc[args.train_rows:]["text"].tolist()
+    batch_texts, single_texts = held_out[:args.texts], held_out[args.texts:args.texts + args.single]
+
+    runs = {"transformer": train(dataset_id, "transformer", epochs=1, device="cpu"),
+            "lstm": train(dataset_id, "lstm", epochs=1, device="cpu"),
+            "tfidf": train(dataset_id, "tfidf")}
+    results: dict[str, dict] = {"machine": {"cpus": os.cpu_count(), "loadavg_before": load_before},
+                                "texts": {"batch": len(batch_texts), "single": len(single_texts),
+                                          "mean_chars": float(np.mean([len(t) for t in batch_texts]))}}
+    for family, (run_id, train_s) in runs.items():
+        clf = load_classifier(run_id)
+        fns_single = {"protolab": lambda t, c=clf: c.predict([t])}
+        fns_batch = {"protolab": lambda ts, c=clf: c.predict_proba(ts, batch_size=BATCH_SIZE)}
+        if family == "transformer":
+            pipe = pipeline("text-classification", model=str(run_dir(run_id) / MODEL_DIR), device="cpu", top_k=None)
+            kwargs = {"truncation": True, "max_length": clf.max_length}
+            fns_single["pipeline"] = lambda t, p=pipe, k=kwargs: p(t, **k)
+            fns_batch["pipeline"] = lambda ts, p=pipe, k=kwargs: p(ts, batch_size=BATCH_SIZE, **k)
+        latency = single_latency(fns_single, single_texts)
+        speed = throughput(fns_batch, batch_texts)
+        entry = {"run_id": run_id, "train_s": train_s, "latency": latency, "texts_per_s": speed}
+        if "pipeline" in speed:
+            entry["ratios"] = {"batch_speedup": speed["protolab"] / speed["pipeline"],
+                               "p50_speedup": latency["pipeline"]["p50_ms"] / latency["protolab"]["p50_ms"],
+                               "p95_speedup": latency["pipeline"]["p95_ms"] / latency["protolab"]["p95_ms"]}
+        results[family] = entry
+        print(f"{family}: " + json.dumps(entry), file=sys.stderr)
+    results["machine"]["loadavg_after"] = os.getloadavg()
+    t = results["transformer"]
+    results["targets_met"] = {"p50": t["latency"]["protolab"]["p50_ms"] <= 25,
+                              "p95": t["latency"]["protolab"]["p95_ms"] <= 50,
+                              "batch": t["texts_per_s"]["protolab"] >= 300}
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
