@@ -124,6 +124,15 @@ def test_comparison_of_classification_runs(two_runs: tuple[int, int]) -> None:
     assert {"cmp_bars", "cmp_curves"} <= set(found)
     assert len(found["cmp_bars"]["data"]) == 2 and len(found["cmp_curves"]["data"]) == 2
     assert set(at.dataframe[-1].value.columns) >= {"run", "epochs", "learning_rate"}
+    at.text_input(key="cmp_reviewer").set_value("Sam")
+    at.text_area(key="cmp_comment").set_value("LSTM is not worth it yet")
+    at.button(key="cmp_submit").click().run()
+    assert not at.exception
+    with session_scope() as s:
+        for run_id in two_runs:
+            [review] = run_queries.reviews_of(s, run_id)
+            assert review.reviewer == "Sam" and sorted(review.compared_run_ids) == sorted(two_runs)
+    assert sum("Sam" in m.value and "comparing" in m.value for m in at.markdown) == 1  # shown once
 
 
 def test_comparison_of_recommender_runs(interactions_dataset: int) -> None:
@@ -142,7 +151,7 @@ def test_review_is_stored_and_shown(completed_classification_run: int) -> None:
     at.text_input(key="run_reviewer").set_value("Dana <script>x</script>")
     at.text_area(key="run_comment").set_value("Good enough for the pilot")
     at.radio(key="run_verdict").set_value("needs_work")
-    next(b for b in at.button if b.label == "Submit review").click().run()
+    at.button(key="run_submit").click().run()
     assert not at.exception
     with session_scope() as s:
         reviews = run_queries.reviews_of(s, completed_classification_run)

@@ -293,7 +293,7 @@ def review_panel(run_ids: list[int], key_prefix: str) -> None:
         comment = st.text_area("Comment", key=f"{key_prefix}_comment")
         verdict = st.radio("Verdict", ["approve", "needs_work"], horizontal=True, key=f"{key_prefix}_verdict",
                            format_func=lambda v: "Approve" if v == "approve" else "Needs work")
-        if st.form_submit_button("Submit review"):
+        if st.form_submit_button("Submit review", key=f"{key_prefix}_submit"):
             if not name.strip():
                 st.error("Please give your name.")
                 return
