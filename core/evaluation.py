@@ -109,6 +109,15 @@ def is_ranking(run: Any) -> bool:
     return run.task == TaskKind.INTERACTIONS
 
 
+def predictions_csv(run_id: int, split: str) -> bytes:
+    """The split's predictions as a spreadsheet-safe CSV (no cell can start a formula)."""
+    from core.exports import to_safe_csv
+
+    frame = load_predictions(run_id, split).drop(columns=["proba"], errors="ignore")
+    frame = frame.assign(correct=frame["label"] == frame["pred"])
+    return to_safe_csv(frame)
+
+
 # --- error analysis -----------------------------------------------------------------------
 
 def misclassified(preds: pd.DataFrame, true: str | None = None, predicted: str | None = None) -> pd.DataFrame:

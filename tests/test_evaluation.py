@@ -263,3 +263,17 @@ def test_majority_scores_match_sklearn_on_an_always_majority_predictor() -> None
         assert real[key] == pytest.approx(value), key
     table = ev.headline_table(real, None)
     assert table["majority class"].notna().all() and table["TF-IDF baseline"].isna().all()
+
+
+def test_predictions_csv_neutralises_formulas(completed_classification_run: int) -> None:
+    import io
+
+    path = ev.predictions_path(completed_classification_run, "test")
+    frame = pd.read_parquet(path)
+    frame.loc[0, "text"] = '=HYPERLINK("http://evil","x")'
+    frame.loc[1, "text"] = "@SUM(A1)"
+    frame.to_parquet(path, index=False)
+    data = ev.predictions_csv(completed_classification_run, "test")
+    back = pd.read_csv(io.BytesIO(data), encoding="utf-8-sig")
+    assert back.loc[0, "text"] == "'=HYPERLINK(\"http://evil\",\"x\")" and back.loc[1, "text"] == "'@SUM(A1)"
+    assert list(back.columns) == ["text", "label", "pred", "confidence", "correct"]

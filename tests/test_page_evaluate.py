@@ -71,6 +71,7 @@ def test_classification_run_renders_every_chart_and_error_analysis(two_runs: tup
     assert headline.loc[headline["metric"] == "macro f1", "this run"].iloc[0] == pytest.approx(report["macro_f1"])
     assert headline["TF-IDF baseline"].notna().all()
     assert any(f"#{baseline} tfidf baseline" in c.value for c in at.caption)
+    assert len(at.get("download_button")) == 2  # HTML report and predictions CSV
 
     mistakes = at.dataframe(key=f"marks_{lstm}_test").value  # the data_editor of marks
     n_all = int(next(c.value for c in at.caption if "mistakes of" in c.value).split()[0])

@@ -14,7 +14,6 @@ import streamlit as st
 from core import evaluation as ev
 from core.charts import evaluation as charts
 from core.errors import ProtolabError
-from core.exports import to_safe_csv
 from db import runs as run_queries
 from db import session_scope
 from db.models import ReviewVerdict, RunStatus
@@ -312,10 +311,7 @@ def downloads(run_ids: list[int], split: str) -> None:
     left.download_button("Download report (HTML)", data=lambda: build_report(run_ids, split),
                          file_name=f"protolab-report-{'-'.join(map(str, run_ids))}.html", mime="text/html",
                          key="download_report", on_click="ignore")
-    if len(run_ids) == 1:
-        def csv() -> bytes:
-            return to_safe_csv(ev.load_predictions(run_ids[0], split).drop(columns=["proba"], errors="ignore"))
-
-        if ev.predictions_path(run_ids[0], split).exists():
-            right.download_button("Predictions (CSV)", data=csv, file_name=f"predictions-{run_ids[0]}-{split}.csv",
-                                  mime="text/csv", key="download_csv", on_click="ignore")
+    if len(run_ids) == 1 and ev.predictions_path(run_ids[0], split).exists():
+        right.download_button("Predictions (CSV)", data=lambda: ev.predictions_csv(run_ids[0], split),
+                              file_name=f"predictions-{run_ids[0]}-{split}.csv", mime="text/csv",
+                              key="download_csv", on_click="ignore")
