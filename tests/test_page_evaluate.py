@@ -248,15 +248,19 @@ def test_clicking_a_confusion_cell_filters_the_mistakes_in_chromium(protolab_hom
             chart.scroll_into_view_if_needed()
             cell = chart.locator(".scatterlayer .point").nth(1)  # row 0 (true labels[0]), column 1
             cell.wait_for()
-            box = cell.bounding_box()
-            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
             boxes = page.get_by_test_id("stSelectbox")
-            deadline = time.time() + 30
-            while time.time() < deadline:  # the click reruns the script; poll for the filled filters
-                values = [boxes.nth(i).locator("input").first.input_value() for i in (1, 2)]
+            values = ["(any)", "(any)"]
+            for _ in range(3):  # a click that lands while the chart is still being laid out is lost: retry
+                time.sleep(1.0)
+                cell.scroll_into_view_if_needed()
+                box = cell.bounding_box()
+                page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+                deadline = time.time() + 15
+                while time.time() < deadline and values == ["(any)", "(any)"]:  # the click reruns the script
+                    time.sleep(0.3)
+                    values = [boxes.nth(i).locator("input").first.input_value() for i in (1, 2)]
                 if values != ["(any)", "(any)"]:
                     break
-                time.sleep(0.3)
             page.get_by_text(f"{matrix[0][1]} mistakes of").first.wait_for()
             browser.close()
     finally:
