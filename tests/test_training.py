@@ -317,3 +317,19 @@ def test_cancel_in_process_raises_run_cancelled(tmp_path: Path, classification_d
     with pytest.raises(RunCancelled):
         execute_run(ctx)
     assert not (ctx.artifact_dir / "meta.json").exists()
+
+
+# --- pre-flight estimate ---------------------------------------------------------------------------
+
+def test_estimate_run_measures_a_probe(classification_dataset: int) -> None:
+    from core.training import estimate_run
+
+    options = {"batch_size": 8, "max_length": 32, "device": "cpu", "init_embeddings": False}
+    short = estimate_run(classification_dataset, "lstm", {**options, "epochs": 1})
+    assert short.seconds > 0 and short.samples_per_s > 0 and short.device == "cpu"
+    assert short.peak_memory_bytes is None and short.warning is None  # memory is only probed on CUDA
+    long = estimate_run(classification_dataset, "lstm", {**options, "epochs": 50})
+    assert long.seconds > short.seconds
+    assert estimate_run(classification_dataset, "tfidf", {}).seconds > 0
+    with pytest.raises(TrainingError, match="no dataset"):
+        estimate_run(999, "tfidf", {})
