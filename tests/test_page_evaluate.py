@@ -73,7 +73,7 @@ def test_classification_run_renders_every_chart_and_error_analysis(two_runs: tup
     assert any(f"#{baseline} tfidf baseline" in c.value for c in at.caption)
     assert len(at.get("download_button")) == 2  # HTML report and predictions CSV
 
-    mistakes = at.dataframe(key=f"marks_{lstm}_test").value  # the data_editor of marks
+    mistakes = at.dataframe(key=f"marks_{lstm}_test_(any)_(any)").value  # the data_editor of marks
     n_all = int(next(c.value for c in at.caption if "mistakes of" in c.value).split()[0])
     assert n_all > 0
     at.selectbox(key="err_true").set_value("positive").run()

@@ -187,7 +187,8 @@ def error_analysis(run: Any, split: str, preds: pd.DataFrame, labels: list[str])
     st.caption(f"{len(wrong)} mistakes of {len(preds)} predictions, most confident first; the first "
                f"{min(len(wrong), EDITOR_ROWS)} can be marked for relabelling or exclusion.")
     marks = wrong.head(EDITOR_ROWS).assign(exclude=False, relabel_to=None)
-    edited = st.data_editor(marks, key=f"marks_{run.id}_{split}", hide_index=True, width="stretch",
+    # Edits are kept by row position, so each filter gets its own editor: a mark never moves to another row.
+    edited = st.data_editor(marks, key=f"marks_{run.id}_{split}_{true}_{pred}", hide_index=True, width="stretch",
                             disabled=["row", "text", "true", "predicted", "confidence"], column_config={
                                 "confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
                                                                               format="%.3f"),
