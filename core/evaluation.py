@@ -500,9 +500,13 @@ def _apply_changes(frame: pd.DataFrame, changes: Sequence[dict[str, Any]]) -> tu
         if action not in ("relabel", "exclude"):
             raise EvaluationError(f"unknown action {action!r}; expected relabel or exclude")
         split = normalise_split(str(change.get("split", "test")))
-        mask = (frame["split"] == split) & (frame["text"].astype(str) == str(change["text"]))
+        mask = frame["text"].astype(str) == str(change["text"])
         if change.get("label") is not None:
             mask &= frame["label"].astype(str) == str(change["label"])
+        # Training may cut a missing validation split from train (or test from validation), so a
+        # prediction's split is a hint: fall back to the same text and label anywhere.
+        if (mask & (frame["split"] == split)).any():
+            mask &= frame["split"] == split
         entry = {"action": action, "split": split, "text": str(change["text"])[:500],
                  "label": change.get("label"), "rows": int(mask.sum())}
         if action == "relabel":

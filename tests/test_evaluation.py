@@ -277,3 +277,18 @@ def test_predictions_csv_neutralises_formulas(completed_classification_run: int)
     back = pd.read_csv(io.BytesIO(data), encoding="utf-8-sig")
     assert back.loc[0, "text"] == "'=HYPERLINK(\"http://evil\",\"x\")" and back.loc[1, "text"] == "'@SUM(A1)"
     assert list(back.columns) == ["text", "label", "pred", "confidence", "correct"]
+
+
+def test_dataset_version_finds_rows_of_a_split_cut_by_training(classification_dataset: int) -> None:
+    """Validation predictions of a dataset without a validation split come from its train rows."""
+    from core.storage import load_frame
+    from db.datasets import get_dataset
+
+    with session_scope() as s:
+        frame = load_frame(get_dataset(s, classification_dataset))
+    row = frame[frame["split"] == "train"].iloc[0]
+    version = ev.create_dataset_version(classification_dataset, [
+        {"action": "exclude", "split": "validation", "text": row["text"], "label": row["label"]}])
+    with session_scope() as s:
+        new = load_frame(get_dataset(s, version.id))
+    assert len(new) == len(frame) - int(((frame["text"] == row["text"]) & (frame["label"] == row["label"])).sum())
