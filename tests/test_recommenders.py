@@ -281,3 +281,19 @@ def test_frame_with_integer_ids_is_read_as_strings() -> None:
     frame = pd.DataFrame({"user": [1, 1, 2, 2, 3], "item": [10, 11, 10, 12, 11]})
     data = rec.index_train(frame.astype(str), None, with_catalogue=False)
     assert data.user_ids == ["1", "2", "3"] and data.matrix.sum() == 5
+
+
+# --- charts -------------------------------------------------------------------------------
+
+def test_metric_vs_k_and_comparison_charts() -> None:
+    from core.charts.recommendations import compare_at_k, metric_vs_k, recommendation_scores
+
+    runs = {"bpr": {"by_k": {"1": {"ndcg": 0.5}, "10": {"ndcg": 0.4}, "5": {"ndcg": 0.45}}},
+            "pop": {"by_k": {"10": {"ndcg": 0.2, "precision": 0.1}}}}
+    fig = metric_vs_k(runs, "ndcg")
+    assert [t.name for t in fig.data] == ["bpr", "pop"]
+    assert list(fig.data[0].x) == [1, 5, 10] and list(fig.data[0].y) == [0.5, 0.45, 0.4]
+    bars = compare_at_k(runs, k=5)
+    assert [t.name for t in bars.data] == ["bpr"]  # pop has no K = 5
+    scores = recommendation_scores([("Star Wars", 0.9), ("Alien", 0.5)])
+    assert list(scores.data[0].y) == ["Alien", "Star Wars"]  # best drawn on top
