@@ -292,3 +292,43 @@ def test_dataset_version_finds_rows_of_a_split_cut_by_training(classification_da
     with session_scope() as s:
         new = load_frame(get_dataset(s, version.id))
     assert len(new) == len(frame) - int(((frame["text"] == row["text"]) & (frame["label"] == row["label"])).sum())
+
+
+def test_error_to_data_loop_with_real_worker_runs(classification_dataset: int) -> None:
+    """Train TF-IDF for real, exclude its most confident mistakes, retrain on the version, compare."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from core.training import build_config
+    from db.models import TaskKind
+
+    with session_scope() as s:
+        first = run_queries.create_run(s, dataset_id=classification_dataset, task=TaskKind.CLASSIFICATION,
+                                       model_kind="tfidf", config=build_config("tfidf", {}), name="first").id
+    subprocess.run([sys.executable, "-m", "core.worker", str(first)], capture_output=True, timeout=300,
+                   cwd=Path(__file__).resolve().parent.parent)
+    preds = ev.load_predictions(first, "test")
+    marks = ev.misclassified(preds).head(3).assign(exclude=True, relabel_to=None)
+    if marks.empty:  # a perfect first run: mark its most confident correct rows instead
+        marks = preds.sort_values("confidence", ascending=False).head(2).rename(
+            columns={"label": "true", "pred": "predicted"}).assign(exclude=True, relabel_to=None)
+    version = ev.create_dataset_version(classification_dataset, ev.marks_to_changes(marks, "test"),
+                                        source_run_id=first)
+    second = ev.retrain(first, version.id)  # launches the real worker, detached
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        with session_scope() as s:
+            status = run_queries.get_run(s, second).status.value
+        if status not in ("queued", "running"):
+            break
+        time.sleep(0.5)
+    with session_scope() as s:
+        runs = [run_queries.get_run(s, first), run_queries.get_run(s, second)]
+        assert runs[1].status.value == "completed", runs[1].error
+        assert runs[1].config == runs[0].config and runs[1].parent_run_id == first
+        assert runs[1].dataset.parent_id == classification_dataset and runs[1].dataset.changes["excluded"] >= 2
+        board = ev.leaderboard(ev.run_records(s, run_ids=[first, second]))
+    assert sorted(board["run"]) == [first, second] and board["macro_f1"].notna().all()
+    assert ev.predictions_path(second, "test").exists()
