@@ -295,3 +295,23 @@ def test_saved_version_retrains_in_one_click(completed_classification_run: int, 
         assert (new.model_kind, new.config, new.parent_run_id) == (old.model_kind, old.config, old.id)
     assert at.session_state["compare_preset"] == [completed_classification_run, new.id]
     assert any(f"Run #{new.id} started" in i.value for i in at.info)
+
+
+def test_comparison_groups_a_dataset_with_its_versions(completed_classification_run: int,
+                                                       classification_dataset: int) -> None:
+    from core import evaluation as ev
+
+    first = ev.load_predictions(completed_classification_run, "test").iloc[0]
+    version = ev.create_dataset_version(classification_dataset, [{"action": "exclude", "split": "test",
+                                                                   "text": first["text"], "label": first["label"]}])
+    labels, preds = sklearn_predictions(version.id)
+    retrained = store_completed_run(version.id, labels, preds, name="on the version")
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state["compare_preset"] = [completed_classification_run, retrained]
+    at.run()
+    at.segmented_control(key="mode").set_value("Compare runs").run()
+    assert not at.exception
+    assert at.selectbox(key="cmp_dataset").options == ["tiny-sentiment"]  # one group: the root and its version
+    assert sorted(at.dataframe[0].value["run"]) == sorted([completed_classification_run, retrained])
+    assert sorted(at.multiselect(key="cmp_runs").value) == sorted([completed_classification_run, retrained])
+    assert len(charts(at)["cmp_bars"]["data"]) == 2
