@@ -85,9 +85,17 @@ def test_a_run_survives_a_server_crash_and_its_progress_shows_after_the_restart(
         page.goto(server.url)
         wait_for_text(page, f"#{run_id}")
         wait_for_text(page, "running")
-        _wait_until(lambda: _status(run_id)[1] > before + 0.1, 30, "progress after the crash")
-        _wait_until(lambda: _status(run_id)[0] is RunStatus.COMPLETED, 60, "the run to complete")
-        page.reload()
+        # The Train page's live panel (a 1 s fragment) shows the worker's progress text moving on.
+        page.goto(server.url + f"/train?run={run_id}")
+        wait_for_text(page, f"Run #{run_id}")
+        progress = page.locator('[data-testid="stProgress"]').first
+        first_text = progress.inner_text()
+        assert "step" in first_text, first_text
+        _wait_until(lambda: progress.inner_text() != first_text, 30, "the progress text to change on the page")
+        assert _status(run_id)[1] > before
+        wait_for_text(page, "Test macro-F1", timeout_ms=60_000)  # completed: the panel shows the final metrics
+        assert _status(run_id)[0] is RunStatus.COMPLETED
+        page.goto(server.url)
         wait_for_text(page, "completed")
         assert "Traceback" not in page.content()
     finally:
@@ -130,3 +138,13 @@ def test_two_runs_and_three_browser_sessions_never_see_a_locked_database(
     assert loads >= 6
     log = server.log()
     assert "locked" not in log.lower() and "OperationalError" not in log
+
+
+@pytest.mark.xfail(strict=True, reason=GATE_BYPASS)
+def test_a_first_visit_straight_to_a_page_url_still_goes_through_app_py(server: Server, page) -> None:  # noqa: ANN001
+    """Without any password: a fresh server whose first visitor opens /train directly must still run app.py
+    (its navigation, page titles, presentation mode), not pages/train.py on its own."""
+    page.goto(server.url + "/train")
+    _h1s(page)
+    links = page.get_by_role("link").all_inner_texts()
+    assert any("Home" in text for text in links), links  # app.py's navigation, not file names (app, home, ...)
