@@ -374,3 +374,94 @@ def test_read_scope_works_on_postgres(fresh_postgres_url: str, monkeypatch: pyte
     with read_scope() as s:
         assert run_queries.count_runs(s) == {}
     assert jobs.reap_dead_runs() == []
+
+
+# --- a completed run whose artifact folder is missing or damaged -------------------------------------
+
+def _page(name: str):  # noqa: ANN202
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(str(ROOT / "pages" / name), default_timeout=120)
+
+
+def _messages(at) -> str:  # noqa: ANN001
+    return " ".join(str(e.value) for e in (*at.error, *at.warning, *at.info))
+
+
+def _damage(folder: Path, how: str) -> None:
+    import shutil
+
+    if how == "missing":
+        shutil.rmtree(folder)
+        return
+    for path in folder.rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"\x00garbage\xff" * 3)
+
+
+@pytest.mark.parametrize("how", ["missing", "corrupted"])
+def test_evaluate_page_says_when_a_runs_files_are_gone(completed_classification_run: int, how: str) -> None:
+    _damage(run_dir(completed_classification_run), how)
+    at = _page("evaluate.py").run()
+    assert not at.exception, at.exception
+    assert "cannot be read" in _messages(at) or "missing" in _messages(at).lower(), _messages(at)
+
+
+@pytest.mark.parametrize("how", ["missing", "corrupted"])
+def test_sentiment_page_says_when_a_runs_model_is_gone(make_served_run, how: str) -> None:  # noqa: ANN001
+    run_id = make_served_run("tfidf")
+    _damage(run_dir(run_id), how)
+    at = _page("sentiment.py").run()
+    assert not at.exception, at.exception
+    assert _messages(at), "the page says nothing about the unusable model"
+    assert not at.text_area  # no demo offered on a model that cannot be loaded
+
+
+@pytest.fixture
+def completed_recommender_run(interactions_dataset: int) -> int:
+    from core.recommenders import build_config
+
+    with session_scope() as s:
+        run_id = run_queries.create_run(s, dataset_id=interactions_dataset, task=TaskKind.INTERACTIONS,
+                                        model_kind="popularity", config=build_config("popularity", {})).id
+    assert worker.execute(run_id) is RunStatus.COMPLETED
+    return run_id
+
+
+REC_DAMAGE = ("core.recommenders.load_recommender lets damaged files raise JSONDecodeError/UnicodeDecodeError "
+              "(meta.json), SafetensorError (arrays.safetensors) or ArrowInvalid (history/items.parquet) instead "
+              "of RecommenderError, so pages/recommend.py (which catches ProtolabError) crashes")
+REC_FILES = ["meta.json", "arrays.safetensors", "history.parquet", "items.parquet"]
+
+
+def test_recommendations_page_says_when_a_runs_folder_is_missing(completed_recommender_run: int) -> None:
+    healthy = _page("recommend.py").run()
+    assert not healthy.exception and not healthy.error  # the run is served before the damage
+    _damage(run_dir(completed_recommender_run), "missing")
+    at = _page("recommend.py").run()
+    assert not at.exception, at.exception
+    assert _messages(at), "the page says nothing about the unusable model"
+
+
+@pytest.mark.xfail(strict=True, reason=REC_DAMAGE)
+@pytest.mark.parametrize("name", REC_FILES)
+def test_recommendations_page_says_when_a_model_file_is_damaged(completed_recommender_run: int, name: str) -> None:
+    import streamlit as st
+
+    (run_dir(completed_recommender_run) / "model" / name).write_bytes(b"\x00garbage\xff" * 3)
+    st.cache_resource.clear()  # a server that loaded it before the damage serves it from memory; a fresh one cannot
+    at = _page("recommend.py").run()
+    assert not at.exception, at.exception
+    assert "cannot be served" in _messages(at)
+
+
+@pytest.mark.xfail(strict=True, reason=REC_DAMAGE)
+@pytest.mark.parametrize("name", REC_FILES)
+def test_loading_a_damaged_recommender_is_a_user_error(completed_recommender_run: int, name: str) -> None:
+    from core.errors import ProtolabError
+    from core.recommenders import load_recommender
+
+    (run_dir(completed_recommender_run) / "model" / name).write_bytes(b"not json {")
+    with pytest.raises(ProtolabError):
+        model = load_recommender(completed_recommender_run)
+        model.recommend(model.users[0], 5)
