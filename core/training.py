@@ -621,10 +621,12 @@ def _execute_neural(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame],
         val = TokenBatches(encoded["validation"], y["validation"], pad_id, cfg.batch_size * EVAL_BATCH_FACTOR,
                            shuffle=False)
         if world.distributed:
+            import torch
             from torch.nn.parallel import DistributedDataParallel
 
             model = model.to(device)
-            model = DistributedDataParallel(model, device_ids=[device] if device.startswith("cuda") else None)
+            model = DistributedDataParallel(model, device_ids=[torch.device(device)] if device.startswith("cuda")
+                                            else None)
         reporter = _Reporter(ctx, cfg)
         checkpoint = ctx.artifact_dir / CHECKPOINT_DIR
         result = train_classifier(

@@ -333,3 +333,12 @@ def test_estimate_run_measures_a_probe(classification_dataset: int) -> None:
     assert estimate_run(classification_dataset, "tfidf", {}).seconds > 0
     with pytest.raises(TrainingError, match="no dataset"):
         estimate_run(999, "tfidf", {})
+
+
+def test_unreachable_model_id_is_a_clear_error(tmp_path: Path, classification_dataset: int) -> None:
+    from core.errors import ProtolabError
+
+    ctx = make_ctx(tmp_path, classification_dataset, "transformer", model_id="no-such-org/no-such-model",
+                   device="cpu")
+    with pytest.raises(ProtolabError, match="could not load model 'no-such-org/no-such-model'"):
+        execute_run(ctx)
