@@ -33,6 +33,9 @@ WORKER_LOG = "worker.log"
 # Popen handles of workers this process started: polling them reaps zombies, so a
 # killed worker is seen as dead instead of lingering as <defunct>.
 _children: dict[int, subprocess.Popen] = {}
+_watchdogs: dict[str, threading.Event] = {}
+_watchdog_lock = threading.Lock()
+WATCHDOG_INTERVAL_S = 5.0
 
 
 class JobError(ProtolabError):
@@ -194,6 +197,32 @@ def _dead_runs(s) -> list[tuple[Run, str]]:  # noqa: ANN001
         elif run.id in stale:
             dead.append((run, f"the worker stopped sending heartbeats for over {STALE_AFTER_S:.0f} s"))
     return dead
+
+
+def start_watchdog(interval_s: float = WATCHDOG_INTERVAL_S, database_url: str | None = None) -> threading.Event:
+    """Reap dead runs every `interval_s` from a daemon thread of this process, once per database.
+
+    For long-lived processes that show runs (the Streamlit server): a worker killed after the
+    server restarted is then marked failed within seconds, even when no page is open.
+    Returns the event that stops it.
+    """
+    url = database_url or load_settings().database_url
+    with _watchdog_lock:
+        stop = _watchdogs.get(url)
+        if stop is not None and not stop.is_set():
+            return stop
+        stop = _watchdogs[url] = threading.Event()
+    threading.Thread(target=_watchdog_loop, args=(url, interval_s, stop), name="protolab-watchdog",
+                     daemon=True).start()
+    return stop
+
+
+def _watchdog_loop(database_url: str, interval_s: float, stop: threading.Event) -> None:
+    while not stop.wait(interval_s):
+        try:
+            reap_dead_runs(database_url)
+        except Exception:  # a database that is briefly away is tried again next time
+            continue
 
 
 def log_tail(run_id: int, lines: int = 20) -> str:

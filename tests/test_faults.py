@@ -465,3 +465,20 @@ def test_loading_a_damaged_recommender_is_a_user_error(completed_recommender_run
     with pytest.raises(ProtolabError):
         model = load_recommender(completed_recommender_run)
         model.recommend(model.users[0], 5)
+
+
+@pytest.mark.slow
+def test_the_watchdog_reaps_a_killed_worker_that_nobody_launched_or_watches(classification_dataset: int) -> None:
+    """After a server restart nobody holds the worker's handle: the server's watchdog thread still notices."""
+    run_id = _queued_run(classification_dataset)
+    victim = _spawn(run_id, "slow_executor")
+    stop = jobs.start_watchdog(interval_s=0.5)
+    try:
+        assert jobs.start_watchdog(interval_s=0.5) is stop  # one per process and database
+        _wait_until(_running_with_progress(run_id), 60, "the worker to start")
+        victim.kill()
+        took = _wait_until(lambda: _status(run_id)[0] is RunStatus.FAILED, 10, "the watchdog to reap the run")
+    finally:
+        stop.set()
+        _kill(victim)
+    assert took < 5 and "killed or crashed" in _status(run_id)[2]
