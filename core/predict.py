@@ -25,6 +25,8 @@ FAMILIES = ("transformer", "lstm", "tfidf")
 LOW_CONFIDENCE = 0.6  # below this the demo says "not sure" rather than presenting a verdict
 MAX_TEXT_CHARS = 100_000  # a paste beyond this is a mistake, not a review; refuse before tokenizing
 DEFAULT_BATCH_SIZE = 64
+THREADS_ENV = "PROTOLAB_INFERENCE_THREADS"  # intra-op threads per forward pass (default: a quarter of the cores)
+PRECISION_ENV = "PROTOLAB_INFERENCE_PRECISION"  # auto | fp32 | bf16
 
 
 class ArtifactError(ProtolabError):
@@ -63,6 +65,7 @@ class TextClassifier:
     labels: list[str]
     max_length: int
     device: str = "cpu"
+    precision: str = "fp32"
 
     def score(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[np.ndarray, list[bool]]:
         """(probabilities of shape (n, len(labels)), whether each text was truncated)."""
@@ -100,9 +103,9 @@ class TokenClassifier(TextClassifier):
     """Transformer or LSTM: subword ids in, logits out (`model(input_ids, attention_mask).logits`)."""
 
     def __init__(self, model: Any, tokenizer: Any, labels: list[str], max_length: int, device: str,
-                 family: str) -> None:
+                 family: str, precision: str = "fp32") -> None:
         self.model, self.tokenizer, self.labels = model, tokenizer, labels
-        self.max_length, self.device, self.family = max_length, device, family
+        self.max_length, self.device, self.family, self.precision = max_length, device, family, precision
         self.pad_id = int(tokenizer.pad_token_id or 0)
         # A fast tokenizer mutates its truncation state per call ("Already borrowed" when two
         # Streamlit sessions share it); tokenizing is cheap, so a lock costs nothing noticeable.
@@ -155,23 +158,58 @@ _threads_configured = False
 
 
 def configure_torch_threads() -> None:
-    """One intra-op pool over the machine's cores, no inter-op pool: requests are served one forward at a time.
+    """Few intra-op threads per forward pass, no inter-op pool.
 
-    Left alone when OMP_NUM_THREADS is set, so an operator sharing the box can cap it.
+    The demo shares its machine with training workers and other sessions; an OpenMP team wider
+    than the free cores spins while descheduled (measured on the busy 2-core team box, MiniLM, one
+    tweet: 2 threads p50 612 ms, 1 thread 27 ms). A quarter of the cores degrades gracefully; PROTOLAB_INFERENCE_THREADS
+    or OMP_NUM_THREADS override it.
     """
     global _threads_configured
     if _threads_configured:
         return
     import torch
 
-    if not os.environ.get("OMP_NUM_THREADS"):
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                  else os.cpu_count() or 1))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    wanted = os.environ.get(THREADS_ENV) or os.environ.get("OMP_NUM_THREADS")
+    try:
+        threads = int(wanted) if wanted else max(1, cores // 4)
+    except ValueError:
+        threads = max(1, cores // 4)
+    torch.set_num_threads(max(1, threads))
     try:
         torch.set_num_interop_threads(1)
     except RuntimeError:  # only allowed before the first parallel op; too late is harmless
         pass
     _threads_configured = True
+
+
+def native_bf16_cpu() -> bool:
+    """Whether the CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX); emulated bf16 is slower than fp32."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def inference_precision(device: str) -> str:
+    """"bf16" where the hardware does it natively, else "fp32"; PROTOLAB_INFERENCE_PRECISION=fp32|bf16 forces one.
+
+    Speed and agreement with fp32 on real tweets: BENCHMARKS.md, Inference.
+    """
+    forced = (os.environ.get(PRECISION_ENV) or "auto").lower()
+    if forced in ("fp32", "bf16"):
+        return forced
+    if device.startswith("cuda"):
+        import torch
+
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if device == "cpu" and native_bf16_cpu() else "fp32"
 
 
 def read_meta(folder: Path) -> RunMeta:
@@ -228,6 +266,7 @@ def _load_token_classifier(folder: Path, meta: RunMeta, device: str) -> TokenCla
 
     configure_torch_threads()
     device = resolve_device("auto" if device == "auto" else device)
+    precision = "fp32"  # the LSTM stays in fp32 (small and already fast; bf16 LSTM kernels not measured)
     if meta.family == "lstm":
         from core.text_models import load_lstm
 
@@ -241,11 +280,16 @@ def _load_token_classifier(folder: Path, meta: RunMeta, device: str) -> TokenCla
             str(folder), local_files_only=True, use_safetensors=True).to(device).eval()
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         labels = _transformer_labels(model.config, meta.labels)
+        precision = inference_precision(device)
+        if precision == "bf16":
+            import torch
+
+            model = model.to(torch.bfloat16)
     if len(labels) != len(meta.labels):
         raise ArtifactError(f"{folder}: the model has {len(labels)} outputs but meta.json lists "
                             f"{len(meta.labels)} labels")
     max_length = min(meta.max_length, int(getattr(tokenizer, "model_max_length", meta.max_length) or 10**9))
-    return TokenClassifier(model, tokenizer, labels, max_length, device, meta.family)
+    return TokenClassifier(model, tokenizer, labels, max_length, device, meta.family, precision)
 
 
 def _transformer_labels(config: Any, meta_labels: list[str]) -> list[str]:

@@ -60,16 +60,17 @@ with st.container(border=True):
     c3.metric("Macro-F1", f"{run.macro_f1:.3f}" if run.macro_f1 is not None else "–")
     accuracy = run.metrics.get("accuracy")
     c4.metric("Accuracy", f"{accuracy:.1%}" if accuracy is not None else "–")
-    st.caption(f"Trained {format_when(run.finished_at)} · run #{run.run_id}")
+    version = str(run.finished_at)
+    try:
+        model = classifier(run.run_id, version)
+    except ProtolabError as exc:
+        st.error(f"This model cannot be served: {exc}")
+        st.stop()
+    reads = "reads whole texts" if model.family == "tfidf" else f"reads up to {model.max_length} tokens"
+    st.caption(f"Trained {format_when(run.finished_at)} · run #{run.run_id} · served on {model.device} "
+               f"({model.precision}) · {reads}")
     if not present:
         page_link("pages/evaluate.py", "Full evaluation of this run", "📊")
-
-version = str(run.finished_at)
-try:
-    model = classifier(run.run_id, version)
-except ProtolabError as exc:
-    st.error(f"This model cannot be served: {exc}")
-    st.stop()
 
 single, batch = st.tabs(["✍️ Try a sentence", "📄 Score a file"])
 with single:

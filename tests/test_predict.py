@@ -42,14 +42,39 @@ def test_trained_families_get_the_tiny_data_right(make_served_run, family: str) 
 
 
 @pytest.mark.parametrize("family", ["transformer", "lstm"])
-def test_bucketed_batches_match_one_at_a_time(make_served_run, family: str) -> None:
-    # Padding inside a length bucket must not change any text's probabilities.
+def test_bucketed_batches_match_one_at_a_time(make_served_run, monkeypatch: pytest.MonkeyPatch,
+                                              family: str) -> None:
+    # Padding inside a length bucket must not change any text's probabilities (exactly so in fp32).
+    monkeypatch.setenv("PROTOLAB_INFERENCE_PRECISION", "fp32")
     clf = load_classifier(make_served_run(family))
     texts = [f"{'great ' * (i % 7)}product number {i} was {'awful ' * (i % 3)}" for i in range(12)]
     batched = clf.predict_proba(texts, batch_size=5)
     single = np.vstack([clf.predict_proba([t]) for t in texts])
     assert np.allclose(batched, single, atol=1e-4)
     assert clf.predict_proba([]).shape == (0, 2)
+
+
+def test_bf16_serving_agrees_with_fp32(make_served_run, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_id = make_served_run("transformer")
+    monkeypatch.setenv("PROTOLAB_INFERENCE_PRECISION", "fp32")
+    fp32 = load_classifier(run_id)
+    monkeypatch.setenv("PROTOLAB_INFERENCE_PRECISION", "bf16")
+    bf16 = load_classifier(run_id)
+    assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
+    assert str(next(bf16.model.parameters()).dtype) == "torch.bfloat16"
+    a, b = fp32.predict_proba(TEXTS), bf16.predict_proba(TEXTS)
+    assert b.dtype == np.float64 and np.allclose(b.sum(axis=1), 1.0)
+    assert np.abs(a - b).max() < 0.02
+
+
+def test_precision_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.predict import inference_precision, native_bf16_cpu
+
+    monkeypatch.delenv("PROTOLAB_INFERENCE_PRECISION", raising=False)
+    assert inference_precision("cpu") == ("bf16" if native_bf16_cpu() else "fp32")
+    assert inference_precision("mps") == "fp32"
+    monkeypatch.setenv("PROTOLAB_INFERENCE_PRECISION", "FP32")
+    assert inference_precision("cpu") == "fp32"
 
 
 def test_long_text_is_truncated_and_flagged(make_served_run) -> None:
