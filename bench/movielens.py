@@ -1,4 +1,4 @@
-"""MovieLens 100K benchmark: Protolab recommenders under the Microsoft Recommenders protocol, beside its published table.
+"""MovieLens 100K benchmark: Protolab recommenders under the Microsoft Recommenders protocol, beside published figures.
 
 Usage: .venv/bin/python bench/movielens.py [--data ../shared/datasets/movielens-100k] [--models ...] [--tune]
 Protocol: random 75/25 split stratified per item (seed 42), every test rating relevant, training items excluded,

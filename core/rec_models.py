@@ -176,10 +176,10 @@ class Bpr:
         bias = torch.zeros(n_items, device=device)
         lr, reg = learning_rate, weight_decay
         n = len(pos_u)
+        seen_keys = pos_u * n_items + pos_i  # sorted: coo of a csr matrix is in row-major order
         for epoch in range(1, epochs + 1):
             order = torch.randperm(n, generator=gen).to(device)
-            # Uniform negatives: with a sparse matrix a sampled "negative" is almost always unseen.
-            negatives = torch.randint(0, n_items, (n,), generator=gen).to(device)
+            negatives = _sample_negatives(pos_u, seen_keys, n_items, gen)
             total = torch.zeros((), device=device)  # summed on the device: no sync per batch on CUDA
             for start in range(0, n, batch_size):
                 idx = order[start:start + batch_size]
@@ -217,6 +217,21 @@ class Bpr:
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], params: dict[str, Any]) -> Bpr:
         return cls(arrays["users"], arrays["items"], arrays["bias"])
+
+
+def _sample_negatives(pos_u, seen_keys, n_items: int, gen, tries: int = 5):
+    """One uniformly drawn item per positive pair, redrawn (a few times) where the user has seen it."""
+    import torch
+
+    device = pos_u.device
+    negatives = torch.randint(0, n_items, (len(pos_u),), generator=gen).to(device)
+    for _ in range(tries):
+        clash = torch.isin(pos_u * n_items + negatives, seen_keys)
+        if not bool(clash.any()):
+            break
+        redraw = torch.randint(0, n_items, (int(clash.sum()),), generator=gen).to(device)
+        negatives[clash] = redraw
+    return negatives
 
 
 def item_texts(item_ids: list[str], catalogue: Any) -> list[str]:
