@@ -51,7 +51,8 @@ if family == "lstm":
 with st.expander("Settings", expanded=False):
     c1, c2, c3 = st.columns(3)
     if family == "tfidf":
-        options["tfidf_c"] = c1.number_input("C (inverse regularisation)", 0.01, 1000.0, 4.0, key="tfidf_c")
+        options["tfidf_c"] = c1.number_input("C (inverse regularisation)", 0.01, 1000.0, 4.0, key="tfidf_c",
+                                             help="Higher fits the training data more closely.")
         options["tfidf_ngram_max"] = c2.number_input("Longest word n-gram", 1, 3, 2, key="tfidf_ngram_max")
         options["tfidf_min_df"] = c3.number_input("Min. document frequency", 1, 100, 1, key="tfidf_min_df")
     else:
@@ -59,11 +60,14 @@ with st.expander("Settings", expanded=False):
         options["batch_size"] = c2.number_input("Batch size", 1, 1024, 32 if family == "transformer" else 64,
                                                 key=f"batch_size_{family}", help="Halved automatically on GPU OOM.")
         options["learning_rate"] = c3.number_input("Learning rate", 1e-7, 1.0, training.DEFAULT_LEARNING_RATE[family],
-                                                   format="%.1e", step=1e-5, key=f"lr_{family}")
+                                                   format="%.1e", step=1e-5, key=f"lr_{family}",
+                                                   help="Peak AdamW step size, reached after the warm-up.")
         options["max_length"] = c1.number_input("Max length (tokens)", 8, 512, 128, key="max_length",
                                                 help="Longer texts are truncated; shorter is faster.")
-        options["warmup_ratio"] = c2.number_input("Warm-up (share of steps)", 0.0, 0.5, 0.1, key="warmup_ratio")
-        options["weight_decay"] = c3.number_input("Weight decay", 0.0, 1.0, 0.01, key="weight_decay")
+        options["warmup_ratio"] = c2.number_input("Warm-up (share of steps)", 0.0, 0.5, 0.1, key="warmup_ratio",
+                                                  help="The learning rate rises linearly, then decays to 0.")
+        options["weight_decay"] = c3.number_input("Weight decay", 0.0, 1.0, 0.01, key="weight_decay",
+                                                  help="AdamW's pull of the weights towards 0 (regularisation).")
         options["patience"] = c1.number_input("Patience (epochs)", 0, 20, 2, key="patience",
                                               help="Stop after this many epochs without a better validation F1; "
                                                    "0 = never stop early.")
@@ -73,7 +77,7 @@ with st.expander("Settings", expanded=False):
         if len(compute.gpus) > 1:
             options["gpus"] = c3.number_input("GPUs", 1, len(compute.gpus), 1, key="gpus",
                                               help="More than one trains with DistributedDataParallel.")
-    options["seed"] = c1.number_input("Seed", 0, 2**31 - 1, 42, key="seed")
+    options["seed"] = c1.number_input("Seed", 0, 2**31 - 1, 42, key="seed", help="Same seed, same data: same run.")
     options["class_weights"] = c2.checkbox("Balance classes", False, key="class_weights",
                                            help="Weight rare labels up (for imbalanced data).")
 
