@@ -28,9 +28,22 @@ def _migrated(url: str) -> bool:
 
 
 def ensure_db() -> None:
-    """Apply migrations once per server process (and per database URL)."""
+    """Every page's first call: route through app.py, ask for the password, migrate the database once.
+
+    Streamlit runs a page file directly (skipping app.py, its navigation and its password
+    gate) when a URL like /evaluate is the first request a fresh server sees, because a
+    `pages/` folder sits next to app.py. We leave that legacy mode and rerun, so app.py's
+    st.navigation serves the same page; the password check here is a second lock on the door.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
     from core.settings import load_settings
 
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+    if not require_password():
+        st.stop()
     _migrated(load_settings().database_url)
 
 
