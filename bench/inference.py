@@ -67,92 +67,144 @@ def train(dataset_id: int, kind: str, **options) -> tuple[int, float]:  # noqa: 
         time.sleep(1.0)
 
 
+def existing_runs() -> dict[str, tuple[int, float]]:
+    """Completed runs per family already in this home (re-running the benchmark skips training)."""
+    from db import runs as run_queries
+    from db import session_scope
+    from db.models import RunStatus
+
+    with session_scope() as s:
+        return {r.model_kind: (r.id, float(r.duration_s or 0)) for r in
+                run_queries.list_runs(s, statuses=[RunStatus.COMPLETED])}
+
+
+def macro_f1(truth: list[str], proba: np.ndarray, labels: list[str]) -> float:
+    from core.metrics import classification_report
+
+    return classification_report(truth, [labels[i] for i in proba.argmax(axis=1)], labels)["macro_f1"]
+
+
 def percentiles(seconds: list[float]) -> dict[str, float]:
     ms = np.asarray(seconds) * 1000
     return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
             "mean_ms": float(ms.mean())}
 
 
-def single_latency(fns: dict[str, Callable], texts: list[str], warmup: int = 20) -> dict[str, dict[str, float]]:
+def timed(fn: Callable, arg: object) -> tuple[float, float]:
+    """(wall seconds, this thread's CPU seconds); with one intra-op thread all the work runs on this thread,
+    so CPU time is what the call costs without other processes' load."""
+    wall, cpu = time.perf_counter(), time.thread_time()
+    fn(arg)
+    return time.perf_counter() - wall, time.thread_time() - cpu
+
+
+def single_latency(fns: dict[str, Callable], texts: list[str], warmup: int = 20) -> dict[str, dict]:
     """Per-text latency of each function, interleaved text by text so shared-machine load hits all alike."""
     for fn in fns.values():
         for text in texts[:warmup]:
             fn(text)
-    times: dict[str, list[float]] = {name: [] for name in fns}
+    wall: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
     for text in texts:
         for name, fn in fns.items():
-            start = time.perf_counter()
-            fn(text)
-            times[name].append(time.perf_counter() - start)
-    return {name: percentiles(ts) for name, ts in times.items()}
+            w, c = timed(fn, text)
+            wall[name].append(w)
+            cpu[name].append(c)
+    return {name: {**percentiles(wall[name]), "cpu": percentiles(cpu[name])} for name in fns}
 
 
-def throughput(fns: dict[str, Callable], texts: list[str], rounds: int = 3) -> dict[str, float]:
-    """Texts per second of each function over all `texts`, best of `rounds` alternating runs."""
-    best = {name: float("inf") for name in fns}
+def throughput(fns: dict[str, Callable], texts: list[str], rounds: int = 3) -> dict[str, dict]:
+    """Texts per second of each function over all `texts` (wall and CPU time), best of `rounds` alternating runs."""
+    best = {name: (float("inf"), float("inf")) for name in fns}
     for fn in fns.values():
         fn(texts[:BATCH_SIZE])  # warm-up
     for _ in range(rounds):
         for name, fn in fns.items():
-            start = time.perf_counter()
-            fn(texts)
-            best[name] = min(best[name], time.perf_counter() - start)
-    return {name: len(texts) / seconds for name, seconds in best.items()}
+            w, c = timed(fn, texts)
+            best[name] = (min(best[name][0], w), min(best[name][1], c))
+    return {name: {"wall": len(texts) / w, "cpu": len(texts) / c} for name, (w, c) in best.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tweets", type=Path, default=TWEETS)
-    parser.add_argument("--train-rows", type=int, default=2000, help="tweets used to fine-tune (1 epoch)")
+    parser.add_argument("--train-rows", type=int, default=1500, help="tweets used to fine-tune (1 epoch)")
     parser.add_argument("--texts", type=int, default=2000, help="tweets scored in the batch test")
     parser.add_argument("--single", type=int, default=300, help="tweets timed one at a time")
+    parser.add_argument("--home", type=Path, help="reuse this bench home (and its trained runs) instead of a new one")
     args = parser.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="protolab-bench-inference-"))
+    home = args.home or Path(tempfile.mkdtemp(prefix="protolab-bench-inference-"))
+    home.mkdir(parents=True, exist_ok=True)
     os.environ.update(PROTOLAB_HOME=str(home), DATABASE_URL=f"sqlite:///{home / 'protolab.db'}",
                       HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    import torch
     from transformers import pipeline
     from transformers.utils import logging as hf_logging
 
-    from core.predict import MODEL_DIR, load_classifier
+    from core.predict import MODEL_DIR, PRECISION_ENV, load_classifier
     from core.settings import run_dir
 
     hf_logging.set_verbosity_error()
     load_before = os.getloadavg()
     tweets = read_tweets(args.tweets).sample(frac=1.0, random_state=0).reset_index(drop=True)
-    dataset_id = store_dataset(tweets.iloc[:args.train_rows])
-    held_out = tweets.iloc[args.train_rows:]["text"].tolist()
-    batch_texts, single_texts = held_out[:args.texts], held_out[args.texts:args.texts + args.single]
-
-    runs = {"transformer": train(dataset_id, "transformer", epochs=1, device="cpu"),
-            "lstm": train(dataset_id, "lstm", epochs=1, device="cpu"),
-            "tfidf": train(dataset_id, "tfidf")}
+    runs = existing_runs()
+    if not runs:
+        dataset_id = store_dataset(tweets.iloc[:args.train_rows])
+        runs = {"transformer": train(dataset_id, "transformer", epochs=1, device="cpu"),
+                "lstm": train(dataset_id, "lstm", epochs=1, device="cpu"),
+                "tfidf": train(dataset_id, "tfidf")}
+    held_out = tweets.iloc[args.train_rows:]
+    batch_texts = held_out["text"].iloc[:args.texts].tolist()
+    truth = held_out["label"].iloc[:args.texts].tolist()
+    single_texts = held_out["text"].iloc[args.texts:args.texts + args.single].tolist()
     results: dict[str, dict] = {"machine": {"cpus": os.cpu_count(), "loadavg_before": load_before},
                                 "texts": {"batch": len(batch_texts), "single": len(single_texts),
                                           "mean_chars": float(np.mean([len(t) for t in batch_texts]))}}
-    for family, (run_id, train_s) in runs.items():
+    for family in ("transformer", "lstm", "tfidf"):
+        run_id, train_s = runs[family]
         clf = load_classifier(run_id)
         fns_single = {"protolab": lambda t, c=clf: c.predict([t])}
         fns_batch = {"protolab": lambda ts, c=clf: c.predict_proba(ts, batch_size=BATCH_SIZE)}
+        entry: dict = {"run_id": run_id, "train_s": train_s, "precision": clf.precision,
+                       "threads": torch.get_num_threads()}
         if family == "transformer":
+            os.environ[PRECISION_ENV] = "fp32"
+            fp32 = load_classifier(run_id)
+            os.environ.pop(PRECISION_ENV)
             pipe = pipeline("text-classification", model=str(run_dir(run_id) / MODEL_DIR), device="cpu", top_k=None)
             kwargs = {"truncation": True, "max_length": clf.max_length}
+            fns_single["protolab_fp32"] = lambda t, c=fp32: c.predict([t])
             fns_single["pipeline"] = lambda t, p=pipe, k=kwargs: p(t, **k)
+            fns_batch["protolab_fp32"] = lambda ts, c=fp32: c.predict_proba(ts, batch_size=BATCH_SIZE)
             fns_batch["pipeline"] = lambda ts, p=pipe, k=kwargs: p(ts, batch_size=BATCH_SIZE, **k)
-        latency = single_latency(fns_single, single_texts)
-        speed = throughput(fns_batch, batch_texts)
-        entry = {"run_id": run_id, "train_s": train_s, "latency": latency, "texts_per_s": speed}
+            served, exact = clf.predict_proba(batch_texts), fp32.predict_proba(batch_texts)
+            entry["agreement"] = {"same_label": float((served.argmax(1) == exact.argmax(1)).mean()),
+                                  "max_abs_proba_diff": float(np.abs(served - exact).max()),
+                                  "macro_f1_served": macro_f1(truth, served, clf.labels),
+                                  "macro_f1_fp32": macro_f1(truth, exact, clf.labels)}
+        else:
+            entry["agreement"] = {"macro_f1_served": macro_f1(truth, clf.predict_proba(batch_texts), clf.labels)}
+        entry["latency"] = single_latency(fns_single, single_texts)
+        entry["texts_per_s"] = speed = throughput(fns_batch, batch_texts)
+        latency = entry["latency"]
         if "pipeline" in speed:
-            entry["ratios"] = {"batch_speedup": speed["protolab"] / speed["pipeline"],
+            entry["ratios"] = {"batch_speedup": speed["protolab"]["wall"] / speed["pipeline"]["wall"],
+                               "batch_speedup_cpu": speed["protolab"]["cpu"] / speed["pipeline"]["cpu"],
                                "p50_speedup": latency["pipeline"]["p50_ms"] / latency["protolab"]["p50_ms"],
-                               "p95_speedup": latency["pipeline"]["p95_ms"] / latency["protolab"]["p95_ms"]}
+                               "p95_speedup": latency["pipeline"]["p95_ms"] / latency["protolab"]["p95_ms"],
+                               "p50_speedup_cpu": latency["pipeline"]["cpu"]["p50_ms"]
+                               / latency["protolab"]["cpu"]["p50_ms"]}
         results[family] = entry
         print(f"{family}: " + json.dumps(entry), file=sys.stderr)
     results["machine"]["loadavg_after"] = os.getloadavg()
+    results["home"] = str(home)
     t = results["transformer"]
-    results["targets_met"] = {"p50": t["latency"]["protolab"]["p50_ms"] <= 25,
-                              "p95": t["latency"]["protolab"]["p95_ms"] <= 50,
-                              "batch": t["texts_per_s"]["protolab"] >= 300}
+    ours, speed = t["latency"]["protolab"], t["texts_per_s"]["protolab"]
+    results["targets_met"] = {"wall": {"p50": ours["p50_ms"] <= 25, "p95": ours["p95_ms"] <= 50,
+                                       "batch": speed["wall"] >= 300},
+                              "cpu": {"p50": ours["cpu"]["p50_ms"] <= 25, "p95": ours["cpu"]["p95_ms"] <= 50,
+                                      "batch": speed["cpu"] >= 300}}
     print(json.dumps(results, indent=2))
 
 
