@@ -99,12 +99,6 @@ def test_app_routes_every_page_file() -> None:
     assert _routed_pages() == sorted(f"pages/{p.name}" for p in (ROOT / "pages").glob("*.py"))
 
 
-GATE_BYPASS = ("Streamlit runs pages/*.py directly (multipage v1 mode, PagesManager.uses_pages_directory) until "
-               "a session calls st.navigation; app.py stops at the password form before that, so direct page "
-               "URLs skip the gate (app.py/ui/common.py/pages are not this suite's to fix)")
-
-
-@pytest.mark.xfail(strict=True, reason=GATE_BYPASS)
 @pytest.mark.parametrize("page", _routed_pages())
 def test_every_routed_page_is_behind_the_password(page: str, monkeypatch: pytest.MonkeyPatch,
                                                   classification_dataset: int) -> None:
