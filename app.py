@@ -26,6 +26,7 @@ demos = [
     st.Page("pages/recommend.py", title="Recommendations demo", icon="🎬", url_path="recommendations"),
 ]
 public_demos = present and os.environ.get("PROTOLAB_PUBLIC_PRESENTATION") == "1"
+st.session_state["_public_presentation"] = public_demos
 if not public_demos and not require_password():
     st.stop()
 ensure_db()

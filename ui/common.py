@@ -39,10 +39,13 @@ def ensure_db() -> None:
 
     from core.settings import load_settings
 
-    if PagesManager.uses_pages_directory:
+    # (AppTest resets that flag on every run and routes pages itself, so there it is left alone.)
+    if PagesManager.uses_pages_directory and not st.config.get_option("global.appTest"):
         PagesManager.uses_pages_directory = False
         st.rerun()
-    if not require_password():
+    # app.py marks a session public only in presentation mode with PROTOLAB_PUBLIC_PRESENTATION=1,
+    # where it routes nothing but the demo pages.
+    if not st.session_state.get("_public_presentation") and not require_password():
         st.stop()
     _migrated(load_settings().database_url)
 
