@@ -13,6 +13,7 @@ import contextlib
 import errno
 import importlib
 import os
+import re
 import socket
 import sys
 import threading
@@ -242,16 +243,13 @@ def execute(run_id: int) -> RunStatus:
     except ProtolabError as exc:  # the message is the whole story
         _finish_stopped(ctx, RunStatus.FAILED, "failed", str(exc))
         return RunStatus.FAILED
-    except OSError as exc:
-        if exc.errno not in DISK_ERRNOS:
-            tail = "".join(traceback.format_exception(exc)[-12:])
-            _finish_stopped(ctx, RunStatus.FAILED, "failed", f"{type(exc).__name__}: {exc}\n\n{tail}")
-            return RunStatus.FAILED
-        # Disk full or unwritable PROTOLAB_HOME (while saving a checkpoint, say): say so in one line.
-        _finish_stopped(ctx, RunStatus.FAILED, "failed: could not write files",
-                        disk_error_text(exc, Path(exc.filename).parent if exc.filename else ctx.artifact_dir))
-        return RunStatus.FAILED
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the run row
+        disk = disk_errno(exc)
+        if disk is not None and not isinstance(exc, KeyboardInterrupt):
+            # Disk full or unwritable PROTOLAB_HOME (while saving a checkpoint, say): say so in one line.
+            _finish_stopped(ctx, RunStatus.FAILED, "failed: could not write files",
+                            disk_error_text(OSError(disk, os.strerror(disk)), _failed_folder(exc, ctx)))
+            return RunStatus.FAILED
         tail = "".join(traceback.format_exception(exc)[-12:])
         _finish_stopped(ctx, RunStatus.FAILED, "failed", f"{type(exc).__name__}: {exc}\n\n{tail}")
         if isinstance(exc, KeyboardInterrupt):
@@ -259,6 +257,39 @@ def execute(run_id: int) -> RunStatus:
         return RunStatus.FAILED
     finally:
         stop_heartbeat.set()
+
+
+_OS_ERROR = re.compile(r"\(os error (\d+)\)|\[Errno (\d+)\]")
+_DISK_TEXTS = {"No space left on device": errno.ENOSPC, "Disk quota exceeded": errno.EDQUOT,
+               "Read-only file system": errno.EROFS, "file write failed": errno.ENOSPC}
+
+
+def disk_errno(exc: BaseException) -> int | None:
+    """The errno of a failed write to disk anywhere in `exc`'s chain, or None.
+
+    Libraries report it their own way: OSError (Python, pandas, skops), SafetensorError
+    "... (os error 28)" (safetensors), RuntimeError "... file write failed" (torch.save).
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+            return exc.errno
+        text = str(exc)
+        for match in _OS_ERROR.finditer(text):
+            code = int(match.group(1) or match.group(2))
+            if code in DISK_ERRNOS:
+                return code
+        for phrase, code in _DISK_TEXTS.items():
+            if phrase in text:
+                return code
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _failed_folder(exc: BaseException, ctx: RunContext) -> Path:
+    filename = getattr(exc, "filename", None)
+    return Path(filename).parent if filename else ctx.artifact_dir
 
 
 def _finish_stopped(ctx: RunContext, status: RunStatus, text: str, error: str | None) -> None:

@@ -83,6 +83,23 @@ def disk_full_executor(ctx: worker.RunContext) -> dict[str, Any]:
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(ctx.artifact_dir / "checkpoint" / "model.safetensors"))
 
 
+def library_disk_full_executor(ctx: worker.RunContext) -> dict[str, Any]:
+    """Disk full as the libraries that write checkpoints report it (not as an OSError)."""
+    from safetensors import SafetensorError
+
+    kind = ctx.config["raise"]
+    if kind == "safetensors":
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28) at path "
+                              f'"{ctx.artifact_dir}/checkpoint.tmp/model.safetensors"')
+    if kind == "torch":
+        raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file "
+                           "data/0: file write failed")
+    try:
+        raise OSError(28, "No space left on device")
+    except OSError as exc:
+        raise ValueError("could not save the tokenizer") from exc
+
+
 # --- helpers --------------------------------------------------------------------------------
 
 def _queued_run(dataset_id: int, **config: Any) -> int:
@@ -292,6 +309,49 @@ def test_disk_full_at_checkpoint_time_fails_the_run_with_a_one_line_reason(
     assert status is RunStatus.FAILED
     assert error.startswith("cannot write to") and "the disk is full" in error and "Traceback" not in error
     assert (run_dir(run_id) / "INCOMPLETE").exists()
+
+
+@pytest.mark.parametrize("kind", ["safetensors", "torch", "chained"])
+def test_disk_full_reported_by_a_library_is_still_a_one_line_reason(classification_dataset: int, kind: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(worker.EXECUTORS, TaskKind.CLASSIFICATION, "tests.test_faults:library_disk_full_executor")
+    run_id = _queued_run(classification_dataset, **{"raise": kind})
+    assert worker.execute(run_id) is RunStatus.FAILED
+    error = _status(run_id)[2]
+    assert error.startswith("cannot write to") and "the disk is full" in error and "\n" not in error, error
+
+
+def test_an_unrelated_crash_is_not_mistaken_for_a_full_disk(classification_dataset: int,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(worker.EXECUTORS, TaskKind.CLASSIFICATION, "tests.worker_executors:crashing_executor")
+    run_id = _queued_run(classification_dataset)
+    assert worker.execute(run_id) is RunStatus.FAILED
+    assert _status(run_id)[2].startswith("ZeroDivisionError")
+
+
+@pytest.mark.slow
+def test_disk_full_while_a_real_lstm_saves_its_checkpoint_fails_the_run(
+        classification_dataset: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    from core.training import build_config
+
+    def full(_tensors: Any, filename: str, *_a: Any, **_k: Any) -> None:
+        raise SafetensorError(f'Error while serializing: I/O error: No space left on device (os error 28) at '
+                              f'path "{filename}"')
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    config = build_config("lstm", {"epochs": 1, "max_length": 16, "init_embeddings": False, "device": "cpu"})
+    with session_scope() as s:
+        run_id = run_queries.create_run(s, dataset_id=classification_dataset, task=TaskKind.CLASSIFICATION,
+                                        model_kind="lstm", config=config).id
+    assert worker.execute(run_id) is RunStatus.FAILED
+    status, progress, error, _ = _status(run_id)
+    assert "the disk is full" in error and "\n" not in error, error
+    with session_scope() as s:
+        assert run_queries.get_run(s, run_id).metrics in ({}, None)
+    assert not (run_dir(run_id) / "meta.json").exists()  # nothing that looks like a finished model
 
 
 def test_disk_full_while_a_real_tfidf_run_saves_its_model_never_completes_it(
