@@ -102,9 +102,12 @@ def require_password() -> bool:
     return False
 
 
-def page_link(path: str, label: str, icon: str | None = None) -> None:
-    """st.page_link that degrades to a hint when the page runs on its own (AppTest, no navigation)."""
+def page_link(path: str, label: str, icon: str | None = None, query_params: dict[str, str] | None = None) -> None:
+    """st.page_link that degrades to a hint when the page runs on its own (AppTest, no navigation).
+
+    `query_params` open the target on something specific, e.g. {"run": "12"} for Evaluate.
+    """
     try:
-        st.page_link(path, label=label, icon=icon)
+        st.page_link(path, label=label, icon=icon, query_params=query_params)
     except st.errors.StreamlitPageNotFoundError:
         st.caption(f"→ {label}")
