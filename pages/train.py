@@ -148,7 +148,7 @@ def live_panel(run_id: int, was_active: bool) -> None:
         k1.metric("Test macro-F1", f"{m.get('macro_f1', 0):.3f}")
         k2.metric("Test accuracy", f"{m.get('accuracy', 0):.3f}")
         k3.metric("Train samples/s", f"{m.get('train_samples_per_s', 0):,.0f}")
-        page_link("pages/evaluate.py", "Evaluate this run", "📊")
+        page_link("pages/evaluate.py", "Evaluate this run", "📊", query_params={"run": str(run_id)})
     if run["status"] == RunStatus.FAILED:
         st.error(run["error"] or "The run failed without a message.")
         with st.expander("Worker log (last lines)"):
