@@ -36,13 +36,21 @@ def _list(args: argparse.Namespace) -> int:
     if not runs:
         print("no runs yet: start one with `protolab train --dataset NAME --model tfidf`")
         return 0
-    print(f"{'id':>4}  {'status':<10} {'model':<12} {'dataset':<24} {'macro_f1':>8}  progress")
+    print(f"{'id':>4}  {'status':<10} {'model':<12} {'dataset':<24} {'score':>14}  progress")
     for r in runs:
-        f1 = r["metrics"].get("macro_f1")
-        f1_text = f"{f1:.3f}" if isinstance(f1, (int, float)) else "-"
+        f1_text = _score_text(r["metrics"])
         print(f"{r['run_id']:>4}  {r['status']:<10} {r['model']:<12} {str(r['dataset'])[:24]:<24} "
-              f"{f1_text:>8}  {r['progress'] * 100:5.1f}%  {r['status_text'] or ''}")
+              f"{f1_text:>14}  {r['progress'] * 100:5.1f}%  {r['status_text'] or ''}")
     return 0
+
+
+def _score_text(metrics: dict[str, Any]) -> str:
+    """The headline score of a run: macro-F1 for classifiers, NDCG@k for recommenders."""
+    if isinstance(metrics.get("macro_f1"), (int, float)):
+        return f"macro_f1 {metrics['macro_f1']:.3f}"
+    k = metrics.get("k", 10)
+    ndcg = metrics.get(f"ndcg@{k}")
+    return f"ndcg@{k} {ndcg:.3f}" if isinstance(ndcg, (int, float)) else "-"
 
 
 def _show(args: argparse.Namespace) -> int:

@@ -10,10 +10,10 @@ from typing import Any
 from core.cli import CliError, print_json
 
 CLASSIFIERS = ("transformer", "lstm", "tfidf")
-RECOMMENDERS = ("popularity", "itemknn", "bpr", "sequential", "content")
+RECOMMENDERS = ("popularity", "itemknn", "ease", "bpr", "sequential", "content")
 # CLI flag -> config key handed to build_config (only flags the user gave are passed on).
 OPTION_KEYS = ("model_id", "epochs", "batch_size", "learning_rate", "max_length", "device", "gpus", "seed",
-               "k", "patience", "warmup_ratio", "weight_decay", "factors")
+               "k", "patience", "warmup_ratio", "weight_decay", "factors", "split_protocol")
 
 
 def build_run_config(model: str, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -116,6 +116,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--gpus", type=int, help="train on N GPUs with DistributedDataParallel (torchrun)")
     p.add_argument("--k", type=int, help="cut-off for ranking metrics (recommenders; default 10)")
+    p.add_argument("--split-protocol", dest="split_protocol", choices=("stratified_item", "leave_last_out", "dataset"),
+                   help="recommenders: 75/25 split stratified per item (default), leave-last-out by time, "
+                        "or the dataset's stored split")
     p.add_argument("--name", help="a name for the run")
     p.add_argument("--wait", action="store_true", help="wait for the run, with a progress bar on stderr")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
