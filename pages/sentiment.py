@@ -87,7 +87,8 @@ with single:
         else:
             pred = model.predict([cleaned])[0]
             left, right = st.columns([2, 3])
-            left.metric("Prediction", pred.label, f"{pred.confidence:.0%} confident", delta_color="off")
+            left.metric("Prediction", pred.label, f"{pred.confidence:.0%} confident", delta_color="off",
+                 delta_arrow="off")
             if pred.low_confidence:
                 left.warning("Low confidence: the model is unsure, so treat this label as a guess.", icon="🤔")
             if pred.truncated:
