@@ -70,7 +70,7 @@ with st.container(border=True):
     st.caption(f"Trained {format_when(run.finished_at)} · run #{run.run_id} · served on {model.device} "
                f"({model.precision}) · {reads}")
     if not present:
-        page_link("pages/evaluate.py", "Full evaluation of this run", "📊")
+        page_link("pages/evaluate.py", "Full evaluation of this run", "📊", query_params={"run": str(run.run_id)})
 
 single, batch = st.tabs(["✍️ Try a sentence", "📄 Score a file"])
 with single:
