@@ -31,5 +31,9 @@ def safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_safe_csv(frame: pd.DataFrame) -> bytes:
-    """UTF-8 CSV (with BOM, so Excel picks the encoding) of a neutralised frame."""
-    return safe_frame(frame).to_csv(index=False).encode("utf-8-sig")
+    """UTF-8 CSV (with BOM, so Excel picks the encoding) of a neutralised frame.
+
+    CRLF line ends make the csv writer quote any cell holding a CR or LF, so a line break
+    inside a cell cannot start a new row whose first cell is a formula.
+    """
+    return safe_frame(frame).to_csv(index=False, lineterminator="\r\n").encode("utf-8-sig")

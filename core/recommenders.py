@@ -546,10 +546,24 @@ def _titles(catalogue: pd.DataFrame | None) -> dict[str, str]:
 
 
 def load_recommender(source: int | str | Path) -> Recommender:
-    """Reload a recommender from a run id or its artifact folder (the run's folder or its model/ subfolder)."""
+    """Reload a recommender from a run id or its artifact folder (the run's folder or its model/ subfolder).
+
+    A damaged or half-written file is a RecommenderError naming the folder, never a raw library error.
+    """
+    folder = _model_folder(source)
+    try:
+        return _load_recommender_files(folder)
+    except RecommenderError:
+        raise
+    except Exception as exc:  # safetensors, pyarrow and json each raise their own types for damage
+        raise RecommenderError(f"the saved recommender in {folder} is damaged or incomplete "
+                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); "
+                               "retrain the run") from exc
+
+
+def _load_recommender_files(folder: Path) -> Recommender:
     from safetensors.numpy import load_file
 
-    folder = _model_folder(source)
     meta = json.loads((folder / META_FILE).read_text())
     if meta.get("format_version") != FORMAT_VERSION:
         raise RecommenderError(f"saved model in {folder} has format {meta.get('format_version')}; "

@@ -4,10 +4,18 @@ Nothing outside db/ opens a connection; callers use `session_scope()` and the
 query functions in db.datasets and db.runs, which take the session first.
 """
 
-from db.engine import dispose_engines, get_engine, init_db, session_scope, upgrade_database, with_retry
+from db.engine import (
+    dispose_engines,
+    get_engine,
+    init_db,
+    read_scope,
+    session_scope,
+    upgrade_database,
+    with_retry,
+)
 from db.models import Base, Dataset, MetricPoint, Review, ReviewVerdict, Run, RunStatus, TaskKind
 
 __all__ = [
     "Base", "Dataset", "MetricPoint", "Review", "ReviewVerdict", "Run", "RunStatus", "TaskKind",
-    "dispose_engines", "get_engine", "init_db", "session_scope", "upgrade_database", "with_retry",
+    "dispose_engines", "get_engine", "init_db", "read_scope", "session_scope", "upgrade_database", "with_retry",
 ]

@@ -5,8 +5,8 @@ import streamlit as st
 from core.device import describe_compute
 from core.settings import load_settings, redact_url
 from db import datasets as dataset_queries
+from db import read_scope
 from db import runs as run_queries
-from db import session_scope
 from ui.common import ensure_db, format_duration, format_when, page_link, status_chip
 
 ensure_db()
@@ -18,7 +18,7 @@ st.markdown(
     "analysis and recommendations."
 )
 
-with session_scope() as s:
+with read_scope() as s:
     n_datasets = dataset_queries.count_datasets(s)
     runs_by_status = run_queries.count_runs(s)
     recent = [(r.id, r.name or f"{r.model_kind} on {r.dataset.name}", r.status, r.model_kind,

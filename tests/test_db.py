@@ -142,3 +142,18 @@ def test_two_processes_write_at_once(db_url: str) -> None:
     with session_scope(db_url) as s:
         names = [p.name for p in run_queries.metric_points(s, run_id)]
     assert names.count("w1") == 150 and names.count("w2") == 150
+
+
+@pytest.mark.parametrize("hash_seed", range(3))
+def test_upgrade_from_the_first_revision_is_stable_whatever_the_hash_order(tmp_path: Path, hash_seed: int) -> None:
+    """Batch migrations on SQLite can sort columns into a cycle depending on PYTHONHASHSEED."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    code = ("from db import upgrade_database as up; "
+            f"up({url!r}, '0001'); up({url!r}, 'head'); up({url!r}, '0001'); up({url!r}, 'head')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONHASHSEED": str(hash_seed)},
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 0, proc.stderr[-2000:]

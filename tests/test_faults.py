@@ -488,9 +488,6 @@ def completed_recommender_run(interactions_dataset: int) -> int:
     return run_id
 
 
-REC_DAMAGE = ("core.recommenders.load_recommender lets damaged files raise JSONDecodeError/UnicodeDecodeError "
-              "(meta.json), SafetensorError (arrays.safetensors) or ArrowInvalid (history/items.parquet) instead "
-              "of RecommenderError, so pages/recommend.py (which catches ProtolabError) crashes")
 REC_FILES = ["meta.json", "arrays.safetensors", "history.parquet", "items.parquet"]
 
 
@@ -503,7 +500,6 @@ def test_recommendations_page_says_when_a_runs_folder_is_missing(completed_recom
     assert _messages(at), "the page says nothing about the unusable model"
 
 
-@pytest.mark.xfail(strict=True, reason=REC_DAMAGE)
 @pytest.mark.parametrize("name", REC_FILES)
 def test_recommendations_page_says_when_a_model_file_is_damaged(completed_recommender_run: int, name: str) -> None:
     import streamlit as st
@@ -515,7 +511,6 @@ def test_recommendations_page_says_when_a_model_file_is_damaged(completed_recomm
     assert "cannot be served" in _messages(at)
 
 
-@pytest.mark.xfail(strict=True, reason=REC_DAMAGE)
 @pytest.mark.parametrize("name", REC_FILES)
 def test_loading_a_damaged_recommender_is_a_user_error(completed_recommender_run: int, name: str) -> None:
     from core.errors import ProtolabError

@@ -308,11 +308,8 @@ def test_reports_escape_names_texts_labels_configs_and_comments() -> None:
 TRIGGERS = ["=", "+", "-", "@", "\t", "\r"]
 
 
-CSV_CR = ("core/exports.py writes CSV with a bare LF line terminator, so csv leaves a cell holding a CR unquoted; "
-          "spreadsheets split rows on that CR and the next 'row' may start with = + - @ (formula injection)")
 
 
-@pytest.mark.xfail(strict=True, reason=CSV_CR)
 @FUZZ
 @example(cells=["\r"])
 @given(cells=st.lists(st.one_of(st.text(max_size=12), st.builds(lambda t, s: t + s, st.sampled_from(TRIGGERS),
@@ -333,7 +330,6 @@ def test_exported_cells_never_start_a_formula(cells: list[str]) -> None:
     assert [r[0] for r in rows[1:]] == [("'" + c) if c.startswith(tuple(TRIGGERS)) else c for c in cells]
 
 
-@pytest.mark.xfail(strict=True, reason=CSV_CR)
 def test_a_line_break_inside_a_cell_cannot_start_a_formula_on_a_new_row() -> None:
     # Spreadsheets split rows on a bare CR too: an unquoted "x\r=cmd" cell becomes a row starting "=cmd".
     from core.exports import to_safe_csv
@@ -389,8 +385,6 @@ def test_cli_database_errors_never_print_the_password(tmp_path: Path) -> None:
     assert "***" in proc.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="core/cli/__init__.py prints str(exc.orig) of a database OperationalError, "
-                   "which psycopg makes two lines ('...Connection refused\\n\\tIs the server running...')")
 def test_cli_database_errors_are_one_line() -> None:
     url = f"postgresql+psycopg://team:{SECRET}@127.0.0.1:{_closed_port()}/protolab"
     env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT)}

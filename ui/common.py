@@ -21,9 +21,13 @@ STATUS_CHIPS = {
 
 @st.cache_resource(show_spinner=False)
 def _migrated(url: str) -> bool:
+    """Once per server process and database: migrate, and start the dead-worker watchdog so a killed
+    run is marked failed within seconds even when nobody has a page open."""
+    from core.jobs import start_watchdog
     from db import init_db
 
     init_db(url)
+    start_watchdog(database_url=url)
     return True
 
 

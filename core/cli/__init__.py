@@ -77,7 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from core.settings import load_settings, redact_url
 
             url = redact_url(load_settings().database_url)
-            print(f"protolab: error: cannot use the database at {url}: {str(exc.orig).strip()}", file=sys.stderr)
+            reason = (str(exc.orig).strip().splitlines() or ["unknown error"])[0]
+            print(f"protolab: error: cannot use the database at {url}: {reason}", file=sys.stderr)
         else:
             print(f"protolab: error: unexpected {type(exc).__name__}: {exc} (set PROTOLAB_DEBUG=1 for a traceback)",
                   file=sys.stderr)
