@@ -26,6 +26,9 @@ READ_ONLY_OPTION = "protolab_read_only"
 _engines: dict[str, Engine] = {}
 _migrated: set[str] = set()
 _lock = threading.Lock()
+# Alembic keeps its `op`/`context` proxies in module globals: two threads migrating at once (a page
+# and the watchdog, a worker and its heartbeat) would trample each other, so migrations take turns.
+_migration_lock = threading.Lock()
 
 T = TypeVar("T")
 
@@ -91,8 +94,10 @@ def init_db(url: str | None = None) -> Engine:
     url = url or load_settings().database_url
     engine = get_engine(url)
     if url not in _migrated:
-        upgrade_database(url)
-        _migrated.add(url)
+        with _migration_lock:
+            if url not in _migrated:
+                upgrade_database(url)
+                _migrated.add(url)
     return engine
 
 

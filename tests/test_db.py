@@ -157,3 +157,14 @@ def test_upgrade_from_the_first_revision_is_stable_whatever_the_hash_order(tmp_p
                           env={**os.environ, "PYTHONHASHSEED": str(hash_seed)},
                           cwd=Path(__file__).resolve().parent.parent)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_threads_starting_up_at_once_migrate_once(protolab_home: Path) -> None:
+    """A page thread and the watchdog thread both open the database first thing after start-up."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = f"sqlite:///{protolab_home / 'threads.db'}"
+    with ThreadPoolExecutor(8) as pool:
+        engines = list(pool.map(lambda _: init_db(url), range(8)))
+    assert len({id(e) for e in engines}) == 1
+    assert "reviews" in inspect(engines[0]).get_table_names()
