@@ -198,6 +198,16 @@ def _wait_for_turn(run_id: int, queue_key: str, ctx: RunContext) -> bool:
         time.sleep(QUEUE_POLL_S)
 
 
+def _wait_for_main_rank(run_id: int, poll_s: float = 0.5) -> RunStatus:
+    """Rank > 0: wait until rank 0 has taken the run out of the queue (or it ended without us)."""
+    while True:
+        with session_scope() as s:
+            status = s.get(Run, run_id).status
+        if status != RunStatus.QUEUED:
+            return status
+        time.sleep(poll_s)
+
+
 def execute(run_id: int) -> RunStatus:
     rank = int(os.environ.get("RANK", "0"))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -206,7 +216,8 @@ def execute(run_id: int) -> RunStatus:
         if run is None:
             print(f"no run with id {run_id}", file=sys.stderr)
             return RunStatus.FAILED
-        if run.status != RunStatus.QUEUED:
+        # Under torchrun only rank 0 queues and flips the status; the other ranks follow it.
+        if rank == 0 and run.status != RunStatus.QUEUED:
             print(f"run {run_id} is {run.status.value}; nothing to do", file=sys.stderr)
             return run.status
         ctx = RunContext(run_id=run.id, task=run.task, model_kind=run.model_kind, config=dict(run.config),
@@ -219,12 +230,16 @@ def execute(run_id: int) -> RunStatus:
     if ctx.is_main:
         threading.Thread(target=_heartbeat_loop, args=(run_id, stop_heartbeat), daemon=True).start()
     try:
-        if not _wait_for_turn(run_id, device_queue_key(ctx.config), ctx):
-            return RunStatus.CANCELLED
-        ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
         if ctx.is_main:
+            if not _wait_for_turn(run_id, device_queue_key(ctx.config), ctx):
+                return RunStatus.CANCELLED
+            ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
             _update_run(run_id, status=RunStatus.RUNNING, started_at=utcnow(), status_text="starting",
                         artifact_path=str(ctx.artifact_dir))
+        else:
+            status = _wait_for_main_rank(run_id)
+            if status != RunStatus.RUNNING:
+                return status
         module_name, func_name = EXECUTORS[ctx.task].split(":")
         executor = getattr(importlib.import_module(module_name), func_name)
         metrics = executor(ctx)
@@ -316,4 +331,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable module, not this __main__ copy: executors import core.worker, and its
+    # RunCancelled must be the class that execute() catches.
+    from core.worker import main as worker_main
+
+    sys.exit(worker_main())

@@ -8,9 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -138,43 +135,19 @@ def test_resume_continues_from_the_checkpoint(classification_dataset: int) -> No
     assert len(points(run_id, "macro_f1", "validation")) >= 4
 
 
-DDP_ENTRY = textwrap.dedent("""
-    # rank 0 runs the real worker; the other ranks join training directly (see the report on worker.py).
-    import os, sys
-    from core import worker
-    from core.training import execute_run
-    from db import session_scope
-    from db.models import Run
-
-    run_id = int(sys.argv[1])
-    if int(os.environ["RANK"]) == 0:
-        sys.exit(worker.main([str(run_id)]))
-    with session_scope() as s:
-        run = s.get(Run, run_id)
-        ctx = worker.RunContext(run_id=run.id, task=run.task, model_kind=run.model_kind, config=dict(run.config),
-                                dataset_id=run.dataset_id, artifact_dir=worker.run_dir(run.id),
-                                rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]))
-    execute_run(ctx)
-""")
-
-
-def test_ddp_with_two_gloo_processes_matches_one_process(classification_dataset: int, tmp_path: Path) -> None:
+def test_ddp_with_two_gloo_processes_matches_one_process(classification_dataset: int,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     options = dict(epochs=2, max_length=32, device="cpu", seed=7, learning_rate=5e-3)
     single = start(classification_dataset, "lstm", batch_size=16, **options)
     single_row = wait_until(single, finished, timeout=180)
     assert single_row["status"] == RunStatus.COMPLETED, single_row["error"]
 
-    with session_scope() as s:  # a queued row only: torchrun below is its worker
-        ddp = run_queries.create_run(s, dataset_id=classification_dataset, task=TaskKind.CLASSIFICATION,
-                                     model_kind="lstm", config=build_config("lstm", {**options, "batch_size": 8,
-                                                                                      "gpus": 2})).id
-    entry = tmp_path / "ddp_entry.py"
-    entry.write_text(DDP_ENTRY)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(entry), str(ddp)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    row = run_row(ddp)
-    assert proc.returncode == 0 and row["status"] == RunStatus.COMPLETED, (row["error"], proc.stderr[-3000:])
+    # The product's own path: core.jobs launches `torchrun --nproc_per_node 2 -m core.worker RUN_ID`.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    ddp = start_run(dataset_id=classification_dataset, task=TaskKind.CLASSIFICATION, model_kind="lstm",
+                    config=build_config("lstm", {**options, "batch_size": 8, "gpus": 2}), gpus=2)
+    row = wait_until(ddp, finished, timeout=300)
+    assert row["status"] == RunStatus.COMPLETED, (row["error"], worker_log(ddp))
     assert row["device"] == "cpu × 2 (DDP)"
     # Same effective batch (2 × 8 vs 16): the same steps and, up to dropout noise, the same losses.
     single_loss, ddp_loss = points(single, "train_loss", "train"), points(ddp, "train_loss", "train")
