@@ -64,20 +64,34 @@ def test_empty_input_gives_an_annotated_figure(builder) -> None:
 def test_empty_database_points_to_datasets() -> None:
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception
-    assert "No classification dataset" in at.info[0].value
+    assert "No dataset yet" in at.info[0].value
     assert not at.button  # nothing to start
 
 
-def test_interactions_datasets_are_not_offered(interactions_dataset: int) -> None:
+def test_an_interactions_dataset_offers_recommenders_and_trains_one(interactions_dataset: int) -> None:
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception
-    assert "No classification dataset" in at.info[0].value
+    assert at.selectbox(key="dataset").options == ["tiny-interactions (320 rows · interactions)"]
+    assert "BPR matrix factorisation" in at.radio(key="rec_model").options
+    assert "family" not in [r.key for r in at.radio]
+    at.radio(key="rec_model").set_value("itemknn").run()
+    at.button(key="rec_start").click().run()
+    assert not at.exception, at.exception
+    with session_scope() as s:
+        (run,) = run_queries.list_runs(s)
+        run_id, task, model, config = run.id, run.task, run.model_kind, run.config
+    assert (task, model, config["k"], config["split_protocol"]) == (TaskKind.INTERACTIONS, "itemknn", 10,
+                                                                    "stratified_item")
+    assert _wait_until_finished(run_id) == RunStatus.COMPLETED
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert float(metrics["Test NDCG@10"]) > 0
 
 
 def test_widgets_for_each_family(classification_dataset: int) -> None:
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception
-    assert at.selectbox(key="dataset").options == ["tiny-sentiment (120 rows)"]
+    assert at.selectbox(key="dataset").options == ["tiny-sentiment (120 rows · labelled texts)"]
     assert at.radio(key="family").value == "transformer"
     assert len(at.selectbox(key="model_choice").options) >= 5
     for key in ("epochs", "batch_size_transformer", "lr_transformer", "max_length", "warmup_ratio",

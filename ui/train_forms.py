@@ -1,0 +1,141 @@
+"""The Train page's two forms: a classifier for labelled texts, a recommender for interactions.
+
+Each reads its widgets, validates through core (build_config) and starts a background run with
+core.jobs; the page around them shows the live run. No training happens in the Streamlit thread.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core import jobs, recommenders, training
+from core.device import describe_compute
+from core.errors import ProtolabError
+from core.pretrained import DEFAULT_MODEL_ID, WELL_KNOWN_MODELS
+from db.models import TaskKind
+from ui.common import format_duration
+
+FAMILIES = {"transformer": "Transformer (fine-tune)", "lstm": "LSTM (BiLSTM on subwords)",
+            "tfidf": "TF-IDF + logistic regression (instant baseline)"}
+OTHER = "other (Hugging Face id or local folder)"
+RECOMMENDERS = {
+    "ease": "EASE (linear item model; best on MovieLens)",
+    "itemknn": "Item k-NN (cosine)",
+    "bpr": "BPR matrix factorisation",
+    "sequential": "GRU over each user's history",
+    "content": "Content (catalogue text) + k-NN",
+    "popularity": "Popularity (baseline)",
+}
+PROTOCOLS = {"stratified_item": "75/25 per item, seed 42 (comparable with published MovieLens figures)",
+             "leave_last_out": "leave the last interaction of each user out (by time)",
+             "dataset": "the split stored with the dataset"}
+
+
+def classification_form(dataset_id: int) -> None:
+    """Model family, model id and hyperparameters; Estimate and Start."""
+    family = st.radio("Model", list(FAMILIES), format_func=FAMILIES.get, horizontal=True, key="family")
+    options: dict = {"seed": None, "class_weights": None}
+    if family == "transformer":
+        choice = st.selectbox("Pretrained model", [*WELL_KNOWN_MODELS, OTHER], key="model_choice",
+                              format_func=lambda m: m if m == OTHER else f"{WELL_KNOWN_MODELS[m]} · {m}",
+                              help="MiniLM is bundled and works offline; the others download once from the hub.")
+        custom = st.text_input("Model id or folder", key="model_id_custom") if choice == OTHER else ""
+        options["model_id"] = (custom.strip() or None) if choice == OTHER else (
+            None if choice == DEFAULT_MODEL_ID else choice)
+    if family == "lstm":
+        options["init_embeddings"] = st.checkbox(
+            "Start from MiniLM's word embeddings", value=True, key="init_embeddings",
+            help="Usually learns faster and better than random embeddings.")
+
+    with st.expander("Settings", expanded=False):
+        c1, c2, c3 = st.columns(3)
+        if family == "tfidf":
+            options["tfidf_c"] = c1.number_input("C (inverse regularisation)", 0.01, 1000.0, 4.0, key="tfidf_c",
+                                                 help="Higher fits the training data more closely.")
+            options["tfidf_ngram_max"] = c2.number_input("Longest word n-gram", 1, 3, 2, key="tfidf_ngram_max")
+            options["tfidf_min_df"] = c3.number_input("Min. document frequency", 1, 100, 1, key="tfidf_min_df")
+        else:
+            options["epochs"] = c1.number_input("Epochs", 1, 100, 3, key="epochs",
+                                                help="Passes over the training split.")
+            options["batch_size"] = c2.number_input("Batch size", 1, 1024, 32 if family == "transformer" else 64,
+                                                    key=f"batch_size_{family}", help="Halved automatically on GPU OOM.")
+            options["learning_rate"] = c3.number_input("Learning rate", 1e-7, 1.0,
+                                                       training.DEFAULT_LEARNING_RATE[family],
+                                                       format="%.1e", step=1e-5, key=f"lr_{family}",
+                                                       help="Peak AdamW step size, reached after the warm-up.")
+            options["max_length"] = c1.number_input("Max length (tokens)", 8, 512, 128, key="max_length",
+                                                    help="Longer texts are truncated; shorter is faster.")
+            options["warmup_ratio"] = c2.number_input("Warm-up (share of steps)", 0.0, 0.5, 0.1, key="warmup_ratio",
+                                                      help="The learning rate rises linearly, then decays to 0.")
+            options["weight_decay"] = c3.number_input("Weight decay", 0.0, 1.0, 0.01, key="weight_decay",
+                                                      help="AdamW's pull of the weights towards 0 (regularisation).")
+            options["patience"] = c1.number_input("Patience (epochs)", 0, 20, 2, key="patience",
+                                                  help="Stop after this many epochs without a better validation F1; "
+                                                       "0 = never stop early.")
+            compute = describe_compute()
+            options["device"] = c2.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key="device",
+                                             help=f"auto picks CUDA, then Apple MPS, then CPU. Here: {compute.summary}")
+            if len(compute.gpus) > 1:
+                options["gpus"] = c3.number_input("GPUs", 1, len(compute.gpus), 1, key="gpus",
+                                                  help="More than one trains with DistributedDataParallel.")
+        options["seed"] = c1.number_input("Seed", 0, 2**31 - 1, 42, key="seed", help="Same seed, same data: same run.")
+        options["class_weights"] = c2.checkbox("Balance classes", False, key="class_weights",
+                                               help="Weight rare labels up (for imbalanced data).")
+
+
+    def _config() -> dict:
+        return training.build_config(family, {k: v for k, v in options.items() if v is not None})
+
+
+    b1, b2 = st.columns(2)
+    if b1.button("⏱ Estimate time", key="estimate"):
+        try:
+            if not hasattr(training, "estimate_run"):
+                st.warning("Time estimates are not available in this build yet.")
+            else:
+                with st.spinner("Measuring a few training steps…"):
+                    est = training.estimate_run(dataset_id=dataset_id, model_kind=family, config=_config())
+                memory = f" · peak memory ≈ {est.peak_memory_bytes / 2**30:.1f} GiB" if est.peak_memory_bytes else ""
+                st.info(f"About **{format_duration(est.seconds)}** on {est.device}{memory}")
+                if est.warning:
+                    st.warning(est.warning)
+        except ProtolabError as exc:
+            st.error(str(exc))
+    if b2.button("▶ Start", type="primary", key="start"):
+        try:
+            new_id = jobs.start_run(dataset_id=dataset_id, task=TaskKind.CLASSIFICATION, model_kind=family,
+                                    config=_config(), gpus=int(options.get("gpus") or 1))
+            st.query_params["run"] = str(new_id)
+        except ProtolabError as exc:
+            st.error(str(exc))
+
+
+def recommender_form(dataset_id: int) -> None:
+    """A recommender, the evaluation protocol and the few settings that matter; Start."""
+    model = st.radio("Model", list(RECOMMENDERS), format_func=RECOMMENDERS.get, horizontal=True, key="rec_model")
+    options: dict = {}
+    with st.expander("Settings", expanded=False):
+        c1, c2, c3 = st.columns(3)
+        options["k"] = c1.number_input("K (ranking metrics)", 1, 100, 10, key="rec_k",
+                                       help="Precision@K, Recall@K, NDCG@K … are computed for this K.")
+        options["split_protocol"] = c2.selectbox(
+            "Evaluation split", list(PROTOCOLS), format_func=PROTOCOLS.get, key=f"rec_protocol_{model}",
+            index=list(PROTOCOLS).index("leave_last_out" if model == "sequential" else "stratified_item"),
+            help="Compare runs only when they use the same split.")
+        options["seed"] = c3.number_input("Seed", 0, 2**31 - 1, 42, key="rec_seed")
+        if model in ("bpr", "sequential"):
+            defaults = recommenders.CONFIGS[model]()
+            options["epochs"] = c1.number_input("Epochs", 1, 1000, defaults.epochs, key=f"rec_epochs_{model}")
+            options["factors"] = c2.number_input("Latent factors", 4, 1024, defaults.factors,
+                                                 key=f"rec_factors_{model}")
+            options["learning_rate"] = c3.number_input("Learning rate", 1e-5, 1.0, defaults.learning_rate,
+                                                       format="%.4f", key=f"rec_lr_{model}")
+            options["device"] = c1.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key="rec_device")
+    if st.button("▶ Start", type="primary", key="rec_start"):
+        try:
+            config = recommenders.build_config(model, options)
+            new_id = jobs.start_run(dataset_id=dataset_id, task=TaskKind.INTERACTIONS, model_kind=model,
+                                    config=config)
+            st.query_params["run"] = str(new_id)
+        except ProtolabError as exc:
+            st.error(str(exc))
