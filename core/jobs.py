@@ -217,6 +217,14 @@ def start_watchdog(interval_s: float = WATCHDOG_INTERVAL_S, database_url: str | 
     return stop
 
 
+def stop_watchdogs() -> None:
+    """Stop every watchdog thread of this process (tests switch databases between cases)."""
+    with _watchdog_lock:
+        for stop in _watchdogs.values():
+            stop.set()
+        _watchdogs.clear()
+
+
 def _watchdog_loop(database_url: str, interval_s: float, stop: threading.Event) -> None:
     while not stop.wait(interval_s):
         try:

@@ -28,7 +28,7 @@ _migrated: set[str] = set()
 _lock = threading.Lock()
 # Alembic keeps its `op`/`context` proxies in module globals: two threads migrating at once (a page
 # and the watchdog, a worker and its heartbeat) would trample each other, so migrations take turns.
-_migration_lock = threading.Lock()
+_migration_lock = threading.RLock()
 
 T = TypeVar("T")
 
@@ -83,7 +83,7 @@ def upgrade_database(url: str | None = None, revision: str = "head") -> None:
     engine = get_engine(url)
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.connect() as conn:
+    with _migration_lock, engine.connect() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
         conn.commit()

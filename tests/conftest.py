@@ -30,6 +30,9 @@ def protolab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     monkeypatch.delenv("PROTOLAB_PASSWORD_HASH", raising=False)
     dispose_engines()
     yield home
+    from core.jobs import stop_watchdogs
+
+    stop_watchdogs()  # a page under AppTest started one for this test's database
     dispose_engines()
 
 

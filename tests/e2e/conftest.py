@@ -97,7 +97,9 @@ def server(tmp_path: Path) -> Iterator[Server]:
     srv.stop()
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: a live sync_playwright keeps its event loop running on the main thread,
+# and later tests that open their own sync_playwright (the report screenshot) would then refuse to.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     executable = chromium_or_skip()
     from playwright.sync_api import sync_playwright
