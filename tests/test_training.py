@@ -92,7 +92,7 @@ def make_ctx(tmp_path: Path, dataset_id: int, kind: str, **options: Any) -> Reco
 # --- configs ---------------------------------------------------------------------------------------
 
 def test_build_config_defaults_per_family() -> None:
-    assert build_config("transformer", {})["learning_rate"] == 5e-5
+    assert build_config("transformer", {})["learning_rate"] == 1e-4
     lstm = build_config("lstm", {"epochs": 2})
     assert lstm["learning_rate"] == 2e-3 and lstm["epochs"] == 2 and lstm["batch_size"] == 32
 
