@@ -115,6 +115,8 @@ def classification_view(run: Any, split: str, baseline: Any) -> None:
         st.error(str(exc))
         return
     table = ev.headline_table(report, ev.baseline_report(baseline, split))
+    if baseline is None:  # an empty column of "None" says less than the caption below
+        table = table.drop(columns=["TF-IDF baseline"])
     st.dataframe(table, hide_index=True, key="headline", column_config={
         c: st.column_config.NumberColumn(format="%.3f") for c in ("this run", "TF-IDF baseline", "majority class")})
     st.caption((f"Baseline: {ev.run_label(baseline)} (best TF-IDF run on this dataset)" if baseline
