@@ -41,7 +41,11 @@ def use_example(text: str) -> None:
 ensure_db()
 present = bool(st.session_state.get("present"))
 st.title("💬 Sentiment demo")
-runs = [r for r in servable_runs() if r.has_artifacts]
+completed = servable_runs()
+runs = [r for r in completed if r.has_artifacts]
+if missing := [f"#{r.run_id}" for r in completed if not r.has_artifacts]:
+    st.warning(f"The model files of run {', '.join(missing)} are missing from the data folder, so it cannot be "
+               "demoed; train it again on **Train**.")
 if not runs:
     st.info("No trained model to demo yet. Upload labelled text on **Datasets**, train a model on **Train**, "
             "and it will appear here as soon as the run completes.")
