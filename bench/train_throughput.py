@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 DEFAULT_CSV = ROOT.parent / "shared" / "datasets" / "tweets-sentiment" / "tweets.csv"
-VARIANTS = ("ours", "trainer", "trainer_grouped", "ours_bf16", "lstm")
+# "ours" is the product default (bf16 autocast where the CPU does bf16 natively); _fp32/_bf16 force one.
+VARIANTS = ("ours", "trainer", "trainer_grouped", "ours_bf16", "ours_fp32", "lstm")
 
 
 def load_tweets(path: Path, n_train: int, n_eval: int, seed: int = 0):  # noqa: ANN201
@@ -43,7 +44,7 @@ def macro_f1(model, tokenizer, held, labels, max_length: int) -> float:  # noqa:
     return float(f1_score([labels.index(v) for v in held["label"]], pred, average="macro"))
 
 
-def run_ours(train, held, labels, args, bf16: bool = False, family: str = "transformer") -> dict:  # noqa: ANN001
+def run_ours(train, held, labels, args, bf16: bool | None = None, family: str = "transformer") -> dict:  # noqa: ANN001
     import core.training as training
     from core.batching import TokenBatches, encode_texts
 
@@ -130,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{torch.get_num_threads()}", flush=True)
     runners = {"ours": lambda: run_ours(train, held, labels, args),
                "ours_bf16": lambda: run_ours(train, held, labels, args, bf16=True),
+               "ours_fp32": lambda: run_ours(train, held, labels, args, bf16=False),
                "lstm": lambda: run_ours(train, held, labels, args, family="lstm"),
                "trainer": lambda: run_trainer(train, held, labels, args, grouped=False),
                "trainer_grouped": lambda: run_trainer(train, held, labels, args, grouped=True)}
