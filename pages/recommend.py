@@ -8,7 +8,7 @@ import streamlit as st
 from core.charts.recommendations import recommendation_scores
 from core.errors import ProtolabError
 from core.recommenders import load_recommender, recommender_runs
-from ui.common import ensure_db, format_when, page_link
+from ui.common import empty_state, ensure_db, format_when, page_link
 
 MODES = ("👤 Existing user", "👋 New visitor", "🔗 Similar items")
 
@@ -32,12 +32,9 @@ present = bool(st.session_state.get("present"))
 st.title("🎬 Recommendations demo")
 runs = recommender_runs()
 if not runs:
-    st.info("No trained recommender to demo yet. Upload an interactions file (user, item, optional rating and "
-            "timestamp) on **Datasets**, train a recommender on **Train**, and it appears here once it completes.")
-    if not present:
-        page_link("pages/datasets.py", "Go to Datasets", "📂")
-        page_link("pages/train.py", "Go to Train", "🏋️")
-    st.stop()
+    empty_state("No trained recommender to demo yet. Upload an interactions file (user, item, optional rating and "
+                "timestamp) on **Datasets**, train a recommender on **Train**, and it appears here once it "
+                "completes.", present=present)
 
 by_id = {r.run_id: r for r in runs}
 run = by_id[st.selectbox("Model", list(by_id), format_func=lambda i: by_id[i].title, key="run",
@@ -88,4 +85,4 @@ except ProtolabError as exc:
     st.error(str(exc))
 
 if not present:
-    page_link("pages/evaluate.py", "Full evaluation of this run", "📊")
+    page_link("pages/evaluate.py", "Full evaluation of this run", "📊", query_params={"run": str(run.run_id)})

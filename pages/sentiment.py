@@ -10,7 +10,7 @@ from core.charts.sentiment import label_distribution, probability_bars
 from core.errors import ProtolabError
 from core.explain import explain, render_explanation_html, top_words
 from core.predict import clean_text, load_classifier, servable_runs
-from ui.common import ensure_db, format_when, page_link
+from ui.common import empty_state, ensure_db, format_when, page_link
 
 EXAMPLES = ("Absolutely love it: setup took two minutes and support was brilliant.",
             "The app keeps crashing and nobody answers my emails.",
@@ -47,12 +47,8 @@ if missing := [f"#{r.run_id}" for r in completed if not r.has_artifacts]:
     st.warning(f"The model files of run {', '.join(missing)} are missing from the data folder, so it cannot be "
                "demoed; train it again on **Train**.")
 if not runs:
-    st.info("No trained model to demo yet. Upload labelled text on **Datasets**, train a model on **Train**, "
-            "and it will appear here as soon as the run completes.")
-    if not present:
-        page_link("pages/datasets.py", "Go to Datasets", "📂")
-        page_link("pages/train.py", "Go to Train", "🏋️")
-    st.stop()
+    empty_state("No trained model to demo yet. Upload labelled text on **Datasets**, train a model on **Train**, "
+                "and it will appear here as soon as the run completes.", present=present)
 
 by_id = {r.run_id: r for r in runs}
 run = by_id[st.selectbox("Model", list(by_id), format_func=lambda i: by_id[i].title, key="run",

@@ -115,3 +115,15 @@ def page_link(path: str, label: str, icon: str | None = None, query_params: dict
         st.page_link(path, label=label, icon=icon, query_params=query_params)
     except st.errors.StreamlitPageNotFoundError:
         st.caption(f"→ {label}")
+
+
+def empty_state(message: str, *, present: bool) -> None:
+    """Say honestly that there is nothing to show yet and where to start, then stop the page.
+
+    In presentation mode stakeholders get the message without links into the workbench.
+    """
+    st.info(message)
+    if not present:
+        page_link("pages/datasets.py", "Go to Datasets", "📂")
+        page_link("pages/train.py", "Go to Train", "🏋️")
+    st.stop()
