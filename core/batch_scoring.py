@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -36,8 +37,8 @@ class BatchResult:
     text_column: str
 
 
-def read_upload(data: bytes, filename: str) -> pd.DataFrame:
-    """CSV/TSV/Excel/JSON/Parquet bytes as a frame (encoding detected), or BatchInputError."""
+def read_upload(data: bytes | Path, filename: str) -> pd.DataFrame:
+    """CSV/TSV/Excel/JSON/Parquet bytes (or a file the CLI was given) as a frame, or BatchInputError."""
     from core.datasets import DatasetError, read_table
 
     try:

@@ -259,6 +259,19 @@ def _worker_alive(pid: int) -> bool:
     return "core.worker" in cmdline
 
 
+def completed_run(s, run_id: int, task: TaskKind, use: str) -> Run:  # noqa: ANN001
+    """The completed run `run_id` of `task`, or a JobError saying why it cannot `use` (e.g. "predict")."""
+    run = run_queries.get_run(s, run_id)
+    if run is None:
+        raise JobError(f"no run with id {run_id} (see `protolab runs list`)")
+    if run.task != task:
+        wanted = "a classification" if task is TaskKind.CLASSIFICATION else "a recommender"
+        raise JobError(f"run {run_id} is a {run.task.value} run; {use} needs {wanted} run")
+    if run.status != RunStatus.COMPLETED:
+        raise JobError(f"run {run_id} is {run.status.value}; only completed runs can {use}")
+    return run
+
+
 def _require(s, run_id: int) -> Run:  # noqa: ANN001
     run = run_queries.get_run(s, run_id)
     if run is None:

@@ -354,19 +354,12 @@ def servable_runs() -> list[ServableRun]:
 
 def servable_run(run_id: int) -> ServableRun:
     """One run that the demo or CLI can serve, or a ProtolabError saying why not."""
-    from db import runs as run_queries
+    from core.jobs import completed_run
     from db import session_scope
-    from db.models import RunStatus, TaskKind
+    from db.models import TaskKind
 
     with session_scope() as s:
-        run = run_queries.get_run(s, run_id)
-        if run is None:
-            raise ProtolabError(f"no run with id {run_id} (see `protolab runs list`)")
-        if run.task != TaskKind.CLASSIFICATION:
-            raise ProtolabError(f"run {run_id} is a {run.task.value} run; predictions need a classification run")
-        if run.status != RunStatus.COMPLETED:
-            raise ProtolabError(f"run {run_id} is {run.status.value}; only completed runs can predict")
-        return _servable(run)
+        return _servable(completed_run(s, run_id, TaskKind.CLASSIFICATION, "predict"))
 
 
 def _servable(run: Any) -> ServableRun:

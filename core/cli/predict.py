@@ -39,13 +39,7 @@ def _file(args: argparse.Namespace) -> int:
     from core.predict import load_classifier, servable_run
 
     path = Path(args.file)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise CliError(f"{path}: no such file") from exc
-    except OSError as exc:
-        raise CliError(f"{path}: cannot read it ({exc.strerror or exc})") from exc
-    frame = read_upload(data, path.name)
+    frame = read_upload(path, path.name)  # read errors ("no such file", ...) come back as one-line user errors
     servable_run(args.run)
     classifier = load_classifier(args.run)
 

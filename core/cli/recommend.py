@@ -9,23 +9,17 @@ from core.cli import CliError, print_json
 
 
 def _run(args: argparse.Namespace) -> int:
+    from core.jobs import completed_run
     from core.recommenders import load_recommender
-    from db import runs as run_queries
     from db import session_scope
-    from db.models import RunStatus, TaskKind
+    from db.models import TaskKind
 
     if bool(args.user) == bool(args.like):
         raise CliError("give either --user U or one or more --like ITEM")
     if args.k < 1:
         raise CliError(f"-k must be at least 1, got {args.k}")
     with session_scope() as s:
-        run = run_queries.get_run(s, args.run)
-        if run is None:
-            raise CliError(f"no run with id {args.run}")
-        if run.task != TaskKind.INTERACTIONS:
-            raise CliError(f"run {args.run} is a {run.task.value} run, not a recommender")
-        if run.status != RunStatus.COMPLETED:
-            raise CliError(f"run {args.run} is {run.status.value}; only completed runs can recommend")
+        completed_run(s, args.run, TaskKind.INTERACTIONS, "recommend")
     rec = load_recommender(args.run)
     items = rec.recommend(args.user, args.k) if args.user else rec.recommend_for_likes(args.like, args.k)
     rows: list[dict[str, Any]] = [
