@@ -39,7 +39,7 @@ def main(seconds: float = 16.0) -> None:
     home = tempfile.mkdtemp(prefix="protolab-bench-")
     os.environ["PROTOLAB_HOME"], os.environ["DATABASE_URL"] = home, f"sqlite:///{home}/protolab.db"
     sys.path.insert(0, str(ROOT))
-    from core.storage import write_dataset
+    from core.data.storage import write_dataset
     from db import runs as run_queries
     from db import session_scope
     from db.engine import read_scope

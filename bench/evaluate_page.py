@@ -36,9 +36,9 @@ def synthetic_predictions(n: int, labels: list[str], rng: np.random.Generator) -
 
 def seed(home: Path) -> tuple[int, int]:
     """One dataset, one big run with artifacts, and N_RUNS light completed runs; returns (big run, dataset)."""
-    from core.metrics import classification_report, headline
+    from core.data.storage import write_dataset
+    from core.evaluation.metrics import classification_report, headline
     from core.settings import run_dir
-    from core.storage import write_dataset
     from db import runs as run_queries
     from db import session_scope
     from db.models import RunStatus, TaskKind, utcnow

@@ -32,7 +32,7 @@ def read_tweets(path: Path) -> pd.DataFrame:
 
 
 def store_dataset(frame: pd.DataFrame) -> int:
-    from core.storage import write_dataset
+    from core.data.storage import write_dataset
     from db import session_scope
     from db.models import TaskKind
 
@@ -45,8 +45,8 @@ def store_dataset(frame: pd.DataFrame) -> int:
 
 def train(dataset_id: int, kind: str, **options) -> tuple[int, float]:  # noqa: ANN003
     """Train through the real worker process; (run id, seconds)."""
-    from core.jobs import start_run
-    from core.training import build_config
+    from core.runs.jobs import start_run
+    from core.text.training import build_config
     from db import runs as run_queries
     from db import session_scope
     from db.models import RunStatus, TaskKind
@@ -79,7 +79,7 @@ def existing_runs() -> dict[str, tuple[int, float]]:
 
 
 def macro_f1(truth: list[str], proba: np.ndarray, labels: list[str]) -> float:
-    from core.metrics import classification_report
+    from core.evaluation.metrics import classification_report
 
     return classification_report(truth, [labels[i] for i in proba.argmax(axis=1)], labels)["macro_f1"]
 
@@ -142,8 +142,8 @@ def main() -> None:
     from transformers import pipeline
     from transformers.utils import logging as hf_logging
 
-    from core.predict import MODEL_DIR, PRECISION_ENV, load_classifier
     from core.settings import run_dir
+    from core.text.serving import MODEL_DIR, PRECISION_ENV, load_classifier
 
     hf_logging.set_verbosity_error()
     load_before = os.getloadavg()

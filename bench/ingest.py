@@ -47,7 +47,7 @@ def child(kind: str, path: Path) -> dict:
     if kind == "pandas":
         rows = len(pd.read_csv(path))
     else:
-        from core import datasets as ds
+        from core.data import datasets as ds
         from db import init_db, session_scope
 
         init_db()

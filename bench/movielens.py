@@ -18,7 +18,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core import recommenders as rec  # noqa: E402
+from core.recs import recommenders as rec  # noqa: E402
 
 PUBLISHED = [  # Microsoft Recommenders benchmark notebook rerun (2025), GPU machine; see ../shared/datasets/README.md
     ("SVD (Surprise)", 0.0121, 0.0944, 0.0891, 0.0301, 0.9), ("SAR", 0.1140, 0.3938, 0.3406, 0.1854, 0.2),

@@ -35,8 +35,8 @@ def macro_f1(model, tokenizer, held, labels, max_length: int) -> float:  # noqa:
     """The same evaluation for every variant: our sorted-batch prediction, macro-F1 on the held-out slice."""
     from sklearn.metrics import f1_score
 
-    from core.batching import TokenBatches, encode_texts
-    from core.training import predict_proba
+    from core.text.batching import TokenBatches, encode_texts
+    from core.text.training import predict_proba
 
     batches = TokenBatches(encode_texts(tokenizer, held["text"].tolist(), max_length), None,
                            tokenizer.pad_token_id, 64, shuffle=False)
@@ -45,8 +45,8 @@ def macro_f1(model, tokenizer, held, labels, max_length: int) -> float:  # noqa:
 
 
 def run_ours(train, held, labels, args, bf16: bool | None = None, family: str = "transformer") -> dict:  # noqa: ANN001
-    import core.training as training
-    from core.batching import TokenBatches, encode_texts
+    import core.text.training as training
+    from core.text.batching import TokenBatches, encode_texts
 
     batch_size = args.lstm_batch_size if family == "lstm" else args.batch_size
     cfg = training.config_from_dict(training.build_config(family, {
@@ -82,7 +82,7 @@ def run_trainer(train, held, labels, args, grouped: bool) -> dict:  # noqa: ANN0
     )
     from transformers.utils import logging as hf_logging
 
-    from core.pretrained import load_tokenizer, resolve_model_path
+    from core.text.pretrained import load_tokenizer, resolve_model_path
 
     hf_logging.set_verbosity_error()
     set_seed(args.seed)

@@ -40,7 +40,7 @@ def scores(y_true, y_pred) -> dict:  # noqa: ANN001
 
 
 def run_tfidf(train, test, args) -> dict:  # noqa: ANN001
-    from core.baseline import train_tfidf
+    from core.text.tfidf import train_tfidf
 
     start = time.perf_counter()
     model = train_tfidf(train["text"].tolist(), train["label"].tolist())
@@ -52,8 +52,8 @@ def run_neural(family: str, train, test, args) -> dict:  # noqa: ANN001
     import numpy as np
     from sklearn.model_selection import train_test_split
 
-    import core.training as training
-    from core.batching import TokenBatches, encode_texts
+    import core.text.training as training
+    from core.text.batching import TokenBatches, encode_texts
 
     labels = sorted(set(train["label"]))
     # Early stopping needs a validation set: 10 % of the training part, never the test part.

@@ -1,16 +1,16 @@
 """Datasets: upload a file, check the parsed preview, mapping and validation, then save; inspect, rename, delete.
 
-A thin page: parsing, validation, splitting, storage and profiles live in core.datasets / core.profiling.
+A thin page: parsing, validation, splitting, storage and profiles live in core.data.datasets / core.data.profiling.
 """
 
 import streamlit as st
 
-from core import datasets as ds
 from core.charts import datasets as charts
-from core.demo_data import DEMOS, load_demo_dataset
+from core.data import datasets as ds
+from core.data.demo import DEMOS, load_demo_dataset
+from core.data.profiling import classification_profile, default_token_counter, interactions_profile
+from core.data.storage import load_frame
 from core.errors import ProtolabError
-from core.profiling import classification_profile, default_token_counter, interactions_profile
-from core.storage import load_frame
 from db import datasets as dataset_queries
 from db import session_scope
 from ui.common import ensure_db

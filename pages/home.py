@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core.device import describe_compute
+from core.runs.device import describe_compute
 from core.settings import load_settings, redact_url
 from db import datasets as dataset_queries
 from db import read_scope

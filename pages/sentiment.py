@@ -5,11 +5,11 @@ One text with its label, probabilities and the words behind them; or a whole fil
 
 import streamlit as st
 
-from core.batch_scoring import read_upload, results_csv, score_frame, text_columns
 from core.charts.sentiment import label_distribution, probability_bars
 from core.errors import ProtolabError
-from core.explain import explain, render_explanation_html, top_words
-from core.predict import clean_text, load_classifier, servable_runs
+from core.text.batch_scoring import read_upload, results_csv, score_frame, text_columns
+from core.text.explain import explain, render_explanation_html, top_words
+from core.text.serving import clean_text, load_classifier, servable_runs
 from ui.common import empty_state, ensure_db, format_when, page_link
 
 EXAMPLES = ("Absolutely love it: setup took two minutes and support was brilliant.",

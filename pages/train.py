@@ -1,12 +1,12 @@
 """🏋️ Train: pick a dataset, a model and a few settings, start a background run, watch it live.
 
-The run trains in its own worker process (core.jobs); this page only reads the database, so a refresh loses nothing.
+The run trains in its own worker process (core.runs.jobs); this page only reads the database: a refresh loses nothing.
 """
 
 import streamlit as st
 
-from core import jobs
 from core.charts.training import loss_curve, validation_curve
+from core.runs import jobs
 from core.settings import run_dir
 from db import datasets as dataset_queries
 from db import read_scope

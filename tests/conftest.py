@@ -30,7 +30,7 @@ def protolab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     monkeypatch.delenv("PROTOLAB_PASSWORD_HASH", raising=False)
     dispose_engines()
     yield home
-    from core.jobs import stop_watchdogs
+    from core.runs.jobs import stop_watchdogs
 
     stop_watchdogs()  # a page under AppTest started one for this test's database
     dispose_engines()
@@ -89,7 +89,7 @@ def items_frame(n_items: int = 30) -> pd.DataFrame:
 @pytest.fixture
 def classification_dataset() -> int:
     """A stored classification dataset; returns its id."""
-    from core.storage import write_dataset
+    from core.data.storage import write_dataset
 
     frame = with_splits(sentiment_frame())
     with session_scope() as s:
@@ -102,7 +102,7 @@ def classification_dataset() -> int:
 @pytest.fixture
 def interactions_dataset() -> int:
     """A stored interactions dataset with an item catalogue; returns its id."""
-    from core.storage import write_dataset
+    from core.data.storage import write_dataset
 
     frame = interactions_frame()
     rng = random.Random(1)
@@ -207,7 +207,7 @@ def sklearn_predictions(dataset_id: int, seed: int = 0) -> tuple[list[str], dict
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from core.storage import load_split
+    from core.data.storage import load_split
     from db.datasets import get_dataset
 
     with session_scope() as s:
@@ -233,7 +233,7 @@ def store_completed_run(dataset_id: int, labels: list[str], preds: dict[str, pd.
     """A completed classification run row (metrics as the worker stores them) plus its artifact folder."""
     import numpy as np
 
-    from core.metrics import classification_report, headline
+    from core.evaluation.metrics import classification_report, headline
     from db import runs as run_queries
     from db.models import RunStatus, utcnow
 
@@ -297,9 +297,9 @@ def tiny_model_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from core.baseline import save_tfidf, train_tfidf
-    from core.pretrained import load_tokenizer, resolve_model_path
-    from core.text_models import LSTMConfig, build_lstm, save_lstm
+    from core.text.lstm import LSTMConfig, build_lstm, save_lstm
+    from core.text.pretrained import load_tokenizer, resolve_model_path
+    from core.text.tfidf import save_tfidf, train_tfidf
 
     root, labels = tmp_path_factory.mktemp("served-models"), ["negative", "positive"]
     frame = sentiment_frame(n=200, seed=3)

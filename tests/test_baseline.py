@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.baseline import BaselineError, TfidfConfig, load_tfidf, save_tfidf, train_tfidf
-from core.metrics import classification_report
+from core.evaluation.metrics import classification_report
+from core.text.tfidf import BaselineError, TfidfConfig, load_tfidf, save_tfidf, train_tfidf
 from tests.conftest import sentiment_frame, with_splits
 
 

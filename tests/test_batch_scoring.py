@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.batch_scoring import (
+from core.charts.sentiment import label_distribution, probability_bars
+from core.text.batch_scoring import (
     BatchInputError,
     check_text_column,
     read_upload,
@@ -16,8 +17,7 @@ from core.batch_scoring import (
     score_frame,
     text_columns,
 )
-from core.charts.sentiment import label_distribution, probability_bars
-from core.predict import load_classifier
+from core.text.serving import load_classifier
 
 
 def test_reads_cp1252_csv_and_excel() -> None:

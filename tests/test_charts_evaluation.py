@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from core.charts import evaluation as charts
-from core.evaluation import Calibration, Curve, calibration
+from core.evaluation.analysis import Calibration, Curve, calibration
 
 REPORT = {"labels": ["a", "b", "c"], "confusion_matrix": [[2, 1, 0], [0, 2, 0], [1, 1, 0]],
           "per_class": {"a": {"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "support": 3},

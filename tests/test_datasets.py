@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core import datasets as ds
 from core.charts import datasets as charts
-from core.profiling import classification_profile, interactions_profile, long_tail_share
+from core.data import datasets as ds
+from core.data.profiling import classification_profile, interactions_profile, long_tail_share
 from core.settings import load_settings
 from db import datasets as dataset_queries
 from db import session_scope
@@ -303,7 +303,7 @@ def test_bad_timestamps_and_catalogue_mismatch() -> None:
 def test_interactions_with_catalogue_are_stored_canonically() -> None:
     items = csv_bytes([[f"i{i}", f"Title {i}", "Drama|Comedy"] for i in range(9)], ["item_id", "title", "genres"])
     import_bytes(csv_bytes(interactions_rows(), HEADER), task="interactions", items=items, name="recs")
-    from core.storage import load_frame, load_items
+    from core.data.storage import load_frame, load_items
 
     with session_scope() as s:
         row = dataset_queries.get_dataset_by_name(s, "recs")
@@ -399,7 +399,7 @@ def test_rename_and_delete_with_runs(classification_dataset: int) -> None:
 
 
 def test_demo_datasets_load_once() -> None:
-    from core.demo_data import DEMOS, load_demo_dataset
+    from core.data.demo import DEMOS, load_demo_dataset
 
     rows = {name: load_demo_dataset(name) for name in DEMOS}
     assert rows["product-reviews"].stats["classes"].keys() == {"positive", "negative", "neutral"}
@@ -430,7 +430,7 @@ def test_profiles_and_charts() -> None:
 
 
 def test_default_tokenizer_counts_tokens() -> None:
-    from core.profiling import default_token_counter
+    from core.data.profiling import default_token_counter
 
     counts = default_token_counter()(["hello world", "a much longer sentence with several words in it"])
     assert counts[0] < counts[1]

@@ -1,4 +1,4 @@
-"""core.evaluation: stored metrics, error analysis, curves, calibration, baselines, dataset versions."""
+"""core.evaluation.analysis: stored metrics, error analysis, curves, calibration, baselines, dataset versions."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from conftest import sklearn_predictions, store_completed_run, store_ranking_run
 
-from core import evaluation as ev
-from core.metrics import classification_report
+from core.evaluation import analysis as ev
+from core.evaluation.metrics import classification_report
 from core.settings import run_dir
 from db import runs as run_queries
 from db import session_scope
@@ -158,7 +158,7 @@ def test_ranking_metrics_read_from_run(interactions_dataset: int) -> None:
 
 
 def test_dataset_version_relabel_and_exclude(classification_dataset: int) -> None:
-    from core.storage import load_frame
+    from core.data.storage import load_frame
     from db.datasets import get_dataset
 
     with session_scope() as s:
@@ -194,9 +194,9 @@ def test_dataset_version_rejects_bad_marks(classification_dataset: int) -> None:
 
 def test_retrain_starts_run_with_same_model_and_config(completed_classification_run: int, classification_dataset: int,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    import core.jobs
+    import core.runs.jobs
 
-    monkeypatch.setattr(core.jobs, "launch_worker", lambda run_id, gpus=1: 0)  # no worker process in a unit test
+    monkeypatch.setattr(core.runs.jobs, "launch_worker", lambda run_id, gpus=1: 0)  # no worker process in a unit test
     new_id = ev.retrain(completed_classification_run, classification_dataset)
     with session_scope() as s:
         old, new = run_queries.get_run(s, completed_classification_run), run_queries.get_run(s, new_id)
@@ -281,7 +281,7 @@ def test_predictions_csv_neutralises_formulas(completed_classification_run: int)
 
 def test_dataset_version_finds_rows_of_a_split_cut_by_training(classification_dataset: int) -> None:
     """Validation predictions of a dataset without a validation split come from its train rows."""
-    from core.storage import load_frame
+    from core.data.storage import load_frame
     from db.datasets import get_dataset
 
     with session_scope() as s:
@@ -301,13 +301,13 @@ def test_error_to_data_loop_with_real_worker_runs(classification_dataset: int) -
     import time
     from pathlib import Path
 
-    from core.training import build_config
+    from core.text.training import build_config
     from db.models import TaskKind
 
     with session_scope() as s:
         first = run_queries.create_run(s, dataset_id=classification_dataset, task=TaskKind.CLASSIFICATION,
                                        model_kind="tfidf", config=build_config("tfidf", {}), name="first").id
-    subprocess.run([sys.executable, "-m", "core.worker", str(first)], capture_output=True, timeout=300,
+    subprocess.run([sys.executable, "-m", "core.runs.worker", str(first)], capture_output=True, timeout=300,
                    cwd=Path(__file__).resolve().parent.parent)
     preds = ev.load_predictions(first, "test")
     marks = ev.misclassified(preds).head(3).assign(exclude=True, relabel_to=None)

@@ -7,8 +7,8 @@ import re
 import numpy as np
 import pytest
 
-from core.explain import explain, render_explanation_html, split_words, top_words
-from core.predict import TextClassifier, load_classifier
+from core.text.explain import explain, render_explanation_html, split_words, top_words
+from core.text.serving import TextClassifier, load_classifier
 
 
 class CountingKeyword(TextClassifier):

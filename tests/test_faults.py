@@ -1,6 +1,6 @@
 """Faults met with real processes: workers killed with SIGKILL, full or unwritable disks, a busy SQLite.
 
-Workers here are real `core.worker` processes running small executors from this module
+Workers here are real `core.runs.worker` processes running small executors from this module
 (the slow ones the real trainers would be), so a kill -9 is a real kill -9.
 """
 
@@ -19,16 +19,16 @@ from typing import Any
 
 import pytest
 
-from core import jobs, worker
+from core.runs import jobs, worker
 from core.settings import load_settings, run_dir
 from db import runs as run_queries
 from db import session_scope
 from db.models import Dataset, RunStatus, TaskKind
 
 ROOT = Path(__file__).resolve().parent.parent
-# A real worker process (its command line names core.worker, as jobs._worker_alive expects) whose
+# A real worker process (its command line names core.runs.worker, as jobs._worker_alive expects) whose
 # executor is one of this module's, given as the second argument.
-WORKER_SCRIPT = ("import sys, core.worker as w; from db.models import TaskKind; "
+WORKER_SCRIPT = ("import sys, core.runs.worker as w; from db.models import TaskKind; "
                  "w.EXECUTORS[TaskKind.CLASSIFICATION] = sys.argv[2]; sys.exit(w.main(sys.argv[1:2]))")
 
 
@@ -244,7 +244,7 @@ def _status_text(run_id: int) -> str | None:
 def test_disk_full_while_writing_a_dataset_keeps_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     import pandas as pd
 
-    from core.storage import StorageError, write_dataset
+    from core.data.storage import StorageError, write_dataset
     from tests.conftest import sentiment_frame, with_splits
 
     def full(*_a: Any, **_k: Any) -> None:
@@ -270,7 +270,7 @@ def _home_under_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_unwritable_home_at_dataset_import_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from core.storage import StorageError, write_dataset
+    from core.data.storage import StorageError, write_dataset
     from tests.conftest import sentiment_frame, with_splits
 
     _home_under_a_file(tmp_path, monkeypatch)
@@ -335,7 +335,7 @@ def test_disk_full_while_a_real_lstm_saves_its_checkpoint_fails_the_run(
     import safetensors.torch
     from safetensors import SafetensorError
 
-    from core.training import build_config
+    from core.text.training import build_config
 
     def full(_tensors: Any, filename: str, *_a: Any, **_k: Any) -> None:
         raise SafetensorError(f'Error while serializing: I/O error: No space left on device (os error 28) at '
@@ -479,7 +479,7 @@ def test_sentiment_page_says_when_a_runs_model_is_gone(make_served_run, how: str
 
 @pytest.fixture
 def completed_recommender_run(interactions_dataset: int) -> int:
-    from core.recommenders import build_config
+    from core.recs.recommenders import build_config
 
     with session_scope() as s:
         run_id = run_queries.create_run(s, dataset_id=interactions_dataset, task=TaskKind.INTERACTIONS,
@@ -514,7 +514,7 @@ def test_recommendations_page_says_when_a_model_file_is_damaged(completed_recomm
 @pytest.mark.parametrize("name", REC_FILES)
 def test_loading_a_damaged_recommender_is_a_user_error(completed_recommender_run: int, name: str) -> None:
     from core.errors import ProtolabError
-    from core.recommenders import load_recommender
+    from core.recs.recommenders import load_recommender
 
     (run_dir(completed_recommender_run) / "model" / name).write_bytes(b"not json {")
     with pytest.raises(ProtolabError):

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from core import jobs, worker
+from core.runs import jobs, worker
 from db import runs as run_queries
 from db import session_scope
 from db.models import RunStatus, TaskKind, utcnow

@@ -26,7 +26,7 @@ def noisy_dataset() -> int:
     """A sentiment set with some labels flipped, so the classifier makes mistakes to analyse."""
     from conftest import sentiment_frame
 
-    from core.storage import write_dataset
+    from core.data.storage import write_dataset
 
     frame = with_splits(sentiment_frame(200))
     frame.loc[frame.index[::6], "label"] = "negative"
@@ -162,20 +162,20 @@ def test_review_is_stored_and_shown(completed_classification_run: int) -> None:
 
 def test_real_tfidf_run_from_the_worker_is_evaluated(classification_dataset: int,
                                                      capsys: pytest.CaptureFixture) -> None:
-    """A run trained by the real worker (core.training, TF-IDF): page, CLI and report read what it stored."""
+    """A run trained by the real worker (core.text.training, TF-IDF): page, CLI and report read what it stored."""
     import subprocess
     import sys
     from pathlib import Path
 
     from core.cli import main
-    from core.report import build_report
-    from core.training import build_config
+    from core.evaluation.report import build_report
+    from core.text.training import build_config
 
     with session_scope() as s:
         run_id = run_queries.create_run(s, dataset_id=classification_dataset, task=TaskKind.CLASSIFICATION,
                                         model_kind="tfidf", config=build_config("tfidf", {}), name="real tfidf").id
     root = Path(__file__).resolve().parent.parent
-    proc = subprocess.run([sys.executable, "-m", "core.worker", str(run_id)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "core.runs.worker", str(run_id)], capture_output=True, text=True,
                           timeout=300, cwd=root)
     with session_scope() as s:
         run = run_queries.get_run(s, run_id)
@@ -192,12 +192,12 @@ def test_real_tfidf_run_from_the_worker_is_evaluated(classification_dataset: int
 
 
 def test_real_recommender_run_from_the_worker_is_evaluated(interactions_dataset: int) -> None:
-    """A popularity run trained by the real worker (core.recommenders): page and comparison read its metrics."""
+    """A popularity run trained by the real worker (core.recs.recommenders): page and comparison read its metrics."""
     import subprocess
     import sys
     from pathlib import Path
 
-    from core.recommenders import build_config
+    from core.recs.recommenders import build_config
 
     root = Path(__file__).resolve().parent.parent
     ids = []
@@ -205,7 +205,7 @@ def test_real_recommender_run_from_the_worker_is_evaluated(interactions_dataset:
         with session_scope() as s:
             ids.append(run_queries.create_run(s, dataset_id=interactions_dataset, task=TaskKind.INTERACTIONS,
                                               model_kind=kind, config=build_config(kind, {})).id)
-        proc = subprocess.run([sys.executable, "-m", "core.worker", str(ids[-1])], capture_output=True, text=True,
+        proc = subprocess.run([sys.executable, "-m", "core.runs.worker", str(ids[-1])], capture_output=True, text=True,
                               timeout=300, cwd=root)
         with session_scope() as s:
             run = run_queries.get_run(s, ids[-1])
@@ -272,13 +272,13 @@ def test_clicking_a_confusion_cell_filters_the_mistakes_in_chromium(protolab_hom
 def test_saved_version_retrains_in_one_click(completed_classification_run: int, classification_dataset: int,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """After marks are saved as a version, one click starts the same model and config on it."""
-    import core.jobs
-    from core import evaluation as ev
+    import core.runs.jobs
+    from core.evaluation import analysis as ev
 
-    monkeypatch.setattr(core.jobs, "launch_worker", lambda run_id, gpus=1: 0)  # no worker process here
+    monkeypatch.setattr(core.runs.jobs, "launch_worker", lambda run_id, gpus=1: 0)  # no worker process here
     with session_scope() as s:
         text = run_queries.get_run(s, completed_classification_run).dataset.name
-    from core.evaluation import load_predictions
+    from core.evaluation.analysis import load_predictions
 
     first = load_predictions(completed_classification_run, "test").iloc[0]
     version = ev.create_dataset_version(classification_dataset, [{"action": "exclude", "split": "test",
@@ -299,7 +299,7 @@ def test_saved_version_retrains_in_one_click(completed_classification_run: int, 
 
 def test_comparison_groups_a_dataset_with_its_versions(completed_classification_run: int,
                                                        classification_dataset: int) -> None:
-    from core import evaluation as ev
+    from core.evaluation import analysis as ev
 
     first = ev.load_predictions(completed_classification_run, "test").iloc[0]
     version = ev.create_dataset_version(classification_dataset, [{"action": "exclude", "split": "test",

@@ -67,7 +67,7 @@ def test_new_visitor_and_similar_items_modes(interactions_dataset: int) -> None:
 
 
 def test_works_without_a_catalogue() -> None:
-    from core.storage import write_dataset
+    from core.data.storage import write_dataset
 
     frame = interactions_frame()
     rng = random.Random(2)

@@ -159,7 +159,7 @@ def test_query_param_selects_the_run_shown(classification_dataset: int) -> None:
 
 
 def test_estimate_button(classification_dataset: int) -> None:
-    from core import training
+    from core.text import training
 
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     at.radio(key="family").set_value("tfidf").run()

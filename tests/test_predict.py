@@ -8,7 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from core.predict import (
+from core.settings import run_dir
+from core.text.serving import (
     ArtifactError,
     InputError,
     Prediction,
@@ -17,7 +18,6 @@ from core.predict import (
     servable_run,
     servable_runs,
 )
-from core.settings import run_dir
 
 TEXTS = ["i love it, great product", "awful, broken and useless", "ok", "the service today was really " * 3]
 
@@ -68,7 +68,7 @@ def test_bf16_serving_agrees_with_fp32(make_served_run, monkeypatch: pytest.Monk
 
 
 def test_precision_choice(monkeypatch: pytest.MonkeyPatch) -> None:
-    from core.predict import inference_precision, native_bf16_cpu
+    from core.text.serving import inference_precision, native_bf16_cpu
 
     monkeypatch.delenv("PROTOLAB_INFERENCE_PRECISION", raising=False)
     assert inference_precision("cpu") == ("bf16" if native_bf16_cpu() else "fp32")
@@ -144,11 +144,11 @@ def test_servable_runs_best_macro_f1_first(make_served_run) -> None:
 
 
 def train_for_real(dataset_id: int, kind: str, **options) -> int:
-    """A run trained by a real `python -m core.worker` process (core.training writes the artifacts)."""
+    """A run trained by a real `python -m core.runs.worker` process (core.text.training writes the artifacts)."""
     import time
 
-    from core.jobs import start_run
-    from core.training import build_config
+    from core.runs.jobs import start_run
+    from core.text.training import build_config
     from db import runs as run_queries
     from db import session_scope
     from db.models import RunStatus, TaskKind

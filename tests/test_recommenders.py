@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import recommenders as rec
-from core.rec_models import RecommenderError
+from core.recs import recommenders as rec
+from core.recs.models import RecommenderError
 from db import runs as run_queries
 from db import session_scope
 from db.models import RunStatus, TaskKind
@@ -24,7 +24,7 @@ FAST = {"bpr": {"epochs": 60, "factors": 16, "batch_size": 64, "learning_rate": 
 
 def completed_run(dataset_id: int, kind: str, options: dict | None = None) -> int:
     """A run executed by the real worker code, in this process (no subprocess, so it is quick)."""
-    from core.worker import execute
+    from core.runs.worker import execute
 
     config = rec.build_config(kind, options if options is not None else FAST.get(kind, {}))
     with session_scope() as s:
@@ -140,7 +140,7 @@ def test_content_model_needs_a_catalogue() -> None:
 # --- worker runs, saving and serving ---------------------------------------------------------
 
 def test_start_run_completes_with_the_metrics_contract(interactions_dataset: int) -> None:
-    from core.jobs import start_run
+    from core.runs.jobs import start_run
 
     config = rec.build_config("bpr", {**FAST["bpr"], "epochs": 5})
     run_id = start_run(dataset_id=interactions_dataset, task=TaskKind.INTERACTIONS, model_kind="bpr", config=config)

@@ -1,4 +1,4 @@
-"""core.report: self-contained HTML (plotly inline, no external links), escaping, and a real-browser check."""
+"""core.evaluation.report: self-contained HTML (plotly inline, no external links), escaping, a real-browser check."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from conftest import sentiment_frame, sklearn_predictions, store_completed_run, store_ranking_run, with_splits
 
-from core.report import build_report
+from core.evaluation.report import build_report
 from db import runs as run_queries
 from db import session_scope
 from db.models import ReviewVerdict, TaskKind
@@ -22,7 +22,7 @@ CHROMIUM = "/usr/bin/chromium"
 
 def hostile_run() -> int:
     """A run whose dataset texts, labels, run name, config and review all carry HTML payloads."""
-    from core.storage import write_dataset
+    from core.data.storage import write_dataset
 
     frame = with_splits(sentiment_frame(120))
     frame.loc[frame.index[::5], "text"] = frame.loc[frame.index[::5], "text"] + " " + PAYLOAD + IMG_PAYLOAD
@@ -86,7 +86,7 @@ def test_recommender_report(interactions_dataset: int) -> None:
 
 
 def test_unfinished_run_is_a_clear_error(classification_dataset: int) -> None:
-    from core.evaluation import EvaluationError
+    from core.evaluation.analysis import EvaluationError
 
     with session_scope() as s:
         run_id = run_queries.create_run(s, dataset_id=classification_dataset, task=TaskKind.CLASSIFICATION,

@@ -134,7 +134,7 @@ EVIL_NAMES = ["../../etc/passwd", "..\\..\\x.csv", "/etc/shadow", "sub/../../../
 
 @pytest.mark.parametrize("filename", EVIL_NAMES)
 def test_uploaded_file_names_are_never_used_as_paths(filename: str, tmp_path: Path) -> None:
-    from core.datasets import ClassificationMapping, import_dataset, prepare_classification, read_table
+    from core.data.datasets import ClassificationMapping, import_dataset, prepare_classification, read_table
     from tests.conftest import sentiment_frame
 
     home = load_settings().home
@@ -155,7 +155,7 @@ def test_uploaded_file_names_are_never_used_as_paths(filename: str, tmp_path: Pa
 
 
 def test_dataset_files_come_from_the_id_not_the_row(classification_dataset: int, tmp_path: Path) -> None:
-    from core.storage import load_frame
+    from core.data.storage import load_frame
     from db.datasets import get_dataset
 
     decoy = tmp_path / "decoy"
@@ -179,8 +179,8 @@ def _completed_run_pointing_at(folder: Path, dataset_id: int, family: str = "tfi
 
 
 def test_a_run_row_pointing_elsewhere_is_not_followed(make_served_run, classification_dataset: int) -> None:  # noqa: ANN001
-    from core import evaluation
-    from core.predict import ArtifactError, load_classifier
+    from core.evaluation import analysis as evaluation
+    from core.text.serving import ArtifactError, load_classifier
 
     real = make_served_run("tfidf")
     assert load_classifier(real).predict(["great product"])  # the real one loads
@@ -205,7 +205,7 @@ def _pickle_bomb(marker: Path) -> bytes:
 ])
 def test_a_malicious_pickle_in_a_run_folder_is_never_executed(family: str, victim: str | None, make_served_run,  # noqa: ANN001
                                                               tmp_path: Path) -> None:
-    from core.predict import ArtifactError, load_classifier
+    from core.text.serving import ArtifactError, load_classifier
 
     marker = tmp_path / "pwned"
     bomb = _pickle_bomb(marker)
@@ -226,7 +226,7 @@ def test_a_malicious_pickle_in_a_run_folder_is_never_executed(family: str, victi
 def test_a_skops_file_with_untrusted_types_is_refused(make_served_run, tmp_path: Path) -> None:  # noqa: ANN001
     import skops.io as sio
 
-    from core.predict import ArtifactError, load_classifier
+    from core.text.serving import ArtifactError, load_classifier
 
     run_id = make_served_run("tfidf")
     path = run_dir(run_id) / "model" / "model.skops"
@@ -260,7 +260,7 @@ def test_no_code_path_unpickles_model_files() -> None:
 # --- user text rendered as HTML is escaped --------------------------------------------------------
 
 def test_explanations_escape_every_word() -> None:
-    from core.explain import render_explanation_html
+    from core.text.explain import render_explanation_html
 
     html = render_explanation_html([SCRIPT, IMG, "fine", '"onmouseover="alert(2)'], [0.5, -0.3, 0.0, 0.1])
     assert "<script" not in html and "<img" not in html
@@ -271,8 +271,8 @@ def test_explanations_escape_every_word() -> None:
 def test_reports_escape_names_texts_labels_configs_and_comments() -> None:
     import numpy as np
 
-    from core.report import build_report
-    from core.storage import write_dataset
+    from core.data.storage import write_dataset
+    from core.evaluation.report import build_report
     from db.models import ReviewVerdict
     from tests.conftest import sentiment_frame, store_completed_run, with_splits
 
@@ -318,7 +318,7 @@ def test_exported_cells_never_start_a_formula(cells: list[str]) -> None:
     import csv
     import io
 
-    from core.exports import to_safe_csv
+    from core.data.spreadsheet import to_safe_csv
 
     frame = pd.DataFrame({"=HYPERLINK(\"http://x\")": cells, "n": range(len(cells))})
     text = to_safe_csv(frame).decode("utf-8-sig")
@@ -332,7 +332,7 @@ def test_exported_cells_never_start_a_formula(cells: list[str]) -> None:
 
 def test_a_line_break_inside_a_cell_cannot_start_a_formula_on_a_new_row() -> None:
     # Spreadsheets split rows on a bare CR too: an unquoted "x\r=cmd" cell becomes a row starting "=cmd".
-    from core.exports import to_safe_csv
+    from core.data.spreadsheet import to_safe_csv
 
     text = to_safe_csv(pd.DataFrame({"text": ["x\r=1+2", "y\n+SUM(1)", "ok"]}))
     text = text.decode("utf-8-sig")
@@ -351,8 +351,8 @@ def test_a_line_break_inside_a_cell_cannot_start_a_formula_on_a_new_row() -> Non
 
 
 def test_batch_scoring_results_are_formula_safe(make_served_run) -> None:  # noqa: ANN001
-    from core import batch_scoring
-    from core.predict import load_classifier
+    from core.text import batch_scoring
+    from core.text.serving import load_classifier
 
     frame = pd.DataFrame({"text": ["=cmd|' /C calc'!A0", "+SUM(1,2)", "@evil", "-2+3", "great product"]})
     classifier = load_classifier(make_served_run("tfidf"))
@@ -397,7 +397,7 @@ def test_cli_database_errors_are_one_line() -> None:
 def test_worker_logs_never_hold_the_password(tmp_path: Path) -> None:
     url = f"postgresql+psycopg://team:{SECRET}@127.0.0.1:{_closed_port()}/protolab"
     env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "core.worker", "1"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "core.runs.worker", "1"], capture_output=True, text=True,
                           env=env, cwd=ROOT, timeout=120)
     assert proc.returncode != 0
     assert SECRET not in proc.stdout + proc.stderr
@@ -428,7 +428,7 @@ CSV_BITS = st.sampled_from(["text,label\n", "a;b;c\n", "\"", ",", "\n", "\r\n", 
 @given(data=st.one_of(st.binary(max_size=400), st.lists(CSV_BITS, max_size=30).map(lambda p: "".join(p).encode())),
        filename=st.sampled_from(["data.csv", "data.tsv", "x.json", "x.xlsx", "x.zip", "x.gz", "../../x.csv", ""]))
 def test_dataset_upload_parser_only_raises_user_errors(data: bytes, filename: str) -> None:
-    from core.datasets import read_table
+    from core.data.datasets import read_table
     from core.errors import ProtolabError
 
     try:
@@ -444,8 +444,8 @@ def test_dataset_upload_parser_only_raises_user_errors(data: bytes, filename: st
        filename=st.sampled_from(["batch.csv", "batch.txt", "b.xlsx", "b.json", "b.parquet", "../b.csv"]),
        column=st.one_of(st.none(), st.sampled_from(["text", "a", "", "label", "0"])))
 def test_batch_scoring_parser_only_raises_user_errors(data: bytes, filename: str, column: str | None) -> None:
-    from core import batch_scoring
     from core.errors import ProtolabError
+    from core.text import batch_scoring
 
     try:
         frame = batch_scoring.read_upload(data, filename)
@@ -465,7 +465,8 @@ CLI_WORDS = st.sampled_from(["runs", "list", "show", "cancel", "resume", "rm", "
 @given(argv=st.lists(st.one_of(CLI_WORDS, st.text(max_size=8)), max_size=6))
 def test_cli_never_crashes_on_random_arguments(argv: list[str], capsys: pytest.CaptureFixture[str],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from core import cli, jobs
+    from core import cli
+    from core.runs import jobs
 
     # Nothing random may start a real worker (a valid `train` on an empty database fails anyway).
     monkeypatch.setattr(jobs, "launch_worker", lambda *a, **k: pytest.fail("a worker was launched"))
@@ -487,7 +488,7 @@ def test_cli_never_crashes_on_random_arguments(argv: list[str], capsys: pytest.C
 
 def test_report_json_for_config_is_plain() -> None:
     # The report's config table shows repr() of nested values; make sure it cannot smuggle markup.
-    from core.report import _dict_table
+    from core.evaluation.report import _dict_table
 
     html = _dict_table({"nested": {"k": SCRIPT}, "list": [IMG]})
     assert "<script" not in html and "<img" not in html

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from core.metrics import classification_report
-from core.pretrained import load_tokenizer, resolve_model_path
-from core.text_models import LSTMConfig, LSTMLoadError, build_lstm, load_lstm, save_lstm
+from core.evaluation.metrics import classification_report
+from core.text.lstm import LSTMConfig, LSTMLoadError, build_lstm, load_lstm, save_lstm
+from core.text.pretrained import load_tokenizer, resolve_model_path
 from tests.conftest import sentiment_frame, with_splits
 
 SMALL = LSTMConfig(embed_dim=32, hidden_dim=32, dropout=0.0)

@@ -16,8 +16,8 @@ import pytest
 import torch
 from torch import nn
 
-from core.batching import TokenBatches, bucketed_order
-from core.training import (
+from core.text.batching import TokenBatches, bucketed_order
+from core.text.training import (
     TrainConfig,
     TrainingError,
     build_config,
@@ -72,7 +72,7 @@ class RecordingContext:
         return self.stop_after_progress is not None and steps >= self.stop_after_progress
 
     def raise_if_cancelled(self) -> None:
-        from core.worker import RunCancelled
+        from core.runs.worker import RunCancelled
 
         if self.cancelled or self.should_stop():
             raise RunCancelled()
@@ -302,14 +302,14 @@ def test_lstm_learns(tmp_path: Path, classification_dataset: int) -> None:
     check_artifacts(ctx, metrics, "lstm")
     assert metrics["reports"]["validation"]["macro_f1"] > 0.8
 
-    from core.text_models import load_lstm
+    from core.text.lstm import load_lstm
 
     model, _ = load_lstm(ctx.artifact_dir / "model")
     assert model.labels == ["negative", "positive"]
 
 
 def test_cancel_in_process_raises_run_cancelled(tmp_path: Path, classification_dataset: int) -> None:
-    from core.worker import RunCancelled
+    from core.runs.worker import RunCancelled
 
     ctx = make_ctx(tmp_path, classification_dataset, "lstm", epochs=3, batch_size=8, max_length=32, device="cpu",
                    init_embeddings=False)
@@ -322,7 +322,7 @@ def test_cancel_in_process_raises_run_cancelled(tmp_path: Path, classification_d
 # --- pre-flight estimate ---------------------------------------------------------------------------
 
 def test_estimate_run_measures_a_probe(classification_dataset: int) -> None:
-    from core.training import estimate_run
+    from core.text.training import estimate_run
 
     options = {"batch_size": 8, "max_length": 32, "device": "cpu", "init_embeddings": False}
     short = estimate_run(classification_dataset, "lstm", {**options, "epochs": 1})

@@ -1,6 +1,6 @@
 """Classification runs through real worker processes: completion, cancel, a killed worker, resume, and DDP (gloo).
 
-Each test starts `python -m core.worker` (or torchrun) on tiny generated data and polls the database.
+Each test starts `python -m core.runs.worker` (or torchrun) on tiny generated data and polls the database.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core.jobs import cancel_run, reap_dead_runs, resume_run, start_run
+from core.runs.jobs import cancel_run, reap_dead_runs, resume_run, start_run
 from core.settings import run_dir
-from core.training import build_config
+from core.text.training import build_config
 from db import runs as run_queries
 from db import session_scope
 from db.models import RunStatus, TaskKind
@@ -106,7 +106,7 @@ def test_cancel_stops_a_running_run_quickly(classification_dataset: int) -> None
 
 
 def test_killed_worker_is_marked_failed(classification_dataset: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("core.jobs.STALE_AFTER_S", 5.0)
+    monkeypatch.setattr("core.runs.jobs.STALE_AFTER_S", 5.0)
     run_id = long_lstm_run(classification_dataset)
     row = wait_until(run_id, lambda r: "step" in (r["status_text"] or ""), timeout=120)
     os.kill(row["pid"], signal.SIGKILL)
@@ -142,7 +142,7 @@ def test_ddp_with_two_gloo_processes_matches_one_process(classification_dataset:
     single_row = wait_until(single, finished, timeout=180)
     assert single_row["status"] == RunStatus.COMPLETED, single_row["error"]
 
-    # The product's own path: core.jobs launches `torchrun --nproc_per_node 2 -m core.worker RUN_ID`.
+    # The product's own path: core.runs.jobs launches `torchrun --nproc_per_node 2 -m core.runs.worker RUN_ID`.
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     ddp = start_run(dataset_id=classification_dataset, task=TaskKind.CLASSIFICATION, model_kind="lstm",
                     config=build_config("lstm", {**options, "batch_size": 8, "gpus": 2}), gpus=2)

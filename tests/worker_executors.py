@@ -1,11 +1,11 @@
-"""Executors used by tests of the worker's state machine (the real ones live in core.training/recommenders)."""
+"""Executors used by tests of the worker's state machine (the real ones live in core.text.training/recommenders)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from core.errors import ProtolabError
-from core.worker import RunContext
+from core.runs.worker import RunContext
 
 
 def counting_executor(ctx: RunContext) -> dict[str, Any]:

@@ -23,7 +23,7 @@ STATUS_CHIPS = {
 def _migrated(url: str) -> bool:
     """Once per server process and database: migrate, and start the dead-worker watchdog so a killed
     run is marked failed within seconds even when nobody has a page open."""
-    from core.jobs import start_watchdog
+    from core.runs.jobs import start_watchdog
     from db import init_db
 
     init_db(url)

@@ -1,6 +1,6 @@
 """Streamlit sections of the Evaluate page: one run, error analysis, comparison, reviews, downloads.
 
-The page picks what to show; these functions draw it from core.evaluation and the stored run
+The page picks what to show; these functions draw it from core.evaluation.analysis and the stored run
 metrics. Curves and calibration are cached per run id + prediction-file mtime.
 """
 
@@ -11,9 +11,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core import evaluation as ev
 from core.charts import evaluation as charts
 from core.errors import ProtolabError
+from core.evaluation import analysis as ev
 from db import runs as run_queries
 from db import session_scope
 from db.models import ReviewVerdict, RunStatus
@@ -308,7 +308,7 @@ def review_panel(run_ids: list[int], key_prefix: str) -> None:
 
 
 def downloads(run_ids: list[int], split: str) -> None:
-    from core.report import build_report
+    from core.evaluation.report import build_report
 
     left, right = st.columns(2)
     left.download_button("Download report (HTML)", data=lambda: build_report(run_ids, split),

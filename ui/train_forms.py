@@ -1,17 +1,19 @@
 """The Train page's two forms: a classifier for labelled texts, a recommender for interactions.
 
 Each reads its widgets, validates through core (build_config) and starts a background run with
-core.jobs; the page around them shows the live run. No training happens in the Streamlit thread.
+core.runs.jobs; the page around them shows the live run. No training happens in the Streamlit thread.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from core import jobs, recommenders, training
-from core.device import describe_compute
 from core.errors import ProtolabError
-from core.pretrained import DEFAULT_MODEL_ID, WELL_KNOWN_MODELS
+from core.recs import recommenders
+from core.runs import jobs
+from core.runs.device import describe_compute
+from core.text import training
+from core.text.pretrained import DEFAULT_MODEL_ID, WELL_KNOWN_MODELS
 from db.models import TaskKind
 from ui.common import format_duration
 

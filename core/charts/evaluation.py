@@ -1,6 +1,6 @@
 """Plotly figures for the Evaluate page and the HTML report: pure functions of stored numbers.
 
-No I/O here: callers pass reports, curves and metric frames from core.evaluation.
+No I/O here: callers pass reports, curves and metric frames from core.evaluation.analysis.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.evaluation import Calibration, Curve
+from core.evaluation.analysis import Calibration, Curve
 
 PRF = (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1"))
 

@@ -12,7 +12,7 @@ from core.cli import CliError, print_json
 
 
 def _add(args: argparse.Namespace) -> int:
-    from core import datasets as ds
+    from core.data import datasets as ds
     from db import session_scope
 
     table = ds.read_table(args.path)
@@ -60,7 +60,7 @@ def _optional(given: str | None, guessed: str | None) -> str | None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from core.datasets import summarize
+    from core.data.datasets import summarize
     from db import datasets as dataset_queries
     from db import session_scope
 
@@ -90,7 +90,7 @@ def _find(s: Any, name: str) -> Any:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from core.datasets import summarize
+    from core.data.datasets import summarize
     from db import session_scope
 
     with session_scope() as s:
@@ -107,7 +107,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _rm(args: argparse.Namespace) -> int:
-    from core.datasets import delete_dataset, runs_to_delete
+    from core.data.datasets import delete_dataset, runs_to_delete
     from db import session_scope
 
     with session_scope() as s:
@@ -122,8 +122,8 @@ def _rm(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from core.datasets import summarize
-    from core.demo_data import load_demo_dataset
+    from core.data.datasets import summarize
+    from core.data.demo import load_demo_dataset
 
     summary = summarize(load_demo_dataset(args.demo))
     if args.json:

@@ -12,8 +12,8 @@ from typing import Any
 
 def evaluation_summary(run_id: int, split: str = "test") -> dict[str, Any]:
     """The JSON shape printed by `protolab eval`."""
-    from core import evaluation as ev
-    from core.metrics import HEADLINE_KEYS
+    from core.evaluation import analysis as ev
+    from core.evaluation.metrics import HEADLINE_KEYS
     from db import runs as run_queries
     from db import session_scope
 

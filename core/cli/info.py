@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from core import __version__
-from core.device import describe_compute
+from core.runs.device import describe_compute
 from core.settings import load_settings, redact_url
 
 

@@ -13,7 +13,7 @@ from core.cli import CliError, print_json
 
 
 def _texts(args: argparse.Namespace) -> int:
-    from core.predict import InputError, clean_text, load_classifier, servable_run
+    from core.text.serving import InputError, clean_text, load_classifier, servable_run
 
     servable_run(args.run)
     try:
@@ -35,8 +35,8 @@ def _texts(args: argparse.Namespace) -> int:
 
 
 def _file(args: argparse.Namespace) -> int:
-    from core.batch_scoring import read_upload, results_csv, score_frame
-    from core.predict import load_classifier, servable_run
+    from core.text.batch_scoring import read_upload, results_csv, score_frame
+    from core.text.serving import load_classifier, servable_run
 
     path = Path(args.file)
     frame = read_upload(path, path.name)  # read errors ("no such file", ...) come back as one-line user errors

@@ -9,8 +9,8 @@ from core.cli import CliError, print_json
 
 
 def _run(args: argparse.Namespace) -> int:
-    from core.jobs import completed_run
-    from core.recommenders import load_recommender
+    from core.recs.recommenders import load_recommender
+    from core.runs.jobs import completed_run
     from db import session_scope
     from db.models import TaskKind
 

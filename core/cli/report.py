@@ -11,7 +11,7 @@ from pathlib import Path
 
 def _run(args: argparse.Namespace) -> int:
     from core.cli import CliError
-    from core.report import build_report
+    from core.evaluation.report import build_report
 
     page = build_report(args.run_ids, split=args.split)
     out = Path(args.output)

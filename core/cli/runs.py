@@ -23,7 +23,7 @@ def run_summary(run: Run) -> dict[str, Any]:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from core.jobs import reap_dead_runs
+    from core.runs.jobs import reap_dead_runs
     from db import runs as run_queries
     from db import session_scope
 
@@ -54,7 +54,7 @@ def _score_text(metrics: dict[str, Any]) -> str:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from core.jobs import reap_dead_runs
+    from core.runs.jobs import reap_dead_runs
     from db import runs as run_queries
     from db import session_scope
 
@@ -73,7 +73,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    from core.jobs import cancel_run
+    from core.runs.jobs import cancel_run
 
     status = cancel_run(args.run_id)
     print(f"run {args.run_id}: {'cancelled' if status.value == 'cancelled' else 'cancel requested'}")
@@ -81,7 +81,7 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from core.jobs import resume_run
+    from core.runs.jobs import resume_run
 
     resume_run(args.run_id)
     print(f"run {args.run_id}: queued to resume from its last checkpoint")

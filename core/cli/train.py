@@ -21,16 +21,16 @@ def build_run_config(model: str, options: dict[str, Any]) -> tuple[Any, dict[str
     from db.models import TaskKind
 
     if model in CLASSIFIERS:
-        from core.training import build_config
+        from core.text.training import build_config
 
         return TaskKind.CLASSIFICATION, build_config(model, options)
-    from core.recommenders import build_config as build_recommender_config
+    from core.recs.recommenders import build_config as build_recommender_config
 
     return TaskKind.INTERACTIONS, build_recommender_config(model, options)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from core.jobs import start_run
+    from core.runs.jobs import start_run
     from db import datasets as dataset_queries
     from db import session_scope
 
@@ -68,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
 def wait_for_run(run_id: int, *, quiet: bool = False, poll_s: float = 0.5) -> dict[str, Any]:
     """Poll the run until it finishes, drawing a progress bar on stderr; returns its summary."""
     from core.cli.runs import run_summary
-    from core.jobs import reap_dead_runs
+    from core.runs.jobs import reap_dead_runs
     from db import runs as run_queries
     from db import session_scope
 

@@ -21,10 +21,10 @@ from tests.test_faults import _spawn, _status, _wait_until
 
 pytestmark = pytest.mark.e2e
 
-# Starts one run the way a page does (core.jobs.start_run), with a ~15 s executor, then idles like a server.
+# Starts one run the way a page does (core.runs.jobs.start_run), with a ~15 s executor, then idles like a server.
 LAUNCHER = (
     "import sys, time\n"
-    "from core import jobs\n"
+    "from core.runs import jobs\n"
     "from db.models import TaskKind\n"
     "from tests.test_faults import WORKER_SCRIPT\n"
     "jobs.worker_command = lambda run_id, gpus=1: [sys.executable, '-c', WORKER_SCRIPT, str(run_id),\n"

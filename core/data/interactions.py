@@ -1,6 +1,6 @@
 """Interaction datasets: validate, de-duplicate and split user-item events, plus their item catalogue.
 
-Called through core.datasets.prepare_interactions; shares its types, helpers and DatasetError.
+Called through core.data.datasets.prepare_interactions; shares its types, helpers and DatasetError.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.datasets import (
+from core.data.datasets import (
     CatalogueMapping,
     DatasetError,
     InteractionsMapping,

@@ -1,6 +1,6 @@
 """Writes the built-in demo files (reviews.csv, interactions.csv, items.csv) deterministically.
 
-Run `python -m core.demo_data.generate` after editing the fragments; the CSVs are committed.
+Run `python -m core.data.demo.generate` after editing the fragments; the CSVs are committed.
 """
 
 from __future__ import annotations

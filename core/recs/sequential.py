@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from core.rec_models import EpochCallback, UserBatch
+from core.recs.models import EpochCallback, UserBatch
 
 
 def _build_net(n_items: int, hidden: int, dropout: float):

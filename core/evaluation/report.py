@@ -14,8 +14,8 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from core import evaluation as ev
 from core.charts import evaluation as charts
+from core.evaluation import analysis as ev
 from db.models import Run
 
 SAMPLE_ROWS = 25

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.datasets import (
+from core.data.datasets import (
     CatalogueMapping,
     ClassificationMapping,
     DatasetError,

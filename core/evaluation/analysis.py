@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import ProtolabError
-from core.metrics import HEADLINE_KEYS
+from core.evaluation.metrics import HEADLINE_KEYS
 from core.settings import run_dir
 from db.models import Dataset, MetricPoint, Run, RunStatus, TaskKind
 
@@ -111,7 +111,7 @@ def is_ranking(run: Any) -> bool:
 
 def predictions_csv(run_id: int, split: str) -> bytes:
     """The split's predictions as a spreadsheet-safe CSV (no cell can start a formula)."""
-    from core.exports import to_safe_csv
+    from core.data.spreadsheet import to_safe_csv
 
     frame = load_predictions(run_id, split).drop(columns=["proba"], errors="ignore")
     frame = frame.assign(correct=frame["label"] == frame["pred"])
@@ -464,7 +464,7 @@ def create_dataset_version(parent_dataset_id: int, changes: Sequence[dict[str, A
     a change applies to every row of that split with that text and label. The new row links to
     its parent and lists the changes.
     """
-    from core.storage import load_frame, write_dataset
+    from core.data.storage import load_frame, write_dataset
     from db import datasets as dataset_queries
     from db import session_scope
 
@@ -537,7 +537,7 @@ def _free_name(s: Any, base: str) -> str:
 
 def retrain(run_id: int, dataset_id: int) -> int:
     """Start a run with the same model and configuration on another dataset (version); its id."""
-    from core.jobs import start_run
+    from core.runs.jobs import start_run
     from db import runs as run_queries
     from db import session_scope
 

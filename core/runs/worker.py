@@ -1,8 +1,8 @@
-"""The background worker: `python -m core.worker RUN_ID` runs one run and reports to the database.
+"""The background worker: `python -m core.runs.worker RUN_ID` runs one run and reports to the database.
 
 It waits its turn in the per-device queue, then hands a RunContext to the
-task's executor (classification → core.training, interactions →
-core.recommenders). Progress, metric points and a heartbeat go to the
+task's executor (classification → core.text.training, interactions →
+core.recs.recommenders). Progress, metric points and a heartbeat go to the
 database; the worker itself never touches the UI. Under torchrun only rank 0
 writes.
 """
@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.device import describe_compute
 from core.errors import ProtolabError
-from core.jobs import HEARTBEAT_INTERVAL_S, disk_error_text, reap_dead_runs
+from core.runs.device import describe_compute
+from core.runs.jobs import HEARTBEAT_INTERVAL_S, disk_error_text, reap_dead_runs
 from core.settings import run_dir
 from db import runs as run_queries
 from db import session_scope, with_retry
@@ -33,8 +33,8 @@ from db.models import Dataset, Run, RunStatus, TaskKind, utcnow
 
 # Executors by task: "module:function", each taking a RunContext and returning final metrics.
 EXECUTORS = {
-    TaskKind.CLASSIFICATION: "core.training:execute_run",
-    TaskKind.INTERACTIONS: "core.recommenders:execute_run",
+    TaskKind.CLASSIFICATION: "core.text.training:execute_run",
+    TaskKind.INTERACTIONS: "core.recs.recommenders:execute_run",
 }
 QUEUE_POLL_S = 1.0
 PROGRESS_EVERY_S = 0.5
@@ -324,15 +324,15 @@ def _finish_stopped(ctx: RunContext, status: RunStatus, text: str, error: str | 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or not args[0].isdigit():
-        print("usage: python -m core.worker RUN_ID", file=sys.stderr)
+        print("usage: python -m core.runs.worker RUN_ID", file=sys.stderr)
         return 2
     status = execute(int(args[0]))
     return 0 if status in (RunStatus.COMPLETED, RunStatus.CANCELLED) else 1
 
 
 if __name__ == "__main__":
-    # Run the importable module, not this __main__ copy: executors import core.worker, and its
+    # Run the importable module, not this __main__ copy: executors import core.runs.worker, and its
     # RunCancelled must be the class that execute() catches.
-    from core.worker import main as worker_main
+    from core.runs.worker import main as worker_main
 
     sys.exit(worker_main())

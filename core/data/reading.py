@@ -1,6 +1,6 @@
 """Turning uploaded bytes into a table: format sniffing, decompression and encoding detection.
 
-Used through `core.datasets.read_table`; every failure becomes a DatasetError naming the file.
+Used through `core.data.datasets.read_table`; every failure becomes a DatasetError naming the file.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from core.datasets import DatasetError, ParsedTable
+from core.data.datasets import DatasetError, ParsedTable
 
 MAX_DECOMPRESSED_BYTES = 2 * 1024**3  # a zip bomb stops here instead of filling memory
 SNIFF_CHARS = 64 * 1024

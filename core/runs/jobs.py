@@ -1,7 +1,7 @@
 """Starting, cancelling and watching background runs.
 
-A run is a database row plus a worker process (`python -m core.worker RUN_ID`,
-or `torchrun ... -m core.worker RUN_ID` for several GPUs). Pages and the CLI
+A run is a database row plus a worker process (`python -m core.runs.worker RUN_ID`,
+or `torchrun ... -m core.runs.worker RUN_ID` for several GPUs). Pages and the CLI
 only talk to the database; a worker that dies is noticed here by its missing
 process or its stale heartbeat and marked failed with the reason.
 """
@@ -58,8 +58,8 @@ def start_run(
 def worker_command(run_id: int, gpus: int = 1) -> list[str]:
     if gpus > 1:
         return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                f"--nproc_per_node={int(gpus)}", "-m", "core.worker", str(int(run_id))]
-    return [sys.executable, "-m", "core.worker", str(int(run_id))]
+                f"--nproc_per_node={int(gpus)}", "-m", "core.runs.worker", str(int(run_id))]
+    return [sys.executable, "-m", "core.runs.worker", str(int(run_id))]
 
 
 def launch_worker(run_id: int, gpus: int = 1) -> int:
@@ -70,7 +70,7 @@ def launch_worker(run_id: int, gpus: int = 1) -> int:
     env["PROTOLAB_HOME"] = str(settings.home)
     env["DATABASE_URL"] = settings.database_url
     # The worker imports core/ and db/ from the project root, wherever it is launched from.
-    project_root = str(Path(__file__).resolve().parent.parent)
+    project_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (project_root, env.get("PYTHONPATH")) if p)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -256,7 +256,7 @@ def _worker_alive(pid: int) -> bool:
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
     # A recycled pid that now belongs to some other program is not our worker.
-    return "core.worker" in cmdline
+    return "core.runs.worker" in cmdline
 
 
 def completed_run(s, run_id: int, task: TaskKind, use: str) -> Run:  # noqa: ANN001

@@ -248,7 +248,7 @@ def load_classifier(run_id: int, device: str = "auto") -> TextClassifier:
         raise ArtifactError(f"run {run_id} has no saved model (expected {model_folder})")
     try:
         if meta.family == "tfidf":
-            from core.baseline import load_tfidf
+            from core.text.tfidf import load_tfidf
 
             return TfidfClassifier(load_tfidf(model_folder), meta.max_length)
         return _load_token_classifier(model_folder, meta, device)
@@ -262,13 +262,13 @@ def load_classifier(run_id: int, device: str = "auto") -> TextClassifier:
 
 
 def _load_token_classifier(folder: Path, meta: RunMeta, device: str) -> TokenClassifier:
-    from core.device import resolve_device
+    from core.runs.device import resolve_device
 
     configure_torch_threads()
     device = resolve_device("auto" if device == "auto" else device)
     precision = "fp32"  # the LSTM stays in fp32 (small and already fast; bf16 LSTM kernels not measured)
     if meta.family == "lstm":
-        from core.text_models import load_lstm
+        from core.text.lstm import load_lstm
 
         model, tokenizer = load_lstm(folder, device)
         labels = [str(x) for x in (model.labels or meta.labels)]
@@ -354,7 +354,7 @@ def servable_runs() -> list[ServableRun]:
 
 def servable_run(run_id: int) -> ServableRun:
     """One run that the demo or CLI can serve, or a ProtolabError saying why not."""
-    from core.jobs import completed_run
+    from core.runs.jobs import completed_run
     from db import session_scope
     from db.models import TaskKind
 

@@ -1,6 +1,6 @@
 """Training classifiers: configs, the explicit loop shared by the Transformer and the LSTM, and the run executor.
 
-`execute_run` (called by core.worker) loads a dataset's splits, trains one family, saves the model,
+`execute_run` (called by core.runs.worker) loads a dataset's splits, trains one family, saves the model,
 the predictions and the metrics; `train_classifier` is the loop itself, usable from tests and benchmarks.
 """
 
@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import distributed
-from core.batching import TokenBatches, encode_texts
 from core.errors import ProtolabError
+from core.runs import distributed
+from core.text.batching import TokenBatches, encode_texts
 
 FAMILIES = ("transformer", "lstm", "tfidf")
 # 1e-4 for the Transformer, not BERT-base's usual 5e-5: MiniLM-L6 with a fresh head learns little in the
@@ -190,7 +190,7 @@ def train_classifier(
     `checkpoint_dir` gets a resumable checkpoint after every epoch; `resume_dir` continues from one.
     CUDA out-of-memory halves the batch and doubles accumulation (same effective batch) until batch 1.
     """
-    from core.device import resolve_device
+    from core.runs.device import resolve_device
 
     device = device or _resolve(cfg.device, resolve_device)
     loop = _Loop(model, train_batches, val_batches, cfg, device, on_step, on_epoch, should_stop, checkpoint_dir)
@@ -486,7 +486,7 @@ def _cpu_bf16() -> bool:
         return forced == "bf16"
     if CPU_BF16 is not None:
         return CPU_BF16
-    from core.predict import native_bf16_cpu  # emulated bf16 is slower than fp32, so only where native
+    from core.text.serving import native_bf16_cpu  # emulated bf16 is slower than fp32, so only where native
 
     return native_bf16_cpu()
 
@@ -542,7 +542,7 @@ def format_eta(seconds: float) -> str:
 # --- the run executor ------------------------------------------------------------------------------
 
 def execute_run(ctx: Any) -> dict[str, Any]:
-    """Train one classification run for core.worker: load splits, train, save model/predictions, return metrics."""
+    """Train one classification run for core.runs.worker: load splits, train, save model/predictions, return metrics."""
     cfg = config_from_dict(ctx.config)
     if ctx.model_kind not in FAMILIES:
         raise TrainingError(f"unknown classification model {ctx.model_kind!r}")
@@ -556,7 +556,7 @@ def execute_run(ctx: Any) -> dict[str, Any]:
 
 def load_splits(dataset: Any, seed: int = 42) -> dict[str, pd.DataFrame]:
     """train/validation/test frames (text, label as str); a missing validation split is cut from train."""
-    from core.storage import load_split
+    from core.data.storage import load_split
 
     frames = {}
     for split in ("train", "validation", "test"):
@@ -584,7 +584,7 @@ def label_order(splits: dict[str, pd.DataFrame]) -> list[str]:
 
 
 def _execute_tfidf(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame], labels: list[str]) -> dict:
-    from core.baseline import TfidfConfig, save_tfidf, train_tfidf
+    from core.text.tfidf import TfidfConfig, save_tfidf, train_tfidf
 
     ctx.set_device("cpu")
     ctx.progress(0.1, "fitting TF-IDF + logistic regression", force=True)
@@ -616,7 +616,7 @@ def _execute_tfidf(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame], 
 
 
 def _execute_neural(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame], labels: list[str]) -> dict:
-    from core.device import resolve_device
+    from core.runs.device import resolve_device
 
     world = distributed.current_world()
     device = _resolve(cfg.device, resolve_device)
@@ -678,8 +678,8 @@ def _comm(device: str) -> str:
 
 
 def _stop_if_cancelled(ctx: Any, force: bool = False) -> None:
-    # Raised through the context: under `python -m core.worker` the worker's RunCancelled lives in
-    # __main__, so a class imported from core.worker here would not be the one it catches.
+    # Raised through the context: under `python -m core.runs.worker` the worker's RunCancelled lives in
+    # __main__, so a class imported from core.runs.worker here would not be the one it catches.
     if force:
         ctx.cancelled = True
     ctx.raise_if_cancelled()
@@ -687,12 +687,12 @@ def _stop_if_cancelled(ctx: Any, force: bool = False) -> None:
 
 def build_model(family: str, cfg: TrainConfig, labels: Sequence[str]) -> tuple[Any, Any]:
     """(model, tokenizer) for a neural family, with fresh classification head(s) for `labels`."""
-    from core.pretrained import ModelNotAvailable, load_tokenizer, resolve_model_path
+    from core.text.pretrained import ModelNotAvailable, load_tokenizer, resolve_model_path
 
     tokenizer = load_tokenizer(cfg.model_id)
     source = resolve_model_path(cfg.model_id)
     if family == "lstm":
-        from core.text_models import LSTMConfig, build_lstm
+        from core.text.lstm import LSTMConfig, build_lstm
 
         model = build_lstm(len(tokenizer), len(labels), tokenizer.pad_token_id or 0, LSTMConfig(),
                            init_embeddings_from=source if cfg.init_embeddings else None)
@@ -720,7 +720,7 @@ def save_model(family: str, model: Any, tokenizer: Any, labels: Sequence[str], f
     """Save into the run's model folder in the family's reloadable form (safetensors, no pickle)."""
     folder.mkdir(parents=True, exist_ok=True)
     if family == "lstm":
-        from core.text_models import save_lstm
+        from core.text.lstm import save_lstm
 
         model.labels = list(labels)
         save_lstm(model, folder, tokenizer, labels=list(labels))
@@ -735,7 +735,7 @@ def _finish(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame], labels:
             probas: dict[str, np.ndarray], *, best_epoch: int, samples_per_s: float, train_time_s: float,
             device: str) -> dict[str, Any]:
     """Write meta.json and the prediction files; return the run's final metrics."""
-    from core.metrics import classification_report, headline
+    from core.evaluation.metrics import classification_report, headline
 
     reports = {}
     folder = ctx.artifact_dir / PREDICTIONS_DIR
@@ -789,7 +789,7 @@ GPU_MEMORY_HEADROOM = 0.9  # warn above this share of the card's memory
 
 def estimate_run(dataset_id: int, model_kind: str, config: dict[str, Any]) -> Estimate:
     """Time (and, on CUDA, peak memory) of a run, from a short measured probe on a sample of its data."""
-    from core.storage import load_split
+    from core.data.storage import load_split
     from db import datasets as dataset_queries
     from db import session_scope
 
@@ -810,7 +810,7 @@ def estimate_run(dataset_id: int, model_kind: str, config: dict[str, Any]) -> Es
 
 
 def _estimate_tfidf(train: pd.DataFrame, cfg: TrainConfig, n_train: int) -> Estimate:
-    from core.baseline import TfidfConfig, train_tfidf
+    from core.text.tfidf import TfidfConfig, train_tfidf
 
     sample = train.sample(n=min(n_train, 2000), random_state=cfg.seed)
     if sample["label"].astype(str).nunique() < 2:
@@ -826,7 +826,7 @@ def _estimate_tfidf(train: pd.DataFrame, cfg: TrainConfig, n_train: int) -> Esti
 def _estimate_neural(train: pd.DataFrame, cfg: TrainConfig, family: str, n_train: int, n_eval: int) -> Estimate:
     import torch
 
-    from core.device import resolve_device
+    from core.runs.device import resolve_device
 
     device = _resolve(cfg.device, resolve_device)
     labels = sorted(set(train["label"].astype(str)))

@@ -249,7 +249,7 @@ def embed_texts(texts: list[str], model_id: str | None, device: str) -> np.ndarr
     """Mean-pooled, L2-normalised sentence embeddings (bundled MiniLM by default; never downloads it)."""
     from sentence_transformers import SentenceTransformer
 
-    from core.pretrained import resolve_model_path
+    from core.text.pretrained import resolve_model_path
 
     model = SentenceTransformer(resolve_model_path(model_id), device=device)
     return model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,

@@ -137,7 +137,7 @@ class PreparedDataset:
 
 def read_table(source: bytes | str | Path, filename: str | None = None) -> ParsedTable:
     """Parse an upload (bytes, or a path given on the CLI) into a table, or raise DatasetError."""
-    from core.uploads import parse_upload
+    from core.data.reading import parse_upload
 
     if isinstance(source, (str, Path)):
         path = Path(source)
@@ -433,7 +433,7 @@ def prepare_interactions(table: ParsedTable, mapping: InteractionsMapping, split
                          items: ParsedTable | None = None,
                          items_mapping: CatalogueMapping | None = None) -> PreparedDataset:
     """Validate and clean user/item interactions (plus an optional catalogue), then split per user."""
-    from core.interactions import prepare_interactions as prepare
+    from core.data.interactions import prepare_interactions as prepare
 
     return prepare(table, mapping, split, items, items_mapping)
 
@@ -457,8 +457,8 @@ def find_same_content(s: Session, prepared: PreparedDataset) -> Dataset | None:
 
 
 def import_dataset(s: Session, prepared: PreparedDataset, *, name: str, allow_duplicate: bool = False) -> Dataset:
-    """Store a prepared dataset through core.storage (all-or-nothing) in the caller's transaction."""
-    from core.storage import write_dataset
+    """Store a prepared dataset through core.data.storage (all-or-nothing) in the caller's transaction."""
+    from core.data.storage import write_dataset
     from db import datasets as dataset_queries
 
     name = check_name(name)
@@ -496,7 +496,7 @@ def runs_to_delete(s: Session, dataset_id: int) -> list[int]:
 def delete_dataset(dataset_id: int) -> list[int]:
     """Delete a dataset, its runs and their files; refuses while one of its runs is active. Returns run ids."""
     from core.settings import run_dir
-    from core.storage import delete_dataset_files
+    from core.data.storage import delete_dataset_files
     from db import datasets as dataset_queries
     from db import session_scope
 

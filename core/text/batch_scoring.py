@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.data.spreadsheet import to_safe_csv
 from core.errors import ProtolabError
-from core.exports import to_safe_csv
-from core.predict import TextClassifier
+from core.text.serving import TextClassifier
 
 MAX_ROWS = 200_000  # beyond this the demo is the wrong tool: train/evaluate handles whole datasets
 CHUNK_ROWS = 512  # rows per progress step; the classifier buckets by length inside each chunk
@@ -39,7 +39,7 @@ class BatchResult:
 
 def read_upload(data: bytes | Path, filename: str) -> pd.DataFrame:
     """CSV/TSV/Excel/JSON/Parquet bytes (or a file the CLI was given) as a frame, or BatchInputError."""
-    from core.datasets import DatasetError, read_table
+    from core.data.datasets import DatasetError, read_table
 
     try:
         frame = read_table(data, filename).frame

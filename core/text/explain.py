@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.predict import TextClassifier
+from core.text.serving import TextClassifier
 
 MAX_UNITS = 64  # longer texts are occluded in runs of consecutive words, so one explanation stays one batch
 _WORD = re.compile(r"\S+")

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from core.ranking import DEFAULT_KS, RankingAccumulator
-from core.rec_models import Bpr, Content, Ease, ItemKnn, Popularity, RecommenderError, UserBatch
+from core.recs.models import Bpr, Content, Ease, ItemKnn, Popularity, RecommenderError, UserBatch
+from core.recs.ranking import DEFAULT_KS, RankingAccumulator
 
 PROTOCOLS = ("stratified_item", "leave_last_out", "dataset")
 MODEL_FILE, META_FILE, HISTORY_FILE, ITEMS_FILE = "arrays.safetensors", "meta.json", "history.parquet", "items.parquet"
@@ -283,14 +283,14 @@ def train_model(kind: str, cfg: RecommenderConfig, data: Interactions, *, catalo
                        learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay, seed=cfg.seed,
                        device=device, on_epoch=on_epoch, should_stop=should_stop)
     if kind == "sequential":
-        from core.sequential import Sequential
+        from core.recs.sequential import Sequential
 
         return Sequential.fit(data.sequences, len(data.item_ids), factors=cfg.factors, epochs=cfg.epochs,
                               batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
                               max_length=cfg.max_length, dropout=cfg.dropout, seed=cfg.seed, device=device,
                               on_epoch=on_epoch, should_stop=should_stop)
     if kind == "content":
-        from core.rec_models import embed_texts, item_texts
+        from core.recs.models import embed_texts, item_texts
 
         if catalogue is None:
             raise RecommenderError("the content recommender needs an item catalogue (titles, genres or text); "
@@ -348,9 +348,9 @@ def metrics_dict(by_k: dict[int, dict[str, float]], k: int, **extra: Any) -> dic
 # --- the worker's executor ----------------------------------------------------------------
 
 def execute_run(ctx: Any) -> dict[str, Any]:
-    """Load, split, train, evaluate and save one recommender run (called by core.worker)."""
-    from core.device import resolve_device
-    from core.storage import load_frame, load_items
+    """Load, split, train, evaluate and save one recommender run (called by core.runs.worker)."""
+    from core.data.storage import load_frame, load_items
+    from core.runs.device import resolve_device
 
     cfg = parse_config(ctx.model_kind, ctx.config)
     kind = ctx.model_kind
@@ -417,7 +417,7 @@ def save_model(folder: Path, kind: str, cfg: RecommenderConfig, model: Any, data
 
 def _model_class(kind: str) -> Any:
     if kind == "sequential":
-        from core.sequential import Sequential
+        from core.recs.sequential import Sequential
 
         return Sequential
     if kind not in MODEL_CLASSES:

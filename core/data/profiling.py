@@ -1,6 +1,6 @@
 """Profiles of stored datasets: the numbers behind the Datasets page charts.
 
-Pure functions over the canonical frames of core.storage; token counts use the default tokenizer.
+Pure functions over the canonical frames of core.data.storage; token counts use the default tokenizer.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ TOKEN_SAMPLE = 2000  # tokenizing every row of a large set would keep the page w
 
 def default_token_counter() -> Callable[[list[str]], list[int]]:
     """Token counts with the default model's tokenizer (bundled, offline)."""
-    from core.pretrained import load_tokenizer
+    from core.text.pretrained import load_tokenizer
 
     tokenizer = load_tokenizer()
 

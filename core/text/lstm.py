@@ -134,7 +134,7 @@ def pretrained_word_embeddings(source: str) -> torch.Tensor:
     """The (vocab, dim) word-embedding matrix of a Hugging Face model folder or id."""
     from transformers import AutoModel
 
-    from core.pretrained import ModelNotAvailable, resolve_model_path
+    from core.text.pretrained import ModelNotAvailable, resolve_model_path
 
     try:
         encoder = AutoModel.from_pretrained(resolve_model_path(source))

@@ -1,0 +1,1 @@
+"""Recommenders: interaction splits, the models, training, ranking metrics and serving."""

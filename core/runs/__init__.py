@@ -1,0 +1,1 @@
+"""Background runs: the model-kind registry, run folders, starting/cancelling jobs, the worker, devices, DDP."""
