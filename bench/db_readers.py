@@ -43,7 +43,7 @@ def main(seconds: float = 16.0) -> None:
     from db import runs as run_queries
     from db import session_scope
     from db.engine import read_scope
-    from db.models import TaskKind
+    from db.enums import TaskKind
     from tests.conftest import sentiment_frame, with_splits
 
     with session_scope() as s:

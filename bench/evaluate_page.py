@@ -41,7 +41,8 @@ def seed(home: Path) -> tuple[int, int]:
     from core.settings import run_dir
     from db import runs as run_queries
     from db import session_scope
-    from db.models import RunStatus, TaskKind, utcnow
+    from db.enums import RunStatus, TaskKind
+    from db.models import utcnow
 
     rng = np.random.default_rng(0)
     labels = [f"class_{i}" for i in range(N_CLASSES)]

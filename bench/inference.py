@@ -34,7 +34,7 @@ def read_tweets(path: Path) -> pd.DataFrame:
 def store_dataset(frame: pd.DataFrame) -> int:
     from core.data.storage import write_dataset
     from db import session_scope
-    from db.models import TaskKind
+    from db.enums import TaskKind
 
     rng = np.random.default_rng(0)
     split = rng.choice(["train", "validation", "test"], size=len(frame), p=[0.8, 0.1, 0.1])
@@ -49,7 +49,7 @@ def train(dataset_id: int, kind: str, **options) -> tuple[int, float]:  # noqa: 
     from core.text.training import build_config
     from db import runs as run_queries
     from db import session_scope
-    from db.models import RunStatus, TaskKind
+    from db.enums import RunStatus, TaskKind
 
     start = time.perf_counter()
     run_id = start_run(dataset_id=dataset_id, task=TaskKind.CLASSIFICATION, model_kind=kind,
@@ -71,7 +71,7 @@ def existing_runs() -> dict[str, tuple[int, float]]:
     """Completed runs per family already in this home (re-running the benchmark skips training)."""
     from db import runs as run_queries
     from db import session_scope
-    from db.models import RunStatus
+    from db.enums import RunStatus
 
     with session_scope() as s:
         return {r.model_kind: (r.id, float(r.duration_s or 0)) for r in

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from db.engine import set_url_source
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -50,3 +52,12 @@ def dataset_dir(dataset_id: int) -> Path:
 def run_dir(run_id: int) -> Path:
     """The artifact folder of one run; derived from its id only."""
     return load_settings().runs_dir / str(int(run_id))
+
+
+def database_url() -> str:
+    return load_settings().database_url
+
+
+# db/ takes its URL from the application: whenever a query names no database, it is the one configured here
+# (read again on every call, so a test or a worker that changes DATABASE_URL is followed).
+set_url_source(database_url)

@@ -5,17 +5,21 @@ query functions in db.datasets and db.runs, which take the session first.
 """
 
 from db.engine import (
+    after_commit,
     dispose_engines,
     get_engine,
     init_db,
     read_scope,
     session_scope,
+    set_url_source,
     upgrade_database,
     with_retry,
 )
-from db.models import Base, Dataset, MetricPoint, Review, ReviewVerdict, Run, RunStatus, TaskKind
+from db.enums import ReviewVerdict, RunStatus, TaskKind
+from db.models import Base, Dataset, MetricPoint, Review, Run
 
 __all__ = [
     "Base", "Dataset", "MetricPoint", "Review", "ReviewVerdict", "Run", "RunStatus", "TaskKind",
-    "dispose_engines", "get_engine", "init_db", "read_scope", "session_scope", "upgrade_database", "with_retry",
+    "after_commit", "dispose_engines", "get_engine", "init_db", "read_scope", "session_scope", "set_url_source",
+    "upgrade_database", "with_retry",
 ]

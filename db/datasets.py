@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Dataset, Run, TaskKind
+from db.enums import TaskKind
+from db.models import Dataset, Run
 
 
 def get_dataset(s: Session, dataset_id: int) -> Dataset | None:

@@ -17,14 +17,16 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.settings import load_settings
-
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY_OPTION = "protolab_read_only"
 
 _engines: dict[str, Engine] = {}
+_sessionmakers: dict[str, sessionmaker[Session]] = {}
 _migrated: set[str] = set()
+# Where the database URL comes from when a caller names none: db/ knows no settings of its own, so the
+# application hands it a source once (core.settings does, on import) and tests can swap it.
+_url_source: Callable[[], str] | None = None
 _lock = threading.Lock()
 # Alembic keeps its `op`/`context` proxies in module globals: two threads migrating at once (a page
 # and the watchdog, a worker and its heartbeat) would trample each other, so migrations take turns.
@@ -57,9 +59,23 @@ def _configure_sqlite(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def set_url_source(source: Callable[[], str]) -> None:
+    """Tell db/ how to find the database URL when a call names none (read again on every call)."""
+    global _url_source
+    _url_source = source
+
+
+def resolve_url(url: str | None = None) -> str:
+    if url:
+        return url
+    if _url_source is None:
+        raise RuntimeError("no database URL: pass one, or call db.set_url_source() at start-up")
+    return _url_source()
+
+
 def get_engine(url: str | None = None) -> Engine:
     """One engine per database URL per process, created on first use."""
-    url = url or load_settings().database_url
+    url = resolve_url(url)
     with _lock:
         engine = _engines.get(url)
         if engine is None:
@@ -91,7 +107,7 @@ def upgrade_database(url: str | None = None, revision: str = "head") -> None:
 
 def init_db(url: str | None = None) -> Engine:
     """Engine for `url`, migrated to the latest schema once per process."""
-    url = url or load_settings().database_url
+    url = resolve_url(url)
     engine = get_engine(url)
     if url not in _migrated:
         with _migration_lock:
@@ -107,14 +123,14 @@ def dispose_engines() -> None:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
+        _sessionmakers.clear()
         _migrated.clear()
 
 
 @contextmanager
 def session_scope(url: str | None = None) -> Iterator[Session]:
-    """A session in one transaction: committed on success, rolled back on error."""
-    factory = sessionmaker(init_db(url), expire_on_commit=False)
-    with factory.begin() as session:
+    """A session in one transaction that may write: committed on success, rolled back on error."""
+    with _sessionmaker(url, read_only=False).begin() as session:
         yield session
 
 
@@ -124,14 +140,35 @@ def read_scope(url: str | None = None) -> Iterator[Session]:
 
     Objects stay usable after the block, as with session_scope; a flush (any write) raises.
     """
-    engine = init_db(url).execution_options(**{READ_ONLY_OPTION: True})
-    session = Session(engine, expire_on_commit=False, autoflush=False)
+    session = _sessionmaker(url, read_only=True)()
     event.listen(session, "before_flush", _refuse_writes)
     try:
         with session.begin():
             yield session
     finally:
         session.close()
+
+
+def _sessionmaker(url: str | None, *, read_only: bool) -> sessionmaker[Session]:
+    """One sessionmaker per database and mode, made on first use (after the database is migrated)."""
+    url = resolve_url(url)
+    key = f"{'r' if read_only else 'w'}:{url}"
+    factory = _sessionmakers.get(key)
+    if factory is None:
+        engine = init_db(url)
+        if read_only:
+            engine = engine.execution_options(**{READ_ONLY_OPTION: True})
+        with _lock:
+            factory = _sessionmakers.setdefault(
+                key, sessionmaker(engine, expire_on_commit=False, autoflush=not read_only))
+    return factory
+
+
+def after_commit(session: Session, action: Callable[[], None]) -> None:
+    """Run `action` once the caller's transaction commits (never on rollback): files, processes, anything
+    that must not happen for a row that was never stored."""
+    event.listen(session, "after_commit", lambda _s: action(), once=True)
+
 
 
 def _refuse_writes(session: Session, _context, _instances) -> None:  # noqa: ANN001

@@ -14,6 +14,8 @@ from sqlalchemy import JSON, Boolean, DateTime, Enum, Float, ForeignKey, Index, 
 from sqlalchemy import text as sa_text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from db.enums import ReviewVerdict, RunStatus, TaskKind
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -21,23 +23,6 @@ def utcnow() -> datetime:
 
 class Base(DeclarativeBase):
     pass
-
-
-class RunStatus(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_active(self) -> bool:
-        return self in (RunStatus.QUEUED, RunStatus.RUNNING)
-
-
-class TaskKind(enum.StrEnum):
-    CLASSIFICATION = "classification"
-    INTERACTIONS = "interactions"
 
 
 # Enums are stored as short strings (no native PostgreSQL enum types) so that adding a
@@ -142,11 +127,6 @@ class MetricPoint(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     run: Mapped[Run] = relationship(back_populates="metric_points")
-
-
-class ReviewVerdict(enum.StrEnum):
-    APPROVE = "approve"
-    NEEDS_WORK = "needs_work"
 
 
 class Review(Base):

@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from db.models import MetricPoint, Review, ReviewVerdict, Run, RunStatus, TaskKind, utcnow
+from db.enums import ReviewVerdict, RunStatus, TaskKind
+from db.models import MetricPoint, Review, Run, utcnow
 
 
 def create_run(

@@ -11,7 +11,7 @@ from core.settings import run_dir
 from db import datasets as dataset_queries
 from db import read_scope
 from db import runs as run_queries
-from db.models import RunStatus, TaskKind
+from db.enums import RunStatus, TaskKind
 from ui.common import ensure_db, format_duration, format_when, page_link, status_chip
 from ui.train_forms import classification_form, recommender_form
 

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from db import dispose_engines, session_scope
-from db.models import TaskKind
+from db.enums import TaskKind
 
 
 @pytest.fixture(autouse=True)
@@ -235,7 +235,8 @@ def store_completed_run(dataset_id: int, labels: list[str], preds: dict[str, pd.
 
     from core.evaluation.metrics import classification_report, headline
     from db import runs as run_queries
-    from db.models import RunStatus, utcnow
+    from db.enums import RunStatus
+    from db.models import utcnow
 
     reports = {split: classification_report(f["label"], f["pred"], labels, np.asarray(f["proba"].tolist()))
                for split, f in preds.items()}
@@ -263,7 +264,8 @@ def store_ranking_run(dataset_id: int, *, model_kind: str = "itemknn", scale: fl
                       name: str | None = None) -> int:
     """A completed recommender run with hand-made ranking metrics at K = 1, 5, 10, 20."""
     from db import runs as run_queries
-    from db.models import RunStatus, utcnow
+    from db.enums import RunStatus
+    from db.models import utcnow
 
     by_k = {str(k): {"ndcg": 0.1 * scale * k ** 0.5, "precision": 0.3 * scale / k ** 0.3,
                      "recall": min(1.0, 0.05 * scale * k), "map": 0.08 * scale * k ** 0.4,
@@ -333,7 +335,8 @@ def make_served_run(classification_dataset: int, tiny_model_folders: dict[str, P
 
     from core.settings import run_dir
     from db import runs as run_queries
-    from db.models import RunStatus, utcnow
+    from db.enums import RunStatus
+    from db.models import utcnow
 
     def make(family: str = "tfidf", macro_f1: float = 0.9, max_length: int = 32) -> int:
         with session_scope() as s:

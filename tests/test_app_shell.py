@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from core.auth import hash_password
 from db import runs as run_queries
 from db import session_scope
-from db.models import RunStatus, TaskKind
+from db.enums import RunStatus, TaskKind
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGES = {

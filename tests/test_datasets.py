@@ -21,7 +21,7 @@ from core.data.profiling import classification_profile, interactions_profile, lo
 from core.settings import load_settings
 from db import datasets as dataset_queries
 from db import session_scope
-from db.models import RunStatus, TaskKind
+from db.enums import RunStatus, TaskKind
 
 
 def csv_bytes(rows: list[list[object]], header: list[str], sep: str = ",", encoding: str = "utf-8") -> bytes:

@@ -113,7 +113,7 @@ def test_same_content_twice_is_refused_unless_allowed(tmp_path: Path, capsys: py
 def test_rm_asks_before_deleting_runs(classification_dataset: int, capsys: pytest.CaptureFixture[str]) -> None:
     from db import runs as run_queries
     from db import session_scope
-    from db.models import RunStatus, TaskKind
+    from db.enums import RunStatus, TaskKind
 
     with session_scope() as s:
         run = run_queries.create_run(s, dataset_id=classification_dataset, task=TaskKind.CLASSIFICATION,

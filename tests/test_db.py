@@ -12,7 +12,8 @@ from sqlalchemy import inspect, select, text
 from db import datasets as dataset_queries
 from db import dispose_engines, get_engine, init_db, session_scope, upgrade_database
 from db import runs as run_queries
-from db.models import Dataset, MetricPoint, Review, ReviewVerdict, Run, RunStatus, TaskKind
+from db.enums import ReviewVerdict, RunStatus, TaskKind
+from db.models import Dataset, MetricPoint, Review, Run
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

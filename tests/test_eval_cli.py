@@ -13,7 +13,7 @@ from conftest import store_ranking_run
 from core.cli import main
 from db import runs as run_queries
 from db import session_scope
-from db.models import TaskKind
+from db.enums import TaskKind
 
 
 def run_json(capsys: pytest.CaptureFixture, *args: str) -> dict:

@@ -214,7 +214,8 @@ def db_url(request: pytest.FixtureRequest, protolab_home) -> str:  # noqa: ANN00
 def test_run_records_and_baseline_query_json_in_sql(db_url: str) -> None:
     """Leaderboard rows and the baseline come from JSON extracted in SQL, on SQLite and PostgreSQL."""
     from db import init_db
-    from db.models import Dataset, RunStatus, TaskKind
+    from db.enums import RunStatus, TaskKind
+    from db.models import Dataset
 
     init_db(db_url)
     with session_scope(db_url) as s:
@@ -302,7 +303,7 @@ def test_error_to_data_loop_with_real_worker_runs(classification_dataset: int) -
     from pathlib import Path
 
     from core.text.training import build_config
-    from db.models import TaskKind
+    from db.enums import TaskKind
 
     with session_scope() as s:
         first = run_queries.create_run(s, dataset_id=classification_dataset, task=TaskKind.CLASSIFICATION,

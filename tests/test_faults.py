@@ -23,12 +23,13 @@ from core.runs import jobs, worker
 from core.settings import load_settings, run_dir
 from db import runs as run_queries
 from db import session_scope
-from db.models import Dataset, RunStatus, TaskKind
+from db.enums import RunStatus, TaskKind
+from db.models import Dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 # A real worker process (its command line names core.runs.worker, as jobs._worker_alive expects) whose
 # executor is one of this module's, given as the second argument.
-WORKER_SCRIPT = ("import sys, core.runs.worker as w; from db.models import TaskKind; "
+WORKER_SCRIPT = ("import sys, core.runs.worker as w; from db.enums import TaskKind; "
                  "w.EXECUTORS[TaskKind.CLASSIFICATION] = sys.argv[2]; sys.exit(w.main(sys.argv[1:2]))")
 
 

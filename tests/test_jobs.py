@@ -11,7 +11,8 @@ import pytest
 from core.runs import jobs, worker
 from db import runs as run_queries
 from db import session_scope
-from db.models import RunStatus, TaskKind, utcnow
+from db.enums import RunStatus, TaskKind
+from db.models import utcnow
 
 
 def _queued_run(dataset_id: int, **config) -> int:  # noqa: ANN003

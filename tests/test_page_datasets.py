@@ -113,7 +113,7 @@ def test_demo_inspect_rename_and_delete_with_confirmation() -> None:
 
 def test_delete_names_the_runs_that_go(classification_dataset: int) -> None:
     from db import runs as run_queries
-    from db.models import RunStatus, TaskKind
+    from db.enums import RunStatus, TaskKind
 
     with session_scope() as s:
         run = run_queries.create_run(s, dataset_id=classification_dataset, task=TaskKind.CLASSIFICATION,

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from core.settings import run_dir
 from db import runs as run_queries
 from db import session_scope
-from db.models import TaskKind
+from db.enums import TaskKind
 
 PAGE = "../pages/evaluate.py"
 

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from db import runs as run_queries
 from db import session_scope
-from db.models import TaskKind
+from db.enums import TaskKind
 from tests.conftest import interactions_frame
 from tests.test_recommenders import completed_run
 

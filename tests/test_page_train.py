@@ -11,7 +11,8 @@ from streamlit.testing.v1 import AppTest
 from core.charts.training import loss_curve, smooth, throughput_chart, validation_curve
 from db import runs as run_queries
 from db import session_scope
-from db.models import MetricPoint, RunStatus, TaskKind
+from db.enums import RunStatus, TaskKind
+from db.models import MetricPoint
 
 PAGE = "../pages/train.py"
 

@@ -151,7 +151,7 @@ def train_for_real(dataset_id: int, kind: str, **options) -> int:
     from core.text.training import build_config
     from db import runs as run_queries
     from db import session_scope
-    from db.models import RunStatus, TaskKind
+    from db.enums import RunStatus, TaskKind
 
     run_id = start_run(dataset_id=dataset_id, task=TaskKind.CLASSIFICATION, model_kind=kind,
                        config=build_config(kind, {"device": "cpu", **options} if kind != "tfidf" else options))

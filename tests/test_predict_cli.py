@@ -71,7 +71,8 @@ def test_user_errors_are_one_line_exit_1(make_served_run, tmp_path: Path, capsys
 
 def test_refuses_runs_that_cannot_serve(make_served_run, capsys: pytest.CaptureFixture[str]) -> None:
     from db import session_scope
-    from db.models import Run, RunStatus
+    from db.enums import RunStatus
+    from db.models import Run
 
     run_id = make_served_run("tfidf")
     shutil.rmtree(run_dir(run_id))

@@ -13,7 +13,7 @@ from core.recs import recommenders as rec
 from core.recs.models import RecommenderError
 from db import runs as run_queries
 from db import session_scope
-from db.models import RunStatus, TaskKind
+from db.enums import RunStatus, TaskKind
 from tests.conftest import interactions_frame, items_frame
 
 METRIC_KEYS = {"ndcg@10", "precision@10", "recall@10", "map@10", "hit_rate@10", "coverage", "k", "by_k",

@@ -13,7 +13,7 @@ from conftest import sentiment_frame, sklearn_predictions, store_completed_run, 
 from core.evaluation.report import build_report
 from db import runs as run_queries
 from db import session_scope
-from db.models import ReviewVerdict, TaskKind
+from db.enums import ReviewVerdict, TaskKind
 
 PAYLOAD = "<script>alert('xss')</script>"
 IMG_PAYLOAD = "<img src=x onerror=alert(2)>"

@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 from core.settings import load_settings, run_dir
 from db import runs as run_queries
 from db import session_scope
-from db.models import RunStatus, TaskKind, utcnow
+from db.enums import RunStatus, TaskKind
+from db.models import utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -273,7 +274,7 @@ def test_reports_escape_names_texts_labels_configs_and_comments() -> None:
 
     from core.data.storage import write_dataset
     from core.evaluation.report import build_report
-    from db.models import ReviewVerdict
+    from db.enums import ReviewVerdict
     from tests.conftest import sentiment_frame, store_completed_run, with_splits
 
     frame = sentiment_frame(80)

@@ -25,7 +25,7 @@ from core.text.training import (
     train_classifier,
     with_oom_fallback,
 )
-from db.models import TaskKind
+from db.enums import TaskKind
 
 
 @dataclass

@@ -19,7 +19,7 @@ from core.settings import run_dir
 from core.text.training import build_config
 from db import runs as run_queries
 from db import session_scope
-from db.models import RunStatus, TaskKind
+from db.enums import RunStatus, TaskKind
 
 ROOT = Path(__file__).resolve().parent.parent
 

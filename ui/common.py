@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import streamlit as st
 
 from core.auth import verify_password
-from db.models import RunStatus
+from db.enums import RunStatus
 
 STATUS_CHIPS = {
     RunStatus.QUEUED: ":gray-badge[⏳ queued]",

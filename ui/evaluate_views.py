@@ -16,7 +16,7 @@ from core.errors import ProtolabError
 from core.evaluation import analysis as ev
 from db import runs as run_queries
 from db import session_scope
-from db.models import ReviewVerdict, RunStatus
+from db.enums import ReviewVerdict, RunStatus
 from ui.common import format_when
 
 ANY = "(any)"

@@ -14,7 +14,7 @@ from core.runs import jobs
 from core.runs.device import describe_compute
 from core.text import training
 from core.text.pretrained import DEFAULT_MODEL_ID, WELL_KNOWN_MODELS
-from db.models import TaskKind
+from db.enums import TaskKind
 from ui.common import format_duration
 
 FAMILIES = {"transformer": "Transformer (fine-tune)", "lstm": "LSTM (BiLSTM on subwords)",

@@ -12,7 +12,7 @@ def _run(args: argparse.Namespace) -> int:
     from core.recs.recommenders import load_recommender
     from core.runs.jobs import completed_run
     from db import session_scope
-    from db.models import TaskKind
+    from db.enums import TaskKind
 
     if bool(args.user) == bool(args.like):
         raise CliError("give either --user U or one or more --like ITEM")

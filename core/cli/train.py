@@ -18,7 +18,7 @@ OPTION_KEYS = ("model_id", "epochs", "batch_size", "learning_rate", "max_length"
 
 def build_run_config(model: str, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """(task, full config) for a model kind, validated by the module that trains it."""
-    from db.models import TaskKind
+    from db.enums import TaskKind
 
     if model in CLASSIFIERS:
         from core.text.training import build_config

@@ -18,7 +18,8 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from core.errors import ProtolabError
-from db.models import Dataset, TaskKind
+from db.enums import TaskKind
+from db.models import Dataset
 
 SPLIT_NAMES = ("train", "validation", "test")
 CANONICAL = ("text", "label", "user", "item", "rating", "timestamp", "split")

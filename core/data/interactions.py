@@ -26,7 +26,7 @@ from core.data.datasets import (
     mapping_meta,
     require_columns,
 )
-from db.models import TaskKind
+from db.enums import TaskKind
 
 # --- interactions --------------------------------------------------------------------------------------
 

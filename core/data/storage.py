@@ -24,7 +24,8 @@ from sqlalchemy.orm import Session
 from core.errors import ProtolabError
 from core.settings import dataset_dir, load_settings
 from db import datasets as dataset_queries
-from db.models import Dataset, TaskKind
+from db.enums import TaskKind
+from db.models import Dataset
 
 DATA_FILE = "data.parquet"
 ITEMS_FILE = "items.parquet"

@@ -17,7 +17,8 @@ import pandas as pd
 from core.errors import ProtolabError
 from core.evaluation.metrics import HEADLINE_KEYS
 from core.settings import run_dir
-from db.models import Dataset, MetricPoint, Run, RunStatus, TaskKind
+from db.enums import RunStatus, TaskKind
+from db.models import Dataset, MetricPoint, Run
 
 SPLITS = ("validation", "test")
 SPLIT_ALIASES = {"val": "validation", "valid": "validation", "validation": "validation", "test": "test"}

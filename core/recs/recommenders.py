@@ -615,7 +615,7 @@ def recommender_runs() -> list[RecommenderRun]:
     from core.settings import run_dir
     from db import runs as run_queries
     from db import session_scope
-    from db.models import RunStatus, TaskKind
+    from db.enums import RunStatus, TaskKind
 
     found = []
     with session_scope() as s:

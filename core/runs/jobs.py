@@ -23,7 +23,8 @@ from core.settings import load_settings, run_dir
 from db import runs as run_queries
 from db import session_scope
 from db.engine import read_scope
-from db.models import Run, RunStatus, TaskKind, utcnow
+from db.enums import RunStatus, TaskKind
+from db.models import Run, utcnow
 
 HEARTBEAT_INTERVAL_S = 2.0
 # A worker that has not written a heartbeat for this long is presumed dead.

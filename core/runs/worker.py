@@ -29,7 +29,8 @@ from core.runs.jobs import HEARTBEAT_INTERVAL_S, disk_error_text, reap_dead_runs
 from core.settings import run_dir
 from db import runs as run_queries
 from db import session_scope, with_retry
-from db.models import Dataset, Run, RunStatus, TaskKind, utcnow
+from db.enums import RunStatus, TaskKind
+from db.models import Dataset, Run, utcnow
 
 # Executors by task: "module:function", each taking a RunContext and returning final metrics.
 EXECUTORS = {

@@ -344,7 +344,7 @@ def servable_runs() -> list[ServableRun]:
     """Completed classification runs, best macro-F1 first (runs without a score last, newest first)."""
     from db import runs as run_queries
     from db import session_scope
-    from db.models import RunStatus, TaskKind
+    from db.enums import RunStatus, TaskKind
 
     with session_scope() as s:
         rows = run_queries.list_runs(s, task=TaskKind.CLASSIFICATION, statuses=[RunStatus.COMPLETED])
@@ -356,7 +356,7 @@ def servable_run(run_id: int) -> ServableRun:
     """One run that the demo or CLI can serve, or a ProtolabError saying why not."""
     from core.runs.jobs import completed_run
     from db import session_scope
-    from db.models import TaskKind
+    from db.enums import TaskKind
 
     with session_scope() as s:
         return _servable(completed_run(s, run_id, TaskKind.CLASSIFICATION, "predict"))

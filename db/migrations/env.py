@@ -1,5 +1,7 @@
 """Alembic environment: migrations run on the connection db.engine hands over."""
 
+import os
+
 from alembic import context
 from sqlalchemy import create_engine
 
@@ -22,9 +24,10 @@ def run_migrations(connection) -> None:  # noqa: ANN001
 connection = context.config.attributes.get("connection")
 if connection is not None:
     run_migrations(connection)
-else:  # `alembic` command line: DATABASE_URL or the default settings
-    from core.settings import load_settings
-
-    with create_engine(load_settings().database_url).connect() as conn:
+else:  # `alembic` command line: the database named by DATABASE_URL
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        raise SystemExit("set DATABASE_URL to the database to migrate (e.g. sqlite:///data/protolab.db)")
+    with create_engine(url).connect() as conn:
         run_migrations(conn)
         conn.commit()

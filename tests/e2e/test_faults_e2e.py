@@ -15,7 +15,7 @@ import pytest
 from core.auth import hash_password
 from db import runs as run_queries
 from db import session_scope
-from db.models import RunStatus
+from db.enums import RunStatus
 from tests.e2e.conftest import ROOT, Server, start_server, wait_for_text
 from tests.test_faults import _spawn, _status, _wait_until
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 LAUNCHER = (
     "import sys, time\n"
     "from core.runs import jobs\n"
-    "from db.models import TaskKind\n"
+    "from db.enums import TaskKind\n"
     "from tests.test_faults import WORKER_SCRIPT\n"
     "jobs.worker_command = lambda run_id, gpus=1: [sys.executable, '-c', WORKER_SCRIPT, str(run_id),\n"
     "                                              'tests.test_faults:medium_executor']\n"
