@@ -46,14 +46,14 @@ def store_dataset(frame: pd.DataFrame) -> int:
 def train(dataset_id: int, kind: str, **options) -> tuple[int, float]:  # noqa: ANN003
     """Train through the real worker process; (run id, seconds)."""
     from core.runs.jobs import start_run
-    from core.text.training import build_config
+    from core.text.config import build_config
     from db import runs as run_queries
     from db import session_scope
-    from db.enums import RunStatus, TaskKind
+    from db.enums import RunStatus
 
     start = time.perf_counter()
-    run_id = start_run(dataset_id=dataset_id, task=TaskKind.CLASSIFICATION, model_kind=kind,
-                       config=build_config(kind, options))
+    with session_scope() as s:
+        run_id = start_run(s, dataset_id=dataset_id, model_kind=kind, config=build_config(kind, options))
     while True:
         with session_scope() as s:
             run = run_queries.get_run(s, run_id)

@@ -36,7 +36,7 @@ def macro_f1(model, tokenizer, held, labels, max_length: int) -> float:  # noqa:
     from sklearn.metrics import f1_score
 
     from core.text.batching import TokenBatches, encode_texts
-    from core.text.training import predict_proba
+    from core.text.loop import predict_proba
 
     batches = TokenBatches(encode_texts(tokenizer, held["text"].tolist(), max_length), None,
                            tokenizer.pad_token_id, 64, shuffle=False)
@@ -45,28 +45,29 @@ def macro_f1(model, tokenizer, held, labels, max_length: int) -> float:  # noqa:
 
 
 def run_ours(train, held, labels, args, bf16: bool | None = None, family: str = "transformer") -> dict:  # noqa: ANN001
-    import core.text.training as training
+    from core.text import config as text_config
+    from core.text import executor, loop
     from core.text.batching import TokenBatches, encode_texts
 
     batch_size = args.lstm_batch_size if family == "lstm" else args.batch_size
-    cfg = training.config_from_dict(training.build_config(family, {
+    cfg = text_config.config_from_dict(text_config.build_config(family, {
         "epochs": 1, "batch_size": batch_size, "max_length": args.max_length, "seed": args.seed,
         "device": "cpu", "patience": 0}))
-    training.seed_everything(cfg.seed)
-    model, tokenizer = training.build_model(family, cfg, labels)
+    loop.seed_everything(cfg.seed)
+    model, tokenizer = executor.build_model(family, cfg, labels)
     y = [labels.index(v) for v in train["label"]]
     import numpy as np
 
     batches = TokenBatches(encode_texts(tokenizer, train["text"].tolist(), cfg.max_length), np.array(y),
                            tokenizer.pad_token_id, cfg.batch_size, seed=cfg.seed)
     tiny_val = TokenBatches(batches.ids[:32], np.array(y[:32]), tokenizer.pad_token_id, 64, shuffle=False)
-    previous, training.CPU_BF16 = training.CPU_BF16, bf16
+    previous, loop.CPU_BF16 = loop.CPU_BF16, bf16
     try:
         start = time.perf_counter()
-        result = training.train_classifier(model, batches, tiny_val, cfg, device="cpu")
+        result = loop.train_classifier(model, batches, tiny_val, cfg, device="cpu")
         wall = time.perf_counter() - start
     finally:
-        training.CPU_BF16 = previous
+        loop.CPU_BF16 = previous
     return {"samples_per_s": len(train) / wall, "loop_samples_per_s": result.samples_per_s, "seconds": wall,
             "macro_f1": macro_f1(model, tokenizer, held, labels, cfg.max_length),
             "padded_tokens": batches.padded_tokens(0), "real_tokens": int(batches.lengths.sum())}

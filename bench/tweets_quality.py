@@ -52,19 +52,20 @@ def run_neural(family: str, train, test, args) -> dict:  # noqa: ANN001
     import numpy as np
     from sklearn.model_selection import train_test_split
 
-    import core.text.training as training
+    from core.text import config as text_config
+    from core.text import executor, loop
     from core.text.batching import TokenBatches, encode_texts
 
     labels = sorted(set(train["label"]))
     # Early stopping needs a validation set: 10 % of the training part, never the test part.
     fit, val = train_test_split(train, test_size=0.1, stratify=train["label"], random_state=0)
     batch_size = args.lstm_batch_size if family == "lstm" else args.batch_size
-    cfg = training.config_from_dict(training.build_config(family, {
+    cfg = text_config.config_from_dict(text_config.build_config(family, {
         "epochs": args.lstm_epochs if family == "lstm" else args.epochs, "batch_size": batch_size,
         "max_length": args.max_length, "device": args.device}))
-    training.seed_everything(cfg.seed)
+    loop.seed_everything(cfg.seed)
     start = time.perf_counter()
-    model, tokenizer = training.build_model(family, cfg, labels)
+    model, tokenizer = executor.build_model(family, cfg, labels)
 
     def batches(frame, shuffle: bool, size: int) -> TokenBatches:  # noqa: ANN001
         ids = encode_texts(tokenizer, frame["text"].tolist(), cfg.max_length)
@@ -74,9 +75,9 @@ def run_neural(family: str, train, test, args) -> dict:  # noqa: ANN001
     def report(log) -> None:  # noqa: ANN001
         print(f"    {family} epoch {log.epoch}: validation macro-F1 {log.macro_f1:.4f}", flush=True)
 
-    result = training.train_classifier(model, batches(fit, True, batch_size), batches(val, False, 128), cfg,
+    result = loop.train_classifier(model, batches(fit, True, batch_size), batches(val, False, 128), cfg,
                                        on_epoch=report)
-    proba = training.predict_proba(model, batches(test, False, 128), result_device(model))
+    proba = loop.predict_proba(model, batches(test, False, 128), result_device(model))
     seconds = time.perf_counter() - start
     pred = [labels[i] for i in proba.argmax(axis=1)]
     return {**scores(test["label"], pred), "seconds": seconds, "epochs_run": result.state.epoch,

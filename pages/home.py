@@ -3,6 +3,7 @@
 import streamlit as st
 
 from core.runs.device import describe_compute
+from core.runs.registry import headline_of
 from core.settings import load_settings, redact_url
 from db import datasets as dataset_queries
 from db import read_scope
@@ -21,7 +22,7 @@ st.markdown(
 with read_scope() as s:
     n_datasets = dataset_queries.count_datasets(s)
     runs_by_status = run_queries.count_runs(s)
-    recent = [(r.id, r.name or f"{r.model_kind} on {r.dataset.name}", r.status, r.model_kind,
+    recent = [(r.id, r.name or f"{r.model_kind} on {r.dataset.name}", r.status, r.model_kind, r.task,
                r.created_at, r.duration_s, r.metrics or {})
               for r in run_queries.list_runs(s, limit=8)]
 
@@ -37,9 +38,9 @@ if not recent:
             "then start a run on **Train**.")
     page_link("pages/datasets.py", "Go to Datasets", "📂")
 else:
-    for run_id, name, status, model, created, duration, metrics in recent:
-        score = metrics.get("macro_f1", metrics.get("ndcg_at_10"))
-        score_text = f" · score {score:.3f}" if isinstance(score, (int, float)) else ""
+    for run_id, name, status, model, task, created, duration, metrics in recent:
+        score = headline_of(model, task, metrics)
+        score_text = f" · {score[0].label} {score[1]:.3f}" if score[1] is not None else ""
         st.markdown(f"{status_chip(status)} **#{run_id} {name}** · {model} · {format_when(created)} · "
                     f"{format_duration(duration)}{score_text}")
 

@@ -10,6 +10,7 @@ from core.errors import ProtolabError
 from core.text.batch_scoring import read_upload, results_csv, score_frame, text_columns
 from core.text.explain import explain, render_explanation_html, top_words
 from core.text.serving import clean_text, load_classifier, servable_runs
+from db import read_scope
 from ui.common import empty_state, ensure_db, format_when, page_link
 
 EXAMPLES = ("Absolutely love it: setup took two minutes and support was brilliant.",
@@ -41,7 +42,8 @@ def use_example(text: str) -> None:
 ensure_db()
 present = bool(st.session_state.get("present"))
 st.title("💬 Sentiment demo")
-completed = servable_runs()
+with read_scope() as s:
+    completed = servable_runs(s)
 runs = [r for r in completed if r.has_artifacts]
 if missing := [f"#{r.run_id}" for r in completed if not r.has_artifacts]:
     st.warning(f"The model files of run {', '.join(missing)} are missing from the data folder, so it cannot be "

@@ -7,11 +7,13 @@ import streamlit as st
 
 from core.charts.training import loss_curve, validation_curve
 from core.runs import jobs
-from core.settings import run_dir
+from core.runs.files import RunFiles
+from core.runs.registry import headline_of
 from db import datasets as dataset_queries
-from db import read_scope
+from db import read_scope, session_scope
 from db import runs as run_queries
 from db.enums import RunStatus, TaskKind
+from db.models import Run
 from ui.common import ensure_db, format_duration, format_when, page_link, status_chip
 from ui.train_forms import classification_form, recommender_form
 
@@ -69,7 +71,8 @@ def live_panel(run_id: int, was_active: bool) -> None:
     left.plotly_chart(loss_curve(run["points"]), key=f"loss_{run_id}")
     right.plotly_chart(validation_curve(run["points"]), key=f"val_{run_id}")
     if run["status"].is_active and st.button("■ Cancel", key="cancel"):
-        jobs.cancel_run(run_id)
+        with session_scope() as s:
+            jobs.cancel_run(s, run_id)
         st.toast(f"Cancelling run #{run_id}…")
     if run["status"] == RunStatus.COMPLETED:
         m = run["metrics"]
@@ -88,21 +91,20 @@ def live_panel(run_id: int, was_active: bool) -> None:
         st.error(run["error"] or "The run failed without a message.")
         with st.expander("Worker log (last lines)"):
             st.code(jobs.log_tail(run_id) or "(empty)")
-    resumable = run["status"] in (RunStatus.FAILED, RunStatus.CANCELLED) and (run_dir(run_id) / "checkpoint").exists()
+    resumable = run["status"] in (RunStatus.FAILED, RunStatus.CANCELLED) and RunFiles.of(run_id).has_checkpoint()
     if resumable and st.button("↻ Resume from checkpoint", key="resume"):
-        jobs.resume_run(run_id)
+        with session_scope() as s:
+            jobs.resume_run(s, run_id)
         st.rerun()
 
 
-def _score(metrics: dict) -> str:
-    if isinstance(metrics.get("macro_f1"), (int, float)):
-        return f" · macro-F1 {metrics['macro_f1']:.3f}"
-    k = metrics.get("k", 10)
-    return f" · NDCG@{k} {metrics[f'ndcg@{k}']:.3f}" if isinstance(metrics.get(f"ndcg@{k}"), (int, float)) else ""
+def _score(run: Run) -> str:
+    text = headline_of(run.model_kind, run.task, run.metrics)[0].text(run.metrics)
+    return f" · {text}" if text else ""
 
 
 with read_scope() as s:
-    recent = [(r.id, r.status, r.model_kind, r.dataset.name, r.created_at, _score(r.metrics or {}))
+    recent = [(r.id, r.status, r.model_kind, r.dataset.name, r.created_at, _score(r))
               for r in run_queries.list_runs(s, limit=10)]
 wanted = st.query_params.get("run")
 active = [r[0] for r in recent if r[1].is_active]

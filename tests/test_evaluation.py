@@ -302,7 +302,7 @@ def test_error_to_data_loop_with_real_worker_runs(classification_dataset: int) -
     import time
     from pathlib import Path
 
-    from core.text.training import build_config
+    from core.text.config import build_config
     from db.enums import TaskKind
 
     with session_scope() as s:

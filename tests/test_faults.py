@@ -25,12 +25,14 @@ from db import runs as run_queries
 from db import session_scope
 from db.enums import RunStatus, TaskKind
 from db.models import Dataset
+from tests.helpers import queue_run, use_executor
 
 ROOT = Path(__file__).resolve().parent.parent
 # A real worker process (its command line names core.runs.worker, as jobs._worker_alive expects) whose
 # executor is one of this module's, given as the second argument.
-WORKER_SCRIPT = ("import sys, core.runs.worker as w; from db.enums import TaskKind; "
-                 "w.EXECUTORS[TaskKind.CLASSIFICATION] = sys.argv[2]; sys.exit(w.main(sys.argv[1:2]))")
+WORKER_SCRIPT = ("import sys, dataclasses, core.runs.worker as w, core.runs.registry as r; "
+                 "r.register(dataclasses.replace(r.get_kind('tfidf'), execute=sys.argv[2])); "
+                 "sys.exit(w.main(sys.argv[1:2]))")
 
 
 # --- executors run inside the worker processes ---------------------------------------------
@@ -175,7 +177,7 @@ def test_killed_worker_is_marked_failed_by_its_launcher_without_anyone_looking(
     """The process that launched a worker (the Streamlit server, the CLI) notices its death at once."""
     monkeypatch.setattr(jobs, "worker_command", lambda run_id, gpus=1: [
         sys.executable, "-c", WORKER_SCRIPT, str(run_id), "tests.test_faults:slow_executor"])
-    run_id = jobs.start_run(dataset_id=classification_dataset, task=TaskKind.CLASSIFICATION, model_kind="tfidf",
+    run_id = queue_run(dataset_id=classification_dataset, model_kind="tfidf",
                             config={"device": "cpu"})
     try:
         _wait_until(_running_with_progress(run_id), 60, "the worker to start")
@@ -292,7 +294,7 @@ def test_unwritable_home_when_starting_a_run_fails_the_run_instead_of_queueing_i
     monkeypatch.setenv("PROTOLAB_HOME", str(blocker / "home"))
     monkeypatch.setenv("DATABASE_URL", url)
     with pytest.raises(jobs.JobError, match="a part of the path is a file") as info:
-        jobs.start_run(dataset_id=classification_dataset, task=TaskKind.CLASSIFICATION, model_kind="tfidf",
+        queue_run(dataset_id=classification_dataset, model_kind="tfidf",
                        config={"device": "cpu"})
     assert "\n" not in str(info.value)
     with session_scope() as s:
@@ -303,7 +305,7 @@ def test_unwritable_home_when_starting_a_run_fails_the_run_instead_of_queueing_i
 
 def test_disk_full_at_checkpoint_time_fails_the_run_with_a_one_line_reason(
         classification_dataset: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(worker.EXECUTORS, TaskKind.CLASSIFICATION, "tests.test_faults:disk_full_executor")
+    use_executor(monkeypatch, "tests.test_faults:disk_full_executor")
     run_id = _queued_run(classification_dataset)
     assert worker.execute(run_id) is RunStatus.FAILED
     status, _, error, _ = _status(run_id)
@@ -315,7 +317,7 @@ def test_disk_full_at_checkpoint_time_fails_the_run_with_a_one_line_reason(
 @pytest.mark.parametrize("kind", ["safetensors", "torch", "chained"])
 def test_disk_full_reported_by_a_library_is_still_a_one_line_reason(classification_dataset: int, kind: str,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(worker.EXECUTORS, TaskKind.CLASSIFICATION, "tests.test_faults:library_disk_full_executor")
+    use_executor(monkeypatch, "tests.test_faults:library_disk_full_executor")
     run_id = _queued_run(classification_dataset, **{"raise": kind})
     assert worker.execute(run_id) is RunStatus.FAILED
     error = _status(run_id)[2]
@@ -324,7 +326,7 @@ def test_disk_full_reported_by_a_library_is_still_a_one_line_reason(classificati
 
 def test_an_unrelated_crash_is_not_mistaken_for_a_full_disk(classification_dataset: int,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(worker.EXECUTORS, TaskKind.CLASSIFICATION, "tests.worker_executors:crashing_executor")
+    use_executor(monkeypatch, "tests.worker_executors:crashing_executor")
     run_id = _queued_run(classification_dataset)
     assert worker.execute(run_id) is RunStatus.FAILED
     assert _status(run_id)[2].startswith("ZeroDivisionError")
@@ -336,7 +338,7 @@ def test_disk_full_while_a_real_lstm_saves_its_checkpoint_fails_the_run(
     import safetensors.torch
     from safetensors import SafetensorError
 
-    from core.text.training import build_config
+    from core.text.config import build_config
 
     def full(_tensors: Any, filename: str, *_a: Any, **_k: Any) -> None:
         raise SafetensorError(f'Error while serializing: I/O error: No space left on device (os error 28) at '

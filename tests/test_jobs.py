@@ -9,10 +9,12 @@ from datetime import timedelta
 import pytest
 
 from core.runs import jobs, worker
+from core.settings import run_dir
 from db import runs as run_queries
 from db import session_scope
 from db.enums import RunStatus, TaskKind
 from db.models import utcnow
+from tests.helpers import cancel, resume, use_executor
 
 
 def _queued_run(dataset_id: int, **config) -> int:  # noqa: ANN003
@@ -24,7 +26,7 @@ def _queued_run(dataset_id: int, **config) -> int:  # noqa: ANN003
 @pytest.fixture
 def executor(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
     def use(name: str) -> None:
-        monkeypatch.setitem(worker.EXECUTORS, TaskKind.CLASSIFICATION, f"tests.worker_executors:{name}")
+        use_executor(monkeypatch, f"tests.worker_executors:{name}")
     return use
 
 
@@ -39,8 +41,8 @@ def test_completed_run_records_progress_metrics_and_points(classification_datase
         assert run.started_at is not None and run.finished_at is not None and run.heartbeat_at is not None
         losses = [p.value for p in run.metric_points if p.name == "train_loss"]
         assert losses == [1.0 / step for step in range(1, 11)]
-        assert run.artifact_path and (jobs.run_dir(run_id) / "model.txt").read_text() == "step 10"
-    assert not (jobs.run_dir(run_id) / "INCOMPLETE").exists()
+        assert run.artifact_path and (run_dir(run_id) / "model.txt").read_text() == "step 10"
+    assert not (run_dir(run_id) / "INCOMPLETE").exists()
 
 
 def test_cancel_during_a_run_marks_it_cancelled_and_artifacts_partial(classification_dataset: int, executor) -> None:  # noqa: ANN001
@@ -50,7 +52,7 @@ def test_cancel_during_a_run_marks_it_cancelled_and_artifacts_partial(classifica
     with session_scope() as s:
         run = run_queries.get_run(s, run_id)
         assert run.status is RunStatus.CANCELLED and run.progress < 0.05
-    assert (jobs.run_dir(run_id) / "INCOMPLETE").read_text().startswith("cancelled")
+    assert (run_dir(run_id) / "INCOMPLETE").read_text().startswith("cancelled")
 
 
 def test_user_error_is_stored_without_a_traceback(classification_dataset: int, executor) -> None:  # noqa: ANN001
@@ -72,10 +74,10 @@ def test_crash_is_stored_with_its_traceback_tail(classification_dataset: int, ex
 
 def test_cancelling_a_queued_run_is_immediate_and_the_worker_then_does_nothing(classification_dataset: int) -> None:
     run_id = _queued_run(classification_dataset)
-    assert jobs.cancel_run(run_id) is RunStatus.CANCELLED
+    assert cancel(run_id) is RunStatus.CANCELLED
     assert worker.execute(run_id) is RunStatus.CANCELLED
     with pytest.raises(jobs.JobError, match="only queued or running runs can be cancelled"):
-        jobs.cancel_run(run_id)
+        cancel(run_id)
 
 
 def test_a_run_whose_worker_process_died_is_marked_failed(classification_dataset: int) -> None:
@@ -116,7 +118,7 @@ def test_second_run_on_a_busy_device_waits_its_turn(classification_dataset: int,
     with session_scope() as s:
         run_queries.get_run(s, first).status = RunStatus.RUNNING
     ctx = worker.RunContext(run_id=second, task=TaskKind.CLASSIFICATION, model_kind="tfidf", config={},
-                            dataset_id=classification_dataset, artifact_dir=jobs.run_dir(second))
+                            dataset_id=classification_dataset, artifact_dir=run_dir(second))
     polls = []
 
     def fake_sleep(_s: float) -> None:  # the first run finishes while the second is waiting
@@ -136,4 +138,4 @@ def test_resume_needs_a_checkpoint(classification_dataset: int) -> None:
     with session_scope() as s:
         run_queries.get_run(s, run_id).status = RunStatus.FAILED
     with pytest.raises(jobs.JobError, match="no checkpoint"):
-        jobs.resume_run(run_id)
+        resume(run_id)

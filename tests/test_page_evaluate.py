@@ -169,7 +169,7 @@ def test_real_tfidf_run_from_the_worker_is_evaluated(classification_dataset: int
 
     from core.cli import main
     from core.evaluation.report import build_report
-    from core.text.training import build_config
+    from core.text.config import build_config
 
     with session_scope() as s:
         run_id = run_queries.create_run(s, dataset_id=classification_dataset, task=TaskKind.CLASSIFICATION,

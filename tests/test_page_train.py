@@ -160,16 +160,11 @@ def test_query_param_selects_the_run_shown(classification_dataset: int) -> None:
 
 
 def test_estimate_button(classification_dataset: int) -> None:
-    from core.text import training
-
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     at.radio(key="family").set_value("tfidf").run()
     at.button(key="estimate").click().run()
     assert not at.exception, at.exception
-    if hasattr(training, "estimate_run"):
-        assert any(m.value.startswith("About **") for m in at.info)
-    else:
-        assert "not available" in at.warning[0].value
+    assert any(m.value.startswith("About **") for m in at.info)
 
 
 def _wait_until_finished(run_id: int, timeout_s: float = 120) -> RunStatus:

@@ -18,6 +18,8 @@ from core.text.serving import (
     servable_run,
     servable_runs,
 )
+from db import read_scope
+from tests.helpers import queue_run
 
 TEXTS = ["i love it, great product", "awful, broken and useless", "ok", "the service today was really " * 3]
 
@@ -104,7 +106,8 @@ def test_refuses_a_run_whose_folder_is_missing(make_served_run) -> None:
     shutil.rmtree(run_dir(run_id))
     with pytest.raises(ArtifactError, match=f"run {run_id} has no model files"):
         load_classifier(run_id)
-    assert not servable_run(run_id).has_artifacts
+    with read_scope() as s:
+        assert not servable_run(s, run_id).has_artifacts
 
 
 def test_refuses_corrupted_artifacts(make_served_run) -> None:
@@ -137,7 +140,8 @@ def test_never_unpickles_a_transformer(make_served_run) -> None:
 
 def test_servable_runs_best_macro_f1_first(make_served_run) -> None:
     low, high = make_served_run("tfidf", macro_f1=0.61), make_served_run("lstm", macro_f1=0.83)
-    runs = servable_runs()
+    with read_scope() as s:
+        runs = servable_runs(s)
     assert [r.run_id for r in runs] == [high, low]
     assert runs[0].dataset_name == "tiny-sentiment" and runs[0].has_artifacts
     assert "0.830" in runs[0].title
@@ -147,13 +151,12 @@ def train_for_real(dataset_id: int, kind: str, **options) -> int:
     """A run trained by a real `python -m core.runs.worker` process (core.text.training writes the artifacts)."""
     import time
 
-    from core.runs.jobs import start_run
-    from core.text.training import build_config
+    from core.text.config import build_config
     from db import runs as run_queries
     from db import session_scope
-    from db.enums import RunStatus, TaskKind
+    from db.enums import RunStatus
 
-    run_id = start_run(dataset_id=dataset_id, task=TaskKind.CLASSIFICATION, model_kind=kind,
+    run_id = queue_run(dataset_id=dataset_id, model_kind=kind,
                        config=build_config(kind, {"device": "cpu", **options} if kind != "tfidf" else options))
     deadline = time.monotonic() + 540
     while time.monotonic() < deadline:
@@ -175,4 +178,6 @@ def test_really_trained_runs_serve(classification_dataset: int, kind: str, optio
     assert clf.family == kind and clf.labels == ["negative", "positive"]
     preds = clf.predict(["love this wonderful great product", "awful broken terrible service"])
     assert [p.label for p in preds] == ["positive", "negative"]
-    assert servable_runs()[0].run_id == run_id and servable_runs()[0].macro_f1 > 0.8
+    with read_scope() as s:
+        best = servable_runs(s)[0]
+    assert best.run_id == run_id and best.macro_f1 > 0.8

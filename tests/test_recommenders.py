@@ -15,6 +15,7 @@ from db import runs as run_queries
 from db import session_scope
 from db.enums import RunStatus, TaskKind
 from tests.conftest import interactions_frame, items_frame
+from tests.helpers import queue_run
 
 METRIC_KEYS = {"ndcg@10", "precision@10", "recall@10", "map@10", "hit_rate@10", "coverage", "k", "by_k",
                "n_users_scored", "train_time_s", "protocol"}
@@ -140,10 +141,9 @@ def test_content_model_needs_a_catalogue() -> None:
 # --- worker runs, saving and serving ---------------------------------------------------------
 
 def test_start_run_completes_with_the_metrics_contract(interactions_dataset: int) -> None:
-    from core.runs.jobs import start_run
 
     config = rec.build_config("bpr", {**FAST["bpr"], "epochs": 5})
-    run_id = start_run(dataset_id=interactions_dataset, task=TaskKind.INTERACTIONS, model_kind="bpr", config=config)
+    run_id = queue_run(dataset_id=interactions_dataset, model_kind="bpr", config=config)
     deadline = time.time() + 180
     while time.time() < deadline:
         with session_scope() as s:

@@ -16,15 +16,11 @@ import pytest
 import torch
 from torch import nn
 
+from core.runs.files import RunFiles
 from core.text.batching import TokenBatches, bucketed_order
-from core.text.training import (
-    TrainConfig,
-    TrainingError,
-    build_config,
-    execute_run,
-    train_classifier,
-    with_oom_fallback,
-)
+from core.text.config import TrainConfig, TrainingError, build_config
+from core.text.executor import execute_run
+from core.text.loop import train_classifier, with_oom_fallback
 from db.enums import TaskKind
 
 
@@ -50,6 +46,10 @@ class RecordingContext:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def files(self) -> RunFiles:
+        return RunFiles(self.artifact_dir)
 
     def dataset(self):  # noqa: ANN201
         from db import datasets as dataset_queries
@@ -256,7 +256,7 @@ def test_oom_at_batch_one_names_the_knobs() -> None:
 def check_artifacts(ctx: RecordingContext, metrics: dict[str, Any], family: str) -> None:
     folder = ctx.artifact_dir
     meta = json.loads((folder / "meta.json").read_text())
-    assert meta["family"] == family and meta["labels"] == ["negative", "positive"]
+    assert meta["kind"] == family and meta["labels"] == ["negative", "positive"]
     assert meta["dataset_id"] == ctx.dataset_id
     for split in ("validation", "test"):
         preds = pd.read_parquet(folder / "predictions" / f"{split}.parquet")
@@ -322,17 +322,21 @@ def test_cancel_in_process_raises_run_cancelled(tmp_path: Path, classification_d
 # --- pre-flight estimate ---------------------------------------------------------------------------
 
 def test_estimate_run_measures_a_probe(classification_dataset: int) -> None:
-    from core.text.training import estimate_run
+    from core.text.estimate import estimate_run
+    from db import datasets as dataset_queries
+    from db import read_scope
 
+    with read_scope() as s:
+        dataset = dataset_queries.get_dataset(s, classification_dataset)
     options = {"batch_size": 8, "max_length": 32, "device": "cpu", "init_embeddings": False}
-    short = estimate_run(classification_dataset, "lstm", {**options, "epochs": 1})
+    short = estimate_run(dataset, "lstm", {**options, "epochs": 1})
     assert short.seconds > 0 and short.samples_per_s > 0 and short.device == "cpu"
     assert short.peak_memory_bytes is None and short.warning is None  # memory is only probed on CUDA
-    long = estimate_run(classification_dataset, "lstm", {**options, "epochs": 50})
+    long = estimate_run(dataset, "lstm", {**options, "epochs": 50})
     assert long.seconds > short.seconds
-    assert estimate_run(classification_dataset, "tfidf", {}).seconds > 0
-    with pytest.raises(TrainingError, match="no dataset"):
-        estimate_run(999, "tfidf", {})
+    assert estimate_run(dataset, "tfidf", {}).seconds > 0
+    with pytest.raises(TrainingError, match="no longer exists"):
+        estimate_run(None, "tfidf", {})
 
 
 def test_unreachable_model_id_is_a_clear_error(tmp_path: Path, classification_dataset: int) -> None:

@@ -14,12 +14,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core.runs.jobs import cancel_run, reap_dead_runs, resume_run, start_run
+from core.runs.jobs import reap_dead_runs
 from core.settings import run_dir
-from core.text.training import build_config
+from core.text.config import build_config
 from db import runs as run_queries
 from db import session_scope
-from db.enums import RunStatus, TaskKind
+from db.enums import RunStatus
+from tests.helpers import cancel, queue_run, resume
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,7 +54,7 @@ def worker_log(run_id: int) -> str:
 
 
 def start(dataset_id: int, kind: str, **options) -> int:  # noqa: ANN003
-    return start_run(dataset_id=dataset_id, task=TaskKind.CLASSIFICATION, model_kind=kind,
+    return queue_run(dataset_id=dataset_id, model_kind=kind,
                      config=build_config(kind, options))
 
 
@@ -83,7 +84,7 @@ def test_lstm_run_completes_with_progress_and_metric_points(classification_datas
     assert len(points(run_id, "macro_f1", "validation")) == 3
     assert points(run_id, "train_loss", "train")
     meta = json.loads((run_dir(run_id) / "meta.json").read_text())
-    assert meta["family"] == "lstm" and meta["labels"] == ["negative", "positive"]
+    assert meta["kind"] == "lstm" and meta["labels"] == ["negative", "positive"]
     assert (run_dir(run_id) / "model" / "model.safetensors").exists()
 
 
@@ -97,7 +98,7 @@ def test_cancel_stops_a_running_run_quickly(classification_dataset: int) -> None
     run_id = long_lstm_run(classification_dataset)
     wait_until(run_id, lambda r: "step" in (r["status_text"] or ""), timeout=120)
     asked = time.monotonic()
-    cancel_run(run_id)
+    cancel(run_id)
     row = wait_until(run_id, finished, timeout=30)
     assert row["status"] == RunStatus.CANCELLED
     assert time.monotonic() - asked < 10
@@ -120,12 +121,12 @@ def test_resume_continues_from_the_checkpoint(classification_dataset: int) -> No
                    device="cpu", init_embeddings=False)
     checkpoint = run_dir(run_id) / "checkpoint" / "trainer_state.pt"
     wait_until(run_id, lambda r: checkpoint.exists() or finished(r), timeout=120)
-    cancel_run(run_id)
+    cancel(run_id)
     row = wait_until(run_id, finished, timeout=30)
     assert row["status"] == RunStatus.CANCELLED
     steps_before = max(step for step, _ in points(run_id, "train_loss", "train"))
 
-    resume_run(run_id)
+    resume(run_id)
     row = wait_until(run_id, finished, timeout=300)
     assert row["status"] == RunStatus.COMPLETED, row["error"]
     assert any(e.get("event") == "resumed" and e["epoch"] >= 1 for e in row["events"])
@@ -144,8 +145,8 @@ def test_ddp_with_two_gloo_processes_matches_one_process(classification_dataset:
 
     # The product's own path: core.runs.jobs launches `torchrun --nproc_per_node 2 -m core.runs.worker RUN_ID`.
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    ddp = start_run(dataset_id=classification_dataset, task=TaskKind.CLASSIFICATION, model_kind="lstm",
-                    config=build_config("lstm", {**options, "batch_size": 8, "gpus": 2}), gpus=2)
+    ddp = queue_run(dataset_id=classification_dataset, model_kind="lstm",
+                    config=build_config("lstm", {**options, "batch_size": 8, "gpus": 2}))
     row = wait_until(ddp, finished, timeout=300)
     assert row["status"] == RunStatus.COMPLETED, (row["error"], worker_log(ddp))
     assert row["device"] == "cpu × 2 (DDP)"

@@ -9,25 +9,16 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import ProtolabError
-from core.recs import recommenders
-from core.runs import jobs
+from core.runs import jobs, registry
 from core.runs.device import describe_compute
-from core.text import training
+from core.text.config import DEFAULT_LEARNING_RATE
 from core.text.pretrained import DEFAULT_MODEL_ID, WELL_KNOWN_MODELS
+from db import datasets as dataset_queries
+from db import read_scope, session_scope
 from db.enums import TaskKind
 from ui.common import format_duration
 
-FAMILIES = {"transformer": "Transformer (fine-tune)", "lstm": "LSTM (BiLSTM on subwords)",
-            "tfidf": "TF-IDF + logistic regression (instant baseline)"}
 OTHER = "other (Hugging Face id or local folder)"
-RECOMMENDERS = {
-    "ease": "EASE (linear item model; best on MovieLens)",
-    "itemknn": "Item k-NN (cosine)",
-    "bpr": "BPR matrix factorisation",
-    "sequential": "GRU over each user's history",
-    "content": "Content (catalogue text) + k-NN",
-    "popularity": "Popularity (baseline)",
-}
 PROTOCOLS = {"stratified_item": "75/25 per item, seed 42 (comparable with published MovieLens figures)",
              "leave_last_out": "leave the last interaction of each user out (by time)",
              "dataset": "the split stored with the dataset"}
@@ -35,7 +26,9 @@ PROTOCOLS = {"stratified_item": "75/25 per item, seed 42 (comparable with publis
 
 def classification_form(dataset_id: int) -> None:
     """Model family, model id and hyperparameters; Estimate and Start."""
-    family = st.radio("Model", list(FAMILIES), format_func=FAMILIES.get, horizontal=True, key="family")
+    kinds = {k.name: k for k in registry.all_kinds(TaskKind.CLASSIFICATION)}
+    family = st.radio("Model", list(kinds), format_func=lambda name: kinds[name].label, horizontal=True,
+                      key="family", captions=[k.help for k in kinds.values()])
     options: dict = {"seed": None, "class_weights": None}
     if family == "transformer":
         choice = st.selectbox("Pretrained model", [*WELL_KNOWN_MODELS, OTHER], key="model_choice",
@@ -62,7 +55,7 @@ def classification_form(dataset_id: int) -> None:
             options["batch_size"] = c2.number_input("Batch size", 1, 1024, 32 if family == "transformer" else 64,
                                                     key=f"batch_size_{family}", help="Halved automatically on GPU OOM.")
             options["learning_rate"] = c3.number_input("Learning rate", 1e-7, 1.0,
-                                                       training.DEFAULT_LEARNING_RATE[family],
+                                                       DEFAULT_LEARNING_RATE.get(family, 1e-4),
                                                        format="%.1e", step=1e-5, key=f"lr_{family}",
                                                        help="Peak AdamW step size, reached after the warm-up.")
             options["max_length"] = c1.number_input("Max length (tokens)", 8, 512, 128, key="max_length",
@@ -86,17 +79,18 @@ def classification_form(dataset_id: int) -> None:
 
 
     def _config() -> dict:
-        return training.build_config(family, {k: v for k, v in options.items() if v is not None})
+        return kinds[family].make_config({k: v for k, v in options.items() if v is not None})
 
 
     b1, b2 = st.columns(2)
     if b1.button("⏱ Estimate time", key="estimate"):
         try:
-            if not hasattr(training, "estimate_run"):
-                st.warning("Time estimates are not available in this build yet.")
-            else:
-                with st.spinner("Measuring a few training steps…"):
-                    est = training.estimate_run(dataset_id=dataset_id, model_kind=family, config=_config())
+            from core.text.estimate import estimate_run
+
+            with read_scope() as s:
+                dataset = dataset_queries.get_dataset(s, dataset_id)
+            with st.spinner("Measuring a few training steps…"):
+                est = estimate_run(dataset, model_kind=family, config=_config())
                 memory = f" · peak memory ≈ {est.peak_memory_bytes / 2**30:.1f} GiB" if est.peak_memory_bytes else ""
                 st.info(f"About **{format_duration(est.seconds)}** on {est.device}{memory}")
                 if est.warning:
@@ -105,8 +99,8 @@ def classification_form(dataset_id: int) -> None:
             st.error(str(exc))
     if b2.button("▶ Start", type="primary", key="start"):
         try:
-            new_id = jobs.start_run(dataset_id=dataset_id, task=TaskKind.CLASSIFICATION, model_kind=family,
-                                    config=_config(), gpus=int(options.get("gpus") or 1))
+            with session_scope() as s:
+                new_id = jobs.start_run(s, dataset_id=dataset_id, model_kind=family, config=_config())
             st.query_params["run"] = str(new_id)
         except ProtolabError as exc:
             st.error(str(exc))
@@ -114,7 +108,9 @@ def classification_form(dataset_id: int) -> None:
 
 def recommender_form(dataset_id: int) -> None:
     """A recommender, the evaluation protocol and the few settings that matter; Start."""
-    model = st.radio("Model", list(RECOMMENDERS), format_func=RECOMMENDERS.get, horizontal=True, key="rec_model")
+    kinds = {k.name: k for k in registry.all_kinds(TaskKind.INTERACTIONS)}
+    model = st.radio("Model", list(kinds), format_func=lambda name: kinds[name].label, horizontal=True,
+                     key="rec_model", captions=[k.help for k in kinds.values()])
     options: dict = {}
     with st.expander("Settings", expanded=False):
         c1, c2, c3 = st.columns(3)
@@ -126,18 +122,18 @@ def recommender_form(dataset_id: int) -> None:
             help="Compare runs only when they use the same split.")
         options["seed"] = c3.number_input("Seed", 0, 2**31 - 1, 42, key="rec_seed")
         if model in ("bpr", "sequential"):
-            defaults = recommenders.CONFIGS[model]()
-            options["epochs"] = c1.number_input("Epochs", 1, 1000, defaults.epochs, key=f"rec_epochs_{model}")
-            options["factors"] = c2.number_input("Latent factors", 4, 1024, defaults.factors,
+            defaults = kinds[model].make_config({})
+            options["epochs"] = c1.number_input("Epochs", 1, 1000, defaults["epochs"], key=f"rec_epochs_{model}")
+            options["factors"] = c2.number_input("Latent factors", 4, 1024, defaults["factors"],
                                                  key=f"rec_factors_{model}")
-            options["learning_rate"] = c3.number_input("Learning rate", 1e-5, 1.0, defaults.learning_rate,
+            options["learning_rate"] = c3.number_input("Learning rate", 1e-5, 1.0, defaults["learning_rate"],
                                                        format="%.4f", key=f"rec_lr_{model}")
             options["device"] = c1.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key="rec_device")
     if st.button("▶ Start", type="primary", key="rec_start"):
         try:
-            config = recommenders.build_config(model, options)
-            new_id = jobs.start_run(dataset_id=dataset_id, task=TaskKind.INTERACTIONS, model_kind=model,
-                                    config=config)
+            config = kinds[model].make_config(options)
+            with session_scope() as s:
+                new_id = jobs.start_run(s, dataset_id=dataset_id, model_kind=model, config=config)
             st.query_params["run"] = str(new_id)
         except ProtolabError as exc:
             st.error(str(exc))

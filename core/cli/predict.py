@@ -14,8 +14,10 @@ from core.cli import CliError, print_json
 
 def _texts(args: argparse.Namespace) -> int:
     from core.text.serving import InputError, clean_text, load_classifier, servable_run
+    from db import read_scope
 
-    servable_run(args.run)
+    with read_scope() as s:
+        servable_run(s, args.run)
     try:
         texts = [clean_text(t) for t in args.texts]
     except InputError as exc:
@@ -37,10 +39,12 @@ def _texts(args: argparse.Namespace) -> int:
 def _file(args: argparse.Namespace) -> int:
     from core.text.batch_scoring import read_upload, results_csv, score_frame
     from core.text.serving import load_classifier, servable_run
+    from db import read_scope
 
     path = Path(args.file)
     frame = read_upload(path, path.name)  # read errors ("no such file", ...) come back as one-line user errors
-    servable_run(args.run)
+    with read_scope() as s:
+        servable_run(s, args.run)
     classifier = load_classifier(args.run)
 
     def progress(fraction: float, text: str) -> None:

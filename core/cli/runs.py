@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from core.cli import CliError, print_json
+from core.runs.registry import headline_of
 from db.models import Run
 
 
@@ -18,17 +19,23 @@ def run_summary(run: Run) -> dict[str, Any]:
         "device": run.device, "config": run.config, "metrics": run.metrics or {}, "error": run.error,
         "events": run.events or [], "created_at": run.created_at, "started_at": run.started_at,
         "finished_at": run.finished_at, "duration_s": run.duration_s, "artifact_path": run.artifact_path,
-        "parent_run_id": run.parent_run_id,
+        "parent_run_id": run.parent_run_id, "headline": _headline(run),
     }
+
+
+def _headline(run: Run) -> dict[str, Any]:
+    """The run's one figure: {"metric": "macro-F1" | "NDCG@10", "key": ..., "value": float or None}."""
+    headline, value = headline_of(run.model_kind, run.task, run.metrics)
+    return {"metric": headline.label, "key": headline.key, "value": value}
 
 
 def _list(args: argparse.Namespace) -> int:
     from core.runs.jobs import reap_dead_runs
+    from db import read_scope
     from db import runs as run_queries
-    from db import session_scope
 
     reap_dead_runs()
-    with session_scope() as s:
+    with read_scope() as s:
         runs = [run_summary(r) for r in run_queries.list_runs(s, limit=args.limit)]
     if args.json:
         print_json(runs)
@@ -38,28 +45,20 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     print(f"{'id':>4}  {'status':<10} {'model':<12} {'dataset':<24} {'score':>14}  progress")
     for r in runs:
-        f1_text = _score_text(r["metrics"])
+        headline = r["headline"]
+        f1_text = f"{headline['metric']} {headline['value']:.3f}" if headline["value"] is not None else "-"
         print(f"{r['run_id']:>4}  {r['status']:<10} {r['model']:<12} {str(r['dataset'])[:24]:<24} "
               f"{f1_text:>14}  {r['progress'] * 100:5.1f}%  {r['status_text'] or ''}")
     return 0
 
 
-def _score_text(metrics: dict[str, Any]) -> str:
-    """The headline score of a run: macro-F1 for classifiers, NDCG@k for recommenders."""
-    if isinstance(metrics.get("macro_f1"), (int, float)):
-        return f"macro_f1 {metrics['macro_f1']:.3f}"
-    k = metrics.get("k", 10)
-    ndcg = metrics.get(f"ndcg@{k}")
-    return f"ndcg@{k} {ndcg:.3f}" if isinstance(ndcg, (int, float)) else "-"
-
-
 def _show(args: argparse.Namespace) -> int:
     from core.runs.jobs import reap_dead_runs
+    from db import read_scope
     from db import runs as run_queries
-    from db import session_scope
 
     reap_dead_runs()
-    with session_scope() as s:
+    with read_scope() as s:
         run = run_queries.get_run(s, args.run_id)
         if run is None:
             raise CliError(f"no run with id {args.run_id}")
@@ -74,26 +73,28 @@ def _show(args: argparse.Namespace) -> int:
 
 def _cancel(args: argparse.Namespace) -> int:
     from core.runs.jobs import cancel_run
+    from db import session_scope
 
-    status = cancel_run(args.run_id)
+    with session_scope() as s:
+        status = cancel_run(s, args.run_id)
     print(f"run {args.run_id}: {'cancelled' if status.value == 'cancelled' else 'cancel requested'}")
     return 0
 
 
 def _resume(args: argparse.Namespace) -> int:
     from core.runs.jobs import resume_run
+    from db import session_scope
 
-    resume_run(args.run_id)
+    with session_scope() as s:
+        resume_run(s, args.run_id)
     print(f"run {args.run_id}: queued to resume from its last checkpoint")
     return 0
 
 
 def _rm(args: argparse.Namespace) -> int:
-    import shutil
-
-    from core.settings import run_dir
+    from core.runs.files import RunFiles
+    from db import after_commit, session_scope
     from db import runs as run_queries
-    from db import session_scope
 
     with session_scope() as s:
         run = run_queries.get_run(s, args.run_id)
@@ -102,7 +103,7 @@ def _rm(args: argparse.Namespace) -> int:
         if run.status.is_active:
             raise CliError(f"run {args.run_id} is {run.status.value}; cancel it first")
         run_queries.delete_run(s, run)
-    shutil.rmtree(run_dir(args.run_id), ignore_errors=True)
+        after_commit(s, RunFiles.of(args.run_id).remove)
     print(f"run {args.run_id} deleted")
     return 0
 

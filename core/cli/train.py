@@ -8,25 +8,11 @@ import time
 from typing import Any
 
 from core.cli import CliError, print_json
+from core.runs import registry
 
-CLASSIFIERS = ("transformer", "lstm", "tfidf")
-RECOMMENDERS = ("popularity", "itemknn", "ease", "bpr", "sequential", "content")
-# CLI flag -> config key handed to build_config (only flags the user gave are passed on).
+# CLI flag -> config key handed to the kind's build_config (only flags the user gave are passed on).
 OPTION_KEYS = ("model_id", "epochs", "batch_size", "learning_rate", "max_length", "device", "gpus", "seed",
                "k", "patience", "warmup_ratio", "weight_decay", "factors", "split_protocol")
-
-
-def build_run_config(model: str, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """(task, full config) for a model kind, validated by the module that trains it."""
-    from db.enums import TaskKind
-
-    if model in CLASSIFIERS:
-        from core.text.training import build_config
-
-        return TaskKind.CLASSIFICATION, build_config(model, options)
-    from core.recs.recommenders import build_config as build_recommender_config
-
-    return TaskKind.INTERACTIONS, build_recommender_config(model, options)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -34,18 +20,17 @@ def _run(args: argparse.Namespace) -> int:
     from db import datasets as dataset_queries
     from db import session_scope
 
+    kind = registry.get_kind(args.model)
     options = {key: getattr(args, key) for key in OPTION_KEYS if getattr(args, key, None) is not None}
+    config = kind.make_config(options)
     with session_scope() as s:
         dataset = dataset_queries.find_dataset(s, args.dataset)
         if dataset is None:
             raise CliError(f"no dataset named {args.dataset!r} (see `protolab datasets list`)")
-        dataset_id, dataset_task = dataset.id, dataset.task
-    task, config = build_run_config(args.model, options)
-    if task != dataset_task:
-        wanted = "a classification" if task.value == "classification" else "an interactions"
-        raise CliError(f"model {args.model!r} needs {wanted} dataset; {args.dataset!r} is {dataset_task.value}")
-    run_id = start_run(dataset_id=dataset_id, task=task, model_kind=args.model, config=config, name=args.name,
-                       gpus=int(config.get("gpus", 1) or 1))
+        if kind.task != dataset.task:
+            wanted = "a classification" if kind.task.value == "classification" else "an interactions"
+            raise CliError(f"model {args.model!r} needs {wanted} dataset; {args.dataset!r} is {dataset.task.value}")
+        run_id = start_run(s, dataset_id=dataset.id, model_kind=kind.name, config=config, name=args.name)
     if not args.wait:
         if args.json:
             print_json({"run_id": run_id, "status": "queued"})
@@ -102,7 +87,8 @@ def _draw_progress(summary: dict[str, Any], quiet: bool) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train a classifier or a recommender as a background run")
     p.add_argument("--dataset", required=True, help="dataset name or id")
-    p.add_argument("--model", required=True, choices=CLASSIFIERS + RECOMMENDERS)
+    p.add_argument("--model", required=True, choices=registry.kind_names(),
+                   help="; ".join(f"{k.name}: {k.help}" for k in registry.all_kinds()))
     p.add_argument("--model-id", dest="model_id", help="Hugging Face model id or local folder (transformer, lstm)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", dest="batch_size", type=int)

@@ -18,18 +18,20 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from core.errors import ProtolabError
-from core.settings import load_settings, run_dir
+from core.runs import registry
+from core.runs.files import RunFiles
+from core.settings import load_settings
+from db import after_commit, read_scope, session_scope
 from db import runs as run_queries
-from db import session_scope
-from db.engine import read_scope
 from db.enums import RunStatus, TaskKind
 from db.models import Run, utcnow
 
 HEARTBEAT_INTERVAL_S = 2.0
 # A worker that has not written a heartbeat for this long is presumed dead.
 STALE_AFTER_S = float(os.environ.get("PROTOLAB_STALE_AFTER_S", "20"))
-WORKER_LOG = "worker.log"
 
 # Popen handles of workers this process started: polling them reaps zombies, so a
 # killed worker is seen as dead instead of lingering as <defunct>.
@@ -44,15 +46,15 @@ class JobError(ProtolabError):
 
 
 def start_run(
-    *, dataset_id: int, task: TaskKind, model_kind: str, config: dict[str, Any],
-    name: str | None = None, parent_run_id: int | None = None, gpus: int = 1,
+    s: Session, *, dataset_id: int, model_kind: str, config: dict[str, Any], name: str | None = None,
+    parent_run_id: int | None = None,
 ) -> int:
-    """Create a queued run row and launch its worker; returns the run id."""
-    with session_scope() as s:
-        run = run_queries.create_run(s, dataset_id=dataset_id, task=task, model_kind=model_kind,
-                                     config=config, name=name, parent_run_id=parent_run_id)
-        run_id = run.id
-    launch_worker(run_id, gpus=gpus)
+    """Queue a run in the caller's transaction; its worker starts once that transaction commits. The run id."""
+    kind = registry.get_kind(model_kind)
+    run = run_queries.create_run(s, dataset_id=dataset_id, task=kind.task, model_kind=model_kind, config=config,
+                                 name=name, parent_run_id=parent_run_id)
+    run_id, gpus = run.id, int(config.get("gpus", 1) or 1)
+    after_commit(s, lambda: launch_worker(run_id, gpus=gpus))
     return run_id
 
 
@@ -66,7 +68,8 @@ def worker_command(run_id: int, gpus: int = 1) -> list[str]:
 def launch_worker(run_id: int, gpus: int = 1) -> int:
     """Start the worker detached from this process (it outlives a Streamlit restart)."""
     settings = load_settings()
-    folder = run_dir(run_id)
+    files = RunFiles.of(run_id)
+    folder = files.root
     env = dict(os.environ)
     env["PROTOLAB_HOME"] = str(settings.home)
     env["DATABASE_URL"] = settings.database_url
@@ -75,7 +78,7 @@ def launch_worker(run_id: int, gpus: int = 1) -> int:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (project_root, env.get("PYTHONPATH")) if p)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / WORKER_LOG, "ab") as log:
+        with open(files.worker_log, "ab") as log:
             proc = subprocess.Popen(worker_command(run_id, gpus), stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=env, cwd=project_root, start_new_session=True)
     except OSError as exc:
@@ -94,7 +97,7 @@ def launch_worker(run_id: int, gpus: int = 1) -> int:
             run.pid, run.host = proc.pid, socket.gethostname()
             run.heartbeat_at = utcnow()  # the launch counts as a first sign of life
     # Watch the child from here, so a killed worker is marked failed at once, whoever is looking.
-    threading.Thread(target=_watch_worker, args=(proc, run_id, settings.database_url, folder),
+    threading.Thread(target=_watch_worker, args=(proc, run_id, settings.database_url, files),
                      name=f"protolab-watch-{run_id}", daemon=True).start()
     return proc.pid
 
@@ -108,7 +111,7 @@ def disk_error_text(exc: OSError, folder: Path) -> str:
     return f"cannot write to {folder}: {reason} (check PROTOLAB_HOME and free disk space)"
 
 
-def _watch_worker(proc: subprocess.Popen, run_id: int, database_url: str, folder: Path) -> None:
+def _watch_worker(proc: subprocess.Popen, run_id: int, database_url: str, files: RunFiles) -> None:
     """Wait for one worker to exit; if its run is still active then, it died without reporting."""
     code = proc.wait()
     _children.pop(proc.pid, None)
@@ -126,7 +129,7 @@ def _watch_worker(proc: subprocess.Popen, run_id: int, database_url: str, folder
             if (run is None or not run.status.is_active or run.pid is None
                     or (run.pid != proc.pid and _worker_alive(run.pid))):
                 return
-            tail = _tail(folder / WORKER_LOG)
+            tail = _tail(files.worker_log)
             reason = f"the worker process (pid {proc.pid}) {how} without reporting: killed or crashed"
             run.status, run.finished_at = RunStatus.FAILED, utcnow()
             run.error = reason + (f"\n\nLast lines of the worker log:\n{tail}" if tail else "")
@@ -135,29 +138,29 @@ def _watch_worker(proc: subprocess.Popen, run_id: int, database_url: str, folder
         pass
 
 
-def cancel_run(run_id: int) -> RunStatus:
-    with session_scope() as s:
-        run = _require(s, run_id)
-        if not run.status.is_active:
-            raise JobError(f"run {run_id} is {run.status.value}; only queued or running runs can be cancelled")
-        run_queries.request_cancel(s, run)
-        return run.status
+def cancel_run(s: Session, run_id: int) -> RunStatus:
+    """Ask a run to stop (in the caller's transaction): a queued run is cancelled at once, a running one at its
+    next step."""
+    run = _require(s, run_id)
+    if not run.status.is_active:
+        raise JobError(f"run {run_id} is {run.status.value}; only queued or running runs can be cancelled")
+    run_queries.request_cancel(s, run)
+    return run.status
 
 
-def resume_run(run_id: int) -> None:
-    """Put a failed or cancelled run back in the queue; its worker picks up its last checkpoint."""
-    with session_scope() as s:
-        run = _require(s, run_id)
-        if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
-            raise JobError(f"run {run_id} is {run.status.value}; only failed or cancelled runs can be resumed")
-        if not (run_dir(run_id) / "checkpoint").exists():
-            raise JobError(f"run {run_id} has no checkpoint to resume from (it stopped before its first one)")
-        run.status, run.cancel_requested, run.error = RunStatus.QUEUED, False, None
-        run.pid, run.finished_at, run.status_text = None, None, "queued to resume"
-        run.events = [*run.events, {"event": "resume", "at": utcnow().isoformat()}]
-        run.config = {**run.config, "resume": True}
-        gpus = int(run.config.get("gpus", 1) or 1)
-    launch_worker(run_id, gpus=gpus)
+def resume_run(s: Session, run_id: int) -> None:
+    """Put a failed or cancelled run back in the queue; after the commit its worker picks up the last checkpoint."""
+    run = _require(s, run_id)
+    if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
+        raise JobError(f"run {run_id} is {run.status.value}; only failed or cancelled runs can be resumed")
+    if not RunFiles.of(run_id).has_checkpoint():
+        raise JobError(f"run {run_id} has no checkpoint to resume from (it stopped before its first one)")
+    run.status, run.cancel_requested, run.error = RunStatus.QUEUED, False, None
+    run.pid, run.finished_at, run.status_text = None, None, "queued to resume"
+    run.events = [*run.events, {"event": "resume", "at": utcnow().isoformat()}]
+    run.config = {**run.config, "resume": True}
+    gpus = int(run.config.get("gpus", 1) or 1)
+    after_commit(s, lambda: launch_worker(run_id, gpus=gpus))
 
 
 def reap_dead_runs(database_url: str | None = None) -> list[int]:
@@ -235,7 +238,7 @@ def _watchdog_loop(database_url: str, interval_s: float, stop: threading.Event) 
 
 
 def log_tail(run_id: int, lines: int = 20) -> str:
-    return _tail(run_dir(run_id) / WORKER_LOG, lines)
+    return _tail(RunFiles.of(run_id).worker_log, lines)
 
 
 def _tail(path: Path, lines: int = 20) -> str:

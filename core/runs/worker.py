@@ -1,17 +1,14 @@
 """The background worker: `python -m core.runs.worker RUN_ID` runs one run and reports to the database.
 
-It waits its turn in the per-device queue, then hands a RunContext to the
-task's executor (classification → core.text.training, interactions →
-core.recs.recommenders). Progress, metric points and a heartbeat go to the
-database; the worker itself never touches the UI. Under torchrun only rank 0
-writes.
+It waits its turn in the per-device queue, then hands a RunContext to the executor that the run's model
+kind names in core.runs.registry. Progress, metric points and a heartbeat go to the database; the worker
+itself never touches the UI. Under torchrun only rank 0 writes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import importlib
 import os
 import re
 import socket
@@ -24,19 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ProtolabError
+from core.runs import registry
 from core.runs.device import describe_compute
+from core.runs.files import RunFiles
 from core.runs.jobs import HEARTBEAT_INTERVAL_S, disk_error_text, reap_dead_runs
-from core.settings import run_dir
 from db import runs as run_queries
 from db import session_scope, with_retry
 from db.enums import RunStatus, TaskKind
 from db.models import Dataset, Run, utcnow
 
-# Executors by task: "module:function", each taking a RunContext and returning final metrics.
-EXECUTORS = {
-    TaskKind.CLASSIFICATION: "core.text.training:execute_run",
-    TaskKind.INTERACTIONS: "core.recs.recommenders:execute_run",
-}
 QUEUE_POLL_S = 1.0
 PROGRESS_EVERY_S = 0.5
 MAX_RUNS_PER_DEVICE = int(os.environ.get("PROTOLAB_MAX_RUNS_PER_DEVICE", "1"))
@@ -60,7 +53,7 @@ class RunContext:
     model_kind: str
     config: dict[str, Any]
     dataset_id: int
-    artifact_dir: Path
+    artifact_dir: Path  # the run's folder; its layout is `files`
     rank: int = 0
     world_size: int = 1
     cancelled: bool = False
@@ -71,6 +64,10 @@ class RunContext:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def files(self) -> RunFiles:
+        return RunFiles(self.artifact_dir)
 
     def dataset(self) -> Dataset:
         with session_scope() as s:
@@ -222,7 +219,7 @@ def execute(run_id: int) -> RunStatus:
             print(f"run {run_id} is {run.status.value}; nothing to do", file=sys.stderr)
             return run.status
         ctx = RunContext(run_id=run.id, task=run.task, model_kind=run.model_kind, config=dict(run.config),
-                         dataset_id=run.dataset_id, artifact_dir=run_dir(run.id), rank=rank,
+                         dataset_id=run.dataset_id, artifact_dir=RunFiles.of(run.id).root, rank=rank,
                          world_size=world_size)
         if ctx.is_main:
             run.pid, run.host, run.heartbeat_at = os.getpid(), socket.gethostname(), utcnow()
@@ -241,15 +238,13 @@ def execute(run_id: int) -> RunStatus:
             status = _wait_for_main_rank(run_id)
             if status != RunStatus.RUNNING:
                 return status
-        module_name, func_name = EXECUTORS[ctx.task].split(":")
-        executor = getattr(importlib.import_module(module_name), func_name)
-        metrics = executor(ctx)
+        metrics = registry.get_kind(ctx.model_kind).executor()(ctx)
         if ctx.cancelled:
             raise RunCancelled()
         ctx.progress(1.0, "completed")
         ctx.flush()
         if ctx.is_main:
-            (ctx.artifact_dir / "INCOMPLETE").unlink(missing_ok=True)  # left by an earlier stop, if resumed
+            ctx.files.clear_incomplete()  # left by an earlier stop, if resumed
             _update_run(run_id, status=RunStatus.COMPLETED, finished_at=utcnow(), progress=1.0,
                         status_text="completed", metrics=metrics or {})
         return RunStatus.COMPLETED
@@ -314,11 +309,8 @@ def _finish_stopped(ctx: RunContext, status: RunStatus, text: str, error: str | 
     with contextlib.suppress(Exception):
         ctx.flush()
     # Artifacts of a run that did not complete are kept for resume but marked as partial.
-    try:
-        if ctx.artifact_dir.exists():
-            (ctx.artifact_dir / "INCOMPLETE").write_text(f"{status.value}: {text}\n")
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        ctx.files.mark_incomplete(f"{status.value}: {text}")
     _update_run(ctx.run_id, status=status, finished_at=utcnow(), status_text=text, error=error)
 
 

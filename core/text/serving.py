@@ -5,23 +5,22 @@ Reads only the run's own artifact folder (core.settings.run_dir); the three fami
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy.orm import Session
 
 from core.errors import ProtolabError
-from core.settings import run_dir
+from core.runs import registry
+from core.runs.files import RunFiles
+from db import runs as run_queries
+from db.enums import RunStatus, TaskKind
 
-MODEL_DIR = "model"
-META_FILE = "meta.json"
-FAMILIES = ("transformer", "lstm", "tfidf")
 LOW_CONFIDENCE = 0.6  # below this the demo says "not sure" rather than presenting a verdict
 MAX_TEXT_CHARS = 100_000  # a paste beyond this is a mistake, not a review; refuse before tokenizing
 DEFAULT_BATCH_SIZE = 64
@@ -212,46 +211,42 @@ def inference_precision(device: str) -> str:
     return "bf16" if device == "cpu" and native_bf16_cpu() else "fp32"
 
 
-def read_meta(folder: Path) -> RunMeta:
-    """The run's meta.json, checked; ArtifactError when missing or not what a run writes."""
-    path = folder / META_FILE
+def read_meta(files: RunFiles) -> RunMeta:
+    """The run's meta.json, checked; ArtifactError when missing or not what a classification run writes."""
+    path = files.meta
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        family = str(raw["family"])
+        raw = files.read_meta()
+        kind = str(raw.get("kind") or raw["family"])  # "family": runs saved before the model-kind registry
         labels = [str(x) for x in raw["labels"]]
         max_length = int(raw.get("max_length") or 128)
     except FileNotFoundError as exc:
         raise ArtifactError(f"{path} is missing: the run did not finish saving its model") from exc
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ArtifactError(f"{path} is damaged ({type(exc).__name__}: {exc})") from exc
-    if family not in FAMILIES:
-        raise ArtifactError(f"{path} names an unknown model family {family!r} (expected one of {FAMILIES})")
+    known = registry.kind_names(TaskKind.CLASSIFICATION)
+    if kind not in known:
+        raise ArtifactError(f"{path} names an unknown model family {kind!r} (expected one of {known})")
     if len(labels) < 2:
         raise ArtifactError(f"{path} lists fewer than two labels")
     dataset_id = raw.get("dataset_id")
-    return RunMeta(family=family, labels=labels, max_length=max(2, max_length), model_id=raw.get("model_id"),
+    return RunMeta(family=kind, labels=labels, max_length=max(2, max_length), model_id=raw.get("model_id"),
                    dataset_id=int(dataset_id) if isinstance(dataset_id, int) else None)
 
 
 def load_classifier(run_id: int, device: str = "auto") -> TextClassifier:
-    """Load the model of a completed run from its own folder (never a user-given path).
+    """Load the model of a completed run from its own folder (never a user-given path), through its kind's loader.
 
     `device` "auto" serves on the GPU when there is one, whatever the run trained on.
     """
-    folder = run_dir(run_id)
-    if not folder.is_dir():
-        raise ArtifactError(f"run {run_id} has no model files (expected {folder}); it may not have finished, "
+    files = RunFiles.of(run_id)
+    if not files.exists():
+        raise ArtifactError(f"run {run_id} has no model files (expected {files.root}); it may not have finished, "
                             "or its files were deleted")
-    meta = read_meta(folder)
-    model_folder = folder / MODEL_DIR
-    if not model_folder.is_dir():
-        raise ArtifactError(f"run {run_id} has no saved model (expected {model_folder})")
+    meta = read_meta(files)
+    if not files.model.is_dir():
+        raise ArtifactError(f"run {run_id} has no saved model (expected {files.model})")
     try:
-        if meta.family == "tfidf":
-            from core.text.tfidf import load_tfidf
-
-            return TfidfClassifier(load_tfidf(model_folder), meta.max_length)
-        return _load_token_classifier(model_folder, meta, device)
+        return registry.get_kind(meta.family).loader()(files, device)
     except ArtifactError:
         raise
     except ProtolabError as exc:  # the family's own loader already said what is wrong
@@ -261,9 +256,18 @@ def load_classifier(run_id: int, device: str = "auto") -> TextClassifier:
                             f"{str(exc).splitlines()[0][:300] if str(exc) else ''})") from exc
 
 
-def _load_token_classifier(folder: Path, meta: RunMeta, device: str) -> TokenClassifier:
+def load_tfidf_classifier(files: RunFiles, device: str = "cpu") -> TfidfClassifier:
+    """The TF-IDF kind's loader (always on the CPU)."""
+    from core.text.tfidf import load_tfidf
+
+    return TfidfClassifier(load_tfidf(files.model), read_meta(files).max_length)
+
+
+def load_token_classifier(files: RunFiles, device: str = "auto") -> TokenClassifier:
+    """The Transformer and LSTM kinds' loader."""
     from core.runs.device import resolve_device
 
+    meta, folder = read_meta(files), files.model
     configure_torch_threads()
     device = resolve_device("auto" if device == "auto" else device)
     precision = "fp32"  # the LSTM stays in fp32 (small and already fast; bf16 LSTM kernels not measured)
@@ -340,26 +344,18 @@ class ServableRun:
         return f"#{self.run_id} {self.name}{f1}"
 
 
-def servable_runs() -> list[ServableRun]:
+def servable_runs(s: Session) -> list[ServableRun]:
     """Completed classification runs, best macro-F1 first (runs without a score last, newest first)."""
-    from db import runs as run_queries
-    from db import session_scope
-    from db.enums import RunStatus, TaskKind
-
-    with session_scope() as s:
-        rows = run_queries.list_runs(s, task=TaskKind.CLASSIFICATION, statuses=[RunStatus.COMPLETED])
-        found = [_servable(r) for r in rows]
+    rows = run_queries.list_runs(s, task=TaskKind.CLASSIFICATION, statuses=[RunStatus.COMPLETED])
+    found = [_servable(r) for r in rows]
     return sorted(found, key=lambda r: -(r.macro_f1 if r.macro_f1 is not None else -1.0))
 
 
-def servable_run(run_id: int) -> ServableRun:
+def servable_run(s: Session, run_id: int) -> ServableRun:
     """One run that the demo or CLI can serve, or a ProtolabError saying why not."""
     from core.runs.jobs import completed_run
-    from db import session_scope
-    from db.enums import TaskKind
 
-    with session_scope() as s:
-        return _servable(completed_run(s, run_id, TaskKind.CLASSIFICATION, "predict"))
+    return _servable(completed_run(s, run_id, TaskKind.CLASSIFICATION, "predict"))
 
 
 def _servable(run: Any) -> ServableRun:
@@ -367,10 +363,9 @@ def _servable(run: Any) -> ServableRun:
     metrics = run.metrics or {}
     test = metrics.get("test") if isinstance(metrics.get("test"), dict) else {}
     headline = {k: v for k, v in {**test, **metrics}.items() if isinstance(v, (int, float))}
-    folder = run_dir(run.id)
     return ServableRun(
         run_id=run.id, name=run.name or f"{run.model_kind} on {run.dataset.name}", model_kind=run.model_kind,
         model_id=config.get("model_id"), dataset_id=run.dataset_id, dataset_name=run.dataset.name,
         finished_at=run.finished_at, device=run.device, metrics=headline,
-        has_artifacts=(folder / META_FILE).is_file() and (folder / MODEL_DIR).is_dir(),
+        has_artifacts=RunFiles.of(run.id).has_model(),
     )

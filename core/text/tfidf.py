@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import ProtolabError
+from core.text.config import TrainConfig
 
 MODEL_FILE = "model.skops"
 LABELS_FILE = "labels.json"
@@ -47,6 +48,12 @@ class TfidfConfig:
     C: float = 4.0
     max_iter: int = 1000
     class_weight: str | None = None  # None | "balanced"
+
+    @classmethod
+    def of_run(cls, cfg: TrainConfig) -> TfidfConfig:
+        """The model a run with settings `cfg` trains (and the estimate times: the same one)."""
+        return cls(ngram_range=(1, cfg.tfidf_ngram_max), min_df=cfg.tfidf_min_df, max_features=cfg.tfidf_max_features,
+                   C=cfg.tfidf_c, class_weight="balanced" if cfg.class_weights else None)
 
 
 class TfidfModel:

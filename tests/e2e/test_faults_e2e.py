@@ -25,12 +25,11 @@ pytestmark = pytest.mark.e2e
 LAUNCHER = (
     "import sys, time\n"
     "from core.runs import jobs\n"
-    "from db.enums import TaskKind\n"
+    "from tests.helpers import queue_run\n"
     "from tests.test_faults import WORKER_SCRIPT\n"
     "jobs.worker_command = lambda run_id, gpus=1: [sys.executable, '-c', WORKER_SCRIPT, str(run_id),\n"
     "                                              'tests.test_faults:medium_executor']\n"
-    "print(jobs.start_run(dataset_id=int(sys.argv[1]), task=TaskKind.CLASSIFICATION, model_kind='tfidf',\n"
-    "                     config={'device': 'cpu'}), flush=True)\n"
+    "print(queue_run(dataset_id=int(sys.argv[1]), model_kind='tfidf', config={'device': 'cpu'}), flush=True)\n"
     "time.sleep(600)\n"
 )
 

@@ -1,0 +1,1 @@
+"""Datasets: reading uploads, guessing the mapping, validating, cleaning, splitting, storing, versioning, profiling."""

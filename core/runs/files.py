@@ -1,0 +1,85 @@
+"""A run's folder (PROTOLAB_HOME/runs/<id>/): the one place that knows its layout.
+
+Every run keeps `meta.json` (what it is: kind, task, dataset, labels...) at the top, its servable model in
+`model/`, resumable state in `checkpoint/`, prediction files in `predictions/`, the worker's log, and an
+`INCOMPLETE` marker while it is not completed. Nothing else spells these paths.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.settings import run_dir
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    root: Path
+
+    @classmethod
+    def of(cls, run_id: int) -> RunFiles:
+        """The folder of run `run_id`, derived from its id only (never from a user-given path)."""
+        return cls(run_dir(run_id))
+
+    @property
+    def meta(self) -> Path:
+        return self.root / "meta.json"
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / "checkpoint"
+
+    @property
+    def predictions_dir(self) -> Path:
+        return self.root / "predictions"
+
+    @property
+    def worker_log(self) -> Path:
+        return self.root / "worker.log"
+
+    @property
+    def incomplete_marker(self) -> Path:
+        return self.root / "INCOMPLETE"
+
+    def predictions(self, split: str) -> Path:
+        """The prediction file of one split ("validation" or "test")."""
+        return self.predictions_dir / f"{split}.parquet"
+
+    def exists(self) -> bool:
+        return self.root.is_dir()
+
+    def has_model(self) -> bool:
+        return self.meta.is_file() and self.model.is_dir()
+
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint.exists()
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.meta.write_text(json.dumps(meta, indent=2))
+
+    def read_meta(self) -> dict[str, Any]:
+        """meta.json as written; FileNotFoundError or ValueError (bad JSON) for the caller to explain."""
+        meta = json.loads(self.meta.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError("meta.json does not hold an object")
+        return meta
+
+    def mark_incomplete(self, reason: str) -> None:
+        """Keep a stopped run's files (for resume) but flag them as partial."""
+        if self.root.exists():
+            self.incomplete_marker.write_text(reason + "\n")
+
+    def clear_incomplete(self) -> None:
+        self.incomplete_marker.unlink(missing_ok=True)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,198 @@
+"""The model kinds Protolab can train and serve: one entry each, read by the CLI, the Train page, the worker,
+the demo pages and every list of runs. Adding a model is one `register(ModelKind(...))` plus its module.
+
+Entries name their code as "module:attribute" strings, resolved on first use, so listing the kinds (Home,
+the CLI's --help) imports no torch or scikit-learn. Extra kinds come from the modules named in
+PROTOLAB_MODEL_KINDS (comma-separated), imported here in every process, the worker's included.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.errors import ProtolabError
+from db.enums import TaskKind
+
+PLUGINS_ENV = "PROTOLAB_MODEL_KINDS"
+
+
+class UnknownModelKind(ProtolabError):
+    """A model kind nobody registered (a typo, or a run made by a plugin that is not loaded)."""
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The one figure a list of runs shows: its metric key in Run.metrics and how people read it."""
+
+    key: str  # "macro_f1" or "<metric>@<k>"
+    label: str  # "macro-F1", "NDCG@10"
+
+    def value(self, metrics: Mapping[str, Any] | None) -> float | None:
+        """The figure from a run's stored metrics; '<metric>@<k>' also looks in by_k (a run cut at another K)."""
+        metrics = metrics or {}
+        value = metrics.get(self.key)
+        if not isinstance(value, (int, float)) and "@" in self.key:
+            name, k = self.key.split("@", 1)
+            value = ((metrics.get("by_k") or {}).get(k) or {}).get(name)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    def text(self, metrics: Mapping[str, Any] | None) -> str | None:
+        value = self.value(metrics)
+        return f"{self.label} {value:.3f}" if value is not None else None
+
+
+HEADLINES = {
+    TaskKind.CLASSIFICATION: Headline("macro_f1", "macro-F1"),
+    TaskKind.INTERACTIONS: Headline("ndcg@10", "NDCG@10"),
+}
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """Everything Protolab needs to know about one kind of model."""
+
+    name: str  # "transformer", "bpr", ... (stored as Run.model_kind)
+    task: TaskKind
+    label: str  # what the Train page and pickers show
+    help: str  # one line: when to pick it
+    build_config: str  # "module:function" (name, options) -> full, validated config dict
+    execute: str  # "module:function" (RunContext) -> final metrics; the worker calls it
+    load: str | None = None  # "module:function" (RunFiles, device) -> the served model (None: not servable)
+    devices: tuple[str, ...] = ("cpu",)  # the device kinds it can use; "cpu" only = never on a GPU
+    multi_gpu: bool = False  # can train on several GPUs with DistributedDataParallel
+    has_epochs: bool = False  # reports loss per step/epoch (runs without epochs show no epoch panels)
+    options: tuple[str, ...] = ()  # the config keys the Train page and the CLI let a user set
+
+    @property
+    def headline(self) -> Headline:
+        return HEADLINES[self.task]
+
+    @property
+    def uses_gpu(self) -> bool:
+        return any(d != "cpu" for d in self.devices)
+
+    def make_config(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The full config of a run of this kind from the options a user gave (unknown or bad ones raise)."""
+        return resolve(self.build_config)(self.name, dict(options))
+
+    def executor(self) -> Callable[[Any], dict[str, Any]]:
+        return resolve(self.execute)
+
+    def loader(self) -> Callable[..., Any]:
+        if self.load is None:
+            raise UnknownModelKind(f"{self.label} runs cannot be served")
+        return resolve(self.load)
+
+
+@dataclass
+class _Registry:
+    kinds: dict[str, ModelKind] = field(default_factory=dict)
+    plugins_loaded: bool = False
+
+
+_registry = _Registry()
+
+
+def register(kind: ModelKind) -> ModelKind:
+    """Add (or replace, for tests and plugins) a model kind."""
+    _registry.kinds[kind.name] = kind
+    return kind
+
+
+def unregister(name: str) -> None:
+    _registry.kinds.pop(name, None)
+
+
+def all_kinds(task: TaskKind | None = None) -> list[ModelKind]:
+    """Every registered kind (of one task), in registration order: the order pickers show."""
+    _load_plugins()
+    return [k for k in _registry.kinds.values() if task is None or k.task is task]
+
+
+def kind_names(task: TaskKind | None = None) -> tuple[str, ...]:
+    return tuple(k.name for k in all_kinds(task))
+
+
+def get_kind(name: str) -> ModelKind:
+    _load_plugins()
+    kind = _registry.kinds.get(str(name))
+    if kind is None:
+        raise UnknownModelKind(f"unknown model {name!r}: use one of {', '.join(_registry.kinds)}")
+    return kind
+
+
+def find_kind(name: str) -> ModelKind | None:
+    _load_plugins()
+    return _registry.kinds.get(str(name))
+
+
+def headline_of(model_kind: str, task: TaskKind, metrics: Mapping[str, Any] | None) -> tuple[Headline, float | None]:
+    """A run's headline metric and value; a run of an unregistered kind still gets its task's headline."""
+    kind = find_kind(model_kind)
+    headline = kind.headline if kind is not None else HEADLINES[TaskKind(task)]
+    return headline, headline.value(metrics)
+
+
+def resolve(reference: str) -> Any:
+    """The object a "module:attribute" reference names."""
+    module_name, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def _load_plugins() -> None:
+    if _registry.plugins_loaded:
+        return
+    _registry.plugins_loaded = True
+    for module_name in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
+        importlib.import_module(module_name)  # each calls register(...) on import
+
+
+# --- the built-in kinds --------------------------------------------------------------------------------
+_TEXT_CONFIG, _TEXT_EXECUTE, _TEXT_LOAD = "core.text.config:build_config", "core.text.executor:execute_run", \
+    "core.text.serving:load_token_classifier"
+_REC_CONFIG, _REC_EXECUTE, _REC_LOAD = "core.recs.config:build_config", "core.recs.training:execute_run", \
+    "core.recs.serving:load_recommender"
+_NEURAL_OPTIONS = ("model_id", "epochs", "batch_size", "learning_rate", "max_length", "patience", "warmup_ratio",
+                   "weight_decay", "seed", "device", "gpus", "class_weights")
+_REC_OPTIONS = ("k", "split_protocol", "seed")
+_GPU = ("cpu", "cuda", "mps")
+
+for _kind in (
+    ModelKind("transformer", TaskKind.CLASSIFICATION, "Transformer (fine-tune)",
+              "the most accurate; fine-tunes a pretrained model (MiniLM by default), best on a GPU",
+              _TEXT_CONFIG, _TEXT_EXECUTE, _TEXT_LOAD, devices=_GPU, multi_gpu=True, has_epochs=True,
+              options=_NEURAL_OPTIONS),
+    ModelKind("lstm", TaskKind.CLASSIFICATION, "LSTM (BiLSTM on subwords)",
+              "a small recurrent network: fast to train, even on a CPU",
+              _TEXT_CONFIG, _TEXT_EXECUTE, _TEXT_LOAD, devices=_GPU, multi_gpu=True, has_epochs=True,
+              options=_NEURAL_OPTIONS),
+    ModelKind("tfidf", TaskKind.CLASSIFICATION, "TF-IDF + logistic regression (instant baseline)",
+              "the baseline every model must beat: word and bigram counts, seconds to train on a CPU",
+              _TEXT_CONFIG, _TEXT_EXECUTE, "core.text.serving:load_tfidf_classifier",
+              options=("seed", "class_weights")),
+    ModelKind("ease", TaskKind.INTERACTIONS, "EASE (linear item model; best on MovieLens)",
+              "the strongest item-to-item model on small catalogues; seconds",
+              _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, options=_REC_OPTIONS),
+    ModelKind("itemknn", TaskKind.INTERACTIONS, "Item k-NN (cosine)",
+              "people who liked this also liked: simple, explainable",
+              _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, options=_REC_OPTIONS),
+    ModelKind("bpr", TaskKind.INTERACTIONS, "BPR matrix factorisation",
+              "learned user and item factors; uses a GPU when there is one",
+              _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, devices=_GPU, has_epochs=True,
+              options=(*_REC_OPTIONS, "factors", "epochs", "device")),
+    ModelKind("sequential", TaskKind.INTERACTIONS, "GRU over each user's history",
+              "predicts the next item from the order of a user's history; use a leave-last-out split",
+              _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, devices=_GPU, has_epochs=True,
+              options=(*_REC_OPTIONS, "factors", "epochs", "device")),
+    ModelKind("content", TaskKind.INTERACTIONS, "Content (catalogue text) + k-NN",
+              "recommends from item titles and descriptions, so new items get recommended too",
+              _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, devices=_GPU, options=(*_REC_OPTIONS, "model_id", "device")),
+    ModelKind("popularity", TaskKind.INTERACTIONS, "Popularity (baseline)",
+              "the most popular items for everyone: the baseline",
+              _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, options=_REC_OPTIONS),
+):
+    register(_kind)

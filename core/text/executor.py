@@ -1,0 +1,276 @@
+"""The worker's executor for classification runs: load the splits, train one model kind, save the model,
+the prediction files and the metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.runs import distributed
+from core.text.batching import TokenBatches, encode_texts
+from core.text.config import DEFAULT_LEARNING_RATE, TrainConfig, TrainingError, config_from_dict
+from core.text.loop import (
+    EpochLog,
+    StepLog,
+    comm_device,
+    predict_proba,
+    resolve_train_device,
+    seed_everything,
+    train_classifier,
+    training_precision,
+    validation_scores,
+)
+
+LOG_EVERY_STEPS = 5
+
+
+EVAL_BATCH_FACTOR = 2  # evaluation has no backward pass, so it affords bigger batches
+
+
+
+
+def format_eta(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h {seconds % 3600 // 60}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m {seconds % 60}s"
+    return f"{seconds}s"
+
+
+def execute_run(ctx: Any) -> dict[str, Any]:
+    """Train one classification run for core.runs.worker: load splits, train, save model/predictions, return metrics."""
+    cfg = config_from_dict(ctx.config)
+    if ctx.model_kind not in DEFAULT_LEARNING_RATE:  # the kinds this executor knows how to build
+        raise TrainingError(f"unknown classification model {ctx.model_kind!r}")
+    ctx.progress(0.0, "loading data", force=True)
+    splits = load_splits(ctx.dataset(), seed=cfg.seed)
+    labels = label_order(splits)
+    if ctx.model_kind == "tfidf":
+        return _execute_tfidf(ctx, cfg, splits, labels)
+    return _execute_neural(ctx, cfg, splits, labels)
+
+
+def load_splits(dataset: Any, seed: int = 42) -> dict[str, pd.DataFrame]:
+    """train/validation/test frames (text, label as str); a missing validation split is cut from train."""
+    from core.data.storage import load_split
+
+    frames = {}
+    for split in ("train", "validation", "test"):
+        frame = load_split(dataset, split)
+        frame = frame[frame["label"].notna()]
+        frames[split] = pd.DataFrame({"text": frame["text"].fillna("").astype(str),
+                                      "label": frame["label"].astype(str)}).reset_index(drop=True)
+    if frames["train"].empty:
+        raise TrainingError(f"dataset {dataset.name!r} has no training rows")
+    if frames["validation"].empty:  # early stopping needs one; 10 % of train keeps it honest
+        shuffled = frames["train"].sample(frac=1.0, random_state=seed)
+        n_val = max(1, len(shuffled) // 10)
+        frames["validation"], frames["train"] = (shuffled.iloc[:n_val].reset_index(drop=True),
+                                                 shuffled.iloc[n_val:].reset_index(drop=True))
+    if frames["test"].empty:
+        frames["test"] = frames["validation"]
+    return frames
+
+
+def label_order(splits: dict[str, pd.DataFrame]) -> list[str]:
+    labels = sorted(set().union(*(set(f["label"]) for f in splits.values())))
+    if len(set(splits["train"]["label"])) < 2:
+        raise TrainingError("the training split needs at least two different labels")
+    return labels
+
+
+def _execute_tfidf(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame], labels: list[str]) -> dict:
+    from core.text.tfidf import TfidfConfig, save_tfidf, train_tfidf
+
+    ctx.set_device("cpu")
+    ctx.progress(0.1, "fitting TF-IDF + logistic regression", force=True)
+    tcfg = TfidfConfig.of_run(cfg)
+    start = time.perf_counter()
+    model = train_tfidf(splits["train"]["text"].tolist(), splits["train"]["label"].tolist(), tcfg)
+    seconds = time.perf_counter() - start
+    _stop_if_cancelled(ctx)
+
+    def proba_of(frame: pd.DataFrame) -> np.ndarray:  # columns in `labels` order (train may lack some)
+        raw = model.predict_proba(frame["text"].tolist())
+        out = np.zeros((len(frame), len(labels)))
+        for j, label in enumerate(model.labels):
+            out[:, labels.index(label)] = raw[:, j]
+        return out
+
+    probas = {split: proba_of(splits[split]) for split in ("validation", "test")}
+    y_val = np.array([labels.index(v) for v in splits["validation"]["label"]])
+    scores = validation_scores(y_val, probas["validation"])
+    for name, value in scores.items():
+        ctx.log_metric(name, value, step=1, epoch=1.0, split="validation")
+    if ctx.is_main:
+        save_tfidf(model, ctx.files.model)
+    samples_per_s = len(splits["train"]) / max(seconds, 1e-9)
+    return _finish(ctx, cfg, splits, labels, probas, best_epoch=1, samples_per_s=samples_per_s,
+                   train_time_s=seconds, device="cpu")
+
+
+def _execute_neural(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame], labels: list[str]) -> dict:
+    from core.runs.device import resolve_device
+
+    world = distributed.current_world()
+    device = resolve_train_device(cfg.device, resolve_device)
+    if world.distributed:
+        device = distributed.init_process_group(world, device)
+    try:
+        ctx.set_device(device + (f" × {world.world_size} (DDP)" if world.distributed else ""))
+        seed_everything(cfg.seed)
+        ctx.progress(0.0, "loading the model", force=True)
+        model, tokenizer = build_model(ctx.model_kind, cfg, labels)
+        ctx.progress(0.0, "tokenising", force=True)
+        encoded = {split: encode_texts(tokenizer, frame["text"].tolist(), cfg.max_length)
+                   for split, frame in splits.items()}
+        y = {split: np.array([labels.index(v) for v in frame["label"]]) for split, frame in splits.items()}
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        train = TokenBatches(encoded["train"], y["train"], pad_id, cfg.batch_size, seed=cfg.seed,
+                             rank=world.rank, world_size=world.world_size)
+        val = TokenBatches(encoded["validation"], y["validation"], pad_id, cfg.batch_size * EVAL_BATCH_FACTOR,
+                           shuffle=False)
+        if world.distributed:
+            import torch
+            from torch.nn.parallel import DistributedDataParallel
+
+            model = model.to(device)
+            model = DistributedDataParallel(model, device_ids=[torch.device(device)] if device.startswith("cuda")
+                                            else None)
+        reporter = _Reporter(ctx, cfg)
+        checkpoint = ctx.files.checkpoint
+        result = train_classifier(
+            model, train, val, cfg, device=device, on_step=reporter.on_step, on_epoch=reporter.on_epoch,
+            on_event=ctx.add_event,
+            should_stop=lambda: distributed.broadcast_flag(ctx.is_main and ctx.should_stop(), comm_device(device)),
+            checkpoint_dir=checkpoint if ctx.is_main else None,
+            resume_dir=checkpoint if ctx.config.get("resume") else None)
+        if result.stopped:
+            _stop_if_cancelled(ctx, force=True)
+        if not ctx.is_main:
+            return {}
+        core_model = getattr(model, "module", model)
+        ctx.progress(0.96, "predicting validation and test sets", force=True)
+        dtype = training_precision(device)[0]
+        probas = {split: predict_proba(core_model, TokenBatches(encoded[split], None, pad_id,
+                                                                cfg.batch_size * EVAL_BATCH_FACTOR, shuffle=False),
+                                       device, dtype) for split in ("validation", "test")}
+        save_model(ctx.model_kind, core_model, tokenizer, labels, ctx.files.model)
+        if result.grad_accum_steps != cfg.grad_accum_steps:
+            ctx.add_event({"event": "trained_with", "batch_size": result.batch_size,
+                           "grad_accum_steps": result.grad_accum_steps})
+        return _finish(ctx, cfg, splits, labels, probas, best_epoch=result.state.best_epoch,
+                       samples_per_s=result.samples_per_s, train_time_s=result.train_time_s, device=device)
+    finally:
+        if world.distributed:
+            distributed.destroy_process_group()
+
+
+def _stop_if_cancelled(ctx: Any, force: bool = False) -> None:
+    # Raised through the context: under `python -m core.runs.worker` the worker's RunCancelled lives in
+    # __main__, so a class imported from core.runs.worker here would not be the one it catches.
+    if force:
+        ctx.cancelled = True
+    ctx.raise_if_cancelled()
+
+
+def build_model(family: str, cfg: TrainConfig, labels: Sequence[str]) -> tuple[Any, Any]:
+    """(model, tokenizer) for a neural family, with fresh classification head(s) for `labels`."""
+    from core.text.pretrained import ModelNotAvailable, load_tokenizer, resolve_model_path
+
+    tokenizer = load_tokenizer(cfg.model_id)
+    source = resolve_model_path(cfg.model_id)
+    if family == "lstm":
+        from core.text.lstm import LSTMConfig, build_lstm
+
+        model = build_lstm(len(tokenizer), len(labels), tokenizer.pad_token_id or 0, LSTMConfig(),
+                           init_embeddings_from=source if cfg.init_embeddings else None)
+        model.labels = list(labels)
+        return model, tokenizer
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    id2label = dict(enumerate(labels))
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the "newly initialised classifier" report is expected here
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source, num_labels=len(labels), id2label=id2label, label2id={v: k for k, v in id2label.items()},
+            ignore_mismatched_sizes=True)
+    except (OSError, ValueError) as exc:
+        raise ModelNotAvailable(f"could not load model {cfg.model_id!r}: {str(exc).splitlines()[0][:200]}") from exc
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    model.config.problem_type = "single_label_classification"
+    return model, tokenizer
+
+
+def save_model(family: str, model: Any, tokenizer: Any, labels: Sequence[str], folder: Path) -> None:
+    """Save into the run's model folder in the family's reloadable form (safetensors, no pickle)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if family == "lstm":
+        from core.text.lstm import save_lstm
+
+        model.labels = list(labels)
+        save_lstm(model, folder, tokenizer, labels=list(labels))
+        return
+    model.config.id2label = dict(enumerate(labels))
+    model.config.label2id = {label: i for i, label in enumerate(labels)}
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+
+
+def _finish(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame], labels: list[str],
+            probas: dict[str, np.ndarray], *, best_epoch: int, samples_per_s: float, train_time_s: float,
+            device: str) -> dict[str, Any]:
+    """Write meta.json and the prediction files; return the run's final metrics."""
+    from core.evaluation.metrics import classification_report, headline
+
+    reports = {}
+    ctx.files.predictions_dir.mkdir(parents=True, exist_ok=True)
+    for split, proba in probas.items():
+        frame = splits[split]
+        pred = [labels[i] for i in proba.argmax(axis=1)] if len(proba) else []
+        reports[split] = classification_report(frame["label"].tolist(), pred, labels, proba)
+        pd.DataFrame({"text": frame["text"], "label": frame["label"], "pred": pred,
+                      "confidence": proba.max(axis=1) if len(proba) else [],
+                      "proba": [row.tolist() for row in proba]}).to_parquet(ctx.files.predictions(split), index=False)
+    meta = {"kind": ctx.model_kind, "task": "classification", "labels": labels, "max_length": cfg.max_length,
+            "model_id": cfg.model_id if ctx.model_kind != "tfidf" else None, "dataset_id": ctx.dataset_id}
+    ctx.files.write_meta(meta)
+    for name in ("accuracy", "macro_f1"):
+        ctx.log_metric(name, reports["test"][name], step=0, epoch=None, split="test")
+    return {**headline(reports["test"]), "split": "test", "labels": labels, "reports": reports,
+            "best_epoch": int(best_epoch), "train_samples_per_s": float(samples_per_s),
+            "train_time_s": float(train_time_s), "device": device}
+
+
+class _Reporter:
+    """Turns loop callbacks into progress text and metric points on the run (0.95 of the bar is training)."""
+
+    def __init__(self, ctx: Any, cfg: TrainConfig) -> None:
+        self.ctx, self.cfg = ctx, cfg
+
+    def on_step(self, log: StepLog) -> None:
+        text = (f"epoch {log.epoch + 1}/{self.cfg.epochs} · step {log.step}/{log.total_steps} · "
+                f"{log.samples_per_s:.0f} samples/s · ETA {format_eta(log.eta_s)}")
+        self.ctx.progress(0.95 * log.step / max(1, log.total_steps), text)
+        if log.step % LOG_EVERY_STEPS == 0 or log.step == 1 or log.step == log.total_steps:
+            for name, value in (("train_loss", log.loss), ("learning_rate", log.learning_rate),
+                                ("samples_per_s", log.samples_per_s)):
+                self.ctx.log_metric(name, value, step=log.step, epoch=round(log.epoch_float, 4), split="train")
+
+    def on_epoch(self, log: EpochLog) -> None:
+        for name in ("loss", "accuracy", "macro_f1"):
+            self.ctx.log_metric(name, getattr(log, name), step=log.step, epoch=float(log.epoch), split="validation")
+        best = " (best so far)" if log.improved else ""
+        self.ctx.progress(0.95 * log.epoch / self.cfg.epochs,
+                          f"epoch {log.epoch}/{self.cfg.epochs} done · validation macro-F1 {log.macro_f1:.3f}{best}",
+                          force=True)

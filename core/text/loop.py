@@ -1,0 +1,437 @@
+"""The explicit training loop shared by the Transformer and the LSTM: AdamW, warm-up, accumulation,
+early stopping, checkpoints and the out-of-memory fallback; it reports through callbacks only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.runs import distributed
+from core.text.batching import TokenBatches
+from core.text.config import TrainConfig, TrainingError
+
+# bf16 autocast on the CPU: None = where the CPU multiplies bf16 in hardware (AVX512-BF16/AMX). Measured on
+# the team's 2-core box (quiet): MiniLM 125 vs 65 samples/s, same held-out macro-F1 (BENCHMARKS.md); an
+# earlier probe under heavy load looked slower. PROTOLAB_TRAIN_PRECISION=fp32|bf16 forces one.
+CPU_BF16: bool | None = None
+
+
+_WEIGHTS, _BEST_WEIGHTS, _TRAINER_STATE = "model.safetensors", "best.safetensors", "trainer_state.pt"
+
+
+@dataclass
+class TrainState:
+    """Where training stands; saved in every checkpoint so a resumed run continues the count."""
+
+    epoch: int = 0  # completed epochs
+    step: int = 0  # optimizer steps taken
+    best_metric: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    samples: int = 0
+    train_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class StepLog:
+    step: int
+    total_steps: int
+    epoch: int  # 0-based
+    epoch_float: float
+    loss: float
+    learning_rate: float
+    samples_per_s: float
+    eta_s: float
+
+
+@dataclass(frozen=True)
+class EpochLog:
+    epoch: int  # 1-based, completed
+    step: int
+    loss: float
+    accuracy: float
+    macro_f1: float
+    improved: bool
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    state: TrainState
+    history: list[EpochLog]
+    stopped: bool
+    samples_per_s: float
+    train_time_s: float
+    batch_size: int
+    grad_accum_steps: int
+
+
+def train_classifier(
+    model: Any, train_batches: TokenBatches, val_batches: TokenBatches, cfg: TrainConfig, *,
+    device: str | None = None,
+    on_step: Callable[[StepLog], None] = lambda log: None,
+    on_epoch: Callable[[EpochLog], None] = lambda log: None,
+    on_event: Callable[[dict[str, Any]], None] = lambda event: None,
+    should_stop: Callable[[], bool] = lambda: False,
+    checkpoint_dir: Path | None = None,
+    resume_dir: Path | None = None,
+) -> TrainResult:
+    """Fine-tune `model` (forward(input_ids, attention_mask) → .logits) with AdamW, warm-up/decay, clipping,
+    accumulation, early stopping on validation macro-F1; the best epoch's weights are loaded at the end.
+
+    `checkpoint_dir` gets a resumable checkpoint after every epoch; `resume_dir` continues from one.
+    CUDA out-of-memory halves the batch and doubles accumulation (same effective batch) until batch 1.
+    """
+    from core.runs.device import resolve_device
+
+    device = device or resolve_train_device(cfg.device, resolve_device)
+    loop = TrainingLoop(model, train_batches, val_batches, cfg, device, on_step, on_epoch, should_stop, checkpoint_dir)
+    if resume_dir is not None and (resume_dir / _TRAINER_STATE).exists():
+        loop.load_checkpoint(resume_dir)
+        on_event({"event": "resumed", "epoch": loop.state.epoch, "step": loop.state.step})
+    return with_oom_fallback(loop.fit, train_batches.batch_size, cfg.grad_accum_steps, on_event=on_event,
+                             max_length=cfg.max_length, on_retry=loop.rewind)
+
+
+def with_oom_fallback(
+    attempt: Callable[[int, int], TrainResult], batch_size: int, grad_accum_steps: int, *,
+    on_event: Callable[[dict[str, Any]], None] = lambda event: None, max_length: int | None = None,
+    on_retry: Callable[[], None] = lambda: None,
+) -> TrainResult:
+    """Call attempt(batch_size, grad_accum_steps); on CUDA OOM retry with half the batch, twice the accumulation."""
+    import torch
+
+    while True:
+        try:
+            return attempt(batch_size, grad_accum_steps)
+        except torch.cuda.OutOfMemoryError as exc:
+            free_cuda_memory()
+            if batch_size <= 1:
+                raise TrainingError(
+                    f"out of GPU memory even with batch size 1 (max length {max_length}): lower max length, "
+                    f"choose a smaller model, or train on the CPU ({str(exc).splitlines()[0][:160]})") from exc
+            batch_size, grad_accum_steps = max(1, batch_size // 2), grad_accum_steps * 2
+            on_event({"event": "oom_retry", "batch_size": batch_size, "grad_accum_steps": grad_accum_steps,
+                      "message": f"CUDA out of memory: retrying with batch size {batch_size} and "
+                                 f"gradient accumulation {grad_accum_steps}"})
+            on_retry()
+
+
+def free_cuda_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class TrainingLoop:
+    """The state of one training: model, optimizer, scheduler, counters, best weights."""
+
+    def __init__(self, model: Any, train: TokenBatches, val: TokenBatches, cfg: TrainConfig, device: str,
+                 on_step: Callable, on_epoch: Callable, should_stop: Callable, checkpoint_dir: Path | None):
+        import torch
+
+        self.cfg, self.device, self.train, self.val = cfg, device, train, val
+        self.on_step, self.on_epoch, self.should_stop = on_step, on_epoch, should_stop
+        self.checkpoint_dir = checkpoint_dir
+        self.model = model.to(device)
+        self.core = getattr(model, "module", model)  # the model without its DDP wrapper
+        self.dtype, self.scaler = training_precision(device)
+        self.optimizer = _adamw(self.core, cfg, device)
+        self.steps_per_epoch = max(1, math.ceil(len(train) / cfg.grad_accum_steps))
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        from transformers import get_linear_schedule_with_warmup
+
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(cfg.warmup_ratio * self.total_steps),
+                                                         self.total_steps)
+        self.loss_weight = _class_weights(train, num_labels(self.core)).to(device) if cfg.class_weights else None
+        self.state, self.history = TrainState(), []
+        self.best_weights: dict[str, torch.Tensor] | None = None
+        self.snapshot: dict[str, Any] | None = None
+        self._started = time.perf_counter()
+        self._session_steps, self._session_seconds = 0, 0.0
+
+    # one fit = epochs from state.epoch on, at one batch size
+    def fit(self, batch_size: int, grad_accum_steps: int) -> TrainResult:
+        batches = self.train.with_batch_size(batch_size)
+        stopped = False
+        while self.state.epoch < self.cfg.epochs and not stopped:
+            self.snapshot = self._capture()
+            stopped = not self._train_epoch(batches, grad_accum_steps)
+            if stopped:
+                break
+            self._end_epoch()
+            if self.cfg.patience and self.state.bad_epochs >= self.cfg.patience:
+                break
+        if self.best_weights is not None:
+            self.core.load_state_dict(self.best_weights)
+        seconds = max(self.state.train_seconds, 1e-9)
+        return TrainResult(state=self.state, history=list(self.history), stopped=stopped,
+                           samples_per_s=self.state.samples / seconds * self.train.world_size,
+                           train_time_s=time.perf_counter() - self._started, batch_size=batch_size,
+                           grad_accum_steps=grad_accum_steps)
+
+    def _train_epoch(self, batches: TokenBatches, accum: int) -> bool:
+        """One pass over the training batches; False when a stop was requested."""
+        self.model.train()
+        index_batches = batches.index_batches(self.state.epoch)
+        n = len(index_batches)
+        group_losses: list[float] = []
+        tick = time.perf_counter()
+        for i, idx in enumerate(index_batches):
+            group_start = (i // accum) * accum
+            group_size = min(accum, n - group_start)
+            sync = i == group_start + group_size - 1
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in batches.collate(idx).items()}
+            no_sync = self.model.no_sync() if not sync and hasattr(self.model, "no_sync") else contextlib.nullcontext()
+            with no_sync:
+                loss = self._loss(batch)
+                scaled = loss / group_size
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            group_losses.append(float(loss.detach()))
+            self.state.samples += len(idx)
+            if sync:
+                self._optimizer_step()
+                now = time.perf_counter()
+                self.state.train_seconds += now - tick
+                self._session_seconds += now - tick
+                tick = now
+                self._session_steps += 1
+                self.state.step += 1
+                # Under DDP the logged loss is the mean over ranks, i.e. over the whole global batch.
+                loss_value = distributed.all_reduce_mean(float(np.mean(group_losses)), comm_device(self.device))
+                self.on_step(self._step_log(i, n, loss_value))
+                group_losses = []
+            if self.should_stop():
+                return False
+        return True
+
+    def _loss(self, batch: dict[str, Any]) -> Any:
+        import torch
+        import torch.nn.functional as F
+
+        autocast = (torch.autocast(device_type=self.device.split(":")[0], dtype=self.dtype) if self.dtype
+                    else contextlib.nullcontext())
+        with autocast:
+            logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return F.cross_entropy(logits.float(), batch["labels"], weight=self.loss_weight)
+
+    def _optimizer_step(self) -> None:
+        import torch
+
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _step_log(self, i: int, n: int, loss: float) -> StepLog:
+        per_step = self._session_seconds / max(1, self._session_steps)
+        remaining = self.total_steps - self.state.step
+        samples_per_s = self.state.samples / max(self.state.train_seconds, 1e-9) * self.train.world_size
+        return StepLog(step=self.state.step, total_steps=self.total_steps, epoch=self.state.epoch,
+                       epoch_float=self.state.epoch + (i + 1) / n, loss=loss,
+                       learning_rate=float(self.scheduler.get_last_lr()[0]), samples_per_s=samples_per_s,
+                       eta_s=remaining * per_step)
+
+    def _end_epoch(self) -> None:
+        proba = predict_proba(self.core, self.val, self.device, self.dtype)
+        y = self.val.labels if self.val.labels is not None else np.zeros(len(proba), dtype=int)
+        scores = validation_scores(y, proba)
+        self.state.epoch += 1
+        improved = scores["macro_f1"] > self.state.best_metric + 1e-9
+        if improved:
+            self.state.best_metric, self.state.best_epoch, self.state.bad_epochs = \
+                scores["macro_f1"], self.state.epoch, 0
+            self.best_weights = _cpu_state(self.core)
+        else:
+            self.state.bad_epochs += 1
+        log = EpochLog(epoch=self.state.epoch, step=self.state.step, improved=improved, **scores)
+        self.history.append(log)
+        if self.checkpoint_dir is not None:
+            self.save_checkpoint(self.checkpoint_dir)
+        self.on_epoch(log)
+
+    # --- checkpoints ---------------------------------------------------------------------------
+    def save_checkpoint(self, folder: Path) -> None:
+        """Model, best weights, optimizer, scheduler and counters, swapped into place whole."""
+        import torch
+        from safetensors.torch import save_file
+
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_file(_cpu_state(self.core), str(tmp / _WEIGHTS))
+        if self.best_weights is not None:
+            save_file(self.best_weights, str(tmp / _BEST_WEIGHTS))
+        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                    "scaler": self.scaler.state_dict() if self.scaler else None, "state": asdict(self.state),
+                    "history": [asdict(h) for h in self.history]}, tmp / _TRAINER_STATE)
+        old = folder.with_name(folder.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if folder.exists():
+            folder.rename(old)
+        tmp.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def load_checkpoint(self, folder: Path) -> None:
+        import torch
+        from safetensors.torch import load_file
+
+        self.core.load_state_dict(load_file(str(folder / _WEIGHTS), device="cpu"))
+        if (folder / _BEST_WEIGHTS).exists():
+            self.best_weights = load_file(str(folder / _BEST_WEIGHTS), device="cpu")
+        saved = torch.load(folder / _TRAINER_STATE, map_location=self.device, weights_only=True)
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        if self.scaler and saved.get("scaler"):
+            self.scaler.load_state_dict(saved["scaler"])
+        self.state = TrainState(**saved["state"])
+        self.history = [EpochLog(**h) for h in saved.get("history", [])]
+
+    # --- rewinding to the start of the epoch after an out-of-memory error -----------------------
+    def _capture(self) -> dict[str, Any]:
+        import copy
+
+        return {"model": _cpu_state(self.core), "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+                "scheduler": copy.deepcopy(self.scheduler.state_dict()), "state": asdict(self.state)}
+
+    def rewind(self) -> None:
+        if self.snapshot is None:
+            return
+        self.optimizer.zero_grad(set_to_none=True)
+        self.core.load_state_dict(self.snapshot["model"])
+        self.optimizer.load_state_dict(self.snapshot["optimizer"])
+        self.scheduler.load_state_dict(self.snapshot["scheduler"])
+        self.state = TrainState(**self.snapshot["state"])
+
+
+def num_labels(model: Any) -> int:
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "num_labels", None):
+        return int(config.num_labels)
+    return int(model.num_labels)
+
+
+def predict_proba(model: Any, batches: TokenBatches, device: str, dtype: Any = None) -> np.ndarray:
+    """Class probabilities (N, C) in the examples' original order."""
+    import torch
+
+    model.eval()
+    out: np.ndarray | None = None
+    autocast = (torch.autocast(device_type=device.split(":")[0], dtype=dtype) if dtype
+                else contextlib.nullcontext())
+    with torch.inference_mode(), autocast:
+        for idx in batches.index_batches(0):
+            batch = batches.collate(idx)
+            logits = model(input_ids=batch["input_ids"].to(device),
+                           attention_mask=batch["attention_mask"].to(device)).logits
+            proba = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+            if out is None:
+                out = np.zeros((batches.num_examples, proba.shape[1]), dtype=np.float64)
+            out[idx] = proba
+    model.train()
+    return out if out is not None else np.zeros((0, num_labels(model)))
+
+
+def validation_scores(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import f1_score
+
+    if len(y) == 0:
+        return {"loss": 0.0, "accuracy": 0.0, "macro_f1": 0.0}
+    pred = proba.argmax(axis=1)
+    loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, 1.0))))
+    labels = list(range(proba.shape[1]))
+    return {"loss": loss, "accuracy": float(np.mean(pred == y)),
+            "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0))}
+
+
+def _cpu_state(model: Any) -> dict[str, Any]:
+    # A copy per tensor: no shared storage (safetensors refuses it) and safe from later updates.
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+
+
+def training_precision(device: str) -> tuple[Any, Any]:
+    """(autocast dtype or None, GradScaler or None) for a device."""
+    import torch
+
+    if device.startswith("cuda"):
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16, None
+        return torch.float16, torch.amp.GradScaler("cuda")
+    if device == "cpu" and _cpu_bf16():
+        return torch.bfloat16, None
+    return None, None
+
+
+def _cpu_bf16() -> bool:
+    forced = os.environ.get("PROTOLAB_TRAIN_PRECISION", "").lower()
+    if forced in ("fp32", "bf16"):
+        return forced == "bf16"
+    if CPU_BF16 is not None:
+        return CPU_BF16
+    from core.text.serving import native_bf16_cpu  # emulated bf16 is slower than fp32, so only where native
+
+    return native_bf16_cpu()
+
+
+def _adamw(model: Any, cfg: TrainConfig, device: str) -> Any:
+    import torch
+
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        # Biases and normalisation weights are not decayed (the usual BERT recipe).
+        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    try:  # the fused kernel is one pass over all parameters; it exists for CUDA and (torch ≥ 2.4) the CPU
+        return torch.optim.AdamW(groups, lr=cfg.learning_rate, fused=device.split(":")[0] in ("cuda", "cpu"))
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(groups, lr=cfg.learning_rate)
+
+
+def _class_weights(batches: TokenBatches, n_labels: int) -> Any:
+    import torch
+
+    counts = np.bincount(np.asarray(batches.labels), minlength=n_labels).astype(np.float64)
+    weights = len(batches.labels) / (n_labels * np.maximum(counts, 1.0))
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def resolve_train_device(requested: str, resolve: Callable[[str], str]) -> str:
+    try:
+        return resolve(requested)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from exc
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def comm_device(device: str) -> str:
+    # gloo collectives take CPU tensors, nccl ones CUDA tensors.
+    return device if device.startswith("cuda") else "cpu"

@@ -1,0 +1,34 @@
+"""Small helpers tests share: start, cancel and resume runs in a transaction of their own, and swap an executor."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from core.runs import jobs, registry
+from db import session_scope
+from db.enums import RunStatus
+
+
+def queue_run(*, dataset_id: int, model_kind: str, config: dict[str, Any], name: str | None = None) -> int:
+    """Queue a run the way a page does; its worker starts when this transaction commits."""
+    with session_scope() as s:
+        return jobs.start_run(s, dataset_id=dataset_id, model_kind=model_kind, config=config, name=name)
+
+
+def cancel(run_id: int) -> RunStatus:
+    with session_scope() as s:
+        return jobs.cancel_run(s, run_id)
+
+
+def resume(run_id: int) -> None:
+    with session_scope() as s:
+        jobs.resume_run(s, run_id)
+
+
+def use_executor(monkeypatch: pytest.MonkeyPatch, reference: str, kind: str = "tfidf") -> None:
+    """Make runs of `kind` execute `reference` ("module:function") in this process, for one test."""
+    replaced = dataclasses.replace(registry.get_kind(kind), execute=reference)
+    monkeypatch.setitem(registry._registry.kinds, kind, replaced)
