@@ -480,7 +480,7 @@ def test_sentiment_page_says_when_a_runs_model_is_gone(make_served_run, how: str
 
 @pytest.fixture
 def completed_recommender_run(interactions_dataset: int) -> int:
-    from core.recs.recommenders import build_config
+    from core.recs.config import build_config
 
     with session_scope() as s:
         run_id = run_queries.create_run(s, dataset_id=interactions_dataset, task=TaskKind.INTERACTIONS,

@@ -197,7 +197,7 @@ def test_real_recommender_run_from_the_worker_is_evaluated(interactions_dataset:
     import sys
     from pathlib import Path
 
-    from core.recs.recommenders import build_config
+    from core.recs.config import build_config
 
     root = Path(__file__).resolve().parent.parent
     ids = []

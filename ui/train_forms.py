@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import ProtolabError
-from core.recs import recommenders
+from core.recs import config as recommender_config
 from core.runs import jobs
 from core.runs.device import describe_compute
 from core.text import training
@@ -126,7 +126,7 @@ def recommender_form(dataset_id: int) -> None:
             help="Compare runs only when they use the same split.")
         options["seed"] = c3.number_input("Seed", 0, 2**31 - 1, 42, key="rec_seed")
         if model in ("bpr", "sequential"):
-            defaults = recommenders.CONFIGS[model]()
+            defaults = recommender_config.CONFIGS[model]()
             options["epochs"] = c1.number_input("Epochs", 1, 1000, defaults.epochs, key=f"rec_epochs_{model}")
             options["factors"] = c2.number_input("Latent factors", 4, 1024, defaults.factors,
                                                  key=f"rec_factors_{model}")
@@ -135,7 +135,7 @@ def recommender_form(dataset_id: int) -> None:
             options["device"] = c1.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key="rec_device")
     if st.button("▶ Start", type="primary", key="rec_start"):
         try:
-            config = recommenders.build_config(model, options)
+            config = recommender_config.build_config(model, options)
             new_id = jobs.start_run(dataset_id=dataset_id, task=TaskKind.INTERACTIONS, model_kind=model,
                                     config=config)
             st.query_params["run"] = str(new_id)

@@ -24,7 +24,7 @@ def build_run_config(model: str, options: dict[str, Any]) -> tuple[Any, dict[str
         from core.text.training import build_config
 
         return TaskKind.CLASSIFICATION, build_config(model, options)
-    from core.recs.recommenders import build_config as build_recommender_config
+    from core.recs.config import build_config as build_recommender_config
 
     return TaskKind.INTERACTIONS, build_recommender_config(model, options)
 

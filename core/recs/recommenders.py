@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,253 +17,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from core.recs.config import RecommenderConfig, check, parse_config
+from core.recs.encoding import Interactions, encode, index_train
 from core.recs.models import Bpr, Content, Ease, ItemKnn, Popularity, RecommenderError, UserBatch
 from core.recs.ranking import DEFAULT_KS, RankingAccumulator
+from core.recs.splits import split_interactions
 
-PROTOCOLS = ("stratified_item", "leave_last_out", "dataset")
 MODEL_FILE, META_FILE, HISTORY_FILE, ITEMS_FILE = "arrays.safetensors", "meta.json", "history.parquet", "items.parquet"
 FORMAT_VERSION = 1
-
-
-# --- configs -----------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class RecommenderConfig:
-    """Settings every recommender shares."""
-
-    k: int = 10
-    seed: int = 42
-    split_protocol: str = "stratified_item"  # | "leave_last_out" | "dataset"
-    train_ratio: float = 0.75
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        _check(1 <= self.k <= 1000, f"k must be between 1 and 1000, got {self.k}")
-        _check(self.split_protocol in PROTOCOLS,
-               f"unknown split_protocol {self.split_protocol!r}: use one of {', '.join(PROTOCOLS)}")
-        _check(0.0 < self.train_ratio < 1.0, f"train_ratio must be between 0 and 1, got {self.train_ratio}")
-        _check(str(self.device).split(":")[0] in {"auto", "cpu", "cuda", "mps"},
-               f"unknown device {self.device!r}: use auto, cpu, cuda or mps")
-
-
-@dataclass(frozen=True)
-class PopularityConfig(RecommenderConfig):
-    pass
-
-
-@dataclass(frozen=True)
-class ItemKnnConfig(RecommenderConfig):
-    neighbours: int = 200  # 200 / 10: best on the MovieLens-100K validation split (bench/movielens.py --tune)
-    shrink: float = 10.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check(self.neighbours >= 1, f"neighbours must be at least 1, got {self.neighbours}")
-
-
-@dataclass(frozen=True)
-class EaseConfig(RecommenderConfig):
-    l2: float = 1000.0  # best on the MovieLens-100K validation split (bench/movielens.py --tune)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check(self.l2 > 0, f"l2 must be positive, got {self.l2}")
-
-
-@dataclass(frozen=True)
-class BprConfig(RecommenderConfig):
-    # Picked on a validation split drawn from MovieLens-100K train (see BENCHMARKS.md), starting from
-    # Cornac's settings (k=200, 100 iterations, lr 0.01, lambda 0.001); the fastest of the best.
-    factors: int = 200
-    epochs: int = 75
-    batch_size: int = 1024
-    learning_rate: float = 0.02
-    weight_decay: float = 0.005
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_training(self)
-
-
-@dataclass(frozen=True)
-class SequentialConfig(RecommenderConfig):
-    factors: int = 64
-    epochs: int = 10
-    batch_size: int = 64
-    learning_rate: float = 0.003
-    max_length: int = 50
-    dropout: float = 0.2
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_training(self)
-        _check(2 <= self.max_length <= 1000, f"max_length must be between 2 and 1000, got {self.max_length}")
-        _check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
-
-
-@dataclass(frozen=True)
-class ContentConfig(RecommenderConfig):
-    model_id: str | None = None  # None = the bundled MiniLM sentence model
-    collaborative_weight: float = 0.5  # blend with item k-NN; 0 = text only
-    neighbours: int = 100
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check(0.0 <= self.collaborative_weight <= 1.0,
-               f"collaborative_weight must be between 0 and 1, got {self.collaborative_weight}")
-
-
-CONFIGS: dict[str, type[RecommenderConfig]] = {
-    "popularity": PopularityConfig, "itemknn": ItemKnnConfig, "ease": EaseConfig, "bpr": BprConfig,
-    "sequential": SequentialConfig, "content": ContentConfig,
-}
-
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise RecommenderError(message)
-
-
-def _check_training(cfg: Any) -> None:
-    _check(1 <= cfg.factors <= 4096, f"factors must be between 1 and 4096, got {cfg.factors}")
-    _check(1 <= cfg.epochs <= 10_000, f"epochs must be between 1 and 10000, got {cfg.epochs}")
-    _check(cfg.batch_size >= 1, f"batch_size must be at least 1, got {cfg.batch_size}")
-    _check(cfg.learning_rate > 0, f"learning_rate must be positive, got {cfg.learning_rate}")
-    _check(getattr(cfg, "weight_decay", 0) >= 0, "weight_decay must not be negative")
-
-
-def build_config(model_kind: str, options: dict[str, Any]) -> dict[str, Any]:
-    """The full config dict for a recommender from the options given; unknown or invalid ones raise."""
-    if model_kind not in CONFIGS:
-        raise RecommenderError(f"unknown recommender {model_kind!r}: use one of {', '.join(CONFIGS)}")
-    options = dict(options)
-    gpus = options.pop("gpus", None)
-    _check(gpus in (None, 1), "recommenders train on one device; --gpus must be 1")
-    cls = CONFIGS[model_kind]
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise RecommenderError(f"option(s) {', '.join(unknown)} do not apply to the {model_kind} recommender "
-                               f"(it takes {', '.join(known)})")
-    typed = {}
-    for name, value in options.items():
-        typed[name] = _coerce(name, value, known[name].default)
-    return asdict(cls(**typed))
-
-
-def _coerce(name: str, value: Any, default: Any) -> Any:
-    kind = type(default) if default is not None else str
-    try:
-        if kind is int and not (isinstance(value, float) and not value.is_integer()):
-            return int(value)
-        if kind in (float, str):
-            return kind(value)
-    except (TypeError, ValueError):
-        pass
-    raise RecommenderError(f"option {name} must be {kind.__name__}, got {value!r}")
-
-
-def parse_config(model_kind: str, config: dict[str, Any]) -> RecommenderConfig:
-    cls = CONFIGS.get(model_kind)
-    if cls is None:
-        raise RecommenderError(f"unknown recommender {model_kind!r}")
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in config.items() if k in names})
-
-
-# --- split protocols -----------------------------------------------------------------------
-
-def stratified_split(frame: pd.DataFrame, ratio: float = 0.75, by: str = "item",
-                     seed: int = 42) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Random split stratified per `by`, as Microsoft Recommenders' python_stratified_split (same draws)."""
-    data = frame.copy()
-    np.random.seed(seed)  # the reference implementation draws from the global generator
-    data["_random"] = np.random.rand(len(data))
-    data = data.sort_values([by, "_random"])
-    groups = data.groupby(by, sort=False)
-    count = groups[by].transform("count")
-    rank = groups.cumcount() + 1
-    in_train = rank <= np.round(ratio * count)
-    data = data.drop(columns="_random")
-    return data[in_train], data[~in_train]
-
-
-def leave_last_out(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Each user's most recent interaction is the test set (users with one interaction stay in train)."""
-    if "timestamp" not in frame.columns:
-        raise RecommenderError("leave_last_out needs a timestamp column; this dataset has none")
-    data = frame.reset_index(drop=True).sort_values(["user", "timestamp"], kind="stable")
-    last = data.groupby("user").cumcount(ascending=False) == 0
-    many = data.groupby("user")["item"].transform("count") > 1
-    test_mask = last & many
-    return data[~test_mask], data[test_mask]
-
-
-def split_interactions(frame: pd.DataFrame, cfg: RecommenderConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train, test) frames under the config's protocol; the dataset's own split column is used only by 'dataset'."""
-    frame = frame.drop(columns=[c for c in ("split",) if cfg.split_protocol != "dataset" and c in frame.columns])
-    if cfg.split_protocol == "stratified_item":
-        train, test = stratified_split(frame, cfg.train_ratio, "item", cfg.seed)
-    elif cfg.split_protocol == "leave_last_out":
-        train, test = leave_last_out(frame)
-    else:
-        # The stored validation split is folded into train: recommenders here do not early-stop on it.
-        train = frame[frame["split"].isin(["train", "validation"])]
-        test = frame[frame["split"] == "test"]
-    if train.empty or test.empty:
-        raise RecommenderError(f"the {cfg.split_protocol} split left an empty train or test set "
-                               f"({len(train)} / {len(test)} interactions)")
-    return train.reset_index(drop=True), test.reset_index(drop=True)
-
-
-# --- encoded interactions --------------------------------------------------------------------
-
-@dataclass
-class Interactions:
-    """Interactions with users and items mapped to 0..n-1 (the order the model's arrays use)."""
-
-    user_ids: list[str]
-    item_ids: list[str]
-    matrix: sp.csr_matrix  # (users, items) 1.0 where seen
-    sequences: list[np.ndarray]  # per user, item indices oldest first
-
-    @property
-    def user_index(self) -> dict[str, int]:
-        return {u: i for i, u in enumerate(self.user_ids)}
-
-    @property
-    def item_index(self) -> dict[str, int]:
-        return {u: i for i, u in enumerate(self.item_ids)}
-
-    def batch(self, users: np.ndarray) -> UserBatch:
-        return UserBatch(users=users, rows=self.matrix[users], sequences=[self.sequences[u] for u in users])
-
-
-def encode(frame: pd.DataFrame, user_ids: list[str], item_ids: list[str]) -> Interactions:
-    """Encode a frame of (user, item[, timestamp]) rows; rows naming unknown users or items are dropped."""
-    uidx, iidx = {u: i for i, u in enumerate(user_ids)}, {u: i for i, u in enumerate(item_ids)}
-    users = frame["user"].astype(str).map(uidx)
-    items = frame["item"].astype(str).map(iidx)
-    keep = users.notna() & items.notna()
-    u, i = users[keep].to_numpy(dtype=np.int64), items[keep].to_numpy(dtype=np.int64)
-    matrix = sp.csr_matrix((np.ones(len(u), dtype=np.float32), (u, i)), shape=(len(user_ids), len(item_ids)))
-    matrix.sum_duplicates()
-    matrix.data[:] = 1.0  # implicit feedback: a repeat interaction counts once
-    when = frame["timestamp"][keep].to_numpy() if "timestamp" in frame.columns else np.arange(len(u))
-    order = np.lexsort((np.arange(len(u)), when, u))
-    bounds = np.searchsorted(u[order], np.arange(len(user_ids) + 1))
-    sequences = [i[order[bounds[r]:bounds[r + 1]]] for r in range(len(user_ids))]
-    return Interactions(list(user_ids), list(item_ids), matrix, sequences)
-
-
-def index_train(train: pd.DataFrame, catalogue: pd.DataFrame | None, *, with_catalogue: bool) -> Interactions:
-    """Users and items known at training time (the content model also knows catalogue-only items)."""
-    users = sorted(train["user"].astype(str).unique())
-    items = list(dict.fromkeys(sorted(train["item"].astype(str).unique())))
-    if with_catalogue and catalogue is not None:
-        extra = sorted(set(catalogue["item"].astype(str)) - set(items))
-        items += extra
-    return encode(train, users, items)
 
 
 # --- training and evaluation ------------------------------------------------------------
@@ -357,7 +118,7 @@ def execute_run(ctx: Any) -> dict[str, Any]:
     ctx.progress(0.02, "loading interactions", force=True)
     dataset = ctx.dataset()
     frame, catalogue = load_frame(dataset), load_items(dataset)
-    _check({"user", "item"} <= set(frame.columns), "an interactions dataset needs user and item columns")
+    check({"user", "item"} <= set(frame.columns), "an interactions dataset needs user and item columns")
     frame = frame.assign(user=frame["user"].astype(str), item=frame["item"].astype(str))
     if catalogue is not None:
         catalogue = catalogue.assign(item=catalogue["item"].astype(str))
@@ -382,7 +143,7 @@ def execute_run(ctx: Any) -> dict[str, Any]:
     ctx.raise_if_cancelled()
     ctx.progress(0.88, "evaluating on the test split", force=True)
     by_k, n_scored = evaluate_model(model, data, test, ks=sorted({*DEFAULT_KS, cfg.k}))
-    _check(n_scored > 0, "no user appears in both the train and the test split: nothing to evaluate")
+    check(n_scored > 0, "no user appears in both the train and the test split: nothing to evaluate")
     for k, values in by_k.items():
         for name, value in values.items():
             ctx.log_metric(f"{name}@{k}", value, step=0, split="test")
