@@ -20,8 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.recs.config import PROTOCOLS, build_config, parse_config  # noqa: E402
 from core.recs.encoding import Interactions, index_train  # noqa: E402
-from core.recs.recommenders import evaluate_model, load_recommender, save_model, train_model  # noqa: E402
+from core.recs.serving import load_recommender  # noqa: E402
 from core.recs.splits import split_interactions, stratified_item_split  # noqa: E402
+from core.recs.training import evaluate_model, save_model, train_model  # noqa: E402
 
 PUBLISHED = [  # Microsoft Recommenders benchmark notebook rerun (2025), GPU machine; see ../shared/datasets/README.md
     ("SVD (Surprise)", 0.0121, 0.0944, 0.0891, 0.0301, 0.9), ("SAR", 0.1140, 0.3938, 0.3406, 0.1854, 0.2),

@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.charts.recommendations import recommendation_scores
 from core.errors import ProtolabError
-from core.recs.recommenders import load_recommender, recommender_runs
+from core.recs.serving import load_recommender, recommender_runs
 from ui.common import empty_state, ensure_db, format_when, page_link
 
 MODES = ("👤 Existing user", "👋 New visitor", "🔗 Similar items")

@@ -515,7 +515,7 @@ def test_recommendations_page_says_when_a_model_file_is_damaged(completed_recomm
 @pytest.mark.parametrize("name", REC_FILES)
 def test_loading_a_damaged_recommender_is_a_user_error(completed_recommender_run: int, name: str) -> None:
     from core.errors import ProtolabError
-    from core.recs.recommenders import load_recommender
+    from core.recs.serving import load_recommender
 
     (run_dir(completed_recommender_run) / "model" / name).write_bytes(b"not json {")
     with pytest.raises(ProtolabError):

@@ -192,7 +192,7 @@ def test_real_tfidf_run_from_the_worker_is_evaluated(classification_dataset: int
 
 
 def test_real_recommender_run_from_the_worker_is_evaluated(interactions_dataset: int) -> None:
-    """A popularity run trained by the real worker (core.recs.recommenders): page and comparison read its metrics."""
+    """A popularity run trained by the real worker (core.recs.training): page and comparison read its metrics."""
     import subprocess
     import sys
     from pathlib import Path

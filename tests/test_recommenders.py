@@ -12,8 +12,9 @@ import pytest
 from core.recs.config import build_config, parse_config
 from core.recs.encoding import index_train
 from core.recs.models import RecommenderError
-from core.recs.recommenders import evaluate_model, load_recommender, train_model
+from core.recs.serving import load_recommender
 from core.recs.splits import leave_last_out, split_interactions, stratified_item_split
+from core.recs.training import evaluate_model, train_model
 from db import runs as run_queries
 from db import session_scope
 from db.enums import RunStatus, TaskKind

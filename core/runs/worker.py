@@ -2,7 +2,7 @@
 
 It waits its turn in the per-device queue, then hands a RunContext to the
 task's executor (classification → core.text.training, interactions →
-core.recs.recommenders). Progress, metric points and a heartbeat go to the
+core.recs.training). Progress, metric points and a heartbeat go to the
 database; the worker itself never touches the UI. Under torchrun only rank 0
 writes.
 """
@@ -35,7 +35,7 @@ from db.models import Dataset, Run, utcnow
 # Executors by task: "module:function", each taking a RunContext and returning final metrics.
 EXECUTORS = {
     TaskKind.CLASSIFICATION: "core.text.training:execute_run",
-    TaskKind.INTERACTIONS: "core.recs.recommenders:execute_run",
+    TaskKind.INTERACTIONS: "core.recs.training:execute_run",
 }
 QUEUE_POLL_S = 1.0
 PROGRESS_EVERY_S = 0.5
