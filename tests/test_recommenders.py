@@ -175,6 +175,22 @@ def test_run_k_other_than_ten_names_the_keys(interactions_dataset: int) -> None:
     assert metrics["k"] == 5
 
 
+def test_recommender_runs_reads_in_the_callers_read_only_session(interactions_dataset: int) -> None:
+    import shutil
+
+    from core.recs.serving import recommender_runs
+    from core.settings import run_dir
+    from db import read_scope
+
+    served = completed_run(interactions_dataset, "popularity")
+    unsaved = completed_run(interactions_dataset, "popularity", {"k": 5})
+    shutil.rmtree(run_dir(unsaved) / "model")  # completed but nothing to serve: not listed
+    with read_scope() as s:  # a read-only session: the listing must not write
+        runs = recommender_runs(s)
+    assert [r.run_id for r in runs] == [served]
+    assert runs[0].dataset_name == "tiny-interactions" and runs[0].k == 10 and runs[0].ndcg is not None
+
+
 @pytest.mark.parametrize("kind", ["popularity", "itemknn", "bpr", "sequential", "content"])
 def test_saved_model_reloads_and_serves(interactions_dataset: int, kind: str) -> None:
     run_id = completed_run(interactions_dataset, kind)

@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,9 @@ import scipy.sparse as sp
 from core.recs.encoding import Interactions, encode
 from core.recs.models import RecommenderError, UserBatch
 from core.recs.training import FORMAT_VERSION, HISTORY_FILE, ITEMS_FILE, META_FILE, MODEL_FILE, model_class, top_k
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 class Recommender:
@@ -204,20 +207,18 @@ class RecommenderRun:
         return f"#{self.run_id} {self.model_kind} on {self.dataset_name} ({score})"
 
 
-def recommender_runs() -> list[RecommenderRun]:
-    """Completed recommender runs that saved a model, best NDCG@10 first."""
+def recommender_runs(s: Session) -> list[RecommenderRun]:
+    """Completed recommender runs that saved a model, best NDCG@10 first (read in the caller's session)."""
     from core.settings import run_dir
     from db import runs as run_queries
-    from db import session_scope
     from db.enums import RunStatus, TaskKind
 
     found = []
-    with session_scope() as s:
-        for run in run_queries.list_runs(s, task=TaskKind.INTERACTIONS, statuses=[RunStatus.COMPLETED]):
-            if not (run_dir(run.id) / "model" / META_FILE).exists():
-                continue
-            metrics = dict(run.metrics or {})
-            ndcg = (metrics.get("by_k") or {}).get("10", {}).get("ndcg", metrics.get(f"ndcg@{metrics.get('k', 10)}"))
-            found.append(RecommenderRun(run.id, run.model_kind, run.dataset.name, int(metrics.get("k", 10)),
-                                        float(ndcg) if ndcg is not None else None, run.finished_at, metrics))
+    for run in run_queries.list_runs(s, task=TaskKind.INTERACTIONS, statuses=[RunStatus.COMPLETED]):
+        if not (run_dir(run.id) / "model" / META_FILE).exists():
+            continue
+        metrics = dict(run.metrics or {})
+        ndcg = (metrics.get("by_k") or {}).get("10", {}).get("ndcg", metrics.get(f"ndcg@{metrics.get('k', 10)}"))
+        found.append(RecommenderRun(run.id, run.model_kind, run.dataset.name, int(metrics.get("k", 10)),
+                                    float(ndcg) if ndcg is not None else None, run.finished_at, metrics))
     return sorted(found, key=lambda r: (r.ndcg is None, -(r.ndcg or 0.0), -r.run_id))
