@@ -18,7 +18,11 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.recs import recommenders as rec  # noqa: E402
+from core.recs.config import PROTOCOLS, build_config, parse_config  # noqa: E402
+from core.recs.encoding import Interactions, index_train  # noqa: E402
+from core.recs.serving import load_recommender  # noqa: E402
+from core.recs.splits import split_interactions, stratified_item_split  # noqa: E402
+from core.recs.training import evaluate_model, save_model, train_model  # noqa: E402
 
 PUBLISHED = [  # Microsoft Recommenders benchmark notebook rerun (2025), GPU machine; see ../shared/datasets/README.md
     ("SVD (Surprise)", 0.0121, 0.0944, 0.0891, 0.0301, 0.9), ("SAR", 0.1140, 0.3938, 0.3406, 0.1854, 0.2),
@@ -42,19 +46,19 @@ def load(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def fit_eval(kind: str, options: dict, train: pd.DataFrame, test: pd.DataFrame, movies: pd.DataFrame,
-             k: int = 10) -> tuple[dict, float, object, rec.Interactions]:
-    cfg = rec.parse_config(kind, rec.build_config(kind, {**options, "device": "cpu"}))
-    data = rec.index_train(train, movies, with_catalogue=kind == "content")
+             k: int = 10) -> tuple[dict, float, object, Interactions]:
+    cfg = parse_config(kind, build_config(kind, {**options, "device": "cpu"}))
+    data = index_train(train, movies, with_catalogue=kind == "content")
     start = time.perf_counter()
-    model = rec.train_model(kind, cfg, data, catalogue=movies, device="cpu")
+    model = train_model(kind, cfg, data, catalogue=movies, device="cpu")
     seconds = time.perf_counter() - start
-    by_k, _ = rec.evaluate_model(model, data, test, ks=[k])
+    by_k, _ = evaluate_model(model, data, test, ks=[k])
     return by_k[k], seconds, model, data
 
 
 def tune(kind: str, train: pd.DataFrame, movies: pd.DataFrame) -> dict:
     """Pick the grid point with the best validation NDCG@10 (validation = a stratified split of train)."""
-    fit_part, valid = rec.stratified_split(train, 0.75, "item", seed=7)
+    fit_part, valid = stratified_item_split(train, 0.75, "item", seed=7)
     best, best_score = {}, -1.0
     for options in GRIDS.get(kind, [{}]):
         metrics, _, _, _ = fit_eval(kind, options, fit_part, valid, movies)
@@ -64,13 +68,13 @@ def tune(kind: str, train: pd.DataFrame, movies: pd.DataFrame) -> dict:
     return best
 
 
-def latency(kind: str, options: dict, model: object, data: rec.Interactions, ratings: pd.DataFrame,
+def latency(kind: str, options: dict, model: object, data: Interactions, ratings: pd.DataFrame,
             movies: pd.DataFrame, n_users: int = 500) -> tuple[float, float]:
     """p50/p95 milliseconds for top-10 of one user, after saving and reloading the model as the app does."""
-    cfg = rec.parse_config(kind, rec.build_config(kind, options))
+    cfg = parse_config(kind, build_config(kind, options))
     with tempfile.TemporaryDirectory() as tmp:
-        rec.save_model(Path(tmp), kind, cfg, model, data, ratings, movies)
-        served = rec.load_recommender(tmp)
+        save_model(Path(tmp), kind, cfg, model, data, ratings, movies)
+        served = load_recommender(tmp)
         users = served.users[:n_users]
         served.recommend(users[0], 10)  # warm-up
         timings = []
@@ -87,7 +91,7 @@ def main() -> None:
                         / "movielens-100k")
     parser.add_argument("--models", default=DEFAULT_MODELS)
     parser.add_argument("--tune", action="store_true", help="grid-search ease/itemknn/content on validation")
-    parser.add_argument("--protocol", default="stratified_item", choices=rec.PROTOCOLS[:2],
+    parser.add_argument("--protocol", default="stratified_item", choices=PROTOCOLS[:2],
                         help="leave_last_out: each user's latest rating is the test set (sequential models)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     args = parser.parse_args()
@@ -96,8 +100,8 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
     ratings, movies = load(args.data)
-    cfg = rec.parse_config("popularity", rec.build_config("popularity", {"split_protocol": args.protocol}))
-    train, test = rec.split_interactions(ratings, cfg)
+    cfg = parse_config("popularity", build_config("popularity", {"split_protocol": args.protocol}))
+    train, test = split_interactions(ratings, cfg)
     print(f"MovieLens 100K: {len(train):,} train / {len(test):,} test ratings ({args.protocol})")
     rows = []
     for kind in args.models.split(","):

@@ -7,7 +7,8 @@ import streamlit as st
 
 from core.charts.recommendations import recommendation_scores
 from core.errors import ProtolabError
-from core.recs.recommenders import load_recommender, recommender_runs
+from core.recs.serving import load_recommender, recommender_runs
+from db import read_scope
 from ui.common import empty_state, ensure_db, format_when, page_link
 
 MODES = ("👤 Existing user", "👋 New visitor", "🔗 Similar items")
@@ -30,7 +31,8 @@ def show_recommendations(model, recs) -> None:
 ensure_db()
 present = bool(st.session_state.get("present"))
 st.title("🎬 Recommendations demo")
-runs = recommender_runs()
+with read_scope() as s:
+    runs = recommender_runs(s)
 if not runs:
     empty_state("No trained recommender to demo yet. Upload an interactions file (user, item, optional rating and "
                 "timestamp) on **Datasets**, train a recommender on **Train**, and it appears here once it "

@@ -482,7 +482,7 @@ def test_sentiment_page_says_when_a_runs_model_is_gone(make_served_run, how: str
 
 @pytest.fixture
 def completed_recommender_run(interactions_dataset: int) -> int:
-    from core.recs.recommenders import build_config
+    from core.recs.config import build_config
 
     with session_scope() as s:
         run_id = run_queries.create_run(s, dataset_id=interactions_dataset, task=TaskKind.INTERACTIONS,
@@ -517,7 +517,7 @@ def test_recommendations_page_says_when_a_model_file_is_damaged(completed_recomm
 @pytest.mark.parametrize("name", REC_FILES)
 def test_loading_a_damaged_recommender_is_a_user_error(completed_recommender_run: int, name: str) -> None:
     from core.errors import ProtolabError
-    from core.recs.recommenders import load_recommender
+    from core.recs.serving import load_recommender
 
     (run_dir(completed_recommender_run) / "model" / name).write_bytes(b"not json {")
     with pytest.raises(ProtolabError):

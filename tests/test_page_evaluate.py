@@ -192,12 +192,12 @@ def test_real_tfidf_run_from_the_worker_is_evaluated(classification_dataset: int
 
 
 def test_real_recommender_run_from_the_worker_is_evaluated(interactions_dataset: int) -> None:
-    """A popularity run trained by the real worker (core.recs.recommenders): page and comparison read its metrics."""
+    """A popularity run trained by the real worker (core.recs.training): page and comparison read its metrics."""
     import subprocess
     import sys
     from pathlib import Path
 
-    from core.recs.recommenders import build_config
+    from core.recs.config import build_config
 
     root = Path(__file__).resolve().parent.parent
     ids = []

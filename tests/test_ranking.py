@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from core.recs.encoding import encode
 from core.recs.models import Popularity
 from core.recs.ranking import RankingAccumulator, evaluate_lists, metrics_from_hits
-from core.recs.recommenders import encode, evaluate_model, top_k
+from core.recs.training import evaluate_model, top_k
 
 
 def test_single_user_hand_computed_at_4_and_2() -> None:

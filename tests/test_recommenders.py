@@ -9,8 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.recs import recommenders as rec
+from core.recs.config import build_config, parse_config
+from core.recs.encoding import index_train
 from core.recs.models import RecommenderError
+from core.recs.serving import load_recommender
+from core.recs.splits import leave_last_out, split_interactions, stratified_item_split
+from core.recs.training import evaluate_model, train_model
 from db import runs as run_queries
 from db import session_scope
 from db.enums import RunStatus, TaskKind
@@ -27,7 +31,7 @@ def completed_run(dataset_id: int, kind: str, options: dict | None = None) -> in
     """A run executed by the real worker code, in this process (no subprocess, so it is quick)."""
     from core.runs.worker import execute
 
-    config = rec.build_config(kind, options if options is not None else FAST.get(kind, {}))
+    config = build_config(kind, options if options is not None else FAST.get(kind, {}))
     with session_scope() as s:
         run_id = run_queries.create_run(s, dataset_id=dataset_id, task=TaskKind.INTERACTIONS, model_kind=kind,
                                         config=config).id
@@ -43,11 +47,11 @@ def _error(run_id: int) -> str:
 # --- configs -------------------------------------------------------------------------------
 
 def test_build_config_defaults_and_options() -> None:
-    cfg = rec.build_config("bpr", {"epochs": 3, "k": 5, "factors": 8, "device": "cpu"})
+    cfg = build_config("bpr", {"epochs": 3, "k": 5, "factors": 8, "device": "cpu"})
     assert cfg["epochs"] == 3 and cfg["k"] == 5 and cfg["factors"] == 8
     assert cfg["split_protocol"] == "stratified_item" and cfg["seed"] == 42
-    assert rec.build_config("popularity", {})["k"] == 10
-    assert rec.build_config("sequential", {"split_protocol": "leave_last_out"})["split_protocol"] == "leave_last_out"
+    assert build_config("popularity", {})["k"] == 10
+    assert build_config("sequential", {"split_protocol": "leave_last_out"})["split_protocol"] == "leave_last_out"
 
 
 @pytest.mark.parametrize(("kind", "options", "message"), [
@@ -63,27 +67,27 @@ def test_build_config_defaults_and_options() -> None:
 ])
 def test_build_config_rejects_bad_options(kind: str, options: dict, message: str) -> None:
     with pytest.raises(RecommenderError, match=message):
-        rec.build_config(kind, options)
+        build_config(kind, options)
 
 
 # --- split protocols -----------------------------------------------------------------------
 
-def test_stratified_split_keeps_three_quarters_of_each_item_and_is_seeded() -> None:
+def test_stratified_item_split_keeps_three_quarters_of_each_item_and_is_seeded() -> None:
     frame = interactions_frame(n_users=60, per_user=10)
-    train, test = rec.stratified_split(frame, 0.75, "item", 42)
+    train, test = stratified_item_split(frame, 0.75, "item", 42)
     assert len(train) + len(test) == len(frame)
     counts, in_train = frame["item"].value_counts(), train["item"].value_counts()
     for item, n in counts.items():
         assert in_train.get(item, 0) == round(0.75 * n)
-    again, _ = rec.stratified_split(frame, 0.75, "item", 42)
-    other, _ = rec.stratified_split(frame, 0.75, "item", 7)
+    again, _ = stratified_item_split(frame, 0.75, "item", 42)
+    other, _ = stratified_item_split(frame, 0.75, "item", 7)
     assert sorted(again.index) == sorted(train.index)
     assert sorted(other.index) != sorted(train.index)
 
 
 def test_leave_last_out_holds_out_each_users_latest_interaction() -> None:
     frame = interactions_frame()
-    train, test = rec.leave_last_out(frame)
+    train, test = leave_last_out(frame)
     assert len(test) == frame["user"].nunique()
     latest = frame.loc[frame.groupby("user")["timestamp"].idxmax()]
     assert set(zip(test["user"], test["item"], strict=True)) == set(zip(latest["user"], latest["item"], strict=True))
@@ -93,25 +97,25 @@ def test_leave_last_out_holds_out_each_users_latest_interaction() -> None:
 def test_dataset_protocol_uses_the_stored_split() -> None:
     frame = interactions_frame().assign(split="train")
     frame.loc[frame.index[::4], "split"] = "test"
-    cfg = rec.parse_config("popularity", rec.build_config("popularity", {"split_protocol": "dataset"}))
-    train, test = rec.split_interactions(frame, cfg)
+    cfg = parse_config("popularity", build_config("popularity", {"split_protocol": "dataset"}))
+    train, test = split_interactions(frame, cfg)
     assert len(test) == len(frame.index[::4]) and set(train["split"]) == {"train"}
 
 
 def test_leave_last_out_without_timestamps_is_a_clear_error() -> None:
     with pytest.raises(RecommenderError, match="timestamp"):
-        rec.leave_last_out(interactions_frame().drop(columns="timestamp"))
+        leave_last_out(interactions_frame().drop(columns="timestamp"))
 
 
 # --- real training on two taste groups ------------------------------------------------------
 
 def _fit_and_score(kind: str, options: dict, protocol: str = "stratified_item") -> float:
     frame = interactions_frame(n_users=60, per_user=10)
-    cfg = rec.parse_config(kind, rec.build_config(kind, {**options, "device": "cpu", "split_protocol": protocol}))
-    train, test = rec.split_interactions(frame, cfg)
-    data = rec.index_train(train, items_frame(), with_catalogue=kind == "content")
-    model = rec.train_model(kind, cfg, data, catalogue=items_frame(), device="cpu")
-    by_k, n_users = rec.evaluate_model(model, data, test, ks=[5])
+    cfg = parse_config(kind, build_config(kind, {**options, "device": "cpu", "split_protocol": protocol}))
+    train, test = split_interactions(frame, cfg)
+    data = index_train(train, items_frame(), with_catalogue=kind == "content")
+    model = train_model(kind, cfg, data, catalogue=items_frame(), device="cpu")
+    by_k, n_users = evaluate_model(model, data, test, ks=[5])
     assert n_users > 0
     return by_k[5]["ndcg"]
 
@@ -132,17 +136,17 @@ def test_sequential_learns_under_leave_last_out() -> None:
 
 def test_content_model_needs_a_catalogue() -> None:
     frame = interactions_frame()
-    cfg = rec.parse_config("content", rec.build_config("content", {}))
-    train, _ = rec.split_interactions(frame, cfg)
+    cfg = parse_config("content", build_config("content", {}))
+    train, _ = split_interactions(frame, cfg)
     with pytest.raises(RecommenderError, match="catalogue"):
-        rec.train_model("content", cfg, rec.index_train(train, None, with_catalogue=True), catalogue=None)
+        train_model("content", cfg, index_train(train, None, with_catalogue=True), catalogue=None)
 
 
 # --- worker runs, saving and serving ---------------------------------------------------------
 
 def test_start_run_completes_with_the_metrics_contract(interactions_dataset: int) -> None:
 
-    config = rec.build_config("bpr", {**FAST["bpr"], "epochs": 5})
+    config = build_config("bpr", {**FAST["bpr"], "epochs": 5})
     run_id = queue_run(dataset_id=interactions_dataset, model_kind="bpr", config=config)
     deadline = time.time() + 180
     while time.time() < deadline:
@@ -171,10 +175,26 @@ def test_run_k_other_than_ten_names_the_keys(interactions_dataset: int) -> None:
     assert metrics["k"] == 5
 
 
+def test_recommender_runs_reads_in_the_callers_read_only_session(interactions_dataset: int) -> None:
+    import shutil
+
+    from core.recs.serving import recommender_runs
+    from core.settings import run_dir
+    from db import read_scope
+
+    served = completed_run(interactions_dataset, "popularity")
+    unsaved = completed_run(interactions_dataset, "popularity", {"k": 5})
+    shutil.rmtree(run_dir(unsaved) / "model")  # completed but nothing to serve: not listed
+    with read_scope() as s:  # a read-only session: the listing must not write
+        runs = recommender_runs(s)
+    assert [r.run_id for r in runs] == [served]
+    assert runs[0].dataset_name == "tiny-interactions" and runs[0].k == 10 and runs[0].ndcg is not None
+
+
 @pytest.mark.parametrize("kind", ["popularity", "itemknn", "bpr", "sequential", "content"])
 def test_saved_model_reloads_and_serves(interactions_dataset: int, kind: str) -> None:
     run_id = completed_run(interactions_dataset, kind)
-    model = rec.load_recommender(run_id)
+    model = load_recommender(run_id)
     user = "u0"  # an even-group user
     seen = set(model.user_history(user)["item"])
     top = model.recommend(user, k=5)
@@ -193,12 +213,12 @@ def test_saved_model_reloads_and_serves(interactions_dataset: int, kind: str) ->
     assert history["title"].iloc[0].startswith("Garden")
     from core.settings import run_dir
 
-    again = rec.load_recommender(run_dir(run_id))  # the artifact folder works as well as the run id
+    again = load_recommender(run_dir(run_id))  # the artifact folder works as well as the run id
     assert [i for i, _, _ in again.recommend(user, k=5)] == [i for i, _, _ in top]
 
 
 def test_new_visitor_gets_their_taste_group(interactions_dataset: int) -> None:
-    model = rec.load_recommender(completed_run(interactions_dataset, "itemknn"))
+    model = load_recommender(completed_run(interactions_dataset, "itemknn"))
     likes = model.recommend_for_likes(["i1", "i3", "i5"], k=5)
     assert all(int(item[1:]) % 2 == 1 for item, _, _ in likes)
     with pytest.raises(RecommenderError, match="none of the liked items"):
@@ -218,7 +238,7 @@ def test_model_files_are_safe_formats(interactions_dataset: int) -> None:
 
 
 def test_serving_latency_is_interactive(interactions_dataset: int) -> None:
-    model = rec.load_recommender(completed_run(interactions_dataset, "bpr"))
+    model = load_recommender(completed_run(interactions_dataset, "bpr"))
     timings = []
     for user in model.users[:20]:
         start = time.perf_counter()
@@ -268,18 +288,19 @@ def test_cli_recommend_refuses_unknown_run(capsys: pytest.CaptureFixture) -> Non
     assert "no run with id 999" in capsys.readouterr().err
 
 
-def test_train_cli_builds_recommender_configs() -> None:
-    from core.cli.train import build_run_config
+def test_registry_builds_recommender_configs() -> None:
+    from core.runs.registry import get_kind
 
-    task, config = build_run_config("bpr", {"epochs": 2, "k": 20})
-    assert task == TaskKind.INTERACTIONS and config["k"] == 20 and config["epochs"] == 2
+    kind = get_kind("bpr")
+    config = kind.make_config({"epochs": 2, "k": 20})
+    assert kind.task == TaskKind.INTERACTIONS and config["k"] == 20 and config["epochs"] == 2
     with pytest.raises(RecommenderError):
-        build_run_config("popularity", {"max_length": 12})
+        get_kind("popularity").make_config({"max_length": 12})
 
 
 def test_frame_with_integer_ids_is_read_as_strings() -> None:
     frame = pd.DataFrame({"user": [1, 1, 2, 2, 3], "item": [10, 11, 10, 12, 11]})
-    data = rec.index_train(frame.astype(str), None, with_catalogue=False)
+    data = index_train(frame.astype(str), None, with_catalogue=False)
     assert data.user_ids == ["1", "2", "3"] and data.matrix.sum() == 5
 
 

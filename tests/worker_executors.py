@@ -1,4 +1,4 @@
-"""Executors used by tests of the worker's state machine (the real ones live in core.text.training/recommenders)."""
+"""Executors used by tests of the worker's state machine (the real ones: core.text.training, core.recs.training)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Plotly figures for recommender runs: metric against K, model comparison at one K, recommendation scores.
 
-Pure functions over Run.metrics dicts (the shape core.recs.recommenders.metrics_dict writes); no I/O.
+Pure functions over Run.metrics dicts (the shape core.recs.training.metrics_dict writes); no I/O.
 """
 
 from __future__ import annotations

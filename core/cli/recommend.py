@@ -9,7 +9,7 @@ from core.cli import CliError, print_json
 
 
 def _run(args: argparse.Namespace) -> int:
-    from core.recs.recommenders import load_recommender
+    from core.recs.serving import load_recommender
     from core.runs.jobs import completed_run
     from db import session_scope
     from db.enums import TaskKind

@@ -496,8 +496,8 @@ def runs_to_delete(s: Session, dataset_id: int) -> list[int]:
 
 def delete_dataset(dataset_id: int) -> list[int]:
     """Delete a dataset, its runs and their files; refuses while one of its runs is active. Returns run ids."""
-    from core.settings import run_dir
     from core.data.storage import delete_dataset_files
+    from core.settings import run_dir
     from db import datasets as dataset_queries
     from db import session_scope
 

@@ -1,0 +1,186 @@
+"""Recommender training: fit a model kind, rank and score it at K, save it; execute_run is the worker's executor.
+
+Saved models are NumPy/safetensors arrays plus JSON and Parquet (no pickle); core.recs.serving reads them back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from core.recs.config import RecommenderConfig, check, parse_config
+from core.recs.encoding import Interactions, index_train
+from core.recs.models import Bpr, Content, Ease, ItemKnn, Popularity, RecommenderError
+from core.recs.ranking import DEFAULT_KS, RankingAccumulator
+from core.recs.splits import split_interactions
+
+MODEL_FILE, META_FILE, HISTORY_FILE, ITEMS_FILE = "arrays.safetensors", "meta.json", "history.parquet", "items.parquet"
+FORMAT_VERSION = 1
+
+
+# --- training and evaluation ------------------------------------------------------------
+
+def train_model(kind: str, cfg: RecommenderConfig, data: Interactions, *, catalogue: pd.DataFrame | None = None,
+                device: str = "cpu", on_epoch: Callable[[int, float], None] = lambda e, loss: None,
+                should_stop: Callable[[], bool] = lambda: False) -> Any:
+    """Fit one model kind on encoded training interactions."""
+    if kind == "popularity":
+        return Popularity.fit(data.matrix)
+    if kind == "itemknn":
+        return ItemKnn.fit(data.matrix, cfg.neighbours, cfg.shrink)
+    if kind == "ease":
+        return Ease.fit(data.matrix, cfg.l2)
+    if kind == "bpr":
+        return Bpr.fit(data.matrix, factors=cfg.factors, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                       learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay, seed=cfg.seed,
+                       device=device, on_epoch=on_epoch, should_stop=should_stop)
+    if kind == "sequential":
+        from core.recs.sequential import Sequential
+
+        return Sequential.fit(data.sequences, len(data.item_ids), factors=cfg.factors, epochs=cfg.epochs,
+                              batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+                              max_length=cfg.max_length, dropout=cfg.dropout, seed=cfg.seed, device=device,
+                              on_epoch=on_epoch, should_stop=should_stop)
+    if kind == "content":
+        from core.recs.models import embed_texts, item_texts
+
+        if catalogue is None:
+            raise RecommenderError("the content recommender needs an item catalogue (titles, genres or text); "
+                                   "this dataset has none: re-import it with an items file")
+        embeddings = embed_texts(item_texts(data.item_ids, catalogue), cfg.model_id, device)
+        knn = ItemKnn.fit(data.matrix, cfg.neighbours, 10.0)
+        return Content(embeddings, knn, cfg.collaborative_weight)
+    raise RecommenderError(f"unknown recommender {kind!r}")
+
+
+def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> np.ndarray:
+    """(B, k) item indices by descending score, with `exclude`d (seen) items pushed to the end."""
+    scores = np.array(scores, dtype=np.float32, copy=True)
+    if exclude is not None:
+        rows, cols = exclude.nonzero()
+        scores[rows, cols] = -np.inf
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
+
+
+def evaluate_model(model: Any, data: Interactions, test: pd.DataFrame, ks: Iterable[int],
+                   batch_size: int = 1024) -> tuple[dict[int, dict[str, float]], int]:
+    """Mean ranking metrics over users present in train and test; seen training items are excluded."""
+    ks = sorted({int(k) for k in ks})
+    uidx, iidx = data.user_index, data.item_index
+    test = test.assign(_u=test["user"].astype(str).map(uidx), _i=test["item"].astype(str).map(iidx))
+    test = test[test["_u"].notna()]
+    # Test items the model never saw still count as relevant (they lower recall), as in the reference.
+    n_relevant = test.groupby("_u")["item"].nunique()
+    known = test[test["_i"].notna()].drop_duplicates(["_u", "_i"])
+    users = np.sort(n_relevant.index.to_numpy(dtype=np.int64))
+    acc = RankingAccumulator(ks, len(data.item_ids))
+    rel = sp.csr_matrix((np.ones(len(known), dtype=bool), (known["_u"].astype(int), known["_i"].astype(int))),
+                        shape=data.matrix.shape)
+    for start in range(0, len(users), batch_size):
+        chunk = users[start:start + batch_size]
+        batch = data.batch(chunk)
+        top = top_k(model.score(batch), max(ks), batch.rows)
+        acc.add(top, rel[chunk].toarray(), n_relevant.loc[chunk].to_numpy())
+    return acc.result(), acc.n_users
+
+
+def metrics_dict(by_k: dict[int, dict[str, float]], k: int, **extra: Any) -> dict[str, Any]:
+    """The Run.metrics shape: flat '<metric>@k' keys at the run's k, plus every K under by_k."""
+    out: dict[str, Any] = {f"{name}@{k}": value for name, value in by_k[k].items() if name != "coverage"}
+    out["coverage"] = by_k[k]["coverage"]
+    out["k"] = k
+    out["by_k"] = {str(kk): values for kk, values in sorted(by_k.items())}
+    out.update(extra)
+    return out
+
+
+# --- the worker's executor ----------------------------------------------------------------
+
+def execute_run(ctx: Any) -> dict[str, Any]:
+    """Load, split, train, evaluate and save one recommender run (called by core.runs.worker)."""
+    from core.data.storage import load_frame, load_items
+    from core.runs.device import resolve_device
+
+    cfg = parse_config(ctx.model_kind, ctx.config)
+    kind = ctx.model_kind
+    ctx.progress(0.02, "loading interactions", force=True)
+    dataset = ctx.dataset()
+    frame, catalogue = load_frame(dataset), load_items(dataset)
+    check({"user", "item"} <= set(frame.columns), "an interactions dataset needs user and item columns")
+    frame = frame.assign(user=frame["user"].astype(str), item=frame["item"].astype(str))
+    if catalogue is not None:
+        catalogue = catalogue.assign(item=catalogue["item"].astype(str))
+    train, test = split_interactions(frame, cfg)
+    data = index_train(train, catalogue, with_catalogue=kind == "content")
+    try:
+        device = resolve_device(cfg.device) if kind in ("bpr", "sequential", "content") else "cpu"
+    except ValueError as exc:
+        raise RecommenderError(str(exc)) from exc
+    ctx.set_device(device)
+    ctx.progress(0.05, f"training {kind} on {len(train):,} interactions ({device})", force=True)
+    epochs = getattr(cfg, "epochs", 1)
+
+    def on_epoch(epoch: int, loss: float) -> None:
+        ctx.log_metric("train_loss", loss, step=epoch, epoch=float(epoch), split="train")
+        ctx.progress(0.05 + 0.8 * epoch / epochs, f"epoch {epoch}/{epochs}: loss {loss:.4f}")
+
+    start = time.perf_counter()
+    model = train_model(kind, cfg, data, catalogue=catalogue, device=device, on_epoch=on_epoch,
+                        should_stop=ctx.should_stop)
+    train_time = time.perf_counter() - start
+    ctx.raise_if_cancelled()
+    ctx.progress(0.88, "evaluating on the test split", force=True)
+    by_k, n_scored = evaluate_model(model, data, test, ks=sorted({*DEFAULT_KS, cfg.k}))
+    check(n_scored > 0, "no user appears in both the train and the test split: nothing to evaluate")
+    for k, values in by_k.items():
+        for name, value in values.items():
+            ctx.log_metric(f"{name}@{k}", value, step=0, split="test")
+    ctx.progress(0.95, "saving the model", force=True)
+    save_model(ctx.artifact_dir / "model", kind, cfg, model, data, frame, catalogue)
+    return metrics_dict(by_k, cfg.k, n_users_scored=n_scored, train_time_s=round(train_time, 3),
+                        protocol=cfg.split_protocol, n_train=len(train), n_test=len(test),
+                        n_users=len(data.user_ids), n_items=len(data.item_ids))
+
+
+# --- saving, and the class that reloads each kind ------------------------------------
+
+MODEL_CLASSES = {"popularity": Popularity, "itemknn": ItemKnn, "ease": Ease, "bpr": Bpr, "content": Content}
+
+
+def save_model(folder: Path, kind: str, cfg: RecommenderConfig, model: Any, data: Interactions,
+               interactions: pd.DataFrame, catalogue: pd.DataFrame | None) -> None:
+    """Arrays as safetensors, ids and settings as JSON, the full history and catalogue as Parquet."""
+    from safetensors.numpy import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: np.ascontiguousarray(v) for k, v in model.arrays().items()}, str(folder / MODEL_FILE))
+    params = getattr(model, "params", {}) | {"collaborative_weight": getattr(model, "collaborative_weight", 0.0)}
+    meta = {"format_version": FORMAT_VERSION, "kind": kind, "config": asdict(cfg), "params": params,
+            "users": data.user_ids, "items": data.item_ids}
+    (folder / META_FILE).write_text(json.dumps(meta))
+    cols = [c for c in ("user", "item", "rating", "timestamp") if c in interactions.columns]
+    interactions[cols].to_parquet(folder / HISTORY_FILE, index=False)
+    if catalogue is not None:
+        catalogue.to_parquet(folder / ITEMS_FILE, index=False)
+
+
+def model_class(kind: str) -> Any:
+    """The model class that saved `kind` (its from_arrays reloads it)."""
+    if kind == "sequential":
+        from core.recs.sequential import Sequential
+
+        return Sequential
+    if kind not in MODEL_CLASSES:
+        raise RecommenderError(f"saved model has an unknown kind {kind!r}")
+    return MODEL_CLASSES[kind]
