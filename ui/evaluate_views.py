@@ -18,7 +18,7 @@ from core.evaluation import comparison as compare
 from core.evaluation import predictions
 from core.evaluation.analysis import SplitAnalysis, analyse_split, misclassified
 from core.runs import jobs
-from db import session_scope
+from db import read_scope, session_scope
 from db import runs as run_queries
 from db.enums import ReviewVerdict, RunStatus
 from ui.common import format_when
@@ -49,7 +49,7 @@ def cached_analysis(run_id: int, split: str, mtime: float, labels: tuple[str, ..
 @st.cache_resource(show_spinner=False, max_entries=32)
 def cached_report_figures(run_id: int, split: str, normalise: bool) -> dict[str, Any]:
     """Figures of a finished run's stored metrics and metric points (they never change afterwards)."""
-    with session_scope() as s:
+    with read_scope() as s:
         report = predictions.split_report(run_queries.get_run(s, run_id), split)
         points = compare.metric_frame(s, [run_id])
     return {"per_class": charts.per_class_bars(report), "learning": charts.learning_curves(points),
@@ -60,7 +60,7 @@ def completed_runs() -> list[dict[str, Any]]:
     """Plain rows (id, label, task, dataset, lineage group) of every completed run, newest first."""
     from db import datasets as dataset_queries
 
-    with session_scope() as s:
+    with read_scope() as s:
         datasets = dataset_queries.list_datasets(s)
         records = run_queries.run_records(s, compare.RECORD_METRICS)
     names = {d.id: d.name for d in datasets}
@@ -82,7 +82,7 @@ def _plotly(fig: Any, key: str, **kwargs: Any) -> Any:
 # --- one run --------------------------------------------------------------------------------
 
 def single_run(run_id: int, split: str) -> None:
-    with session_scope() as s:
+    with read_scope() as s:
         run = run_queries.get_run(s, run_id)
         if run is None or run.status != RunStatus.COMPLETED:
             st.error(f"Run {run_id} is not a completed run.")
@@ -237,7 +237,7 @@ def comparison(rows: list[dict[str, Any]]) -> None:
     group = st.selectbox("Dataset (with its versions)", options, index=default, key="cmp_dataset",
                          format_func=lambda g: groups[g]["group_name"])
     ids = [r["id"] for r in rows if r["group"] == group]
-    with session_scope() as s:
+    with read_scope() as s:
         runs = run_queries.run_records(s, compare.RECORD_METRICS, run_ids=ids)
         board = compare.leaderboard(runs)
         differing = compare.config_differences(runs) if len(runs) > 1 else []
@@ -286,7 +286,7 @@ def _comparison_charts(runs: list[Any], points: pd.DataFrame) -> None:
 def review_panel(run_ids: list[int], key_prefix: str) -> None:
     """Stakeholder reviews of a run (one id) or a comparison (several); reusable by other pages."""
     st.subheader("Reviews")
-    with session_scope() as s:
+    with read_scope() as s:
         reviews = {(r.reviewer, r.verdict, r.comment, tuple(r.compared_run_ids or ())): r
                    for i in run_ids for r in run_queries.reviews_of(s, i)}
     for (reviewer, verdict, comment, compared), r in reviews.items():
