@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -45,6 +46,61 @@ def list_runs(
     return s.scalars(q).all()
 
 
+def best_completed_run_of_kind(s: Session, dataset_id: int, model_kind: str, *, exclude_run_id: int | None,
+                               metric_key: str) -> Run | None:
+    """The completed `model_kind` run on a dataset with the highest numeric `metrics[metric_key]` (newest on ties)."""
+    score = Run.metrics[metric_key].as_float()
+    q = select(Run.id).where(Run.dataset_id == dataset_id, Run.model_kind == model_kind,
+                             Run.status == RunStatus.COMPLETED, score.is_not(None))
+    if exclude_run_id is not None:
+        q = q.where(Run.id != exclude_run_id)
+    # Only the winner's row is loaded: a dataset with hundreds of runs must not parse every report.
+    best = s.scalar(q.order_by(score.desc(), Run.id.desc()).limit(1))
+    return s.get(Run, best) if best is not None else None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A light view of a run for pickers and leaderboards: headline metrics only, no per-split reports."""
+
+    id: int
+    name: str | None
+    model_kind: str
+    task: TaskKind
+    dataset_id: int
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    device: str | None
+    duration_s: float | None
+
+
+def run_records(s: Session, metric_keys: Sequence[str], *, dataset_ids: Iterable[int] | None = None,
+                run_ids: Iterable[int] | None = None) -> list[RunRecord]:
+    """Completed runs, newest first, with only `metric_keys` of their metrics (extracted in SQL)."""
+    columns = [Run.id, Run.name, Run.model_kind, Run.task, Run.dataset_id, Run.config, Run.device,
+               Run.started_at, Run.finished_at, *(Run.metrics[k] for k in metric_keys)]
+    q = select(*columns).where(Run.status == RunStatus.COMPLETED).order_by(Run.created_at.desc(), Run.id.desc())
+    if dataset_ids is not None:
+        q = q.where(Run.dataset_id.in_([int(i) for i in dataset_ids]))
+    if run_ids is not None:
+        q = q.where(Run.id.in_([int(i) for i in run_ids]))
+    out = []
+    for row in s.execute(q).all():
+        metrics = {k: v for k, v in zip(metric_keys, row[9:], strict=True) if v is not None}
+        out.append(RunRecord(id=row.id, name=row.name, model_kind=row.model_kind, task=row.task,
+                             dataset_id=row.dataset_id, config=row.config or {}, metrics=metrics, device=row.device,
+                             duration_s=_seconds(row.started_at, row.finished_at)))
+    return out
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    if (start.tzinfo is None) != (end.tzinfo is None):  # SQLite hands back naive datetimes
+        start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
+    return (end - start).total_seconds()
+
+
 def count_runs(s: Session) -> dict[str, int]:
     rows = s.execute(select(Run.status, func.count()).group_by(Run.status)).all()
     return {status.value: n for status, n in rows}
@@ -60,6 +116,17 @@ def metric_points(s: Session, run_id: int, name: str | None = None) -> Sequence[
     if name is not None:
         q = q.where(MetricPoint.name == name)
     return s.scalars(q).all()
+
+
+def metric_point_rows(s: Session, run_ids: Iterable[int]) -> list[tuple[Any, ...]]:
+    """(run_id, name, split, step, epoch, value) of every metric point of several runs, in insertion order."""
+    ids = [int(i) for i in run_ids]
+    if not ids:
+        return []
+    q = (select(MetricPoint.run_id, MetricPoint.name, MetricPoint.split, MetricPoint.step, MetricPoint.epoch,
+                MetricPoint.value)
+         .where(MetricPoint.run_id.in_(ids)).order_by(MetricPoint.id))
+    return [tuple(row) for row in s.execute(q).all()]
 
 
 def request_cancel(s: Session, run: Run) -> None:

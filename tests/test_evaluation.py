@@ -1,4 +1,4 @@
-"""core.evaluation.analysis: stored metrics, error analysis, curves, calibration, baselines, dataset versions."""
+"""core.evaluation (predictions, analysis, comparison), dataset versions and retraining: the error-to-data loop."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 from conftest import sklearn_predictions, store_completed_run, store_ranking_run
 
-from core.evaluation import analysis as ev
+from core.data import versions
+from core.evaluation import analysis, comparison, predictions
 from core.evaluation.metrics import classification_report
+from core.runs import jobs
 from core.settings import run_dir
 from db import runs as run_queries
 from db import session_scope
@@ -46,19 +48,19 @@ def test_report_matches_hand_computed_confusion_matrix_with_never_predicted_clas
 
 
 def test_misclassified_most_confident_first_and_cell_filter() -> None:
-    wrong = ev.misclassified(hand_preds())
+    wrong = analysis.misclassified(hand_preds())
     assert list(wrong.columns) == ["row", "text", "true", "predicted", "confidence"]
     assert wrong["confidence"].tolist() == [0.85, 0.7, 0.55]
     assert wrong["row"].tolist() == [6, 2, 5]
-    cell = ev.misclassified(hand_preds(), true="c", predicted="a")
+    cell = analysis.misclassified(hand_preds(), true="c", predicted="a")
     assert cell[["true", "predicted", "text"]].values.tolist() == [["c", "a", "t5"]]
-    assert ev.misclassified(hand_preds(), true="b").empty
+    assert analysis.misclassified(hand_preds(), true="b").empty
 
 
 def test_calibration_bins_and_ece_by_hand() -> None:
     preds = pd.DataFrame({"text": list("abcd"), "label": ["x", "x", "y", "y"], "pred": ["x", "y", "y", "y"],
                           "confidence": [0.95, 0.95, 0.55, 0.55]})
-    cal = ev.calibration(preds, n_bins=10)
+    cal = analysis.calibration(preds, n_bins=10)
     assert sum(cal.count) == 4 and cal.count[9] == 2 and cal.count[5] == 2
     assert cal.accuracy[9] == pytest.approx(0.5) and cal.accuracy[5] == pytest.approx(1.0)
     # ECE = 2/4 * |0.5 - 0.95| + 2/4 * |1.0 - 0.55|
@@ -70,7 +72,7 @@ def test_curves_auc_match_sklearn() -> None:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     preds = hand_preds()
-    roc, pr = ev.curves(preds, ["a", "b", "c"])
+    roc, pr = analysis.curves(preds, ["a", "b", "c"])
     proba = np.asarray(preds["proba"].tolist())
     for i, label in enumerate(["a", "b", "c"]):
         truth = preds["label"] == label
@@ -83,7 +85,7 @@ def test_threshold_table_binary() -> None:
     preds = pd.DataFrame({"text": list("abcd"), "label": ["n", "p", "p", "n"], "pred": ["n", "p", "n", "p"],
                           "confidence": [0.9, 0.8, 0.6, 0.7],
                           "proba": [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]]})
-    table = ev.threshold_table(preds, ["n", "p"], "p", steps=11)
+    table = analysis.threshold_table(preds, ["n", "p"], "p", steps=11)
     at_half = table[table["threshold"].round(2) == 0.5].iloc[0]
     assert at_half["precision"] == pytest.approx(0.5) and at_half["recall"] == pytest.approx(0.5)
     at_zero = table.iloc[0]
@@ -97,22 +99,23 @@ def test_stored_metrics_are_read_not_recomputed(completed_classification_run: in
         run.metrics = {**run.metrics, "reports": {**run.metrics["reports"],
                                                  "test": {**run.metrics["reports"]["test"], "accuracy": 0.123}}}
     with session_scope() as s:
-        assert ev.split_report(run_queries.get_run(s, completed_classification_run), "test")["accuracy"] == 0.123
-        assert ev.split_report(run_queries.get_run(s, completed_classification_run), "val")["n"] > 0
+        run = run_queries.get_run(s, completed_classification_run)
+        assert predictions.split_report(run, "test")["accuracy"] == 0.123
+        assert predictions.split_report(run, "val")["n"] > 0
 
 
 def test_missing_or_corrupted_artifacts_raise_clear_error(completed_classification_run: int) -> None:
-    path = ev.predictions_path(completed_classification_run, "test")
+    path = predictions.predictions_path(completed_classification_run, "test")
     path.write_bytes(b"not parquet at all")
-    with pytest.raises(ev.ArtifactsMissing, match="corrupted"):
-        ev.load_predictions(completed_classification_run, "test")
+    with pytest.raises(predictions.ArtifactsMissing, match="corrupted"):
+        predictions.load_predictions(completed_classification_run, "test")
     import shutil
 
     shutil.rmtree(run_dir(completed_classification_run))
-    with pytest.raises(ev.ArtifactsMissing, match="no validation predictions"):
-        ev.load_predictions(completed_classification_run, "val")
-    with pytest.raises(ev.ArtifactsMissing):
-        ev.load_meta(completed_classification_run)
+    with pytest.raises(predictions.ArtifactsMissing, match="no validation predictions"):
+        predictions.load_predictions(completed_classification_run, "val")
+    with pytest.raises(predictions.ArtifactsMissing):
+        predictions.load_meta(completed_classification_run)
 
 
 def test_baseline_is_best_other_tfidf_run_on_same_dataset(classification_dataset: int) -> None:
@@ -123,9 +126,9 @@ def test_baseline_is_best_other_tfidf_run_on_same_dataset(classification_dataset
     with session_scope() as s:
         run_queries.get_run(s, weak).metrics = {**run_queries.get_run(s, weak).metrics, "macro_f1": 0.1}
     with session_scope() as s:
-        assert ev.baseline_run(s, run_queries.get_run(s, lstm)).id == strong
-        assert ev.baseline_run(s, run_queries.get_run(s, strong)).id == weak  # never itself
-        table = ev.headline_table(ev.split_report(run_queries.get_run(s, lstm), "test"),
+        assert comparison.baseline_run(s, run_queries.get_run(s, lstm)).id == strong
+        assert comparison.baseline_run(s, run_queries.get_run(s, strong)).id == weak  # never itself
+        table = comparison.headline_table(predictions.split_report(run_queries.get_run(s, lstm), "test"),
                                   run_queries.get_run(s, strong).metrics)
     assert table["TF-IDF baseline"].notna().all()
     assert table.loc[table["metric"] == "accuracy", "majority class"].iloc[0] == pytest.approx(0.5, abs=0.2)
@@ -140,8 +143,8 @@ def test_leaderboard_sorted_with_differing_hyperparameters(classification_datase
         run_queries.get_run(s, a).metrics = {**run_queries.get_run(s, a).metrics, "macro_f1": 0.2}
     with session_scope() as s:
         runs = [run_queries.get_run(s, a), run_queries.get_run(s, b)]
-        assert ev.config_differences(runs) == ["epochs"]
-        board = ev.leaderboard(runs)
+        assert comparison.config_differences(runs) == ["epochs"]
+        board = comparison.leaderboard(runs)
     assert board["run"].tolist() == [b, a]
     assert {"model", "epochs", "learning_rate", "duration_s", "device", "macro_f1"} <= set(board.columns)
 
@@ -150,9 +153,9 @@ def test_ranking_metrics_read_from_run(interactions_dataset: int) -> None:
     run_id = store_ranking_run(interactions_dataset)
     with session_scope() as s:
         run = run_queries.get_run(s, run_id)
-        assert ev.is_ranking(run)
-        by_k = ev.ranking_by_k(run)
-        head = ev.ranking_headline(run)
+        assert predictions.is_ranking(run)
+        by_k = comparison.ranking_by_k(run)
+        head = comparison.ranking_headline(run)
     assert list(by_k) == [1, 5, 10, 20]
     assert head["ndcg@10"] == pytest.approx(by_k[10]["ndcg"]) and "coverage" in head
 
@@ -168,7 +171,8 @@ def test_dataset_version_relabel_and_exclude(classification_dataset: int) -> Non
     other = "negative" if first["label"] == "positive" else "positive"
     changes = [{"action": "relabel", "split": "test", "text": first["text"], "label": first["label"], "to": other},
                {"action": "exclude", "split": "test", "text": second["text"], "label": second["label"]}]
-    version = ev.create_dataset_version(classification_dataset, changes, source_run_id=None)
+    with session_scope() as s:
+        version = versions.create_dataset_version(s, classification_dataset, changes, source_run_id=None)
     with session_scope() as s:
         child = get_dataset(s, version.id)
         new = load_frame(child)
@@ -178,18 +182,20 @@ def test_dataset_version_relabel_and_exclude(classification_dataset: int) -> Non
     assert len(new) == len(frame) - child.changes["excluded"]
     assert (new[new["text"] == first["text"]]["label"] == other).all()
     assert second["text"] not in set(new.loc[new["split"] == "test", "text"])
-    again = ev.create_dataset_version(version.id, [changes[0] | {"label": other, "to": first["label"]}])
+    with session_scope() as s:
+        again = versions.create_dataset_version(s, version.id, [changes[0] | {"label": other, "to": first["label"]}])
     assert again.name == "tiny-sentiment v3"
 
 
 def test_dataset_version_rejects_bad_marks(classification_dataset: int) -> None:
-    with pytest.raises(ev.EvaluationError, match="no rows are marked"):
-        ev.create_dataset_version(classification_dataset, [])
-    with pytest.raises(ev.EvaluationError, match="not a label"):
-        ev.create_dataset_version(classification_dataset, [{"action": "relabel", "split": "test", "text": "x",
+    with session_scope() as s, pytest.raises(versions.VersionError, match="no rows are marked"):
+        versions.create_dataset_version(s, classification_dataset, [])
+    with session_scope() as s, pytest.raises(versions.VersionError, match="not a label"):
+        versions.create_dataset_version(s, classification_dataset, [{"action": "relabel", "split": "test", "text": "x",
                                                             "to": "<script>"}])
-    with pytest.raises(ev.EvaluationError, match="none of the marked rows were found"):
-        ev.create_dataset_version(classification_dataset, [{"action": "exclude", "split": "test", "text": "nope"}])
+    with session_scope() as s, pytest.raises(versions.VersionError, match="none of the marked rows were found"):
+        versions.create_dataset_version(s, classification_dataset, [{"action": "exclude", "split": "test",
+                                                                      "text": "nope"}])
 
 
 def test_retrain_starts_run_with_same_model_and_config(completed_classification_run: int, classification_dataset: int,
@@ -197,7 +203,7 @@ def test_retrain_starts_run_with_same_model_and_config(completed_classification_
     import core.runs.jobs
 
     monkeypatch.setattr(core.runs.jobs, "launch_worker", lambda run_id, gpus=1: 0)  # no worker process in a unit test
-    new_id = ev.retrain(completed_classification_run, classification_dataset)
+    new_id = jobs.retrain(completed_classification_run, classification_dataset)
     with session_scope() as s:
         old, new = run_queries.get_run(s, completed_classification_run), run_queries.get_run(s, new_id)
         assert (new.model_kind, new.config, new.dataset_id) == (old.model_kind, old.config, classification_dataset)
@@ -234,21 +240,21 @@ def test_run_records_and_baseline_query_json_in_sql(db_url: str) -> None:
                                         config={})
     with session_scope(db_url) as s:
         lstm = run_queries.get_run(s, ids[("lstm", 0.9)])
-        assert ev.baseline_run(s, lstm).id == ids[("tfidf", 0.72)]
-        assert ev.baseline_run(s, run_queries.get_run(s, ids[("tfidf", 0.72)])).id == ids[("tfidf", 0.61)]
-        records = ev.run_records(s, dataset_ids=[ds.id])
+        assert comparison.baseline_run(s, lstm).id == ids[("tfidf", 0.72)]
+        assert comparison.baseline_run(s, run_queries.get_run(s, ids[("tfidf", 0.72)])).id == ids[("tfidf", 0.61)]
+        records = run_queries.run_records(s, comparison.RECORD_METRICS, dataset_ids=[ds.id])
     assert queued.id not in {r.id for r in records} and len(records) == 4
     by_id = {r.id: r for r in records}
     assert by_id[ids[("lstm", 0.9)]].metrics == {"macro_f1": 0.9, "accuracy": 0.5}  # no reports, no nulls
     assert by_id[ids[("tfidf", None)]].metrics == {}
-    assert ev.leaderboard(records)["run"].iloc[0] == ids[("lstm", 0.9)]
+    assert comparison.leaderboard(records)["run"].iloc[0] == ids[("lstm", 0.9)]
 
 
 def test_marks_to_changes() -> None:
     marks = pd.DataFrame({"row": [0, 1, 2, 3], "text": ["a", "b", "c", "d"], "true": ["x", "y", "x", "y"],
                           "predicted": ["y", "x", "y", "x"], "confidence": [0.9, 0.8, 0.7, 0.6],
                           "exclude": [True, False, False, True], "relabel_to": [None, "x", "x", "x"]})
-    assert ev.marks_to_changes(marks, "validation") == [
+    assert versions.marks_to_changes(marks, "validation") == [
         {"action": "exclude", "split": "validation", "text": "a", "label": "x"},
         {"action": "relabel", "split": "validation", "text": "b", "label": "y", "to": "x"},
         {"action": "exclude", "split": "validation", "text": "d", "label": "y"}]  # exclude wins; c is a no-op
@@ -259,22 +265,22 @@ def test_majority_scores_match_sklearn_on_an_always_majority_predictor() -> None
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         real = classification_report(y_true, ["a"] * len(y_true), ["a", "b", "c"])
-    expected = ev.majority_scores(classification_report(y_true, y_true, ["a", "b", "c"]))
+    expected = comparison.majority_scores(classification_report(y_true, y_true, ["a", "b", "c"]))
     for key, value in expected.items():
         assert real[key] == pytest.approx(value), key
-    table = ev.headline_table(real, None)
+    table = comparison.headline_table(real, None)
     assert table["majority class"].notna().all() and table["TF-IDF baseline"].isna().all()
 
 
 def test_predictions_csv_neutralises_formulas(completed_classification_run: int) -> None:
     import io
 
-    path = ev.predictions_path(completed_classification_run, "test")
+    path = predictions.predictions_path(completed_classification_run, "test")
     frame = pd.read_parquet(path)
     frame.loc[0, "text"] = '=HYPERLINK("http://evil","x")'
     frame.loc[1, "text"] = "@SUM(A1)"
     frame.to_parquet(path, index=False)
-    data = ev.predictions_csv(completed_classification_run, "test")
+    data = predictions.predictions_csv(completed_classification_run, "test")
     back = pd.read_csv(io.BytesIO(data), encoding="utf-8-sig")
     assert back.loc[0, "text"] == "'=HYPERLINK(\"http://evil\",\"x\")" and back.loc[1, "text"] == "'@SUM(A1)"
     assert list(back.columns) == ["text", "label", "pred", "confidence", "correct"]
@@ -288,8 +294,9 @@ def test_dataset_version_finds_rows_of_a_split_cut_by_training(classification_da
     with session_scope() as s:
         frame = load_frame(get_dataset(s, classification_dataset))
     row = frame[frame["split"] == "train"].iloc[0]
-    version = ev.create_dataset_version(classification_dataset, [
-        {"action": "exclude", "split": "validation", "text": row["text"], "label": row["label"]}])
+    with session_scope() as s:
+        version = versions.create_dataset_version(s, classification_dataset, [
+            {"action": "exclude", "split": "validation", "text": row["text"], "label": row["label"]}])
     with session_scope() as s:
         new = load_frame(get_dataset(s, version.id))
     assert len(new) == len(frame) - int(((frame["text"] == row["text"]) & (frame["label"] == row["label"])).sum())
@@ -310,14 +317,15 @@ def test_error_to_data_loop_with_real_worker_runs(classification_dataset: int) -
                                        model_kind="tfidf", config=build_config("tfidf", {}), name="first").id
     subprocess.run([sys.executable, "-m", "core.runs.worker", str(first)], capture_output=True, timeout=300,
                    cwd=Path(__file__).resolve().parent.parent)
-    preds = ev.load_predictions(first, "test")
-    marks = ev.misclassified(preds).head(3).assign(exclude=True, relabel_to=None)
+    preds = predictions.load_predictions(first, "test")
+    marks = analysis.misclassified(preds).head(3).assign(exclude=True, relabel_to=None)
     if marks.empty:  # a perfect first run: mark its most confident correct rows instead
         marks = preds.sort_values("confidence", ascending=False).head(2).rename(
             columns={"label": "true", "pred": "predicted"}).assign(exclude=True, relabel_to=None)
-    version = ev.create_dataset_version(classification_dataset, ev.marks_to_changes(marks, "test"),
-                                        source_run_id=first)
-    second = ev.retrain(first, version.id)  # launches the real worker, detached
+    with session_scope() as s:
+        version = versions.create_dataset_version(s, classification_dataset, versions.marks_to_changes(marks, "test"),
+                                                  source_run_id=first)
+    second = jobs.retrain(first, version.id)  # launches the real worker, detached
     deadline = time.time() + 240
     while time.time() < deadline:
         with session_scope() as s:
@@ -330,6 +338,6 @@ def test_error_to_data_loop_with_real_worker_runs(classification_dataset: int) -
         assert runs[1].status.value == "completed", runs[1].error
         assert runs[1].config == runs[0].config and runs[1].parent_run_id == first
         assert runs[1].dataset.parent_id == classification_dataset and runs[1].dataset.changes["excluded"] >= 2
-        board = ev.leaderboard(ev.run_records(s, run_ids=[first, second]))
+        board = comparison.leaderboard(run_queries.run_records(s, comparison.RECORD_METRICS, run_ids=[first, second]))
     assert sorted(board["run"]) == [first, second] and board["macro_f1"].notna().all()
-    assert ev.predictions_path(second, "test").exists()
+    assert predictions.predictions_path(second, "test").exists()

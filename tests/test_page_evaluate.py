@@ -273,16 +273,16 @@ def test_saved_version_retrains_in_one_click(completed_classification_run: int, 
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """After marks are saved as a version, one click starts the same model and config on it."""
     import core.runs.jobs
-    from core.evaluation import analysis as ev
+    from core.data import versions
+    from core.evaluation.predictions import load_predictions
 
     monkeypatch.setattr(core.runs.jobs, "launch_worker", lambda run_id, gpus=1: 0)  # no worker process here
     with session_scope() as s:
         text = run_queries.get_run(s, completed_classification_run).dataset.name
-    from core.evaluation.analysis import load_predictions
-
     first = load_predictions(completed_classification_run, "test").iloc[0]
-    version = ev.create_dataset_version(classification_dataset, [{"action": "exclude", "split": "test",
-                                                                   "text": first["text"], "label": first["label"]}])
+    exclude = {"action": "exclude", "split": "test", "text": first["text"], "label": first["label"]}
+    with session_scope() as s:
+        version = versions.create_dataset_version(s, classification_dataset, [exclude])
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.session_state["new_version"] = (completed_classification_run, version.id, version.name)
     at.run()
@@ -299,11 +299,13 @@ def test_saved_version_retrains_in_one_click(completed_classification_run: int, 
 
 def test_comparison_groups_a_dataset_with_its_versions(completed_classification_run: int,
                                                        classification_dataset: int) -> None:
-    from core.evaluation import analysis as ev
+    from core.data import versions
+    from core.evaluation import predictions
 
-    first = ev.load_predictions(completed_classification_run, "test").iloc[0]
-    version = ev.create_dataset_version(classification_dataset, [{"action": "exclude", "split": "test",
-                                                                   "text": first["text"], "label": first["label"]}])
+    first = predictions.load_predictions(completed_classification_run, "test").iloc[0]
+    exclude = {"action": "exclude", "split": "test", "text": first["text"], "label": first["label"]}
+    with session_scope() as s:
+        version = versions.create_dataset_version(s, classification_dataset, [exclude])
     labels, preds = sklearn_predictions(version.id)
     retrained = store_completed_run(version.id, labels, preds, name="on the version")
     at = AppTest.from_file(PAGE, default_timeout=60)

@@ -86,7 +86,7 @@ def test_recommender_report(interactions_dataset: int) -> None:
 
 
 def test_unfinished_run_is_a_clear_error(classification_dataset: int) -> None:
-    from core.evaluation.analysis import EvaluationError
+    from core.evaluation.predictions import EvaluationError
 
     with session_scope() as s:
         run_id = run_queries.create_run(s, dataset_id=classification_dataset, task=TaskKind.CLASSIFICATION,

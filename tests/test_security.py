@@ -180,7 +180,7 @@ def _completed_run_pointing_at(folder: Path, dataset_id: int, family: str = "tfi
 
 
 def test_a_run_row_pointing_elsewhere_is_not_followed(make_served_run, classification_dataset: int) -> None:  # noqa: ANN001
-    from core.evaluation import analysis as evaluation
+    from core.evaluation import predictions
     from core.text.serving import ArtifactError, load_classifier
 
     real = make_served_run("tfidf")
@@ -188,8 +188,8 @@ def test_a_run_row_pointing_elsewhere_is_not_followed(make_served_run, classific
     evil = _completed_run_pointing_at(run_dir(real), classification_dataset)
     with pytest.raises(ArtifactError):
         load_classifier(evil)
-    with pytest.raises(evaluation.ArtifactsMissing):
-        evaluation.load_predictions(evil, "test")
+    with pytest.raises(predictions.ArtifactsMissing):
+        predictions.load_predictions(evil, "test")
 
 
 def _pickle_bomb(marker: Path) -> bytes:

@@ -1,7 +1,7 @@
 """Streamlit sections of the Evaluate page: one run, error analysis, comparison, reviews, downloads.
 
-The page picks what to show; these functions draw it from core.evaluation.analysis and the stored run
-metrics. Curves and calibration are cached per run id + prediction-file mtime.
+The page picks what to show; these functions draw it from core.evaluation (predictions, analysis,
+comparison) and the stored run metrics. Curves and calibration are cached per run id + prediction-file mtime.
 """
 
 from __future__ import annotations
@@ -12,10 +12,14 @@ import pandas as pd
 import streamlit as st
 
 from core.charts import evaluation as charts
+from core.data import versions
 from core.errors import ProtolabError
-from core.evaluation import analysis as ev
+from core.evaluation import comparison as compare
+from core.evaluation import predictions
+from core.evaluation.analysis import SplitAnalysis, analyse_split, misclassified
+from core.runs import jobs
+from db import read_scope, session_scope
 from db import runs as run_queries
-from db import session_scope
 from db.enums import ReviewVerdict, RunStatus
 from ui.common import format_when
 
@@ -29,13 +33,13 @@ RANK_METRICS = ["ndcg@10", "precision@10", "recall@10", "map@10", "hit_rate@10",
 # for 20k predictions is most of the cost). Keys carry the file mtime, so a rewritten file is re-read.
 @st.cache_resource(show_spinner=False, max_entries=8)
 def cached_predictions(run_id: int, split: str, mtime: float) -> pd.DataFrame:
-    return ev.load_predictions(run_id, split).drop(columns=["proba"], errors="ignore")
+    return predictions.load_predictions(run_id, split).drop(columns=["proba"], errors="ignore")
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def cached_analysis(run_id: int, split: str, mtime: float, labels: tuple[str, ...]) -> dict[str, Any]:
     """The split's curves, calibration and threshold table, with their figures built once."""
-    analysis = ev.analyse_split(run_id, split, list(labels))
+    analysis = analyse_split(run_id, split, list(labels))
     figures = {"roc": charts.roc_curves(analysis.roc), "pr": charts.pr_curves(analysis.pr)} if analysis.roc else {}
     if analysis.calibration:
         figures["calibration"] = charts.reliability_diagram(analysis.calibration)
@@ -45,9 +49,9 @@ def cached_analysis(run_id: int, split: str, mtime: float, labels: tuple[str, ..
 @st.cache_resource(show_spinner=False, max_entries=32)
 def cached_report_figures(run_id: int, split: str, normalise: bool) -> dict[str, Any]:
     """Figures of a finished run's stored metrics and metric points (they never change afterwards)."""
-    with session_scope() as s:
-        report = ev.split_report(run_queries.get_run(s, run_id), split)
-        points = ev.metric_frame(s, [run_id])
+    with read_scope() as s:
+        report = predictions.split_report(run_queries.get_run(s, run_id), split)
+        points = compare.metric_frame(s, [run_id])
     return {"per_class": charts.per_class_bars(report), "learning": charts.learning_curves(points),
             "cm": charts.confusion_matrix(report["confusion_matrix"], report["labels"], normalise)}
 
@@ -56,17 +60,17 @@ def completed_runs() -> list[dict[str, Any]]:
     """Plain rows (id, label, task, dataset, lineage group) of every completed run, newest first."""
     from db import datasets as dataset_queries
 
-    with session_scope() as s:
+    with read_scope() as s:
         datasets = dataset_queries.list_datasets(s)
-        records = ev.run_records(s)
+        records = run_queries.run_records(s, compare.RECORD_METRICS)
     names = {d.id: d.name for d in datasets}
     rows = []
     for r in records:
-        score = r.metrics.get("ndcg@10" if ev.is_ranking(r) else "macro_f1")
-        group = ev.lineage_root(datasets, r.dataset_id)
+        score = r.metrics.get("ndcg@10" if predictions.is_ranking(r) else "macro_f1")
+        group = compare.lineage_root(datasets, r.dataset_id)
         rows.append({"id": r.id, "task": r.task.value, "dataset_id": r.dataset_id, "group": group,
                      "group_name": names.get(group, f"dataset #{group}"),
-                     "label": f"{ev.run_label(r)} · {r.model_kind} · {names.get(r.dataset_id, '?')}"
+                     "label": f"{compare.run_label(r)} · {r.model_kind} · {names.get(r.dataset_id, '?')}"
                               + (f" · {score:.3f}" if isinstance(score, (int, float)) else "")})
     return rows
 
@@ -78,16 +82,16 @@ def _plotly(fig: Any, key: str, **kwargs: Any) -> Any:
 # --- one run --------------------------------------------------------------------------------
 
 def single_run(run_id: int, split: str) -> None:
-    with session_scope() as s:
+    with read_scope() as s:
         run = run_queries.get_run(s, run_id)
         if run is None or run.status != RunStatus.COMPLETED:
             st.error(f"Run {run_id} is not a completed run.")
             return
-        baseline = ev.baseline_run(s, run) if not ev.is_ranking(run) else None
+        baseline = compare.baseline_run(s, run) if not predictions.is_ranking(run) else None
         dataset_name = run.dataset.name
     st.caption(f"{run.model_kind} on **{dataset_name}** · device {run.device or run.metrics.get('device', '-')} · "
                f"trained in {run.metrics.get('train_time_s', run.duration_s) or 0:.1f} s")
-    if ev.is_ranking(run):
+    if predictions.is_ranking(run):
         ranking_view(run)
     else:
         classification_view(run, split, baseline)
@@ -96,11 +100,11 @@ def single_run(run_id: int, split: str) -> None:
 
 
 def ranking_view(run: Any) -> None:
-    head = ev.ranking_headline(run)
+    head = compare.ranking_headline(run)
     cols = st.columns(max(len(head), 1))
     for col, (key, value) in zip(cols, head.items(), strict=False):
         col.metric(key, f"{value:.3f}" if isinstance(value, (int, float)) else "-")
-    by_k = ev.ranking_by_k(run)
+    by_k = compare.ranking_by_k(run)
     if by_k:
         _plotly(charts.metric_vs_k(by_k), key="rank_k_chart")
         st.dataframe(pd.DataFrame(by_k).T.rename_axis("K"), key="rank_k_table")
@@ -110,16 +114,16 @@ def ranking_view(run: Any) -> None:
 
 def classification_view(run: Any, split: str, baseline: Any) -> None:
     try:
-        report = ev.split_report(run, split)
+        report = predictions.split_report(run, split)
     except ProtolabError as exc:
         st.error(str(exc))
         return
-    table = ev.headline_table(report, ev.baseline_report(baseline, split))
+    table = compare.headline_table(report, compare.baseline_report(baseline, split))
     if baseline is None:  # an empty column of "None" says less than the caption below
         table = table.drop(columns=["TF-IDF baseline"])
     st.dataframe(table, hide_index=True, key="headline", column_config={
         c: st.column_config.NumberColumn(format="%.3f") for c in ("this run", "TF-IDF baseline", "majority class")})
-    st.caption((f"Baseline: {ev.run_label(baseline)} (best TF-IDF run on this dataset)" if baseline
+    st.caption((f"Baseline: {compare.run_label(baseline)} (best TF-IDF run on this dataset)" if baseline
                 else "No completed TF-IDF run on this dataset to compare with.")
                + f" · Majority class '{report.get('majority_label', '?')}' = {report.get('majority_rate', 0):.3f}")
     tabs = st.tabs(["Per class", "Confusion matrix", "ROC / PR", "Calibration", "Learning curves", "Threshold"])
@@ -133,10 +137,10 @@ def classification_view(run: Any, split: str, baseline: Any) -> None:
     with tabs[4]:
         _plotly(figures["learning"], key="learning_chart")
     try:
-        mtime = ev.predictions_mtime(run.id, split)
+        mtime = predictions.predictions_mtime(run.id, split)
         cached = cached_analysis(run.id, split, mtime, tuple(report["labels"]))
         preds = cached_predictions(run.id, split, mtime)
-    except ev.ArtifactsMissing as exc:
+    except predictions.ArtifactsMissing as exc:
         st.error(f"The prediction files of this run cannot be read: {exc}. Stored metrics are shown above; "
                  "curves, calibration and error analysis need the artifacts.")
         return
@@ -158,7 +162,7 @@ def classification_view(run: Any, split: str, baseline: Any) -> None:
     error_analysis(run, split, preds, report["labels"])
 
 
-def threshold_view(analysis: ev.SplitAnalysis) -> None:
+def threshold_view(analysis: SplitAnalysis) -> None:
     if analysis.thresholds is None:
         st.info("The threshold explorer is for two-class tasks with probabilities.")
         return
@@ -185,7 +189,7 @@ def error_analysis(run: Any, split: str, preds: pd.DataFrame, labels: list[str])
     left, right = st.columns(2)
     true = left.selectbox("True label", [ANY, *labels], key="err_true")
     pred = right.selectbox("Predicted label", [ANY, *labels], key="err_pred")
-    wrong = ev.misclassified(preds, None if true == ANY else true, None if pred == ANY else pred)
+    wrong = misclassified(preds, None if true == ANY else true, None if pred == ANY else pred)
     st.caption(f"{len(wrong)} mistakes of {len(preds)} predictions, most confident first; the first "
                f"{min(len(wrong), EDITOR_ROWS)} can be marked for relabelling or exclusion.")
     marks = wrong.head(EDITOR_ROWS).assign(exclude=False, relabel_to=None)
@@ -195,10 +199,11 @@ def error_analysis(run: Any, split: str, preds: pd.DataFrame, labels: list[str])
                                 "confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
                                                                               format="%.3f"),
                                 "relabel_to": st.column_config.SelectboxColumn("relabel to", options=labels)})
-    changes = ev.marks_to_changes(edited, split)
+    changes = versions.marks_to_changes(edited, split)
     if st.button(f"Save {len(changes)} marks as a new dataset version", key="save_version", disabled=not changes):
         try:
-            version = ev.create_dataset_version(run.dataset_id, changes, source_run_id=run.id)
+            with session_scope() as s:
+                version = versions.create_dataset_version(s, run.dataset_id, changes, source_run_id=run.id)
             st.session_state["new_version"] = (run.id, version.id, version.name)
         except ProtolabError as exc:
             st.error(str(exc))
@@ -213,7 +218,7 @@ def retrain_panel(run_id: int) -> None:
     st.success(f"Saved dataset version **{name}**.")
     if st.button("Retrain with the same configuration", key="retrain", type="primary"):
         try:
-            new_id = ev.retrain(run_id, dataset_id)
+            new_id = jobs.retrain(run_id, dataset_id)
         except ProtolabError as exc:
             st.error(str(exc))
             return
@@ -232,10 +237,10 @@ def comparison(rows: list[dict[str, Any]]) -> None:
     group = st.selectbox("Dataset (with its versions)", options, index=default, key="cmp_dataset",
                          format_func=lambda g: groups[g]["group_name"])
     ids = [r["id"] for r in rows if r["group"] == group]
-    with session_scope() as s:
-        runs = ev.run_records(s, run_ids=ids)
-        board = ev.leaderboard(runs)
-        differing = ev.config_differences(runs) if len(runs) > 1 else []
+    with read_scope() as s:
+        runs = run_queries.run_records(s, compare.RECORD_METRICS, run_ids=ids)
+        board = compare.leaderboard(runs)
+        differing = compare.config_differences(runs) if len(runs) > 1 else []
         st.dataframe(board, hide_index=True, key="leaderboard", column_config={
             c: st.column_config.Column(f"{c} ≠", help="differs between runs") for c in differing if c in board})
         st.caption("Sorted by the headline metric; click a column to sort. ≠ marks hyperparameters that differ.")
@@ -247,21 +252,21 @@ def comparison(rows: list[dict[str, Any]]) -> None:
         if len(selected) < 2:
             st.info("Pick at least two runs to compare.")
             return
-        _comparison_charts(selected, ev.metric_frame(s, chosen))
+        _comparison_charts(selected, compare.metric_frame(s, chosen))
     downloads(chosen, "test")
     review_panel(chosen, key_prefix="cmp")
 
 
 def _comparison_charts(runs: list[Any], points: pd.DataFrame) -> None:
-    names = {r.id: ev.run_label(r) for r in runs}
-    ranking = any(ev.is_ranking(r) for r in runs)
+    names = {r.id: compare.run_label(r) for r in runs}
+    ranking = any(predictions.is_ranking(r) for r in runs)
     metrics = RANK_METRICS if ranking else CLASS_METRICS
-    values = {names[r.id]: ev.ranking_metrics_at(r) if ranking else r.metrics for r in runs}
+    values = {names[r.id]: compare.ranking_metrics_at(r) if ranking else r.metrics for r in runs}
     _plotly(charts.comparison_bars({n: {m: v.get(m) for m in metrics} for n, v in values.items()}, metrics),
             key="cmp_bars")
     if ranking:
-        metric = st.selectbox("Metric at K", list(ev.RANKING_KEYS), key="cmp_k_metric")
-        _plotly(charts.metric_vs_k_comparison({names[r.id]: ev.ranking_by_k(r) for r in runs}, metric),
+        metric = st.selectbox("Metric at K", list(compare.RANKING_KEYS), key="cmp_k_metric")
+        _plotly(charts.metric_vs_k_comparison({names[r.id]: compare.ranking_by_k(r) for r in runs}, metric),
                 key="cmp_k_chart")
     elif not points.empty:
         curves = sorted({f"{sp}:{n}" for n, sp in points[["name", "split"]].drop_duplicates().itertuples(index=False)})
@@ -269,7 +274,7 @@ def _comparison_charts(runs: list[Any], points: pd.DataFrame) -> None:
                               index=curves.index("validation:macro_f1") if "validation:macro_f1" in curves else 0)
         split, name = picked.split(":", 1)
         _plotly(charts.overlaid_learning_curves(points, names, name, split), key="cmp_curves")
-    differing = ev.config_differences(runs)
+    differing = compare.config_differences(runs)
     configs = pd.DataFrame([{"run": names[r.id], **{k: repr(v) for k, v in (r.config or {}).items()}} for r in runs])
     st.markdown("**Hyperparameters** (differences highlighted)")
     st.dataframe(configs.style.map(lambda _: "background-color: #fff3cd", subset=differing or None)
@@ -281,7 +286,7 @@ def _comparison_charts(runs: list[Any], points: pd.DataFrame) -> None:
 def review_panel(run_ids: list[int], key_prefix: str) -> None:
     """Stakeholder reviews of a run (one id) or a comparison (several); reusable by other pages."""
     st.subheader("Reviews")
-    with session_scope() as s:
+    with read_scope() as s:
         reviews = {(r.reviewer, r.verdict, r.comment, tuple(r.compared_run_ids or ())): r
                    for i in run_ids for r in run_queries.reviews_of(s, i)}
     for (reviewer, verdict, comment, compared), r in reviews.items():
@@ -314,7 +319,7 @@ def downloads(run_ids: list[int], split: str) -> None:
     left.download_button("Download report (HTML)", data=lambda: build_report(run_ids, split),
                          file_name=f"protolab-report-{'-'.join(map(str, run_ids))}.html", mime="text/html",
                          key="download_report", on_click="ignore")
-    if len(run_ids) == 1 and ev.predictions_path(run_ids[0], split).exists():
-        right.download_button("Predictions (CSV)", data=lambda: ev.predictions_csv(run_ids[0], split),
+    if len(run_ids) == 1 and predictions.predictions_path(run_ids[0], split).exists():
+        right.download_button("Predictions (CSV)", data=lambda: predictions.predictions_csv(run_ids[0], split),
                               file_name=f"predictions-{run_ids[0]}-{split}.csv", mime="text/csv",
                               key="download_csv", on_click="ignore")

@@ -12,22 +12,23 @@ from typing import Any
 
 def evaluation_summary(run_id: int, split: str = "test") -> dict[str, Any]:
     """The JSON shape printed by `protolab eval`."""
-    from core.evaluation import analysis as ev
+    from core.evaluation import comparison, predictions
     from core.evaluation.metrics import HEADLINE_KEYS
     from db import runs as run_queries
     from db import session_scope
 
     with session_scope() as s:
-        run = ev.require_completed(run_queries.get_run(s, run_id), run_id)
+        run = predictions.require_completed(run_queries.get_run(s, run_id), run_id)
         out: dict[str, Any] = {"run_id": run.id, "name": run.name, "model": run.model_kind,
                                "task": run.task.value, "dataset": run.dataset.name}
-        if ev.is_ranking(run):
+        if predictions.is_ranking(run):
             m = run.metrics or {}
-            out.update({"metrics": ev.ranking_headline(run), "k": m.get("k"),
-                        "by_k": {str(k): v for k, v in ev.ranking_by_k(run).items()}, "protocol": m.get("protocol")})
+            by_k = {str(k): v for k, v in comparison.ranking_by_k(run).items()}
+            out.update({"metrics": comparison.ranking_headline(run), "k": m.get("k"), "by_k": by_k,
+                        "protocol": m.get("protocol")})
             return out
-        split = ev.normalise_split(split)
-        report = ev.split_report(run, split)
+        split = predictions.normalise_split(split)
+        report = predictions.split_report(run, split)
     out.update({"split": split, "n": report.get("n"), "labels": report.get("labels", []),
                 **{k: report.get(k) for k in HEADLINE_KEYS},
                 "majority_rate": report.get("majority_rate"), "per_class": report.get("per_class", {}),

@@ -15,7 +15,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from core.charts import evaluation as charts
-from core.evaluation import analysis as ev
+from core.evaluation import comparison, predictions
+from core.evaluation.analysis import analyse_split, misclassified
 from db.models import Run
 
 SAMPLE_ROWS = 25
@@ -93,7 +94,8 @@ def _dataset_section(run: Run) -> str:
 
 def _model_section(run: Run) -> str:
     metrics = run.metrics or {}
-    info = {"run": ev.run_label(run), "model": run.model_kind, "device": run.device or metrics.get("device"),
+    info = {"run": comparison.run_label(run), "model": run.model_kind,
+            "device": run.device or metrics.get("device"),
             "training time (s)": metrics.get("train_time_s", run.duration_s)}
     return "<h2>Model</h2>" + _dict_table(info) + "<h3>Hyperparameters</h3>" + _dict_table(dict(run.config or {}))
 
@@ -109,20 +111,21 @@ def _reviews_section(run: Run) -> str:
 def _classification_body(run: Run, split: str) -> str:
     from sqlalchemy.orm import object_session
 
-    report = ev.split_report(run, split)
+    report = predictions.split_report(run, split)
     session = object_session(run)
-    baseline = ev.baseline_run(session, run) if session is not None else None
-    table = ev.headline_table(report, ev.baseline_report(baseline, split))
+    baseline = comparison.baseline_run(session, run) if session is not None else None
+    table = comparison.headline_table(report, comparison.baseline_report(baseline, split))
     parts = [f"<h2>Headline metrics ({esc(split)} split)</h2>",
              _table(table if baseline else table.drop(columns=["TF-IDF baseline"]))]
     if baseline:
-        parts.append(f'<p class="muted">TF-IDF baseline: {esc(ev.run_label(baseline))} ({esc(split)} split).</p>')
+        label = esc(comparison.run_label(baseline))
+        parts.append(f'<p class="muted">TF-IDF baseline: {label} ({esc(split)} split).</p>')
     parts.append(_figure(charts.per_class_bars(report)))
     parts.append(_figure(charts.confusion_matrix(report["confusion_matrix"], report["labels"])))
     try:
-        analysis = ev.analyse_split(run.id, split, report["labels"])
-        preds = ev.load_predictions(run.id, split)
-    except ev.ArtifactsMissing as exc:
+        analysis = analyse_split(run.id, split, report["labels"])
+        preds = predictions.load_predictions(run.id, split)
+    except predictions.ArtifactsMissing as exc:
         parts.append(f'<p class="warn">{esc(exc)}</p>')
         return "".join(parts)
     if analysis.roc:
@@ -134,16 +137,16 @@ def _classification_body(run: Run, split: str) -> str:
                            "confidence": sample["confidence"].round(3),
                            "correct": (sample["label"] == sample["pred"]).map({True: "yes", False: "no"})})
     parts += ["<h2>Sample of predictions</h2>", _table(sample)]
-    mistakes = ev.misclassified(preds).head(10).drop(columns=["row"])
+    mistakes = misclassified(preds).head(10).drop(columns=["row"])
     if not mistakes.empty:
         parts += ["<h2>Most confident mistakes</h2>", _table(mistakes)]
     return "".join(parts)
 
 
 def _ranking_body(run: Run) -> str:
-    head = ev.ranking_headline(run)
+    head = comparison.ranking_headline(run)
     parts = ["<h2>Ranking metrics</h2>", _dict_table(head)]
-    by_k = ev.ranking_by_k(run)
+    by_k = comparison.ranking_by_k(run)
     if by_k:
         parts.append(_figure(charts.metric_vs_k(by_k)))
     protocol = (run.metrics or {}).get("protocol")
@@ -154,33 +157,35 @@ def _ranking_body(run: Run) -> str:
 
 def run_report(run: Run, split: str = "test") -> str:
     """The whole HTML page for one completed run (session must still be open for its relations)."""
-    split = ev.normalise_split(split)
+    split = predictions.normalise_split(split)
     body = _dataset_section(run) + _model_section(run)
-    body += _ranking_body(run) if ev.is_ranking(run) else _classification_body(run, split)
+    body += _ranking_body(run) if predictions.is_ranking(run) else _classification_body(run, split)
     body += _reviews_section(run)
-    return _page(f"Protolab report: {ev.run_label(run)}", body)
+    return _page(f"Protolab report: {comparison.run_label(run)}", body)
 
 
 def comparison_report(runs: Sequence[Run], points: pd.DataFrame | None = None) -> str:
     """The HTML page comparing several completed runs: leaderboard, differences, bars, curves."""
-    differing = ev.config_differences(runs)
-    board = ev.leaderboard(runs)
+    differing = comparison.config_differences(runs)
+    board = comparison.leaderboard(runs)
     body = ["<h2>Leaderboard</h2>", _table(board, highlight=differing)]
     if differing:
         body.append(f"<p>Hyperparameters that differ (highlighted): {esc(', '.join(differing))}</p>")
-    names = {r.id: ev.run_label(r) for r in runs}
-    if any(ev.is_ranking(r) for r in runs):
+    names = {r.id: comparison.run_label(r) for r in runs}
+    if any(predictions.is_ranking(r) for r in runs):
         metrics = ["ndcg@10", "precision@10", "recall@10", "map@10", "hit_rate@10", "coverage"]
-        body.append(_figure(charts.metric_vs_k_comparison({names[r.id]: ev.ranking_by_k(r) for r in runs})))
+        body.append(_figure(charts.metric_vs_k_comparison({names[r.id]: comparison.ranking_by_k(r) for r in runs})))
     else:
         metrics = ["accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1"]
         if points is not None and not points.empty:
             body.append(_figure(charts.overlaid_learning_curves(points, names)))
-    values = {names[r.id]: ev.ranking_metrics_at(r) if ev.is_ranking(r) else (r.metrics or {}) for r in runs}
+    values = {names[r.id]: comparison.ranking_metrics_at(r) if predictions.is_ranking(r) else (r.metrics or {})
+              for r in runs}
     body.insert(2, _figure(charts.comparison_bars({n: {m: v.get(m) for m in metrics} for n, v in values.items()},
                                                   metrics)))
     for run in runs:
-        body.append(f"<h2>{esc(ev.run_label(run))}</h2>" + _dict_table(dict(run.config or {})) + _reviews_section(run))
+        body.append(f"<h2>{esc(comparison.run_label(run))}</h2>" + _dict_table(dict(run.config or {}))
+                    + _reviews_section(run))
     return _page(f"Protolab comparison of {len(runs)} runs", "".join(body))
 
 
@@ -190,9 +195,9 @@ def build_report(run_ids: Sequence[int], split: str = "test") -> str:
     from db import session_scope
 
     if not run_ids:
-        raise ev.EvaluationError("give at least one run id")
+        raise predictions.EvaluationError("give at least one run id")
     with session_scope() as s:
-        runs = [ev.require_completed(run_queries.get_run(s, int(i)), int(i)) for i in run_ids]
+        runs = [predictions.require_completed(run_queries.get_run(s, int(i)), int(i)) for i in run_ids]
         if len(runs) == 1:
             return run_report(runs[0], split)
-        return comparison_report(runs, ev.metric_frame(s, [r.id for r in runs]))
+        return comparison_report(runs, comparison.metric_frame(s, [r.id for r in runs]))

@@ -1,0 +1,144 @@
+"""Comparing runs: against the TF-IDF baseline and the majority class, in leaderboards and at each K.
+
+Works on stored metrics only (Run rows or db.runs.RunRecord views); the queries themselves live in db.runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+
+from core.evaluation.metrics import HEADLINE_KEYS
+from core.evaluation.predictions import EvaluationError, is_ranking, split_report
+from db import runs as run_queries
+from db.models import Dataset, Run
+
+RANKING_KEYS = ("ndcg", "precision", "recall", "map", "hit_rate", "coverage")
+# The metric keys a leaderboard shows, the only ones run_queries.run_records extracts from Run.metrics.
+RECORD_METRICS = (*HEADLINE_KEYS, "train_time_s", "device", "k", "coverage", "by_k",
+                  *(f"{name}@10" for name in RANKING_KEYS if name != "coverage"))
+# Config keys shown in a leaderboard even when every run agrees on them.
+KEY_HYPERPARAMETERS = ("model_id", "epochs", "batch_size", "learning_rate", "max_length", "k", "factors", "seed")
+METRIC_FRAME_COLUMNS = ["run_id", "name", "split", "step", "epoch", "value"]
+BASELINE_KIND = "tfidf"
+
+
+def baseline_run(s: Any, run: Any) -> Run | None:
+    """The best completed TF-IDF run on the same dataset by macro F1 (the bar a bigger model must clear)."""
+    return run_queries.best_completed_run_of_kind(s, run.dataset_id, BASELINE_KIND, exclude_run_id=run.id,
+                                                  metric_key="macro_f1")
+
+
+def baseline_report(baseline: Any, split: str) -> dict[str, Any] | None:
+    """The baseline's figures on the same split as the run it is compared with (None if it has none)."""
+    if baseline is None:
+        return None
+    try:
+        return split_report(baseline, split)
+    except EvaluationError:
+        return None
+
+
+def majority_scores(report: dict[str, Any]) -> dict[str, float]:
+    """What always predicting the biggest class scores on each headline metric (zero_division=0).
+
+    With p the majority rate and C classes: that class has precision p, recall 1, F1 2p/(1+p);
+    every other class scores 0, so macro = those / C and weighted = p * those.
+    """
+    p, n_classes = float(report.get("majority_rate") or 0.0), len(report.get("labels") or []) or 1
+    f1 = 2 * p / (1 + p) if p else 0.0
+    return {"accuracy": p, "macro_precision": p / n_classes, "macro_recall": 1 / n_classes if p else 0.0,
+            "macro_f1": f1 / n_classes, "weighted_precision": p * p, "weighted_recall": p, "weighted_f1": p * f1}
+
+
+def headline_table(report: dict[str, Any], baseline: dict[str, Any] | None) -> pd.DataFrame:
+    """Each headline metric beside the TF-IDF baseline's and what the majority class would score."""
+    majority = majority_scores(report)
+    rows = []
+    for key in HEADLINE_KEYS:
+        row: dict[str, Any] = {"metric": key.replace("_", " "), "this run": report.get(key)}
+        row["TF-IDF baseline"] = baseline.get(key) if baseline else None
+        row["majority class"] = majority[key]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def config_differences(runs: Sequence[Any]) -> list[str]:
+    """Config keys whose values are not the same across `runs` (what to highlight)."""
+    keys = sorted({k for r in runs for k in (r.config or {})})
+    return [k for k in keys if len({repr((r.config or {}).get(k)) for r in runs}) > 1]
+
+
+def run_label(run: Any) -> str:
+    return f"#{run.id} {run.name or run.model_kind}"
+
+
+def leaderboard(runs: Sequence[Any], sort_by: str | None = None) -> pd.DataFrame:
+    """One row per run: model, headline metrics, key and differing hyperparameters, duration, device."""
+    ranking = any(is_ranking(r) for r in runs)
+    metric_keys = (["ndcg@10", "precision@10", "recall@10", "map@10", "hit_rate@10", "coverage"] if ranking
+                   else ["macro_f1", "accuracy", "weighted_f1", "macro_precision", "macro_recall"])
+    differing = config_differences(runs) if len(runs) > 1 else []
+    params = [k for k in KEY_HYPERPARAMETERS if any(k in (r.config or {}) for r in runs)]
+    params += [k for k in differing if k not in params]
+    rows = []
+    for r in runs:
+        m = r.metrics or {}
+        row: dict[str, Any] = {"run": r.id, "name": r.name or "", "model": r.model_kind, "dataset": r.dataset_id}
+        values = ranking_metrics_at(r) if is_ranking(r) else m
+        row.update({k: values.get(k) for k in metric_keys})
+        row.update({k: _plain((r.config or {}).get(k)) for k in params})
+        row["duration_s"] = m.get("train_time_s", r.duration_s)
+        row["device"] = r.device or m.get("device")
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    sort_by = sort_by or metric_keys[0]
+    if not frame.empty and sort_by in frame.columns:
+        frame = frame.sort_values(sort_by, ascending=False, na_position="last", kind="stable")
+    return frame.reset_index(drop=True)
+
+
+def _plain(value: Any) -> Any:
+    # dataframes want scalars; lists/dicts are shown as text
+    return value if value is None or isinstance(value, (int, float, str, bool)) else repr(value)
+
+
+def metric_frame(s: Any, run_ids: Iterable[int]) -> pd.DataFrame:
+    """The metric points of several runs in one long frame (run_id, name, split, step, epoch, value)."""
+    return pd.DataFrame(run_queries.metric_point_rows(s, run_ids), columns=METRIC_FRAME_COLUMNS)
+
+
+def ranking_by_k(run: Run) -> dict[int, dict[str, float]]:
+    """{K: {metric: value}} from a recommender run's stored metrics, K ascending."""
+    by_k = (run.metrics or {}).get("by_k") or {}
+    return {int(k): {m: float(v) for m, v in vals.items() if isinstance(v, (int, float))}
+            for k, vals in sorted(by_k.items(), key=lambda kv: int(kv[0]))}
+
+
+def ranking_metrics_at(run: Any, k: int = 10) -> dict[str, float | None]:
+    """'<metric>@K' (and coverage) at one K, from by_k when the run's own K is another one."""
+    m = run.metrics or {}
+    at_k = (m.get("by_k") or {}).get(str(k)) or {}
+    out: dict[str, float | None] = {f"{name}@{k}": at_k.get(name, m.get(f"{name}@{k}"))
+                                    for name in RANKING_KEYS if name != "coverage"}
+    out["coverage"] = at_k.get("coverage", m.get("coverage") if m.get("k", k) == k else None)
+    return out
+
+
+def ranking_headline(run: Run) -> dict[str, Any]:
+    m = run.metrics or {}
+    k = m.get("k", 10)
+    keys = [f"{name}@{k}" for name in RANKING_KEYS if name != "coverage"] + ["coverage"]
+    return {key: m.get(key) for key in keys if key in m}
+
+
+def lineage_root(datasets: Sequence[Dataset], dataset_id: int) -> int:
+    """The first ancestor of a dataset (versions made from errors compare with their parent's runs)."""
+    parents = {d.id: d.parent_id for d in datasets}
+    seen: set[int] = set()
+    while parents.get(dataset_id) and dataset_id not in seen:
+        seen.add(dataset_id)
+        dataset_id = int(parents[dataset_id])  # type: ignore[arg-type]
+    return dataset_id
