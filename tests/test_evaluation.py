@@ -203,7 +203,8 @@ def test_retrain_starts_run_with_same_model_and_config(completed_classification_
     import core.runs.jobs
 
     monkeypatch.setattr(core.runs.jobs, "launch_worker", lambda run_id, gpus=1: 0)  # no worker process in a unit test
-    new_id = jobs.retrain(completed_classification_run, classification_dataset)
+    with session_scope() as s:
+        new_id = jobs.retrain(s, completed_classification_run, classification_dataset)
     with session_scope() as s:
         old, new = run_queries.get_run(s, completed_classification_run), run_queries.get_run(s, new_id)
         assert (new.model_kind, new.config, new.dataset_id) == (old.model_kind, old.config, classification_dataset)
@@ -325,7 +326,8 @@ def test_error_to_data_loop_with_real_worker_runs(classification_dataset: int) -
     with session_scope() as s:
         version = versions.create_dataset_version(s, classification_dataset, versions.marks_to_changes(marks, "test"),
                                                   source_run_id=first)
-    second = jobs.retrain(first, version.id)  # launches the real worker, detached
+    with session_scope() as s:
+        second = jobs.retrain(s, first, version.id)  # launches the real worker (detached) after the commit
     deadline = time.time() + 240
     while time.time() < deadline:
         with session_scope() as s:

@@ -18,6 +18,7 @@ from core.evaluation import comparison as compare
 from core.evaluation import predictions
 from core.evaluation.analysis import SplitAnalysis, analyse_split, misclassified
 from core.runs import jobs
+from core.runs.registry import headline_of
 from db import read_scope, session_scope
 from db import runs as run_queries
 from db.enums import ReviewVerdict, RunStatus
@@ -66,12 +67,12 @@ def completed_runs() -> list[dict[str, Any]]:
     names = {d.id: d.name for d in datasets}
     rows = []
     for r in records:
-        score = r.metrics.get("ndcg@10" if predictions.is_ranking(r) else "macro_f1")
+        headline, score = headline_of(r.model_kind, r.task, r.metrics)
         group = compare.lineage_root(datasets, r.dataset_id)
         rows.append({"id": r.id, "task": r.task.value, "dataset_id": r.dataset_id, "group": group,
                      "group_name": names.get(group, f"dataset #{group}"),
                      "label": f"{compare.run_label(r)} · {r.model_kind} · {names.get(r.dataset_id, '?')}"
-                              + (f" · {score:.3f}" if isinstance(score, (int, float)) else "")})
+                              + (f" · {headline.label} {score:.3f}" if score is not None else "")})
     return rows
 
 
@@ -218,7 +219,8 @@ def retrain_panel(run_id: int) -> None:
     st.success(f"Saved dataset version **{name}**.")
     if st.button("Retrain with the same configuration", key="retrain", type="primary"):
         try:
-            new_id = jobs.retrain(run_id, dataset_id)
+            with session_scope() as s:
+                new_id = jobs.retrain(s, run_id, dataset_id)
         except ProtolabError as exc:
             st.error(str(exc))
             return

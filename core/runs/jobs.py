@@ -163,16 +163,14 @@ def resume_run(s: Session, run_id: int) -> None:
     after_commit(s, lambda: launch_worker(run_id, gpus=gpus))
 
 
-def retrain(run_id: int, dataset_id: int) -> int:
-    """Start a run with the same model and configuration on another dataset (version); its id."""
-    with read_scope() as s:
-        run = _require(s, run_id)
-        task, model_kind = run.task, run.model_kind
-        config = {k: v for k, v in (run.config or {}).items() if k != "resume"}
-        name = f"{run.name or model_kind} (retrained)"[:200]
-        gpus = int(config.get("gpus", 1) or 1)
-    return start_run(dataset_id=dataset_id, task=task, model_kind=model_kind, config=config, name=name,
-                     parent_run_id=run_id, gpus=gpus)
+def retrain(s: Session, run_id: int, dataset_id: int) -> int:
+    """Queue a run with the same model and configuration on another dataset (version), in the caller's
+    transaction; its id."""
+    run = _require(s, run_id)
+    config = {k: v for k, v in (run.config or {}).items() if k != "resume"}
+    name = f"{run.name or run.model_kind} (retrained)"[:200]
+    return start_run(s, dataset_id=dataset_id, model_kind=run.model_kind, config=config, name=name,
+                     parent_run_id=run_id)
 
 
 def reap_dead_runs(database_url: str | None = None) -> list[int]:
