@@ -394,6 +394,21 @@ def test_reupload_of_same_content_is_detected_and_names_clash() -> None:
         import_bytes(csv_bytes(reviews(33), ["text", "label"]), name="first")
 
 
+def test_a_stored_version_is_found_when_the_same_content_is_uploaded() -> None:
+    # Dataset versions go through write_dataset without a hash: it must compute the same digest an import does.
+    from core.data.storage import write_dataset
+
+    data = csv_bytes(reviews(), ["text", "label"])
+    prepared = prepare_classification(ds.read_table(data, "r.csv"), ClassificationMapping("text", "label"))
+    with session_scope() as s:
+        version = write_dataset(s, name="v2", task=TaskKind.CLASSIFICATION, frame=prepared.frame,
+                                mapping=prepared.mapping)
+        assert version.content_hash == prepared.content_hash
+        assert ds.find_same_content(s, prepared).id == version.id
+    with pytest.raises(DuplicateContent, match="already stored as dataset 'v2'"):
+        import_bytes(data, name="upload")
+
+
 def test_rename_and_delete_with_runs(classification_dataset: int) -> None:
     from db import runs as run_queries
 

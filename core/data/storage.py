@@ -36,16 +36,11 @@ class StorageError(ProtolabError):
     """Disk trouble while storing (full, unwritable): nothing was kept."""
 
 
-def content_hash(frame: pd.DataFrame) -> str:
-    """A stable hash of a frame's content (values and column names, not the file it came from)."""
-    digest = hashlib.sha256()
-    digest.update("\x1f".join(map(str, frame.columns)).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return digest.hexdigest()
-
-
 def content_digest(*frames: pd.DataFrame | None) -> str:
-    """SHA-256 of column names and values (as text), independent of the file, encoding and split."""
+    """SHA-256 of column names and values (as text), independent of the file, encoding and split.
+
+    The one fingerprint of a dataset's content: imports and dataset versions store it, re-uploads look it up.
+    """
     digest = hashlib.sha256()
     for frame in frames:
         if frame is None:
@@ -66,6 +61,8 @@ def write_dataset(
 ) -> Dataset:
     """Write `frame` (with a `split` column) and its row in one all-or-nothing step.
 
+    `hash_` defaults to the digest an import of the same rows would compute (the frame without
+    `split`, then the catalogue), so a re-upload of a stored version is recognised.
     The caller's transaction owns the row: if it rolls back after this returns, the
     files are orphaned in a folder whose id no row has; `remove_orphans` sweeps those.
     """
@@ -84,7 +81,7 @@ def write_dataset(
 
     split_counts = {str(k): int(v) for k, v in frame["split"].value_counts().items()}
     row = Dataset(
-        name=name, task=task, mapping=mapping, content_hash=hash_ or content_hash(frame.drop(columns="split")),
+        name=name, task=task, mapping=mapping, content_hash=hash_ or content_digest(frame.drop(columns="split"), items),
         encoding=encoding, source_filename=source_filename, row_count=len(frame), split_counts=split_counts,
         stats=stats or {}, warnings=warnings or [], storage_path="", parent_id=parent_id, changes=changes or {},
     )
