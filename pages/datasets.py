@@ -184,7 +184,8 @@ def manage(summary: dict) -> None:
         gone = f" and its {len(runs)} runs ({', '.join(f'#{r}' for r in runs)})" if runs else ""
         st.warning(f"Delete '{summary['name']}'{gone}? This cannot be undone.")
         if st.button("Yes, delete", key="confirm_delete_yes", type="primary"):
-            ds.delete_dataset(summary["id"])
+            with session_scope() as s:
+                ds.delete_dataset(s, summary["id"])
             st.session_state.pop("confirm_delete")
             st.rerun()
 

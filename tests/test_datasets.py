@@ -31,7 +31,7 @@ from core.data.types import (
     PreparedDataset,
     SplitConfig,
 )
-from core.settings import load_settings
+from core.settings import dataset_dir, load_settings, run_dir
 from db import datasets as dataset_queries
 from db import session_scope
 from db.enums import RunStatus, TaskKind
@@ -418,12 +418,26 @@ def test_rename_and_delete_with_runs(classification_dataset: int) -> None:
                                      model_kind="tfidf", config={})
         run_id = run.id
         assert ds.runs_to_delete(s, classification_dataset) == [run_id]
-    with pytest.raises(DatasetError, match="used by active runs"):
-        ds.delete_dataset(classification_dataset)
+    with pytest.raises(DatasetError, match="used by active runs"), session_scope() as s:
+        ds.delete_dataset(s, classification_dataset)
     with session_scope() as s:
         run_queries.get_run(s, run_id).status = RunStatus.COMPLETED
-    assert ds.delete_dataset(classification_dataset) == [run_id]
-    assert nothing_stored()
+    run_folder = run_dir(run_id)
+    run_folder.mkdir(parents=True)
+    with session_scope() as s:
+        assert ds.delete_dataset(s, classification_dataset) == [run_id]
+        # The caller owns the transaction: until it commits, the files stay.
+        assert dataset_dir(classification_dataset).exists() and run_folder.exists()
+    assert nothing_stored() and not run_folder.exists()
+
+
+def test_delete_rolled_back_keeps_rows_and_files(classification_dataset: int) -> None:
+    with pytest.raises(RuntimeError, match="changed my mind"), session_scope() as s:
+        ds.delete_dataset(s, classification_dataset)
+        raise RuntimeError("changed my mind")
+    with session_scope() as s:
+        assert dataset_queries.get_dataset(s, classification_dataset) is not None
+    assert (dataset_dir(classification_dataset) / "data.parquet").exists()
 
 
 def test_demo_datasets_load_once() -> None:

@@ -122,13 +122,13 @@ def _rm(args: argparse.Namespace) -> int:
     from core.data.datasets import delete_dataset, runs_to_delete
     from db import session_scope
 
-    with session_scope() as s:
+    with session_scope() as s:  # one transaction: the runs we warn about are the runs we delete
         dataset = _find(s, args.name)
-        dataset_id, name, runs = dataset.id, dataset.name, runs_to_delete(s, dataset.id)
-    if runs and not args.yes:
-        raise CliError(f"dataset '{name}' is used by runs {', '.join(map(str, runs))}, which would be deleted too; "
-                       "add --yes to delete them all")
-    delete_dataset(dataset_id)
+        name, runs = dataset.name, runs_to_delete(s, dataset.id)
+        if runs and not args.yes:
+            raise CliError(f"dataset '{name}' is used by runs {', '.join(map(str, runs))}, which would be deleted "
+                           "too; add --yes to delete them all")
+        delete_dataset(s, dataset.id)
     print(f"dataset '{name}' deleted" + (f" with runs {', '.join(map(str, runs))}" if runs else ""))
     return 0
 

@@ -1,6 +1,7 @@
 """Datasets as stored things: read an upload, import a prepared one, find re-uploads, rename, delete, summarize.
 
-Preparing lives next door (core.data.classification, core.data.interactions).
+Preparing lives next door (core.data.classification, core.data.interactions); every function here that
+touches the database takes the caller's session and leaves the commit to it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from core.data.reading import parse_upload
 from core.data.storage import delete_dataset_files, write_dataset
 from core.data.types import DatasetError, DuplicateContent, ParsedTable, PreparedDataset
 from core.settings import run_dir
-from db import session_scope
+from db import after_commit
 from db import datasets as dataset_queries
 from db.enums import TaskKind
 from db.models import Dataset
@@ -83,21 +84,28 @@ def runs_to_delete(s: Session, dataset_id: int) -> list[int]:
     return [r.id for r in dataset_queries.runs_using(s, dataset_id)]
 
 
-def delete_dataset(dataset_id: int) -> list[int]:
-    """Delete a dataset, its runs and their files; refuses while one of its runs is active. Returns run ids."""
-    with session_scope() as s:
-        dataset = _get(s, dataset_id)
-        runs = dataset_queries.runs_using(s, dataset_id)
-        active = [r.id for r in runs if r.status.is_active]
-        if active:
-            raise DatasetError(f"dataset '{dataset.name}' is used by active runs {', '.join(map(str, active))}; "
-                               "cancel them first")
-        run_ids = [r.id for r in runs]
-        dataset_queries.delete_dataset(s, dataset)
+def delete_dataset(s: Session, dataset_id: int) -> list[int]:
+    """Delete a dataset and its runs in the caller's transaction; refuses while one of its runs is active.
+
+    Their files go only once that transaction commits, so a rollback leaves rows and files together.
+    Returns the ids of the deleted runs.
+    """
+    dataset = _get(s, dataset_id)
+    runs = dataset_queries.runs_using(s, dataset_id)
+    active = [r.id for r in runs if r.status.is_active]
+    if active:
+        raise DatasetError(f"dataset '{dataset.name}' is used by active runs {', '.join(map(str, active))}; "
+                           "cancel them first")
+    run_ids = [r.id for r in runs]
+    dataset_queries.delete_dataset(s, dataset)
+    after_commit(s, lambda: _delete_files(dataset_id, run_ids))
+    return run_ids
+
+
+def _delete_files(dataset_id: int, run_ids: list[int]) -> None:
     delete_dataset_files(dataset_id)
     for run_id in run_ids:
         shutil.rmtree(run_dir(run_id), ignore_errors=True)
-    return run_ids
 
 
 def _get(s: Session, dataset_id: int) -> Dataset:
