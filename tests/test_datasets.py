@@ -522,3 +522,27 @@ def test_random_tables_give_a_dataset_or_a_dataset_error(rows: list[list[object]
         prepare_interactions(table, guess_interactions(table.frame))
     except DatasetError as exc:
         assert str(exc).strip()
+
+
+def test_remove_orphans_sweeps_only_old_unowned_folders(classification_dataset: int) -> None:
+    import os
+    import time
+
+    from core.data.storage import remove_orphans
+    from db import read_scope
+
+    root = load_settings().datasets_dir
+    old = time.time() - 3600
+    owned = dataset_dir(classification_dataset)
+    old_orphan, old_staging, young_orphan = root / "9999", root / ".staging-crashed", root / "9998"
+    for folder in (old_orphan, old_staging, young_orphan):
+        folder.mkdir()
+        (folder / "data.parquet").write_bytes(b"x")
+    for folder in (owned, old_orphan, old_staging):
+        os.utime(folder, (old, old))
+    with read_scope() as s:
+        removed = remove_orphans(s)
+    assert sorted(removed) == sorted([old_orphan, old_staging])
+    assert not old_orphan.exists() and not old_staging.exists()
+    # A young folder may be another process's import that has not committed yet.
+    assert young_orphan.exists() and (owned / "data.parquet").exists()

@@ -17,6 +17,7 @@ def _add(args: argparse.Namespace) -> int:
     from core.data.interactions import prepare_interactions
     from core.data.mapping import guess_catalogue, guess_classification, guess_interactions
     from core.data.splits import parse_fractions
+    from core.data.storage import remove_orphans
     from core.data.types import (
         CatalogueMapping,
         ClassificationMapping,
@@ -25,8 +26,10 @@ def _add(args: argparse.Namespace) -> int:
         InteractionsMapping,
         SplitConfig,
     )
-    from db import session_scope
+    from db import read_scope, session_scope
 
+    with read_scope() as s:  # the CLI has no start-up of its own: an import is when leftovers matter
+        remove_orphans(s)
     table = ds.read_table(args.path)
     split_kw: dict[str, Any] = {"seed": args.seed}
     if args.split:

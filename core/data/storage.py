@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from db.models import Dataset
 DATA_FILE = "data.parquet"
 ITEMS_FILE = "items.parquet"
 SPLITS = ("train", "validation", "test")
+ORPHAN_MIN_AGE_S = 600.0  # longer than any import takes between its rename and its commit
 
 
 class StorageError(ProtolabError):
@@ -123,17 +125,30 @@ def delete_dataset_files(dataset_id: int) -> None:
     shutil.rmtree(dataset_dir(dataset_id), ignore_errors=True)
 
 
-def remove_orphans(s: Session) -> list[Path]:
-    """Delete dataset folders that no row owns (staging left by a crash, rolled-back imports)."""
+def remove_orphans(s: Session, min_age_s: float = ORPHAN_MIN_AGE_S) -> list[Path]:
+    """Delete dataset folders that no row owns (staging left by a crash, rolled-back imports).
+
+    Only folders untouched for `min_age_s`: another process's import renames its folder into
+    place before its transaction commits, so a young folder without a row may be about to get one.
+    """
     root = load_settings().datasets_dir
     if not root.exists():
         return []
+    cutoff = time.time() - min_age_s
     removed = []
     for path in root.iterdir():
-        owned = path.name.isdigit() and dataset_queries.get_dataset(s, int(path.name)) is not None
-        if not owned:
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
+        ours = path.name.isdigit() or path.name.startswith(".staging-")
+        if not ours or not path.is_dir() or path.is_symlink():
+            continue  # not a folder write_dataset makes: leave it to whoever put it there
+        try:
+            if path.stat().st_mtime > cutoff:
+                continue
+        except FileNotFoundError:  # removed meanwhile (e.g. a staging folder renamed into place)
+            continue
+        if path.name.isdigit() and dataset_queries.get_dataset(s, int(path.name)) is not None:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
     return removed
 
 
