@@ -1,15 +1,29 @@
 """Datasets: upload a file, check the parsed preview, mapping and validation, then save; inspect, rename, delete.
 
-A thin page: parsing, validation, splitting, storage and profiles live in core.data.datasets / core.data.profiling.
+A thin page: reading, validation, splitting, storage and profiles live in core.data (one module each).
 """
 
 import streamlit as st
 
 from core.charts import datasets as charts
 from core.data import datasets as ds
+from core.data.classification import prepare_classification
 from core.data.demo import DEMOS, load_demo_dataset
+from core.data.interactions import prepare_interactions
+from core.data.mapping import guess_catalogue, guess_classification, guess_interactions
 from core.data.profiling import classification_profile, default_token_counter, interactions_profile
+from core.data.splits import parse_fractions
 from core.data.storage import load_frame
+from core.data.types import (
+    SPLIT_NAMES,
+    CatalogueMapping,
+    ClassificationMapping,
+    CleanOptions,
+    InteractionsMapping,
+    ParsedTable,
+    PreparedDataset,
+    SplitConfig,
+)
 from core.errors import ProtolabError
 from db import datasets as dataset_queries
 from db import session_scope
@@ -21,7 +35,7 @@ NONE = "(none)"
 
 
 @st.cache_data(show_spinner="Reading the file…", max_entries=4)
-def read_upload(data: bytes, filename: str) -> ds.ParsedTable:
+def read_upload(data: bytes, filename: str) -> ParsedTable:
     return ds.read_table(data, filename)
 
 
@@ -58,18 +72,18 @@ def pick(label: str, columns: list[str], guess: str | None, key: str, optional: 
     return None if value == NONE else value
 
 
-def prepare(table: ds.ParsedTable, task: str, split: ds.SplitConfig) -> ds.PreparedDataset:
+def prepare(table: ParsedTable, task: str, split: SplitConfig) -> PreparedDataset:
     cols = list(table.frame.columns)
     if task == "classification":
-        guess = ds.guess_classification(table.frame)
-        mapping = ds.ClassificationMapping(pick("Text column", cols, guess.text, "map_text"),
-                                           pick("Label column", cols, guess.label, "map_label"))
-        options = ds.CleanOptions(drop_duplicates=st.checkbox("Drop exact duplicate texts", key="drop_dups"),
-                                  drop_rare_classes=st.checkbox("Drop classes too small for every split",
-                                                                key="drop_rare"))
-        return ds.prepare_classification(table, mapping, split, options)
-    guess = ds.guess_interactions(table.frame)
-    mapping = ds.InteractionsMapping(
+        guess = guess_classification(table.frame)
+        mapping = ClassificationMapping(pick("Text column", cols, guess.text, "map_text"),
+                                        pick("Label column", cols, guess.label, "map_label"))
+        options = CleanOptions(drop_duplicates=st.checkbox("Drop exact duplicate texts", key="drop_dups"),
+                               drop_rare_classes=st.checkbox("Drop classes too small for every split",
+                                                             key="drop_rare"))
+        return prepare_classification(table, mapping, split, options)
+    guess = guess_interactions(table.frame)
+    mapping = InteractionsMapping(
         pick("User column", cols, guess.user, "map_user"), pick("Item column", cols, guess.item, "map_item"),
         pick("Rating column", cols, guess.rating, "map_rating", True),
         pick("Timestamp column", cols, guess.timestamp, "map_timestamp", True))
@@ -79,13 +93,13 @@ def prepare(table: ds.ParsedTable, task: str, split: ds.SplitConfig) -> ds.Prepa
         forget_on_change((items_file.name, items_file.size), ("map_item_id", "map_title", "map_item_text",
                                                               "map_genres"))
         items = read_upload(items_file.getvalue(), items_file.name)
-        g = ds.guess_catalogue(items.frame, id_hint=mapping.item)
+        g = guess_catalogue(items.frame, id_hint=mapping.item)
         icols = list(items.frame.columns)
-        items_mapping = ds.CatalogueMapping(
+        items_mapping = CatalogueMapping(
             pick("Catalogue item id", icols, g.item, "map_item_id"), pick("Title", icols, g.title, "map_title"),
             pick("Description", icols, g.text, "map_item_text", True),
             pick("Genres", icols, g.genres, "map_genres", True))
-    return ds.prepare_interactions(table, mapping, split, items, items_mapping)
+    return prepare_interactions(table, mapping, split, items, items_mapping)
 
 
 def add_dataset() -> None:
@@ -112,7 +126,7 @@ def add_dataset() -> None:
     if task == "interactions":
         method = {"per-user random": "random", "leave last out (by time)": "time"}[
             st.radio("Split", ["per-user random", "leave last out (by time)"], key="split_method", horizontal=True)]
-    prepared = prepare(table, task, ds.SplitConfig(ds.parse_fractions(fractions), seed, method))
+    prepared = prepare(table, task, SplitConfig(parse_fractions(fractions), seed, method))
     for warning in prepared.warnings:
         st.warning(warning)
     st.success(f"Checks passed: {len(prepared.frame):,} rows, splits "
@@ -135,7 +149,7 @@ def inspect(summary: dict) -> None:
     stats = summary["stats"]
     cols = st.columns(4)
     cols[0].metric("Rows", f"{summary['rows']:,}")
-    cols[1].metric("Train / val / test", " / ".join(str(summary["splits"].get(k, 0)) for k in ds.SPLIT_NAMES))
+    cols[1].metric("Train / val / test", " / ".join(str(summary["splits"].get(k, 0)) for k in SPLIT_NAMES))
     cols[2].metric("Encoding", summary["encoding"] or "n/a")
     for warning in summary["warnings"]:
         st.warning(warning)
@@ -170,7 +184,8 @@ def manage(summary: dict) -> None:
         gone = f" and its {len(runs)} runs ({', '.join(f'#{r}' for r in runs)})" if runs else ""
         st.warning(f"Delete '{summary['name']}'{gone}? This cannot be undone.")
         if st.button("Yes, delete", key="confirm_delete_yes", type="primary"):
-            ds.delete_dataset(summary["id"])
+            with session_scope() as s:
+                ds.delete_dataset(s, summary["id"])
             st.session_state.pop("confirm_delete")
             st.rerun()
 

@@ -17,8 +17,21 @@ from hypothesis import strategies as st
 
 from core.charts import datasets as charts
 from core.data import datasets as ds
+from core.data.classification import prepare_classification
+from core.data.interactions import prepare_interactions
+from core.data.mapping import guess_classification, guess_interactions
 from core.data.profiling import classification_profile, interactions_profile, long_tail_share
-from core.settings import load_settings
+from core.data.splits import parse_fractions, split_by_label
+from core.data.types import (
+    ClassificationMapping,
+    CleanOptions,
+    DatasetError,
+    DuplicateContent,
+    InteractionsMapping,
+    PreparedDataset,
+    SplitConfig,
+)
+from core.settings import dataset_dir, load_settings, run_dir
 from db import datasets as dataset_queries
 from db import session_scope
 from db.enums import RunStatus, TaskKind
@@ -42,27 +55,27 @@ def nothing_stored() -> bool:
 
 
 def import_bytes(data: bytes, filename: str = "upload.csv", task: str = "classification", name: str = "d",
-                 items: bytes | None = None, options: ds.CleanOptions | None = None,
-                 split: ds.SplitConfig | None = None, **mapping: str | None) -> ds.PreparedDataset:
+                 items: bytes | None = None, options: CleanOptions | None = None,
+                 split: SplitConfig | None = None, **mapping: str | None) -> PreparedDataset:
     """The whole flow the page and CLI use: read, map (given or guessed), prepare, store."""
     table = ds.read_table(data, filename)
     if task == "classification":
-        guess = ds.guess_classification(table.frame)
-        m = ds.ClassificationMapping(mapping.get("text", guess.text), mapping.get("label", guess.label))
-        prepared = ds.prepare_classification(table, m, split, options)
+        guess = guess_classification(table.frame)
+        m = ClassificationMapping(mapping.get("text", guess.text), mapping.get("label", guess.label))
+        prepared = prepare_classification(table, m, split, options)
     else:
-        guess = ds.guess_interactions(table.frame)
-        m2 = ds.InteractionsMapping(**{k: mapping.get(k, getattr(guess, k)) for k in
-                                       ("user", "item", "rating", "timestamp")})
+        guess = guess_interactions(table.frame)
+        m2 = InteractionsMapping(**{k: mapping.get(k, getattr(guess, k)) for k in
+                                    ("user", "item", "rating", "timestamp")})
         items_table = ds.read_table(items, "items.csv") if items is not None else None
-        prepared = ds.prepare_interactions(table, m2, split, items_table)
+        prepared = prepare_interactions(table, m2, split, items_table)
     with session_scope() as s:
         ds.import_dataset(s, prepared, name=name)
     return prepared
 
 
 def rejected(data: bytes, match: str, **kwargs: object) -> str:
-    with pytest.raises(ds.DatasetError, match=match) as info:
+    with pytest.raises(DatasetError, match=match) as info:
         import_bytes(data, **kwargs)  # type: ignore[arg-type]
     assert nothing_stored()
     return str(info.value)
@@ -123,7 +136,7 @@ def test_path_source_and_missing_path(tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
     path.write_bytes(csv_bytes(reviews(6), ["text", "label"]))
     assert ds.read_table(path).filename == "x.csv"
-    with pytest.raises(ds.DatasetError, match="no such file"):
+    with pytest.raises(DatasetError, match="no such file"):
         ds.read_table(tmp_path / "missing.csv")
 
 
@@ -132,7 +145,7 @@ def test_zip_with_several_files_is_refused() -> None:
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("a.csv", "text,label\nx,y\n")
         zf.writestr("b.csv", "text,label\nx,y\n")
-    with pytest.raises(ds.DatasetError, match="holds 2 files"):
+    with pytest.raises(DatasetError, match="holds 2 files"):
         ds.read_table(buf.getvalue(), "two.zip")
 
 
@@ -147,23 +160,23 @@ def test_guess_text_and_label_with_extra_columns() -> None:
     frame = pd.DataFrame({"id": range(30), "confidence": np.linspace(0.3, 1, 30),
                           "sentiment": ["positive", "negative", "neutral"] * 10,
                           "tweet": [f"this is a fairly long tweet number {i} about things" for i in range(30)]})
-    assert ds.guess_classification(frame) == ds.ClassificationMapping(text="tweet", label="sentiment")
+    assert guess_classification(frame) == ClassificationMapping(text="tweet", label="sentiment")
 
 
 def test_string_rating_column_is_a_label_not_a_number() -> None:
     frame = pd.DataFrame({"user": [f"u{i % 5}" for i in range(30)], "item": [f"i{i % 7}" for i in range(30)],
                           "rating": ["positive", "negative", "neutral"] * 10,
                           "comment": [f"a long enough comment number {i}" for i in range(30)]})
-    assert ds.guess_interactions(frame).rating is None
-    assert ds.guess_classification(frame).label == "rating"
+    assert guess_interactions(frame).rating is None
+    assert guess_classification(frame).label == "rating"
     numeric = frame.assign(rating=[str(i % 5 + 1) for i in range(30)])
-    assert ds.guess_interactions(numeric).rating == "rating"
+    assert guess_interactions(numeric).rating == "rating"
 
 
 def test_guess_interactions_by_name_and_timestamp_content() -> None:
     frame = pd.DataFrame({"when": [f"2024-01-0{i % 9 + 1}" for i in range(20)], "customer_id": ["c"] * 20,
                           "product_id": ["p"] * 20, "stars": ["5"] * 20})
-    assert ds.guess_interactions(frame) == ds.InteractionsMapping("customer_id", "product_id", "stars", "when")
+    assert guess_interactions(frame) == InteractionsMapping("customer_id", "product_id", "stars", "when")
 
 
 # --- bad input: message names file, column, rows; nothing stored -----------------------------------
@@ -206,12 +219,12 @@ def test_class_too_small_for_every_split_is_an_error_or_dropped() -> None:
     msg = rejected(data, "class 'angry' in column 'label' has only 2 row", filename="r.csv", text="text",
                    label="label")
     assert "rows 32, 33" in msg and "train, validation, test" in msg
-    prepared = import_bytes(data, text="text", label="label", options=ds.CleanOptions(drop_rare_classes=True))
+    prepared = import_bytes(data, text="text", label="label", options=CleanOptions(drop_rare_classes=True))
     assert "angry" not in prepared.stats["classes"]
     assert any("dropped 1 classes too small" in w for w in prepared.warnings)
     # with no validation split, two rows are enough
-    ok = ds.prepare_classification(ds.read_table(data, "r.csv"), ds.ClassificationMapping("text", "label"),
-                                   ds.SplitConfig(fractions=(0.8, 0.0, 0.2)))
+    ok = prepare_classification(ds.read_table(data, "r.csv"), ClassificationMapping("text", "label"),
+                                SplitConfig(fractions=(0.8, 0.0, 0.2)))
     assert ok.stats["classes"]["angry"] == 2
 
 
@@ -231,14 +244,14 @@ def test_exact_duplicates_counted_and_optionally_dropped() -> None:
     prepared = import_bytes(data, text="text", label="label")
     assert prepared.stats["duplicates"] == 2 and len(prepared.frame) == 32
     assert any("2 rows repeat an earlier text exactly (rows 32, 33)" in w for w in prepared.warnings)
-    dropped = import_bytes(data, name="d2", text="text", label="label", options=ds.CleanOptions(drop_duplicates=True))
+    dropped = import_bytes(data, name="d2", text="text", label="label", options=CleanOptions(drop_duplicates=True))
     assert len(dropped.frame) == 30 and not dropped.frame["text"].duplicated().any()
 
 
 def test_leakage_of_duplicates_across_splits_is_reported() -> None:
     rows = [[f"same text {i % 10}", ["a", "b"][i % 2]] for i in range(60)]
-    prepared = ds.prepare_classification(ds.read_table(csv_bytes(rows, ["text", "label"]), "r.csv"),
-                                         ds.ClassificationMapping("text", "label"))
+    prepared = prepare_classification(ds.read_table(csv_bytes(rows, ["text", "label"]), "r.csv"),
+                                      ClassificationMapping("text", "label"))
     assert prepared.stats["leaked_texts"] > 0
     assert any("appear in more than one split (leakage)" in w for w in prepared.warnings)
 
@@ -316,35 +329,35 @@ def test_interactions_with_catalogue_are_stored_canonically() -> None:
 
 
 def test_leave_last_out_puts_each_users_latest_in_test() -> None:
-    prepared = ds.prepare_interactions(ds.read_table(csv_bytes(interactions_rows(), HEADER), "r.csv"),
-                                       ds.InteractionsMapping("user_id", "item_id", "rating", "timestamp"),
-                                       ds.SplitConfig(method="time"))
+    prepared = prepare_interactions(ds.read_table(csv_bytes(interactions_rows(), HEADER), "r.csv"),
+                                    InteractionsMapping("user_id", "item_id", "rating", "timestamp"),
+                                    SplitConfig(method="time"))
     for _, group in prepared.frame.groupby("user"):
         latest = group.sort_values("timestamp").iloc[-1]
         assert latest["split"] == "test"
         assert group.sort_values("timestamp").iloc[-2]["split"] == "validation"
-    with pytest.raises(ds.DatasetError, match="needs a timestamp column"):
-        ds.prepare_interactions(ds.read_table(csv_bytes(interactions_rows(), HEADER), "r.csv"),
-                                ds.InteractionsMapping("user_id", "item_id"), ds.SplitConfig(method="time"))
+    with pytest.raises(DatasetError, match="needs a timestamp column"):
+        prepare_interactions(ds.read_table(csv_bytes(interactions_rows(), HEADER), "r.csv"),
+                             InteractionsMapping("user_id", "item_id"), SplitConfig(method="time"))
 
 
 # --- splitting, storage, re-upload --------------------------------------------------------------------
 
-def test_stratified_split_is_seeded_and_keeps_every_class_in_every_split() -> None:
+def test_split_by_label_is_seeded_and_keeps_every_class_in_every_split() -> None:
     labels = pd.Series(["a"] * 50 + ["b"] * 30 + ["c"] * 3)
-    one = ds.stratified_split(labels, (0.8, 0.1, 0.1), seed=1)
-    assert (one == ds.stratified_split(labels, (0.8, 0.1, 0.1), seed=1)).all()
-    assert not (one == ds.stratified_split(labels, (0.8, 0.1, 0.1), seed=2)).all()
+    one = split_by_label(labels, (0.8, 0.1, 0.1), seed=1)
+    assert (one == split_by_label(labels, (0.8, 0.1, 0.1), seed=1)).all()
+    assert not (one == split_by_label(labels, (0.8, 0.1, 0.1), seed=2)).all()
     table = pd.crosstab(labels, one)
     assert (table > 0).all().all()
     assert table.loc["a"].to_dict() == {"test": 5, "train": 40, "validation": 5}
 
 
 def test_split_fractions_are_checked() -> None:
-    assert ds.parse_fractions("0.7,0.2,0.1") == (0.7, 0.2, 0.1)
+    assert parse_fractions("0.7,0.2,0.1") == (0.7, 0.2, 0.1)
     for bad in ("0.8,0.1", "a,b,c", "0.9,0.2,0.1", "0,0.5,0.5"):
-        with pytest.raises(ds.DatasetError):
-            ds.parse_fractions(bad)
+        with pytest.raises(DatasetError):
+            parse_fractions(bad)
 
 
 def test_stored_row_records_mapping_hash_counts_encoding_warnings() -> None:
@@ -372,13 +385,28 @@ def test_integer_labels_are_stored_as_strings() -> None:
 def test_reupload_of_same_content_is_detected_and_names_clash() -> None:
     data = csv_bytes(reviews(), ["text", "label"])
     import_bytes(data, name="first")
-    with pytest.raises(ds.DuplicateContent, match="already stored as dataset 'first'") as info:
+    with pytest.raises(DuplicateContent, match="already stored as dataset 'first'") as info:
         import_bytes(data.replace(b"\n", b"\r\n"), name="second")
     with session_scope() as s:
         assert info.value.existing_id == dataset_queries.get_dataset_by_name(s, "first").id
         assert dataset_queries.count_datasets(s) == 1
-    with pytest.raises(ds.DatasetError, match="named 'first' already exists"):
+    with pytest.raises(DatasetError, match="named 'first' already exists"):
         import_bytes(csv_bytes(reviews(33), ["text", "label"]), name="first")
+
+
+def test_a_stored_version_is_found_when_the_same_content_is_uploaded() -> None:
+    # Dataset versions go through write_dataset without a hash: it must compute the same digest an import does.
+    from core.data.storage import write_dataset
+
+    data = csv_bytes(reviews(), ["text", "label"])
+    prepared = prepare_classification(ds.read_table(data, "r.csv"), ClassificationMapping("text", "label"))
+    with session_scope() as s:
+        version = write_dataset(s, name="v2", task=TaskKind.CLASSIFICATION, frame=prepared.frame,
+                                mapping=prepared.mapping)
+        assert version.content_hash == prepared.content_hash
+        assert ds.find_same_content(s, prepared).id == version.id
+    with pytest.raises(DuplicateContent, match="already stored as dataset 'v2'"):
+        import_bytes(data, name="upload")
 
 
 def test_rename_and_delete_with_runs(classification_dataset: int) -> None:
@@ -390,12 +418,26 @@ def test_rename_and_delete_with_runs(classification_dataset: int) -> None:
                                      model_kind="tfidf", config={})
         run_id = run.id
         assert ds.runs_to_delete(s, classification_dataset) == [run_id]
-    with pytest.raises(ds.DatasetError, match="used by active runs"):
-        ds.delete_dataset(classification_dataset)
+    with pytest.raises(DatasetError, match="used by active runs"), session_scope() as s:
+        ds.delete_dataset(s, classification_dataset)
     with session_scope() as s:
         run_queries.get_run(s, run_id).status = RunStatus.COMPLETED
-    assert ds.delete_dataset(classification_dataset) == [run_id]
-    assert nothing_stored()
+    run_folder = run_dir(run_id)
+    run_folder.mkdir(parents=True)
+    with session_scope() as s:
+        assert ds.delete_dataset(s, classification_dataset) == [run_id]
+        # The caller owns the transaction: until it commits, the files stay.
+        assert dataset_dir(classification_dataset).exists() and run_folder.exists()
+    assert nothing_stored() and not run_folder.exists()
+
+
+def test_delete_rolled_back_keeps_rows_and_files(classification_dataset: int) -> None:
+    with pytest.raises(RuntimeError, match="changed my mind"), session_scope() as s:
+        ds.delete_dataset(s, classification_dataset)
+        raise RuntimeError("changed my mind")
+    with session_scope() as s:
+        assert dataset_queries.get_dataset(s, classification_dataset) is not None
+    assert (dataset_dir(classification_dataset) / "data.parquet").exists()
 
 
 def test_demo_datasets_load_once() -> None:
@@ -405,9 +447,9 @@ def test_demo_datasets_load_once() -> None:
     assert rows["product-reviews"].stats["classes"].keys() == {"positive", "negative", "neutral"}
     assert rows["movie-ratings"].stats["users"] == 150 and rows["movie-ratings"].stats["items"] == 60
     assert load_demo_dataset("product-reviews").id == rows["product-reviews"].id
-    with pytest.raises(ds.DatasetError, match="no demo dataset"):
+    with pytest.raises(DatasetError, match="no demo dataset"):
         load_demo_dataset("nope")
-    size = sum(p.stat().st_size for p in Path(ds.__file__).parent.joinpath("demo_data").glob("*.csv"))
+    size = sum(p.stat().st_size for p in Path(ds.__file__).parent.joinpath("demo").glob("*.csv"))
     assert size < 300_000
 
 
@@ -441,9 +483,9 @@ def test_default_tokenizer_counts_tokens() -> None:
 def _any_outcome(data: bytes, filename: str) -> None:
     try:
         table = ds.read_table(data, filename)
-        guess = ds.guess_classification(table.frame)
-        ds.prepare_classification(table, guess)
-    except ds.DatasetError as exc:
+        guess = guess_classification(table.frame)
+        prepare_classification(table, guess)
+    except DatasetError as exc:
         assert str(exc).strip()
 
 
@@ -477,6 +519,30 @@ def test_random_tables_give_a_dataset_or_a_dataset_error(rows: list[list[object]
     _any_outcome(data, f"t.{fmt}")
     try:
         table = ds.read_table(data, f"t.{fmt}")
-        ds.prepare_interactions(table, ds.guess_interactions(table.frame))
-    except ds.DatasetError as exc:
+        prepare_interactions(table, guess_interactions(table.frame))
+    except DatasetError as exc:
         assert str(exc).strip()
+
+
+def test_remove_orphans_sweeps_only_old_unowned_folders(classification_dataset: int) -> None:
+    import os
+    import time
+
+    from core.data.storage import remove_orphans
+    from db import read_scope
+
+    root = load_settings().datasets_dir
+    old = time.time() - 3600
+    owned = dataset_dir(classification_dataset)
+    old_orphan, old_staging, young_orphan = root / "9999", root / ".staging-crashed", root / "9998"
+    for folder in (old_orphan, old_staging, young_orphan):
+        folder.mkdir()
+        (folder / "data.parquet").write_bytes(b"x")
+    for folder in (owned, old_orphan, old_staging):
+        os.utime(folder, (old, old))
+    with read_scope() as s:
+        removed = remove_orphans(s)
+    assert sorted(removed) == sorted([old_orphan, old_staging])
+    assert not old_orphan.exists() and not old_staging.exists()
+    # A young folder may be another process's import that has not committed yet.
+    assert young_orphan.exists() and (owned / "data.parquet").exists()

@@ -133,3 +133,19 @@ def test_demo_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert json.loads(out)["classes"] == {"positive": 140, "negative": 130, "neutral": 90}
     assert cli(capsys, "datasets", "demo", "movie-ratings")[0] == 0
     assert sorted(d["name"] for d in listed(capsys)) == ["movie-ratings", "product-reviews"]
+
+
+def test_add_sweeps_old_orphan_folders(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import os
+    import time
+
+    from core.settings import load_settings
+
+    root = load_settings().datasets_dir
+    orphan = root / "4242"
+    orphan.mkdir(parents=True)
+    old = time.time() - 3600
+    os.utime(orphan, (old, old))
+    code, _, _ = cli(capsys, "datasets", "add", str(write_reviews(tmp_path / "r.csv")), "--name", "r",
+                     "--task", "classification")
+    assert code == 0 and not orphan.exists()

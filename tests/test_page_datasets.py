@@ -133,3 +133,17 @@ def test_a_new_file_gets_fresh_guesses_and_name() -> None:
     at = upload_csv(at, other, "second.csv")
     assert at.selectbox(key="map_text").value == "review" and at.selectbox(key="map_label").value == "sentiment"
     assert at.text_input(key="name").value == "second"
+
+
+def test_app_start_sweeps_old_orphan_folders() -> None:
+    import os
+    import time
+
+    from core.settings import load_settings
+
+    orphan = load_settings().datasets_dir / ".staging-crashed"
+    orphan.mkdir(parents=True)
+    old = time.time() - 3600
+    os.utime(orphan, (old, old))
+    at = page()
+    assert not at.exception and not orphan.exists()

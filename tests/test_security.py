@@ -135,7 +135,9 @@ EVIL_NAMES = ["../../etc/passwd", "..\\..\\x.csv", "/etc/shadow", "sub/../../../
 
 @pytest.mark.parametrize("filename", EVIL_NAMES)
 def test_uploaded_file_names_are_never_used_as_paths(filename: str, tmp_path: Path) -> None:
-    from core.data.datasets import ClassificationMapping, import_dataset, prepare_classification, read_table
+    from core.data.classification import prepare_classification
+    from core.data.datasets import import_dataset, read_table
+    from core.data.types import ClassificationMapping
     from tests.conftest import sentiment_frame
 
     home = load_settings().home

@@ -21,12 +21,16 @@ STATUS_CHIPS = {
 
 @st.cache_resource(show_spinner=False)
 def _migrated(url: str) -> bool:
-    """Once per server process and database: migrate, and start the dead-worker watchdog so a killed
-    run is marked failed within seconds even when nobody has a page open."""
+    """Once per server process and database: migrate, sweep dataset folders no row owns (left by a
+    crash or a rolled-back import), and start the dead-worker watchdog so a killed run is marked
+    failed within seconds even when nobody has a page open."""
+    from core.data.storage import remove_orphans
     from core.runs.jobs import start_watchdog
-    from db import init_db
+    from db import init_db, read_scope
 
     init_db(url)
+    with read_scope(url) as s:
+        remove_orphans(s)
     start_watchdog(database_url=url)
     return True
 

@@ -13,35 +13,50 @@ from core.cli import CliError, print_json
 
 def _add(args: argparse.Namespace) -> int:
     from core.data import datasets as ds
-    from db import session_scope
+    from core.data.classification import prepare_classification
+    from core.data.interactions import prepare_interactions
+    from core.data.mapping import guess_catalogue, guess_classification, guess_interactions
+    from core.data.splits import parse_fractions
+    from core.data.storage import remove_orphans
+    from core.data.types import (
+        CatalogueMapping,
+        ClassificationMapping,
+        CleanOptions,
+        DuplicateContent,
+        InteractionsMapping,
+        SplitConfig,
+    )
+    from db import read_scope, session_scope
 
+    with read_scope() as s:  # the CLI has no start-up of its own: an import is when leftovers matter
+        remove_orphans(s)
     table = ds.read_table(args.path)
     split_kw: dict[str, Any] = {"seed": args.seed}
     if args.split:
-        split_kw["fractions"] = ds.parse_fractions(args.split)
+        split_kw["fractions"] = parse_fractions(args.split)
     if args.task == "classification":
-        guess = ds.guess_classification(table.frame)
-        mapping = ds.ClassificationMapping(text=args.text_col or guess.text, label=args.label_col or guess.label)
-        options = ds.CleanOptions(drop_duplicates=args.drop_duplicates, drop_rare_classes=args.drop_rare_classes)
-        prepared = ds.prepare_classification(table, mapping, ds.SplitConfig(**split_kw), options)
+        guess = guess_classification(table.frame)
+        mapping = ClassificationMapping(text=args.text_col or guess.text, label=args.label_col or guess.label)
+        options = CleanOptions(drop_duplicates=args.drop_duplicates, drop_rare_classes=args.drop_rare_classes)
+        prepared = prepare_classification(table, mapping, SplitConfig(**split_kw), options)
     else:
-        guess = ds.guess_interactions(table.frame)
-        mapping = ds.InteractionsMapping(
+        guess = guess_interactions(table.frame)
+        mapping = InteractionsMapping(
             user=args.user_col or guess.user, item=args.item_col or guess.item,
             rating=_optional(args.rating_col, guess.rating), timestamp=_optional(args.timestamp_col, guess.timestamp))
         items = ds.read_table(args.items) if args.items else None
         items_mapping = None
         if items is not None:
-            g = ds.guess_catalogue(items.frame, id_hint=mapping.item)
-            items_mapping = ds.CatalogueMapping(item=args.item_id_col or g.item, title=args.title_col or g.title,
-                                                text=g.text, genres=g.genres)
+            g = guess_catalogue(items.frame, id_hint=mapping.item)
+            items_mapping = CatalogueMapping(item=args.item_id_col or g.item, title=args.title_col or g.title,
+                                             text=g.text, genres=g.genres)
         method = "time" if args.split_method == "time" else "random"
-        prepared = ds.prepare_interactions(table, mapping, ds.SplitConfig(method=method, **split_kw), items,
-                                           items_mapping)
+        prepared = prepare_interactions(table, mapping, SplitConfig(method=method, **split_kw), items,
+                                        items_mapping)
     try:
         with session_scope() as s:
             summary = ds.summarize(ds.import_dataset(s, prepared, name=args.name, allow_duplicate=args.allow_duplicate))
-    except ds.DuplicateContent as exc:
+    except DuplicateContent as exc:
         raise CliError(f"{exc}; use it, or add --allow-duplicate to store a copy") from exc
     if args.json:
         print_json(summary)
@@ -110,13 +125,13 @@ def _rm(args: argparse.Namespace) -> int:
     from core.data.datasets import delete_dataset, runs_to_delete
     from db import session_scope
 
-    with session_scope() as s:
+    with session_scope() as s:  # one transaction: the runs we warn about are the runs we delete
         dataset = _find(s, args.name)
-        dataset_id, name, runs = dataset.id, dataset.name, runs_to_delete(s, dataset.id)
-    if runs and not args.yes:
-        raise CliError(f"dataset '{name}' is used by runs {', '.join(map(str, runs))}, which would be deleted too; "
-                       "add --yes to delete them all")
-    delete_dataset(dataset_id)
+        name, runs = dataset.name, runs_to_delete(s, dataset.id)
+        if runs and not args.yes:
+            raise CliError(f"dataset '{name}' is used by runs {', '.join(map(str, runs))}, which would be deleted "
+                           "too; add --yes to delete them all")
+        delete_dataset(s, dataset.id)
     print(f"dataset '{name}' deleted" + (f" with runs {', '.join(map(str, runs))}" if runs else ""))
     return 0
 

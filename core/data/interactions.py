@@ -1,6 +1,6 @@
 """Interaction datasets: validate, de-duplicate and split user-item events, plus their item catalogue.
 
-Called through core.data.datasets.prepare_interactions; shares its types, helpers and DatasetError.
+The page, the CLI and the demo loader call prepare_interactions, then core.data.datasets.import_dataset.
 """
 
 from __future__ import annotations
@@ -12,19 +12,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.data.datasets import (
+from core.data.mapping import as_text, extra_columns, guess_catalogue, mapping_meta, require_columns
+from core.data.storage import content_digest
+from core.data.types import (
     CatalogueMapping,
     DatasetError,
     InteractionsMapping,
     ParsedTable,
     PreparedDataset,
     SplitConfig,
-    as_text,
-    content_digest,
-    extra_columns,
-    guess_catalogue,
-    mapping_meta,
-    require_columns,
 )
 from db.enums import TaskKind
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from core.data.datasets import DatasetError, ParsedTable
+from core.data.types import DatasetError, ParsedTable
 
 MAX_DECOMPRESSED_BYTES = 2 * 1024**3  # a zip bomb stops here instead of filling memory
 SNIFF_CHARS = 64 * 1024

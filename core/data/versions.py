@@ -11,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from core.data.datasets import DatasetError
 from core.data.storage import load_frame, write_dataset
+from core.data.types import DatasetError
 from db import datasets as dataset_queries
 from db.enums import TaskKind
 from db.models import Dataset

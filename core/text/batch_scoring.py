@@ -39,7 +39,8 @@ class BatchResult:
 
 def read_upload(data: bytes | Path, filename: str) -> pd.DataFrame:
     """CSV/TSV/Excel/JSON/Parquet bytes (or a file the CLI was given) as a frame, or BatchInputError."""
-    from core.data.datasets import DatasetError, read_table
+    from core.data.datasets import read_table
+    from core.data.types import DatasetError
 
     try:
         frame = read_table(data, filename).frame

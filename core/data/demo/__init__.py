@@ -8,17 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.data.datasets import (
+from core.data.classification import prepare_classification
+from core.data.datasets import import_dataset, read_table
+from core.data.interactions import prepare_interactions
+from core.data.types import (
     CatalogueMapping,
     ClassificationMapping,
     DatasetError,
     InteractionsMapping,
     PreparedDataset,
     SplitConfig,
-    import_dataset,
-    prepare_classification,
-    prepare_interactions,
-    read_table,
 )
 from db.models import Dataset
 

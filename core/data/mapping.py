@@ -1,0 +1,165 @@
+"""Which column plays which role: guessing the mapping from names and content, and checking a chosen one.
+
+Also the small cell helpers every prepare step shares (as_text, extra_columns, mapping_meta).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import pandas as pd
+
+from core.data.types import (
+    CatalogueMapping,
+    ClassificationMapping,
+    CleanOptions,
+    DatasetError,
+    InteractionsMapping,
+    ParsedTable,
+    SplitConfig,
+)
+
+CANONICAL = ("text", "label", "user", "item", "rating", "timestamp", "split")
+GUESS_SAMPLE = 5000
+
+TEXT_NAMES = ("text", "review", "content", "sentence", "tweet", "comment", "body", "message", "document")
+LABEL_NAMES = ("label", "sentiment", "class", "category", "target", "polarity", "rating", "y")
+USER_WORDS = ("user", "customer", "client", "visitor", "member", "account", "person", "uid", "reader")
+ITEM_WORDS = ("item", "product", "movie", "song", "track", "book", "article", "sku", "iid", "asin", "video",
+              "game", "course", "film")
+RATING_WORDS = ("rating", "score", "stars", "grade", "value", "preference")
+TIME_WORDS = ("timestamp", "time", "date", "ts", "when", "created", "epoch")
+TITLE_WORDS = ("title", "name")
+DESCRIPTION_WORDS = ("description", "text", "overview", "plot", "summary", "synopsis", "content", "blurb")
+GENRE_WORDS = ("genres", "genre", "categories", "category", "tags", "tag")
+
+
+# --- guessing the mapping ------------------------------------------------------------------------------
+
+def _numeric_share(col: pd.Series) -> float:
+    values = col[as_text(col) != ""]
+    if values.empty:
+        return 0.0
+    return float(pd.to_numeric(values, errors="coerce").notna().mean())
+
+
+def _sample(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame if len(frame) <= GUESS_SAMPLE else frame.sample(GUESS_SAMPLE, random_state=0)
+
+
+def _named(columns: Sequence[str], words: Sequence[str], exact: bool = False) -> list[str]:
+    out = []
+    for word in words:  # earlier words win
+        for col in columns:
+            low = col.lower()
+            tokens = re.split(r"[^a-z0-9]+", low)
+            if (low == word or (not exact and (word in tokens or low.startswith(word)))) and col not in out:
+                out.append(col)
+    return out
+
+
+def guess_classification(frame: pd.DataFrame) -> ClassificationMapping:
+    """The long free-text column is the text; a low-cardinality column (by name first) is the label."""
+    sample = _sample(frame)
+    texts = {c: as_text(sample[c]) for c in sample.columns}
+    wordy = [c for c in sample.columns if _numeric_share(sample[c]) < 0.5]
+    lengths = {c: float(texts[c].str.len().mean()) for c in wordy}
+    text_col = next(iter(_named(wordy, TEXT_NAMES, exact=True)), None)
+    if text_col is None and lengths:
+        text_col = max(lengths, key=lambda c: lengths[c])
+    n = len(sample)
+    distinct = {c: texts[c][texts[c] != ""].nunique() for c in sample.columns if c != text_col}
+    # A column named like a label is taken even with one class, so validation can say what is wrong.
+    named = _named([c for c, k in distinct.items() if 1 <= k <= max(2, min(100, n // 2))], LABEL_NAMES)
+    low_card = [c for c, k in distinct.items() if 2 <= k <= max(2, min(100, n // 2))]
+    label_col = named[0] if named else min(low_card, key=lambda c: distinct[c], default=None)
+    return ClassificationMapping(text=text_col, label=label_col)
+
+
+def guess_interactions(frame: pd.DataFrame) -> InteractionsMapping:
+    """user*/item* by name, then the first two columns; rating and timestamp only when their content fits."""
+    sample = _sample(frame)
+    cols = list(sample.columns)
+    user = next(iter(_named(cols, USER_WORDS)), None)
+    item = next(iter(c for c in _named(cols, ITEM_WORDS) if c != user), None)
+    rest = [c for c in cols if c not in (user, item)]
+    if user is None and rest:
+        user = rest.pop(0)
+    if item is None and rest:
+        item = rest.pop(0)
+    rating = next((c for c in _named(rest, RATING_WORDS) if _numeric_share(sample[c]) >= 0.95), None)
+    stamp = next((c for c in _named(rest, TIME_WORDS) if c != rating and _time_like(sample[c])), None)
+    return InteractionsMapping(user=user, item=item, rating=rating, timestamp=stamp)
+
+
+def guess_catalogue(frame: pd.DataFrame, id_hint: str | None = None) -> CatalogueMapping:
+    cols = list(frame.columns)
+    item = id_hint if id_hint in cols else next(iter(_named(cols, ITEM_WORDS) + _named(cols, ("id",))), None)
+    item = item or (cols[0] if cols else None)
+    title = next((c for c in _named(cols, TITLE_WORDS) if c != item), None)
+    text = next((c for c in _named(cols, DESCRIPTION_WORDS) if c not in (item, title)), None)
+    genres = next((c for c in _named(cols, GENRE_WORDS) if c not in (item, title, text)), None)
+    return CatalogueMapping(item=item, title=title, text=text, genres=genres)
+
+
+def _time_like(col: pd.Series) -> bool:
+    if _numeric_share(col) >= 0.95:
+        return True
+    values = as_text(col)
+    parsed = pd.to_datetime(values[values != ""], errors="coerce", utc=True, format="mixed")
+    return bool(len(parsed)) and float(parsed.notna().mean()) >= 0.95
+
+
+# --- cells and columns ---------------------------------------------------------------------------------
+
+def as_text(col: pd.Series) -> pd.Series:
+    """Strings, stripped, with missing values as "" and integral floats without '.0' (labels 1, not 1.0)."""
+    if pd.api.types.is_string_dtype(col.dtype) and not pd.api.types.is_object_dtype(col.dtype):
+        return col.fillna("").str.strip()
+    if pd.api.types.is_float_dtype(col.dtype):
+        return col.map(lambda v: "" if pd.isna(v) else (str(int(v)) if float(v).is_integer() else str(v)))
+    return col.map(_cell_text).astype(str)
+
+
+def _cell_text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace").strip()
+    return str(value).strip()
+
+
+def require_columns(table: ParsedTable, mapping: dict[str, str | None], optional: Sequence[str] = ()) -> None:
+    cols = list(table.frame.columns)
+    listed = ", ".join(cols[:20])
+    for role, col in mapping.items():
+        if col is None or col == "":
+            if role in optional:
+                continue
+            raise DatasetError(f"{table.filename}: no column is mapped as {role}; columns are: {listed}")
+        if col not in cols:
+            raise DatasetError(f"{table.filename}: column '{col}' (mapped as {role}) is missing; columns are: {listed}")
+    used = [c for c in mapping.values() if c]
+    if len(used) != len(set(used)):
+        raise DatasetError(f"{table.filename}: one column is mapped to two roles ({mapping}); pick distinct columns")
+
+
+def extra_columns(frame: pd.DataFrame, used: Sequence[str | None]) -> pd.DataFrame:
+    """Unmapped columns are kept (as text) but never clash with canonical names."""
+    extra = frame.drop(columns=[c for c in used if c])
+    extra = extra.rename(columns={c: f"orig_{c}" for c in extra.columns if c in CANONICAL})
+    return pd.DataFrame({c: as_text(extra[c]) for c in extra.columns}, index=frame.index)
+
+
+def mapping_meta(table: ParsedTable, split: SplitConfig, options: CleanOptions | None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"split": {"fractions": list(split.fractions), "seed": split.seed, "method": split.method},
+                            "format": table.file_format}
+    if options is not None:
+        meta["options"] = asdict(options)
+    return meta
