@@ -26,7 +26,7 @@ from core.data.types import (
 )
 from core.errors import ProtolabError
 from db import datasets as dataset_queries
-from db import session_scope
+from db import read_scope, session_scope
 from ui.common import ensure_db
 
 ensure_db()
@@ -46,7 +46,7 @@ def token_counter():  # noqa: ANN201 - a closure over the cached tokenizer
 
 @st.cache_data(show_spinner="Profiling…", max_entries=8)
 def profile_of(dataset_id: int, content_hash: str, task: str) -> dict:
-    with session_scope() as s:
+    with read_scope() as s:
         frame = load_frame(dataset_queries.get_dataset(s, dataset_id))
     if task != "classification":
         return interactions_profile(frame)
@@ -131,7 +131,7 @@ def add_dataset() -> None:
         st.warning(warning)
     st.success(f"Checks passed: {len(prepared.frame):,} rows, splits "
                f"{prepared.frame['split'].value_counts().to_dict()}")
-    with session_scope() as s:
+    with read_scope() as s:
         same = ds.find_same_content(s, prepared)
         same_name = same.name if same else None
     allow = False
@@ -176,7 +176,7 @@ def manage(summary: dict) -> None:
         with session_scope() as s:
             ds.rename_dataset(s, summary["id"], new_name)
         st.rerun()
-    with session_scope() as s:
+    with read_scope() as s:
         runs = ds.runs_to_delete(s, summary["id"])
     if st.button("Delete dataset", key="delete"):
         st.session_state["confirm_delete"] = summary["id"]
@@ -197,7 +197,7 @@ with add_tab:
     except ProtolabError as exc:
         st.error(str(exc))
 with list_tab:
-    with session_scope() as s:
+    with read_scope() as s:
         summaries = [ds.summarize(d) for d in dataset_queries.list_datasets(s)]
     if not summaries:
         st.info("No datasets yet: upload one or load a demo dataset.")

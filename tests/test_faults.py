@@ -491,7 +491,7 @@ def completed_recommender_run(interactions_dataset: int) -> int:
     return run_id
 
 
-REC_FILES = ["meta.json", "arrays.safetensors", "history.parquet", "items.parquet"]
+REC_FILES = ["index.json", "arrays.safetensors", "history.parquet", "items.parquet"]
 
 
 def test_recommendations_page_says_when_a_runs_folder_is_missing(completed_recommender_run: int) -> None:

@@ -232,8 +232,8 @@ def test_model_files_are_safe_formats(interactions_dataset: int) -> None:
 
     run_id = completed_run(interactions_dataset, "sequential")
     files = {p.name for p in (run_dir(run_id) / "model").iterdir()}
-    assert files == {"arrays.safetensors", "meta.json", "history.parquet", "items.parquet"}
-    meta = json.loads((run_dir(run_id) / "model" / "meta.json").read_text())
+    assert files == {"arrays.safetensors", "index.json", "history.parquet", "items.parquet"}
+    meta = json.loads((run_dir(run_id) / "model" / "index.json").read_text())
     assert meta["kind"] == "sequential" and len(meta["items"]) == 30
 
 

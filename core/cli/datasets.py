@@ -77,9 +77,9 @@ def _optional(given: str | None, guessed: str | None) -> str | None:
 def _list(args: argparse.Namespace) -> int:
     from core.data.datasets import summarize
     from db import datasets as dataset_queries
-    from db import session_scope
+    from db import read_scope
 
-    with session_scope() as s:
+    with read_scope() as s:
         rows = [summarize(d) for d in dataset_queries.list_datasets(s)]
     if args.json:
         print_json(rows)
@@ -106,9 +106,9 @@ def _find(s: Any, name: str) -> Any:
 
 def _show(args: argparse.Namespace) -> int:
     from core.data.datasets import summarize
-    from db import session_scope
+    from db import read_scope
 
-    with session_scope() as s:
+    with read_scope() as s:
         summary = summarize(_find(s, args.name))
     if args.json:
         print_json(summary)

@@ -14,10 +14,10 @@ def evaluation_summary(run_id: int, split: str = "test") -> dict[str, Any]:
     """The JSON shape printed by `protolab eval`."""
     from core.evaluation import comparison, predictions
     from core.evaluation.metrics import HEADLINE_KEYS
+    from db import read_scope
     from db import runs as run_queries
-    from db import session_scope
 
-    with session_scope() as s:
+    with read_scope() as s:
         run = predictions.require_completed(run_queries.get_run(s, run_id), run_id)
         out: dict[str, Any] = {"run_id": run.id, "name": run.name, "model": run.model_kind,
                                "task": run.task.value, "dataset": run.dataset.name}

@@ -12,12 +12,12 @@ from core.settings import load_settings, redact_url
 
 def collect_info() -> dict[str, Any]:
     from db import datasets as dataset_queries
+    from db import read_scope
     from db import runs as run_queries
-    from db import session_scope
 
     settings = load_settings()
     compute = describe_compute()
-    with session_scope() as s:
+    with read_scope() as s:
         datasets = dataset_queries.count_datasets(s)
         runs_by_status = run_queries.count_runs(s)
     return {

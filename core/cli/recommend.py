@@ -11,14 +11,14 @@ from core.cli import CliError, print_json
 def _run(args: argparse.Namespace) -> int:
     from core.recs.serving import load_recommender
     from core.runs.jobs import completed_run
-    from db import session_scope
+    from db import read_scope
     from db.enums import TaskKind
 
     if bool(args.user) == bool(args.like):
         raise CliError("give either --user U or one or more --like ITEM")
     if args.k < 1:
         raise CliError(f"-k must be at least 1, got {args.k}")
-    with session_scope() as s:
+    with read_scope() as s:
         completed_run(s, args.run, TaskKind.INTERACTIONS, "recommend")
     rec = load_recommender(args.run)
     items = rec.recommend(args.user, args.k) if args.user else rec.recommend_for_likes(args.like, args.k)

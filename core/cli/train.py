@@ -54,15 +54,15 @@ def wait_for_run(run_id: int, *, quiet: bool = False, poll_s: float = 0.5) -> di
     """Poll the run until it finishes, drawing a progress bar on stderr; returns its summary."""
     from core.cli.runs import run_summary
     from core.runs.jobs import reap_dead_runs
+    from db import read_scope
     from db import runs as run_queries
-    from db import session_scope
 
     last_reap = 0.0
     while True:
         if time.monotonic() - last_reap > 5:
             reap_dead_runs()
             last_reap = time.monotonic()
-        with session_scope() as s:
+        with read_scope() as s:
             run = run_queries.get_run(s, run_id)
             summary = run_summary(run)
         _draw_progress(summary, quiet)

@@ -26,6 +26,7 @@ from db.enums import TaskKind
 
 # --- interactions --------------------------------------------------------------------------------------
 
+# A little over the usual size: the checks run in the order a user fixes them, each naming rows, then the split.
 def prepare_interactions(table: ParsedTable, mapping: InteractionsMapping, split: SplitConfig | None = None,
                          items: ParsedTable | None = None,
                          items_mapping: CatalogueMapping | None = None) -> PreparedDataset:

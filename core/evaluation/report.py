@@ -191,12 +191,12 @@ def comparison_report(runs: Sequence[Run], points: pd.DataFrame | None = None) -
 
 def build_report(run_ids: Sequence[int], split: str = "test") -> str:
     """Load the runs and render one run's report, or a comparison when several ids are given."""
+    from db import read_scope
     from db import runs as run_queries
-    from db import session_scope
 
     if not run_ids:
         raise predictions.EvaluationError("give at least one run id")
-    with session_scope() as s:
+    with read_scope() as s:
         runs = [predictions.require_completed(run_queries.get_run(s, int(i)), int(i)) for i in run_ids]
         if len(runs) == 1:
             return run_report(runs[0], split)

@@ -17,7 +17,18 @@ import scipy.sparse as sp
 
 from core.recs.encoding import Interactions, encode
 from core.recs.models import RecommenderError, UserBatch
-from core.recs.training import FORMAT_VERSION, HISTORY_FILE, ITEMS_FILE, META_FILE, MODEL_FILE, model_class, top_k
+from core.recs.training import (
+    FORMAT_VERSION,
+    HISTORY_FILE,
+    INDEX_FILE,
+    ITEMS_FILE,
+    LEGACY_INDEX_FILE,
+    MODEL_FILE,
+    model_class,
+    top_k,
+)
+from core.runs import registry
+from core.runs.files import RunFiles
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -142,6 +153,11 @@ def _titles(catalogue: pd.DataFrame | None) -> dict[str, str]:
     return dict(zip(catalogue["item"].astype(str), catalogue["title"].astype(str), strict=False))
 
 
+def load_run_model(files: RunFiles, device: str = "cpu") -> Recommender:
+    """The recommender kinds' loader in the registry (the model is NumPy arrays: served on the CPU)."""
+    return load_recommender(files.root)
+
+
 def load_recommender(source: int | str | Path) -> Recommender:
     """Reload a recommender from a run id or its artifact folder (the run's folder or its model/ subfolder).
 
@@ -161,7 +177,7 @@ def load_recommender(source: int | str | Path) -> Recommender:
 def _load_recommender_files(folder: Path) -> Recommender:
     from safetensors.numpy import load_file
 
-    meta = json.loads((folder / META_FILE).read_text())
+    meta = json.loads(_index_file(folder).read_text())
     if meta.get("format_version") != FORMAT_VERSION:
         raise RecommenderError(f"saved model in {folder} has format {meta.get('format_version')}; "
                                f"this Protolab reads format {FORMAT_VERSION}")
@@ -174,17 +190,22 @@ def _load_recommender_files(folder: Path) -> Recommender:
 
 
 def _model_folder(source: int | str | Path) -> Path:
-    from core.settings import run_dir
-
     if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
-        folder = run_dir(int(source)) / "model"
+        folder = RunFiles.of(int(source)).model
     else:
         folder = Path(source)
-        if (folder / "model" / META_FILE).exists():
-            folder = folder / "model"
-    if not (folder / META_FILE).exists():
+        if _index_file(RunFiles(folder).model).exists():
+            folder = RunFiles(folder).model
+    if not _index_file(folder).exists():
         raise RecommenderError(f"no saved recommender in {folder} (did the run complete?)")
     return folder
+
+
+def _index_file(model_folder: Path) -> Path:
+    """The model's ids and settings; runs saved before the shared run layout named it meta.json."""
+    index = model_folder / INDEX_FILE
+    legacy = model_folder / LEGACY_INDEX_FILE
+    return legacy if not index.exists() and legacy.exists() else index
 
 
 # --- runs the demo page can serve ------------------------------------------------------------
@@ -209,16 +230,15 @@ class RecommenderRun:
 
 def recommender_runs(s: Session) -> list[RecommenderRun]:
     """Completed recommender runs that saved a model, best NDCG@10 first (read in the caller's session)."""
-    from core.settings import run_dir
     from db import runs as run_queries
     from db.enums import RunStatus, TaskKind
 
     found = []
     for run in run_queries.list_runs(s, task=TaskKind.INTERACTIONS, statuses=[RunStatus.COMPLETED]):
-        if not (run_dir(run.id) / "model" / META_FILE).exists():
+        if not _index_file(RunFiles.of(run.id).model).exists():
             continue
         metrics = dict(run.metrics or {})
-        ndcg = (metrics.get("by_k") or {}).get("10", {}).get("ndcg", metrics.get(f"ndcg@{metrics.get('k', 10)}"))
+        ndcg = registry.headline_of(run.model_kind, run.task, metrics)[1]
         found.append(RecommenderRun(run.id, run.model_kind, run.dataset.name, int(metrics.get("k", 10)),
-                                    float(ndcg) if ndcg is not None else None, run.finished_at, metrics))
+                                    ndcg, run.finished_at, metrics))
     return sorted(found, key=lambda r: (r.ndcg is None, -(r.ndcg or 0.0), -r.run_id))

@@ -21,8 +21,11 @@ from core.recs.encoding import Interactions, index_train
 from core.recs.models import Bpr, Content, Ease, ItemKnn, Popularity, RecommenderError
 from core.recs.ranking import DEFAULT_KS, RankingAccumulator
 from core.recs.splits import split_interactions
+from core.runs import registry
 
-MODEL_FILE, META_FILE, HISTORY_FILE, ITEMS_FILE = "arrays.safetensors", "meta.json", "history.parquet", "items.parquet"
+# Inside the run's model/ folder. INDEX_FILE was "meta.json" before runs kept one meta.json at their top.
+MODEL_FILE, INDEX_FILE, LEGACY_INDEX_FILE = "arrays.safetensors", "index.json", "meta.json"
+HISTORY_FILE, ITEMS_FILE = "history.parquet", "items.parquet"
 FORMAT_VERSION = 1
 
 
@@ -124,7 +127,7 @@ def execute_run(ctx: Any) -> dict[str, Any]:
     train, test = split_interactions(frame, cfg)
     data = index_train(train, catalogue, with_catalogue=kind == "content")
     try:
-        device = resolve_device(cfg.device) if kind in ("bpr", "sequential", "content") else "cpu"
+        device = resolve_device(cfg.device) if registry.get_kind(kind).uses_gpu else "cpu"
     except ValueError as exc:
         raise RecommenderError(str(exc)) from exc
     ctx.set_device(device)
@@ -147,7 +150,9 @@ def execute_run(ctx: Any) -> dict[str, Any]:
         for name, value in values.items():
             ctx.log_metric(f"{name}@{k}", value, step=0, split="test")
     ctx.progress(0.95, "saving the model", force=True)
-    save_model(ctx.artifact_dir / "model", kind, cfg, model, data, frame, catalogue)
+    save_model(ctx.files.model, kind, cfg, model, data, frame, catalogue)
+    ctx.files.write_meta({"kind": kind, "task": "interactions", "dataset_id": ctx.dataset_id,
+                          "format_version": FORMAT_VERSION})
     return metrics_dict(by_k, cfg.k, n_users_scored=n_scored, train_time_s=round(train_time, 3),
                         protocol=cfg.split_protocol, n_train=len(train), n_test=len(test),
                         n_users=len(data.user_ids), n_items=len(data.item_ids))
@@ -168,7 +173,7 @@ def save_model(folder: Path, kind: str, cfg: RecommenderConfig, model: Any, data
     params = getattr(model, "params", {}) | {"collaborative_weight": getattr(model, "collaborative_weight", 0.0)}
     meta = {"format_version": FORMAT_VERSION, "kind": kind, "config": asdict(cfg), "params": params,
             "users": data.user_ids, "items": data.item_ids}
-    (folder / META_FILE).write_text(json.dumps(meta))
+    (folder / INDEX_FILE).write_text(json.dumps(meta))
     cols = [c for c in ("user", "item", "rating", "timestamp") if c in interactions.columns]
     interactions[cols].to_parquet(folder / HISTORY_FILE, index=False)
     if catalogue is not None:

@@ -155,7 +155,7 @@ def _load_plugins() -> None:
 _TEXT_CONFIG, _TEXT_EXECUTE, _TEXT_LOAD = "core.text.config:build_config", "core.text.executor:execute_run", \
     "core.text.serving:load_token_classifier"
 _REC_CONFIG, _REC_EXECUTE, _REC_LOAD = "core.recs.config:build_config", "core.recs.training:execute_run", \
-    "core.recs.serving:load_recommender"
+    "core.recs.serving:load_run_model"
 _NEURAL_OPTIONS = ("model_id", "epochs", "batch_size", "learning_rate", "max_length", "patience", "warmup_ratio",
                    "weight_decay", "seed", "device", "gpus", "class_weights")
 _REC_OPTIONS = ("k", "split_protocol", "seed")

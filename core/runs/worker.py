@@ -206,6 +206,8 @@ def _wait_for_main_rank(run_id: int, poll_s: float = 0.5) -> RunStatus:
         time.sleep(poll_s)
 
 
+# One function, a little over the usual size: the run state machine (queued → running → completed, cancelled or
+# failed) reads top to bottom here, and every way out must reach the run row.
 def execute(run_id: int) -> RunStatus:
     rank = int(os.environ.get("RANK", "0"))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))

@@ -1,0 +1,121 @@
+"""The model-kind registry and the run-folder layout: one entry per kind, read by every list of kinds and runs."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.cli import main
+from core.runs import registry
+from core.runs.files import RunFiles
+from core.text.serving import load_classifier
+from db.enums import TaskKind
+from tests.conftest import store_ranking_run
+
+
+def test_every_built_in_kind_builds_its_default_config() -> None:
+    names = registry.kind_names()
+    assert set(registry.kind_names(TaskKind.CLASSIFICATION)) == {"transformer", "lstm", "tfidf"}
+    assert {"ease", "itemknn", "bpr", "sequential", "content", "popularity"} <= set(names)
+    for kind in registry.all_kinds():
+        assert isinstance(kind.make_config({}), dict), kind.name
+        assert callable(kind.executor()) and callable(kind.loader())
+
+
+def test_unknown_kind_is_a_clear_error() -> None:
+    with pytest.raises(registry.UnknownModelKind, match="unknown model 'gpt-9'"):
+        registry.get_kind("gpt-9")
+
+
+def test_headline_reads_ndcg_at_10_also_from_a_run_cut_at_another_k() -> None:
+    headline, value = registry.headline_of("ease", TaskKind.INTERACTIONS, {"k": 5, "by_k": {"10": {"ndcg": 0.4}}})
+    assert (headline.label, value) == ("NDCG@10", 0.4)
+    assert registry.headline_of("tfidf", TaskKind.CLASSIFICATION, {"macro_f1": 0.8})[1] == 0.8
+    # A run of a kind nobody registers any more still gets its task's headline.
+    assert registry.headline_of("retired", TaskKind.CLASSIFICATION, {"macro_f1": 0.7})[1] == 0.7
+
+
+def test_home_and_runs_list_show_ndcg_at_10_for_a_recommender_run(interactions_dataset: int, capsys) -> None:  # noqa: ANN001
+    run_id = store_ranking_run(interactions_dataset, model_kind="ease")
+    ndcg = 0.1 * 10 ** 0.5
+    at = AppTest.from_file("../pages/home.py", default_timeout=60).run()
+    assert not at.exception
+    assert any(f"#{run_id}" in m.value and f"NDCG@10 {ndcg:.3f}" in m.value for m in at.markdown)
+    assert main(["runs", "list"]) == 0
+    assert f"NDCG@10 {ndcg:.3f}" in capsys.readouterr().out
+    assert main(["runs", "show", str(run_id), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["headline"] == {"metric": "NDCG@10", "key": "ndcg@10",
+                                                               "value": pytest.approx(ndcg)}
+
+
+@pytest.fixture
+def toy_kind(monkeypatch: pytest.MonkeyPatch) -> str:
+    """tests.toy_kind loaded as a plugin, in this process and in every worker it starts."""
+    monkeypatch.setenv(registry.PLUGINS_ENV, "tests.toy_kind")
+    monkeypatch.setattr(registry._registry, "kinds", dict(registry._registry.kinds))
+    monkeypatch.setattr(registry._registry, "plugins_loaded", False)
+    import importlib
+
+    import tests.toy_kind
+
+    importlib.reload(tests.toy_kind)  # registers again into this test's copy of the registry
+    return tests.toy_kind.NAME
+
+
+def test_a_new_kind_is_one_entry_and_its_module(toy_kind: str, classification_dataset: int, capsys) -> None:  # noqa: ANN001
+    assert toy_kind in registry.kind_names(TaskKind.CLASSIFICATION)
+    # The CLI offers it and trains it through a real worker process, which loads the plugin itself.
+    code = main(["train", "--dataset", str(classification_dataset), "--model", toy_kind, "--wait", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0, summary
+    assert summary["status"] == "completed" and summary["headline"]["value"] == 0.5
+    files = RunFiles.of(summary["run_id"])
+    assert files.has_model() and not files.incomplete_marker.exists()
+    # Serving goes through the kind's loader.
+    predictions = load_classifier(summary["run_id"]).predict(["anything at all", "and more"])
+    assert len({p.label for p in predictions}) == 1 and predictions[0].confidence == 1.0
+    # The Train page offers it beside the built-in kinds.
+    at = AppTest.from_file("../pages/train.py", default_timeout=60).run()
+    assert "Toy majority" in at.radio(key="family").options
+
+
+def _hold_write_lock(url: str, ready, release) -> None:  # noqa: ANN001
+    """Another process (a worker writing progress, say) inside a write transaction until told to stop."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.execute(text("UPDATE runs SET progress = 0.5"))
+        ready.set()
+        release.wait(30)
+        conn.rollback()
+
+
+def test_readers_do_not_wait_for_a_writer(completed_classification_run: int, capsys) -> None:  # noqa: ANN001
+    from core.settings import load_settings
+
+    AppTest.from_file("../pages/home.py", default_timeout=30).run()  # imports warm, so the timing below is the reads
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    writer = ctx.Process(target=_hold_write_lock, args=(load_settings().database_url, ready, release))
+    writer.start()
+    try:
+        assert ready.wait(60)
+        start = time.monotonic()
+        assert main(["runs", "list", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)[0]["run_id"] == completed_classification_run
+        cli_s = time.monotonic() - start
+        at = AppTest.from_file("../pages/home.py", default_timeout=30).run()
+        assert not at.exception
+        page_s = time.monotonic() - start - cli_s
+        assert any(f"#{completed_classification_run}" in m.value for m in at.markdown)
+        # Both read while the write lock is held (one waiting for it would sit out the 30 s busy timeout).
+        assert cli_s < 1.0 and page_s < 1.0, (cli_s, page_s)
+    finally:
+        release.set()
+        writer.join(30)
