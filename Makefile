@@ -6,10 +6,14 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast lint bench setup setup-dev clean-venv
+.PHONY: run dev test test-fast lint bench setup setup-dev clean-venv
 
 run: $(VENV)/.installed
 	$(BIN)/streamlit run app.py
+
+# Editing pages: reload on save (the server watches files, which costs CPU while tabs are open).
+dev: $(VENV)/.installed
+	$(BIN)/streamlit run app.py --server.fileWatcherType auto --server.runOnSave true
 
 test: $(VENV)/.installed-dev
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -122,3 +122,12 @@ def test_home_start_up_path_does_not_import_torch_or_transformers() -> None:
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "HEAVY=\n" in proc.stdout, proc.stdout
+
+
+def test_the_server_does_not_watch_files_by_default() -> None:
+    """A watcher over .venv/ and data/ overflowed inotify and spun a core per open tab; `make dev` opts in."""
+    import tomllib
+    from pathlib import Path
+
+    config = tomllib.loads((Path(__file__).resolve().parent.parent / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["fileWatcherType"] == "none"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,35 +19,23 @@ from core.settings import run_dir
 @dataclass(frozen=True)
 class RunFiles:
     root: Path
+    meta: Path = field(init=False)  # what the run is: kind, task, dataset, labels...
+    model: Path = field(init=False)  # the servable model, in its kind's own format
+    checkpoint: Path = field(init=False)  # resumable training state
+    predictions_dir: Path = field(init=False)
+    worker_log: Path = field(init=False)
+    incomplete_marker: Path = field(init=False)  # present while the files are partial (cancelled, failed)
+
+    def __post_init__(self) -> None:
+        for name, relative in (("meta", "meta.json"), ("model", "model"), ("checkpoint", "checkpoint"),
+                               ("predictions_dir", "predictions"), ("worker_log", "worker.log"),
+                               ("incomplete_marker", "INCOMPLETE")):
+            object.__setattr__(self, name, self.root / relative)
 
     @classmethod
     def of(cls, run_id: int) -> RunFiles:
         """The folder of run `run_id`, derived from its id only (never from a user-given path)."""
         return cls(run_dir(run_id))
-
-    @property
-    def meta(self) -> Path:
-        return self.root / "meta.json"
-
-    @property
-    def model(self) -> Path:
-        return self.root / "model"
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.root / "checkpoint"
-
-    @property
-    def predictions_dir(self) -> Path:
-        return self.root / "predictions"
-
-    @property
-    def worker_log(self) -> Path:
-        return self.root / "worker.log"
-
-    @property
-    def incomplete_marker(self) -> Path:
-        return self.root / "INCOMPLETE"
 
     def predictions(self, split: str) -> Path:
         """The prediction file of one split ("validation" or "test")."""
