@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from core.runs import jobs, worker
+from core.runs.files import RunFiles
 from core.settings import load_settings, run_dir
 from db import runs as run_queries
 from db import session_scope
@@ -113,10 +114,10 @@ def _queued_run(dataset_id: int, **config: Any) -> int:
 
 def _spawn(run_id: int, executor: str, **env: str) -> subprocess.Popen:
     """A worker started the way jobs.launch_worker starts one, minus the launcher's own watch."""
-    folder = run_dir(run_id)
-    folder.mkdir(parents=True, exist_ok=True)
+    files = RunFiles.of(run_id)
+    files.root.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-    log = open(folder / jobs.WORKER_LOG, "ab")  # noqa: SIM115 - the child keeps it
+    log = open(files.worker_log, "ab")  # noqa: SIM115 - the child keeps it
     proc = subprocess.Popen([sys.executable, "-c", WORKER_SCRIPT, str(run_id), f"tests.test_faults:{executor}"],
                             stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT, start_new_session=True)
     log.close()
