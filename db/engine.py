@@ -6,6 +6,7 @@ can read and write at once; PostgreSQL is used as it comes.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -66,11 +67,14 @@ def set_url_source(source: Callable[[], str]) -> None:
 
 
 def resolve_url(url: str | None = None) -> str:
+    """The URL given, else the application's source, else DATABASE_URL (a script that imports only db/)."""
     if url:
         return url
-    if _url_source is None:
-        raise RuntimeError("no database URL: pass one, or call db.set_url_source() at start-up")
-    return _url_source()
+    if _url_source is not None:
+        return _url_source()
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"]
+    raise RuntimeError("no database URL: pass one, set DATABASE_URL, or call db.set_url_source() at start-up")
 
 
 def get_engine(url: str | None = None) -> Engine:

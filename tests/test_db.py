@@ -169,3 +169,19 @@ def test_threads_starting_up_at_once_migrate_once(protolab_home: Path) -> None:
         engines = list(pool.map(lambda _: init_db(url), range(8)))
     assert len({id(e) for e in engines}) == 1
     assert "reviews" in inspect(engines[0]).get_table_names()
+
+
+def test_a_script_that_imports_only_db_finds_the_database_in_database_url(tmp_path) -> None:  # noqa: ANN001
+    """db/ takes its URL from its caller: the application (core.settings), or a script's DATABASE_URL."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    script = "import db\nwith db.session_scope() as s:\n    print(s.bind.url.database)"
+    env = {**os.environ, "PYTHONPATH": str(root), "DATABASE_URL": f"sqlite:///{tmp_path / 'alone.db'}"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(tmp_path / "alone.db")
