@@ -12,6 +12,10 @@ import pandas as pd
 
 from core.data.types import DatasetError, SplitConfig
 
+# The splits a run predicts (and so the ones its errors, and changes made from them, come from): training rows
+# are never predicted. Users and the CLI may write "val" for validation.
+PREDICTION_SPLIT_ALIASES = {"val": "validation", "valid": "validation", "validation": "validation", "test": "test"}
+
 
 def parse_fractions(text: str) -> tuple[float, float, float]:
     """'0.8,0.1,0.1' -> (0.8, 0.1, 0.1), checked."""
@@ -48,3 +52,8 @@ def allocate(n: int, fractions: Sequence[float]) -> tuple[int, int, int]:
         else:
             n_test -= 1
     return n - n_val - n_test, n_val, n_test
+
+
+def canonical_prediction_split(name: str) -> str | None:
+    """"validation" or "test" for any way of writing them, None for anything else."""
+    return PREDICTION_SPLIT_ALIASES.get(str(name).lower())

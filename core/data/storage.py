@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.orm import Session
 
+from core.data.types import SPLIT_NAMES
 from core.errors import ProtolabError
 from core.settings import dataset_dir, load_settings
 from db import datasets as dataset_queries
@@ -30,7 +31,6 @@ from db.models import Dataset
 
 DATA_FILE = "data.parquet"
 ITEMS_FILE = "items.parquet"
-SPLITS = ("train", "validation", "test")
 ORPHAN_MIN_AGE_S = 600.0  # longer than any import takes between its rename and its commit
 
 
@@ -110,8 +110,8 @@ def load_frame(dataset: Dataset) -> pd.DataFrame:
 
 
 def load_split(dataset: Dataset, split: str) -> pd.DataFrame:
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    if split not in SPLIT_NAMES:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLIT_NAMES}")
     frame = pd.read_parquet(_checked_folder(dataset) / DATA_FILE, filters=[("split", "==", split)])
     return frame.reset_index(drop=True)
 

@@ -11,14 +11,12 @@ from typing import Any
 
 import pandas as pd
 
+from core.data.splits import canonical_prediction_split
 from core.data.storage import load_frame, write_dataset
 from core.data.types import DatasetError
 from db import datasets as dataset_queries
 from db.enums import TaskKind
 from db.models import Dataset
-
-# The splits a prediction (and so a change) can come from; training rows are never predicted.
-CHANGE_SPLITS = {"val": "validation", "valid": "validation", "validation": "validation", "test": "test"}
 
 
 class VersionError(DatasetError):
@@ -67,10 +65,10 @@ def create_dataset_version(s: Any, parent_dataset_id: int, changes: Sequence[dic
 
 
 def _change_split(split: str) -> str:
-    try:
-        return CHANGE_SPLITS[split.lower()]
-    except KeyError:
-        raise VersionError(f"unknown split {split!r}; expected validation (val) or test") from None
+    canonical = canonical_prediction_split(split)
+    if canonical is None:
+        raise VersionError(f"unknown split {split!r}; expected validation (val) or test")
+    return canonical
 
 
 def _apply_changes(frame: pd.DataFrame, changes: Sequence[dict[str, Any]]) -> tuple[pd.DataFrame, list[dict]]:

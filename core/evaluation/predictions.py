@@ -10,13 +10,13 @@ from typing import Any
 
 import pandas as pd
 
+from core.data.splits import canonical_prediction_split
 from core.errors import ProtolabError
-from core.settings import run_dir
+from core.runs.files import RunFiles
 from db.enums import RunStatus, TaskKind
 from db.models import Run
 
 SPLITS = ("validation", "test")
-SPLIT_ALIASES = {"val": "validation", "valid": "validation", "validation": "validation", "test": "test"}
 PREDICTION_COLUMNS = ("text", "label", "pred", "confidence", "proba")
 
 
@@ -30,14 +30,14 @@ class ArtifactsMissing(EvaluationError):
 
 def normalise_split(split: str) -> str:
     """'val' and 'validation' both mean the validation split."""
-    try:
-        return SPLIT_ALIASES[split.lower()]
-    except KeyError:
-        raise EvaluationError(f"unknown split {split!r}; expected validation (val) or test") from None
+    canonical = canonical_prediction_split(split)
+    if canonical is None:
+        raise EvaluationError(f"unknown split {split!r}; expected validation (val) or test")
+    return canonical
 
 
 def predictions_path(run_id: int, split: str) -> Path:
-    return run_dir(run_id) / "predictions" / f"{normalise_split(split)}.parquet"
+    return RunFiles.of(run_id).predictions(normalise_split(split))
 
 
 def predictions_mtime(run_id: int, split: str) -> float:
@@ -49,11 +49,10 @@ def predictions_mtime(run_id: int, split: str) -> float:
 
 
 def load_meta(run_id: int) -> dict[str, Any]:
-    import json
-
-    path = run_dir(run_id) / "meta.json"
+    files = RunFiles.of(run_id)
+    path = files.meta
     try:
-        return json.loads(path.read_text())
+        return files.read_meta()
     except (OSError, ValueError) as exc:
         raise ArtifactsMissing(f"run {run_id}: its meta.json is missing or unreadable ({path})") from exc
 
