@@ -41,6 +41,10 @@ def list_datasets(s: Session, task: TaskKind | None = None) -> Sequence[Dataset]
     return s.scalars(q).all()
 
 
+def dataset_ids(s: Session) -> set[int]:
+    return set(s.scalars(select(Dataset.id)))
+
+
 def count_datasets(s: Session) -> int:
     return s.scalar(select(func.count()).select_from(Dataset)) or 0
 

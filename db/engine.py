@@ -174,7 +174,6 @@ def after_commit(session: Session, action: Callable[[], None]) -> None:
     event.listen(session, "after_commit", lambda _s: action(), once=True)
 
 
-
 def _refuse_writes(session: Session, _context, _instances) -> None:  # noqa: ANN001
     if session.new or session.dirty or session.deleted:
         raise RuntimeError("read_scope() is read-only: use session_scope() to change the database")

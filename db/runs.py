@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from db.enums import ReviewVerdict, RunStatus, TaskKind
 from db.models import MetricPoint, Review, Run, utcnow
@@ -34,7 +34,8 @@ def list_runs(
     s: Session, *, dataset_id: int | None = None, task: TaskKind | None = None,
     statuses: Iterable[RunStatus] | None = None, limit: int | None = None,
 ) -> Sequence[Run]:
-    q = select(Run).order_by(Run.created_at.desc(), Run.id.desc())
+    # Every list shows the run's dataset: load them in one query, not one per run.
+    q = select(Run).options(selectinload(Run.dataset)).order_by(Run.created_at.desc(), Run.id.desc())
     if dataset_id is not None:
         q = q.where(Run.dataset_id == dataset_id)
     if task is not None:

@@ -135,6 +135,7 @@ def remove_orphans(s: Session, min_age_s: float = ORPHAN_MIN_AGE_S) -> list[Path
     if not root.exists():
         return []
     cutoff = time.time() - min_age_s
+    owned = dataset_queries.dataset_ids(s)
     removed = []
     for path in root.iterdir():
         ours = path.name.isdigit() or path.name.startswith(".staging-")
@@ -145,7 +146,7 @@ def remove_orphans(s: Session, min_age_s: float = ORPHAN_MIN_AGE_S) -> list[Path
                 continue
         except FileNotFoundError:  # removed meanwhile (e.g. a staging folder renamed into place)
             continue
-        if path.name.isdigit() and dataset_queries.get_dataset(s, int(path.name)) is not None:
+        if path.name.isdigit() and int(path.name) in owned:
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
