@@ -203,3 +203,17 @@ def test_start_tfidf_run_from_page_and_see_it_complete(classification_dataset: i
     assert any(tr.get("name") == "macro_f1" for fig in charts for tr in fig["data"])
     assert any("Evaluate this run" in str(el.proto) for el in at.get("page_link")) or \
         any("Evaluate this run" in c.value for c in at.caption)
+
+
+def test_runs_without_epochs_show_no_epoch_panels(classification_dataset: int) -> None:
+    from conftest import sklearn_predictions, store_completed_run
+
+    labels, preds = sklearn_predictions(classification_dataset)
+    tfidf = store_completed_run(classification_dataset, labels, preds, model_kind="tfidf")
+    lstm = store_completed_run(classification_dataset, labels, preds, model_kind="lstm")
+    for run_id, charts in ((tfidf, set()), (lstm, {f"loss_{lstm}", f"val_{lstm}"})):
+        at = AppTest.from_file(PAGE, default_timeout=60)
+        at.query_params["run"] = str(run_id)
+        at.run()
+        assert not at.exception
+        assert {el.proto.id.rsplit("-", 1)[-1] for el in at.get("plotly_chart")} == charts
