@@ -5,10 +5,10 @@ One text with its label, probabilities and the words behind them; or a whole fil
 
 import streamlit as st
 
-from core.charts.sentiment import label_distribution, probability_bars
+from core.charts.sentiment import label_colours, label_distribution, probability_bars
 from core.errors import ProtolabError
 from core.text.batch_scoring import read_upload, results_csv, score_frame, text_columns
-from core.text.explain import explain, render_explanation_html, top_words
+from core.text.explain import explain, legend, render_explanation_html
 from core.text.serving import clean_text, load_classifier, servable_runs
 from db import read_scope
 from ui.common import empty_state, ensure_db, format_when, page_link
@@ -99,11 +99,9 @@ with single:
             right.plotly_chart(probability_bars(pred.probabilities, pred.label), key="proba_chart")
             st.subheader("Why")
             why = explanation(run.run_id, version, cleaned)
-            st.markdown(render_explanation_html(why.words, why.weights), unsafe_allow_html=True)
-            strongest = ", ".join(f"“{w}”" for w, _ in top_words(why, 3))
-            st.caption(f"Green words pushed towards **{why.label}**, red ones away from it (how much the "
-                       "probability drops when the word is left out)."
-                       + (f" Strongest: {strongest}." if strongest else ""))
+            colours = dict(zip(model.labels, label_colours(model.labels), strict=True))  # the bars' colours
+            st.markdown(render_explanation_html(why, colours), unsafe_allow_html=True)
+            st.caption(legend(why))
 
 with batch:
     upload = st.file_uploader("CSV or Excel file, one text per row", key="upload",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import shutil
 from pathlib import Path
 
@@ -172,3 +173,23 @@ def test_really_trained_transformer_on_the_page_and_cli(classification_dataset: 
     assert not at.exception and at.get("download_button")
     assert main(["predict", "--run", str(run_id), "awful broken terrible service", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["label"] == "negative"
+
+
+def test_long_text_shows_its_strongest_words_in_the_bars_colours(make_served_run) -> None:
+    from core.charts.sentiment import label_colours
+    from core.text.explain import STRONGEST
+
+    make_served_run("tfidf")
+    at = page()
+    long_text = " ".join(["the parcel arrived on a tuesday in a box"] * 1000 + ["awful broken", "love great"])
+    assert len(long_text) > 40_000
+    at.text_area(key="text").input(long_text).run()
+    assert not at.exception, at.exception
+    (why,) = html_blocks(at)
+    assert 0 < why.count("<span ") <= STRONGEST  # not one chip per word of a 40,000-character text
+    bars = at.get("plotly_chart")[0].proto.spec
+    chips = {tuple(map(int, rgb)) for rgb in re.findall(r"rgba\((\d+),(\d+),(\d+),0\.[1-9]", why)}
+    bar_colours = {tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)) for c in label_colours(["negative", "positive"])
+                   if c in bars}
+    assert chips and chips <= bar_colours  # every coloured chip wears the colour of a prediction bar
+    assert "class it pushes towards" in texts(at, "caption") and "strongest" in texts(at, "caption")
