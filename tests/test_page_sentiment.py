@@ -193,3 +193,17 @@ def test_long_text_shows_its_strongest_words_in_the_bars_colours(make_served_run
                    if c in bars}
     assert chips and chips <= bar_colours  # every coloured chip wears the colour of a prediction bar
     assert "class it pushes towards" in texts(at, "caption") and "strongest" in texts(at, "caption")
+
+
+def test_presentation_mode_shows_a_plain_model_card_with_the_numbers_on_request(make_served_run) -> None:
+    run_id = make_served_run("tfidf", macro_f1=0.8)
+    present = page(present=True)
+    assert not present.exception
+    shown = texts(present, "markdown") + texts(present, "subheader") + texts(present, "selectbox")
+    assert "right 8 times in 10" in shown and "Reads a text and says whether it is negative or positive" in shown
+    assert "macro-F1" not in shown and f"#{run_id}" not in shown and not present.metric
+    assert present.selectbox(key="run").format_func(run_id) == "Model 1 · tiny-sentiment"
+    (details,) = present.expander
+    assert "macro-F1 0.800" in texts(details, "caption")  # the technical line, one click away
+    normal = page()
+    assert normal.metric[0].label == "Macro-F1" and not normal.expander
