@@ -331,3 +331,17 @@ def test_tfidf_run_page_has_no_learning_curves_and_is_the_baseline(two_runs: tup
     assert "TF-IDF baseline" not in at.dataframe[0].value.columns
     at.selectbox(key="run").set_value(lstm).run()
     assert "learning_chart" in charts(at)
+
+
+def test_recommender_run_is_shown_beside_a_popularity_baseline(interactions_dataset: int) -> None:
+    from tests.test_recommenders import completed_run
+
+    run_id = completed_run(interactions_dataset, "itemknn")
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["run"] = str(run_id)
+    at.run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["metric", "this run", "popularity baseline"] and table.notna().all().all()
+    assert any("Evaluated on: a fresh 75/25 split per item" in c.value and "not the split chosen at upload" in c.value
+               for c in at.caption)

@@ -17,6 +17,7 @@ from core.errors import ProtolabError
 from core.evaluation import comparison as compare
 from core.evaluation import predictions
 from core.evaluation.analysis import SplitAnalysis, analyse_split, misclassified
+from core.recs.config import protocol_text
 from core.runs import jobs
 from core.runs.registry import headline_of
 from db import read_scope, session_scope
@@ -105,12 +106,17 @@ def ranking_view(run: Any) -> None:
     cols = st.columns(max(len(head), 1))
     for col, (key, value) in zip(cols, head.items(), strict=False):
         col.metric(key, f"{value:.3f}" if isinstance(value, (int, float)) else "-")
+    against = compare.ranking_baseline_table(run)
+    if against is not None:
+        st.dataframe(against, hide_index=True, key="rank_baseline", column_config={
+            c: st.column_config.NumberColumn(format="%.3f") for c in ("this run", "popularity baseline")})
+        st.caption("Popularity baseline: the most popular unseen items for everyone, scored on the same split.")
     by_k = compare.ranking_by_k(run)
     if by_k:
         _plotly(charts.metric_vs_k(by_k), key="rank_k_chart")
         st.dataframe(pd.DataFrame(by_k).T.rename_axis("K"), key="rank_k_table")
     if run.metrics.get("protocol"):
-        st.caption(f"Protocol: {run.metrics['protocol']}")
+        st.caption(f"Evaluated on: {protocol_text(run.metrics['protocol'])}")
 
 
 def classification_view(run: Any, split: str, baseline: Any) -> None:

@@ -153,6 +153,19 @@ def ranking_metrics_at(run: Any, k: int = 10) -> dict[str, float | None]:
     return out
 
 
+def ranking_baseline_table(run: Any) -> pd.DataFrame | None:
+    """Each ranking metric at the run's K beside the popularity baseline measured on the same split
+    (None for runs trained before the baseline was stored)."""
+    m = run.metrics or {}
+    k = str(m.get("k", 10))
+    mine = (m.get("by_k") or {}).get(k) or {}
+    popular = (((m.get("baseline") or {}).get("by_k")) or {}).get(k)
+    if not popular or not mine:
+        return None
+    return pd.DataFrame([{"metric": f"{name}@{k}" if name != "coverage" else name, "this run": mine.get(name),
+                          "popularity baseline": popular.get(name)} for name in RANKING_KEYS if name in mine])
+
+
 def ranking_headline(run: Run) -> dict[str, Any]:
     m = run.metrics or {}
     k = m.get("k", 10)
