@@ -122,7 +122,6 @@ def recommender_form(dataset_id: int) -> None:
             "Evaluation split", list(PROTOCOLS), format_func=PROTOCOLS.get, key=f"rec_protocol_{model}",
             index=list(PROTOCOLS).index("leave_last_out" if model == "sequential" else "dataset"),
             help="Compare runs only when they use the same split.")
-        c2.caption(f"Trains and tests on {protocol_text(options['split_protocol'])}.")
         options["seed"] = c3.number_input("Seed", 0, 2**31 - 1, 42, key="rec_seed")
         if model in ("bpr", "sequential"):
             defaults = kinds[model].make_config({})
@@ -132,6 +131,8 @@ def recommender_form(dataset_id: int) -> None:
             options["learning_rate"] = c3.number_input("Learning rate", 1e-5, 1.0, defaults["learning_rate"],
                                                        format="%.4f", key=f"rec_lr_{model}")
             options["device"] = c1.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key="rec_device")
+    # Outside the (collapsed) settings, so nobody trains on another split than they chose without seeing it.
+    st.caption(f"Trains and tests on {protocol_text(options['split_protocol'])} (change it under Settings).")
     if st.button("▶ Start", type="primary", key="rec_start"):
         try:
             config = kinds[model].make_config(options)

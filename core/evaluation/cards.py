@@ -14,7 +14,7 @@ MAX_NAMED_LABELS = 5  # beyond this many classes, the card names a few and count
 
 @dataclass(frozen=True)
 class ModelCard:
-    title: str  # "Sentiment of product reviews"
+    title: str  # "A model trained on product reviews"
     what: str  # one sentence: what it does for you
     how_good: str  # one sentence: how often it is right, on data it never saw
     technical: str  # run, model kind, metric names: for whoever asks
@@ -48,7 +48,7 @@ def classifier_card(*, labels: Sequence[str], accuracy: float | None, dataset_na
     else:
         unseen = f"{n_test:,} {items}" if n_test else items
         how_good = f"It was right {times_in_ten(accuracy)} on {unseen} it never saw during training."
-    return ModelCard(title=f"Reading {dataset_name}", what=what, how_good=how_good, technical=technical)
+    return ModelCard(title=f"A model trained on {dataset_name}", what=what, how_good=how_good, technical=technical)
 
 
 def recommender_card(*, hit_rate: float | None, k: int, dataset_name: str, technical: str,
@@ -61,4 +61,5 @@ def recommender_card(*, hit_rate: float | None, k: int, dataset_name: str, techn
     else:
         how_good = (f"For {_people(hit_rate)} people, its top {k} held something they really went on to choose "
                     "(choices it never saw during training).")
-    return ModelCard(title=f"Suggestions for {dataset_name}", what=what, how_good=how_good, technical=technical)
+    return ModelCard(title=f"Recommendations learned from {dataset_name}", what=what, how_good=how_good,
+                     technical=technical)
