@@ -17,7 +17,12 @@ def presentation_mode() -> bool:
         st.session_state["present"] = True
     elif st.query_params.get("present") in {"0", "false", "no"}:
         st.session_state["present"] = False
-    return bool(st.session_state.get("present", os.environ.get("PROTOLAB_PRESENTATION") == "1"))
+    present = bool(st.session_state.get("present", os.environ.get("PROTOLAB_PRESENTATION") == "1"))
+    if present and st.query_params.get("present") != "1":
+        # Navigating between pages drops the query string; put the mode back in the URL of every page,
+        # so a reload (a new session, without session state) still shows the audience only the demos.
+        st.query_params["present"] = "1"
+    return present
 
 
 present = presentation_mode()

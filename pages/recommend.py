@@ -7,7 +7,9 @@ import streamlit as st
 
 from core.charts.recommendations import recommendation_scores
 from core.errors import ProtolabError
+from core.evaluation.cards import recommender_card
 from core.recs.serving import load_recommender, recommender_runs
+from core.recs.similarity import DEFAULT_DAMPED
 from db import read_scope
 from ui.common import empty_state, ensure_db, format_when, page_link
 
@@ -39,22 +41,34 @@ if not runs:
                 "completes.", present=present)
 
 by_id = {r.run_id: r for r in runs}
-run = by_id[st.selectbox("Model", list(by_id), format_func=lambda i: by_id[i].title, key="run",
-                         help="Completed recommender runs, best NDCG@10 first.")]
+rank = {run_id: n for n, run_id in enumerate(by_id, start=1)}
+run = by_id[st.selectbox("Model", list(by_id), key="run", help="Completed recommender runs, best NDCG@10 first.",
+                         format_func=lambda i: f"Model {rank[i]} · {by_id[i].dataset_name}" if present
+                         else by_id[i].title)]
 try:
     model = recommender(run.run_id, str(run.finished_at))
 except ProtolabError as exc:
     st.error(f"This model cannot be served: {exc}")
     st.stop()
 
+details = (f"Trained {format_when(run.finished_at)} · run #{run.run_id}"
+           + ("" if model.catalogue is not None else " · no item catalogue: items are shown by id"))
 with st.container(border=True):
-    c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
-    c1.markdown(f"**Dataset**  \n{run.dataset_name}")
-    c2.markdown(f"**Model**  \n{run.model_kind}")
-    c3.metric("NDCG@10", f"{run.ndcg:.3f}" if run.ndcg is not None else "–")
-    c4.metric("Users · items", f"{len(model.users):,} · {len(model.items):,}")
-    st.caption(f"Trained {format_when(run.finished_at)} · run #{run.run_id}"
-               + ("" if model.catalogue is not None else " · no item catalogue: items are shown by id"))
+    if present:  # the audience gets what it does and how good it is in plain words; numbers on request
+        hits = ((run.metrics.get("by_k") or {}).get("10") or {}).get("hit_rate", run.metrics.get("hit_rate@10"))
+        card = recommender_card(hit_rate=hits, k=10, dataset_name=run.dataset_name, n_items=len(model.items),
+                                technical=f"{run.title} · {details}")
+        st.subheader(card.title)
+        st.markdown(f"{card.what}  \n**{card.how_good}**")
+        with st.expander("Technical details"):
+            st.caption(card.technical)
+    else:
+        c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
+        c1.markdown(f"**Dataset**  \n{run.dataset_name}")
+        c2.markdown(f"**Model**  \n{run.model_kind}")
+        c3.metric("NDCG@10", f"{run.ndcg:.3f}" if run.ndcg is not None else "–")
+        c4.metric("Users · items", f"{len(model.users):,} · {len(model.items):,}")
+        st.caption(details)
 
 mode = st.radio("Mode", MODES, horizontal=True, key="mode", label_visibility="collapsed")
 top_n = st.slider("How many recommendations", 3, 30, 10, key="top_n")
@@ -71,8 +85,10 @@ try:
             st.subheader("Recommended next")
             show_recommendations(model, model.recommend(user, top_n))
     elif mode == MODES[1]:
+        # select_all=False: with the bulk action on, Enter after typing picked "Select N matches" and added
+        # every film that fuzzily matched the search, not the one the visitor meant.
         likes = st.multiselect("Items you like", model.items, format_func=model.label, key="likes",
-                               placeholder="Type a title to search…", max_selections=20)
+                               placeholder="Type a title to search…", max_selections=20, select_all=False)
         if not likes:
             st.info("Pick a few items you like: recommendations appear at once, no retraining.")
         else:
@@ -80,9 +96,14 @@ try:
     else:
         item = st.selectbox("Item", model.items, format_func=model.label, key="item",
                             help="Type a title to search.")
+        damped = st.toggle("Less obvious picks", value=DEFAULT_DAMPED, key="damped",
+                           help="Ranks items by how much more often they go with this one than their popularity "
+                                "alone explains, so blockbusters everyone saw do not top every list. On "
+                                "MovieLens 100K it predicted held-out choices as well as plain similarity "
+                                "(BENCHMARKS.md); off: the model's own similarity.")
         st.subheader(f"Nearest to {model.title(item)}")
-        st.dataframe(model.similar_table(model.similar_items(item, top_n)), hide_index=True, width="stretch",
-                     key="similar_table")
+        st.dataframe(model.similar_table(model.similar_items(item, top_n, damped=damped)), hide_index=True,
+                     width="stretch", key="similar_table")
 except ProtolabError as exc:
     st.error(str(exc))
 

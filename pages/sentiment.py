@@ -5,10 +5,11 @@ One text with its label, probabilities and the words behind them; or a whole fil
 
 import streamlit as st
 
-from core.charts.sentiment import label_distribution, probability_bars
+from core.charts.sentiment import label_colours, label_distribution, probability_bars
 from core.errors import ProtolabError
+from core.evaluation.cards import classifier_card
 from core.text.batch_scoring import read_upload, results_csv, score_frame, text_columns
-from core.text.explain import explain, render_explanation_html, top_words
+from core.text.explain import explain, legend, render_explanation_html
 from core.text.serving import clean_text, load_classifier, servable_runs
 from db import read_scope
 from ui.common import empty_state, ensure_db, format_when, page_link
@@ -53,15 +54,18 @@ if not runs:
                 "and it will appear here as soon as the run completes.", present=present)
 
 by_id = {r.run_id: r for r in runs}
-run = by_id[st.selectbox("Model", list(by_id), format_func=lambda i: by_id[i].title, key="run",
-                         help="Completed classification runs, best macro-F1 first.")]
+rank = {run_id: n for n, run_id in enumerate(by_id, start=1)}
+run = by_id[st.selectbox("Model", list(by_id), key="run", help="Completed classification runs, best macro-F1 first.",
+                         format_func=lambda i: f"Model {rank[i]} · {by_id[i].dataset_name}" if present
+                         else by_id[i].title)]
 with st.container(border=True):
-    c1, c2, c3, c4 = st.columns([3, 3, 2, 2])
-    c1.markdown(f"**Dataset**  \n{run.dataset_name}")
-    c2.markdown(f"**Model**  \n{run.model_kind}" + (f" · `{run.model_id}`" if run.model_id else ""))
-    c3.metric("Macro-F1", f"{run.macro_f1:.3f}" if run.macro_f1 is not None else "–")
     accuracy = run.metrics.get("accuracy")
-    c4.metric("Accuracy", f"{accuracy:.1%}" if accuracy is not None else "–")
+    if not present:
+        c1, c2, c3, c4 = st.columns([3, 3, 2, 2])
+        c1.markdown(f"**Dataset**  \n{run.dataset_name}")
+        c2.markdown(f"**Model**  \n{run.model_kind}" + (f" · `{run.model_id}`" if run.model_id else ""))
+        c3.metric("Macro-F1", f"{run.macro_f1:.3f}" if run.macro_f1 is not None else "–")
+        c4.metric("Accuracy", f"{accuracy:.1%}" if accuracy is not None else "–")
     version = str(run.finished_at)
     try:
         model = classifier(run.run_id, version)
@@ -69,9 +73,17 @@ with st.container(border=True):
         st.error(f"This model cannot be served: {exc}")
         st.stop()
     reads = "reads whole texts" if model.family == "tfidf" else f"reads up to {model.max_length} tokens"
-    st.caption(f"Trained {format_when(run.finished_at)} · run #{run.run_id} · served on {model.device} "
+    details = (f"Trained {format_when(run.finished_at)} · run #{run.run_id} · served on {model.device} "
                f"({model.precision}) · {reads}")
-    if not present:
+    if present:  # the audience gets what it does and how good it is in plain words; numbers on request
+        card = classifier_card(labels=model.labels, accuracy=accuracy, dataset_name=run.dataset_name,
+                               technical=f"{run.title} · {details}", n_test=run.n_test)
+        st.subheader(card.title)
+        st.markdown(f"{card.what}  \n**{card.how_good}**")
+        with st.expander("Technical details"):
+            st.caption(card.technical)
+    else:
+        st.caption(details)
         page_link("pages/evaluate.py", "Full evaluation of this run", "📊", query_params={"run": str(run.run_id)})
 
 single, batch = st.tabs(["✍️ Try a sentence", "📄 Score a file"])
@@ -99,11 +111,9 @@ with single:
             right.plotly_chart(probability_bars(pred.probabilities, pred.label), key="proba_chart")
             st.subheader("Why")
             why = explanation(run.run_id, version, cleaned)
-            st.markdown(render_explanation_html(why.words, why.weights), unsafe_allow_html=True)
-            strongest = ", ".join(f"“{w}”" for w, _ in top_words(why, 3))
-            st.caption(f"Green words pushed towards **{why.label}**, red ones away from it (how much the "
-                       "probability drops when the word is left out)."
-                       + (f" Strongest: {strongest}." if strongest else ""))
+            colours = dict(zip(model.labels, label_colours(model.labels), strict=True))  # the bars' colours
+            st.markdown(render_explanation_html(why, colours), unsafe_allow_html=True)
+            st.caption(legend(why))
 
 with batch:
     upload = st.file_uploader("CSV or Excel file, one text per row", key="upload",

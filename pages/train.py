@@ -8,7 +8,7 @@ import streamlit as st
 from core.charts.training import loss_curve, validation_curve
 from core.runs import jobs
 from core.runs.files import RunFiles
-from core.runs.registry import headline_of
+from core.runs.registry import find_kind, headline_of
 from db import datasets as dataset_queries
 from db import read_scope, session_scope
 from db import runs as run_queries
@@ -67,9 +67,11 @@ def live_panel(run_id: int, was_active: bool) -> None:
     for event in run["events"]:
         if event.get("event") not in (None, "resume", "resumed"):
             st.caption(f"ℹ️ {event}")
-    left, right = st.columns(2)
-    left.plotly_chart(loss_curve(run["points"]), key=f"loss_{run_id}")
-    right.plotly_chart(validation_curve(run["points"]), key=f"val_{run_id}")
+    kind = find_kind(run["model"])
+    if kind is None or kind.has_epochs:  # TF-IDF, EASE...: no epochs, so no loss or validation to draw
+        left, right = st.columns(2)
+        left.plotly_chart(loss_curve(run["points"]), key=f"loss_{run_id}")
+        right.plotly_chart(validation_curve(run["points"]), key=f"val_{run_id}")
     if run["status"].is_active and st.button("■ Cancel", key="cancel"):
         with session_scope() as s:
             jobs.cancel_run(s, run_id)

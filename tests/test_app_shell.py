@@ -131,3 +131,16 @@ def test_the_server_does_not_watch_files_by_default() -> None:
 
     config = tomllib.loads((Path(__file__).resolve().parent.parent / ".streamlit" / "config.toml").read_text())
     assert config["server"]["fileWatcherType"] == "none"
+
+
+def test_presentation_mode_stays_in_the_url_across_pages() -> None:
+    # A browser's page switch drops the query string; the app must write ?present=1 back on every page,
+    # or a reload (a new session) shows the audience the whole workbench.
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["present"] = "1"
+    at.run()
+    at.query_params.clear()  # what clicking another demo tab sends
+    at.switch_page("pages/recommend.py").run()
+    assert not at.exception
+    assert "Recommend" in _titles(at)
+    assert at.query_params.get("present") == "1"

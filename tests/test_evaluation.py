@@ -127,7 +127,7 @@ def test_baseline_is_best_other_tfidf_run_on_same_dataset(classification_dataset
         run_queries.get_run(s, weak).metrics = {**run_queries.get_run(s, weak).metrics, "macro_f1": 0.1}
     with session_scope() as s:
         assert comparison.baseline_run(s, run_queries.get_run(s, lstm)).id == strong
-        assert comparison.baseline_run(s, run_queries.get_run(s, strong)).id == weak  # never itself
+        assert comparison.baseline_run(s, run_queries.get_run(s, strong)) is None  # a baseline has none
         table = comparison.headline_table(predictions.split_report(run_queries.get_run(s, lstm), "test"),
                                   run_queries.get_run(s, strong).metrics)
     assert table["TF-IDF baseline"].notna().all()
@@ -136,7 +136,8 @@ def test_baseline_is_best_other_tfidf_run_on_same_dataset(classification_dataset
 
 def test_leaderboard_sorted_with_differing_hyperparameters(classification_dataset: int) -> None:
     labels, preds = sklearn_predictions(classification_dataset)
-    a = store_completed_run(classification_dataset, labels, preds, config={"epochs": 1, "learning_rate": 0.1})
+    a = store_completed_run(classification_dataset, labels, preds, model_kind="lstm",
+                            config={"epochs": 1, "learning_rate": 0.1})
     b = store_completed_run(classification_dataset, labels, preds, model_kind="lstm",
                             config={"epochs": 3, "learning_rate": 0.1})
     with session_scope() as s:
@@ -147,6 +148,41 @@ def test_leaderboard_sorted_with_differing_hyperparameters(classification_datase
         board = comparison.leaderboard(runs)
     assert board["run"].tolist() == [b, a]
     assert {"model", "epochs", "learning_rate", "duration_s", "device", "macro_f1"} <= set(board.columns)
+
+
+def test_tfidf_runs_differ_only_in_settings_tfidf_uses(classification_dataset: int) -> None:
+    # Every classification run stores the full shared config; TF-IDF never reads epochs or a learning rate.
+    labels, preds = sklearn_predictions(classification_dataset)
+    shared = {"batch_size": 32, "tfidf_c": 4.0, "seed": 0}
+    a = store_completed_run(classification_dataset, labels, preds, config={**shared, "epochs": 1,
+                                                                            "learning_rate": 0.1})
+    b = store_completed_run(classification_dataset, labels, preds, config={**shared, "epochs": 3,
+                                                                            "learning_rate": 0.2, "tfidf_c": 1.0})
+    lstm = store_completed_run(classification_dataset, labels, preds, model_kind="lstm",
+                               config={**shared, "epochs": 3, "learning_rate": 0.2})
+    with session_scope() as s:
+        runs = [run_queries.get_run(s, i) for i in (a, b)]
+        assert comparison.config_differences(runs) == ["tfidf_c"]
+        board = comparison.leaderboard(runs)
+        assert comparison.settings_of(runs[0]) == {"tfidf_c": 4.0, "seed": 0}
+        assert comparison.config_differences([runs[1], run_queries.get_run(s, lstm)]) == []
+    assert not {"epochs", "learning_rate", "batch_size"} & set(board.columns)
+    assert board["tfidf_c"].tolist() == [4.0, 1.0]
+
+
+def test_tfidf_run_is_the_baseline_not_one_without_a_baseline(classification_dataset: int) -> None:
+    labels, preds = sklearn_predictions(classification_dataset)
+    first = store_completed_run(classification_dataset, labels, preds, model_kind="tfidf")
+    second = store_completed_run(classification_dataset, labels, preds, model_kind="tfidf")
+    lstm = store_completed_run(classification_dataset, labels, preds, model_kind="lstm")
+    with session_scope() as s:
+        run = run_queries.get_run(s, second)
+        caption = comparison.baseline_caption(run, comparison.baseline_run(s, run))
+        assert "TF-IDF baseline" in caption and "No completed" not in caption
+        assert not comparison.has_epochs(run)
+        other = run_queries.get_run(s, lstm)
+        assert comparison.baseline_caption(other, run_queries.get_run(s, first)).startswith(f"Baseline: #{first}")
+        assert comparison.has_epochs(other)
 
 
 def test_ranking_metrics_read_from_run(interactions_dataset: int) -> None:
@@ -242,7 +278,9 @@ def test_run_records_and_baseline_query_json_in_sql(db_url: str) -> None:
     with session_scope(db_url) as s:
         lstm = run_queries.get_run(s, ids[("lstm", 0.9)])
         assert comparison.baseline_run(s, lstm).id == ids[("tfidf", 0.72)]
-        assert comparison.baseline_run(s, run_queries.get_run(s, ids[("tfidf", 0.72)])).id == ids[("tfidf", 0.61)]
+        assert run_queries.best_completed_run_of_kind(s, ds.id, "tfidf", exclude_run_id=ids[("tfidf", 0.72)],
+                                                      metric_key="macro_f1").id == ids[("tfidf", 0.61)]
+        assert comparison.baseline_run(s, run_queries.get_run(s, ids[("tfidf", 0.72)])) is None
         records = run_queries.run_records(s, comparison.RECORD_METRICS, dataset_ids=[ds.id])
     assert queued.id not in {r.id for r in records} and len(records) == 4
     by_id = {r.id: r for r in records}

@@ -7,7 +7,17 @@ import re
 import numpy as np
 import pytest
 
-from core.text.explain import explain, render_explanation_html, split_words, top_words
+from core.charts.sentiment import label_colours
+from core.text.explain import (
+    MAX_INLINE_WORDS,
+    STRONGEST,
+    explain,
+    legend,
+    render_explanation_html,
+    split_words,
+    strongest,
+    top_words,
+)
 from core.text.serving import TextClassifier, load_classifier
 
 
@@ -55,25 +65,79 @@ def test_every_family_is_explained(make_served_run, family: str) -> None:
         assert {w for w, _ in top_words(exp, 2)} <= {"awful", "broken"}
 
 
+COLOURS = dict(zip(["negative", "positive"], label_colours(["negative", "positive"]), strict=True))
+
+
+class Keywords(TextClassifier):
+    """Each 'good' pushes towards positive, each 'bad' towards negative, 'meh' does nothing."""
+
+    family, labels, max_length = "tfidf", ["negative", "positive"], 512
+
+    def score(self, texts, batch_size=64):
+        z = np.array([t.split().count("good") - 1.5 * t.split().count("bad") for t in texts], dtype=float)
+        p = 1 / (1 + np.exp(-z))
+        return np.column_stack([1 - p, p]), [False] * len(texts)
+
+
+def test_words_are_coloured_by_the_class_they_push_towards_in_the_bars_colours() -> None:
+    # A negative verdict: "good" pushes towards positive and must wear the positive bar's green, not red.
+    exp = explain(Keywords(), "bad bad good meh")
+    assert exp.label == "negative"
+    assert exp.towards == ["negative", "negative", "positive", None]
+    out = render_explanation_html(exp, COLOURS)
+    spans = re.findall(r'<span [^>]*rgba\((\d+),(\d+),(\d+),([\d.]+)\)[^>]*>([^<]*)</span>', out)
+    colour = {word: "#" + "".join(f"{int(c):02x}" for c in rgb) for *rgb, alpha, word in spans}
+    assert colour["good"] == COLOURS["positive"] == "#16a34a"
+    assert colour["bad"] == COLOURS["negative"] == "#dc2626"
+    assert float(spans[3][3]) == 0.0  # "meh" changes nothing: no colour at all
+    assert "class it pushes towards" in legend(exp)
+
+
 def test_html_escapes_every_word() -> None:
     words = ["<script>alert('x')</script>", '"><img src=x onerror=alert(1)>', "fine&dandy"]
-    out = render_explanation_html(words, [0.4, -0.2, 0.0])
+    exp = explain(Keywords(), " ".join(words))
+    out = render_explanation_html(exp, COLOURS)
     assert "<script>" not in out and "<img" not in out
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in out
     assert "&quot;&gt;&lt;img" in out and "fine&amp;dandy" in out
-    assert len(re.findall(r"<span ", out)) == 3
-    assert "rgba(22,163,74" in out and "rgba(220,38,38" in out  # towards and against
+    assert len(re.findall(r"<span ", out)) == len(exp.words) == 5
 
 
 def test_script_payload_from_user_text_comes_out_escaped(make_served_run) -> None:
     clf = load_classifier(make_served_run("tfidf"))
     exp = explain(clf, "great <script>document.cookie</script> product")
-    out = render_explanation_html(exp.words, exp.weights)
+    out = render_explanation_html(exp, COLOURS)
     assert "<script>" not in out and "&lt;script&gt;document.cookie&lt;/script&gt;" in out
 
 
+def test_long_text_shows_only_its_strongest_words() -> None:
+    words = ["meh"] * 6000 + ["good"] + ["meh"] * 2000 + ["bad"]
+    exp = explain(Keywords(), " ".join(words))
+    out = render_explanation_html(exp, COLOURS)
+    assert len(re.findall(r"<span ", out)) <= STRONGEST < len(words)
+    top = strongest(exp)
+    assert {label for _, label, _ in top} == {"positive", "negative"}  # the two cue runs, nothing else
+    assert "only the" in legend(exp) and f"{len(words):,} words" in legend(exp)
+    assert len(exp.words) > MAX_INLINE_WORDS
+
+
+@pytest.mark.parametrize("family", ["lstm", "transformer"])
+def test_a_token_model_is_explained_word_by_word_on_the_words_it_reads(make_served_run, family: str) -> None:
+    # A 40,000-character review: the model reads its first ~32 tokens. Occluding the whole text in 64
+    # groups gave the read part one group, one weight, one colour; now each read word is its own unit.
+    clf = load_classifier(make_served_run(family, max_length=32))
+    text = " ".join(["the awful broken product was fine"] * 1200)
+    assert len(text) > 40_000
+    exp = explain(clf, text)
+    assert exp.grouped == 1 and 10 <= exp.read < 32
+    assert all(t is None for t in exp.towards[exp.read:])
+    assert "reads only the first" in legend(exp)
+    assert len(re.findall(r"<span ", render_explanation_html(exp, COLOURS))) <= STRONGEST
+
+
 def test_empty_text_and_mismatched_lengths() -> None:
-    assert explain(CountingKeyword(), "   ").words == []
-    assert render_explanation_html([], []).startswith("<div")
+    exp = explain(CountingKeyword(), "   ")
+    assert exp.words == []
+    assert render_explanation_html(exp, COLOURS).startswith("<div")
     with pytest.raises(ValueError):
-        render_explanation_html(["a"], [])
+        render_explanation_html(type(exp)(["a"], [], "", 0.0, 1, [], [], 0), COLOURS)

@@ -317,3 +317,31 @@ def test_comparison_groups_a_dataset_with_its_versions(completed_classification_
     assert sorted(at.dataframe[0].value["run"]) == sorted([completed_classification_run, retrained])
     assert sorted(at.multiselect(key="cmp_runs").value) == sorted([completed_classification_run, retrained])
     assert len(charts(at)["cmp_bars"]["data"]) == 2
+
+
+def test_tfidf_run_page_has_no_learning_curves_and_is_the_baseline(two_runs: tuple[int, int]) -> None:
+    baseline, lstm = two_runs
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["run"] = str(baseline)
+    at.run()
+    assert not at.exception
+    assert "learning_chart" not in charts(at)  # TF-IDF trains in one go: no epochs to draw
+    assert not any("No completed TF-IDF run" in c.value for c in at.caption)
+    assert any("This run is a TF-IDF baseline" in c.value for c in at.caption)
+    assert "TF-IDF baseline" not in at.dataframe[0].value.columns
+    at.selectbox(key="run").set_value(lstm).run()
+    assert "learning_chart" in charts(at)
+
+
+def test_recommender_run_is_shown_beside_a_popularity_baseline(interactions_dataset: int) -> None:
+    from tests.test_recommenders import completed_run
+
+    run_id = completed_run(interactions_dataset, "itemknn")
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["run"] = str(run_id)
+    at.run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["metric", "this run", "popularity baseline"] and table.notna().all().all()
+    assert any("Evaluated on: a fresh 75/25 split per item" in c.value and "not the split chosen at upload" in c.value
+               for c in at.caption)

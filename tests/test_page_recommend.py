@@ -84,3 +84,38 @@ def test_works_without_a_catalogue() -> None:
     at.radio(key="mode").set_value(at.radio(key="mode").options[1]).run()
     at.multiselect(key="likes").set_value(["i1"]).run()
     assert not at.exception and len(at.dataframe[0].value) == 10
+
+
+def test_items_you_like_has_no_select_all_matches(interactions_dataset: int) -> None:
+    # With the bulk action on, Enter after typing a title picked "Select N matches" and added every fuzzy match.
+    completed_run(interactions_dataset, "itemknn")
+    at = _page()
+    at.radio(key="mode").set_value(at.radio(key="mode").options[1]).run()
+    assert at.multiselect(key="likes").proto.select_all == 0
+
+
+def test_similar_items_offer_popularity_damped_lists_by_default(interactions_dataset: int) -> None:
+    from core.recs.similarity import DEFAULT_DAMPED
+
+    completed_run(interactions_dataset, "ease")
+    at = _page()
+    at.radio(key="mode").set_value(at.radio(key="mode").options[2]).run()
+    at.selectbox(key="item").set_value("i3").run()
+    assert at.toggle(key="damped").value is DEFAULT_DAMPED is True
+    damped = at.dataframe[0].value
+    at.toggle(key="damped").set_value(False).run()
+    plain = at.dataframe[0].value
+    assert not at.exception and "i3" not in set(damped["item"]) and len(plain) == 10
+    assert damped["similarity"].is_monotonic_decreasing
+
+
+def test_presentation_mode_shows_a_plain_recommender_card(interactions_dataset: int) -> None:
+    run_id = completed_run(interactions_dataset, "itemknn")
+    at = AppTest.from_file(PAGE, default_timeout=90)
+    at.session_state["present"] = True
+    at.run()
+    assert not at.exception
+    shown = " ".join(m.value for m in at.markdown)
+    assert "people, its top 10 held something they really went on to choose" in shown
+    assert "NDCG" not in shown and not at.metric and f"#{run_id}" not in shown
+    assert "NDCG@10" in at.expander[0].caption[0].value

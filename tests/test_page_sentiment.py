@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import shutil
 from pathlib import Path
 
@@ -172,3 +173,37 @@ def test_really_trained_transformer_on_the_page_and_cli(classification_dataset: 
     assert not at.exception and at.get("download_button")
     assert main(["predict", "--run", str(run_id), "awful broken terrible service", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["label"] == "negative"
+
+
+def test_long_text_shows_its_strongest_words_in_the_bars_colours(make_served_run) -> None:
+    from core.charts.sentiment import label_colours
+    from core.text.explain import STRONGEST
+
+    make_served_run("tfidf")
+    at = page()
+    long_text = " ".join(["the parcel arrived on a tuesday in a box"] * 1000 + ["awful broken", "love great"])
+    assert len(long_text) > 40_000
+    at.text_area(key="text").input(long_text).run()
+    assert not at.exception, at.exception
+    (why,) = html_blocks(at)
+    assert 0 < why.count("<span ") <= STRONGEST  # not one chip per word of a 40,000-character text
+    bars = at.get("plotly_chart")[0].proto.spec
+    chips = {tuple(map(int, rgb)) for rgb in re.findall(r"rgba\((\d+),(\d+),(\d+),0\.[1-9]", why)}
+    bar_colours = {tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)) for c in label_colours(["negative", "positive"])
+                   if c in bars}
+    assert chips and chips <= bar_colours  # every coloured chip wears the colour of a prediction bar
+    assert "class it pushes towards" in texts(at, "caption") and "strongest" in texts(at, "caption")
+
+
+def test_presentation_mode_shows_a_plain_model_card_with_the_numbers_on_request(make_served_run) -> None:
+    run_id = make_served_run("tfidf", macro_f1=0.8)
+    present = page(present=True)
+    assert not present.exception
+    shown = texts(present, "markdown") + texts(present, "subheader") + texts(present, "selectbox")
+    assert "right 8 times in 10" in shown and "Reads a text and says whether it is negative or positive" in shown
+    assert "macro-F1" not in shown and f"#{run_id}" not in shown and not present.metric
+    assert present.selectbox(key="run").format_func(run_id) == "Model 1 · tiny-sentiment"
+    (details,) = present.expander
+    assert "macro-F1 0.800" in texts(details, "caption")  # the technical line, one click away
+    normal = page()
+    assert normal.metric[0].label == "Macro-F1" and not normal.expander

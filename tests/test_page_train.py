@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
@@ -81,8 +80,10 @@ def test_an_interactions_dataset_offers_recommenders_and_trains_one(interactions
     with session_scope() as s:
         (run,) = run_queries.list_runs(s)
         run_id, task, model, config = run.id, run.task, run.model_kind, run.config
+    # The split chosen at upload is what the run uses unless the user picks another (and the form says so).
     assert (task, model, config["k"], config["split_protocol"]) == (TaskKind.INTERACTIONS, "itemknn", 10,
-                                                                    "stratified_item")
+                                                                    "dataset")
+    assert any("the split chosen at upload" in c.value for c in at.caption)
     assert _wait_until_finished(run_id) == RunStatus.COMPLETED
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     metrics = {m.label: m.value for m in at.metric}
@@ -199,7 +200,27 @@ def test_start_tfidf_run_from_page_and_see_it_complete(classification_dataset: i
     metrics = {m.label: m.value for m in at.metric}
     assert float(metrics["Test macro-F1"]) > 0.8
     assert not any(b.key == "cancel" for b in at.button)
-    charts = [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
-    assert any(tr.get("name") == "macro_f1" for fig in charts for tr in fig["data"])
+    assert not at.get("plotly_chart")  # TF-IDF fits in one go: no loss or per-epoch validation to chart
     assert any("Evaluate this run" in str(el.proto) for el in at.get("page_link")) or \
         any("Evaluate this run" in c.value for c in at.caption)
+
+
+def test_runs_without_epochs_show_no_epoch_panels(classification_dataset: int) -> None:
+    from conftest import sklearn_predictions, store_completed_run
+
+    labels, preds = sklearn_predictions(classification_dataset)
+    tfidf = store_completed_run(classification_dataset, labels, preds, model_kind="tfidf")
+    lstm = store_completed_run(classification_dataset, labels, preds, model_kind="lstm")
+    for run_id, charts in ((tfidf, set()), (lstm, {f"loss_{lstm}", f"val_{lstm}"})):
+        at = AppTest.from_file(PAGE, default_timeout=60)
+        at.query_params["run"] = str(run_id)
+        at.run()
+        assert not at.exception
+        assert {el.proto.id.rsplit("-", 1)[-1] for el in at.get("plotly_chart")} == charts
+
+
+def test_a_re_split_says_it_ignores_the_split_chosen_at_upload(interactions_dataset: int) -> None:
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.radio(key="rec_model").set_value("ease").run()
+    at.selectbox(key="rec_protocol_ease").set_value("stratified_item").run()
+    assert any("not the split chosen at upload" in c.value for c in at.caption)

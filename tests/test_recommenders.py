@@ -318,3 +318,17 @@ def test_metric_vs_k_and_comparison_charts() -> None:
     assert [t.name for t in bars.data] == ["bpr"]  # pop has no K = 5
     scores = recommendation_scores([("Star Wars", 0.9), ("Alien", 0.5)])
     assert list(scores.data[0].y) == ["Alien", "Star Wars"]  # best drawn on top
+
+
+def test_every_run_stores_a_popularity_baseline_on_its_own_split(interactions_dataset: int) -> None:
+    from core.evaluation.comparison import ranking_baseline_table
+
+    ease = completed_run(interactions_dataset, "ease")
+    popularity = completed_run(interactions_dataset, "popularity")
+    with session_scope() as s:
+        run, pop = run_queries.get_run(s, ease), run_queries.get_run(s, popularity)
+        table = ranking_baseline_table(run)
+        # same split, same seed: the stored baseline is exactly what a popularity run scores
+        assert run.metrics["baseline"]["by_k"]["10"] == pop.metrics["by_k"]["10"]
+    assert list(table["metric"])[:2] == ["ndcg@10", "precision@10"]
+    assert table["popularity baseline"].notna().all() and table["this run"].notna().all()

@@ -263,9 +263,12 @@ def test_no_code_path_unpickles_model_files() -> None:
 # --- user text rendered as HTML is escaped --------------------------------------------------------
 
 def test_explanations_escape_every_word() -> None:
-    from core.text.explain import render_explanation_html
+    from core.text.explain import Explanation, render_explanation_html
 
-    html = render_explanation_html([SCRIPT, IMG, "fine", '"onmouseover="alert(2)'], [0.5, -0.3, 0.0, 0.1])
+    words = [SCRIPT, IMG, "fine", '"onmouseover="alert(2)']
+    towards = ["pos", IMG, None, "pos"]  # label names are user data too (they end up in the tooltip)
+    why = Explanation(words, [0.5, -0.3, 0.0, 0.1], "pos", 0.9, 1, towards, [0.5, 0.3, 0.0, 0.1], 4)
+    html = render_explanation_html(why, {"pos": "#16a34a", IMG: "#dc2626"})
     assert "<script" not in html and "<img" not in html
     assert "&lt;script&gt;" in html and "&lt;img" in html
     assert 'onmouseover="alert' not in html

@@ -17,6 +17,7 @@ from core.errors import ProtolabError
 from core.evaluation import comparison as compare
 from core.evaluation import predictions
 from core.evaluation.analysis import SplitAnalysis, analyse_split, misclassified
+from core.recs.config import protocol_text
 from core.runs import jobs
 from core.runs.registry import headline_of
 from db import read_scope, session_scope
@@ -105,12 +106,17 @@ def ranking_view(run: Any) -> None:
     cols = st.columns(max(len(head), 1))
     for col, (key, value) in zip(cols, head.items(), strict=False):
         col.metric(key, f"{value:.3f}" if isinstance(value, (int, float)) else "-")
+    against = compare.ranking_baseline_table(run)
+    if against is not None:
+        st.dataframe(against, hide_index=True, key="rank_baseline", column_config={
+            c: st.column_config.NumberColumn(format="%.3f") for c in ("this run", "popularity baseline")})
+        st.caption("Popularity baseline: the most popular unseen items for everyone, scored on the same split.")
     by_k = compare.ranking_by_k(run)
     if by_k:
         _plotly(charts.metric_vs_k(by_k), key="rank_k_chart")
         st.dataframe(pd.DataFrame(by_k).T.rename_axis("K"), key="rank_k_table")
     if run.metrics.get("protocol"):
-        st.caption(f"Protocol: {run.metrics['protocol']}")
+        st.caption(f"Evaluated on: {protocol_text(run.metrics['protocol'])}")
 
 
 def classification_view(run: Any, split: str, baseline: Any) -> None:
@@ -124,19 +130,24 @@ def classification_view(run: Any, split: str, baseline: Any) -> None:
         table = table.drop(columns=["TF-IDF baseline"])
     st.dataframe(table, hide_index=True, key="headline", column_config={
         c: st.column_config.NumberColumn(format="%.3f") for c in ("this run", "TF-IDF baseline", "majority class")})
-    st.caption((f"Baseline: {compare.run_label(baseline)} (best TF-IDF run on this dataset)" if baseline
-                else "No completed TF-IDF run on this dataset to compare with.")
+    st.caption(compare.baseline_caption(run, baseline)
                + f" · Majority class '{report.get('majority_label', '?')}' = {report.get('majority_rate', 0):.3f}")
-    tabs = st.tabs(["Per class", "Confusion matrix", "ROC / PR", "Calibration", "Learning curves", "Threshold"])
-    normalise = tabs[1].toggle("Row-normalised", key="cm_normalise")
+    # Learning curves only for kinds that train in epochs: a TF-IDF run has none to draw.
+    names = ["Per class", "Confusion matrix", "ROC / PR", "Calibration", "Threshold"]
+    epochs = compare.has_epochs(run)
+    if epochs:
+        names.insert(4, "Learning curves")
+    tabs = dict(zip(names, st.tabs(names), strict=True))
+    normalise = tabs["Confusion matrix"].toggle("Row-normalised", key="cm_normalise")
     figures = cached_report_figures(run.id, split, normalise)
-    with tabs[0]:
+    with tabs["Per class"]:
         _plotly(figures["per_class"], key="per_class_chart")
-    with tabs[1]:
+    with tabs["Confusion matrix"]:
         _plotly(figures["cm"], key="cm_chart", on_select="rerun", selection_mode="points")
         st.caption("Click a cell to list its mistakes below.")
-    with tabs[4]:
-        _plotly(figures["learning"], key="learning_chart")
+    if epochs:
+        with tabs["Learning curves"]:
+            _plotly(figures["learning"], key="learning_chart")
     try:
         mtime = predictions.predictions_mtime(run.id, split)
         cached = cached_analysis(run.id, split, mtime, tuple(report["labels"]))
@@ -146,7 +157,7 @@ def classification_view(run: Any, split: str, baseline: Any) -> None:
                  "curves, calibration and error analysis need the artifacts.")
         return
     analysis, figures = cached["analysis"], cached["figures"]
-    with tabs[2]:
+    with tabs["ROC / PR"]:
         if "roc" in figures:
             left, right = st.columns(2)
             with left:
@@ -155,10 +166,10 @@ def classification_view(run: Any, split: str, baseline: Any) -> None:
                 _plotly(figures["pr"], key="pr_chart")
         else:
             st.info("This run's predictions carry no class probabilities.")
-    with tabs[3]:
+    with tabs["Calibration"]:
         if "calibration" in figures:
             _plotly(figures["calibration"], key="calibration_chart")
-    with tabs[5]:
+    with tabs["Threshold"]:
         threshold_view(analysis)
     error_analysis(run, split, preds, report["labels"])
 
@@ -277,7 +288,8 @@ def _comparison_charts(runs: list[Any], points: pd.DataFrame) -> None:
         split, name = picked.split(":", 1)
         _plotly(charts.overlaid_learning_curves(points, names, name, split), key="cmp_curves")
     differing = compare.config_differences(runs)
-    configs = pd.DataFrame([{"run": names[r.id], **{k: repr(v) for k, v in (r.config or {}).items()}} for r in runs])
+    configs = pd.DataFrame([{"run": names[r.id], **{k: repr(v) for k, v in compare.settings_of(r).items()}}
+                            for r in runs])
     st.markdown("**Hyperparameters** (differences highlighted)")
     st.dataframe(configs.style.map(lambda _: "background-color: #fff3cd", subset=differing or None)
                  if differing else configs, hide_index=True, key="cmp_configs")

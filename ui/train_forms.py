@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import ProtolabError
+from core.recs.config import protocol_text
 from core.runs import jobs, registry
 from core.runs.device import describe_compute
 from core.text.config import DEFAULT_LEARNING_RATE
@@ -116,9 +117,10 @@ def recommender_form(dataset_id: int) -> None:
         c1, c2, c3 = st.columns(3)
         options["k"] = c1.number_input("K (ranking metrics)", 1, 100, 10, key="rec_k",
                                        help="Precision@K, Recall@K, NDCG@K … are computed for this K.")
+        # Default: the split chosen at upload (training used to re-split silently); the GRU wants time order.
         options["split_protocol"] = c2.selectbox(
             "Evaluation split", list(PROTOCOLS), format_func=PROTOCOLS.get, key=f"rec_protocol_{model}",
-            index=list(PROTOCOLS).index("leave_last_out" if model == "sequential" else "stratified_item"),
+            index=list(PROTOCOLS).index("leave_last_out" if model == "sequential" else "dataset"),
             help="Compare runs only when they use the same split.")
         options["seed"] = c3.number_input("Seed", 0, 2**31 - 1, 42, key="rec_seed")
         if model in ("bpr", "sequential"):
@@ -129,6 +131,8 @@ def recommender_form(dataset_id: int) -> None:
             options["learning_rate"] = c3.number_input("Learning rate", 1e-5, 1.0, defaults["learning_rate"],
                                                        format="%.4f", key=f"rec_lr_{model}")
             options["device"] = c1.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key="rec_device")
+    # Outside the (collapsed) settings, so nobody trains on another split than they chose without seeing it.
+    st.caption(f"Trains and tests on {protocol_text(options['split_protocol'])} (change it under Settings).")
     if st.button("▶ Start", type="primary", key="rec_start"):
         try:
             config = kinds[model].make_config(options)

@@ -12,6 +12,7 @@ import pandas as pd
 
 from core.evaluation.metrics import HEADLINE_KEYS
 from core.evaluation.predictions import EvaluationError, is_ranking, split_report
+from core.runs.registry import applicable_config, find_kind
 from db import runs as run_queries
 from db.models import Dataset, Run
 
@@ -27,8 +28,25 @@ BASELINE_KIND = "tfidf"
 
 def baseline_run(s: Any, run: Any) -> Run | None:
     """The best completed TF-IDF run on the same dataset by macro F1 (the bar a bigger model must clear)."""
+    if run.model_kind == BASELINE_KIND:  # the baseline is not measured against another baseline
+        return None
     return run_queries.best_completed_run_of_kind(s, run.dataset_id, BASELINE_KIND, exclude_run_id=run.id,
                                                   metric_key="macro_f1")
+
+
+def baseline_caption(run: Any, baseline: Any) -> str:
+    """One line on what a classification run is measured against: the baseline run, or why there is none."""
+    if run.model_kind == BASELINE_KIND:  # a TF-IDF run is the baseline: it has nothing of its kind to clear
+        return "This run is a TF-IDF baseline: the bar the other models on this dataset must clear"
+    if baseline is not None:
+        return f"Baseline: {run_label(baseline)} (best TF-IDF run on this dataset)"
+    return "No completed TF-IDF run on this dataset to compare with"
+
+
+def has_epochs(run: Any) -> bool:
+    """Whether the run's kind trains in epochs (and so has learning curves); unregistered kinds may."""
+    kind = find_kind(run.model_kind)
+    return kind is None or kind.has_epochs
 
 
 def baseline_report(baseline: Any, split: str) -> dict[str, Any] | None:
@@ -65,10 +83,17 @@ def headline_table(report: dict[str, Any], baseline: dict[str, Any] | None) -> p
     return pd.DataFrame(rows)
 
 
+def settings_of(run: Any) -> dict[str, Any]:
+    """The settings of a run that apply to its model kind (a TF-IDF run has no epochs or learning rate)."""
+    return applicable_config(run.model_kind, run.config)
+
+
 def config_differences(runs: Sequence[Any]) -> list[str]:
-    """Config keys whose values are not the same across `runs` (what to highlight)."""
-    keys = sorted({k for r in runs for k in (r.config or {})})
-    return [k for k in keys if len({repr((r.config or {}).get(k)) for r in runs}) > 1]
+    """Settings whose values are not the same across the runs they apply to (what to highlight): TF-IDF
+    runs never 'differ' in the epochs they did not use, nor from an LSTM run in its learning rate."""
+    settings = [settings_of(r) for r in runs]
+    keys = sorted({k for c in settings for k in c})
+    return [k for k in keys if len({repr(c[k]) for c in settings if k in c}) > 1]
 
 
 def run_label(run: Any) -> str:
@@ -81,7 +106,8 @@ def leaderboard(runs: Sequence[Any], sort_by: str | None = None) -> pd.DataFrame
     metric_keys = (["ndcg@10", "precision@10", "recall@10", "map@10", "hit_rate@10", "coverage"] if ranking
                    else ["macro_f1", "accuracy", "weighted_f1", "macro_precision", "macro_recall"])
     differing = config_differences(runs) if len(runs) > 1 else []
-    params = [k for k in KEY_HYPERPARAMETERS if any(k in (r.config or {}) for r in runs)]
+    settings = {r.id: settings_of(r) for r in runs}
+    params = [k for k in KEY_HYPERPARAMETERS if any(k in settings[r.id] for r in runs)]
     params += [k for k in differing if k not in params]
     rows = []
     for r in runs:
@@ -89,7 +115,7 @@ def leaderboard(runs: Sequence[Any], sort_by: str | None = None) -> pd.DataFrame
         row: dict[str, Any] = {"run": r.id, "name": r.name or "", "model": r.model_kind, "dataset": r.dataset_id}
         values = ranking_metrics_at(r) if is_ranking(r) else m
         row.update({k: values.get(k) for k in metric_keys})
-        row.update({k: _plain((r.config or {}).get(k)) for k in params})
+        row.update({k: _plain(settings[r.id].get(k)) for k in params})
         row["duration_s"] = m.get("train_time_s", r.duration_s)
         row["device"] = r.device or m.get("device")
         rows.append(row)
@@ -125,6 +151,19 @@ def ranking_metrics_at(run: Any, k: int = 10) -> dict[str, float | None]:
                                     for name in RANKING_KEYS if name != "coverage"}
     out["coverage"] = at_k.get("coverage", m.get("coverage") if m.get("k", k) == k else None)
     return out
+
+
+def ranking_baseline_table(run: Any) -> pd.DataFrame | None:
+    """Each ranking metric at the run's K beside the popularity baseline measured on the same split
+    (None for runs trained before the baseline was stored)."""
+    m = run.metrics or {}
+    k = str(m.get("k", 10))
+    mine = (m.get("by_k") or {}).get(k) or {}
+    popular = (((m.get("baseline") or {}).get("by_k")) or {}).get(k)
+    if not popular or not mine:
+        return None
+    return pd.DataFrame([{"metric": f"{name}@{k}" if name != "coverage" else name, "this run": mine.get(name),
+                          "popularity baseline": popular.get(name)} for name in RANKING_KEYS if name in mine])
 
 
 def ranking_headline(run: Run) -> dict[str, Any]:

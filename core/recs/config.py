@@ -11,6 +11,19 @@ from typing import Any
 from core.recs.models import RecommenderError
 
 PROTOCOLS = ("stratified_item", "leave_last_out", "dataset")
+# What each protocol means for the user, said where a run is started and where it is evaluated: only
+# "dataset" uses the split chosen at upload; the others re-split the interactions when the run starts.
+PROTOCOL_TEXT = {
+    "stratified_item": "a fresh 75/25 split per item (seed 42, comparable with published MovieLens figures), "
+                       "not the split chosen at upload",
+    "leave_last_out": "a fresh split holding out each user's last interaction (by time), not the split chosen "
+                      "at upload",
+    "dataset": "the split chosen at upload (its validation part is trained on too)",
+}
+
+
+def protocol_text(protocol: str) -> str:
+    return PROTOCOL_TEXT.get(str(protocol), str(protocol))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from core.recs.encoding import Interactions, encode
 from core.recs.models import RecommenderError, UserBatch
+from core.recs.similarity import DAMPED_ALPHA, DAMPED_SHRINK, item_similarity
 from core.recs.training import (
     FORMAT_VERSION,
     HISTORY_FILE,
@@ -92,12 +93,17 @@ class Recommender:
                              shape=(1, len(self.items)))
         return self._rank(UserBatch(np.array([-1]), rows, [np.array(liked)]), k, True)
 
-    def similar_items(self, item: str, k: int = 10) -> list[tuple[str, float]]:
-        """The k items nearest to `item` (embeddings or factors when the model has them, co-occurrence otherwise)."""
+    def similar_items(self, item: str, k: int = 10, damped: bool = False) -> list[tuple[str, float]]:
+        """The k items nearest to `item`: by the model (embeddings or factors when it has them, co-occurrence
+        cosine otherwise) or, `damped`, by popularity-damped co-occurrence (core.recs.similarity)."""
         i = self._iidx.get(str(item))
         if i is None:
             raise RecommenderError(f"item {item!r} is not known to this model")
-        sims = self._similarity(np.array([i]), np.arange(len(self.items)))[0]
+        if damped:
+            sims = item_similarity(self.data.matrix, np.array([i]), DAMPED_ALPHA, DAMPED_SHRINK)[0]
+            sims[sims <= 0] = -np.inf  # never seen together: not similar, however the list is padded
+        else:
+            sims = self._similarity(np.array([i]), np.arange(len(self.items)))[0]
         sims[i] = -np.inf
         best = top_k(sims[None, :], k)[0]
         return [(self.items[j], float(sims[j])) for j in best if np.isfinite(sims[j])]

@@ -66,6 +66,9 @@ class ModelKind:
     multi_gpu: bool = False  # can train on several GPUs with DistributedDataParallel
     has_epochs: bool = False  # reports loss per step/epoch (runs without epochs show no epoch panels)
     options: tuple[str, ...] = ()  # the config keys the Train page and the CLI let a user set
+    # The config keys that change what it learns (None: all). Classification runs share one config
+    # dataclass, so a TF-IDF run stores epochs and a learning rate it never reads; Compare hides them.
+    settings: tuple[str, ...] | None = None
 
     @property
     def headline(self) -> Headline:
@@ -130,6 +133,15 @@ def find_kind(name: str) -> ModelKind | None:
     return _registry.kinds.get(str(name))
 
 
+def applicable_config(model_kind: str, config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The part of a run's stored config that applies to its kind (all of it for an unregistered kind)."""
+    kind = find_kind(model_kind)
+    config = dict(config or {})
+    if kind is None or kind.settings is None:
+        return config
+    return {k: v for k, v in config.items() if k in kind.settings}
+
+
 def headline_of(model_kind: str, task: TaskKind, metrics: Mapping[str, Any] | None) -> tuple[Headline, float | None]:
     """A run's headline metric and value; a run of an unregistered kind still gets its task's headline."""
     kind = find_kind(model_kind)
@@ -158,6 +170,7 @@ _REC_CONFIG, _REC_EXECUTE, _REC_LOAD = "core.recs.config:build_config", "core.re
     "core.recs.serving:load_run_model"
 _NEURAL_OPTIONS = ("model_id", "epochs", "batch_size", "learning_rate", "max_length", "patience", "warmup_ratio",
                    "weight_decay", "seed", "device", "gpus", "class_weights")
+_NEURAL_SETTINGS = (*_NEURAL_OPTIONS, "grad_accum_steps", "max_grad_norm")
 _REC_OPTIONS = ("k", "split_protocol", "seed")
 _GPU = ("cpu", "cuda", "mps")
 
@@ -165,15 +178,18 @@ for _kind in (
     ModelKind("transformer", TaskKind.CLASSIFICATION, "Transformer (fine-tune)",
               "the most accurate; fine-tunes a pretrained model (MiniLM by default), best on a GPU",
               _TEXT_CONFIG, _TEXT_EXECUTE, _TEXT_LOAD, devices=_GPU, multi_gpu=True, has_epochs=True,
-              options=_NEURAL_OPTIONS),
+              options=_NEURAL_OPTIONS, settings=_NEURAL_SETTINGS),
     ModelKind("lstm", TaskKind.CLASSIFICATION, "LSTM (BiLSTM on subwords)",
               "a small recurrent network: fast to train, even on a CPU",
               _TEXT_CONFIG, _TEXT_EXECUTE, _TEXT_LOAD, devices=_GPU, multi_gpu=True, has_epochs=True,
-              options=_NEURAL_OPTIONS),
+              options=_NEURAL_OPTIONS,
+              settings=(*_NEURAL_SETTINGS, "init_embeddings")),
     ModelKind("tfidf", TaskKind.CLASSIFICATION, "TF-IDF + logistic regression (instant baseline)",
               "the baseline every model must beat: word and bigram counts, seconds to train on a CPU",
               _TEXT_CONFIG, _TEXT_EXECUTE, "core.text.serving:load_tfidf_classifier",
-              options=("seed", "class_weights")),
+              options=("seed", "class_weights"),
+              settings=("seed", "class_weights", "tfidf_ngram_max", "tfidf_min_df", "tfidf_max_features",
+                        "tfidf_c")),
     ModelKind("ease", TaskKind.INTERACTIONS, "EASE (linear item model; best on MovieLens)",
               "the strongest item-to-item model on small catalogues; seconds",
               _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, options=_REC_OPTIONS),

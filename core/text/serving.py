@@ -332,6 +332,7 @@ class ServableRun:
     device: str | None
     metrics: dict[str, Any]
     has_artifacts: bool
+    n_test: int | None = None  # texts in the test split the metrics were measured on
 
     @property
     def macro_f1(self) -> float | None:
@@ -367,5 +368,10 @@ def _servable(run: Any) -> ServableRun:
         run_id=run.id, name=run.name or f"{run.model_kind} on {run.dataset.name}", model_kind=run.model_kind,
         model_id=config.get("model_id"), dataset_id=run.dataset_id, dataset_name=run.dataset.name,
         finished_at=run.finished_at, device=run.device, metrics=headline,
-        has_artifacts=RunFiles.of(run.id).has_model(),
+        has_artifacts=RunFiles.of(run.id).has_model(), n_test=_test_size(metrics),
     )
+
+
+def _test_size(metrics: dict[str, Any]) -> int | None:
+    n = ((metrics.get("reports") or {}).get("test") or {}).get("n")
+    return int(n) if isinstance(n, int) else None

@@ -1,0 +1,65 @@
+"""Model cards for an audience: what a demoed model does and how good it is, in plain words.
+
+Presentation mode shows these instead of run numbers and metric names; the technical line stays one
+click away. Pure functions of stored metrics, so the wording is tested without a page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+MAX_NAMED_LABELS = 5  # beyond this many classes, the card names a few and counts the rest
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    title: str  # "A model trained on product reviews"
+    what: str  # one sentence: what it does for you
+    how_good: str  # one sentence: how often it is right, on data it never saw
+    technical: str  # run, model kind, metric names: for whoever asks
+
+
+def times_in_ten(rate: float) -> str:
+    """A rate as people say it: 0.83 -> "8 times in 10", 0.97 -> "97 times in 100"."""
+    rate = min(max(float(rate), 0.0), 1.0)
+    if 0.0 < rate < 0.1 or rate >= 0.95:  # "0 in 10" or "10 in 10" would be untrue
+        return f"{round(rate * 100)} times in 100"
+    return f"{round(rate * 10)} times in 10"
+
+
+def _people(rate: float) -> str:
+    return times_in_ten(rate).replace(" times", "")
+
+
+def _choices(labels: Sequence[str]) -> str:
+    labels = [str(x) for x in labels]
+    if len(labels) > MAX_NAMED_LABELS:
+        return f"which of {len(labels)} categories it belongs to (such as {', '.join(labels[:3])})"
+    return f"whether it is {', '.join(labels[:-1])} or {labels[-1]}" if len(labels) > 1 else f"if it is {labels[0]}"
+
+
+def classifier_card(*, labels: Sequence[str], accuracy: float | None, dataset_name: str, technical: str,
+                    n_test: int | None = None, items: str = "texts") -> ModelCard:
+    """The card of a text classifier: which labels it gives, how often it was right on unseen `items`."""
+    what = f"Reads a text and says {_choices(labels)}."
+    if accuracy is None:
+        how_good = "It has not been scored on held-out examples yet, so treat its answers as a first impression."
+    else:
+        unseen = f"{n_test:,} {items}" if n_test else items
+        how_good = f"It was right {times_in_ten(accuracy)} on {unseen} it never saw during training."
+    return ModelCard(title=f"A model trained on {dataset_name}", what=what, how_good=how_good, technical=technical)
+
+
+def recommender_card(*, hit_rate: float | None, k: int, dataset_name: str, technical: str,
+                     n_items: int | None = None) -> ModelCard:
+    """The card of a recommender: how often its top-k held something a person really chose next."""
+    catalogue = f" from a catalogue of {n_items:,}" if n_items else ""
+    what = f"Suggests what someone will like next{catalogue}, from what they and people like them chose before."
+    if hit_rate is None:
+        how_good = "It has not been tested on held-out choices yet, so treat its picks as a first impression."
+    else:
+        how_good = (f"For {_people(hit_rate)} people, its top {k} held something they really went on to choose "
+                    "(choices it never saw during training).")
+    return ModelCard(title=f"Recommendations learned from {dataset_name}", what=what, how_good=how_good,
+                     technical=technical)
