@@ -59,8 +59,11 @@ def all_workers(s: Session) -> Sequence[Worker]:
     return s.scalars(select(Worker).order_by(Worker.name)).all()
 
 
-def lock_claimable_runs(s: Session, limit: int = 50) -> Sequence[Run]:
-    """Queued runs that still need a node, oldest first, locked for this transaction (skipping locked ones)."""
+def lock_claimable_runs(s: Session, limit: int = 16) -> Sequence[Run]:
+    """Queued runs that still need a node, oldest first, locked for this transaction (skipping locked ones).
+
+    Few at a time: the rows a claim looks at are locked until it commits, and the others skip them.
+    """
     nodes = func.coalesce(Run.config["nodes"].as_integer(), 1)
     unclaimed = ~exists().where(RunClaim.run_id == Run.id)
     q = (select(Run).where(Run.status == RunStatus.QUEUED, Run.cancel_requested.is_(False),

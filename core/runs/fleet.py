@@ -225,7 +225,7 @@ class FleetWorker:
         with session_scope() as s:
             run = s.get(Run, run_id)
             processes = queue.needs_of(run.config or {}).processes
-        command = (node_command(run_id, nodes, processes, node_rank, endpoint) if nodes > 1
+        command = (node_command(run_id, nodes, processes, node_rank, endpoint, self.options.address) if nodes > 1
                    else jobs.worker_command(run_id, processes))
         log = files.worker_log if node_rank == 0 else files.root / f"worker.node{node_rank}.log"
         try:
@@ -301,9 +301,11 @@ class FleetWorker:
                 with_retry(lambda: self._touch("stopped"))
 
 
-def node_command(run_id: int, nodes: int, processes: int, node_rank: int, endpoint: str | None) -> list[str]:
-    """torchrun for one node of a multi-node run: c10d rendezvous at node 0's endpoint, which node 0 hosts."""
-    return [sys.executable, "-m", "torch.distributed.run", f"--nnodes={int(nodes)}",
+def node_command(run_id: int, nodes: int, processes: int, node_rank: int, endpoint: str | None,
+                 address: str) -> list[str]:
+    """torchrun for one node of a multi-node run: c10d rendezvous at node 0's endpoint, which node 0 hosts (the
+    database said who: node 0 is the first claim); `address` is how the other nodes reach this one."""
+    return [sys.executable, "-m", "torch.distributed.run", f"--nnodes={int(nodes)}", f"--local_addr={address}",
             f"--nproc_per_node={int(processes)}", "--rdzv_backend=c10d", f"--rdzv_endpoint={endpoint}",
             f"--rdzv_id=protolab-run-{int(run_id)}", f"--rdzv_conf=is_host={1 if node_rank == 0 else 0}",
             "--max_restarts=0", "-m", "core.runs.worker", str(int(run_id))]
