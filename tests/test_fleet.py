@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from core.cli.train import with_nodes
 from core.runs import fleet, queue
 from core.settings import run_dir
 from core.text.config import build_config
@@ -405,22 +406,17 @@ def test_a_stopped_daemon_hands_its_run_back(pg_fleet: str, daemons: Daemons) ->
 @pytest.mark.slow
 def test_two_daemons_train_one_run_over_two_nodes(pg_fleet: str, daemons: Daemons) -> None:
     dataset_id = store_dataset()
-    options = dict(epochs=2, max_length=32, device="cpu", seed=7, learning_rate=5e-3, init_embeddings=True,
-                   patience=0)
+    # No dropout: then the only difference DDP may make is the order of floating-point sums.
+    options = dict(epochs=2, max_length=32, device="cpu", seed=7, learning_rate=5e-3, patience=0, lstm_dropout=0.0,
+                   init_embeddings=False)
     daemons.start("alpha")
     daemons.start("beta")
     daemons.wait_live("alpha", "beta")
     single = wait_for(lstm(dataset_id, **{**options, "batch_size": 16}), finished, "finished", 180, daemons)
     assert single.status is RunStatus.COMPLETED, single.error
-    # --nodes 2 --gpus 2 through the CLI: one gloo process on each daemon, half the batch each.
-    cli = subprocess.run([sys.executable, "-m", "core.cli", "train", "--dataset", str(dataset_id), "--model", "lstm",
-                          "--nodes", "2", "--gpus", "2", "--batch-size", "8", "--device", "cpu", "--epochs", "2",
-                          "--max-length", "32", "--seed", "7", "--lr", "5e-3", "--patience", "0", "--json"],
-                         cwd=ROOT, env=daemons.env(), capture_output=True, text=True, timeout=60)
-    assert cli.returncode == 0, cli.stderr
-    import json
-
-    ddp_id = json.loads(cli.stdout)["run_id"]
+    # What `protolab train --nodes 2 --gpus 2` queues: one gloo process on each daemon, half the batch each.
+    config = with_nodes(build_config("lstm", {**options, "batch_size": 8, "gpus": 2}), 2, "lstm")
+    ddp_id = queue_run(dataset_id=dataset_id, model_kind="lstm", config=config)
     ddp = wait_for(ddp_id, finished, "finished", 300, daemons)
     assert ddp.status is RunStatus.COMPLETED, (ddp.error, (run_dir(ddp_id) / "worker.node1.log").read_text()[-2000:])
     assert sorted(claimed_by(ddp)) == ["alpha", "beta"] and ddp.device == "cpu × 2 (DDP)"
@@ -431,15 +427,15 @@ def test_two_daemons_train_one_run_over_two_nodes(pg_fleet: str, daemons: Daemon
         ddp_loss = [(p.step, p.value) for p in run_queries.metric_points(s, ddp_id, "train_loss")]
     assert [st for st, _ in single_loss] == [st for st, _ in ddp_loss]
     for (_, a), (_, b) in zip(single_loss, ddp_loss, strict=True):
-        assert abs(a - b) < 0.05, (single_loss, ddp_loss)
-    assert _weights_close(run_dir(single.id), run_dir(ddp_id))
+        assert abs(a - b) < 0.01, (single_loss, ddp_loss)
+    assert_same_weights(run_dir(single.id), run_dir(ddp_id))
 
 
-def _weights_close(a: Path, b: Path, tolerance: float = 0.05) -> bool:
+def assert_same_weights(a: Path, b: Path, tolerance: float = 0.02) -> None:
     from safetensors.torch import load_file
 
     wa, wb = (load_file(str(p / "model" / "model.safetensors")) for p in (a, b))
     assert wa.keys() == wb.keys()
-    worst = max(float((wa[k].float() - wb[k].float()).abs().max()) for k in wa)
-    assert worst < tolerance, worst
-    return True
+    # Relative to each tensor: AdamW turns float rounding into ~0.5 % here; dropout noise alone gave ~30 %.
+    worst = {k: float((wa[k].float() - wb[k].float()).norm() / wa[k].float().norm().clamp_min(1e-12)) for k in wa}
+    assert max(worst.values()) < tolerance, sorted(worst.items(), key=lambda kv: -kv[1])[:3]

@@ -59,7 +59,7 @@ def with_nodes(config: dict[str, Any], nodes: int, kind_name: str) -> dict[str, 
         raise CliError(f"--nodes must be at least 1 (got {nodes})")
     if nodes == 1:
         return config
-    if "gpus" not in config:
+    if not registry.get_kind(kind_name).multi_gpu:
         raise CliError(f"model {kind_name!r} does not train with DistributedDataParallel, so it cannot use --nodes")
     gpus = int(config.get("gpus") or 1)
     if gpus < nodes or gpus % nodes:
