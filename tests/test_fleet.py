@@ -439,3 +439,59 @@ def assert_same_weights(a: Path, b: Path, tolerance: float = 0.02) -> None:
     # Relative to each tensor: AdamW turns float rounding into ~0.5 % here; dropout noise alone gave ~30 %.
     worst = {k: float((wa[k].float() - wb[k].float()).norm() / wa[k].float().norm().clamp_min(1e-12)) for k in wa}
     assert max(worst.values()) < tolerance, sorted(worst.items(), key=lambda kv: -kv[1])[:3]
+
+
+# --- the pages ----------------------------------------------------------------------------------------
+
+def test_home_shows_the_fleet_and_train_says_where_a_run_waits(classification_dataset: int,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv(queue.DISPATCH_ENV, "queue")
+    daemon = _register("gpu-less")
+    first, waiting = tfidf(classification_dataset), tfidf(classification_dataset)
+    [(claimed, *_)] = daemon._claim()
+    assert claimed == first
+    home = AppTest.from_file("../pages/home.py", default_timeout=60).run()
+    assert not home.exception
+    fleet_lines = [m.value for m in home.markdown if "gpu-less" in m.value]
+    assert len(fleet_lines) == 1 and "cpu" in fleet_lines[0] and f"#{first} tfidf (cpu)" in fleet_lines[0]
+
+    train = AppTest.from_file("../pages/train.py", default_timeout=60)
+    train.query_params["run"] = str(first)
+    train.run()
+    assert not train.exception
+    assert any(c.value == "🖥️ On gpu-less (cpu)" for c in train.caption), [c.value for c in train.caption]
+    train.query_params["run"] = str(waiting)
+    train.run()
+    assert any(c.value == "🖥️ In the queue, 0 runs ahead" for c in train.caption)
+    assert not train.warning  # a CPU run fits the fleet: it only waits its turn
+
+    config = build_config("lstm", {"device": "cuda", "gpus": 2})
+    gpu_run = queue_run(dataset_id=classification_dataset, model_kind="lstm", config=config)
+    train.query_params["run"] = str(gpu_run)
+    train.run()
+    assert any(c.value == "🖥️ In the queue, 1 run ahead" for c in train.caption)
+    assert [w.value for w in train.warning] == [
+        "This run cannot start yet: no live worker offers 2 free CUDA GPUs (the fleet has gpu-less: cpu)."]
+
+
+def test_the_train_cli_refuses_nodes_it_cannot_split(classification_dataset: int, capsys: pytest.CaptureFixture,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.cli import main
+
+    base = ["train", "--dataset", "tiny-sentiment", "--device", "cpu"]
+    assert main([*base, "--model", "tfidf", "--nodes", "2"]) == 1
+    assert "does not train with DistributedDataParallel" in capsys.readouterr().err
+    assert main([*base, "--model", "lstm", "--nodes", "2", "--gpus", "3"]) == 1
+    assert "--gpus 3 cannot be shared evenly by --nodes 2" in capsys.readouterr().err
+    monkeypatch.delenv(queue.DISPATCH_ENV, raising=False)
+    assert main([*base, "--model", "lstm", "--nodes", "2", "--gpus", "2"]) == 1  # no fleet, nothing to span
+    assert "needs the worker fleet" in capsys.readouterr().err
+    monkeypatch.setenv(queue.DISPATCH_ENV, "queue")
+    assert main([*base, "--model", "lstm", "--nodes", "2", "--gpus", "2", "--json"]) == 0
+    out = capsys.readouterr()
+    assert "no worker is running" in out.err  # said at once, not discovered after a silent wait
+    import json
+
+    assert row(json.loads(out.out)["run_id"]).config["nodes"] == 2

@@ -135,3 +135,39 @@ def placement(s: Session, run: Run) -> str | None:
         return None
     ahead = worker_queries.queued_ahead(s, run.id)
     return f"in the queue, {ahead} run{'s' if ahead != 1 else ''} ahead"
+
+
+@dataclass(frozen=True)
+class FleetMember:
+    """One daemon as the Home page shows it."""
+
+    name: str
+    host: str
+    devices: list[str]
+    gpu_memory_mb: dict[str, Any]
+    state: str  # online | draining | stopped | lost, or "silent" while presumed dead but not yet retired
+    heartbeat_at: Any
+    runs: list[str]  # "#12 lstm (cuda:0)" for each active run it holds
+
+
+def fleet_overview(s: Session) -> list[FleetMember]:
+    """Every daemon that ever registered, live ones first, with the active runs each holds."""
+    live = {w.id for w in worker_queries.live_workers(s, WORKER_STALE_AFTER_S)}
+    members = []
+    for worker in worker_queries.all_workers(s):
+        runs = [f"#{c.run_id} {s.get(Run, c.run_id).model_kind} ({', '.join(c.devices)})"
+                for c in worker_queries.claims_of_worker(s, worker.id) if s.get(Run, c.run_id).status.is_active]
+        state = worker.state if worker.id in live or worker.state not in ("online", "draining") else "silent"
+        members.append(FleetMember(worker.name, worker.host, list(worker.devices or []),
+                                   dict(worker.gpu_memory_mb or {}), state, worker.heartbeat_at, runs))
+    return sorted(members, key=lambda m: (m.state not in ("online", "draining"), m.name))
+
+
+def run_placement(s: Session, run: Run) -> tuple[str | None, str | None]:
+    """(where the run runs or waits, why no worker can take it) for the Train page; (None, None) on one machine."""
+    live = worker_queries.live_workers(s, WORKER_STALE_AFTER_S)
+    claims = worker_queries.claims_of_run(s, run.id)
+    waiting = run.status == RunStatus.QUEUED and not claims
+    if not claims and not (waiting and (live or os.environ.get(DISPATCH_ENV, "").lower() == "queue")):
+        return None, None  # one machine, no fleet: as before
+    return placement(s, run), unservable_reason(run.config or {}, live) if waiting else None
