@@ -55,6 +55,12 @@ def silent_workers(s: Session, older_than_s: float) -> list[Worker]:
     return [w for w in s.scalars(q).all() if _aware(w.heartbeat_at) < cutoff]
 
 
+def touch_queued_runs(s: Session, run_ids: Iterable[int]) -> None:
+    ids = [int(i) for i in run_ids]
+    if ids:
+        s.execute(update(Run).where(Run.id.in_(ids), Run.status == RunStatus.QUEUED).values(heartbeat_at=utcnow()))
+
+
 def all_workers(s: Session) -> Sequence[Worker]:
     return s.scalars(select(Worker).order_by(Worker.name)).all()
 

@@ -147,8 +147,12 @@ class FleetWorker:
                 with_retry(lambda state=state: self._touch(state))
 
     def _touch(self, state: str) -> None:
+        waiting = [child.run_id for child in list(self.children.values())]
         with session_scope() as s:
             worker_queries.touch_worker(s, self.worker_id, state)
+            # A claimed run is still "queued" until its worker process flips it to running, which for a multi-node
+            # run waits for the other nodes to join the rendezvous: meanwhile this daemon vouches for it.
+            worker_queries.touch_queued_runs(s, waiting)
 
     # --- the loop ----------------------------------------------------------------------------------------
     def serve(self, stop: threading.Event) -> None:
