@@ -16,6 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -495,3 +496,22 @@ def test_the_train_cli_refuses_nodes_it_cannot_split(classification_dataset: int
     import json
 
     assert row(json.loads(out.out)["run_id"]).config["nodes"] == 2
+
+
+def test_a_name_in_use_by_a_live_worker_elsewhere_is_refused(protolab_home: Path) -> None:
+    from db.models import utcnow
+
+    init_db()
+    with session_scope() as s:
+        worker_queries.add_worker(s, name="gpu1", host="elsewhere", address="10.0.0.9", pid=4242, devices=["cuda:0"],
+                                  gpu_memory_mb={}, max_parallel=1, version="0", state="online",
+                                  started_at=utcnow(), heartbeat_at=utcnow())
+    with pytest.raises(fleet.ProtolabError, match="already running on elsewhere .pid 4242.; give this one another"):
+        _register("gpu1")
+    with session_scope() as s:  # once it is silent, its name may be taken over
+        worker = worker_queries.get_worker_by_name(s, "gpu1")
+        worker.heartbeat_at = utcnow() - timedelta(seconds=queue.WORKER_STALE_AFTER_S + 1)
+    daemon = _register("gpu1")
+    with session_scope() as s:
+        worker = s.get(Worker, daemon.worker_id)
+        assert (worker.host, worker.pid, worker.devices) == (fleet.socket.gethostname(), os.getpid(), ["cpu"])

@@ -123,7 +123,9 @@ class FleetWorker:
         with session_scope() as s:
             worker = worker_queries.get_worker_by_name(s, self.options.name)
             live = {w.id for w in worker_queries.live_workers(s, queue.WORKER_STALE_AFTER_S)}
-            if worker is not None and worker.id in live and (worker.host, worker.pid) != (self.host, os.getpid()):
+            restarted = worker is not None and worker.host == self.host and not _pid_alive(worker.pid)
+            if (worker is not None and worker.id in live and not restarted
+                    and (worker.host, worker.pid) != (self.host, os.getpid())):
                 raise ProtolabError(f"a worker named {self.options.name!r} is already running on {worker.host} "
                                     f"(pid {worker.pid}); give this one another --name")
             if worker is None:
@@ -313,6 +315,12 @@ def node_command(run_id: int, nodes: int, processes: int, node_rank: int, endpoi
             f"--nproc_per_node={int(processes)}", "--rdzv_backend=c10d", f"--rdzv_endpoint={endpoint}",
             f"--rdzv_id=protolab-run-{int(run_id)}", f"--rdzv_conf=is_host={1 if node_rank == 0 else 0}",
             "--max_restarts=0", "-m", "core.runs.worker", str(int(run_id))]
+
+
+def _pid_alive(pid: int) -> bool:
+    import psutil
+
+    return psutil.pid_exists(pid)
 
 
 def _free_port() -> int:
