@@ -515,3 +515,28 @@ def test_a_name_in_use_by_a_live_worker_elsewhere_is_refused(protolab_home: Path
     with session_scope() as s:
         worker = s.get(Worker, daemon.worker_id)
         assert (worker.host, worker.pid, worker.devices) == (fleet.socket.gethostname(), os.getpid(), ["cpu"])
+
+
+def test_a_lost_run_resumes_starts_over_or_fails_as_asked(classification_dataset: int,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.cli import main
+
+    monkeypatch.setenv(queue.DISPATCH_ENV, "queue")
+    base = ["train", "--dataset", "tiny-sentiment", "--model", "lstm", "--device", "cpu", "--json"]
+    assert main(base) == 0 and main([*base, "--if-worker-lost", "fail"]) == 0
+    assert main([*base, "--if-worker-lost", "fail"]) == 0
+    with session_scope() as s:
+        plain, strict, strict_with_checkpoint = sorted(r.id for r in run_queries.list_runs(s))
+    (run_dir(strict_with_checkpoint) / "checkpoint").mkdir(parents=True)
+    lost = "worker w1 on box stopped sending heartbeats for over 15 s"
+    with session_scope() as s:
+        statuses = [queue.requeue_run(s, s.get(Run, i), lost, lost=True)
+                    for i in (plain, strict, strict_with_checkpoint)]
+    assert statuses == [RunStatus.QUEUED, RunStatus.FAILED, RunStatus.QUEUED]
+    assert row(plain).config["resume"] is False and row(strict_with_checkpoint).config["resume"] is True
+    assert row(strict).error == (f"{lost}; it had no checkpoint to resume from and was started with "
+                                 "--if-worker-lost fail")
+    for _ in range(queue.MAX_LOSSES - 1):  # a run that keeps losing its workers stops being requeued
+        with session_scope() as s:
+            status = queue.requeue_run(s, s.get(Run, plain), lost, lost=True)
+    assert status is RunStatus.FAILED and "lost 3 times" in row(plain).error

@@ -25,6 +25,10 @@ def _run(args: argparse.Namespace) -> int:
     config = kind.make_config(options)
     if args.nodes is not None:
         config = with_nodes(config, args.nodes, kind.name)
+    if args.if_worker_lost == "fail":
+        from core.runs.queue import LOST_POLICY_KEY
+
+        config = {**config, LOST_POLICY_KEY: "fail"}
     with session_scope() as s:
         dataset = dataset_queries.find_dataset(s, args.dataset)
         if dataset is None:
@@ -139,6 +143,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split-protocol", dest="split_protocol", choices=("stratified_item", "leave_last_out", "dataset"),
                    help="recommenders: 75/25 split stratified per item (default), leave-last-out by time, "
                         "or the dataset's stored split")
+    p.add_argument("--if-worker-lost", dest="if_worker_lost", choices=("requeue", "fail"), default="requeue",
+                   help="team mode: when the worker running it is lost, requeue the run (default: it resumes from "
+                        "its last checkpoint, or starts over without one) or fail it when it has no checkpoint")
     p.add_argument("--name", help="a name for the run")
     p.add_argument("--wait", action="store_true", help="wait for the run, with a progress bar on stderr")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")

@@ -28,6 +28,8 @@ WORKER_HEARTBEAT_S = 2.0
 WORKER_STALE_AFTER_S = float(os.environ.get("PROTOLAB_WORKER_STALE_AFTER_S", "15"))
 # A run whose worker was lost this many times is failed instead of requeued: it may be what kills them.
 MAX_LOSSES = 3
+# Config key: "fail" makes a run without a checkpoint fail when its worker is lost, instead of starting over.
+LOST_POLICY_KEY = "if_worker_lost"
 
 
 def dispatch_mode(database_url: str | None = None) -> str:
@@ -117,6 +119,10 @@ def requeue_run(s: Session, run: Run, reason: str, *, lost: bool) -> RunStatus:
         run.error = f"{reason}; its worker was lost {losses} times, so it is not requeued again"
         return run.status
     resume = RunFiles.of(run.id).has_checkpoint()
+    if lost and not resume and (run.config or {}).get(LOST_POLICY_KEY) == "fail":
+        run.status, run.finished_at, run.status_text = RunStatus.FAILED, utcnow(), "failed: worker lost"
+        run.error = f"{reason}; it had no checkpoint to resume from and was started with --if-worker-lost fail"
+        return run.status
     run.status, run.finished_at, run.error = RunStatus.QUEUED, None, None
     run.status_text = f"queued again ({'resumes from its checkpoint' if resume else 'starts over'}): {reason}"[:500]
     run.config = {**run.config, "resume": resume}
