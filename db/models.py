@@ -10,7 +10,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Enum, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Enum, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy import text as sa_text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -144,3 +144,41 @@ class Review(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     run: Mapped[Run] = relationship(back_populates="reviews")
+
+
+class Worker(Base):
+    """A `protolab worker` daemon on some machine: what it offers and when it last said it was alive."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    host: Mapped[str] = mapped_column(String(255))
+    address: Mapped[str] = mapped_column(String(255))  # where other nodes reach it (rendezvous host)
+    pid: Mapped[int] = mapped_column(Integer)
+    devices: Mapped[list[Any]] = mapped_column(JSON, default=list)  # ["cuda:0", "cuda:1"] or ["cpu"]
+    gpu_memory_mb: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # device -> total MiB
+    max_parallel: Mapped[int] = mapped_column(Integer, default=1)
+    version: Mapped[str] = mapped_column(String(40))
+    state: Mapped[str] = mapped_column(String(16), default="online")  # online | draining | stopped | lost
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+    claims: Mapped[list[RunClaim]] = relationship(back_populates="worker", passive_deletes=True)
+
+
+class RunClaim(Base):
+    """One node of a run taken by a worker. The unique (run, node) pair is what makes a double claim impossible."""
+
+    __tablename__ = "run_claims"
+    __table_args__ = (UniqueConstraint("run_id", "node_rank", name="uq_run_claims_run_node"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"), index=True)
+    node_rank: Mapped[int] = mapped_column(Integer, default=0)
+    devices: Mapped[list[Any]] = mapped_column(JSON, default=list)  # the worker's devices given to this run
+    endpoint: Mapped[str | None] = mapped_column(String(300))  # node 0 of a multi-node run: the rendezvous
+    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    worker: Mapped[Worker] = relationship(back_populates="claims")

@@ -9,6 +9,7 @@ from db import datasets as dataset_queries
 from db import read_scope
 from db import runs as run_queries
 from ui.common import ensure_db, format_duration, format_when, page_link, status_chip
+from ui.fleet_views import show_fleet
 
 ensure_db()
 st.title("🧪 Protolab")
@@ -51,3 +52,4 @@ d1, d2 = st.columns(2)
 d1.markdown(f"**Compute:** {compute.summary}")
 d2.markdown(f"**Database:** `{redact_url(settings.database_url)}`")
 st.caption(f"Data folder: `{settings.home}`")
+show_fleet()

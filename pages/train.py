@@ -15,6 +15,7 @@ from db import runs as run_queries
 from db.enums import RunStatus, TaskKind
 from db.models import Run
 from ui.common import ensure_db, format_duration, format_when, page_link, status_chip
+from ui.fleet_views import show_placement
 from ui.train_forms import classification_form, recommender_form
 
 ensure_db()
@@ -64,6 +65,7 @@ def live_panel(run_id: int, was_active: bool) -> None:
     st.markdown(f"{status_chip(run['status'])} **Run #{run['id']}** · {run['model']} on {run['dataset']} · "
                 f"{run['device'] or 'device not chosen yet'} · {format_duration(run['duration'])}")
     st.progress(min(1.0, run["progress"]), text=run["text"] or run["status"].value)
+    show_placement(run_id)
     for event in run["events"]:
         if event.get("event") not in (None, "resume", "resumed"):
             st.caption(f"ℹ️ {event}")

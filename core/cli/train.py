@@ -23,6 +23,12 @@ def _run(args: argparse.Namespace) -> int:
     kind = registry.get_kind(args.model)
     options = {key: getattr(args, key) for key in OPTION_KEYS if getattr(args, key, None) is not None}
     config = kind.make_config(options)
+    if args.nodes is not None:
+        config = with_nodes(config, args.nodes, kind.name)
+    if args.if_worker_lost == "fail":
+        from core.runs.queue import LOST_POLICY_KEY
+
+        config = {**config, LOST_POLICY_KEY: "fail"}
     with session_scope() as s:
         dataset = dataset_queries.find_dataset(s, args.dataset)
         if dataset is None:
@@ -31,6 +37,7 @@ def _run(args: argparse.Namespace) -> int:
             wanted = "a classification" if kind.task.value == "classification" else "an interactions"
             raise CliError(f"model {args.model!r} needs {wanted} dataset; {args.dataset!r} is {dataset.task.value}")
         run_id = start_run(s, dataset_id=dataset.id, model_kind=kind.name, config=config, name=args.name)
+    _warn_if_no_worker_fits(config)
     if not args.wait:
         if args.json:
             print_json({"run_id": run_id, "status": "queued"})
@@ -48,6 +55,35 @@ def _run(args: argparse.Namespace) -> int:
         if summary["error"]:
             print(summary["error"], file=sys.stderr)
     return 0 if summary["status"] == "completed" else 1
+
+
+def with_nodes(config: dict[str, Any], nodes: int, kind_name: str) -> dict[str, Any]:
+    """The config of a run spread over `nodes` worker machines (DDP through torchrun --nnodes)."""
+    if nodes < 1:
+        raise CliError(f"--nodes must be at least 1 (got {nodes})")
+    if nodes == 1:
+        return config
+    if not registry.get_kind(kind_name).multi_gpu:
+        raise CliError(f"model {kind_name!r} does not train with DistributedDataParallel, so it cannot use --nodes")
+    gpus = int(config.get("gpus") or 1)
+    if gpus < nodes or gpus % nodes:
+        raise CliError(f"--gpus {gpus} cannot be shared evenly by --nodes {nodes}: --gpus counts the whole run "
+                       f"(e.g. --nodes {nodes} --gpus {2 * nodes} for 2 per machine)")
+    return {**config, "nodes": nodes}
+
+
+def _warn_if_no_worker_fits(config: dict[str, Any]) -> None:
+    """With a fleet, say at once when no live worker can ever take this run, instead of waiting silently."""
+    from core.runs import queue
+    from db import read_scope
+    from db import workers as worker_queries
+
+    if queue.dispatch_mode() != "queue":
+        return
+    with read_scope() as s:
+        reason = queue.unservable_reason(config, worker_queries.live_workers(s, queue.WORKER_STALE_AFTER_S))
+    if reason:
+        print(f"protolab: warning: the run waits in the queue: {reason}", file=sys.stderr)
 
 
 def wait_for_run(run_id: int, *, quiet: bool = False, poll_s: float = 0.5) -> dict[str, Any]:
@@ -101,10 +137,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--gpus", type=int, help="train on N GPUs with DistributedDataParallel (torchrun)")
+    p.add_argument("--nodes", type=int, help="spread the run over N worker machines (team mode; --gpus counts all "
+                                             "of them, e.g. --nodes 2 --gpus 4 for 2 GPUs on each)")
     p.add_argument("--k", type=int, help="cut-off for ranking metrics (recommenders; default 10)")
     p.add_argument("--split-protocol", dest="split_protocol", choices=("stratified_item", "leave_last_out", "dataset"),
                    help="recommenders: 75/25 split stratified per item (default), leave-last-out by time, "
                         "or the dataset's stored split")
+    p.add_argument("--if-worker-lost", dest="if_worker_lost", choices=("requeue", "fail"), default="requeue",
+                   help="team mode: when the worker running it is lost, requeue the run (default: it resumes from "
+                        "its last checkpoint, or starts over without one) or fail it when it has no checkpoint")
     p.add_argument("--name", help="a name for the run")
     p.add_argument("--wait", action="store_true", help="wait for the run, with a progress bar on stderr")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")

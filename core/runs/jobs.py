@@ -3,7 +3,9 @@
 A run is a database row plus a worker process (`python -m core.runs.worker RUN_ID`,
 or `torchrun ... -m core.runs.worker RUN_ID` for several GPUs). Pages and the CLI
 only talk to the database; a worker that dies is noticed here by its missing
-process or its stale heartbeat and marked failed with the reason.
+process or its stale heartbeat and marked failed with the reason. When a worker
+fleet runs (core.runs.fleet), a run only waits in the queue for a daemon to claim
+it, and a run whose daemon died goes back to the queue instead of failing.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from core.errors import ProtolabError
-from core.runs import registry
+from core.runs import queue, registry
 from core.runs.files import RunFiles
 from core.settings import load_settings
 from db import after_commit, read_scope, session_scope
 from db import runs as run_queries
+from db import workers as worker_queries
 from db.enums import RunStatus, TaskKind
-from db.models import Run, utcnow
+from db.models import Run, Worker, utcnow
 
 HEARTBEAT_INTERVAL_S = 2.0
 # A worker that has not written a heartbeat for this long is presumed dead.
@@ -49,13 +52,25 @@ def start_run(
     s: Session, *, dataset_id: int, model_kind: str, config: dict[str, Any], name: str | None = None,
     parent_run_id: int | None = None,
 ) -> int:
-    """Queue a run in the caller's transaction; its worker starts once that transaction commits. The run id."""
+    """Queue a run in the caller's transaction; once that transaction commits its worker starts here, or a
+    worker daemon of the fleet claims it (core.runs.queue.dispatch_mode). The run id."""
     kind = registry.get_kind(model_kind)
+    nodes = int(config.get("nodes", 1) or 1)
+    if nodes > 1 and queue.dispatch_mode() == "local":
+        raise JobError(f"a run over {nodes} machines needs the worker fleet: start `protolab worker` on each of them "
+                       "(or set PROTOLAB_DISPATCH=queue to queue it until they are up)")
     run = run_queries.create_run(s, dataset_id=dataset_id, task=kind.task, model_kind=model_kind, config=config,
                                  name=name, parent_run_id=parent_run_id)
     run_id, gpus = run.id, int(config.get("gpus", 1) or 1)
-    after_commit(s, lambda: launch_worker(run_id, gpus=gpus))
+    after_commit(s, lambda: dispatch(run_id, gpus=gpus))
     return run_id
+
+
+def dispatch(run_id: int, gpus: int = 1) -> int | None:
+    """Launch the worker of a committed, queued run here, unless the fleet takes it; the pid or None."""
+    if queue.dispatch_mode() == "queue":
+        return None
+    return launch_worker(run_id, gpus=gpus)
 
 
 def worker_command(run_id: int, gpus: int = 1) -> list[str]:
@@ -70,12 +85,7 @@ def launch_worker(run_id: int, gpus: int = 1) -> int:
     settings = load_settings()
     files = RunFiles.of(run_id)
     folder = files.root
-    env = dict(os.environ)
-    env["PROTOLAB_HOME"] = str(settings.home)
-    env["DATABASE_URL"] = settings.database_url
-    # The worker imports core/ and db/ from the project root, wherever it is launched from.
-    project_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (project_root, env.get("PYTHONPATH")) if p)
+    env, project_root = worker_env(), PROJECT_ROOT
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with open(files.worker_log, "ab") as log:
@@ -100,6 +110,20 @@ def launch_worker(run_id: int, gpus: int = 1) -> int:
     threading.Thread(target=_watch_worker, args=(proc, run_id, settings.database_url, files),
                      name=f"protolab-watch-{run_id}", daemon=True).start()
     return proc.pid
+
+
+PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def worker_env() -> dict[str, str]:
+    """The environment of a worker process: this one's, with the data folder, database and code made explicit."""
+    settings = load_settings()
+    env = dict(os.environ)
+    env["PROTOLAB_HOME"] = str(settings.home)
+    env["DATABASE_URL"] = settings.database_url
+    # The worker imports core/ and db/ from the project root, wherever it is launched from.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (PROJECT_ROOT, env.get("PYTHONPATH")) if p)
+    return env
 
 
 def disk_error_text(exc: OSError, folder: Path) -> str:
@@ -159,8 +183,9 @@ def resume_run(s: Session, run_id: int) -> None:
     run.pid, run.finished_at, run.status_text = None, None, "queued to resume"
     run.events = [*run.events, {"event": "resume", "at": utcnow().isoformat()}]
     run.config = {**run.config, "resume": True}
+    worker_queries.delete_claims(s, run_id)  # where it ran before; the fleet may claim it afresh
     gpus = int(run.config.get("gpus", 1) or 1)
-    after_commit(s, lambda: launch_worker(run_id, gpus=gpus))
+    after_commit(s, lambda: dispatch(run_id, gpus=gpus))
 
 
 def retrain(s: Session, run_id: int, dataset_id: int) -> int:
@@ -174,10 +199,11 @@ def retrain(s: Session, run_id: int, dataset_id: int) -> int:
 
 
 def reap_dead_runs(database_url: str | None = None) -> list[int]:
-    """Mark active runs whose worker is gone or silent as failed; returns their ids.
+    """Mark active runs whose worker is gone or silent as failed (or, for runs a fleet daemon claimed, put them
+    back in the queue), and retire silent daemons; returns the ids of the runs handled.
 
     Called by pages and the CLI when they list runs, by every worker's heartbeat and
-    queue loops, and (for its own child) by the process that launched a worker.
+    queue loops, by the fleet's daemons, and (for its own child) by the process that launched a worker.
     """
     for pid, proc in list(_children.items()):
         if proc.poll() is not None:
@@ -185,32 +211,75 @@ def reap_dead_runs(database_url: str | None = None) -> list[int]:
     # Look first without the write lock: almost always nothing is dead, and this runs on every
     # page listing and every few heartbeats of every worker.
     with read_scope(database_url) as s:
-        if not _dead_runs(s):
-            return []
+        dead_ids = [run.id for run, _ in _dead_runs(s)]
+        silent = [w.id for w in worker_queries.silent_workers(s, queue.WORKER_STALE_AFTER_S)]
+    if not dead_ids and not silent:
+        return []
     reaped = []
     with session_scope(database_url) as s:
-        for run, reason in _dead_runs(s):  # again, under the lock: a worker may have finished meanwhile
-            tail = log_tail(run.id)
-            run.status, run.finished_at = RunStatus.FAILED, utcnow()
-            run.error = reason + (f"\n\nLast lines of the worker log:\n{tail}" if tail else "")
-            run.status_text = "failed: worker died"
+        for worker_id in silent:
+            reaped += _retire_silent_worker(s, worker_id)
+        host, claimed = socket.gethostname(), worker_queries.claims_of_runs(s, dead_ids)
+        for run_id in dead_ids:
+            # Again, under the lock (a row lock on PostgreSQL): a worker may have finished meanwhile, or another
+            # process reaped it already.
+            run = s.get(Run, run_id, with_for_update=True, populate_existing=True)
+            reason = _death_reason(run, host, utcnow()) if run is not None else None
+            if reason is None:
+                continue
+            if claimed.get(run_id):
+                queue.requeue_run(s, run, reason, lost=True)
+            else:
+                tail = log_tail(run.id)
+                run.status, run.finished_at = RunStatus.FAILED, utcnow()
+                run.error = reason + (f"\n\nLast lines of the worker log:\n{tail}" if tail else "")
+                run.status_text = "failed: worker died"
             reaped.append(run.id)
     return reaped
 
 
+def _retire_silent_worker(s: Session, worker_id: int) -> list[int]:
+    """A daemon that stopped beating is lost: its active runs go back to the queue. The ids of those runs."""
+    from datetime import timedelta
+
+    worker = s.get(Worker, worker_id, with_for_update=True, populate_existing=True)
+    cutoff = utcnow() - timedelta(seconds=queue.WORKER_STALE_AFTER_S)
+    if (worker is None or worker.state not in ("online", "draining")
+            or run_queries._aware(worker.heartbeat_at) >= cutoff):
+        return []
+    worker.state = "lost"
+    requeued = []
+    for claim in worker_queries.claims_of_worker(s, worker_id):
+        run = s.get(Run, claim.run_id, with_for_update=True, populate_existing=True)
+        if run is not None and run.status.is_active:
+            queue.requeue_run(s, run, f"worker {worker.name} on {worker.host} stopped sending heartbeats for "
+                                      f"over {queue.WORKER_STALE_AFTER_S:.0f} s", lost=True)
+            requeued.append(run.id)
+    return requeued
+
+
 def _dead_runs(s) -> list[tuple[Run, str]]:  # noqa: ANN001
     """Active runs whose worker is gone (same host, pid not alive) or silent, each with the reason."""
-    host = socket.gethostname()
-    stale = {r.id for r in run_queries.runs_with_stale_heartbeat(s, STALE_AFTER_S)}
+    host, now = socket.gethostname(), utcnow()
     dead = []
     for run in run_queries.active_runs(s):
-        if run.pid == os.getpid() and run.host == host:
-            continue  # this very process runs it (a worker reaping, or a run executed in-process)
-        if run.pid is not None and run.host == host and not _worker_alive(run.pid):
-            dead.append((run, f"the worker process (pid {run.pid}) ended without reporting: killed or crashed"))
-        elif run.id in stale:
-            dead.append((run, f"the worker stopped sending heartbeats for over {STALE_AFTER_S:.0f} s"))
+        reason = _death_reason(run, host, now)
+        if reason is not None:
+            dead.append((run, reason))
     return dead
+
+
+def _death_reason(run: Run, host: str, now) -> str | None:  # noqa: ANN001
+    """Why an active run's worker is presumed dead, or None while it looks alive."""
+    if not run.status.is_active:
+        return None
+    if run.pid == os.getpid() and run.host == host:
+        return None  # this very process runs it (a worker reaping, or a run executed in-process)
+    if run.pid is not None and run.host == host and not _worker_alive(run.pid):
+        return f"the worker process (pid {run.pid}) ended without reporting: killed or crashed"
+    if run.heartbeat_at is not None and (now - run_queries._aware(run.heartbeat_at)).total_seconds() > STALE_AFTER_S:
+        return f"the worker stopped sending heartbeats for over {STALE_AFTER_S:.0f} s"
+    return None
 
 
 def start_watchdog(interval_s: float = WATCHDOG_INTERVAL_S, database_url: str | None = None) -> threading.Event:

@@ -3,6 +3,10 @@
 It waits its turn in the per-device queue, then hands a RunContext to the executor that the run's model
 kind names in core.runs.registry. Progress, metric points and a heartbeat go to the database; the worker
 itself never touches the UI. Under torchrun only rank 0 writes.
+
+A worker started by a fleet daemon (core.runs.fleet, PROTOLAB_CLAIM_ID set) skips the per-device queue (the
+daemon already gave it its devices), dies with its daemon, stops if its claim is taken away, and on SIGTERM
+finishes the current step, checkpoints and hands the run back to the queue.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import contextlib
 import errno
 import os
 import re
+import signal
 import socket
 import sys
 import threading
@@ -21,12 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ProtolabError
-from core.runs import registry
+from core.runs import queue, registry
 from core.runs.device import describe_compute
 from core.runs.files import RunFiles
 from core.runs.jobs import HEARTBEAT_INTERVAL_S, disk_error_text, reap_dead_runs
 from db import runs as run_queries
 from db import session_scope, with_retry
+from db import workers as worker_queries
 from db.enums import RunStatus, TaskKind
 from db.models import Dataset, Run, utcnow
 
@@ -38,6 +44,15 @@ MAX_RUNS_PER_DEVICE = int(os.environ.get("PROTOLAB_MAX_RUNS_PER_DEVICE", "1"))
 REAP_EVERY_BEATS = 3
 # Write failures that mean "the disk", not "a bug": the run fails with a one-line reason.
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
+CLAIM_ENV = "PROTOLAB_CLAIM_ID"
+# Set by SIGTERM in a fleet-started worker: stop at the next step and give the run back to the queue.
+_handback = threading.Event()
+
+
+def claim_id() -> int | None:
+    """The fleet claim this process works for (None when started by the app or the CLI directly)."""
+    value = os.environ.get(CLAIM_ENV, "")
+    return int(value) if value.isdigit() else None
 
 
 class RunCancelled(Exception):
@@ -126,6 +141,8 @@ class RunContext:
     def should_stop(self) -> bool:
         """True once a cancel was requested. One indexed read per call (sub-millisecond on SQLite),
         so a training loop can ask every step and stop within one optimisation step."""
+        if _handback.is_set():
+            self.cancelled = True
         if not self.cancelled:
             with session_scope() as s:
                 self.cancelled = run_queries.is_cancel_requested(s, self.run_id)
@@ -159,7 +176,13 @@ def _heartbeat_loop(run_id: int, stop: threading.Event) -> None:
 
 
 def _touch(run_id: int) -> None:
+    claim = claim_id()
     with session_scope() as s:
+        if claim is not None and not worker_queries.claim_exists(s, claim):
+            # The run was taken from us (our daemon was presumed dead and it went back to the queue): stop at
+            # once, so it never runs twice. Nothing of ours may be written any more.
+            print(f"run {run_id}: this worker's claim was withdrawn; stopping", file=sys.stderr, flush=True)
+            os._exit(75)
         run_queries.touch_heartbeat(s, run_id)
 
 
@@ -225,13 +248,17 @@ def execute(run_id: int) -> RunStatus:
                          world_size=world_size)
         if ctx.is_main:
             run.pid, run.host, run.heartbeat_at = os.getpid(), socket.gethostname(), utcnow()
+        if claim_id() is not None and str(ctx.config.get("device", "")).startswith("cuda:"):
+            # The daemon made only its assigned GPUs visible (CUDA_VISIBLE_DEVICES): a machine's GPU index
+            # means nothing across a fleet, so "cuda:N" becomes "the GPU given to this run".
+            ctx.config["device"] = "cuda"
 
     stop_heartbeat = threading.Event()
     if ctx.is_main:
         threading.Thread(target=_heartbeat_loop, args=(run_id, stop_heartbeat), daemon=True).start()
     try:
         if ctx.is_main:
-            if not _wait_for_turn(run_id, device_queue_key(ctx.config), ctx):
+            if claim_id() is None and not _wait_for_turn(run_id, device_queue_key(ctx.config), ctx):
                 return RunStatus.CANCELLED
             ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
             _update_run(run_id, status=RunStatus.RUNNING, started_at=utcnow(), status_text="starting",
@@ -240,6 +267,7 @@ def execute(run_id: int) -> RunStatus:
             status = _wait_for_main_rank(run_id)
             if status != RunStatus.RUNNING:
                 return status
+        _check_dataset_files(ctx)
         metrics = registry.get_kind(ctx.model_kind).executor()(ctx)
         if ctx.cancelled:
             raise RunCancelled()
@@ -251,6 +279,8 @@ def execute(run_id: int) -> RunStatus:
                         status_text="completed", metrics=metrics or {})
         return RunStatus.COMPLETED
     except RunCancelled:
+        if _handback.is_set():
+            return _hand_back(ctx)
         _finish_stopped(ctx, RunStatus.CANCELLED, "cancelled by request", None)
         return RunStatus.CANCELLED
     except ProtolabError as exc:  # the message is the whole story
@@ -270,6 +300,34 @@ def execute(run_id: int) -> RunStatus:
         return RunStatus.FAILED
     finally:
         stop_heartbeat.set()
+
+
+def _check_dataset_files(ctx: RunContext) -> None:
+    """Fail in one line when this machine cannot see the dataset (a worker without the shared data folder)."""
+    from core.settings import dataset_dir
+
+    folder = dataset_dir(ctx.dataset_id)
+    if not folder.is_dir() or not any(folder.iterdir()):
+        raise ProtolabError(
+            f"the files of dataset {ctx.dataset_id} are not at {folder} on {socket.gethostname()}: every worker must "
+            "see the same PROTOLAB_HOME as the app (a shared folder such as NFS; see the README, 'Several machines')")
+
+
+def _hand_back(ctx: RunContext) -> RunStatus:
+    """SIGTERM from the fleet daemon: the step is finished and the checkpoint written; requeue the run."""
+    if not ctx.is_main:
+        return RunStatus.QUEUED
+    with contextlib.suppress(Exception):
+        ctx.flush()
+    with contextlib.suppress(OSError):
+        ctx.files.mark_incomplete("handed back to the queue")
+
+    def write() -> RunStatus:
+        with session_scope() as s:
+            run = s.get(Run, ctx.run_id)
+            return queue.requeue_run(s, run, f"handed back by worker {os.environ.get('PROTOLAB_WORKER_NAME', '?')}"
+                                             " (stopping)", lost=False)
+    return with_retry(write)
 
 
 _OS_ERROR = re.compile(r"\(os error (\d+)\)|\[Errno (\d+)\]")
@@ -321,8 +379,22 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1 or not args[0].isdigit():
         print("usage: python -m core.runs.worker RUN_ID", file=sys.stderr)
         return 2
+    if claim_id() is not None:
+        _die_with_parent()
+        signal.signal(signal.SIGTERM, lambda _sig, _frame: _handback.set())
     status = execute(int(args[0]))
-    return 0 if status in (RunStatus.COMPLETED, RunStatus.CANCELLED) else 1
+    return 0 if status in (RunStatus.COMPLETED, RunStatus.CANCELLED, RunStatus.QUEUED) else 1
+
+
+def _die_with_parent() -> None:
+    """Linux: be killed when the process that started us dies (a daemon killed with -9, a lost torchrun agent),
+    so the run cannot go on unseen while the fleet requeues it elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ class TrainConfig:
     gpus: int = 1
     model_id: str | None = None  # None = the bundled MiniLM
     init_embeddings: bool = True  # LSTM: start from the pretrained model's word embeddings
+    lstm_dropout: float = 0.2  # LSTM: 0 makes a run deterministic enough to compare DDP with one process
     tfidf_ngram_max: int = 2
     tfidf_min_df: int = 1
     tfidf_max_features: int = 200_000

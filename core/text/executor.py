@@ -190,7 +190,8 @@ def build_model(family: str, cfg: TrainConfig, labels: Sequence[str]) -> tuple[A
     if family == "lstm":
         from core.text.lstm import LSTMConfig, build_lstm
 
-        model = build_lstm(len(tokenizer), len(labels), tokenizer.pad_token_id or 0, LSTMConfig(),
+        model = build_lstm(len(tokenizer), len(labels), tokenizer.pad_token_id or 0,
+                           LSTMConfig(dropout=cfg.lstm_dropout),
                            init_embeddings_from=source if cfg.init_embeddings else None)
         model.labels = list(labels)
         return model, tokenizer

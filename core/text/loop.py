@@ -41,6 +41,9 @@ class TrainState:
     bad_epochs: int = 0
     samples: int = 0
     train_seconds: float = 0.0
+    # Batches of the current epoch already trained: set by a checkpoint taken mid-epoch when a run is stopped
+    # (cancelled, or handed back by a worker daemon), so a resume skips them instead of training them twice.
+    epoch_batches: int = 0
 
 
 @dataclass(frozen=True)
@@ -191,7 +194,10 @@ class TrainingLoop:
         n = len(index_batches)
         group_losses: list[float] = []
         tick = time.perf_counter()
+        done = self.state.epoch_batches  # > 0 only when resuming from a mid-epoch checkpoint
         for i, idx in enumerate(index_batches):
+            if i < done:
+                continue
             group_start = (i // accum) * accum
             group_size = min(accum, n - group_start)
             sync = i == group_start + group_size - 1
@@ -216,8 +222,16 @@ class TrainingLoop:
                 self.on_step(self._step_log(i, n, loss_value))
                 group_losses = []
             if self.should_stop():
+                # Batches of an unfinished accumulation group are dropped: the resume trains them again.
+                self._checkpoint_mid_epoch(i + 1 if sync else group_start)
                 return False
+        self.state.epoch_batches = 0
         return True
+
+    def _checkpoint_mid_epoch(self, batches_done: int) -> None:
+        if self.checkpoint_dir is not None and self.state.step > 0:
+            self.state.epoch_batches = batches_done
+            self.save_checkpoint(self.checkpoint_dir)
 
     def _loss(self, batch: dict[str, Any]) -> Any:
         import torch
