@@ -165,7 +165,7 @@ class ServedModels:
         if entry.model_kind == "tfidf":
             return load_classifier(entry.run_id), "sklearn"
         if self.runtime == "onnx":
-            from core.export.runtime import load_run_onnx
+            from core.export.exporting import load_run_onnx
 
             return load_run_onnx(entry.run_id), "onnx"
         return load_classifier(entry.run_id), "torch"
