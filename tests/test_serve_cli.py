@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.api.snippets import predict_snippets
 from core.cli import main
 from core.cli.serve import is_loopback
 from db import read_scope
@@ -121,6 +123,15 @@ def test_real_server_with_and_without_a_key(make_served_run) -> None:
         assert ok.status_code == 200, ok.text
         assert [p["label"] for p in ok.json()["predictions"]] == ["positive", "negative"]
         assert httpx.get(f"{url}/docs", timeout=30).status_code == 200
+        # The snippets the demo page shows work as pasted, with the key in the environment.
+        snippets = predict_snippets(run_id, ["love great wonderful"], url)
+        env = {**os.environ, "PROTOLAB_API_KEY": key}
+        python = subprocess.run([sys.executable, "-c", snippets.python], capture_output=True, text=True, env=env,
+                                timeout=60)
+        assert python.returncode == 0 and python.stdout.startswith("positive "), python.stderr
+        if shutil.which("curl"):
+            curl = subprocess.run(["bash", "-c", snippets.curl], capture_output=True, text=True, env=env, timeout=60)
+            assert json.loads(curl.stdout)["predictions"][0]["label"] == "positive"
     finally:
         err = _stop(proc)
     assert proc.returncode is not None and "Traceback" not in err
