@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core.api.app import Limits, create_app
+from core.api.batching import BatchConfig, MicroBatcher
 from core.api.keys import create_key, revoke_key
 from core.api.served import ServedModels
 from core.settings import run_dir
@@ -161,7 +162,7 @@ def test_serving_an_unknown_or_unfinished_run_is_refused_at_start(make_served_ru
 def test_concurrent_requests_are_scored_in_one_batch(make_served_run) -> None:
     """While one batch is being scored, the requests that arrive queue up and are scored together next."""
     run_id = make_served_run("lstm")
-    models = ServedModels([run_id])
+    models = ServedModels([run_id], batch=BatchConfig(workers=1))
     models.load()
     served = models.runs[run_id]
     batcher, real_score = served.batcher, served.model.score
@@ -203,9 +204,37 @@ def test_concurrent_requests_are_scored_in_one_batch(make_served_run) -> None:
         assert probs["positive"] == pytest.approx(alone[i][1], abs=1e-5)
 
 
-def test_batches_are_bounded(make_served_run) -> None:
-    from core.api.batching import BatchConfig, MicroBatcher
+def test_two_workers_score_two_batches_at_once_and_the_rest_queue(make_served_run) -> None:
+    run_id = make_served_run("tfidf")
+    models = ServedModels([run_id], batch=BatchConfig(workers=2))
+    models.load()
+    real_score = models.runs[run_id].model.score
+    entered, release = threading.Semaphore(0), threading.Event()
 
+    def gated_score(texts: list[str], *args: Any) -> Any:
+        entered.release()
+        release.wait(30)
+        return real_score(texts, *args)
+
+    batcher = MicroBatcher(gated_score, BatchConfig(workers=2))
+
+    async def main() -> list[Any]:
+        first = []
+        for i in range(2):  # both workers busy, one request each
+            first.append(asyncio.create_task(batcher.submit([f"love it {i}"])))
+            while not entered.acquire(blocking=False):
+                await asyncio.sleep(0.01)
+        rest = [asyncio.create_task(batcher.submit([f"hate it {i}"])) for i in range(6)]
+        while batcher.waiting < 6:
+            await asyncio.sleep(0.01)
+        release.set()
+        return await asyncio.gather(*first, *rest)
+
+    results = asyncio.run(main())
+    assert list(batcher.stats.recent) == [1, 1, 6] and len(results) == 8
+
+
+def test_batches_are_bounded(make_served_run) -> None:
     run_id = make_served_run("tfidf")
     models = ServedModels([run_id])
     models.load()

@@ -9,6 +9,7 @@ server, the fuller the batches, so throughput grows with load.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -23,6 +24,14 @@ import numpy as np
 class BatchConfig:
     max_batch: int = 64  # texts per model call: past this a batch only adds latency on a CPU
     max_wait_ms: float = 5.0  # how long the first request of a batch waits for company
+    workers: int = 1  # batches scored at once, each on its own thread (see serving_workers)
+
+
+def serving_workers(threads_per_call: int) -> int:
+    """Batches to score at once: enough to keep every core busy when each model call uses `threads_per_call`
+    intra-op threads (2 on the 2-core team box with one thread per call), at most 4."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(4, cores // max(1, threads_per_call)))
 
 
 @dataclass
@@ -55,8 +64,10 @@ class MicroBatcher:
     def __init__(self, score: Callable[[Sequence[str]], tuple[np.ndarray, list[bool]]],
                  cfg: BatchConfig = BatchConfig()) -> None:
         self.score, self.cfg, self.stats = score, cfg, BatchStats()
-        # One thread per model: its calls never overlap (a torch model runs its own intra-op threads).
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="protolab-model")
+        # A few threads per model (cfg.workers): inference only reads the weights, so calls may overlap; each
+        # runs its own intra-op threads. While all are busy, requests queue and the next batch grows.
+        self._executor = ThreadPoolExecutor(max_workers=max(1, cfg.workers), thread_name_prefix="protolab-model")
+        self._slots: asyncio.Semaphore | None = None
         self._queue: asyncio.Queue[_Request] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -85,14 +96,18 @@ class MicroBatcher:
             # A new event loop (a test client, a restarted server) gets its own queue and collector.
             if self._loop is not loop or self._task is None or self._task.done():
                 self._loop, self._queue = loop, asyncio.Queue()
+                self._slots = asyncio.Semaphore(max(1, self.cfg.workers))
                 self._task = loop.create_task(self._collect(self._queue))
             assert self._queue is not None
             return self._queue
 
     async def _collect(self, queue: asyncio.Queue[_Request]) -> None:
         loop = asyncio.get_running_loop()
-        carry: _Request | None = None
+        assert self._slots is not None
+        slots, carry = self._slots, None
+        running: set[asyncio.Task[None]] = set()
         while True:
+            await slots.acquire()  # a free worker first: while none is, requests pile up into a fuller batch
             batch = [carry or await queue.get()]
             carry = None
             if queue.empty():
@@ -108,9 +123,11 @@ class MicroBatcher:
                     break
                 batch.append(nxt)
                 size += len(nxt.texts)
-            await self._run(loop, batch)
+            task = loop.create_task(self._run(loop, batch, slots))
+            running.add(task)  # a reference, so the task is not collected mid-flight
+            task.add_done_callback(running.discard)
 
-    async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Request]) -> None:
+    async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Request], slots: asyncio.Semaphore) -> None:
         texts = [t for r in batch for t in r.texts]
         self.stats.add(len(texts))
         try:
@@ -120,6 +137,8 @@ class MicroBatcher:
                 if not r.future.done():
                     r.future.set_exception(exc)
             return
+        finally:
+            slots.release()
         start = 0
         for r in batch:
             end = start + len(r.texts)

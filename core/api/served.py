@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.api.batching import BatchConfig, MicroBatcher
+from core.api.batching import BatchConfig, MicroBatcher, serving_workers
 from core.errors import ProtolabError
 from db.enums import RunStatus, TaskKind
 
@@ -68,10 +68,14 @@ class ServedModels:
     """Loads runs once and hands them to the app; thread-safe (loading happens off the event loop)."""
 
     def __init__(self, run_ids: Sequence[int] | None = None, runtime: str = "torch",
-                 batch: BatchConfig = BatchConfig()) -> None:
+                 batch: BatchConfig | None = None) -> None:
         if runtime not in RUNTIMES:
             raise ProtolabError(f"unknown runtime {runtime!r}: use one of {', '.join(RUNTIMES)}")
         self.only = list(dict.fromkeys(int(r) for r in run_ids)) if run_ids else None
+        if batch is None:
+            from core.export.onnx import inference_threads
+
+            batch = BatchConfig(workers=serving_workers(inference_threads()))
         self.runtime, self.batch = runtime, batch
         self.runs: dict[int, ServedRun] = {}
         self._lock = threading.Lock()
