@@ -31,9 +31,10 @@ def _onnx_dims(path: Path) -> list[list[str | int]]:
 @pytest.mark.parametrize("family", ["transformer", "lstm"])
 def test_onnx_fp32_matches_pytorch(make_served_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                    family: str) -> None:
-    monkeypatch.setenv("PROTOLAB_INFERENCE_PRECISION", "fp32")
+    monkeypatch.delenv("PROTOLAB_INFERENCE_PRECISION", raising=False)  # served in bf16 where the CPU has it
     run_id = make_served_run(family)
-    result = export_run(run_id, "onnx", tmp_path / "out")
+    result = export_run(run_id, "onnx", tmp_path / "out")  # still exported from the fp32 weights
+    monkeypatch.setenv("PROTOLAB_INFERENCE_PRECISION", "fp32")  # the reference: the model in fp32
     assert {"model.onnx", "labels.json", "README.md", "protolab.json"} <= set(result.files)
     assert json.loads((tmp_path / "out" / "labels.json").read_text()) == ["negative", "positive"]
     # Both axes are symbolic: any batch size, any length.
@@ -44,6 +45,14 @@ def test_onnx_fp32_matches_pytorch(make_served_run, tmp_path: Path, monkeypatch:
         diff = np.abs(onnx_model.predict_proba(TEST_TEXTS, batch_size) - torch_model.predict_proba(TEST_TEXTS))
         assert diff.max() <= 1e-3, (batch_size, diff.max())
     assert result.max_abs_diff is not None and result.max_abs_diff <= 1e-3
+    # Logits too, tighter: an export made from bf16-rounded weights would be off by ~1e-2 here.
+    import torch
+
+    enc = torch_model.tokenizer(TEST_TEXTS[:16], padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        expected = torch_model.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+    got = onnx_model.model.run(["logits"], {k: enc[k].numpy() for k in ("input_ids", "attention_mask")})[0]
+    assert np.abs(got - expected.numpy()).max() < 1e-4
 
 
 def test_int8_keeps_the_labels_of_clear_examples(make_served_run, tmp_path: Path) -> None:

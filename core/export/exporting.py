@@ -8,8 +8,10 @@ Formats: `onnx` and `onnx-int8` (Transformer, LSTM), `hf` (Transformer: a save_p
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -137,14 +139,26 @@ def write_onnx(classifier: TokenClassifier, folder: Path, *, run_id: int | None,
     return diff
 
 
-def _fp32_classifier(run_id: int) -> TokenClassifier:
-    """The run's PyTorch classifier on the CPU in fp32 (exports are always made from full precision)."""
-    from core.text.serving import TokenClassifier, load_classifier
+_precision_lock = threading.Lock()
 
-    classifier = load_classifier(run_id, device="cpu")
-    assert isinstance(classifier, TokenClassifier)
-    classifier.model = classifier.model.float().eval()
-    classifier.precision = "fp32"
+
+def _fp32_classifier(run_id: int) -> TokenClassifier:
+    """The run's PyTorch classifier on the CPU in fp32. Loaded in fp32, not loaded in bf16 (where the CPU has it)
+    and cast back: the bf16 round trip rounds every weight, and the export would drift from the model."""
+    from core.text.serving import PRECISION_ENV, TokenClassifier, load_classifier
+
+    with _precision_lock:  # the loader reads the precision from the environment
+        before = os.environ.get(PRECISION_ENV)
+        os.environ[PRECISION_ENV] = "fp32"
+        try:
+            classifier = load_classifier(run_id, device="cpu")
+        finally:
+            if before is None:
+                os.environ.pop(PRECISION_ENV, None)
+            else:
+                os.environ[PRECISION_ENV] = before
+    assert isinstance(classifier, TokenClassifier) and classifier.precision == "fp32"
+    classifier.model = classifier.model.eval()
     return classifier
 
 
