@@ -182,3 +182,16 @@ class RunClaim(Base):
     claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     worker: Mapped[Worker] = relationship(back_populates="claims")
+
+class ApiKey(Base):
+    """A key for `protolab serve`'s /v1 API: only a salted hash of its secret is kept (shown once at creation)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), index=True)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)  # the key's public part: finds the row
+    salt: Mapped[str] = mapped_column(String(64))
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

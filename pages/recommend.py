@@ -11,6 +11,7 @@ from core.evaluation.cards import recommender_card
 from core.recs.serving import load_recommender, recommender_runs
 from core.recs.similarity import DEFAULT_DAMPED
 from db import read_scope
+from ui.api_access import use_from_code
 from ui.common import empty_state, ensure_db, format_when, page_link
 
 MODES = ("👤 Existing user", "👋 New visitor", "🔗 Similar items")
@@ -109,3 +110,5 @@ except ProtolabError as exc:
 
 if not present:
     page_link("pages/evaluate.py", "Full evaluation of this run", "📊", query_params={"run": str(run.run_id)})
+
+use_from_code(run.run_id, user=str(model.users[0]), present=present)

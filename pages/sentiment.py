@@ -12,6 +12,7 @@ from core.text.batch_scoring import read_upload, results_csv, score_frame, text_
 from core.text.explain import explain, legend, render_explanation_html
 from core.text.serving import clean_text, load_classifier, servable_runs
 from db import read_scope
+from ui.api_access import use_from_code
 from ui.common import empty_state, ensure_db, format_when, page_link
 
 EXAMPLES = ("Absolutely love it: setup took two minutes and support was brilliant.",
@@ -147,3 +148,5 @@ with batch:
                 st.dataframe(result.frame.head(100), hide_index=True)
                 st.download_button("Download scored CSV", results_csv(result), key="download",
                                    file_name=f"scored-run{run.run_id}.csv", mime="text/csv")
+
+use_from_code(run.run_id, texts=[EXAMPLES[0]], present=present)

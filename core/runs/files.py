@@ -25,11 +25,12 @@ class RunFiles:
     predictions_dir: Path = field(init=False)
     worker_log: Path = field(init=False)
     incomplete_marker: Path = field(init=False)  # present while the files are partial (cancelled, failed)
+    onnx_dir: Path = field(init=False)  # the ONNX export `protolab serve --runtime onnx` serves (made on demand)
 
     def __post_init__(self) -> None:
         for name, relative in (("meta", "meta.json"), ("model", "model"), ("checkpoint", "checkpoint"),
                                ("predictions_dir", "predictions"), ("worker_log", "worker.log"),
-                               ("incomplete_marker", "INCOMPLETE")):
+                               ("incomplete_marker", "INCOMPLETE"), ("onnx_dir", "onnx")):
             object.__setattr__(self, name, self.root / relative)
 
     @classmethod

@@ -1,0 +1,80 @@
+"""`protolab serve [--run ID ...] [--host 127.0.0.1] [--port 8000] [--no-auth] [--runtime torch|onnx]`.
+
+Serves completed runs over HTTP (FastAPI + uvicorn): models load once before the server listens, then stay
+warm. `--runtime onnx` serves Transformer and LSTM runs with onnxruntime, from the ONNX export kept in each
+run's folder (made on first use, as `protolab export --format onnx` would).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+
+from core.cli import CliError
+
+LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` only listens on this machine (127.0.0.0/8, ::1 or localhost); 0.0.0.0 is not."""
+    host = host.strip().strip("[]").lower()
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from core.api.app import create_app
+    from core.api.served import ServedModels
+    from db import read_scope
+
+    if args.no_auth and not is_loopback(args.host):
+        raise CliError(f"--no-auth is only allowed on a loopback address (127.0.0.1, ::1, localhost), not "
+                       f"{args.host!r}: anyone who can reach it could call the API. Create a key with "
+                       "`protolab keys create --name NAME` instead")
+    if not 0 < args.port < 65536:
+        raise CliError(f"--port {args.port} is not a TCP port (1-65535)")
+    models = ServedModels(args.run, runtime=args.runtime)
+    print(f"loading {'runs ' + ', '.join(map(str, args.run)) if args.run else 'every completed run'} "
+          f"({args.runtime} runtime)…", file=sys.stderr, flush=True)
+    runs = models.load()
+    for run in runs:
+        state = f"ready ({run.runtime})" if run.ready else f"UNAVAILABLE: {run.error}"
+        print(f"  run {run.run_id:>4}  {run.task.value:<14} {run.model_kind:<12} {state}", file=sys.stderr)
+    if not runs:
+        print("  no completed runs yet; runs that complete while the server is up are served on first request",
+              file=sys.stderr)
+    if not args.no_auth:
+        from core.api.keys import list_keys
+
+        with read_scope() as s:
+            if not list_keys(s, include_revoked=False):
+                print("no API key exists yet: create one with `protolab keys create --name NAME` (every /v1 call "
+                      "needs 'Authorization: Bearer KEY')", file=sys.stderr)
+    app = create_app(models, require_key=not args.no_auth)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"serving on http://{shown}:{args.port} (docs: /docs){'' if not args.no_auth else ' WITHOUT auth'}",
+          file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.log_level == "debug")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("serve", help="serve completed runs over HTTP: predict, recommend (FastAPI)")
+    p.add_argument("--run", type=int, action="extend", nargs="+", metavar="ID",
+                   help="completed runs to serve (--run 3 5, or --run 3 --run 5; default: every completed run)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
+    p.add_argument("--no-auth", action="store_true", help="no API key needed (only on a loopback --host)")
+    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                   help="what runs Transformer and LSTM models: PyTorch, or onnxruntime on an ONNX export kept in "
+                        "the run's folder (exported on first use)")
+    p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
+                   help=argparse.SUPPRESS)
+    p.set_defaults(handler=_serve)

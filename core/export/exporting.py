@@ -1,0 +1,186 @@
+"""`protolab export`: a completed text-classification run as a folder another program can load.
+
+Formats: `onnx` and `onnx-int8` (Transformer, LSTM), `hf` (Transformer: a save_pretrained folder for
+`transformers.pipeline`), `skops` (TF-IDF: its scikit-learn pipeline). Every folder also holds the model card
+(README.md) and labels.json. An ONNX export is checked against the PyTorch model before it is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from core.errors import ProtolabError
+from core.runs.files import RunFiles
+
+if TYPE_CHECKING:
+    from core.export.onnx import OnnxClassifier
+    from core.text.serving import TokenClassifier
+
+FORMATS = ("onnx", "onnx-int8", "hf", "skops")
+SUPPORTED = {"transformer": ("onnx", "onnx-int8", "hf"), "lstm": ("onnx", "onnx-int8"), "tfidf": ("skops",)}
+LABELS_FILE = "labels.json"
+CARD_FILE = "README.md"
+PARITY_TOLERANCE = 1e-3  # largest probability difference allowed between an fp32 ONNX export and PyTorch
+_CHECK_TEXTS = ["a short one", "this is a somewhat longer text, to check that padding and length do not matter",
+                "ok", "great, awful, fine: all three at once?"]
+
+
+class ExportError(ProtolabError):
+    """A run that cannot be exported as asked (its kind, the format, the output folder)."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    run_id: int
+    fmt: str
+    folder: Path
+    files: list[str]
+    max_abs_diff: float | None = None  # fp32 ONNX vs PyTorch on a few texts (None when not measured)
+
+
+def check_format(model_kind: str, fmt: str) -> None:
+    """ExportError unless a run of `model_kind` exports to `fmt`, saying which formats it does export to."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    allowed = SUPPORTED.get(model_kind)
+    if allowed is None:
+        raise ExportError(f"{model_kind} runs cannot be exported (export works for text classifiers: "
+                          f"{', '.join(SUPPORTED)})")
+    if fmt not in allowed:
+        why = {"hf": "only a Transformer is a Hugging Face model",
+               "skops": "skops holds scikit-learn models, i.e. the TF-IDF baseline"}.get(
+                   fmt, "it is a scikit-learn model, not a neural network")
+        raise ExportError(f"a {model_kind} run cannot be exported as {fmt} ({why}); use --format "
+                          f"{' or '.join(allowed)}")
+
+
+def export_run(run_id: int, fmt: str, out_dir: Path, *, overwrite: bool = False) -> ExportResult:
+    """Export completed run `run_id` as `fmt` into `out_dir` (which must be empty or new)."""
+    from core.export.card import card_facts, model_card
+    from core.text.serving import servable_run
+    from db import read_scope
+
+    out_dir = Path(out_dir)
+    with read_scope() as s:
+        run = servable_run(s, run_id)  # a completed classification run, or a ProtolabError saying why not
+        check_format(run.model_kind, fmt)
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not overwrite)):
+        raise ExportError(f"{out_dir} already exists and is not an empty folder; pick a new -o folder")
+    files = RunFiles.of(run_id)
+    # Written beside the target, then moved in place: a failed export leaves no half-written folder.
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".export-{run_id}-", dir=out_dir.parent))
+    try:
+        labels, max_length, diff = _write_model(run_id, files, fmt, work)
+        (work / LABELS_FILE).write_text(json.dumps(labels, indent=2, ensure_ascii=False))
+        with read_scope() as s:
+            facts = card_facts(s, run_id, fmt, labels, None if run.model_kind == "tfidf" else max_length)
+        (work / CARD_FILE).write_text(model_card(facts), encoding="utf-8")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        work.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return ExportResult(run_id, fmt, out_dir, sorted(p.name for p in out_dir.iterdir()), diff)
+
+
+def _write_model(run_id: int, files: RunFiles, fmt: str, work: Path) -> tuple[list[str], int, float | None]:
+    """Write the model files of `fmt` into `work`: (labels in output order, max length, ONNX parity)."""
+    if fmt == "skops":
+        from core.text.tfidf import MODEL_FILE, load_tfidf
+
+        model = load_tfidf(files.model)  # checks the file is what it claims before it is handed on
+        shutil.copy2(files.model / MODEL_FILE, work / MODEL_FILE)
+        return list(model.labels), 0, None
+    classifier = _fp32_classifier(run_id)
+    if fmt == "hf":
+        classifier.model.config.id2label = dict(enumerate(classifier.labels))
+        classifier.model.config.label2id = {lab: i for i, lab in enumerate(classifier.labels)}
+        classifier.model.save_pretrained(str(work), safe_serialization=True)
+        classifier.tokenizer.save_pretrained(str(work))
+        return list(classifier.labels), classifier.max_length, None
+    diff = write_onnx(classifier, work, run_id=run_id, int8=fmt == "onnx-int8")
+    return list(classifier.labels), classifier.max_length, diff
+
+
+def write_onnx(classifier: TokenClassifier, folder: Path, *, run_id: int | None, int8: bool = False) -> float:
+    """model.onnx (+ tokenizer and protolab.json) in `folder`; the fp32 graph is first checked against PyTorch.
+
+    Returns the largest probability difference measured (fp32 graph vs PyTorch)."""
+    from core.export.onnx import MODEL_FILE, export_onnx, load_onnx_folder, quantize_int8, write_info
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fp32 = folder / MODEL_FILE
+    export_onnx(classifier, fp32)
+    classifier.tokenizer.save_pretrained(str(folder))
+    common = {"family": classifier.family, "labels": list(classifier.labels),
+              "max_length": classifier.max_length, "run_id": run_id}
+    write_info(folder, precision="fp32", **common)
+    diff = float(np.abs(load_onnx_folder(folder).predict_proba(_CHECK_TEXTS)
+                        - classifier.predict_proba(_CHECK_TEXTS)).max())
+    if diff > PARITY_TOLERANCE:
+        raise ExportError(f"the ONNX export disagrees with the PyTorch model (largest probability difference "
+                          f"{diff:.2g} > {PARITY_TOLERANCE}); not kept")
+    if int8:
+        quantized = folder / "model.int8.onnx"
+        quantize_int8(fp32, quantized)
+        quantized.replace(fp32)
+        write_info(folder, precision="int8", **common)
+    return diff
+
+
+_precision_lock = threading.Lock()
+
+
+def _fp32_classifier(run_id: int) -> TokenClassifier:
+    """The run's PyTorch classifier on the CPU in fp32. Loaded in fp32, not loaded in bf16 (where the CPU has it)
+    and cast back: the bf16 round trip rounds every weight, and the export would drift from the model."""
+    from core.text.serving import PRECISION_ENV, TokenClassifier, load_classifier
+
+    with _precision_lock:  # the loader reads the precision from the environment
+        before = os.environ.get(PRECISION_ENV)
+        os.environ[PRECISION_ENV] = "fp32"
+        try:
+            classifier = load_classifier(run_id, device="cpu")
+        finally:
+            if before is None:
+                os.environ.pop(PRECISION_ENV, None)
+            else:
+                os.environ[PRECISION_ENV] = before
+    assert isinstance(classifier, TokenClassifier) and classifier.precision == "fp32"
+    classifier.model = classifier.model.eval()
+    return classifier
+
+
+def load_run_onnx(run_id: int) -> OnnxClassifier:
+    """The run's classifier on onnxruntime, from its folder's ONNX export (made now if there is none yet)."""
+    from core.export.onnx import INFO_FILE, OnnxExportError, load_onnx_folder
+    from core.text.serving import ArtifactError
+
+    files = RunFiles.of(run_id)
+    if not files.has_model():
+        raise ArtifactError(f"run {run_id} has no saved model (expected {files.model}); its files were deleted "
+                            "or it never finished saving")
+    if not (files.onnx_dir / INFO_FILE).is_file():
+        work = Path(tempfile.mkdtemp(prefix=".onnx-", dir=files.root))
+        try:
+            write_onnx(_fp32_classifier(run_id), work, run_id=run_id)
+            shutil.rmtree(files.onnx_dir, ignore_errors=True)
+            work.rename(files.onnx_dir)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+    try:
+        return load_onnx_folder(files.onnx_dir)
+    except OnnxExportError as exc:
+        raise ArtifactError(f"run {run_id}: {exc}") from exc
