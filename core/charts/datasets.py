@@ -11,6 +11,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from core.charts.axes import readable_log_axis
+
 
 def class_balance(classes: Mapping[str, int], imbalance_ratio: float | None = None) -> go.Figure:
     """Rows per class, largest first; the title warns when the largest class dwarfs the smallest."""
@@ -54,8 +56,8 @@ def long_tail(counts: Sequence[int], entity: str = "user") -> go.Figure:
     fig = go.Figure(go.Scatter(x=np.arange(1, ordered.size + 1), y=ordered, mode="lines", name=entity,
                                fill="tozeroy"))
     fig.update_layout(title=f"Interactions per {entity} (long tail)", xaxis_title=f"{entity} rank",
-                      yaxis_title="interactions", yaxis_type="log")
-    return fig
+                      yaxis_title="interactions")
+    return readable_log_axis(fig, ordered)
 
 
 def split_sizes(splits: Mapping[str, int]) -> go.Figure:
