@@ -12,10 +12,12 @@ from core.errors import ProtolabError
 from core.runs import jobs, registry
 from core.runs.device import describe_compute
 from core.text.config import DEFAULT_LEARNING_RATE
+from core.text.language import LanguageGuess, dataset_language, suggested_model_id
 from core.text.pretrained import DEFAULT_MODEL_ID, WELL_KNOWN_MODELS
 from db import datasets as dataset_queries
 from db import read_scope, session_scope
 from db.enums import TaskKind
+from ui import url_state
 from ui.common import format_duration
 
 OTHER = "other (Hugging Face id or local folder)"
@@ -24,14 +26,42 @@ PROTOCOLS = {"stratified_item": "75/25 per item, seed 42 (comparable with publis
              "dataset": "the split stored with the dataset"}
 
 
-def classification_form(dataset_id: int) -> None:
-    """Model family, model id and hyperparameters; Estimate and Start."""
+@st.cache_data(show_spinner=False, max_entries=32)
+def _language(dataset_id: int, content_hash: str) -> LanguageGuess | None:
+    with read_scope() as s:
+        return dataset_language(dataset_queries.get_dataset(s, dataset_id))
+
+
+def dataset_language_of(dataset_id: int) -> LanguageGuess | None:
+    """The language of a dataset's texts (cached per content), None when unknown or unreadable."""
+    with read_scope() as s:
+        dataset = dataset_queries.get_dataset(s, dataset_id)
+        content_hash = dataset.content_hash if dataset is not None else None
+    try:
+        return _language(dataset_id, content_hash or "") if content_hash is not None else None
+    except (ProtolabError, OSError):
+        return None
+
+
+def classification_form(dataset_id: int, run_model: str | None = None) -> None:
+    """Model family, model id and hyperparameters; Estimate and Start. `run_model` presets the family after a
+    reload (the model of the run in the URL)."""
     kinds = {k.name: k for k in registry.all_kinds(TaskKind.CLASSIFICATION)}
     family = st.radio("Model", list(kinds), format_func=lambda name: kinds[name].label, horizontal=True,
-                      key="family", captions=[k.help for k in kinds.values()])
+                      key="family", captions=[k.help for k in kinds.values()],
+                      index=url_state.url_index("model", list(kinds), run_model))
+    url_state.remember("model", family)
     options: dict = {"seed": None, "class_weights": None}
     if family == "transformer":
-        choice = st.selectbox("Pretrained model", [*WELL_KNOWN_MODELS, OTHER], key="model_choice",
+        language = dataset_language_of(dataset_id)
+        suggested = suggested_model_id(language)
+        models = [*WELL_KNOWN_MODELS, OTHER]
+        if suggested and language is not None:
+            st.info(f"Most texts in this dataset look {language.name}: the multilingual model is suggested "
+                    "(MiniLM, the default, was trained on English).")
+        # Keyed by the suggestion, so switching between an English and a German dataset re-applies it.
+        choice = st.selectbox("Pretrained model", models, key=f"model_choice{'_multilingual' if suggested else ''}",
+                              index=models.index(suggested) if suggested in models else 0,
                               format_func=lambda m: m if m == OTHER else f"{WELL_KNOWN_MODELS[m]} · {m}",
                               help="MiniLM is bundled and works offline; the others download once from the hub.")
         custom = st.text_input("Model id or folder", key="model_id_custom") if choice == OTHER else ""
@@ -106,11 +136,13 @@ def classification_form(dataset_id: int) -> None:
             st.error(str(exc))
 
 
-def recommender_form(dataset_id: int) -> None:
+def recommender_form(dataset_id: int, run_model: str | None = None) -> None:
     """A recommender, the evaluation protocol and the few settings that matter; Start."""
     kinds = {k.name: k for k in registry.all_kinds(TaskKind.INTERACTIONS)}
     model = st.radio("Model", list(kinds), format_func=lambda name: kinds[name].label, horizontal=True,
-                     key="rec_model", captions=[k.help for k in kinds.values()])
+                     key="rec_model", captions=[k.help for k in kinds.values()],
+                     index=url_state.url_index("model", list(kinds), run_model))
+    url_state.remember("model", model)
     options: dict = {}
     with st.expander("Settings", expanded=False):
         c1, c2, c3 = st.columns(3)
