@@ -61,3 +61,33 @@ def test_dataset_language_reads_the_training_texts() -> None:
         dataset = write_dataset(s, name="avis", task=TaskKind.CLASSIFICATION, frame=frame,
                                 mapping={"text": "text", "label": "label"})
         assert dataset_language(dataset).name == "French"
+
+
+def test_sentiment_demo_offers_examples_in_the_datasets_language(tiny_model_folders: dict) -> None:
+    import json
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    from core.settings import run_dir
+    from db import runs as run_queries
+    from db.enums import RunStatus
+    from db.models import utcnow
+
+    frame = pd.DataFrame({"text": SENTENCES["de"] * 30, "label": ["positiv", "negativ"] * 30,
+                          "split": ["train"] * 40 + ["validation"] * 10 + ["test"] * 10})
+    with session_scope() as s:
+        dataset = write_dataset(s, name="bewertungen", task=TaskKind.CLASSIFICATION, frame=frame,
+                                mapping={"text": "text", "label": "label"})
+        run = run_queries.create_run(s, dataset_id=dataset.id, task=TaskKind.CLASSIFICATION, model_kind="tfidf",
+                                     config={"max_length": 32})
+        run.status, run.finished_at, run.metrics = RunStatus.COMPLETED, utcnow(), {"macro_f1": 0.9}
+        run_id, dataset_id = run.id, dataset.id
+    shutil.copytree(tiny_model_folders["tfidf"], run_dir(run_id) / "model")
+    (run_dir(run_id) / "meta.json").write_text(json.dumps({"family": "tfidf", "labels": ["negative", "positive"],
+                                                           "max_length": 32, "dataset_id": dataset_id}))
+    at = AppTest.from_file("../pages/sentiment.py", default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert [b.label for b in at.button if str(b.key).startswith("example_")] == list(EXAMPLES["de"])
+    at.button(key="example_1").click().run()
+    assert at.text_area(key="text").value == EXAMPLES["de"][1]

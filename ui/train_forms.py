@@ -12,35 +12,19 @@ from core.errors import ProtolabError
 from core.runs import jobs, registry
 from core.runs.device import describe_compute
 from core.text.config import DEFAULT_LEARNING_RATE
-from core.text.language import LanguageGuess, dataset_language, suggested_model_id
+from core.text.language import suggested_model_id
 from core.text.pretrained import DEFAULT_MODEL_ID, WELL_KNOWN_MODELS
 from db import datasets as dataset_queries
 from db import read_scope, session_scope
 from db.enums import TaskKind
 from ui import url_state
 from ui.common import format_duration
+from ui.language import dataset_language_of
 
 OTHER = "other (Hugging Face id or local folder)"
 PROTOCOLS = {"stratified_item": "75/25 per item, seed 42 (comparable with published MovieLens figures)",
              "leave_last_out": "leave the last interaction of each user out (by time)",
              "dataset": "the split stored with the dataset"}
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def _language(dataset_id: int, content_hash: str) -> LanguageGuess | None:
-    with read_scope() as s:
-        return dataset_language(dataset_queries.get_dataset(s, dataset_id))
-
-
-def dataset_language_of(dataset_id: int) -> LanguageGuess | None:
-    """The language of a dataset's texts (cached per content), None when unknown or unreadable."""
-    with read_scope() as s:
-        dataset = dataset_queries.get_dataset(s, dataset_id)
-        content_hash = dataset.content_hash if dataset is not None else None
-    try:
-        return _language(dataset_id, content_hash or "") if content_hash is not None else None
-    except (ProtolabError, OSError):
-        return None
 
 
 def classification_form(dataset_id: int, run_model: str | None = None) -> None:
