@@ -6,6 +6,8 @@ core.runs.jobs; the page around them shows the live run. No training happens in 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import streamlit as st
 
 from core.errors import ProtolabError
@@ -98,19 +100,7 @@ def classification_form(dataset_id: int, run_model: str | None = None) -> None:
 
     b1, b2 = st.columns(2)
     if b1.button("⏱ Estimate time", key="estimate"):
-        try:
-            from core.text.estimate import estimate_run
-
-            with read_scope() as s:
-                dataset = dataset_queries.get_dataset(s, dataset_id)
-            with st.spinner("Measuring a few training steps…"):
-                est = estimate_run(dataset, model_kind=family, config=_config())
-                memory = f" · peak memory ≈ {est.peak_memory_bytes / 2**30:.1f} GiB" if est.peak_memory_bytes else ""
-                st.info(f"About **{format_duration(est.seconds)}** on {est.device}{memory}")
-                if est.warning:
-                    st.warning(est.warning)
-        except ProtolabError as exc:
-            st.error(str(exc))
+        show_estimate(dataset_id, family, _config)
     if b2.button("▶ Start", type="primary", key="start"):
         try:
             with session_scope() as s:
@@ -118,6 +108,25 @@ def classification_form(dataset_id: int, run_model: str | None = None) -> None:
             st.query_params["run"] = str(new_id)
         except ProtolabError as exc:
             st.error(str(exc))
+
+
+def show_estimate(dataset_id: int, model_kind: str, config: Callable[[], dict]) -> None:
+    """Measure a probe of the run and say how long the whole run will take, and where the time goes."""
+    from core.runs.estimates import estimate_any
+
+    try:
+        with read_scope() as s:
+            dataset = dataset_queries.get_dataset(s, dataset_id)
+        with st.spinner("Measuring start-up and a few training steps…"):
+            est = estimate_any(dataset, model_kind, config())
+    except ProtolabError as exc:
+        st.error(str(exc))
+        return
+    memory = f" · peak memory ≈ {est.peak_memory_bytes / 2**30:.1f} GiB" if est.peak_memory_bytes else ""
+    st.info(f"About **{format_duration(est.seconds)}** on {est.device}{memory}")
+    st.caption(est.breakdown())
+    if est.warning:
+        st.warning(est.warning)
 
 
 def recommender_form(dataset_id: int, run_model: str | None = None) -> None:
@@ -145,7 +154,10 @@ def recommender_form(dataset_id: int, run_model: str | None = None) -> None:
             options["learning_rate"] = c3.number_input("Learning rate", 1e-5, 1.0, defaults["learning_rate"],
                                                        format="%.4f", key=f"rec_lr_{model}")
             options["device"] = c1.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key="rec_device")
-    if st.button("▶ Start", type="primary", key="rec_start"):
+    b1, b2 = st.columns(2)
+    if b1.button("⏱ Estimate time", key="rec_estimate"):
+        show_estimate(dataset_id, model, lambda: kinds[model].make_config(options))
+    if b2.button("▶ Start", type="primary", key="rec_start"):
         try:
             config = kinds[model].make_config(options)
             with session_scope() as s:

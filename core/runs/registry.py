@@ -170,8 +170,9 @@ for _kind in (
               "a small recurrent network: fast to train, even on a CPU",
               _TEXT_CONFIG, _TEXT_EXECUTE, _TEXT_LOAD, devices=_GPU, multi_gpu=True, has_epochs=True,
               options=_NEURAL_OPTIONS),
-    ModelKind("tfidf", TaskKind.CLASSIFICATION, "TF-IDF + logistic regression (instant baseline)",
-              "the baseline every model must beat: word and bigram counts, seconds to train on a CPU",
+    ModelKind("tfidf", TaskKind.CLASSIFICATION, "TF-IDF + logistic regression (fast baseline)",
+              "the baseline every model must beat: word and bigram counts on a CPU; seconds for a few thousand "
+              "texts, about a minute for 30,000 (Estimate says how long)",
               _TEXT_CONFIG, _TEXT_EXECUTE, "core.text.serving:load_tfidf_classifier",
               options=("seed", "class_weights")),
     ModelKind("ease", TaskKind.INTERACTIONS, "EASE (linear item model; best on MovieLens)",
