@@ -31,8 +31,8 @@ import pandas as pd  # noqa: E402
 # Each kind: (its two sizes in rows or interactions, the options a user would set on the Train page).
 PLAN = {
     "tfidf": ((3_000, 24_000), {}),
-    "lstm": ((600, 2_400), {"epochs": 2, "max_length": 64}),
-    "transformer": ((200, 600), {"epochs": 1, "max_length": 64, "batch_size": 16}),
+    "lstm": ((300, 1_200), {"epochs": 1, "max_length": 64}),
+    "transformer": ((100, 300), {"epochs": 1, "max_length": 64, "batch_size": 16}),
     "popularity": ((20_000, 100_000), {}),
     "itemknn": ((20_000, 100_000), {}),
     "ease": ((20_000, 100_000), {}),
@@ -142,7 +142,7 @@ def main() -> None:
             results.append(row)
             ok = "yes" if 0.7 <= row["ratio"] <= 1.3 else "NO"
             print(f"{kind:<12}{size:>8}{row['estimate_s']:>9.1f}s{row['actual_s']:>8.1f}s{row['ratio']:>7.2f}  "
-                  f"{ok:<11}  ({row['estimate_took_s']:.0f}s)", flush=True)
+                  f"{ok:<11}  ({row['estimate_took_s']:.0f}s)  {row['parts']}", flush=True)
     inside = sum(0.7 <= r["ratio"] <= 1.3 for r in results)
     print(f"{inside}/{len(results)} estimates within ±30 % of the real run")
     if args.out:

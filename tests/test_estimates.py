@@ -68,13 +68,12 @@ def test_bpr_run_reports_an_eta_each_epoch(tmp_path: Path, interactions_dataset:
 
 
 def test_text_run_eta_includes_the_evaluation_to_come(tmp_path: Path) -> None:
-    from core.text.config import build_config
+    from core.text.config import build_config, config_from_dict
     from core.text.executor import _Reporter
     from core.text.loop import EpochLog, StepLog
 
     ctx = RecordingContext(model_kind="lstm", config={}, dataset_id=0, artifact_dir=tmp_path)
-    reporter = _Reporter(ctx, __import__("core.text.config", fromlist=["config_from_dict"]).config_from_dict(
-        build_config("lstm", {"epochs": 2})), n_val=300, n_test=300)
+    reporter = _Reporter(ctx, config_from_dict(build_config("lstm", {"epochs": 2})), n_val=300, n_test=300)
     step = StepLog(step=1, total_steps=20, epoch=0, epoch_float=0.05, loss=1.0, learning_rate=1e-3,
                    samples_per_s=100.0, eta_s=10.0)
     # Before any validation ran: a forward pass at a third of a training step (1/300 s per example),
@@ -108,9 +107,8 @@ def test_train_page_estimates_a_recommender_and_says_where_the_time_goes(interac
 
 
 def test_tfidf_baseline_uses_the_fast_seeded_solver() -> None:
-    from tests.conftest import sentiment_frame
-
     from core.text.tfidf import TfidfConfig, train_tfidf
+    from tests.conftest import sentiment_frame
 
     frame = sentiment_frame(400, seed=1)
     fits = [train_tfidf(frame.text.tolist(), frame.label.tolist(), TfidfConfig(seed=7)) for _ in range(2)]

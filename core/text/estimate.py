@@ -122,22 +122,21 @@ def _estimate_neural(train: pd.DataFrame, cfg: TrainConfig, family: str, n_train
                  lambda log: None, lambda log: None, lambda: False, None)
     index_batches = batches.index_batches(0)
     loop.model.train()
-    _probe_step(loop, batches, index_batches[0])  # warm-up: allocations, kernel selection
-    timed, seconds = 0, 0.0
-    for idx in index_batches[1:PROBE_STEPS + 1]:
-        tick = time.perf_counter()
-        _probe_step(loop, batches, idx)
-        seconds += time.perf_counter() - tick
-        timed += len(idx)
-    if not timed:  # a dataset smaller than one batch: time the warm-up batch again
-        tick = time.perf_counter()
-        _probe_step(loop, batches, index_batches[0])
-        seconds, timed = time.perf_counter() - tick, len(index_batches[0])
-    per_sample = seconds / timed
+    probe = index_batches[:PROBE_STEPS]
+    _probe_step(loop, batches, probe[0])  # the first step allocates the optimizer's state
+    # Each new batch width pays a one-off kernel selection (oneDNN on CPUs, cuDNN): timed once on new
+    # widths, then again on the same (cached) widths. A run pays the first for each distinct width it meets
+    # and the second for every other step; timing only one or the other was 1.5-4x off on small runs.
+    first, second = (_time_steps(loop, batches, probe) for _ in range(2))
+    per_sample = second / sum(len(idx) for idx in probe)
+    per_new_width = max(0.0, first - second) / max(1, len(probe) - 1)  # probe[0] is no longer new
+    lengths = {min(len(x), cfg.max_length) for x in ids}
+    steps = -(-n_train // cfg.batch_size) * cfg.epochs
+    new_widths = min(steps, cfg.max_length, 2 * len(lengths))  # the sample sees about half the widths
     n_val, n_test = n_eval
     # Validation after every epoch, then validation and test once more for the prediction files.
     eval_samples = n_val * (cfg.epochs + 1) + n_test
-    parts["training"] = per_sample * n_train * cfg.epochs / max(1, cfg.gpus)
+    parts["training"] = (per_sample * n_train * cfg.epochs + per_new_width * new_widths) / max(1, cfg.gpus)
     parts["evaluation"] = _eval_seconds_per_sample(loop, batches, cfg, device) * eval_samples
     parts["saving"] = _save_seconds(loop.model)
     peak, warning = None, None
@@ -147,6 +146,13 @@ def _estimate_neural(train: pd.DataFrame, cfg: TrainConfig, family: str, n_train
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
     return _estimate(parts, peak_memory_bytes=peak, warning=warning, samples_per_s=1.0 / per_sample, device=device)
+
+
+def _time_steps(loop: TrainingLoop, batches: TokenBatches, probe: list[np.ndarray]) -> float:
+    start = time.perf_counter()
+    for idx in probe:
+        _probe_step(loop, batches, idx)
+    return time.perf_counter() - start
 
 
 def _eval_seconds_per_sample(loop: TrainingLoop, batches: TokenBatches, cfg: TrainConfig, device: str) -> float:
