@@ -147,22 +147,22 @@ def add_dataset() -> None:
 
 def inspect(summary: dict) -> None:
     stats = summary["stats"]
-    cols = st.columns(4)
+    cols = st.columns(3)
     cols[0].metric("Rows", f"{summary['rows']:,}")
-    cols[1].metric("Train / val / test", " / ".join(str(summary["splits"].get(k, 0)) for k in SPLIT_NAMES))
-    cols[2].metric("Encoding", summary["encoding"] or "n/a")
+    cols[1].metric("Encoding", summary["encoding"] or "n/a")
+    st.plotly_chart(charts.split_sizes({k: summary["splits"].get(k, 0) for k in SPLIT_NAMES}), key="chart_splits")
     for warning in summary["warnings"]:
         st.warning(warning)
     profile = profile_of(summary["id"], summary["content_hash"], summary["task"])
     if summary["task"] == "classification":
-        cols[3].metric("Classes", len(summary["classes"]))
+        cols[2].metric("Classes", len(summary["classes"]))
         st.plotly_chart(charts.class_balance(profile["classes"], profile["imbalance_ratio"]), key="chart_classes")
         st.plotly_chart(charts.text_length_histogram(profile["chars"], profile["tokens"]), key="chart_lengths")
         st.caption(f"{profile['duplicates']} exact duplicate texts; {stats.get('long_texts', 0)} over-long texts")
         for label, texts in profile["samples"].items():
             st.markdown(f"**{label}**: " + " · ".join(texts))
     else:
-        cols[3].metric("Users / items", f"{profile['users']:,} / {profile['items']:,}")
+        cols[2].metric("Users / items", f"{profile['users']:,} / {profile['items']:,}")
         st.caption(f"{profile['interactions']:,} interactions, sparsity {profile['sparsity']:.2%}")
         if profile["ratings"] is not None:
             st.plotly_chart(charts.rating_histogram(profile["ratings"]), key="chart_ratings")
@@ -171,10 +171,12 @@ def inspect(summary: dict) -> None:
 
 
 def manage(summary: dict) -> None:
-    new_name = st.text_input("Rename to", summary["name"], key="rename_to")
+    # Keyed by dataset: one shared key kept the first dataset's name in the box after switching.
+    new_name = st.text_input("Rename to", summary["name"], key=f"rename_to_{summary['id']}")
     if st.button("Rename", key="rename") and new_name != summary["name"]:
         with session_scope() as s:
-            ds.rename_dataset(s, summary["id"], new_name)
+            row = ds.rename_dataset(s, summary["id"], new_name)
+            st.session_state["_flash"] = f"Renamed '{summary['name']}' to '{row.name}'."
         st.rerun()
     with read_scope() as s:
         runs = ds.runs_to_delete(s, summary["id"])
@@ -204,8 +206,11 @@ with list_tab:
     else:
         st.dataframe([{k: d[k] for k in ("id", "name", "task", "rows", "created_at")} for d in summaries],
                      key="datasets_table")
-        by_name = {d["name"]: d for d in summaries}
-        chosen = by_name[st.selectbox("Inspect", list(by_name), key="inspect")]
+        # Chosen by id, so a rename keeps the same dataset selected (a name would vanish from the options).
+        by_id = {d["id"]: d for d in summaries}
+        chosen = by_id[st.selectbox("Inspect", list(by_id), format_func=lambda i: by_id[i]["name"], key="inspect")]
+        if flash := st.session_state.pop("_flash", None):
+            st.success(flash)
         try:
             inspect(chosen)
             manage(chosen)

@@ -6,6 +6,7 @@ Reads metrics stored on finished runs; the sections are drawn by ui.evaluate_vie
 import streamlit as st
 
 from ui import evaluate_views as views
+from ui import url_state
 from ui.common import ensure_db, page_link
 
 ensure_db()
@@ -23,9 +24,11 @@ mode = st.segmented_control("View", ["One run", "Compare runs"], default="One ru
 if mode == "Compare runs":
     views.comparison(rows)
 else:
-    wanted = st.query_params.get("run")
+    wanted = url_state.url_run_id()
     ids = list(by_id)
-    start = ids.index(int(wanted)) if wanted and wanted.isdigit() and int(wanted) in by_id else 0
+    start = ids.index(wanted) if wanted in by_id else 0
+    if missing := url_state.missing_run_message(wanted, ids, instead=": showing the latest completed run instead"):
+        st.warning(missing)
     left, right = st.columns([3, 1])
     run_id = left.selectbox("Run", ids, index=start, key="run", format_func=lambda i: by_id[i]["label"])
     split = "test"

@@ -10,15 +10,12 @@ from core.errors import ProtolabError
 from core.evaluation.cards import classifier_card
 from core.text.batch_scoring import read_upload, results_csv, score_frame, text_columns
 from core.text.explain import explain, legend, render_explanation_html
+from core.text.language import example_sentences
 from core.text.serving import clean_text, load_classifier, servable_runs
 from db import read_scope
 from ui.api_access import use_from_code
 from ui.common import empty_state, ensure_db, format_when, page_link
-
-EXAMPLES = ("Absolutely love it: setup took two minutes and support was brilliant.",
-            "The app keeps crashing and nobody answers my emails.",
-            "It arrived on Tuesday, in a brown box.",
-            "Not bad at all, though the battery could last longer.")
+from ui.language import dataset_language_of
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
@@ -90,7 +87,8 @@ with st.container(border=True):
 single, batch = st.tabs(["✍️ Try a sentence", "📄 Score a file"])
 with single:
     st.caption("Try one of these, or write your own:")
-    for col, (i, example) in zip(st.columns(len(EXAMPLES)), enumerate(EXAMPLES), strict=True):
+    examples = example_sentences(dataset_language_of(run.dataset_id))  # in the language of its training texts
+    for col, (i, example) in zip(st.columns(len(examples)), enumerate(examples), strict=True):
         col.button(example, key=f"example_{i}", on_click=use_example, args=(example,), width="stretch")
     text = st.text_area("Text", key="text", height=110, placeholder="Type or paste a review, a tweet, an email…")
     analyse = st.button("Analyse", key="analyse", type="primary")
@@ -149,4 +147,4 @@ with batch:
                 st.download_button("Download scored CSV", results_csv(result), key="download",
                                    file_name=f"scored-run{run.run_id}.csv", mime="text/csv")
 
-use_from_code(run.run_id, texts=[EXAMPLES[0]], present=present)
+use_from_code(run.run_id, texts=[examples[0]], present=present)

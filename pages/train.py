@@ -14,6 +14,7 @@ from db import read_scope, session_scope
 from db import runs as run_queries
 from db.enums import RunStatus, TaskKind
 from db.models import Run
+from ui import url_state
 from ui.common import ensure_db, format_duration, format_when, page_link, status_chip
 from ui.fleet_views import show_placement
 from ui.train_forms import classification_form, recommender_form
@@ -32,12 +33,16 @@ if not datasets:
     st.stop()
 
 # --- what to train ----------------------------------------------------------------------------------
-dataset_id = st.selectbox("Dataset", list(datasets), format_func=lambda i: datasets[i][0], key="dataset")
+# After a reload (a new session) the form comes back as it was: from ?dataset=&model= or the run in ?run=.
+url_run = url_state.run_choice(url_state.url_run_id())
+dataset_id = st.selectbox("Dataset", list(datasets), format_func=lambda i: datasets[i][0], key="dataset",
+                          index=url_state.url_index("dataset", list(datasets), url_run and url_run[0]))
+url_state.remember("dataset", dataset_id)
 task = datasets[dataset_id][1]
 if task is TaskKind.INTERACTIONS:
-    recommender_form(dataset_id)
+    recommender_form(dataset_id, url_run and url_run[1])
 else:
-    classification_form(dataset_id)
+    classification_form(dataset_id, url_run and url_run[1])
 
 
 # --- the live panel ---------------------------------------------------------------------------------
@@ -107,23 +112,38 @@ def _score(run: Run) -> str:
     return f" · {text}" if text else ""
 
 
-with read_scope() as s:
-    recent = [(r.id, r.status, r.model_kind, r.dataset.name, r.created_at, _score(r))
-              for r in run_queries.list_runs(s, limit=10)]
-wanted = st.query_params.get("run")
+def _recent() -> list[tuple]:
+    with read_scope() as s:
+        return [(r.id, r.status, r.model_kind, r.dataset.name, r.created_at, _score(r))
+                for r in run_queries.list_runs(s, limit=10)]
+
+
+def recent_runs(was_active: bool) -> None:
+    # Refreshed with the live panel while anything runs, so its chips never contradict the panel's status.
+    recent = _recent()
+    if was_active and not any(r[1].is_active for r in recent):
+        st.rerun()
+    if not recent:
+        st.caption("No runs yet: press Start above.")
+    for run_id, status, model, dataset_name, created, score in recent:
+        row, open_col = st.columns([6, 1])
+        row.markdown(f"{status_chip(status)} **#{run_id}** {model} on {dataset_name} · {format_when(created)}{score}")
+        if open_col.button("Open", key=f"open_{run_id}"):
+            st.query_params["run"] = str(run_id)
+            st.rerun()
+
+
+recent = _recent()
+wanted = url_state.url_run_id()
 active = [r[0] for r in recent if r[1].is_active]
-selected = int(wanted) if wanted and wanted.isdigit() else (active[0] if active else recent[0][0] if recent else None)
-if selected is not None and (snap := _snapshot(selected)) is not None:
+selected = wanted if wanted is not None else (active[0] if active else recent[0][0] if recent else None)
+snap = _snapshot(selected) if selected is not None else None
+if missing := url_state.missing_run_message(wanted, [selected] if snap else []):
+    st.warning(missing)  # a link to a run that is gone says so, rather than showing nothing or another run
+elif snap is not None:
     st.subheader("Run")
     is_active = snap["status"].is_active
     st.fragment(run_every="1s" if is_active else None)(live_panel)(selected, is_active)
 
 st.subheader("Recent runs")
-if not recent:
-    st.caption("No runs yet: press Start above.")
-for run_id, status, model, dataset_name, created, score in recent:
-    row, open_col = st.columns([6, 1])
-    row.markdown(f"{status_chip(status)} **#{run_id}** {model} on {dataset_name} · {format_when(created)}{score}")
-    if open_col.button("Open", key=f"open_{run_id}"):
-        st.query_params["run"] = str(run_id)
-        st.rerun()
+st.fragment(run_every="1s" if active else None)(recent_runs)(bool(active))

@@ -27,6 +27,7 @@ from ui.common import format_when
 
 ANY = "(any)"
 EDITOR_ROWS = 200  # rows offered for relabel/exclude marks: the most confident mistakes
+MARKS_COLUMN_ORDER = ("row", "exclude", "relabel_to", "true", "predicted", "confidence", "text")
 CLASS_METRICS = ["accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1"]
 RANK_METRICS = ["ndcg@10", "precision@10", "recall@10", "map@10", "hit_rate@10", "coverage"]
 
@@ -206,7 +207,9 @@ def error_analysis(run: Any, split: str, preds: pd.DataFrame, labels: list[str])
                f"{min(len(wrong), EDITOR_ROWS)} can be marked for relabelling or exclusion.")
     marks = wrong.head(EDITOR_ROWS).assign(exclude=False, relabel_to=None)
     # Edits are kept by row position, so each filter gets its own editor: a mark never moves to another row.
+    # The marks come first: after a long text column they sat off-screen to the right.
     edited = st.data_editor(marks, key=f"marks_{run.id}_{split}_{true}_{pred}", hide_index=True, width="stretch",
+                            column_order=MARKS_COLUMN_ORDER,
                             disabled=["row", "text", "true", "predicted", "confidence"], column_config={
                                 "confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
                                                                               format="%.3f"),

@@ -6,6 +6,8 @@ core.runs.jobs; the page around them shows the live run. No training happens in 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import streamlit as st
 
 from core.errors import ProtolabError
@@ -13,11 +15,14 @@ from core.recs.config import protocol_text
 from core.runs import jobs, registry
 from core.runs.device import describe_compute
 from core.text.config import DEFAULT_LEARNING_RATE
+from core.text.language import suggested_model_id
 from core.text.pretrained import DEFAULT_MODEL_ID, WELL_KNOWN_MODELS
 from db import datasets as dataset_queries
 from db import read_scope, session_scope
 from db.enums import TaskKind
+from ui import url_state
 from ui.common import format_duration
+from ui.language import dataset_language_of
 
 OTHER = "other (Hugging Face id or local folder)"
 PROTOCOLS = {"stratified_item": "75/25 per item, seed 42 (comparable with published MovieLens figures)",
@@ -25,14 +30,25 @@ PROTOCOLS = {"stratified_item": "75/25 per item, seed 42 (comparable with publis
              "dataset": "the split stored with the dataset"}
 
 
-def classification_form(dataset_id: int) -> None:
-    """Model family, model id and hyperparameters; Estimate and Start."""
+def classification_form(dataset_id: int, run_model: str | None = None) -> None:
+    """Model family, model id and hyperparameters; Estimate and Start. `run_model` presets the family after a
+    reload (the model of the run in the URL)."""
     kinds = {k.name: k for k in registry.all_kinds(TaskKind.CLASSIFICATION)}
     family = st.radio("Model", list(kinds), format_func=lambda name: kinds[name].label, horizontal=True,
-                      key="family", captions=[k.help for k in kinds.values()])
+                      key="family", captions=[k.help for k in kinds.values()],
+                      index=url_state.url_index("model", list(kinds), run_model))
+    url_state.remember("model", family)
     options: dict = {"seed": None, "class_weights": None}
     if family == "transformer":
-        choice = st.selectbox("Pretrained model", [*WELL_KNOWN_MODELS, OTHER], key="model_choice",
+        language = dataset_language_of(dataset_id)
+        suggested = suggested_model_id(language)
+        models = [*WELL_KNOWN_MODELS, OTHER]
+        if suggested and language is not None:
+            st.info(f"Most texts in this dataset look {language.name}: the multilingual model is suggested "
+                    "(MiniLM, the default, was trained on English).")
+        # Keyed by the suggestion, so switching between an English and a German dataset re-applies it.
+        choice = st.selectbox("Pretrained model", models, key=f"model_choice{'_multilingual' if suggested else ''}",
+                              index=models.index(suggested) if suggested in models else 0,
                               format_func=lambda m: m if m == OTHER else f"{WELL_KNOWN_MODELS[m]} · {m}",
                               help="MiniLM is bundled and works offline; the others download once from the hub.")
         custom = st.text_input("Model id or folder", key="model_id_custom") if choice == OTHER else ""
@@ -85,19 +101,7 @@ def classification_form(dataset_id: int) -> None:
 
     b1, b2 = st.columns(2)
     if b1.button("⏱ Estimate time", key="estimate"):
-        try:
-            from core.text.estimate import estimate_run
-
-            with read_scope() as s:
-                dataset = dataset_queries.get_dataset(s, dataset_id)
-            with st.spinner("Measuring a few training steps…"):
-                est = estimate_run(dataset, model_kind=family, config=_config())
-                memory = f" · peak memory ≈ {est.peak_memory_bytes / 2**30:.1f} GiB" if est.peak_memory_bytes else ""
-                st.info(f"About **{format_duration(est.seconds)}** on {est.device}{memory}")
-                if est.warning:
-                    st.warning(est.warning)
-        except ProtolabError as exc:
-            st.error(str(exc))
+        show_estimate(dataset_id, family, _config)
     if b2.button("▶ Start", type="primary", key="start"):
         try:
             with session_scope() as s:
@@ -107,11 +111,32 @@ def classification_form(dataset_id: int) -> None:
             st.error(str(exc))
 
 
-def recommender_form(dataset_id: int) -> None:
+def show_estimate(dataset_id: int, model_kind: str, config: Callable[[], dict]) -> None:
+    """Measure a probe of the run and say how long the whole run will take, and where the time goes."""
+    from core.runs.estimates import estimate_any
+
+    try:
+        with read_scope() as s:
+            dataset = dataset_queries.get_dataset(s, dataset_id)
+        with st.spinner("Measuring start-up and a few training steps…"):
+            est = estimate_any(dataset, model_kind, config())
+    except ProtolabError as exc:
+        st.error(str(exc))
+        return
+    memory = f" · peak memory ≈ {est.peak_memory_bytes / 2**30:.1f} GiB" if est.peak_memory_bytes else ""
+    st.info(f"About **{format_duration(est.seconds)}** on {est.device}{memory}")
+    st.caption(est.breakdown())
+    if est.warning:
+        st.warning(est.warning)
+
+
+def recommender_form(dataset_id: int, run_model: str | None = None) -> None:
     """A recommender, the evaluation protocol and the few settings that matter; Start."""
     kinds = {k.name: k for k in registry.all_kinds(TaskKind.INTERACTIONS)}
     model = st.radio("Model", list(kinds), format_func=lambda name: kinds[name].label, horizontal=True,
-                     key="rec_model", captions=[k.help for k in kinds.values()])
+                     key="rec_model", captions=[k.help for k in kinds.values()],
+                     index=url_state.url_index("model", list(kinds), run_model))
+    url_state.remember("model", model)
     options: dict = {}
     with st.expander("Settings", expanded=False):
         c1, c2, c3 = st.columns(3)
@@ -133,7 +158,10 @@ def recommender_form(dataset_id: int) -> None:
             options["device"] = c1.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key="rec_device")
     # Outside the (collapsed) settings, so nobody trains on another split than they chose without seeing it.
     st.caption(f"Trains and tests on {protocol_text(options['split_protocol'])} (change it under Settings).")
-    if st.button("▶ Start", type="primary", key="rec_start"):
+    b1, b2 = st.columns(2)
+    if b1.button("⏱ Estimate time", key="rec_estimate"):
+        show_estimate(dataset_id, model, lambda: kinds[model].make_config(options))
+    if b2.button("▶ Start", type="primary", key="rec_start"):
         try:
             config = kinds[model].make_config(options)
             with session_scope() as s:

@@ -11,7 +11,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.data.mapping import as_text, extra_columns, mapping_meta, require_columns
+from core.data.mapping import (
+    as_text,
+    container_share,
+    extra_columns,
+    label_candidates,
+    mapping_meta,
+    max_plausible_classes,
+    require_columns,
+)
 from core.data.splits import split_by_label
 from core.data.storage import content_digest
 from core.data.types import (
@@ -33,6 +41,7 @@ def prepare_classification(table: ParsedTable, mapping: ClassificationMapping, s
     options = options or CleanOptions()
     name, frame = table.filename, table.frame
     require_columns(table, {"text": mapping.text, "label": mapping.label})
+    _require_plain_label(table, mapping)
     text, label = as_text(frame[mapping.text]), as_text(frame[mapping.label])
     if (text == "").all():
         raise DatasetError(f"{name}: every text in column '{mapping.text}' is empty")
@@ -44,6 +53,7 @@ def prepare_classification(table: ParsedTable, mapping: ClassificationMapping, s
     out = pd.concat([pd.DataFrame({"text": text, "label": label}), extra_columns(frame, [mapping.text, mapping.label])],
                     axis=1)[~empty.to_numpy()]
     _require_classes(table, out, mapping.label, "after dropping empty rows" if empty.any() else "")
+    _require_plausible_classes(table, out, mapping)
     codes = pd.factorize(out["text"])[0]  # once: duplicates and leakage both need it, and it is the slow part
     out["_code"] = codes
     dup = pd.Series(codes, index=out.index).duplicated(keep="first")
@@ -67,6 +77,31 @@ def prepare_classification(table: ParsedTable, mapping: ClassificationMapping, s
         task=TaskKind.CLASSIFICATION, frame=out, mapping={**asdict(mapping), **mapping_meta(table, split, options)},
         stats=stats, warnings=warnings, encoding=table.encoding, source_filename=name,
         content_hash=content_digest(out.drop(columns="split")), notes=list(table.notes))
+
+
+def _instead(table: ParsedTable, mapping: ClassificationMapping) -> str:
+    """'pick X or Y instead', or why nothing fits: the end of every 'not a label column' message."""
+    fits = label_candidates(table.frame, exclude=[mapping.text, mapping.label])[:5]
+    if fits:
+        return "pick a label column with a few repeated values instead, e.g. " + ", ".join(f"'{c}'" for c in fits)
+    return ("no column has a few repeated values that could be classes; add a label column "
+            "(a few classes, each on several rows)")
+
+
+def _require_plain_label(table: ParsedTable, mapping: ClassificationMapping) -> None:
+    # JSON objects/lists (nested data, or struct cells from Parquet) would make one "class" per distinct dict.
+    col = table.frame[mapping.label]
+    if container_share(col) > 0.5:
+        raise DatasetError(f"{table.filename}: column '{mapping.label}' holds JSON objects or lists, not class "
+                           f"names; {_instead(table, mapping)}")
+
+
+def _require_plausible_classes(table: ParsedTable, out: pd.DataFrame, mapping: ClassificationMapping) -> None:
+    n_classes, limit = out["label"].nunique(), max_plausible_classes(len(out))
+    if n_classes > limit:
+        raise DatasetError(f"{table.filename}: column '{mapping.label}' has {n_classes:,} different values in "
+                           f"{len(out):,} rows (at most {limit} classes are plausible): it looks like an id or "
+                           f"free text, not a label; {_instead(table, mapping)}")
 
 
 def _require_classes(table: ParsedTable, out: pd.DataFrame, col: str, when: str) -> None:

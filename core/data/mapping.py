@@ -5,12 +5,14 @@ Also the small cell helpers every prepare step shares (as_text, extra_columns, m
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from core.data.types import (
@@ -56,26 +58,79 @@ def _named(columns: Sequence[str], words: Sequence[str], exact: bool = False) ->
     for word in words:  # earlier words win
         for col in columns:
             low = col.lower()
+            leaf = low.rsplit(".", 1)[-1]  # a flattened JSON field "ticket.body" is named by "body"
             tokens = re.split(r"[^a-z0-9]+", low)
-            if (low == word or (not exact and (word in tokens or low.startswith(word)))) and col not in out:
+            if (word in (low, leaf) or (not exact and (word in tokens or low.startswith(word)))) and col not in out:
                 out.append(col)
     return out
 
 
-def guess_classification(frame: pd.DataFrame) -> ClassificationMapping:
-    """The long free-text column is the text; a low-cardinality column (by name first) is the label."""
+def max_plausible_classes(n_rows: int) -> int:
+    """The most distinct labels a table of `n_rows` can sensibly have: every class needs a row in each of
+    the three splits, so more than n/3 classes means an id, free text or JSON was picked as the label."""
+    return max(2, n_rows // 3)
+
+
+def _guessable_classes(n_rows: int) -> int:
+    # Guessing is stricter than validation: a column with hundreds of values is rarely the intended label.
+    return max(2, min(100, n_rows // 2))
+
+
+def container_share(col: pd.Series) -> float:
+    """Share of non-empty cells that hold a JSON object or list (a dict/list cell, or its JSON text)."""
+    values = col[as_text(col) != ""]
+    if values.empty:
+        return 0.0
+    return float(values.map(_is_container).mean())
+
+
+def _is_container(value: Any) -> bool:
+    if isinstance(value, (dict, list, tuple, np.ndarray)):
+        return True
+    text = str(value).strip()
+    if (text[:1], text[-1:]) not in (("{", "}"), ("[", "]")):
+        return False
+    try:
+        return isinstance(json.loads(text), (dict, list))
+    except ValueError:
+        return False
+
+
+def label_candidates(frame: pd.DataFrame, exclude: Sequence[str | None] = ()) -> list[str]:
+    """Columns that could be a label: 2 to 100 distinct plain values (no JSON), named like a
+    label first, then fewest classes first."""
     sample = _sample(frame)
-    texts = {c: as_text(sample[c]) for c in sample.columns}
-    wordy = [c for c in sample.columns if _numeric_share(sample[c]) < 0.5]
+    limit = _guessable_classes(len(sample))
+    distinct = {}
+    for c in sample.columns:
+        if c in exclude or container_share(sample[c]) > 0.5:
+            continue
+        values = as_text(sample[c])
+        distinct[c] = values[values != ""].nunique()
+    fits = [c for c, k in distinct.items() if 2 <= k <= limit]
+    named = _named(fits, LABEL_NAMES)
+    return named + sorted((c for c in fits if c not in named), key=lambda c: distinct[c])
+
+
+def guess_classification(frame: pd.DataFrame) -> ClassificationMapping:
+    """The long free-text column is the text; a low-cardinality column (by name first) is the label.
+
+    Columns of JSON objects or lists (nested data not flattened) are never guessed: their text is not prose
+    and their values are not class names.
+    """
+    sample = _sample(frame)
+    plain = [c for c in sample.columns if container_share(sample[c]) <= 0.5]
+    texts = {c: as_text(sample[c]) for c in plain}
+    wordy = [c for c in plain if _numeric_share(sample[c]) < 0.5]
     lengths = {c: float(texts[c].str.len().mean()) for c in wordy}
     text_col = next(iter(_named(wordy, TEXT_NAMES, exact=True)), None)
     if text_col is None and lengths:
         text_col = max(lengths, key=lambda c: lengths[c])
     n = len(sample)
-    distinct = {c: texts[c][texts[c] != ""].nunique() for c in sample.columns if c != text_col}
+    distinct = {c: texts[c][texts[c] != ""].nunique() for c in plain if c != text_col}
     # A column named like a label is taken even with one class, so validation can say what is wrong.
-    named = _named([c for c, k in distinct.items() if 1 <= k <= max(2, min(100, n // 2))], LABEL_NAMES)
-    low_card = [c for c, k in distinct.items() if 2 <= k <= max(2, min(100, n // 2))]
+    named = _named([c for c, k in distinct.items() if 1 <= k <= _guessable_classes(n)], LABEL_NAMES)
+    low_card = [c for c, k in distinct.items() if 2 <= k <= _guessable_classes(n)]
     label_col = named[0] if named else min(low_card, key=lambda c: distinct[c], default=None)
     return ClassificationMapping(text=text_col, label=label_col)
 
@@ -145,9 +200,14 @@ def require_columns(table: ParsedTable, mapping: dict[str, str | None], optional
             raise DatasetError(f"{table.filename}: no column is mapped as {role}; columns are: {listed}")
         if col not in cols:
             raise DatasetError(f"{table.filename}: column '{col}' (mapped as {role}) is missing; columns are: {listed}")
-    used = [c for c in mapping.values() if c]
-    if len(used) != len(set(used)):
-        raise DatasetError(f"{table.filename}: one column is mapped to two roles ({mapping}); pick distinct columns")
+    roles_of: dict[str, list[str]] = {}
+    for role, col in mapping.items():
+        if col:
+            roles_of.setdefault(col, []).append(role)
+    for col, roles in roles_of.items():
+        if len(roles) > 1:
+            raise DatasetError(f"{table.filename}: column '{col}' is mapped as both {' and '.join(roles)}; "
+                               "pick a different column for each role")
 
 
 def extra_columns(frame: pd.DataFrame, used: Sequence[str | None]) -> pd.DataFrame:

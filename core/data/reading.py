@@ -190,15 +190,34 @@ def _parse_json(text: str, name: str, encoding: str, notes: list[str]) -> Parsed
         if not isinstance(record, dict):
             raise DatasetError(f"{name}: record {number} is a {type(record).__name__}, not an object; "
                                "JSON must be an array of objects or one object per line")
-    rows = [{str(k): _flatten(v) for k, v in r.items()} for r in records]
+    rows = [flatten_record(r) for r in records]
+    if any(isinstance(v, dict) and v for r in records for v in r.values()):
+        notes = [*notes, "nested objects flattened to dotted columns (e.g. ticket.body)"]
     frame = pd.DataFrame.from_records(rows)
     return _table(frame, name, fmt, encoding, notes, header_rows=0)
 
 
-def _flatten(value: Any) -> Any:
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    return value
+def flatten_record(record: dict[str, Any]) -> dict[str, Any]:
+    """One JSON object as a flat row: nested objects become dotted keys ({"meta": {"label": 1}} ->
+    {"meta.label": 1}), as pandas.json_normalize does; lists stay one cell, as JSON text.
+
+    A dotted key that clashes with a literal key of that name (both "a.b" and {"a": {"b": ..}}) gets a
+    "_" appended, so no value is silently lost.
+    """
+    out: dict[str, Any] = {}
+    _flatten_into(out, "", record)
+    return out
+
+
+def _flatten_into(out: dict[str, Any], prefix: str, obj: dict[str, Any]) -> None:
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            _flatten_into(out, f"{name}.", value)
+            continue
+        while name in out:
+            name += "_"
+        out[name] = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value
 
 
 def _parse_delimited(data: bytes, text: str, name: str, encoding: str, notes: list[str]) -> ParsedTable:

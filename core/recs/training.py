@@ -22,6 +22,7 @@ from core.recs.models import Bpr, Content, Ease, ItemKnn, Popularity, Recommende
 from core.recs.ranking import DEFAULT_KS, RankingAccumulator
 from core.recs.splits import split_interactions
 from core.runs import registry
+from core.runs.timing import format_eta, remaining_seconds
 
 # Inside the run's model/ folder. INDEX_FILE was "meta.json" before runs kept one meta.json at their top.
 MODEL_FILE, INDEX_FILE, LEGACY_INDEX_FILE = "arrays.safetensors", "index.json", "meta.json"
@@ -136,7 +137,9 @@ def execute_run(ctx: Any) -> dict[str, Any]:
 
     def on_epoch(epoch: int, loss: float) -> None:
         ctx.log_metric("train_loss", loss, step=epoch, epoch=float(epoch), split="train")
-        ctx.progress(0.05 + 0.8 * epoch / epochs, f"epoch {epoch}/{epochs}: loss {loss:.4f}")
+        left = remaining_seconds(epoch, epochs, time.perf_counter() - start)
+        eta = f" · ETA {format_eta(left)} (then evaluation)" if left is not None and epoch < epochs else ""
+        ctx.progress(0.05 + 0.8 * epoch / epochs, f"epoch {epoch}/{epochs}: loss {loss:.4f}{eta}")
 
     start = time.perf_counter()
     model = train_model(kind, cfg, data, catalogue=catalogue, device=device, on_epoch=on_epoch,

@@ -184,8 +184,9 @@ for _kind in (
               _TEXT_CONFIG, _TEXT_EXECUTE, _TEXT_LOAD, devices=_GPU, multi_gpu=True, has_epochs=True,
               options=_NEURAL_OPTIONS,
               settings=(*_NEURAL_SETTINGS, "init_embeddings")),
-    ModelKind("tfidf", TaskKind.CLASSIFICATION, "TF-IDF + logistic regression (instant baseline)",
-              "the baseline every model must beat: word and bigram counts, seconds to train on a CPU",
+    ModelKind("tfidf", TaskKind.CLASSIFICATION, "TF-IDF + logistic regression (fast baseline)",
+              "the baseline every model must beat: word and bigram counts on a CPU; seconds for a few thousand "
+              "texts, about a minute for 30,000 (Estimate says how long)",
               _TEXT_CONFIG, _TEXT_EXECUTE, "core.text.serving:load_tfidf_classifier",
               options=("seed", "class_weights"),
               settings=("seed", "class_weights", "tfidf_ngram_max", "tfidf_min_df", "tfidf_max_features",

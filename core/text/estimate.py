@@ -1,16 +1,24 @@
 """Pre-flight estimates of a classification run: time from a short measured probe on a sample of its data,
 and peak GPU memory on CUDA.
+
+The time is the whole run as the user waits for it: the worker's start-up (Python and imports, measured by
+launching one), loading the model, tokenising every split, the training steps, evaluation on the validation
+split after each epoch and on validation and test at the end, and saving. Each part is measured on a sample
+and scaled to the dataset; `parts` says how the total splits, and bench/estimates.py checks it against runs.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from core.runs.timing import preload, startup_seconds
 from core.text.batching import TokenBatches, encode_texts
 from core.text.config import TrainConfig, TrainingError, build_config, config_from_dict, replace_config
 from core.text.executor import build_model
@@ -25,6 +33,17 @@ class Estimate:
     warning: str | None
     samples_per_s: float | None = None
     device: str = "cpu"
+    parts: dict[str, float] = field(default_factory=dict)  # "start-up", "training", ...: seconds each
+
+    def breakdown(self) -> str:
+        """'start-up 11s · training 40s · evaluation <1s': where the time goes, in the run's order."""
+        from core.runs.timing import format_eta
+
+        return " · ".join(f"{name} {format_eta(sec) if sec >= 1 else '<1s'}" for name, sec in self.parts.items())
+
+
+def _estimate(parts: dict[str, float], **kwargs: Any) -> Estimate:
+    return Estimate(seconds=sum(parts.values()), parts={k: round(v, 3) for k, v in parts.items()}, **kwargs)
 
 
 PROBE_STEPS = 3
@@ -38,31 +57,51 @@ def estimate_run(dataset: Dataset | None, model_kind: str, config: dict[str, Any
     cfg = config_from_dict(build_config(model_kind, {k: v for k, v in config.items() if k != "resume"}))
     if dataset is None:
         raise TrainingError("that dataset no longer exists")
+    parts = {"start-up": startup_seconds(model_kind)}
+    preload(model_kind)
+    start = time.perf_counter()
     train = load_split(dataset, "train")
     n_train = len(train)
-    n_eval = int(dataset.split_counts.get("validation", 0)) + int(dataset.split_counts.get("test", 0))
-    if n_train == 0:
+    n_val, n_test = (int(dataset.split_counts.get(k, 0)) for k in ("validation", "test"))
+    if n_val == 0:  # the executor cuts a tenth of train for validation, and tests on it when there is no test
+        n_val, n_train = max(1, n_train // 10), n_train - max(1, n_train // 10)
+    n_test = n_test or n_val
+    if n_train <= 0:
         raise TrainingError(f"dataset {dataset.name!r} has no training rows")
+    # Reading all three splits takes about three times reading train (one Parquet file, filtered).
+    parts["loading data"] = 3 * (time.perf_counter() - start)
     if model_kind == "tfidf":
-        return _estimate_tfidf(train, cfg, n_train)
-    return _estimate_neural(train, cfg, model_kind, n_train, n_eval)
+        return _estimate_tfidf(train, cfg, n_train, n_val + n_test, parts)
+    return _estimate_neural(train, cfg, model_kind, n_train, (n_val, n_test), parts)
 
 
-def _estimate_tfidf(train: pd.DataFrame, cfg: TrainConfig, n_train: int) -> Estimate:
-    from core.text.tfidf import TfidfConfig, train_tfidf
+def _estimate_tfidf(train: pd.DataFrame, cfg: TrainConfig, n_train: int, n_eval: int,
+                    parts: dict[str, float]) -> Estimate:
+    from core.text.tfidf import TfidfConfig, save_tfidf, train_tfidf
 
     sample = train.sample(n=min(n_train, 2000), random_state=cfg.seed)
     if sample["label"].astype(str).nunique() < 2:
         raise TrainingError("the training split needs at least two different labels")
+    texts = sample["text"].astype(str).tolist()
     start = time.perf_counter()
-    train_tfidf(sample["text"].astype(str).tolist(), sample["label"].astype(str).tolist(),
-                TfidfConfig.of_run(cfg))
+    model = train_tfidf(texts, sample["label"].astype(str).tolist(), TfidfConfig.of_run(cfg))
     per_row = (time.perf_counter() - start) / len(sample)
-    return Estimate(seconds=per_row * n_train * 1.2 + 1.0, peak_memory_bytes=None, warning=None,
-                    samples_per_s=1.0 / max(per_row, 1e-9), device="cpu")
+    start = time.perf_counter()
+    model.predict_proba(texts)
+    per_eval_row = (time.perf_counter() - start) / len(sample)
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        save_tfidf(model, Path(folder))
+        save_seconds = time.perf_counter() - start
+    # Fitting grows a little faster than the rows (a larger vocabulary, more solver iterations): the 1.2.
+    parts |= {"training": per_row * n_train * 1.2, "evaluation": per_eval_row * n_eval,
+              "saving": save_seconds * max(1.0, n_train / len(sample)) ** 0.5}
+    return _estimate(parts, peak_memory_bytes=None, warning=None, samples_per_s=1.0 / max(per_row, 1e-9),
+                     device="cpu")
 
 
-def _estimate_neural(train: pd.DataFrame, cfg: TrainConfig, family: str, n_train: int, n_eval: int) -> Estimate:
+def _estimate_neural(train: pd.DataFrame, cfg: TrainConfig, family: str, n_train: int, n_eval: tuple[int, int],
+                     parts: dict[str, float]) -> Estimate:
     import torch
 
     from core.runs.device import resolve_device
@@ -72,37 +111,69 @@ def _estimate_neural(train: pd.DataFrame, cfg: TrainConfig, family: str, n_train
     start = time.perf_counter()
     seed_everything(cfg.seed)
     model, tokenizer = build_model(family, cfg, labels if len(labels) > 1 else [*labels, "other"])
-    load_seconds = time.perf_counter() - start
+    parts["loading the model"] = time.perf_counter() - start
     sample = train.sample(n=min(n_train, cfg.batch_size * (PROBE_STEPS + 1)), random_state=cfg.seed)
+    start = time.perf_counter()
     ids = encode_texts(tokenizer, sample["text"].astype(str).tolist(), cfg.max_length)
+    parts["tokenising"] = (time.perf_counter() - start) / len(sample) * (n_train + sum(n_eval))
     y = np.array([labels.index(v) for v in sample["label"].astype(str)])
     batches = TokenBatches(ids, y, tokenizer.pad_token_id or 0, cfg.batch_size, seed=cfg.seed)
     loop = TrainingLoop(model, batches, batches, replace_config(cfg, epochs=1, warmup_ratio=0.0), device,
                  lambda log: None, lambda log: None, lambda: False, None)
     index_batches = batches.index_batches(0)
     loop.model.train()
-    _probe_step(loop, batches, index_batches[0])  # warm-up: allocations, kernel selection
-    timed, seconds = 0, 0.0
-    for idx in index_batches[1:PROBE_STEPS + 1]:
-        tick = time.perf_counter()
-        _probe_step(loop, batches, idx)
-        seconds += time.perf_counter() - tick
-        timed += len(idx)
-    if not timed:  # a dataset smaller than one batch: time the warm-up batch again
-        tick = time.perf_counter()
-        _probe_step(loop, batches, index_batches[0])
-        seconds, timed = time.perf_counter() - tick, len(index_batches[0])
-    per_sample = seconds / timed
-    # Evaluation has no backward pass (about a third of a training step) and runs each epoch.
-    total = load_seconds + per_sample * (n_train * cfg.epochs + n_eval * cfg.epochs / 3) / max(1, cfg.gpus)
+    probe = index_batches[:PROBE_STEPS]
+    _probe_step(loop, batches, probe[0])  # the first step allocates the optimizer's state
+    # Each new batch width pays a one-off kernel selection (oneDNN on CPUs, cuDNN): timed once on new
+    # widths, then again on the same (cached) widths. A run pays the first for each distinct width it meets
+    # and the second for every other step; timing only one or the other was 1.5-4x off on small runs.
+    first, second = (_time_steps(loop, batches, probe) for _ in range(2))
+    per_sample = second / sum(len(idx) for idx in probe)
+    per_new_width = max(0.0, first - second) / max(1, len(probe) - 1)  # probe[0] is no longer new
+    lengths = {min(len(x), cfg.max_length) for x in ids}
+    steps = -(-n_train // cfg.batch_size) * cfg.epochs
+    new_widths = min(steps, cfg.max_length, 2 * len(lengths))  # the sample sees about half the widths
+    n_val, n_test = n_eval
+    # Validation after every epoch, then validation and test once more for the prediction files.
+    eval_samples = n_val * (cfg.epochs + 1) + n_test
+    parts["training"] = (per_sample * n_train * cfg.epochs + per_new_width * new_widths) / max(1, cfg.gpus)
+    parts["evaluation"] = _eval_seconds_per_sample(loop, batches, cfg, device) * eval_samples
+    parts["saving"] = _save_seconds(loop.model)
     peak, warning = None, None
     if device.startswith("cuda"):
         peak, warning = _probe_peak_memory(loop, tokenizer, cfg, device)
     del loop, model
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
-    return Estimate(seconds=total, peak_memory_bytes=peak, warning=warning, samples_per_s=1.0 / per_sample,
-                    device=device)
+    return _estimate(parts, peak_memory_bytes=peak, warning=warning, samples_per_s=1.0 / per_sample, device=device)
+
+
+def _time_steps(loop: TrainingLoop, batches: TokenBatches, probe: list[np.ndarray]) -> float:
+    start = time.perf_counter()
+    for idx in probe:
+        _probe_step(loop, batches, idx)
+    return time.perf_counter() - start
+
+
+def _eval_seconds_per_sample(loop: TrainingLoop, batches: TokenBatches, cfg: TrainConfig, device: str) -> float:
+    """Seconds per example of evaluation, timed as the executor runs it: no gradients, batches twice as big."""
+    from core.text.executor import EVAL_BATCH_FACTOR
+    from core.text.loop import predict_proba, training_precision
+
+    probe = TokenBatches(batches.ids, None, batches.pad_id, cfg.batch_size * EVAL_BATCH_FACTOR, shuffle=False)
+    dtype = training_precision(device)[0]
+    predict_proba(loop.model, probe, device, dtype)  # warm-up: inference kernels differ from training's
+    start = time.perf_counter()
+    predict_proba(loop.model, probe, device, dtype)
+    return (time.perf_counter() - start) / max(1, probe.num_examples)
+
+
+SAVE_BYTES_PER_S = 200e6  # safetensors to a local disk, with the tokenizer and config beside it
+
+
+def _save_seconds(model: Any) -> float:
+    size = sum(p.numel() * p.element_size() for p in model.parameters())
+    return 0.5 + size / SAVE_BYTES_PER_S
 
 
 def _probe_step(loop: TrainingLoop, batches: TokenBatches, idx: np.ndarray) -> None:

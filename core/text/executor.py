@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from core.runs import distributed
+from core.runs.timing import format_eta
 from core.text.batching import TokenBatches, encode_texts
 from core.text.config import DEFAULT_LEARNING_RATE, TrainConfig, TrainingError, config_from_dict
 from core.text.loop import (
@@ -35,13 +36,6 @@ EVAL_BATCH_FACTOR = 2  # evaluation has no backward pass, so it affords bigger b
 
 
 
-def format_eta(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    if seconds >= 3600:
-        return f"{seconds // 3600}h {seconds % 3600 // 60}m"
-    if seconds >= 60:
-        return f"{seconds // 60}m {seconds % 60}s"
-    return f"{seconds}s"
 
 
 def execute_run(ctx: Any) -> dict[str, Any]:
@@ -144,7 +138,7 @@ def _execute_neural(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame],
             model = model.to(device)
             model = DistributedDataParallel(model, device_ids=[torch.device(device)] if device.startswith("cuda")
                                             else None)
-        reporter = _Reporter(ctx, cfg)
+        reporter = _Reporter(ctx, cfg, n_val=len(splits["validation"]), n_test=len(splits["test"]))
         checkpoint = ctx.files.checkpoint
         result = train_classifier(
             model, train, val, cfg, device=device, on_step=reporter.on_step, on_epoch=reporter.on_epoch,
@@ -254,14 +248,27 @@ def _finish(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame], labels:
 
 
 class _Reporter:
-    """Turns loop callbacks into progress text and metric points on the run (0.95 of the bar is training)."""
+    """Turns loop callbacks into progress text and metric points on the run (0.95 of the bar is training).
 
-    def __init__(self, ctx: Any, cfg: TrainConfig) -> None:
-        self.ctx, self.cfg = ctx, cfg
+    The ETA is the loop's (training steps left) plus the evaluation still to come: validation after each
+    remaining epoch, then validation and test once more. Evaluation is timed on the first epoch's
+    validation; before that, a forward pass is taken as a third of a training step.
+    """
+
+    def __init__(self, ctx: Any, cfg: TrainConfig, n_val: int = 0, n_test: int = 0) -> None:
+        self.ctx, self.cfg, self.n_val, self.n_test = ctx, cfg, n_val, n_test
+        self.eval_s_per_sample: float | None = None
+        self.last_step_at: float | None = None
+
+    def eta(self, log: StepLog) -> float:
+        per_sample = self.eval_s_per_sample or 1.0 / max(3.0 * log.samples_per_s, 1e-9)
+        epochs_left = self.cfg.epochs - log.epoch  # this epoch's validation is still to come
+        return log.eta_s + per_sample * (self.n_val * (epochs_left + 1) + self.n_test)
 
     def on_step(self, log: StepLog) -> None:
+        self.last_step_at = time.perf_counter()
         text = (f"epoch {log.epoch + 1}/{self.cfg.epochs} · step {log.step}/{log.total_steps} · "
-                f"{log.samples_per_s:.0f} samples/s · ETA {format_eta(log.eta_s)}")
+                f"{log.samples_per_s:.0f} samples/s · ETA {format_eta(self.eta(log))}")
         self.ctx.progress(0.95 * log.step / max(1, log.total_steps), text)
         if log.step % LOG_EVERY_STEPS == 0 or log.step == 1 or log.step == log.total_steps:
             for name, value in (("train_loss", log.loss), ("learning_rate", log.learning_rate),
@@ -269,6 +276,8 @@ class _Reporter:
                 self.ctx.log_metric(name, value, step=log.step, epoch=round(log.epoch_float, 4), split="train")
 
     def on_epoch(self, log: EpochLog) -> None:
+        if self.last_step_at is not None and self.n_val:  # the validation pass that just ran, per example
+            self.eval_s_per_sample = (time.perf_counter() - self.last_step_at) / self.n_val
         for name in ("loss", "accuracy", "macro_f1"):
             self.ctx.log_metric(name, getattr(log, name), step=log.step, epoch=float(log.epoch), split="validation")
         best = " (best so far)" if log.improved else ""

@@ -1,0 +1,21 @@
+"""One entry point for pre-flight estimates of any model kind: text classifiers are timed by
+core.text.estimate, recommenders by core.recs.estimate (both measure a probe and add start-up and evaluation).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.runs import registry
+from db.enums import TaskKind
+
+
+def estimate_any(dataset: Any, model_kind: str, config: dict[str, Any]) -> Any:
+    """The Estimate (seconds, parts, device, …) of a run of `model_kind` with `config` on `dataset`."""
+    if registry.get_kind(model_kind).task is TaskKind.INTERACTIONS:
+        from core.recs.estimate import estimate_recommender
+
+        return estimate_recommender(dataset, model_kind, config)
+    from core.text.estimate import estimate_run
+
+    return estimate_run(dataset, model_kind=model_kind, config=config)

@@ -1,0 +1,118 @@
+"""Pre-flight estimates cover the whole run (start-up, tokenising, training, evaluation, saving) for every
+model kind, recommenders included, and running work shows an ETA that includes the evaluation still to come."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.runs.estimates import estimate_any
+from core.runs.timing import format_eta, remaining_seconds, startup_seconds
+from db import datasets as dataset_queries
+from db import read_scope
+from db.enums import TaskKind
+from tests.test_training import RecordingContext
+
+
+def dataset(dataset_id: int):  # noqa: ANN201
+    with read_scope() as s:
+        row = dataset_queries.get_dataset(s, dataset_id)
+        s.expunge(row)
+        return row
+
+
+def test_a_text_estimate_adds_start_up_tokenising_and_evaluation(classification_dataset: int) -> None:
+    from core.text.config import build_config
+
+    config = build_config("lstm", {"batch_size": 8, "max_length": 32, "device": "cpu", "init_embeddings": False,
+                                   "epochs": 2})
+    est = estimate_any(dataset(classification_dataset), "lstm", config)
+    assert list(est.parts) == ["start-up", "loading data", "loading the model", "tokenising", "training",
+                               "evaluation", "saving"]
+    assert est.seconds == pytest.approx(sum(est.parts.values()), abs=0.05)
+    assert est.parts["start-up"] > 0.2  # a Python process importing torch is never instant
+    assert all(v > 0 for v in est.parts.values())
+    assert "start-up" in est.breakdown()
+    tfidf = estimate_any(dataset(classification_dataset), "tfidf", build_config("tfidf", {}))
+    assert {"start-up", "training", "evaluation", "saving"} <= set(tfidf.parts)
+    assert tfidf.parts["start-up"] > 0.2
+
+
+@pytest.mark.parametrize("kind", ["popularity", "itemknn", "ease", "bpr", "sequential"])
+def test_every_recommender_gets_an_estimate(interactions_dataset: int, kind: str) -> None:
+    from core.recs.config import build_config
+
+    options = {"epochs": 2, "device": "cpu"} if kind in ("bpr", "sequential") else {}
+    if kind == "sequential":
+        options["split_protocol"] = "leave_last_out"
+    est = estimate_any(dataset(interactions_dataset), kind, build_config(kind, options))
+    assert {"start-up", "loading data", "training", "evaluation", "saving"} <= set(est.parts)
+    assert est.seconds == pytest.approx(sum(est.parts.values()), abs=0.05) and est.device == "cpu"
+    if kind == "bpr":
+        longer = estimate_any(dataset(interactions_dataset), kind, build_config(kind, {**options, "epochs": 400}))
+        assert longer.parts["training"] > 5 * est.parts["training"]
+
+
+def test_bpr_run_reports_an_eta_each_epoch(tmp_path: Path, interactions_dataset: int) -> None:
+    from core.recs.config import build_config
+    from core.recs.training import execute_run
+
+    ctx = RecordingContext(model_kind="bpr", config=build_config("bpr", {"epochs": 4, "device": "cpu"}),
+                           dataset_id=interactions_dataset, artifact_dir=tmp_path / "run",
+                           task=TaskKind.INTERACTIONS)
+    execute_run(ctx)
+    epochs = [t for t in ctx.progress_texts if t.startswith("epoch ")]
+    assert len(epochs) == 4
+    assert all(" · ETA " in t for t in epochs[:3]) and " · ETA " not in epochs[-1]
+
+
+def test_text_run_eta_includes_the_evaluation_to_come(tmp_path: Path) -> None:
+    from core.text.config import build_config, config_from_dict
+    from core.text.executor import _Reporter
+    from core.text.loop import EpochLog, StepLog
+
+    ctx = RecordingContext(model_kind="lstm", config={}, dataset_id=0, artifact_dir=tmp_path)
+    reporter = _Reporter(ctx, config_from_dict(build_config("lstm", {"epochs": 2})), n_val=300, n_test=300)
+    step = StepLog(step=1, total_steps=20, epoch=0, epoch_float=0.05, loss=1.0, learning_rate=1e-3,
+                   samples_per_s=100.0, eta_s=10.0)
+    # Before any validation ran: a forward pass at a third of a training step (1/300 s per example),
+    # for validation after epochs 1 and 2, again at the end, and the test split: 10 s + 1200/300 s.
+    reporter.on_step(step)
+    assert ctx.progress_texts[-1].endswith("ETA 14s")
+    fields = {f: 0.0 for f in EpochLog.__dataclass_fields__} | {"epoch": 1, "step": 10, "improved": True}
+    reporter.on_epoch(EpochLog(**fields))
+    assert reporter.eval_s_per_sample is not None and reporter.eval_s_per_sample >= 0
+
+
+def test_timing_helpers() -> None:
+    assert remaining_seconds(0, 10, 5.0) is None
+    assert remaining_seconds(2, 10, 4.0, after_s=3.0) == pytest.approx(19.0)
+    assert [format_eta(s) for s in (5, 65, 3700)] == ["5s", "1m 5s", "1h 1m"]
+    first = startup_seconds("popularity")
+    assert first > 0 and startup_seconds("popularity") == first  # measured once per process
+
+
+def test_train_page_estimates_a_recommender_and_says_where_the_time_goes(interactions_dataset: int) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file("../pages/train.py", default_timeout=180).run()
+    at.radio(key="rec_model").set_value("ease").run()
+    at.button(key="rec_estimate").click().run()
+    assert not at.exception, at.exception
+    assert any(i.value.startswith("About **") for i in at.info)
+    assert any("start-up" in c.value and "training" in c.value for c in at.caption)
+    labels = at.radio(key="rec_model").options
+    assert labels and not any("instant" in label.lower() for label in labels)
+
+
+def test_tfidf_baseline_uses_the_fast_seeded_solver() -> None:
+    from core.text.tfidf import TfidfConfig, train_tfidf
+    from tests.conftest import sentiment_frame
+
+    frame = sentiment_frame(400, seed=1)
+    fits = [train_tfidf(frame.text.tolist(), frame.label.tolist(), TfidfConfig(seed=7)) for _ in range(2)]
+    clf = [f.pipeline.named_steps["clf"] for f in fits]
+    assert clf[0].solver == "saga" and clf[0].tol == 1e-3
+    assert (clf[0].coef_ == clf[1].coef_).all()  # SAGA shuffles: seeded, the same run gives the same model
+    assert fits[0].predict(["love great wonderful", "awful hate terrible"]) == ["positive", "negative"]
