@@ -179,3 +179,24 @@ def test_retrain_is_due_every_n_new_labels_one_at_a_time(pool_id: int) -> None:
     assert status.active_run_id is not None and status.new_labels == 0
     assert not retrain.should_retrain(status, every=1, class_counts=counts)
     assert RunStatus.QUEUED.is_active
+
+
+# --- the CLI ----------------------------------------------------------------------------------
+
+def test_cli_adds_an_unlabelled_dataset(tmp_path, capsys) -> None:  # noqa: ANN001
+    from core.cli import main
+
+    path = tmp_path / "tickets.csv"
+    sentiment_frame(30).rename(columns={"label": "ignored"})[["text"]].to_csv(path, index=False)
+    code = main(["datasets", "add", str(path), "--name", "tickets", "--task", "classification", "--text-col", "text",
+                 "--unlabelled"])
+    out = capsys.readouterr().out
+    assert code == 0 and "30 unlabelled texts" in out
+    with read_scope() as s:
+        [dataset] = pool.unlabelled_datasets(s)
+        assert dataset.name == "tickets" and dataset.row_count == 30
+    assert main(["datasets", "add", str(path), "--name", "t2", "--task", "classification", "--unlabelled",
+                 "--label-col", "x"]) != 0
+    assert "--unlabelled takes no --label-col" in capsys.readouterr().err
+    assert main(["train", "--dataset", "tickets", "--model", "tfidf"]) != 0
+    assert "is unlabelled: label it on the Label page" in capsys.readouterr().err

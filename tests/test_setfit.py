@@ -94,8 +94,8 @@ def test_background_retrain_scores_the_pool_and_adds_a_learning_curve_point() ->
             happy = any(w in texts[row] for w in ("great", "love", "excellent", "wonderful", "fantastic", "happy",
                                                   "perfect", "amazing"))
             pool.record_label(s, pool_id, row, "positive" if happy else "negative")
-        run_id = retrain.start_retrain(s, dataset, {"num_iterations": 2, "max_pairs": 48, "max_length": 32,
-                                                    "device": "cpu"})
+        run_id = retrain.start_retrain(s, dataset.id, dataset.name,
+                                       {"num_iterations": 2, "max_pairs": 48, "max_length": 32, "device": "cpu"})
     row = wait_until(run_id, finished, timeout=240)
     assert row["status"].value == "completed", f"{row['error']}\n{worker_log(run_id)}"
     assert row["metrics"]["n_labels"] == 12 and 0 <= row["metrics"]["cv_accuracy"] <= 1

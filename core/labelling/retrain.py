@@ -105,13 +105,13 @@ def should_retrain(status: RetrainStatus, every: int, class_counts: dict[str, in
     return status.active_run_id is None and two_classes and status.new_labels >= max(1, every)
 
 
-def start_retrain(s: Session, dataset: Dataset, options: dict[str, Any] | None = None) -> int:
+def start_retrain(s: Session, dataset_id: int, dataset_name: str, options: dict[str, Any] | None = None) -> int:
     """Queue a SetFit run on the dataset being labelled (its worker starts when `s` commits)."""
     from core.runs import jobs, registry
 
     config = registry.get_kind(RETRAIN_KIND).make_config(options or {})
-    return jobs.start_run(s, dataset_id=dataset.id, model_kind=RETRAIN_KIND, config=config,
-                          name=f"SetFit on the labels of {dataset.name}")
+    return jobs.start_run(s, dataset_id=dataset_id, model_kind=RETRAIN_KIND, config=config,
+                          name=f"SetFit on the labels of {dataset_name}")
 
 
 def pool_scores(run_id: int) -> PoolScores | None:

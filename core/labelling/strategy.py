@@ -119,3 +119,20 @@ def _mask(n: int, rows: Collection[int]) -> np.ndarray:
     if rows:
         mask[np.fromiter(rows, dtype=np.int64, count=len(rows))] = True
     return mask
+
+
+def pool_clusters(texts: list[str], folder: Path | None, k: int = DIVERSE_CLUSTERS, max_texts: int = 2000,
+                  seed: int = 0) -> Clusters:
+    """Clusters of the pool for the diverse strategy. Uses the whole pool's cached embeddings when a retrain has
+    computed them; otherwise embeds a seeded sample of at most `max_texts` texts (the others are never picked as
+    diverse, only as uncertain or random), so a first visit to a large pool takes seconds, not minutes."""
+    n = len(texts)
+    cache = Path(folder) / EMBEDDINGS_FILE if folder is not None else None
+    if (cache is not None and cache.exists()) or n <= max_texts:
+        return cluster_pool(embed_pool(texts, folder), k, seed)
+    rows = np.sort(np.random.default_rng(seed).choice(n, size=max_texts, replace=False))
+    sample = cluster_pool(embed_pool([texts[i] for i in rows]), k, seed)
+    assignment = np.full(n, -1)
+    distance = np.full(n, np.inf)
+    assignment[rows], distance[rows] = sample.assignment, sample.distance
+    return Clusters(assignment, distance, sample.sizes)
