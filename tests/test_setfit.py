@@ -54,7 +54,7 @@ def test_setfit_refuses_a_single_label() -> None:
 
 
 @pytest.mark.slow
-def test_setfit_run_trains_evaluates_and_serves(classification_dataset: int) -> None:
+def test_setfit_run_trains_evaluates_and_serves(classification_dataset: int, capsys) -> None:  # noqa: ANN001
     from core.text.serving import load_classifier
 
     run_id = queue_setfit(classification_dataset)
@@ -66,6 +66,11 @@ def test_setfit_run_trains_evaluates_and_serves(classification_dataset: int) -> 
     classifier = load_classifier(run_id)
     [prediction] = classifier.predict(["great excellent amazing product, I love it"])
     assert prediction.label == "positive" and set(prediction.probabilities) == {"negative", "positive"}
+    from core.cli import main
+
+    assert main(["predict", "--run", str(run_id), "--json", "awful terrible broken, I hate it"]) == 0
+    [printed] = json.loads(capsys.readouterr().out)
+    assert printed["label"] == "negative"
 
 
 def queue_setfit(dataset_id: int) -> int:
@@ -107,3 +112,27 @@ def test_background_retrain_scores_the_pool_and_adds_a_learning_curve_point() ->
         assert retrain.learning_curve(s, pool_id) == [(12, row["metrics"]["cv_accuracy"])]
         assert retrain.retrain_status(s, pool_id).latest_completed_id == run_id
 
+
+
+@pytest.mark.slow
+def test_train_page_starts_a_setfit_run_that_completes(classification_dataset: int) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_page_train import PAGE, _wait_until_finished
+
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.radio(key="family").set_value("setfit").run()
+    at.number_input(key="setfit_iterations").set_value(1)
+    at.number_input(key="setfit_max_pairs").set_value(32)
+    at.number_input(key="setfit_max_length").set_value(32)
+    at.selectbox(key="setfit_device").set_value("cpu")
+    at.button(key="start").click().run()
+    assert not at.exception and not at.error
+    run_id = int(at.query_params["run"][0] if isinstance(at.query_params["run"], list) else at.query_params["run"])
+    assert _wait_until_finished(run_id, timeout_s=240).value == "completed", worker_log(run_id)
+    from db import read_scope
+    from db import runs as run_queries
+
+    with read_scope() as s:
+        run = run_queries.get_run(s, run_id)
+        assert run.model_kind == "setfit" and run.config["num_iterations"] == 1 and run.metrics["macro_f1"] > 0.6

@@ -49,6 +49,10 @@ def classification_form(dataset_id: int) -> None:
                                                  help="Higher fits the training data more closely.")
             options["tfidf_ngram_max"] = c2.number_input("Longest word n-gram", 1, 3, 2, key="tfidf_ngram_max")
             options["tfidf_min_df"] = c3.number_input("Min. document frequency", 1, 100, 1, key="tfidf_min_df")
+        elif family == "setfit":
+            from ui.labelling import setfit_settings
+
+            options.update(setfit_settings(c1, c2, c3))
         else:
             options["epochs"] = c1.number_input("Epochs", 1, 100, 3, key="epochs",
                                                 help="Passes over the training split.")
