@@ -27,13 +27,3 @@ def learning_curve(points: Sequence[tuple[int, float]]) -> go.Figure:
                       yaxis_range=[0, 1.02], height=300, margin={"t": 40, "b": 40})
     return fig
 
-
-def labels_needed(results: Mapping[str, Mapping[int, float]]) -> go.Figure:
-    """Macro-F1 of each model at each number of labels a class ("how many labels do I need")."""
-    fig = go.Figure()
-    for model, by_size in results.items():
-        sizes = sorted(int(k) for k in by_size)
-        fig.add_trace(go.Scatter(x=sizes, y=[float(by_size[k]) for k in sizes], mode="lines+markers", name=model))
-    fig.update_layout(title="How many labels do I need?", xaxis_title="labelled examples per class",
-                      yaxis_title="macro-F1 (test)", xaxis_type="log", yaxis_range=[0, 1.02])
-    return fig
