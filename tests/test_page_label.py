@@ -143,3 +143,14 @@ def test_a_retrain_is_queued_every_n_new_labels(monkeypatch: pytest.MonkeyPatch)
     assert started == [runs[0].id]
     at.button(key="label_1").click().run()  # one retrain at a time
     assert len(started) == 1
+
+
+def test_train_page_refuses_other_models_on_a_dataset_being_labelled() -> None:
+    import_pool(sentiment_frame(30)[["text"]])
+    at = AppTest.from_file(str(PAGES / "train.py"), default_timeout=60).run()
+    at.radio(key="family").set_value("tfidf").run()
+    at.button(key="start").click().run()
+    assert not at.exception
+    assert any("is unlabelled: label it on the Label page" in e.value for e in at.error)
+    with read_scope() as s:
+        assert run_queries.list_runs(s) == []

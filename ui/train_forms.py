@@ -104,6 +104,9 @@ def classification_form(dataset_id: int) -> None:
     if b2.button("▶ Start", type="primary", key="start"):
         try:
             with session_scope() as s:
+                from core.labelling.pool import check_trainable
+
+                check_trainable(dataset_queries.get_dataset(s, dataset_id), family)
                 new_id = jobs.start_run(s, dataset_id=dataset_id, model_kind=family, config=_config())
             st.query_params["run"] = str(new_id)
         except ProtolabError as exc:

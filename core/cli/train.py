@@ -30,9 +30,9 @@ def _run(args: argparse.Namespace) -> int:
         if kind.task != dataset.task:
             wanted = "a classification" if kind.task.value == "classification" else "an interactions"
             raise CliError(f"model {args.model!r} needs {wanted} dataset; {args.dataset!r} is {dataset.task.value}")
-        if (dataset.mapping or {}).get("unlabelled") and kind.name != "setfit":
-            raise CliError(f"dataset {args.dataset!r} is unlabelled: label it on the Label page and save a labelled "
-                           "version, or train --model setfit on the labels given so far")
+        from core.labelling.pool import check_trainable
+
+        check_trainable(dataset, kind.name)
         run_id = start_run(s, dataset_id=dataset.id, model_kind=kind.name, config=config, name=args.name)
     if not args.wait:
         if args.json:

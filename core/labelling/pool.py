@@ -61,6 +61,13 @@ def unlabelled_datasets(s: Session) -> list[Dataset]:
     return [d for d in dataset_queries.list_datasets(s, TaskKind.CLASSIFICATION) if is_unlabelled(d)]
 
 
+def check_trainable(dataset: Dataset, model_kind: str) -> None:
+    """Only SetFit trains on a dataset still being labelled (on the labels so far); others need a labelled version."""
+    if is_unlabelled(dataset) and model_kind != "setfit":
+        raise LabellingError(f"dataset '{dataset.name}' is unlabelled: label it on the Label page and save a "
+                             "labelled version, or train SetFit on the labels given so far")
+
+
 def parse_label_set(text: str) -> list[tuple[str, str]]:
     """One label a line, `name` or `name: one-line description`; LabellingError names the bad line."""
     out: list[tuple[str, str]] = []
