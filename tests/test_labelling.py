@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hyp
 
 from core.data import datasets as ds
 from core.data.types import DatasetError
@@ -200,3 +202,28 @@ def test_cli_adds_an_unlabelled_dataset(tmp_path, capsys) -> None:  # noqa: ANN0
     assert "--unlabelled takes no --label-col" in capsys.readouterr().err
     assert main(["train", "--dataset", "tickets", "--model", "tfidf"]) != 0
     assert "is unlabelled: label it on the Label page" in capsys.readouterr().err
+
+
+# --- charts and the label-set parser's contract ---------------------------------------------------
+
+def test_labelling_charts_show_the_counts_and_the_curve() -> None:
+    from core.charts import labelling as charts
+
+    bars = charts.labels_per_class({"bug": 3, "feature": 0})
+    assert list(bars.data[0].x) == ["bug", "feature"] and list(bars.data[0].y) == [3, 0]
+    assert "3 in all" in bars.layout.title.text
+    curve = charts.learning_curve([(24, 0.5), (48, 0.625)])
+    assert list(curve.data[0].x) == [24, 48] and list(curve.data[0].y) == [0.5, 0.625]
+
+
+@settings(max_examples=200, deadline=None)
+@given(hyp.text(max_size=400))
+def test_any_label_set_text_parses_or_says_what_is_wrong(text: str) -> None:
+    try:
+        parsed = pool.parse_label_set(text)
+    except LabellingError as exc:
+        assert str(exc)
+        return
+    names = [name for name, _ in parsed]
+    assert 2 <= len(names) <= pool.MAX_LABELS and len(set(names)) == len(names)
+    assert all(name and name == name.strip() and ":" not in name and "\n" not in name for name in names)
