@@ -72,6 +72,7 @@ def test_label_set_then_label_skip_undo_and_everything_survives_a_restart() -> N
     assert not at.exception and len(state_of(dataset_id).skipped) == 0
     at.button(key="undo").click().run()  # takes back the second label
     assert at.session_state[f"current_{dataset_id}"] == second
+    assert any("picked as the text whose label you took back" in c.value for c in at.caption)
     assert state_of(dataset_id).labels == {first: "positive"}
     at.button(key="label_1").click().run()
 

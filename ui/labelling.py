@@ -18,6 +18,8 @@ from db import runs as run_queries
 from db.models import Dataset
 
 BATCH_SIZE = 10
+WHY = {"diverse": "diverse: the most typical text of a cluster with no label yet",
+       "uncertain": "uncertain: the model hesitates most between two labels", "random": "random"}
 
 
 def _fail(exc: ProtolabError) -> None:
@@ -60,6 +62,7 @@ def _undo(dataset_id: int) -> None:
         st.session_state["label_error"] = "nothing to undo"
     else:
         st.session_state[f"current_{dataset_id}"] = row  # show the text whose label was taken back
+        st.session_state[f"why_{dataset_id}"] = "the text whose label you took back"
 
 
 def next_rows(dataset_id: int, state: labels.LabelState, n_rows: int, n: int, strategy: str,
@@ -73,16 +76,14 @@ def one_at_a_time(dataset_id: int, texts: pd.Series, state: labels.LabelState, s
                   clusters: Clusters | None, scores: retrain.PoolScores | None) -> None:
     key = f"current_{dataset_id}"
     row = st.session_state.get(key)
-    why = "the text you just took back"
     if row is None or row in state.labels or row in state.skipped:
-        picks, why = next_rows(dataset_id, state, len(texts), 1, strategy, clusters, scores)
+        picks, used = next_rows(dataset_id, state, len(texts), 1, strategy, clusters, scores)
         if not picks:
             st.success("Every text is labelled or skipped.")
             return
         row = st.session_state[key] = picks[0]
-        why = {"diverse": "diverse: the most typical text of a cluster with no label yet",
-               "uncertain": "uncertain: the model hesitates most between two labels",
-               "random": "random"}[why]
+        st.session_state[f"why_{dataset_id}"] = WHY[used]
+    why = st.session_state.get(f"why_{dataset_id}", "")
     with st.container(border=True, key="label_text"):
         st.markdown(str(texts.iloc[row]).replace("\n", "  \n"), unsafe_allow_html=False)
     caption = f"Text {row + 1} of {len(texts)} · picked as {why}"
