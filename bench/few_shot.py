@@ -143,13 +143,19 @@ def simulate(pool_emb: np.ndarray, pool_y: np.ndarray, test_emb: np.ndarray, tes
     return curve
 
 
-def labelling_session(pool, test, pool_size: int, rounds: int, round_size: int, seeds: int) -> dict:  # noqa: ANN001
+def labelling_session(pool, test, pool_size: int, rounds: int, round_size: int, seeds: int,  # noqa: ANN001
+                      cache_dir: Path | None = None) -> dict:
     from core.labelling.strategy import embed_pool
 
     labels = sorted(set(pool["label"]))
     sub = pool.sample(n=min(pool_size, len(pool)), random_state=0).reset_index(drop=True)
     start = time.perf_counter()
-    pool_emb, test_emb = embed_pool(sub["text"].tolist()), embed_pool(test["text"].tolist())
+    cache = Path(cache_dir) if cache_dir else None
+    if cache:
+        (cache / "pool").mkdir(parents=True, exist_ok=True)
+        (cache / "test").mkdir(parents=True, exist_ok=True)
+    pool_emb = embed_pool(sub["text"].tolist(), cache / "pool" if cache else None)
+    test_emb = embed_pool(test["text"].tolist(), cache / "test" if cache else None)
     print(f"  embedded {len(sub)} pool + {len(test)} test tweets in {time.perf_counter() - start:.0f} s", flush=True)
     pool_y = np.array([labels.index(v) for v in sub["label"]])
     test_y = np.array([labels.index(v) for v in test["label"]])
@@ -181,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--session-seeds", type=int, default=3)
     p.add_argument("--skip-few-shot", action="store_true")
     p.add_argument("--skip-session", action="store_true")
+    p.add_argument("--cache", type=Path, help="folder to keep the session's embeddings in between runs")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     import torch
@@ -193,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         report["few_shot"] = few_shot(pool, test, [int(x) for x in args.sizes.split(",")], args.seeds,
                                       [m for m in args.models.split(",") if m])
     if not args.skip_session:
-        report["session"] = labelling_session(pool, test, args.pool, args.rounds, args.round_size, args.session_seeds)
+        report["session"] = labelling_session(pool, test, args.pool, args.rounds, args.round_size, args.session_seeds,
+                                              args.cache)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0

@@ -143,6 +143,15 @@ def test_uncertain_picks_the_smallest_margin_among_unlabelled() -> None:
     assert strategy.pick_uncertain(proba, done=[], n=1, rows=np.array([10, 11, 12, 13])) == [12]
 
 
+def test_an_uncertain_batch_is_spread_over_clusters() -> None:
+    clusters = strategy.cluster_pool(blobs(), k=3)
+    proba = np.tile([0.95, 0.05], (30, 1))
+    proba[0:4] = [0.5, 0.5]  # the four least sure texts all sit in the first group
+    proba[12] = [0.6, 0.4]
+    assert strategy.pick_uncertain(proba, done=[], n=2) == [0, 1]
+    assert strategy.pick_uncertain(proba, done=[], n=2, clusters=clusters) == [0, 12]
+
+
 def test_auto_is_diverse_first_then_uncertain_and_random_never_repeats() -> None:
     clusters = strategy.cluster_pool(blobs(), k=3)
     proba = np.tile([0.9, 0.1], (30, 1))

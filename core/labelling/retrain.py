@@ -57,8 +57,7 @@ def execute_pool_run(ctx: Any, cfg: Any, dataset: Dataset) -> dict[str, Any]:
     from core.labelling.strategy import embed_pool
     from core.settings import dataset_dir
     from core.text.config import TrainingError
-    from core.text.fewshot import cross_validated_scores, save_fewshot
-    from core.text.fewshot_run import resolve, train_on
+    from core.text.fewshot import cross_validated_scores, resolve, save_fewshot, train_on
     from db import read_scope
 
     with read_scope() as s:

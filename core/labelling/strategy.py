@@ -17,6 +17,7 @@ import numpy as np
 STRATEGIES = ("auto", "diverse", "uncertain", "random")
 DIVERSE_CLUSTERS = 24  # one labelling round's worth of diverse texts
 EMBEDDINGS_FILE = "embeddings.npy"
+UNCERTAIN_SHORTLIST = 5  # a batch of n uncertain texts is spread over clusters among the 5n least sure
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,29 @@ def margins(proba: np.ndarray) -> np.ndarray:
     return top[:, -1] - top[:, -2]
 
 
-def pick_uncertain(proba: np.ndarray, done: Collection[int], n: int, rows: np.ndarray | None = None) -> list[int]:
-    """Up to n rows with the smallest margin; `proba` row i scores pool row rows[i] (all rows when None)."""
+def pick_uncertain(proba: np.ndarray, done: Collection[int], n: int, rows: np.ndarray | None = None,
+                   clusters: Clusters | None = None) -> list[int]:
+    """Up to n rows with the smallest margin; `proba` row i scores pool row rows[i] (all rows when None).
+
+    With clusters, a batch is spread over them: among the UNCERTAIN_SHORTLIST × n least sure texts, the least
+    sure of each cluster first, so a batch is not 24 near-copies of one confusing text.
+    """
     rows = np.arange(len(proba)) if rows is None else np.asarray(rows)
     keep = ~np.isin(rows, np.fromiter(done, dtype=np.int64, count=len(done)))
-    order = np.argsort(margins(proba[keep]), kind="stable")[:n]
-    return [int(r) for r in rows[keep][order]]
+    order = rows[keep][np.argsort(margins(proba[keep]), kind="stable")]
+    if clusters is None or n == 1:
+        return [int(r) for r in order[:n]]
+    shortlist = order[:UNCERTAIN_SHORTLIST * n]
+    picks, seen = [], set()
+    for row in shortlist:
+        cluster = int(clusters.assignment[row])
+        if cluster not in seen or cluster < 0:
+            picks.append(int(row))
+            seen.add(cluster)
+        if len(picks) == n:
+            return picks
+    chosen = set(picks)
+    return picks + [int(r) for r in shortlist if int(r) not in chosen][:n - len(picks)]
 
 
 def pick_random(n_rows: int, done: Collection[int], n: int, seed: int) -> list[int]:
@@ -89,7 +107,7 @@ def choose_next(strategy: str, *, n_rows: int, labelled: Collection[int], skippe
         if picks:
             return picks, "diverse"
     if strategy in ("auto", "uncertain") and proba is not None and len(proba):
-        picks = pick_uncertain(proba, done, n, proba_rows)
+        picks = pick_uncertain(proba, done, n, proba_rows, clusters)
         if picks:
             return picks, "uncertain"
     return pick_random(n_rows, done, n, seed + len(done)), "random"

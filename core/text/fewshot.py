@@ -24,6 +24,7 @@ BODY_DIR = "body"
 HEAD_FILE = "head.skops"
 HEAD_TRUSTED_TYPES = ["sklearn.linear_model._logistic.LogisticRegression", "numpy.float64", "numpy.int64",
                       "numpy.dtype"]
+TRAIN_SHARE = 0.9  # of a run's progress bar; loading, scoring and saving take the rest
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,34 @@ def train_setfit(texts: Sequence[str], labels: Sequence[str], label_names: Seque
     trainer = Trainer(model=model, args=args, train_dataset=dataset, callbacks=[_Progress()])
     trainer.train()
     return FewShotModel(model.model_body, model.model_head, label_names, cfg.max_length)
+
+
+def resolve(requested: str) -> str:
+    from core.runs.device import resolve_device
+    from core.text.loop import resolve_train_device
+
+    return resolve_train_device(requested, resolve_device)
+
+
+def train_on(ctx: Any, cfg: Any, texts: Sequence[str], labels: Sequence[str], label_names: Sequence[str],
+             device: str) -> tuple[FewShotModel, float]:
+    """Train for a worker run, with progress and cancellation through its context: (the model, seconds training)."""
+    from core.text.executor import _stop_if_cancelled, format_eta
+
+    ctx.progress(0.02, f"loading the sentence encoder · {len(texts)} labelled examples", force=True)
+
+    def on_step(info: StepInfo) -> None:
+        eta = info.elapsed_s / max(info.step, 1) * (info.total_steps - info.step)
+        ctx.progress(0.05 + (TRAIN_SHARE - 0.05) * info.step / max(1, info.total_steps),
+                     f"contrastive pairs · step {info.step}/{info.total_steps} · ETA {format_eta(eta)}")
+        if info.loss is not None and (info.step % 5 == 0 or info.step == info.total_steps):
+            ctx.log_metric("train_loss", info.loss, step=info.step, epoch=None, split="train")
+
+    start = time.perf_counter()
+    model = train_setfit(texts, labels, label_names, cfg, device=device, on_step=on_step,
+                         should_stop=ctx.should_stop)
+    _stop_if_cancelled(ctx)
+    return model, time.perf_counter() - start
 
 
 def save_fewshot(model: FewShotModel, folder: Path) -> None:

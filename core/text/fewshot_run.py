@@ -7,18 +7,15 @@ Label page (core.labelling.retrain).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from core.runs.files import RunFiles
-from core.text.executor import _finish, _stop_if_cancelled, format_eta, label_order, load_splits
-from core.text.fewshot import FewShotModel, StepInfo, config_from_dict, load_fewshot, save_fewshot, train_setfit
+from core.text.executor import _finish, label_order, load_splits
+from core.text.fewshot import FewShotModel, config_from_dict, load_fewshot, resolve, save_fewshot, train_on
 from core.text.serving import DEFAULT_BATCH_SIZE, TextClassifier, read_meta
-
-TRAIN_SHARE = 0.9  # of the progress bar; loading, scoring and saving take the rest
 
 
 def execute_run(ctx: Any) -> dict[str, Any]:
@@ -38,7 +35,7 @@ def execute_run(ctx: Any) -> dict[str, Any]:
     ctx.set_device(device)
     model, train_time = train_on(ctx, cfg, splits["train"]["text"].tolist(), splits["train"]["label"].tolist(),
                                  labels, device)
-    ctx.progress(TRAIN_SHARE, "predicting validation and test sets", force=True)
+    ctx.progress(0.9, "predicting validation and test sets", force=True)
     probas = {split: model.predict_proba(splits[split]["text"].tolist()) for split in ("validation", "test")}
     from core.text.loop import validation_scores
 
@@ -48,32 +45,6 @@ def execute_run(ctx: Any) -> dict[str, Any]:
     save_fewshot(model, ctx.files.model)
     return _finish(ctx, cfg, splits, labels, probas, best_epoch=1,
                    samples_per_s=len(splits["train"]) / max(train_time, 1e-9), train_time_s=train_time, device=device)
-
-
-def resolve(requested: str) -> str:
-    from core.runs.device import resolve_device
-    from core.text.loop import resolve_train_device
-
-    return resolve_train_device(requested, resolve_device)
-
-
-def train_on(ctx: Any, cfg: Any, texts: Sequence[str], labels: Sequence[str], label_names: Sequence[str],
-             device: str) -> tuple[FewShotModel, float]:
-    """Train with progress and cancellation through the run's context: (the model, seconds spent training)."""
-    ctx.progress(0.02, f"loading the sentence encoder · {len(texts)} labelled examples", force=True)
-
-    def on_step(info: StepInfo) -> None:
-        eta = info.elapsed_s / max(info.step, 1) * (info.total_steps - info.step)
-        ctx.progress(0.05 + (TRAIN_SHARE - 0.05) * info.step / max(1, info.total_steps),
-                     f"contrastive pairs · step {info.step}/{info.total_steps} · ETA {format_eta(eta)}")
-        if info.loss is not None and (info.step % 5 == 0 or info.step == info.total_steps):
-            ctx.log_metric("train_loss", info.loss, step=info.step, epoch=None, split="train")
-
-    start = time.perf_counter()
-    model = train_setfit(texts, labels, label_names, cfg, device=device, on_step=on_step,
-                         should_stop=ctx.should_stop)
-    _stop_if_cancelled(ctx)
-    return model, time.perf_counter() - start
 
 
 class SetFitClassifier(TextClassifier):
