@@ -188,11 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-few-shot", action="store_true")
     p.add_argument("--skip-session", action="store_true")
     p.add_argument("--cache", type=Path, help="folder to keep the session's embeddings in between runs")
+    p.add_argument("--threads", type=int, default=2,
+                   help="torch threads (1 is much faster than 2 when other processes share the two cores)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     pool, test = load_corpus(args.csv)
     print(f"{len(pool)} pool / {len(test)} test tweets (test: stratified, seed 0)", flush=True)
     report: dict = {"seeds": args.seeds, "n_test": len(test)}
