@@ -121,9 +121,9 @@ def simulate(pool_emb: np.ndarray, pool_y: np.ndarray, test_emb: np.ndarray, tes
     """Macro-F1 after each round of `round_size` labels picked by `strategy` ("auto" as on the page, or "random")."""
     from sklearn.linear_model import LogisticRegression
 
-    from core.labelling.strategy import choose_next, cluster_pool
+    from core.labelling.strategy import DIVERSE_CLUSTERS, choose_next, cluster_pool
 
-    clusters = cluster_pool(pool_emb, k=round_size, seed=seed) if strategy == "auto" else None
+    clusters = cluster_pool(pool_emb, k=DIVERSE_CLUSTERS, seed=seed) if strategy == "auto" else None
     labelled: list[int] = []
     proba = None
     curve = []
