@@ -236,3 +236,14 @@ def test_any_label_set_text_parses_or_says_what_is_wrong(text: str) -> None:
     names = [name for name, _ in parsed]
     assert 2 <= len(names) <= pool.MAX_LABELS and len(set(names)) == len(names)
     assert all(name and name == name.strip() and ":" not in name and "\n" not in name for name in names)
+
+
+def test_deleting_a_dataset_deletes_its_label_set_and_labels(pool_id: int) -> None:
+    from db import labelling as label_queries
+
+    with session_scope() as s:
+        pool.record_label(s, pool_id, 0, "positive")
+    with session_scope() as s:
+        ds.delete_dataset(s, pool_id)
+    with read_scope() as s:
+        assert label_queries.label_events(s, pool_id) == [] and list(label_queries.label_classes(s, pool_id)) == []
