@@ -42,7 +42,8 @@ if present:
 else:
     pg = st.navigation({
         "Protolab": [st.Page("pages/home.py", title="Home", icon="🏠", default=True)],
-        "Data": [st.Page("pages/datasets.py", title="Datasets", icon="📂", url_path="datasets")],
+        "Data": [st.Page("pages/datasets.py", title="Datasets", icon="📂", url_path="datasets"),
+                 st.Page("pages/label.py", title="Label", icon="🏷️", url_path="label")],
         "Models": [st.Page("pages/train.py", title="Train", icon="🏋️", url_path="train"),
                    st.Page("pages/evaluate.py", title="Evaluate", icon="📊", url_path="evaluate")],
         "Demos": demos,

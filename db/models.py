@@ -195,3 +195,31 @@ class ApiKey(Base):
     secret_hash: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+class LabelClass(Base):
+    """One label of an unlabelled dataset's label set, in the order the Label page shows (shortcut 1-9)."""
+
+    __tablename__ = "label_classes"
+    __table_args__ = (Index("ux_label_classes_dataset_name", "dataset_id", "name", unique=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(String(300), default="")
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class LabelEvent(Base):
+    """One label given to one row of an unlabelled dataset, as it was given (an append-only log).
+
+    A row's current label is its latest event; `label` NULL is a skip; undo deletes the latest event.
+    """
+
+    __tablename__ = "label_events"
+    __table_args__ = (Index("ix_label_events_dataset_row", "dataset_id", "row_index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    row_index: Mapped[int] = mapped_column(Integer)  # the row's position in the dataset's data file
+    label: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -24,6 +24,7 @@ from core.data.types import (
     PreparedDataset,
     SplitConfig,
 )
+from core.data.unlabelled import prepare_unlabelled
 from core.errors import ProtolabError
 from db import datasets as dataset_queries
 from db import read_scope, session_scope
@@ -76,6 +77,8 @@ def prepare(table: ParsedTable, task: str, split: SplitConfig) -> PreparedDatase
     cols = list(table.frame.columns)
     if task == "classification":
         guess = guess_classification(table.frame)
+        if st.checkbox("No labels yet (label the texts on the Label page)", key="unlabelled"):
+            return prepare_unlabelled(table, pick("Text column", cols, guess.text, "map_text"))
         mapping = ClassificationMapping(pick("Text column", cols, guess.text, "map_text"),
                                         pick("Label column", cols, guess.label, "map_label"))
         options = CleanOptions(drop_duplicates=st.checkbox("Drop exact duplicate texts", key="drop_dups"),
@@ -153,6 +156,9 @@ def inspect(summary: dict) -> None:
     st.plotly_chart(charts.split_sizes({k: summary["splits"].get(k, 0) for k in SPLIT_NAMES}), key="chart_splits")
     for warning in summary["warnings"]:
         st.warning(warning)
+    if summary["mapping"].get("unlabelled"):
+        st.info("Unlabelled texts: define a label set and label them on the Label page.")
+        return
     profile = profile_of(summary["id"], summary["content_hash"], summary["task"])
     if summary["task"] == "classification":
         cols[2].metric("Classes", len(summary["classes"]))

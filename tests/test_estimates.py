@@ -116,3 +116,13 @@ def test_tfidf_baseline_uses_the_fast_seeded_solver() -> None:
     assert clf[0].solver == "saga" and clf[0].tol == 1e-3
     assert (clf[0].coef_ == clf[1].coef_).all()  # SAGA shuffles: seeded, the same run gives the same model
     assert fits[0].predict(["love great wonderful", "awful hate terrible"]) == ["positive", "negative"]
+
+
+def test_a_kind_without_an_estimator_says_so_in_words():
+    import pytest
+
+    from core.errors import ProtolabError
+    from core.runs.estimates import estimate_any
+
+    with pytest.raises(ProtolabError, match="no time estimate for SetFit"):
+        estimate_any(object(), "setfit", {})

@@ -19,7 +19,7 @@ from tests.conftest import store_ranking_run
 
 def test_every_built_in_kind_builds_its_default_config() -> None:
     names = registry.kind_names()
-    assert set(registry.kind_names(TaskKind.CLASSIFICATION)) == {"transformer", "lstm", "tfidf"}
+    assert set(registry.kind_names(TaskKind.CLASSIFICATION)) == {"transformer", "lstm", "tfidf", "setfit"}
     assert {"ease", "itemknn", "bpr", "sequential", "content", "popularity"} <= set(names)
     for kind in registry.all_kinds():
         assert isinstance(kind.make_config({}), dict), kind.name

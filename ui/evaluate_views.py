@@ -67,8 +67,12 @@ def completed_runs() -> list[dict[str, Any]]:
         datasets = dataset_queries.list_datasets(s)
         records = run_queries.run_records(s, compare.RECORD_METRICS)
     names = {d.id: d.name for d in datasets}
+    # Retrains behind the Label page have no test split to evaluate on; the Label page shows their learning curve.
+    being_labelled = {d.id for d in datasets if (d.mapping or {}).get("unlabelled")}
     rows = []
     for r in records:
+        if r.dataset_id in being_labelled:
+            continue
         headline, score = headline_of(r.model_kind, r.task, r.metrics)
         group = compare.lineage_root(datasets, r.dataset_id)
         rows.append({"id": r.id, "task": r.task.value, "dataset_id": r.dataset_id, "group": group,

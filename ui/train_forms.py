@@ -66,6 +66,10 @@ def classification_form(dataset_id: int, run_model: str | None = None) -> None:
                                                  help="Higher fits the training data more closely.")
             options["tfidf_ngram_max"] = c2.number_input("Longest word n-gram", 1, 3, 2, key="tfidf_ngram_max")
             options["tfidf_min_df"] = c3.number_input("Min. document frequency", 1, 100, 1, key="tfidf_min_df")
+        elif family == "setfit":
+            from ui.labelling import setfit_settings
+
+            options.update(setfit_settings(c1, c2, c3))
         else:
             options["epochs"] = c1.number_input("Epochs", 1, 100, 3, key="epochs",
                                                 help="Passes over the training split.")
@@ -94,10 +98,8 @@ def classification_form(dataset_id: int, run_model: str | None = None) -> None:
         options["class_weights"] = c2.checkbox("Balance classes", False, key="class_weights",
                                                help="Weight rare labels up (for imbalanced data).")
 
-
     def _config() -> dict:
         return kinds[family].make_config({k: v for k, v in options.items() if v is not None})
-
 
     b1, b2 = st.columns(2)
     if b1.button("⏱ Estimate time", key="estimate"):
@@ -105,6 +107,9 @@ def classification_form(dataset_id: int, run_model: str | None = None) -> None:
     if b2.button("▶ Start", type="primary", key="start"):
         try:
             with session_scope() as s:
+                from core.labelling.pool import check_trainable
+
+                check_trainable(dataset_queries.get_dataset(s, dataset_id), family)
                 new_id = jobs.start_run(s, dataset_id=dataset_id, model_kind=family, config=_config())
             st.query_params["run"] = str(new_id)
         except ProtolabError as exc:

@@ -34,7 +34,9 @@ def _add(args: argparse.Namespace) -> int:
     split_kw: dict[str, Any] = {"seed": args.seed}
     if args.split:
         split_kw["fractions"] = parse_fractions(args.split)
-    if args.task == "classification":
+    if args.unlabelled:
+        prepared = _prepare_unlabelled(args, table)
+    elif args.task == "classification":
         guess = guess_classification(table.frame)
         mapping = ClassificationMapping(text=args.text_col or guess.text, label=args.label_col or guess.label)
         options = CleanOptions(drop_duplicates=args.drop_duplicates, drop_rare_classes=args.drop_rare_classes)
@@ -60,11 +62,26 @@ def _add(args: argparse.Namespace) -> int:
         raise CliError(f"{exc}; use it, or add --allow-duplicate to store a copy") from exc
     if args.json:
         print_json(summary)
+    elif args.unlabelled:
+        print(f"dataset '{summary['name']}' (id {summary['id']}): {summary['rows']} unlabelled texts; "
+              "define its labels and label them on the Label page")
     else:
         print(f"dataset '{summary['name']}' (id {summary['id']}): {summary['rows']} rows, splits {summary['splits']}")
-        for line in summary["warnings"]:
-            print(f"  note: {line}")
+    for line in summary["warnings"] if not args.json else []:
+        print(f"  note: {line}")
     return 0
+
+
+def _prepare_unlabelled(args: argparse.Namespace, table: Any) -> Any:
+    """Texts only, to be labelled on the Label page: --text-col (or the guessed text column), no label column."""
+    from core.data.mapping import guess_classification
+    from core.data.unlabelled import prepare_unlabelled
+
+    if args.task != "classification":
+        raise CliError("--unlabelled applies to --task classification only")
+    if args.label_col:
+        raise CliError("--unlabelled takes no --label-col: the labels are given on the Label page")
+    return prepare_unlabelled(table, args.text_col or guess_classification(table.frame).text)
 
 
 def _optional(given: str | None, guessed: str | None) -> str | None:
@@ -170,6 +187,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--seed", type=int, default=42)
     add.add_argument("--drop-duplicates", action="store_true", help="drop exact duplicate texts")
     add.add_argument("--drop-rare-classes", action="store_true", help="drop classes too small for every split")
+    add.add_argument("--unlabelled", action="store_true",
+                     help="classification texts without a label column, to label on the Label page")
     add.add_argument("--allow-duplicate", action="store_true", help="store even if the same content exists")
     add.add_argument("--json", action="store_true")
     add.set_defaults(handler=_add)

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.errors import ProtolabError
 from core.runs import registry
 from db.enums import TaskKind
+
+
+ESTIMATED_TEXT_KINDS = ("transformer", "lstm", "tfidf")
 
 
 def estimate_any(dataset: Any, model_kind: str, config: dict[str, Any]) -> Any:
@@ -16,6 +20,9 @@ def estimate_any(dataset: Any, model_kind: str, config: dict[str, Any]) -> Any:
         from core.recs.estimate import estimate_recommender
 
         return estimate_recommender(dataset, model_kind, config)
+    if model_kind not in ESTIMATED_TEXT_KINDS:  # e.g. SetFit: its pair training has no probe yet; say so plainly
+        raise ProtolabError(f"no time estimate for {registry.get_kind(model_kind).label} yet; "
+                            "with the default settings it trains in minutes on a CPU")
     from core.text.estimate import estimate_run
 
     return estimate_run(dataset, model_kind=model_kind, config=config)

@@ -1,0 +1,183 @@
+"""Labelling an unlabelled dataset: its label set, the labels given (stored as given), undo, and saving the
+labelled rows as a normal labelled dataset version.
+
+Every function takes the caller's session and leaves the commit to it; the Label page commits each label at
+once, so a refresh or a crash loses none.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from core.data.types import DatasetError
+from db import datasets as dataset_queries
+from db import labelling as label_queries
+from db.enums import TaskKind
+from db.models import Dataset
+
+MAX_LABELS = 50
+MAX_LABEL_CHARS = 100
+MAX_DESCRIPTION_CHARS = 300
+
+
+class LabellingError(DatasetError):
+    """A label set, label or version that cannot be stored as asked (the message says what and where)."""
+
+
+@dataclass(frozen=True)
+class LabelClassInfo:
+    name: str
+    description: str
+
+
+@dataclass(frozen=True)
+class LabelState:
+    """Where labelling of one dataset stands: its classes, each row's current label, the skipped rows."""
+
+    classes: list[LabelClassInfo]
+    labels: dict[int, str]  # row index -> its latest label
+    skipped: set[int]  # rows whose latest event is a skip
+
+    @property
+    def class_names(self) -> list[str]:
+        return [c.name for c in self.classes]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        found = Counter(self.labels.values())
+        return {name: found.get(name, 0) for name in self.class_names}
+
+
+def is_unlabelled(dataset: Dataset) -> bool:
+    return bool((dataset.mapping or {}).get("unlabelled"))
+
+
+def unlabelled_datasets(s: Session) -> list[Dataset]:
+    return [d for d in dataset_queries.list_datasets(s, TaskKind.CLASSIFICATION) if is_unlabelled(d)]
+
+
+def check_trainable(dataset: Dataset, model_kind: str) -> None:
+    """Only SetFit trains on a dataset still being labelled (on the labels so far); others need a labelled version."""
+    if is_unlabelled(dataset) and model_kind != "setfit":
+        raise LabellingError(f"dataset '{dataset.name}' is unlabelled: label it on the Label page and save a "
+                             "labelled version, or train SetFit on the labels given so far")
+
+
+def parse_label_set(text: str) -> list[tuple[str, str]]:
+    """One label a line, `name` or `name: one-line description`; LabellingError names the bad line."""
+    out: list[tuple[str, str]] = []
+    for number, line in enumerate((text or "").splitlines(), start=1):
+        if not line.strip():
+            continue
+        name, _, description = line.partition(":")
+        name, description = name.strip(), re.sub(r"\s+", " ", description).strip()
+        if not name:
+            raise LabellingError(f"label set, line {number}: a label needs a name before the ':'")
+        if len(name) > MAX_LABEL_CHARS:
+            raise LabellingError(f"label set, line {number}: a label name has at most {MAX_LABEL_CHARS} characters")
+        if len(description) > MAX_DESCRIPTION_CHARS:
+            raise LabellingError(f"label set, line {number}: a description has at most {MAX_DESCRIPTION_CHARS} "
+                                 "characters")
+        if name in (n for n, _ in out):
+            raise LabellingError(f"label set, line {number}: label '{name}' is listed twice")
+        out.append((name, description))
+    if len(out) < 2:
+        raise LabellingError(f"a label set needs at least two labels, one a line (got {len(out)})")
+    if len(out) > MAX_LABELS:
+        raise LabellingError(f"a label set has at most {MAX_LABELS} labels (got {len(out)})")
+    return out
+
+
+def set_label_set(s: Session, dataset_id: int, classes: list[tuple[str, str]]) -> None:
+    """Store the label set; a label already given to rows cannot be dropped (relabel or undo them first)."""
+    dataset = _pool(s, dataset_id)
+    kept = {name for name, _ in classes}
+    for old in label_queries.label_classes(s, dataset.id):
+        used = label_queries.count_label_uses(s, dataset.id, old.name)
+        if old.name not in kept and used:
+            raise LabellingError(f"label '{old.name}' is already given to {used} rows; keep it in the label set")
+    label_queries.replace_label_classes(s, dataset.id, classes)
+
+
+def label_state(s: Session, dataset_id: int) -> LabelState:
+    classes = [LabelClassInfo(c.name, c.description) for c in label_queries.label_classes(s, dataset_id)]
+    labels: dict[int, str] = {}
+    skipped: set[int] = set()
+    for row, label in label_queries.label_events(s, dataset_id):  # oldest first: the latest wins
+        if label is None:
+            labels.pop(row, None)
+            skipped.add(row)
+        else:
+            labels[row] = label
+            skipped.discard(row)
+    return LabelState(classes, labels, skipped)
+
+
+def record_label(s: Session, dataset_id: int, row_index: int, label: str | None) -> None:
+    """Store one label (None: a skip) for one row, as given."""
+    dataset = _pool(s, dataset_id)
+    if not 0 <= int(row_index) < dataset.row_count:
+        raise LabellingError(f"row {row_index} is not in dataset '{dataset.name}' ({dataset.row_count} rows)")
+    if label is not None:
+        names = [c.name for c in label_queries.label_classes(s, dataset.id)]
+        if label not in names:
+            raise LabellingError(f"'{label}' is not in the label set of '{dataset.name}' ({', '.join(names)})")
+    label_queries.add_label_event(s, dataset.id, int(row_index), label)
+
+
+def undo_last(s: Session, dataset_id: int) -> int | None:
+    """Take back the latest label or skip; the row it was given to, or None when there is nothing to undo."""
+    event = label_queries.latest_event(s, dataset_id)
+    if event is None:
+        return None
+    row = event.row_index
+    label_queries.delete_event(s, event)
+    return row
+
+
+def labelled_frame(texts: pd.Series, state: LabelState) -> pd.DataFrame:
+    """The labelled rows (row_index, text, label), in row order."""
+    rows = sorted(state.labels)
+    return pd.DataFrame({"row_index": rows, "text": [str(texts.iloc[r]) for r in rows],
+                         "label": [state.labels[r] for r in rows]})
+
+
+def save_labelled_version(s: Session, dataset_id: int, name: str | None = None, *, seed: int = 42,
+                          fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> Dataset:
+    """Store the labelled rows as a new, normal labelled dataset (split stratified by label) linked to the pool."""
+    from core.data.classification import prepare_classification
+    from core.data.datasets import check_name
+    from core.data.storage import load_frame, write_dataset
+    from core.data.types import ClassificationMapping, ParsedTable, SplitConfig
+    from core.data.versions import _free_name
+
+    pool = _pool(s, dataset_id)
+    state = label_state(s, pool.id)
+    if not state.labels:
+        raise LabellingError(f"dataset '{pool.name}' has no labelled rows yet: label some texts first")
+    frame = labelled_frame(load_frame(pool)["text"], state)
+    table = ParsedTable(frame[["text", "label"]], f"the labels of '{pool.name}'", "labels", None, header_rows=0)
+    prepared = prepare_classification(table, ClassificationMapping("text", "label"), SplitConfig(fractions, seed))
+    version_name = check_name(name) if name else _free_name(s, f"{pool.name} labelled")
+    if dataset_queries.get_dataset_by_name(s, version_name) is not None:
+        raise LabellingError(f"a dataset named '{version_name}' already exists; choose another name")
+    changes = {"labelled_from": pool.id, "labelled_rows": len(frame), "label_counts": state.counts}
+    return write_dataset(s, name=version_name, task=TaskKind.CLASSIFICATION, frame=prepared.frame,
+                         mapping={**prepared.mapping, "labelled_from": pool.id}, encoding=pool.encoding,
+                         source_filename=pool.source_filename, stats=prepared.stats, warnings=prepared.warnings,
+                         parent_id=pool.id, changes=changes, hash_=prepared.content_hash)
+
+
+def _pool(s: Session, dataset_id: int) -> Dataset:
+    dataset = dataset_queries.get_dataset(s, dataset_id)
+    if dataset is None:
+        raise LabellingError(f"no dataset with id {dataset_id}")
+    if not is_unlabelled(dataset):
+        raise LabellingError(f"dataset '{dataset.name}' already has labels; the Label page labels datasets "
+                             "uploaded as unlabelled")
+    return dataset

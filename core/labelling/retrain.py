@@ -1,0 +1,143 @@
+"""The few-shot model behind the Label page: a SetFit run on the dataset being labelled, started in the background
+every N new labels, that trains on the labels given so far and scores every text for suggestions and uncertainty.
+
+Each such run also records the cross-validated accuracy of a logistic head on the (frozen) MiniLM embeddings of
+the labels it saw: one point of the page's learning curve, cheap enough to compute at every retrain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from core.runs.files import RunFiles
+from db import labelling as label_queries
+from db.enums import RunStatus
+from db.models import Dataset
+
+POOL_SPLIT = "pool"  # predictions/pool.parquet: the model's probabilities for every text of the dataset
+DEFAULT_RETRAIN_EVERY = 24
+RETRAIN_KIND = "setfit"
+# Background retrains only feed suggestions and uncertainty, so they trade a little accuracy for speed: 4 pair
+# iterations (setfit's default is 20) and at most 480 pairs, 12 steps at 24 labels and never more than 30.
+# A SetFit run started from the Train page uses the full defaults.
+RETRAIN_OPTIONS = {"num_iterations": 4, "max_pairs": 480}
+
+
+@dataclass(frozen=True)
+class PoolScores:
+    run_id: int
+    labels: list[str]
+    rows: np.ndarray  # (n,) row indices into the dataset
+    proba: np.ndarray  # (n, len(labels))
+
+    def suggestion(self, row: int) -> tuple[str, float] | None:
+        hit = np.flatnonzero(self.rows == row)
+        if not len(hit):
+            return None
+        p = self.proba[hit[0]]
+        return self.labels[int(p.argmax())], float(p.max())
+
+
+@dataclass(frozen=True)
+class RetrainStatus:
+    active_run_id: int | None  # a retrain queued or running
+    latest_completed_id: int | None
+    new_labels: int  # labels given since the latest retrain started
+
+
+def execute_pool_run(ctx: Any, cfg: Any, dataset: Dataset) -> dict[str, Any]:
+    """Train on the labels given so far, score every text, save the model and the pool's probabilities."""
+    from core.data.storage import load_frame
+    from core.labelling.pool import label_state, labelled_frame
+    from core.labelling.strategy import embed_pool
+    from core.settings import dataset_dir
+    from core.text.config import TrainingError
+    from core.text.fewshot import cross_validated_scores, resolve, save_fewshot, train_on
+    from db import read_scope
+
+    with read_scope() as s:
+        state = label_state(s, dataset.id)
+    texts = load_frame(dataset)["text"].astype(str)
+    labelled = labelled_frame(texts, state)
+    names = [c for c in state.class_names if c in set(labelled["label"])]
+    if len(names) < 2:
+        raise TrainingError(f"dataset '{dataset.name}' needs labels of at least two classes before a model can "
+                            f"learn (has {len(labelled)} labels of {len(names)} class)")
+    y = np.array([names.index(v) for v in labelled["label"]])
+    ctx.progress(0.01, "embedding the texts for the learning curve", force=True)
+    embeddings = embed_pool(texts.tolist(), dataset_dir(dataset.id))
+    cv = cross_validated_scores(embeddings[labelled["row_index"].to_numpy()], y, seed=cfg.seed)
+    device = resolve(cfg.device)
+    ctx.set_device(device)
+    model, train_time = train_on(ctx, cfg, labelled["text"].tolist(), labelled["label"].tolist(), names, device)
+    ctx.progress(0.92, f"scoring all {len(texts)} texts", force=True)
+    proba = model.predict_proba(texts.tolist())
+    files = ctx.files
+    files.predictions_dir.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"row_index": np.arange(len(texts)), "pred": [names[i] for i in proba.argmax(axis=1)],
+                  "confidence": proba.max(axis=1), "proba": [row.tolist() for row in proba]}
+                 ).to_parquet(files.predictions(POOL_SPLIT), index=False)
+    save_fewshot(model, files.model)
+    files.write_meta({"kind": ctx.model_kind, "task": "classification", "labels": names,
+                      "max_length": cfg.max_length, "model_id": cfg.model_id, "dataset_id": ctx.dataset_id,
+                      "pool": True, "n_labels": len(labelled)})
+    metrics: dict[str, Any] = {"n_labels": len(labelled), "labels": names, "label_counts": state.counts,
+                               "train_time_s": float(train_time), "device": device, "split": "cv"}
+    if cv is not None:
+        metrics.update(cv_accuracy=cv["accuracy"], cv_macro_f1=cv["macro_f1"])
+        ctx.log_metric("cv_accuracy", cv["accuracy"], step=len(labelled), split="validation")
+    return metrics
+
+
+def retrain_status(s: Session, dataset_id: int) -> RetrainStatus:
+    runs = label_queries.runs_of_kind(s, dataset_id, RETRAIN_KIND)
+    active = next((r.id for r in runs if r.status.is_active), None)
+    completed = next((r.id for r in runs if r.status is RunStatus.COMPLETED), None)
+    since = runs[0].created_at if runs else None
+    return RetrainStatus(active, completed, label_queries.count_labels_since(s, dataset_id, since))
+
+
+def should_retrain(status: RetrainStatus, every: int, class_counts: dict[str, int]) -> bool:
+    """Every `every` new labels, one retrain at a time, once two classes have labels."""
+    two_classes = sum(1 for n in class_counts.values() if n > 0) >= 2
+    return status.active_run_id is None and two_classes and status.new_labels >= max(1, every)
+
+
+def start_retrain(s: Session, dataset_id: int, dataset_name: str, options: dict[str, Any] | None = None) -> int:
+    """Queue a SetFit run on the dataset being labelled (its worker starts when `s` commits)."""
+    from core.runs import jobs, registry
+
+    config = registry.get_kind(RETRAIN_KIND).make_config({**RETRAIN_OPTIONS, **(options or {})})
+    return jobs.start_run(s, dataset_id=dataset_id, model_kind=RETRAIN_KIND, config=config,
+                          name=f"SetFit on the labels of {dataset_name}")
+
+
+def pool_scores(run_id: int) -> PoolScores | None:
+    """The probabilities a completed retrain gave every text (None when its files are gone)."""
+    from core.text.serving import ArtifactError, read_meta
+
+    files = RunFiles.of(run_id)
+    path = files.predictions(POOL_SPLIT)
+    if not path.exists():
+        return None
+    try:
+        labels = read_meta(files).labels
+    except ArtifactError:
+        return None
+    frame = pd.read_parquet(path)
+    return PoolScores(run_id, labels, frame["row_index"].to_numpy(), np.array(frame["proba"].tolist()))
+
+
+def learning_curve(s: Session, dataset_id: int) -> list[tuple[int, float]]:
+    """(labels, cross-validated accuracy) of every completed retrain, fewest labels first."""
+    points = {}
+    for run in label_queries.runs_of_kind(s, dataset_id, RETRAIN_KIND):
+        metrics = run.metrics or {}
+        if run.status is RunStatus.COMPLETED and isinstance(metrics.get("cv_accuracy"), (int, float)):
+            points.setdefault(int(metrics["n_labels"]), float(metrics["cv_accuracy"]))  # newest run wins
+    return sorted(points.items())
