@@ -10,7 +10,6 @@ from core.errors import ProtolabError
 from core.runs import registry
 from db.enums import TaskKind
 
-
 ESTIMATED_TEXT_KINDS = ("transformer", "lstm", "tfidf")
 
 
