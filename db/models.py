@@ -144,3 +144,19 @@ class Review(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     run: Mapped[Run] = relationship(back_populates="reviews")
+
+
+class DataAudit(Base):
+    """A data health audit of one dataset version: counts, flagged rows and the zero-label baseline's scores."""
+
+    __tablename__ = "data_audits"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))  # None: from the CLI
+    source: Mapped[str] = mapped_column(String(40))  # "cv" | "run:ID"
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    findings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    zero_label: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
