@@ -108,3 +108,32 @@ def test_a_failed_audit_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
     at = page()
     assert not at.exception
     assert any("The last audit failed: the disk is full" in e.value for e in at.error)
+
+
+def test_evaluate_shows_the_zero_label_line_and_the_audit_flag_of_each_mistake() -> None:
+    from core.evaluation.comparison import ZERO_LABEL_COLUMN
+
+    frame, flips, _ = topics_frame(n=300, n_flips=30, seed=2)
+    dataset_id = store(frame)
+    labels, preds = sklearn_predictions(dataset_id)
+    run_id = store_completed_run(dataset_id, labels, preds, name="tfidf")
+    evaluate = str(Path(PAGE).parent / "evaluate.py")
+    at = AppTest.from_file(evaluate, default_timeout=60)
+    at.query_params["run"] = str(run_id)
+    at.run()
+    assert ZERO_LABEL_COLUMN not in at.dataframe[0].value.columns  # no audit yet: no zero-label line
+    assert "audit" not in at.dataframe(key=f"marks_{run_id}_test_(any)_(any)").value.columns
+    audit = audit_dataset(dataset_id, AuditConfig())
+    at = AppTest.from_file(evaluate, default_timeout=60)
+    at.query_params["run"] = str(run_id)
+    at.run()
+    assert not at.exception
+    headline = at.dataframe[0].value
+    zero = headline.loc[headline["metric"] == "macro f1", ZERO_LABEL_COLUMN].iloc[0]
+    assert zero == pytest.approx(audit.zero_label["reports"]["test"]["macro_f1"]) and 0.0 < zero <= 1.0
+    mistakes = at.dataframe(key=f"marks_{run_id}_test_(any)_(any)").value
+    flagged = mistakes[mistakes["audit"].str.startswith("label? → ")]
+    issues = audit.label_issues.set_index("text")
+    assert len(flagged) > 0
+    for text, flag in zip(flagged["text"], flagged["audit"], strict=True):
+        assert flag.startswith(f"label? → {issues.loc[text, 'suggested']}")

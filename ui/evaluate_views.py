@@ -17,6 +17,7 @@ from core.errors import ProtolabError
 from core.evaluation import comparison as compare
 from core.evaluation import predictions
 from core.evaluation.analysis import SplitAnalysis, analyse_split, misclassified
+from core.health.lookup import audit_flags, zero_label_scores
 from core.runs import jobs
 from core.runs.registry import headline_of
 from db import read_scope, session_scope
@@ -119,11 +120,14 @@ def classification_view(run: Any, split: str, baseline: Any) -> None:
     except ProtolabError as exc:
         st.error(str(exc))
         return
-    table = compare.headline_table(report, compare.baseline_report(baseline, split))
+    with read_scope() as s:
+        zero_label = zero_label_scores(s, run.dataset_id, split)  # from the dataset's latest data audit
+    table = compare.headline_table(report, compare.baseline_report(baseline, split), zero_label)
     if baseline is None:  # an empty column of "None" says less than the caption below
         table = table.drop(columns=["TF-IDF baseline"])
     st.dataframe(table, hide_index=True, key="headline", column_config={
-        c: st.column_config.NumberColumn(format="%.3f") for c in ("this run", "TF-IDF baseline", "majority class")})
+        c: st.column_config.NumberColumn(format="%.3f")
+        for c in ("this run", "TF-IDF baseline", "majority class", compare.ZERO_LABEL_COLUMN)})
     st.caption((f"Baseline: {compare.run_label(baseline)} (best TF-IDF run on this dataset)" if baseline
                 else "No completed TF-IDF run on this dataset to compare with.")
                + f" · Majority class '{report.get('majority_label', '?')}' = {report.get('majority_rate', 0):.3f}")
@@ -194,9 +198,13 @@ def error_analysis(run: Any, split: str, preds: pd.DataFrame, labels: list[str])
     st.caption(f"{len(wrong)} mistakes of {len(preds)} predictions, most confident first; the first "
                f"{min(len(wrong), EDITOR_ROWS)} can be marked for relabelling or exclusion.")
     marks = wrong.head(EDITOR_ROWS).assign(exclude=False, relabel_to=None)
+    with read_scope() as s:
+        flags = audit_flags(s, run.dataset_id)  # what the dataset's latest data audit thinks of each row
+    if flags:
+        marks.insert(5, "audit", [flags.get((t, y), "") for t, y in zip(marks["text"], marks["true"], strict=True)])
     # Edits are kept by row position, so each filter gets its own editor: a mark never moves to another row.
     edited = st.data_editor(marks, key=f"marks_{run.id}_{split}_{true}_{pred}", hide_index=True, width="stretch",
-                            disabled=["row", "text", "true", "predicted", "confidence"], column_config={
+                            disabled=["row", "text", "true", "predicted", "confidence", "audit"], column_config={
                                 "confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
                                                                               format="%.3f"),
                                 "relabel_to": st.column_config.SelectboxColumn("relabel to", options=labels)})
