@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 from bench.tweets_quality import DEFAULT_CSV, load_split, run_neural, run_tfidf  # noqa: E402
 from core.health.audit import AuditConfig, cv_probabilities, label_issues, run_audit  # noqa: E402
 
-DESCRIPTIONS = {"negative": "an angry, sad or disappointed complaint", "neutral": "a plain factual statement or question",
+DESCRIPTIONS = {"negative": "an angry, sad or disappointed complaint",
+                "neutral": "a plain factual statement or question",
                 "positive": "a happy, grateful or enthusiastic message"}
 
 
