@@ -64,20 +64,24 @@ def stratified_subset(frame: pd.DataFrame, limit: int | None) -> pd.DataFrame:
 def noise_level(train: pd.DataFrame, test: pd.DataFrame, fraction: float, args: argparse.Namespace) -> dict:
     noisy, flips = flip_labels(train["label"], fraction, seed=args.seed)
     frame = pd.DataFrame({"text": train["text"], "label": noisy, "split": "train"})
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     proba, names, rows = cv_probabilities(frame["text"].tolist(), frame["label"].to_numpy(), AuditConfig())
     issues = label_issues(proba, names, rows, frame["label"].to_numpy())
-    audit_s = time.perf_counter() - start
-    wrong = set(rows[np.asarray(names)[proba.argmax(axis=1)] != frame["label"].to_numpy()[rows]].tolist())
+    audit_s, audit_cpu_s = time.perf_counter() - start, time.process_time() - cpu
+    given = frame["label"].to_numpy()[rows]
+    wrong = set(rows[np.asarray(names)[proba.argmax(axis=1)] != given].tolist())
     flagged = set(issues["row"].tolist())
     cleaned = noisy.copy()
     cleaned.iloc[issues["row"].to_numpy()] = issues["suggested"].to_numpy()
-    out = {"fraction": fraction, "flips": len(flips), "audit_s": audit_s,
+    keep = ~train.index.isin(issues["row"])
+    out = {"fraction": fraction, "flips": len(flips), "audit_s": audit_s, "audit_cpu_s": audit_cpu_s,
            "audit": precision_recall(flagged, set(flips.tolist())),
            "tfidf_wrong": precision_recall(wrong, set(flips.tolist())),
+           "other_filters": other_filters(proba, given, rows, set(flips.tolist())),
            "labels_correct_after_cleaning": float((cleaned == train["label"]).mean()),
            "labels_correct_before": float((noisy == train["label"]).mean())}
     versions = {"clean": train["label"], "noisy": noisy, "cleaned": cleaned}
+    out["tfidf_excluded"] = run_tfidf(train.assign(label=noisy)[keep], test, args)["macro_f1"]
     out["tfidf"] = {name: run_tfidf(train.assign(label=y), test, args)["macro_f1"] for name, y in versions.items()}
     if args.neural:
         base = train.assign(truth=train["label"])
@@ -86,6 +90,16 @@ def noise_level(train: pd.DataFrame, test: pd.DataFrame, fraction: float, args: 
             subset = stratified_subset(base.assign(label=y), args.neural_limit)
             out[args.neural][name] = run_neural(args.neural, subset[["text", "label"]], test, args)["macro_f1"]
     return out
+
+
+def other_filters(proba: np.ndarray, given: np.ndarray, rows: np.ndarray, flips: set[int]) -> dict:
+    """Precision and recall of cleanlab's other filters on the same probabilities (the audit uses the default)."""
+    from cleanlab.filter import find_label_issues
+
+    names = sorted(set(given.tolist()))
+    y = np.searchsorted(names, given)
+    return {method: precision_recall(set(rows[find_label_issues(y, proba, filter_by=method)].tolist()), flips)
+            for method in ("both", "confident_learning")}
 
 
 def recovered(scores: dict[str, float]) -> float | None:
@@ -99,16 +113,16 @@ def full_corpus(train: pd.DataFrame, test: pd.DataFrame, args: argparse.Namespac
 
     frame = pd.concat([train.assign(split="train"), test.assign(split="test")], ignore_index=True)
     out: dict = {"rows": len(frame)}
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     fast = run_audit(frame, AuditConfig(embeddings=False))
-    out["cv_only_s"] = time.perf_counter() - start
+    out["cv_only_s"], out["cv_only_cpu_s"] = time.perf_counter() - start, time.process_time() - cpu
     out["cv_only"] = fast.summary
     out["tfidf_test_macro_f1"] = run_tfidf(train, test, args)["macro_f1"]
     if args.skip_embeddings:
         return out
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     full = run_audit(frame, AuditConfig(embeddings=True))
-    out["with_embeddings_s"] = time.perf_counter() - start
+    out["with_embeddings_s"], out["with_embeddings_cpu_s"] = time.perf_counter() - start, time.process_time() - cpu
     out["with_embeddings"] = full.summary
     out["zero_label_names"] = full.zero_label["reports"]["test"]["macro_f1"]
     from core.health.embeddings import Encoder
@@ -136,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--skip-embeddings", action="store_true", help="time the cross-validated audit only")
     p.add_argument("--skip-noise", action="store_true", help="only the full-corpus timing and zero-label")
+    p.add_argument("--skip-full", action="store_true", help="only the seeded-noise part")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     train, test = load_split(args.csv, None)
@@ -145,11 +160,16 @@ def main(argv: list[str] | None = None) -> int:
         res = noise_level(train, test, fraction, args)
         results["levels"].append(res)
         a, b = res["audit"], res["tfidf_wrong"]
-        print(f"noise {fraction:.0%} ({res['flips']} flips; audit {res['audit_s']:.0f} s):\n"
+        print(f"noise {fraction:.0%} ({res['flips']} flips; audit {res['audit_s']:.0f} s wall, "
+              f"{res['audit_cpu_s']:.0f} s CPU):\n"
               f"  audit flags {a['flagged']:>5}: precision {a['precision']:.3f} recall {a['recall']:.3f}\n"
               f"  TF-IDF wrong {b['flagged']:>5}: precision {b['precision']:.3f} recall {b['recall']:.3f}\n"
               f"  training labels correct: {res['labels_correct_before']:.3f} noisy -> "
               f"{res['labels_correct_after_cleaning']:.3f} cleaned", flush=True)
+        for method, pr in res["other_filters"].items():
+            print(f"  (cleanlab filter_by={method}: {pr['flagged']} flagged, precision {pr['precision']:.3f} "
+                  f"recall {pr['recall']:.3f})", flush=True)
+        print(f"  tfidf trained without the flagged rows: test macro-F1 {res['tfidf_excluded']:.4f}", flush=True)
         for model in ("tfidf", args.neural):
             if model and model in res:
                 s = res[model]
@@ -157,21 +177,30 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {model:12s} test macro-F1 clean {s['clean']:.4f} noisy {s['noisy']:.4f} "
                       f"cleaned {s['cleaned']:.4f}"
                       + (f" (recovers {share:.0%} of the loss)" if share is not None else ""), flush=True)
+    if args.skip_full:
+        _write(args.json, results)
+        return 0
     full = full_corpus(train, test, args)
     results["full_corpus"] = full
-    print(f"full corpus ({full['rows']} tweets): cross-validated audit {full['cv_only_s']:.1f} s "
+    print(f"full corpus ({full['rows']} tweets): cross-validated audit {full['cv_only_s']:.1f} s wall, "
+          f"{full['cv_only_cpu_s']:.1f} s CPU "
           f"({full['cv_only']['label_issues']} label issues, {full['cv_only']['near_duplicates']} exact/normalised "
           f"duplicates, {full['cv_only']['leakage']} leaking)", flush=True)
     if "with_embeddings_s" in full:
         w = full["with_embeddings"]
-        print(f"  with MiniLM near-duplicates: {full['with_embeddings_s']:.1f} s ({w['near_duplicates']} "
+        print(f"  with MiniLM near-duplicates: {full['with_embeddings_s']:.1f} s wall, "
+              f"{full['with_embeddings_cpu_s']:.1f} s CPU ({w['near_duplicates']} "
               f"near-duplicates, {w['leakage']} leaking)\n"
               f"  test macro-F1: TF-IDF {full['tfidf_test_macro_f1']:.4f} | zero-label, label names "
               f"{full['zero_label_names']:.4f} | zero-label, one-line descriptions "
               f"{full['zero_label_descriptions']:.4f}", flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2, default=float))
+    _write(args.json, results)
     return 0
+
+
+def _write(path: Path | None, results: dict) -> None:
+    if path:
+        path.write_text(json.dumps(results, indent=2, default=float))
 
 
 if __name__ == "__main__":
