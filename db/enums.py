@@ -29,3 +29,9 @@ class TaskKind(enum.StrEnum):
 class ReviewVerdict(enum.StrEnum):
     APPROVE = "approve"
     NEEDS_WORK = "needs_work"
+
+
+# Run.model_kind of background jobs that are not models (a dataset's health audit): the worker runs them like
+# any run, but model pickers, leaderboards and demos leave them out.
+AUDIT_KIND = "data_audit"
+JOB_KINDS = frozenset({AUDIT_KIND})

@@ -222,4 +222,18 @@ class LabelEvent(Base):
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
     row_index: Mapped[int] = mapped_column(Integer)  # the row's position in the dataset's data file
     label: Mapped[str | None] = mapped_column(String(100))
+
+class DataAudit(Base):
+    """A data health audit of one dataset version: counts, flagged rows and the zero-label baseline's scores."""
+
+    __tablename__ = "data_audits"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))  # None: from the CLI
+    source: Mapped[str] = mapped_column(String(40))  # "cv" | "run:ID"
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    findings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    zero_label: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from db.enums import ReviewVerdict, RunStatus, TaskKind
+from db.enums import JOB_KINDS, ReviewVerdict, RunStatus, TaskKind
 from db.models import MetricPoint, Review, Run, utcnow
 
 
@@ -32,7 +32,7 @@ def get_run(s: Session, run_id: int) -> Run | None:
 
 def list_runs(
     s: Session, *, dataset_id: int | None = None, task: TaskKind | None = None,
-    statuses: Iterable[RunStatus] | None = None, limit: int | None = None,
+    statuses: Iterable[RunStatus] | None = None, limit: int | None = None, models_only: bool = False,
 ) -> Sequence[Run]:
     # Every list shows the run's dataset: load them in one query, not one per run.
     q = select(Run).options(selectinload(Run.dataset)).order_by(Run.created_at.desc(), Run.id.desc())
@@ -42,6 +42,8 @@ def list_runs(
         q = q.where(Run.task == task)
     if statuses is not None:
         q = q.where(Run.status.in_(list(statuses)))
+    if models_only:  # leave out background jobs such as data audits
+        q = q.where(Run.model_kind.not_in(JOB_KINDS))
     if limit:
         q = q.limit(limit)
     return s.scalars(q).all()
@@ -80,7 +82,9 @@ def run_records(s: Session, metric_keys: Sequence[str], *, dataset_ids: Iterable
     """Completed runs, newest first, with only `metric_keys` of their metrics (extracted in SQL)."""
     columns = [Run.id, Run.name, Run.model_kind, Run.task, Run.dataset_id, Run.config, Run.device,
                Run.started_at, Run.finished_at, *(Run.metrics[k] for k in metric_keys)]
-    q = select(*columns).where(Run.status == RunStatus.COMPLETED).order_by(Run.created_at.desc(), Run.id.desc())
+    # Jobs (data audits) are runs too, but have no model to pick or rank.
+    q = (select(*columns).where(Run.status == RunStatus.COMPLETED, Run.model_kind.not_in(JOB_KINDS))
+         .order_by(Run.created_at.desc(), Run.id.desc()))
     if dataset_ids is not None:
         q = q.where(Run.dataset_id.in_([int(i) for i in dataset_ids]))
     if run_ids is not None:

@@ -29,6 +29,7 @@ from core.errors import ProtolabError
 from db import datasets as dataset_queries
 from db import read_scope, session_scope
 from ui.common import ensure_db
+from ui.data_health import data_health_tab
 
 ensure_db()
 st.title("📂 Datasets")
@@ -198,7 +199,7 @@ def manage(summary: dict) -> None:
             st.rerun()
 
 
-add_tab, list_tab = st.tabs(["Add a dataset", "Your datasets"])
+add_tab, list_tab, health_tab = st.tabs(["Add a dataset", "Your datasets", "Data health"])
 with add_tab:
     try:
         add_dataset()
@@ -222,3 +223,5 @@ with list_tab:
             manage(chosen)
         except ProtolabError as exc:
             st.error(str(exc))
+with health_tab:
+    data_health_tab()

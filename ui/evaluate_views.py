@@ -17,6 +17,7 @@ from core.errors import ProtolabError
 from core.evaluation import comparison as compare
 from core.evaluation import predictions
 from core.evaluation.analysis import SplitAnalysis, analyse_split, misclassified
+from core.health.lookup import audit_flags, zero_label_scores
 from core.recs.config import protocol_text
 from core.runs import jobs
 from core.runs.registry import headline_of
@@ -27,7 +28,7 @@ from ui.common import format_when
 
 ANY = "(any)"
 EDITOR_ROWS = 200  # rows offered for relabel/exclude marks: the most confident mistakes
-MARKS_COLUMN_ORDER = ("row", "exclude", "relabel_to", "true", "predicted", "confidence", "text")
+MARKS_COLUMN_ORDER = ("row", "exclude", "relabel_to", "true", "predicted", "confidence", "audit", "text")
 CLASS_METRICS = ["accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1"]
 RANK_METRICS = ["ndcg@10", "precision@10", "recall@10", "map@10", "hit_rate@10", "coverage"]
 
@@ -130,11 +131,14 @@ def classification_view(run: Any, split: str, baseline: Any) -> None:
     except ProtolabError as exc:
         st.error(str(exc))
         return
-    table = compare.headline_table(report, compare.baseline_report(baseline, split))
+    with read_scope() as s:
+        zero_label = zero_label_scores(s, run.dataset_id, split)  # from the dataset's latest data audit
+    table = compare.headline_table(report, compare.baseline_report(baseline, split), zero_label)
     if baseline is None:  # an empty column of "None" says less than the caption below
         table = table.drop(columns=["TF-IDF baseline"])
     st.dataframe(table, hide_index=True, key="headline", column_config={
-        c: st.column_config.NumberColumn(format="%.3f") for c in ("this run", "TF-IDF baseline", "majority class")})
+        c: st.column_config.NumberColumn(format="%.3f")
+        for c in ("this run", "TF-IDF baseline", "majority class", compare.ZERO_LABEL_COLUMN)})
     st.caption(compare.baseline_caption(run, baseline)
                + f" · Majority class '{report.get('majority_label', '?')}' = {report.get('majority_rate', 0):.3f}")
     # Learning curves only for kinds that train in epochs: a TF-IDF run has none to draw.
@@ -210,11 +214,15 @@ def error_analysis(run: Any, split: str, preds: pd.DataFrame, labels: list[str])
     st.caption(f"{len(wrong)} mistakes of {len(preds)} predictions, most confident first; the first "
                f"{min(len(wrong), EDITOR_ROWS)} can be marked for relabelling or exclusion.")
     marks = wrong.head(EDITOR_ROWS).assign(exclude=False, relabel_to=None)
+    with read_scope() as s:
+        flags = audit_flags(s, run.dataset_id)  # what the dataset's latest data audit thinks of each row
+    if flags:
+        marks.insert(5, "audit", [flags.get((t, y), "") for t, y in zip(marks["text"], marks["true"], strict=True)])
     # Edits are kept by row position, so each filter gets its own editor: a mark never moves to another row.
     # The marks come first: after a long text column they sat off-screen to the right.
     edited = st.data_editor(marks, key=f"marks_{run.id}_{split}_{true}_{pred}", hide_index=True, width="stretch",
-                            column_order=MARKS_COLUMN_ORDER,
-                            disabled=["row", "text", "true", "predicted", "confidence"], column_config={
+                            column_order=[c for c in MARKS_COLUMN_ORDER if c in marks.columns],
+                            disabled=["row", "text", "true", "predicted", "confidence", "audit"], column_config={
                                 "confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
                                                                               format="%.3f"),
                                 "relabel_to": st.column_config.SelectboxColumn("relabel to", options=labels)})

@@ -1,4 +1,4 @@
-"""`protolab datasets add|list|show|rm|demo`: import, inspect and delete datasets from the shell.
+"""`protolab datasets add|list|show|rm|demo|audit|version`: import, inspect, audit and delete datasets.
 
 Bad input prints one line on stderr, exits non-zero and stores nothing.
 """
@@ -165,6 +165,78 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from core.health.audit import AuditConfig
+    from core.health.jobs import audit_dataset
+    from db import read_scope
+
+    with read_scope() as s:
+        dataset = _find(s, args.name)
+        name, dataset_id = dataset.name, dataset.id
+    cfg = AuditConfig(source=args.source, embeddings=not args.no_embeddings, similarity=args.similarity)
+    result = audit_dataset(dataset_id, cfg)
+    rows = result.label_issues.head(args.limit) if args.limit else result.label_issues
+    out = {"dataset": name, "dataset_id": dataset_id, "audit_id": result.audit_id, **result.summary,
+           "rows": [{k: rec[k] for k in ("row", "split", "text", "label", "suggested", "score")}
+                    for rec in result.findings()["label_issues"][:len(rows)]],
+           "duplicates": result.findings()["duplicates"][:len(rows)],
+           "small_classes_detail": result.small_classes, "zero_label": result.zero_label}
+    if args.json:
+        print_json(out)
+        return 0
+    s = result.summary
+    print(f"dataset '{name}': {s['label_issues']} likely label errors ({s['rows_checked_for_label_issues']} rows "
+          f"checked, source {s['source']}), {s['near_duplicates']} near-duplicates, {s['leakage']} leaking across "
+          f"splits, {s['empty']} empty-ish, {s['long']} very long, {s['other_script']} in another script, "
+          f"{s['small_classes']} classes too small ({s['seconds']:.1f} s)")
+    for rec in out["rows"][:20]:
+        print(f"  row {rec['row']:>6} [{rec['split']}] {rec['label']} -> {rec['suggested']} "
+              f"(score {rec['score']:.3f}): {rec['text'][:80]}")
+    if result.zero_label:
+        test = (result.zero_label.get("reports") or {}).get("test")
+        if test:
+            print(f"zero-label baseline (label names only): test macro-F1 {test['macro_f1']:.3f}")
+    return 0
+
+
+def _version(args: argparse.Namespace) -> int:
+    from core.data.versions import create_dataset_version
+    from core.health.jobs import automatic_changes
+    from db import audits as audit_queries
+    from db import session_scope
+
+    if not (args.relabel_suggested or args.exclude_duplicates):
+        raise CliError("say what the new version changes: --relabel-suggested and/or --exclude-duplicates")
+    with session_scope() as s:
+        dataset = _find(s, args.name)
+        audit = audit_queries.latest_audit(s, dataset.id)
+        if audit is None:
+            raise CliError(f"dataset '{dataset.name}' has not been audited yet: run "
+                           f"`protolab datasets audit {dataset.name}` first")
+        changes = automatic_changes(audit, relabel_suggested=args.relabel_suggested,
+                                    exclude_duplicates=args.exclude_duplicates)
+        if not changes:
+            raise CliError(f"the latest audit of '{dataset.name}' found nothing to change")
+        if args.output and _exists(s, args.output):
+            raise CliError(f"a dataset named {args.output!r} already exists; pick another -o NAME")
+        version = create_dataset_version(s, dataset.id, changes, name=args.output)
+        summary = {"id": version.id, "name": version.name, "parent": dataset.name, "rows": version.row_count,
+                   "relabelled": version.changes["relabelled"], "excluded": version.changes["excluded"],
+                   "audit_id": audit.id}
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"dataset '{summary['name']}' (id {summary['id']}) made from '{summary['parent']}': "
+              f"{summary['relabelled']} rows relabelled, {summary['excluded']} excluded, {summary['rows']} rows")
+    return 0
+
+
+def _exists(s: Any, name: str) -> bool:
+    from db import datasets as dataset_queries
+
+    return dataset_queries.get_dataset_by_name(s, name) is not None
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("datasets", help="import, list, inspect and delete datasets")
     sub = p.add_subparsers(dest="datasets_command", metavar="ACTION", required=True, parser_class=type(p))
@@ -207,3 +279,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("demo", metavar="NAME", choices=("product-reviews", "movie-ratings"))
     demo.add_argument("--json", action="store_true")
     demo.set_defaults(handler=_demo)
+    audit = sub.add_parser("audit", help="data health: likely label errors, near-duplicates, leakage, oddities")
+    audit.add_argument("name", metavar="NAME")
+    audit.add_argument("--source", default="cv", metavar="cv|run:ID",
+                       help="cv: cross-validated TF-IDF probabilities (default); run:ID: a completed run's "
+                            "held-out predictions (validation and test rows only)")
+    audit.add_argument("--no-embeddings", action="store_true",
+                       help="skip the MiniLM near-duplicate search and zero-label baseline (faster)")
+    audit.add_argument("--similarity", type=float, default=0.95, help="cosine for near-duplicates (default 0.95)")
+    audit.add_argument("--limit", type=int, default=0, help="list only the N most suspicious rows (0: all)")
+    audit.add_argument("--json", action="store_true")
+    audit.set_defaults(handler=_audit)
+    version = sub.add_parser("version", help="a new dataset version from the latest audit's findings")
+    version.add_argument("name", metavar="NAME")
+    version.add_argument("--relabel-suggested", action="store_true", help="relabel flagged rows to the suggestion")
+    version.add_argument("--exclude-duplicates", action="store_true",
+                         help="drop near-duplicates (the copy in the earliest split is kept)")
+    version.add_argument("-o", "--output", metavar="NEW_NAME", help="name of the new version (default: NAME vN)")
+    version.add_argument("--json", action="store_true")
+    version.set_defaults(handler=_version)

@@ -40,7 +40,8 @@ def create_dataset_version(s: Any, parent_dataset_id: int, changes: Sequence[dic
     """Store a new dataset made from its parent with rows relabelled or excluded.
 
     Each change is {"split", "text", "label" (current), "action": "relabel"|"exclude", "to" (relabel)};
-    a change applies to every row of that split with that text and label. The new row links to
+    a change applies to every row of that split with that text and label, or only to the stored row
+    at position "row" when the change names one. The new row links to
     its parent and lists the changes. The caller's transaction owns the row (see write_dataset).
     """
     if not changes:
@@ -65,6 +66,8 @@ def create_dataset_version(s: Any, parent_dataset_id: int, changes: Sequence[dic
 
 
 def _change_split(split: str) -> str:
+    if str(split).lower() == "train":  # a data audit marks training rows too
+        return "train"
     canonical = canonical_prediction_split(split)
     if canonical is None:
         raise VersionError(f"unknown split {split!r}; expected validation (val) or test")
@@ -82,6 +85,8 @@ def _apply_changes(frame: pd.DataFrame, changes: Sequence[dict[str, Any]]) -> tu
             raise VersionError(f"unknown action {action!r}; expected relabel or exclude")
         split = _change_split(str(change.get("split", "test")))
         mask = frame["text"].astype(str) == str(change["text"])
+        if change.get("row") is not None:  # one stored row (a data audit's finding), not every copy of its text
+            mask &= frame.index == int(change["row"])
         if change.get("label") is not None:
             mask &= frame["label"].astype(str) == str(change["label"])
         # Training may cut a missing validation split from train (or test from validation), so a

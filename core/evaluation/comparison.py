@@ -24,6 +24,7 @@ RECORD_METRICS = (*HEADLINE_KEYS, "train_time_s", "device", "k", "coverage", "by
 KEY_HYPERPARAMETERS = ("model_id", "epochs", "batch_size", "learning_rate", "max_length", "k", "factors", "seed")
 METRIC_FRAME_COLUMNS = ["run_id", "name", "split", "step", "epoch", "value"]
 BASELINE_KIND = "tfidf"
+ZERO_LABEL_COLUMN = "no labels (zero-label)"
 
 
 def baseline_run(s: Any, run: Any) -> Run | None:
@@ -71,14 +72,18 @@ def majority_scores(report: dict[str, Any]) -> dict[str, float]:
             "macro_f1": f1 / n_classes, "weighted_precision": p * p, "weighted_recall": p, "weighted_f1": p * f1}
 
 
-def headline_table(report: dict[str, Any], baseline: dict[str, Any] | None) -> pd.DataFrame:
-    """Each headline metric beside the TF-IDF baseline's and what the majority class would score."""
+def headline_table(report: dict[str, Any], baseline: dict[str, Any] | None,
+                   zero_label: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Each headline metric beside the TF-IDF baseline's and what the majority class would score; with
+    `zero_label` (a data audit's figures for the split) also what label names alone score."""
     majority = majority_scores(report)
     rows = []
     for key in HEADLINE_KEYS:
         row: dict[str, Any] = {"metric": key.replace("_", " "), "this run": report.get(key)}
         row["TF-IDF baseline"] = baseline.get(key) if baseline else None
         row["majority class"] = majority[key]
+        if zero_label:
+            row[ZERO_LABEL_COLUMN] = zero_label.get(key)
         rows.append(row)
     return pd.DataFrame(rows)
 

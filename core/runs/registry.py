@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import ProtolabError
-from db.enums import TaskKind
+from db.enums import JOB_KINDS, TaskKind
 
 PLUGINS_ENV = "PROTOLAB_MODEL_KINDS"
 
@@ -75,6 +75,11 @@ class ModelKind:
         return HEADLINES[self.task]
 
     @property
+    def is_job(self) -> bool:
+        """A background job on a dataset (a data audit), not a model: no picker or list of models shows it."""
+        return self.name in JOB_KINDS
+
+    @property
     def uses_gpu(self) -> bool:
         return any(d != "cpu" for d in self.devices)
 
@@ -110,10 +115,11 @@ def unregister(name: str) -> None:
     _registry.kinds.pop(name, None)
 
 
-def all_kinds(task: TaskKind | None = None) -> list[ModelKind]:
-    """Every registered kind (of one task), in registration order: the order pickers show."""
+def all_kinds(task: TaskKind | None = None, *, jobs: bool = False) -> list[ModelKind]:
+    """Every registered model kind (of one task), in registration order: the order pickers show.
+    Jobs that are not models (data audits) only with `jobs=True`."""
     _load_plugins()
-    return [k for k in _registry.kinds.values() if task is None or k.task is task]
+    return [k for k in _registry.kinds.values() if (task is None or k.task is task) and (jobs or not k.is_job)]
 
 
 def kind_names(task: TaskKind | None = None) -> tuple[str, ...]:
@@ -219,5 +225,8 @@ for _kind in (
     ModelKind("popularity", TaskKind.INTERACTIONS, "Popularity (baseline)",
               "the most popular items for everyone: the baseline",
               _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, options=_REC_OPTIONS),
+    ModelKind("data_audit", TaskKind.CLASSIFICATION, "Data health audit",
+              "label errors, near-duplicates, leakage and oddities of a dataset (a job, not a model)",
+              "core.health.jobs:build_config", "core.health.jobs:execute_audit"),
 ):
     register(_kind)

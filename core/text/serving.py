@@ -347,7 +347,7 @@ class ServableRun:
 
 def servable_runs(s: Session) -> list[ServableRun]:
     """Completed classification runs, best macro-F1 first (runs without a score last, newest first)."""
-    rows = run_queries.list_runs(s, task=TaskKind.CLASSIFICATION, statuses=[RunStatus.COMPLETED])
+    rows = run_queries.list_runs(s, task=TaskKind.CLASSIFICATION, statuses=[RunStatus.COMPLETED], models_only=True)
     found = [_servable(r) for r in rows]
     return sorted(found, key=lambda r: -(r.macro_f1 if r.macro_f1 is not None else -1.0))
 

@@ -1,0 +1,291 @@
+"""The data health audit of a classification dataset: likely label errors, near-duplicates, leakage, oddities.
+
+Label errors come from cleanlab's confident learning on out-of-sample probabilities: k-fold cross-validated
+TF-IDF baselines by default, or a completed run's held-out predictions. The audit only reads the frame it is
+given; findings point at rows by their position in the stored dataset (`row`).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.errors import ProtolabError
+from core.health.duplicates import _MENTION, _URL, find_duplicates, normalise_text
+from core.text.tfidf import TfidfConfig
+
+SPLIT_ORDER = {"train": 0, "validation": 1, "test": 2}
+MIN_TRAIN_PER_CLASS = 5  # fewer training rows than this and a class is reported as too small for the split
+
+
+class AuditError(ProtolabError):
+    """The audit cannot run as asked (not a classification dataset, bad source, one class only)."""
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    source: str = "cv"  # "cv" (k-fold TF-IDF) | "run:ID" (a completed run's held-out predictions)
+    folds: int = 5
+    seed: int = 42
+    embeddings: bool = True  # MiniLM near-duplicates and the zero-label baseline (the slow part on a CPU)
+    similarity: float = 0.95  # cosine above which two texts are near-duplicates
+    block_rows: int = 1024  # rows compared against all others at once: memory is block_rows x N floats
+    long_factor: float = 10.0  # a text longer than this many times the median length (and 1000 chars) is odd
+    label_descriptions: Mapping[str, str] = field(default_factory=dict)  # zero-label: label -> one line
+
+    def __post_init__(self) -> None:
+        parse_source(self.source)
+        if self.folds < 2:
+            raise AuditError(f"folds must be at least 2, got {self.folds}")
+        if not 0.0 < self.similarity <= 1.0:
+            raise AuditError(f"similarity must be in (0, 1], got {self.similarity}")
+
+
+def parse_source(source: str) -> int | None:
+    """None for "cv", the run id for "run:ID"; AuditError for anything else."""
+    text = str(source).strip().lower()
+    if text == "cv":
+        return None
+    head, _, tail = text.partition(":")
+    if head == "run" and tail.isdigit():
+        return int(tail)
+    raise AuditError(f"unknown audit source {source!r}: use cv or run:ID (e.g. run:12)")
+
+
+@dataclass
+class AuditResult:
+    """What the audit found; frames hold one row per flagged dataset row."""
+
+    summary: dict[str, Any]
+    label_issues: pd.DataFrame  # row, split, text, label, suggested, score (1 = surely wrong), sorted by score
+    duplicates: pd.DataFrame  # row, split, text, label, duplicate_of (the row kept), duplicate_label, similarity, leak
+    oddities: pd.DataFrame  # row, split, text, label, kind ("empty" | "long" | "other_script")
+    small_classes: list[dict[str, Any]]
+    zero_label: dict[str, Any] | None = None
+    embeddings: np.ndarray | None = None  # (N, D) unit vectors
+    audit_id: int | None = None  # the stored DataAudit, once stored
+
+    def findings(self) -> dict[str, list[dict[str, Any]]]:
+        """JSON-ready lists (what is stored with the dataset version)."""
+        return {"label_issues": _records(self.label_issues), "duplicates": _records(self.duplicates),
+                "oddities": _records(self.oddities), "small_classes": self.small_classes}
+
+
+Progress = Callable[[float, str], None]
+
+
+def run_audit(frame: pd.DataFrame, cfg: AuditConfig = AuditConfig(), *,
+              run_probabilities: tuple[np.ndarray, list[str], np.ndarray] | None = None,
+              on_progress: Progress = lambda fraction, text: None,
+              should_stop: Callable[[], bool] = lambda: False) -> AuditResult:
+    """Audit a classification frame (text, label, split). It is never modified.
+
+    `run_probabilities` = (proba (M, C), label names, row positions) replaces the cross-validated source.
+    """
+    started = time.perf_counter()
+    _check_frame(frame)
+    texts = frame["text"].astype(str).tolist()
+    labels = frame["label"].astype(str).to_numpy()
+    splits = frame["split"].astype(str).to_numpy()
+    on_progress(0.02, "finding likely label errors")
+    if run_probabilities is None:
+        proba, names, rows = cv_probabilities(texts, labels, cfg, on_progress=on_progress, should_stop=should_stop)
+    else:
+        proba, names, rows = run_probabilities
+    issues = label_issues(proba, names, rows, labels)
+    issues = issues.assign(split=splits[issues["row"]], text=[texts[i] for i in issues["row"]])
+    label_seconds = time.perf_counter() - started
+    embeddings = None
+    if cfg.embeddings:
+        from core.health.embeddings import Encoder
+
+        on_progress(0.45, "embedding texts for near-duplicates")
+        encoder = Encoder()
+        embeddings = encoder.encode(texts, on_batch=lambda done, total: on_progress(
+            0.45 + 0.35 * done / max(total, 1), f"embedding texts ({done:,}/{total:,})"))
+        if should_stop():
+            raise AuditCancelled()
+    on_progress(0.82, "looking for near-duplicates and leakage")
+    dups = find_duplicates(texts, splits, embeddings, threshold=cfg.similarity, block_rows=cfg.block_rows)
+    dups = dups.assign(text=[texts[i] for i in dups["row"]], label=labels[dups["row"]],
+                       duplicate_label=labels[dups["duplicate_of"]])
+    odd = oddities(texts, cfg.long_factor)
+    odd = odd.assign(split=splits[odd["row"]], text=[texts[i] for i in odd["row"]], label=labels[odd["row"]])
+    small = small_classes(labels, splits)
+    zero = None
+    if embeddings is not None:
+        from core.health.zero_label import zero_label_report
+
+        on_progress(0.92, "scoring the zero-label baseline")
+        zero = zero_label_report(embeddings, labels, splits, sorted(set(labels)), dict(cfg.label_descriptions),
+                                 encoder)
+    summary = _summary(cfg, frame, issues, dups, odd, small, rows, label_seconds, time.perf_counter() - started)
+    return AuditResult(summary=summary, label_issues=issues[ISSUE_COLUMNS], duplicates=dups[DUP_COLUMNS],
+                       oddities=odd[ODD_COLUMNS], small_classes=small, zero_label=zero, embeddings=embeddings)
+
+
+class AuditCancelled(Exception):
+    """The caller asked the audit to stop (the worker turns it into a cancelled run)."""
+
+
+ISSUE_COLUMNS = ["row", "split", "text", "label", "suggested", "score"]
+DUP_COLUMNS = ["row", "split", "text", "label", "duplicate_of", "duplicate_label", "similarity", "leak"]
+ODD_COLUMNS = ["row", "split", "text", "label", "kind"]
+
+
+def cv_probabilities(texts: Sequence[str], labels: np.ndarray, cfg: AuditConfig, *,
+                     on_progress: Progress = lambda f, t: None,
+                     should_stop: Callable[[], bool] = lambda: False) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Out-of-fold probabilities of the TF-IDF baseline: (proba (M, C), label names, positions of the M rows).
+
+    The baseline's own settings (core.text.tfidf.TfidfConfig), so the audit sees what the baseline sees. The
+    vectorizer uses no labels, so it is fitted once on every text instead of once per fold (a fifth of the
+    work); only the logistic regression is refitted per fold. Rows of classes with fewer than two examples
+    cannot be held out and predicted, so they are left out.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = Counter(labels.tolist())
+    names = sorted(c for c, n in counts.items() if n >= 2)
+    if len(names) < 2:
+        raise AuditError("the audit needs at least two labels with two or more rows each")
+    rows = np.flatnonzero(np.isin(labels, names))
+    y = np.searchsorted(names, labels[rows])
+    tf = TfidfConfig()
+    vectorizer = TfidfVectorizer(ngram_range=tuple(tf.ngram_range), sublinear_tf=tf.sublinear_tf, min_df=tf.min_df,
+                                 max_features=tf.max_features)
+    try:
+        features = vectorizer.fit_transform([texts[i] for i in rows])
+    except ValueError as exc:  # "empty vocabulary": every text blank
+        raise AuditError(f"could not build the TF-IDF features: {exc}") from exc
+    folds = max(2, min(cfg.folds, min(counts[c] for c in names)))
+    proba = np.zeros((len(rows), len(names)), dtype=np.float64)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=cfg.seed)
+    for k, (fit, held) in enumerate(splitter.split(features, y)):
+        if should_stop():
+            raise AuditCancelled()
+        clf = LogisticRegression(C=tf.C, max_iter=tf.max_iter, class_weight=tf.class_weight)
+        clf.fit(features[fit], y[fit])
+        proba[np.ix_(held, clf.classes_)] = clf.predict_proba(features[held])
+        on_progress(0.02 + 0.4 * (k + 1) / folds, f"cross-validated baseline: fold {k + 1} of {folds}")
+    return proba, names, rows
+
+
+def label_issues(proba: np.ndarray, names: Sequence[str], rows: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
+    """Rows cleanlab flags as likely mislabelled, with a suggested label and a score (1 - label quality)."""
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    names = list(names)
+    given = labels[rows]
+    known = np.isin(given, names)  # a run may not know a label its dataset has since gained
+    rows, given, proba = rows[known], given[known], proba[known]
+    empty = pd.DataFrame({"row": pd.Series(dtype=int), "label": pd.Series(dtype=str),
+                          "suggested": pd.Series(dtype=str), "score": pd.Series(dtype=float)})
+    if len(rows) == 0 or len(names) < 2:
+        return empty
+    y = np.asarray([names.index(v) for v in given])
+    proba = _normalised(proba)
+    flagged = find_label_issues(y, proba, filter_by="prune_by_noise_rate")
+    quality = get_label_quality_scores(y, proba, method="self_confidence")
+    # The suggestion is the most likely *other* label: a row flagged while its own label still wins gets one.
+    other = proba.copy()
+    other[np.arange(len(y)), y] = -1.0
+    suggested = other.argmax(axis=1)
+    out = pd.DataFrame({"row": rows[flagged].astype(int), "label": given[flagged],
+                        "suggested": [names[i] for i in suggested[flagged]],
+                        "score": np.round(1.0 - quality[flagged], 4)})
+    return out.sort_values(["score", "row"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+
+def _normalised(proba: np.ndarray) -> np.ndarray:
+    proba = np.clip(np.asarray(proba, dtype=np.float64), 0.0, None)
+    totals = proba.sum(axis=1, keepdims=True)
+    return np.divide(proba, totals, out=np.full_like(proba, 1.0 / proba.shape[1]), where=totals > 0)
+
+
+def oddities(texts: Sequence[str], long_factor: float = 10.0) -> pd.DataFrame:
+    """Empty-ish texts (no words once links and mentions go), extremely long ones, and texts written in
+    another script than most (Cyrillic among Latin, say): the cheap language check."""
+    lengths = np.asarray([len(t) for t in texts])
+    long_limit = max(1000.0, long_factor * float(np.median(lengths))) if len(lengths) else 0.0
+    scripts = [_script(t) for t in texts]
+    counted = Counter(s for s in scripts if s)
+    main = counted.most_common(1)[0][0] if counted else None
+    rows, kinds = [], []
+    for i, text in enumerate(texts):
+        words = re.sub(r"[\W_]+", "", _MENTION.sub(" ", _URL.sub(" ", text)))
+        kind = ("empty" if len(words) < 2 else "long" if lengths[i] > long_limit
+                else "other_script" if scripts[i] and main and scripts[i] != main else None)
+        if kind:
+            rows.append(i)
+            kinds.append(kind)
+    return pd.DataFrame({"row": pd.Series(rows, dtype=int), "kind": pd.Series(kinds, dtype=str)})
+
+
+def _script(text: str) -> str | None:
+    """The Unicode script most letters of `text` belong to (first word of their names: LATIN, CYRILLIC...)."""
+    scripts = Counter()
+    for ch in text:
+        if ch.isalpha():
+            name = unicodedata.name(ch, "")
+            scripts[name.split(" ")[0] if name else "?"] += 1
+    if sum(scripts.values()) < 3:
+        return None
+    return scripts.most_common(1)[0][0]
+
+
+def small_classes(labels: np.ndarray, splits: np.ndarray) -> list[dict[str, Any]]:
+    """Classes with too few training rows, or missing from a split the dataset has."""
+    present = [s for s in SPLIT_ORDER if (splits == s).any()]
+    out = []
+    for label in sorted(set(labels.tolist())):
+        counts = {s: int(((labels == label) & (splits == s)).sum()) for s in present}
+        reasons = []
+        if counts.get("train", 0) < MIN_TRAIN_PER_CLASS:
+            reasons.append(f"only {counts.get('train', 0)} training rows")
+        reasons += [f"no {s} rows" for s in present if s != "train" and counts[s] == 0]
+        if reasons:
+            out.append({"label": label, "counts": counts, "reason": "; ".join(reasons)})
+    return out
+
+
+def _summary(cfg: AuditConfig, frame: pd.DataFrame, issues: pd.DataFrame, dups: pd.DataFrame, odd: pd.DataFrame,
+             small: list[dict[str, Any]], covered: np.ndarray, label_seconds: float, seconds: float) -> dict[str, Any]:
+    kinds = odd["kind"].value_counts().to_dict()
+    return {"source": cfg.source, "rows": len(frame), "rows_checked_for_label_issues": int(len(covered)),
+            "label_issues": len(issues), "near_duplicates": len(dups), "leakage": int(dups["leak"].sum()),
+            "conflicting_duplicates": int((dups["label"] != dups["duplicate_label"]).sum()),
+            "empty": int(kinds.get("empty", 0)), "long": int(kinds.get("long", 0)),
+            "other_script": int(kinds.get("other_script", 0)), "small_classes": len(small),
+            "embeddings": cfg.embeddings, "label_issue_seconds": round(label_seconds, 2),
+            "seconds": round(seconds, 2)}
+
+
+def _check_frame(frame: pd.DataFrame) -> None:
+    missing = [c for c in ("text", "label", "split") if c not in frame.columns]
+    if missing:
+        raise AuditError(f"the dataset lacks the column(s) {', '.join(missing)}: only classification datasets "
+                         "can be audited")
+    if frame.empty:
+        raise AuditError("the dataset has no rows to audit")
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    out = []
+    for rec in frame.to_dict(orient="records"):
+        out.append({k: (v.item() if isinstance(v, np.generic) else v) for k, v in rec.items()})
+    return out
+
+
+__all__ = ["AuditConfig", "AuditError", "AuditResult", "normalise_text", "parse_source", "run_audit"]

@@ -1,0 +1,139 @@
+"""AppTest of the Datasets page's Data health tab: start an audit in the background, see its findings, accept
+the suggestions as a new dataset version, retrain the last run on it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.health.audit import AuditConfig
+from core.health.jobs import audit_dataset
+from db import audits as audit_queries
+from db import read_scope, session_scope
+from db import runs as run_queries
+from db.datasets import get_dataset, list_datasets
+from tests.conftest import sklearn_predictions, store_completed_run
+from tests.test_health import store, topics_frame
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "datasets.py")
+
+
+def page() -> AppTest:
+    return AppTest.from_file(PAGE, default_timeout=60).run()
+
+
+def test_without_classification_datasets_the_tab_says_what_to_do() -> None:
+    at = page()
+    assert not at.exception
+    assert any("No classification dataset yet" in i.value for i in at.info)
+
+
+def test_run_audit_from_the_tab_goes_to_the_background_then_shows_findings() -> None:
+    frame, flips, _ = topics_frame()
+    dataset_id = store(frame)
+    at = page()
+    assert any("not been audited yet" in i.value for i in at.info)
+    at.toggle(key="health_embeddings").set_value(False)
+    at.button(key="health_run").click().run()
+    assert not at.exception and not at.error
+    with read_scope() as s:
+        run = audit_queries.latest_audit_run(s, dataset_id)
+        assert run is not None and run.config["embeddings"] is False and run.config["source"] == "cv"
+        run_id = run.id
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        with read_scope() as s:
+            if not run_queries.get_run(s, run_id).status.is_active:
+                break
+        time.sleep(0.5)
+    at = page()
+    assert not at.exception
+    found = {m.label: m.value for m in at.metric}
+    assert int(found["Likely label errors"]) >= 16 and int(found["Near-duplicates"]) == 0
+    rows = at.dataframe(key=f"health_marks_{_audit_id(dataset_id)}_False").value
+    assert len(set(rows["row"]) & set(flips.tolist())) >= 16
+    assert rows["score"].is_monotonic_decreasing
+
+
+def _audit_id(dataset_id: int) -> int:
+    with read_scope() as s:
+        return audit_queries.latest_audit(s, dataset_id).id
+
+
+def test_accept_suggestions_save_a_version_and_retrain_the_last_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    import core.runs.jobs
+
+    monkeypatch.setattr(core.runs.jobs, "launch_worker", lambda run_id, gpus=1: 0)  # no worker process here
+    frame, flips, truth = topics_frame()
+    dataset_id = store(frame)
+    labels, preds = sklearn_predictions(dataset_id)
+    last_run = store_completed_run(dataset_id, labels, preds, name="baseline")
+    audit = audit_dataset(dataset_id, AuditConfig(embeddings=False))
+    at = page()
+    assert at.selectbox(key="health_source").options == ["cross-validated TF-IDF (all rows)",
+                                                          f"run #{last_run} (its validation and test rows)"]
+    assert at.button(key="health_save").disabled  # nothing marked yet
+    at.toggle(key="health_accept_all").set_value(True).run()
+    n = min(len(audit.label_issues), 200)
+    assert at.button(key="health_save").label == f"Save {n} changes as a new dataset version"
+    at.button(key="health_save").click().run()
+    assert not at.exception and not at.error
+    with read_scope() as s:
+        version = next(d for d in list_datasets(s) if d.parent_id == dataset_id)
+        assert version.changes["relabelled"] == n and get_dataset(s, dataset_id).changes == {}
+    assert any(version.name in m.value for m in at.success)
+    at.button(key="health_retrain").click().run()
+    assert not at.exception
+    with read_scope() as s:
+        new = run_queries.list_runs(s, dataset_id=version.id)[0]
+        assert new.parent_run_id == last_run and new.model_kind == "tfidf"
+    assert any(f"Run #{new.id} started" in i.value for i in at.info)
+
+
+def test_a_failed_audit_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    from db.enums import RunStatus
+
+    monkeypatch.setattr("core.runs.jobs.launch_worker", lambda run_id, gpus=1: 0)
+    frame, _, _ = topics_frame()
+    dataset_id = store(frame)
+    from core.health.jobs import start_audit
+
+    with session_scope() as s:
+        run_id = start_audit(s, dataset_id, {"embeddings": False})
+        run = run_queries.get_run(s, run_id)
+        run.status, run.error = RunStatus.FAILED, "the disk is full\nmore detail"
+    at = page()
+    assert not at.exception
+    assert any("The last audit failed: the disk is full" in e.value for e in at.error)
+
+
+def test_evaluate_shows_the_zero_label_line_and_the_audit_flag_of_each_mistake() -> None:
+    from core.evaluation.comparison import ZERO_LABEL_COLUMN
+
+    frame, flips, _ = topics_frame(n=300, n_flips=30, seed=2)
+    dataset_id = store(frame)
+    labels, preds = sklearn_predictions(dataset_id)
+    run_id = store_completed_run(dataset_id, labels, preds, name="tfidf")
+    evaluate = str(Path(PAGE).parent / "evaluate.py")
+    at = AppTest.from_file(evaluate, default_timeout=60)
+    at.query_params["run"] = str(run_id)
+    at.run()
+    assert ZERO_LABEL_COLUMN not in at.dataframe[0].value.columns  # no audit yet: no zero-label line
+    assert "audit" not in at.dataframe(key=f"marks_{run_id}_test_(any)_(any)").value.columns
+    audit = audit_dataset(dataset_id, AuditConfig())
+    at = AppTest.from_file(evaluate, default_timeout=60)
+    at.query_params["run"] = str(run_id)
+    at.run()
+    assert not at.exception
+    headline = at.dataframe[0].value
+    zero = headline.loc[headline["metric"] == "macro f1", ZERO_LABEL_COLUMN].iloc[0]
+    assert zero == pytest.approx(audit.zero_label["reports"]["test"]["macro_f1"]) and 0.0 < zero <= 1.0
+    mistakes = at.dataframe(key=f"marks_{run_id}_test_(any)_(any)").value
+    flagged = mistakes[mistakes["audit"].str.startswith("label? → ")]
+    issues = audit.label_issues.set_index("text")
+    assert len(flagged) > 0
+    for text, flag in zip(flagged["text"], flagged["audit"], strict=True):
+        assert flag.startswith(f"label? → {issues.loc[text, 'suggested']}")

@@ -1,0 +1,168 @@
+"""The Datasets page's "Data health" tab: start an audit (a background run), see what it found, mark rows,
+save them as a new dataset version and retrain the last run on it.
+
+The audit itself is core.health; this module only reads the database and draws.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core.charts.health import audit_counts
+from core.data.versions import create_dataset_version
+from core.errors import ProtolabError
+from core.health import jobs as health_jobs
+from core.runs import jobs
+from db import audits as audit_queries
+from db import datasets as dataset_queries
+from db import read_scope, session_scope
+from db import runs as run_queries
+from db.enums import RunStatus, TaskKind
+
+EDITOR_ROWS = 200  # the most suspicious rows offered for marks, as on the Evaluate page
+CV = "cv"
+
+
+def data_health_tab() -> None:
+    with read_scope() as s:
+        datasets = {d.id: d.name for d in dataset_queries.list_datasets(s, TaskKind.CLASSIFICATION)}
+    if not datasets:
+        st.info("No classification dataset yet: add one first, then audit it here.")
+        return
+    dataset_id = st.selectbox("Dataset", list(datasets), key="health_dataset", format_func=datasets.get)
+    with read_scope() as s:
+        audit_run = audit_queries.latest_audit_run(s, dataset_id)
+        running = audit_run is not None and audit_run.status.is_active
+        audit = _plain_audit(audit_queries.latest_audit(s, dataset_id))
+        failed = audit_run.error if audit_run is not None and audit_run.status == RunStatus.FAILED else None
+        models = run_queries.list_runs(s, dataset_id=dataset_id, statuses=[RunStatus.COMPLETED], models_only=True)
+        sources = [CV, *(f"run:{r.id}" for r in models)]
+        labels = sorted((dataset_queries.get_dataset(s, dataset_id).stats or {}).get("classes") or {})
+    if running:
+        audit_progress(audit_run.id)
+    else:
+        audit_form(dataset_id, sources, labels)
+    if failed and (audit is None or audit["run_id"] != audit_run.id):
+        st.error(f"The last audit failed: {failed.splitlines()[0]}")
+    if audit is None:
+        st.info("This dataset has not been audited yet.")
+        return
+    findings_view(dataset_id, audit)
+    retrain_offer(dataset_id, models[0].id if models else None)
+
+
+def audit_form(dataset_id: int, sources: list[str], labels: list[str]) -> None:
+    left, right = st.columns(2)
+    source = left.selectbox("Probabilities from", sources, key="health_source",
+                            format_func=lambda s: "cross-validated TF-IDF (all rows)" if s == CV
+                            else f"run #{s.split(':')[1]} (its validation and test rows)")
+    embeddings = right.toggle("MiniLM near-duplicates and zero-label baseline", value=True, key="health_embeddings",
+                              help="Slower on a CPU (about a minute per 10,000 rows); off: exact duplicates only")
+    descriptions = {}
+    with st.expander("Zero-label baseline: describe each label in one line (optional)"):
+        for label in labels:
+            descriptions[label] = st.text_input(label, key=f"health_desc_{label}", placeholder=label)
+    if st.button("Run the audit", key="health_run", type="primary"):
+        options = {"source": source, "embeddings": embeddings,
+                   "label_descriptions": {k: v.strip() for k, v in descriptions.items() if v.strip()}}
+        try:
+            with session_scope() as s:
+                health_jobs.start_audit(s, dataset_id, options)
+        except ProtolabError as exc:
+            st.error(str(exc))
+            return
+        st.rerun()
+
+
+@st.fragment(run_every="2s")
+def audit_progress(run_id: int) -> None:
+    with read_scope() as s:
+        run = run_queries.get_run(s, run_id)
+        status, progress, text = run.status, run.progress, run.status_text
+    if status.is_active:
+        st.progress(progress, text=f"Audit running in the background: {text}")
+    else:
+        st.rerun()  # finished: redraw the whole tab with the new findings
+
+
+def _plain_audit(audit: Any) -> dict[str, Any] | None:
+    if audit is None:
+        return None
+    return {"id": audit.id, "run_id": audit.run_id, "source": audit.source, "summary": dict(audit.summary or {}),
+            "findings": dict(audit.findings or {}), "zero_label": dict(audit.zero_label or {})}
+
+
+def findings_view(dataset_id: int, audit: dict[str, Any]) -> None:
+    summary, findings = audit["summary"], audit["findings"]
+    cols = st.columns(4)
+    cols[0].metric("Likely label errors", summary.get("label_issues", 0))
+    cols[1].metric("Near-duplicates", summary.get("near_duplicates", 0))
+    cols[2].metric("Leaking across splits", summary.get("leakage", 0))
+    cols[3].metric("Oddities", sum(int(summary.get(k) or 0) for k in ("empty", "long", "other_script")))
+    st.plotly_chart(audit_counts(summary), key="health_chart")
+    st.caption(f"Audit #{audit['id']} · source {audit['source']} · {summary.get('rows_checked_for_label_issues', 0):,}"
+               f" of {summary.get('rows', 0):,} rows checked for label errors · {summary.get('seconds', 0):.1f} s")
+    zero_test = ((audit["zero_label"] or {}).get("reports") or {}).get("test")
+    if zero_test:
+        st.info(f"With no labels at all (MiniLM similarity to the label names or descriptions), the test macro-F1 "
+                f"would be {zero_test['macro_f1']:.3f}: what your labels buy is any model's margin over that.")
+    for small in findings.get("small_classes", []):
+        st.warning(f"Class '{small['label']}' is too small for the split: {small['reason']}.")
+    marks_editor(dataset_id, audit)
+    with st.expander(f"Near-duplicates ({len(findings.get('duplicates', []))})"):
+        st.dataframe(pd.DataFrame(findings.get("duplicates", [])), hide_index=True, key="health_duplicates")
+    with st.expander(f"Oddities ({len(findings.get('oddities', []))})"):
+        st.dataframe(pd.DataFrame(findings.get("oddities", [])), hide_index=True, key="health_oddities")
+
+
+def marks_editor(dataset_id: int, audit: dict[str, Any]) -> None:
+    issues = pd.DataFrame(audit["findings"].get("label_issues", []),
+                          columns=["row", "split", "text", "label", "suggested", "score"])
+    labels = sorted(set(issues["label"]) | set(issues["suggested"])) if len(issues) else []
+    st.subheader("Suspicious rows")
+    st.caption(f"{len(issues)} likely label errors, most suspicious first (score 1 = surely wrong); the first "
+               f"{min(len(issues), EDITOR_ROWS)} can be relabelled (to the suggestion or by hand) or excluded.")
+    accept = st.toggle("Pre-fill every row with its suggested label", key="health_accept_all")
+    marks = issues.head(EDITOR_ROWS).assign(exclude=False)
+    marks["relabel_to"] = marks["suggested"] if accept else None
+    edited = st.data_editor(marks, key=f"health_marks_{audit['id']}_{accept}", hide_index=True, width="stretch",
+                            disabled=["row", "split", "text", "label", "suggested", "score"], column_config={
+                                "score": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
+                                                                         format="%.3f"),
+                                "relabel_to": st.column_config.SelectboxColumn("relabel to", options=labels)})
+    changes = health_jobs.marks_to_changes(edited)
+    duplicates = audit["findings"].get("duplicates", [])
+    if duplicates and st.checkbox(f"Also exclude the {len(duplicates)} near-duplicates (the copy in the earliest "
+                                  "split is kept)", key="health_exclude_dups"):
+        marked = {c["row"] for c in changes}
+        changes += [{"action": "exclude", "row": int(d["row"]), "split": d["split"], "text": d["text"],
+                     "label": d["label"]} for d in duplicates if int(d["row"]) not in marked]
+    if st.button(f"Save {len(changes)} changes as a new dataset version", key="health_save", disabled=not changes):
+        try:
+            with session_scope() as s:
+                version = create_dataset_version(s, dataset_id, changes)
+                st.session_state["health_version"] = (dataset_id, version.id, version.name)
+        except ProtolabError as exc:
+            st.error(str(exc))
+
+
+def retrain_offer(dataset_id: int, last_run_id: int | None) -> None:
+    saved = st.session_state.get("health_version")
+    if not saved or saved[0] != dataset_id:
+        return
+    _, version_id, name = saved
+    st.success(f"Saved dataset version **{name}**.")
+    if last_run_id is None:
+        st.caption("Train a model on it from the Train page.")
+        return
+    if st.button(f"Retrain the last run (#{last_run_id}) on {name}", key="health_retrain", type="primary"):
+        try:
+            with session_scope() as s:
+                new_id = jobs.retrain(s, last_run_id, version_id)
+        except ProtolabError as exc:
+            st.error(str(exc))
+            return
+        st.info(f"Run #{new_id} started on {name}. When it completes, compare it on the Evaluate page.")
