@@ -183,6 +183,7 @@ class RunClaim(Base):
 
     worker: Mapped[Worker] = relationship(back_populates="claims")
 
+
 class ApiKey(Base):
     """A key for `protolab serve`'s /v1 API: only a salted hash of its secret is kept (shown once at creation)."""
 
@@ -195,6 +196,7 @@ class ApiKey(Base):
     secret_hash: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
 
 class LabelClass(Base):
     """One label of an unlabelled dataset's label set, in the order the Label page shows (shortcut 1-9)."""
@@ -222,6 +224,8 @@ class LabelEvent(Base):
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
     row_index: Mapped[int] = mapped_column(Integer)  # the row's position in the dataset's data file
     label: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
 
 class DataAudit(Base):
     """A data health audit of one dataset version: counts, flagged rows and the zero-label baseline's scores."""
