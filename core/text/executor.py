@@ -19,6 +19,7 @@ from core.text.loop import (
     EpochLog,
     StepLog,
     comm_device,
+    count_parameters,
     predict_proba,
     resolve_train_device,
     seed_everything,
@@ -26,9 +27,6 @@ from core.text.loop import (
     training_precision,
     validation_scores,
 )
-
-LOG_EVERY_STEPS = 5
-
 
 EVAL_BATCH_FACTOR = 2  # evaluation has no backward pass, so it affords bigger batches
 
@@ -158,16 +156,24 @@ def _execute_neural(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame],
             return {}
         core_model = getattr(model, "module", model)
         ctx.progress(0.96, "predicting validation and test sets", force=True)
-        dtype = training_precision(device)[0]
-        probas = {split: predict_proba(core_model, TokenBatches(encoded[split], None, pad_id,
-                                                                cfg.batch_size * EVAL_BATCH_FACTOR, shuffle=False),
-                                       device, dtype) for split in ("validation", "test")}
+        dtype = training_precision(device, count_parameters(core_model))[0]
+        # At the batch size training ended with: after an out-of-memory retry the configured one may not fit.
+        eval_batch = result.batch_size * EVAL_BATCH_FACTOR
+        probas = {split: predict_proba(core_model, TokenBatches(encoded[split], None, pad_id, eval_batch,
+                                                                shuffle=False), device, dtype)
+                  for split in ("validation", "test")}
         save_model(ctx.model_kind, core_model, tokenizer, labels, ctx.files.model)
-        if result.grad_accum_steps != cfg.grad_accum_steps:
+        if (result.batch_size, result.grad_accum_steps) != (cfg.batch_size, cfg.grad_accum_steps):
             ctx.add_event({"event": "trained_with", "batch_size": result.batch_size,
-                           "grad_accum_steps": result.grad_accum_steps})
-        return _finish(ctx, cfg, splits, labels, probas, best_epoch=result.state.best_epoch,
-                       samples_per_s=result.samples_per_s, train_time_s=result.train_time_s, device=device)
+                           "grad_accum_steps": result.grad_accum_steps,
+                           "message": f"trained with batch size {result.batch_size} and gradient accumulation "
+                                      f"{result.grad_accum_steps} (configured {cfg.batch_size} and "
+                                      f"{cfg.grad_accum_steps})"})
+        metrics = _finish(ctx, cfg, splits, labels, probas, best_epoch=result.state.best_epoch,
+                          samples_per_s=result.samples_per_s, train_time_s=result.train_time_s, device=device)
+        # What ran, next to what was asked (the run's config keeps the request).
+        return {**metrics, "trained_batch_size": result.batch_size,
+                "trained_grad_accum_steps": result.grad_accum_steps}
     finally:
         if world.distributed:
             distributed.destroy_process_group()
@@ -200,10 +206,13 @@ def build_model(family: str, cfg: TrainConfig, labels: Sequence[str]) -> tuple[A
     id2label = dict(enumerate(labels))
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "newly initialised classifier" report is expected here
+    kwargs = {"num_labels": len(labels), "id2label": id2label, "label2id": {v: k for k, v in id2label.items()},
+              "ignore_mismatched_sizes": True}
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source, num_labels=len(labels), id2label=id2label, label2id={v: k for k, v in id2label.items()},
-            ignore_mismatched_sizes=True)
+        try:  # fused scaled-dot-product attention (flash / memory-efficient kernels on CUDA) where the model has it
+            model = AutoModelForSequenceClassification.from_pretrained(source, attn_implementation="sdpa", **kwargs)
+        except ValueError:  # an architecture without SDPA: its default attention (a real load error recurs below)
+            model = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
         raise ModelNotAvailable(f"could not load model {cfg.model_id!r}: {str(exc).splitlines()[0][:200]}") from exc
     finally:
@@ -257,14 +266,20 @@ class _Reporter:
 
     def __init__(self, ctx: Any, cfg: TrainConfig) -> None:
         self.ctx, self.cfg = ctx, cfg
+        self.gpu_text = ""
 
     def on_step(self, log: StepLog) -> None:
+        if log.gpu_memory_bytes is not None:  # refreshed at each loss read, shown on every step's line
+            self.gpu_text = f" · GPU {log.gpu_memory_bytes / 2**30:.1f} GiB"
         text = (f"epoch {log.epoch + 1}/{self.cfg.epochs} · step {log.step}/{log.total_steps} · "
-                f"{log.samples_per_s:.0f} samples/s · ETA {format_eta(log.eta_s)}")
+                f"{log.samples_per_s:.0f} samples/s{self.gpu_text} · ETA {format_eta(log.eta_s)}")
         self.ctx.progress(0.95 * log.step / max(1, log.total_steps), text)
-        if log.step % LOG_EVERY_STEPS == 0 or log.step == 1 or log.step == log.total_steps:
-            for name, value in (("train_loss", log.loss), ("learning_rate", log.learning_rate),
-                                ("samples_per_s", log.samples_per_s)):
+        if log.loss is not None:  # the loop reads the loss from the device only every few steps
+            values = [("train_loss", log.loss), ("learning_rate", log.learning_rate),
+                      ("samples_per_s", log.samples_per_s)]
+            if log.gpu_memory_bytes is not None:
+                values.append(("gpu_memory_gib", log.gpu_memory_bytes / 2**30))
+            for name, value in values:
                 self.ctx.log_metric(name, value, step=log.step, epoch=round(log.epoch_float, 4), split="train")
 
     def on_epoch(self, log: EpochLog) -> None:
