@@ -39,6 +39,7 @@ class TrainConfig:
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
     gpus: int = 1
     model_id: str | None = None  # None = the bundled MiniLM
+    auto_batch_size: bool = False  # on CUDA: batch_size is the base; the run picks a bigger one from a memory probe
     init_embeddings: bool = True  # LSTM: start from the pretrained model's word embeddings
     tfidf_ngram_max: int = 2
     tfidf_min_df: int = 1

@@ -14,7 +14,7 @@ import pandas as pd
 
 from core.runs import distributed
 from core.text.batching import TokenBatches, encode_texts
-from core.text.config import DEFAULT_LEARNING_RATE, TrainConfig, TrainingError, config_from_dict
+from core.text.config import DEFAULT_LEARNING_RATE, TrainConfig, TrainingError, config_from_dict, replace_config
 from core.text.loop import (
     EpochLog,
     StepLog,
@@ -131,6 +131,8 @@ def _execute_neural(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame],
                    for split, frame in splits.items()}
         y = {split: np.array([labels.index(v) for v in frame["label"]]) for split, frame in splits.items()}
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        if cfg.auto_batch_size and device.startswith("cuda") and not world.distributed:
+            cfg = _choose_gpu_batch(ctx, cfg, model, tokenizer, len(encoded["train"]), device)
         train = TokenBatches(encoded["train"], y["train"], pad_id, cfg.batch_size, seed=cfg.seed,
                              rank=world.rank, world_size=world.world_size)
         val = TokenBatches(encoded["validation"], y["validation"], pad_id, cfg.batch_size * EVAL_BATCH_FACTOR,
@@ -177,6 +179,19 @@ def _execute_neural(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame],
     finally:
         if world.distributed:
             distributed.destroy_process_group()
+
+
+def _choose_gpu_batch(ctx: Any, cfg: TrainConfig, model: Any, tokenizer: Any, n_train: int, device: str) -> TrainConfig:
+    """The config with the batch size (and learning rate) a GPU memory probe picked; says so on the run."""
+    from core.text.gpu_batch import choose_gpu_batch
+
+    ctx.progress(0.0, "choosing the batch size from a GPU memory probe", force=True)
+    choice = choose_gpu_batch(model, cfg, n_train, device, tokenizer.cls_token_id or 1)
+    seed_everything(cfg.seed)  # the probe's dropout drew random numbers; the run starts from the seed again
+    ctx.add_event({"event": "auto_batch", "batch_size": choice.batch_size, "learning_rate": choice.learning_rate,
+                   "peak_memory_bytes": choice.peak_memory_bytes,
+                   "message": choice.message(cfg.batch_size, cfg.learning_rate, cfg.max_length)})
+    return replace_config(cfg, batch_size=choice.batch_size, learning_rate=choice.learning_rate)
 
 
 def _stop_if_cancelled(ctx: Any, force: bool = False) -> None:
