@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -277,3 +278,41 @@ def test_loss_meter_means_what_was_added_since_the_last_read() -> None:
     meter.reset()
     meter.add(torch.tensor(4.0))
     assert meter.read() == pytest.approx(4.0) and meter.reads == 2 and meter.read() == 0.0
+
+
+# --- cancel checks under DDP -----------------------------------------------------------------------
+
+def test_ddp_cancel_check_synchronises_every_few_micro_batches_only(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch.distributed as dist
+
+    from core.runs import distributed
+    from core.text import executor
+
+    real_broadcast = distributed.broadcast_flag
+    broadcasts: list[bool] = []
+
+    def counted(flag: bool, device: str = "cpu") -> bool:  # the real collective, counted
+        broadcasts.append(flag)
+        return real_broadcast(flag, device)
+
+    monkeypatch.setattr(distributed, "broadcast_flag", counted)
+
+    class Ctx:
+        is_main = True
+        cancelled = False
+
+        def should_stop(self) -> bool:
+            return self.cancelled
+
+    ctx = Ctx()
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        check = executor.stop_check(ctx, "cpu", distributed_run=True, every=5)
+        assert [check() for _ in range(12)] == [False] * 12 and len(broadcasts) == 3  # calls 0, 5 and 10
+        ctx.cancelled = True
+        assert [check() for _ in range(4)] == [False, False, False, True]  # calls 12-14 skip, 15 broadcasts
+    finally:
+        dist.destroy_process_group()
+    single = executor.stop_check(ctx, "cpu", distributed_run=False)
+    assert single() is True and len(broadcasts) == 4  # one process: the flag itself, no collective

@@ -29,6 +29,7 @@ from core.text.loop import (
 )
 
 EVAL_BATCH_FACTOR = 2  # evaluation has no backward pass, so it affords bigger batches
+DDP_STOP_CHECK_EVERY = 5  # micro-batches between cancel checks under DDP, where each check synchronises all ranks
 
 
 
@@ -149,7 +150,7 @@ def _execute_neural(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame],
         result = train_classifier(
             model, train, val, cfg, device=device, on_step=reporter.on_step, on_epoch=reporter.on_epoch,
             on_event=ctx.add_event,
-            should_stop=lambda: distributed.broadcast_flag(ctx.is_main and ctx.should_stop(), comm_device(device)),
+            should_stop=stop_check(ctx, device, world.distributed),
             checkpoint_dir=checkpoint if ctx.is_main else None,
             resume_dir=checkpoint if ctx.config.get("resume") else None)
         if result.stopped:
@@ -192,6 +193,21 @@ def _choose_gpu_batch(ctx: Any, cfg: TrainConfig, model: Any, tokenizer: Any, n_
                    "peak_memory_bytes": choice.peak_memory_bytes,
                    "message": choice.message(cfg.batch_size, cfg.learning_rate, cfg.max_length)})
     return replace_config(cfg, batch_size=choice.batch_size, learning_rate=choice.learning_rate)
+
+
+def stop_check(ctx: Any, device: str, distributed_run: bool, every: int = DDP_STOP_CHECK_EVERY) -> Any:
+    """The loop's should_stop: the worker's cancel flag; under DDP rank 0's flag broadcast (a collective and a host
+    sync) on every `every`-th call only. Every rank calls it once per micro-batch, so the ranks stay in step."""
+    if not distributed_run:
+        return ctx.should_stop
+    calls = iter(range(10**12))
+
+    def check() -> bool:
+        if next(calls) % every:
+            return False
+        return distributed.broadcast_flag(ctx.is_main and ctx.should_stop(), comm_device(device))
+
+    return check
 
 
 def _stop_if_cancelled(ctx: Any, force: bool = False) -> None:
