@@ -22,7 +22,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-TWEETS = Path("/work/shared/datasets/tweets-sentiment/tweets.csv")
+TWEETS = Path(os.environ.get("PROTOLAB_TWEETS_CSV") or "/work/shared/datasets/tweets-sentiment/tweets.csv")
 BATCH_SIZE = 64
 DEVICE = "cpu"  # set from --device
 

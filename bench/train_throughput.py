@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -21,7 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-DEFAULT_CSV = ROOT.parent / "shared" / "datasets" / "tweets-sentiment" / "tweets.csv"
+# ../shared/gpu/run.sh sets PROTOLAB_TWEETS_CSV to the corpus it carries to a GPU machine.
+DEFAULT_CSV = Path(os.environ.get("PROTOLAB_TWEETS_CSV")
+                   or ROOT.parent / "shared" / "datasets" / "tweets-sentiment" / "tweets.csv")
 # "ours" is the product default (bf16 autocast where the CPU does bf16 natively); _fp32/_bf16 force one.
 VARIANTS = ("ours", "trainer", "trainer_bf16", "trainer_grouped", "ours_bf16", "ours_fp32", "lstm")
 DEFAULT_VARIANTS = {"cpu": "ours,trainer,trainer_grouped", "cuda": "ours,trainer,trainer_bf16"}
@@ -69,8 +72,6 @@ def macro_f1(model, tokenizer, held, labels, max_length: int, device: str = "cpu
 
 
 def run_ours(train, held, labels, args, bf16: bool | None = None, family: str = "transformer") -> dict:  # noqa: ANN001
-    import os
-
     from core.text import config as text_config
     from core.text import executor, loop
     from core.text.batching import TokenBatches, encode_texts
