@@ -157,8 +157,8 @@ def main() -> None:
     from transformers import pipeline
     from transformers.utils import logging as hf_logging
 
-    from core.settings import run_dir
-    from core.text.serving import MODEL_DIR, PRECISION_ENV, load_classifier
+    from core.runs.files import RunFiles
+    from core.text.serving import PRECISION_ENV, load_classifier
 
     hf_logging.set_verbosity_error()
     if DEVICE.startswith("cuda") and not torch.cuda.is_available():
@@ -193,7 +193,7 @@ def main() -> None:
             os.environ[PRECISION_ENV] = "fp32"
             fp32 = load_classifier(run_id, device=DEVICE)
             os.environ.pop(PRECISION_ENV)
-            pipe = pipeline("text-classification", model=str(run_dir(run_id) / MODEL_DIR), device=DEVICE, top_k=None)
+            pipe = pipeline("text-classification", model=str(RunFiles.of(run_id).model), device=DEVICE, top_k=None)
             kwargs = {"truncation": True, "max_length": clf.max_length}
             fns_single["protolab_fp32"] = lambda t, c=fp32: c.predict([t])
             fns_single["pipeline"] = lambda t, p=pipe, k=kwargs: p(t, **k)
