@@ -1,7 +1,9 @@
 """Benchmark: Sentiment demo inference (single-text latency, batch throughput) against transformers.pipeline.
 
 Targets (issue 7), default Transformer fine-tuned on tweets: p50 ≤ 25 ms, p95 ≤ 50 ms per text, batch ≥ 300 texts/s.
-Run: `.venv/bin/python bench/inference.py [--train-rows 2000] [--texts 2000] [--single 300]`.
+Run: `.venv/bin/python bench/inference.py [--device cpu|cuda] [--train-rows 2000] [--texts 2000] [--single 300]`.
+With `--device cuda` the runs train and serve on the GPU and transformers.pipeline runs on the same GPU; timings
+are bracketed by torch.cuda.synchronize() (the CPU-time columns then only count the host's share).
 """
 
 from __future__ import annotations
@@ -20,8 +22,16 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-TWEETS = Path("/work/shared/datasets/tweets-sentiment/tweets.csv")
+TWEETS = Path(os.environ.get("PROTOLAB_TWEETS_CSV") or "/work/shared/datasets/tweets-sentiment/tweets.csv")
 BATCH_SIZE = 64
+DEVICE = "cpu"  # set from --device
+
+
+def synchronize() -> None:
+    if DEVICE.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize(DEVICE)
 
 
 def read_tweets(path: Path) -> pd.DataFrame:
@@ -93,8 +103,10 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
 def timed(fn: Callable, arg: object) -> tuple[float, float]:
     """(wall seconds, this thread's CPU seconds); with one intra-op thread all the work runs on this thread,
     so CPU time is what the call costs without other processes' load."""
+    synchronize()
     wall, cpu = time.perf_counter(), time.thread_time()
     fn(arg)
+    synchronize()
     return time.perf_counter() - wall, time.thread_time() - cpu
 
 
@@ -132,7 +144,10 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=2000, help="tweets scored in the batch test")
     parser.add_argument("--single", type=int, default=300, help="tweets timed one at a time")
     parser.add_argument("--home", type=Path, help="reuse this bench home (and its trained runs) instead of a new one")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]: where the runs train and both sides serve")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = args.device
 
     home = args.home or Path(tempfile.mkdtemp(prefix="protolab-bench-inference-"))
     home.mkdir(parents=True, exist_ok=True)
@@ -142,37 +157,43 @@ def main() -> None:
     from transformers import pipeline
     from transformers.utils import logging as hf_logging
 
-    from core.settings import run_dir
-    from core.text.serving import MODEL_DIR, PRECISION_ENV, load_classifier
+    from core.runs.files import RunFiles
+    from core.text.serving import PRECISION_ENV, load_classifier
 
     hf_logging.set_verbosity_error()
+    if DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA GPU is visible to torch")
+    if DEVICE != "cpu" and not DEVICE.startswith("cuda"):
+        raise SystemExit(f"--device must be cpu or cuda[:N], got {DEVICE!r}")
     load_before = os.getloadavg()
     tweets = read_tweets(args.tweets).sample(frac=1.0, random_state=0).reset_index(drop=True)
     runs = existing_runs()
     if not runs:
         dataset_id = store_dataset(tweets.iloc[:args.train_rows])
-        runs = {"transformer": train(dataset_id, "transformer", epochs=1, device="cpu"),
-                "lstm": train(dataset_id, "lstm", epochs=1, device="cpu"),
+        runs = {"transformer": train(dataset_id, "transformer", epochs=1, device=DEVICE),
+                "lstm": train(dataset_id, "lstm", epochs=1, device=DEVICE),
                 "tfidf": train(dataset_id, "tfidf")}
     held_out = tweets.iloc[args.train_rows:]
     batch_texts = held_out["text"].iloc[:args.texts].tolist()
     truth = held_out["label"].iloc[:args.texts].tolist()
     single_texts = held_out["text"].iloc[args.texts:args.texts + args.single].tolist()
-    results: dict[str, dict] = {"machine": {"cpus": os.cpu_count(), "loadavg_before": load_before},
+    gpu = torch.cuda.get_device_name(DEVICE) if DEVICE.startswith("cuda") else None
+    results: dict[str, dict] = {"machine": {"cpus": os.cpu_count(), "loadavg_before": load_before, "device": DEVICE,
+                                            "gpu": gpu, "torch": torch.__version__, "cuda": torch.version.cuda},
                                 "texts": {"batch": len(batch_texts), "single": len(single_texts),
                                           "mean_chars": float(np.mean([len(t) for t in batch_texts]))}}
     for family in ("transformer", "lstm", "tfidf"):
         run_id, train_s = runs[family]
-        clf = load_classifier(run_id)
+        clf = load_classifier(run_id, device=DEVICE)
         fns_single = {"protolab": lambda t, c=clf: c.predict([t])}
         fns_batch = {"protolab": lambda ts, c=clf: c.predict_proba(ts, batch_size=BATCH_SIZE)}
         entry: dict = {"run_id": run_id, "train_s": train_s, "precision": clf.precision,
                        "threads": torch.get_num_threads()}
         if family == "transformer":
             os.environ[PRECISION_ENV] = "fp32"
-            fp32 = load_classifier(run_id)
+            fp32 = load_classifier(run_id, device=DEVICE)
             os.environ.pop(PRECISION_ENV)
-            pipe = pipeline("text-classification", model=str(run_dir(run_id) / MODEL_DIR), device="cpu", top_k=None)
+            pipe = pipeline("text-classification", model=str(RunFiles.of(run_id).model), device=DEVICE, top_k=None)
             kwargs = {"truncation": True, "max_length": clf.max_length}
             fns_single["protolab_fp32"] = lambda t, c=fp32: c.predict([t])
             fns_single["pipeline"] = lambda t, p=pipe, k=kwargs: p(t, **k)

@@ -1,13 +1,18 @@
 """Transformer fine-tuning throughput: Protolab's loop against Hugging Face Trainer, same process, alternating.
 
-Usage: .venv/bin/python bench/train_throughput.py [--csv PATH] [--n 2048] [--rounds 1] [--variants ours,trainer,...]
-Prints samples/s and held-out macro-F1 per variant, and the ratios ours / Trainer.
+Usage: .venv/bin/python bench/train_throughput.py [--device cpu|cuda] [--csv PATH] [--n 2048] [--rounds 1]
+       [--variants ours,trainer,...] [--arch minilm|bert-base]
+Prints samples/s and held-out macro-F1 per variant (medians over rounds that alternate the order), and the ratios
+ours / Trainer. On CUDA every timing is bracketed by torch.cuda.synchronize(), and the default variants are ours,
+Trainer fp32 (its defaults) and Trainer bf16. `--arch bert-base` trains a BERT-base-sized model built from its
+config (random weights, the bundled tokenizer), a model a GPU user would pick, when no such weights are offline.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -17,9 +22,31 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-DEFAULT_CSV = ROOT.parent / "shared" / "datasets" / "tweets-sentiment" / "tweets.csv"
+# ../shared/gpu/run.sh sets PROTOLAB_TWEETS_CSV to the corpus it carries to a GPU machine.
+DEFAULT_CSV = Path(os.environ.get("PROTOLAB_TWEETS_CSV")
+                   or ROOT.parent / "shared" / "datasets" / "tweets-sentiment" / "tweets.csv")
 # "ours" is the product default (bf16 autocast where the CPU does bf16 natively); _fp32/_bf16 force one.
-VARIANTS = ("ours", "trainer", "trainer_grouped", "ours_bf16", "ours_fp32", "lstm")
+VARIANTS = ("ours", "trainer", "trainer_bf16", "trainer_grouped", "ours_bf16", "ours_fp32", "lstm")
+DEFAULT_VARIANTS = {"cpu": "ours,trainer,trainer_grouped", "cuda": "ours,trainer,trainer_bf16"}
+
+
+def synchronize(device: str) -> None:
+    """Wait for queued GPU work, so a timer measures the work and not its launch."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
+def build_arch(arch: str, tokenizer, n_labels: int):  # noqa: ANN001, ANN201
+    """None for the bundled model; else a randomly initialised model of that architecture (same for every variant)."""
+    if arch == "minilm":
+        return None
+    from transformers import AutoModelForSequenceClassification, BertConfig
+
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                        intermediate_size=3072, num_labels=n_labels, pad_token_id=tokenizer.pad_token_id)
+    return AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa")
 
 
 def load_tweets(path: Path, n_train: int, n_eval: int, seed: int = 0):  # noqa: ANN201
@@ -31,7 +58,7 @@ def load_tweets(path: Path, n_train: int, n_eval: int, seed: int = 0):  # noqa: 
     return frame.iloc[:n_train].reset_index(drop=True), frame.iloc[n_train:n_train + n_eval].reset_index(drop=True)
 
 
-def macro_f1(model, tokenizer, held, labels, max_length: int) -> float:  # noqa: ANN001
+def macro_f1(model, tokenizer, held, labels, max_length: int, device: str = "cpu") -> float:  # noqa: ANN001
     """The same evaluation for every variant: our sorted-batch prediction, macro-F1 on the held-out slice."""
     from sklearn.metrics import f1_score
 
@@ -40,7 +67,7 @@ def macro_f1(model, tokenizer, held, labels, max_length: int) -> float:  # noqa:
 
     batches = TokenBatches(encode_texts(tokenizer, held["text"].tolist(), max_length), None,
                            tokenizer.pad_token_id, 64, shuffle=False)
-    pred = predict_proba(model, batches, "cpu").argmax(axis=1)
+    pred = predict_proba(model, batches, device).argmax(axis=1)
     return float(f1_score([labels.index(v) for v in held["label"]], pred, average="macro"))
 
 
@@ -52,9 +79,11 @@ def run_ours(train, held, labels, args, bf16: bool | None = None, family: str = 
     batch_size = args.lstm_batch_size if family == "lstm" else args.batch_size
     cfg = text_config.config_from_dict(text_config.build_config(family, {
         "epochs": 1, "batch_size": batch_size, "max_length": args.max_length, "seed": args.seed,
-        "device": "cpu", "patience": 0}))
+        "device": args.device, "patience": 0}))
     loop.seed_everything(cfg.seed)
     model, tokenizer = executor.build_model(family, cfg, labels)
+    if family == "transformer":
+        model = build_arch(args.arch, tokenizer, len(labels)) or model
     y = [labels.index(v) for v in train["label"]]
     import numpy as np
 
@@ -62,18 +91,27 @@ def run_ours(train, held, labels, args, bf16: bool | None = None, family: str = 
                            tokenizer.pad_token_id, cfg.batch_size, seed=cfg.seed)
     tiny_val = TokenBatches(batches.ids[:32], np.array(y[:32]), tokenizer.pad_token_id, 64, shuffle=False)
     previous, loop.CPU_BF16 = loop.CPU_BF16, bf16
+    previous_env = os.environ.pop("PROTOLAB_TRAIN_PRECISION", None)
+    if bf16 is not None:  # the CPU flag above; on CUDA the precision is chosen by model size unless forced
+        os.environ["PROTOLAB_TRAIN_PRECISION"] = "bf16" if bf16 else "fp32"
     try:
+        synchronize(args.device)
         start = time.perf_counter()
-        result = loop.train_classifier(model, batches, tiny_val, cfg, device="cpu")
+        result = loop.train_classifier(model, batches, tiny_val, cfg, device=args.device)
+        synchronize(args.device)
         wall = time.perf_counter() - start
     finally:
         loop.CPU_BF16 = previous
+        os.environ.pop("PROTOLAB_TRAIN_PRECISION", None)
+        if previous_env is not None:
+            os.environ["PROTOLAB_TRAIN_PRECISION"] = previous_env
     return {"samples_per_s": len(train) / wall, "loop_samples_per_s": result.samples_per_s, "seconds": wall,
-            "macro_f1": macro_f1(model, tokenizer, held, labels, cfg.max_length),
+            "macro_f1": macro_f1(model, tokenizer, held, labels, cfg.max_length, args.device),
+            "precision": str(loop.training_precision(args.device, loop.count_parameters(model))[0] or "fp32"),
             "padded_tokens": batches.padded_tokens(0), "real_tokens": int(batches.lengths.sum())}
 
 
-def run_trainer(train, held, labels, args, grouped: bool) -> dict:  # noqa: ANN001
+def run_trainer(train, held, labels, args, grouped: bool, bf16: bool = False) -> dict:  # noqa: ANN001
     from transformers import (
         AutoModelForSequenceClassification,
         DataCollatorWithPadding,
@@ -88,22 +126,28 @@ def run_trainer(train, held, labels, args, grouped: bool) -> dict:  # noqa: ANN0
     hf_logging.set_verbosity_error()
     set_seed(args.seed)
     tokenizer = load_tokenizer()
-    model = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(None), num_labels=len(labels))
+    model = build_arch(args.arch, tokenizer, len(labels)) or AutoModelForSequenceClassification.from_pretrained(
+        resolve_model_path(None), num_labels=len(labels))
     enc = tokenizer(train["text"].tolist(), truncation=True, max_length=args.max_length)
     rows = [{"input_ids": ids, "attention_mask": mask, "labels": labels.index(y)}
             for ids, mask, y in zip(enc["input_ids"], enc["attention_mask"], train["label"], strict=True)]
     with tempfile.TemporaryDirectory() as out:
         extra = {"train_sampling_strategy": "group_by_length"} if grouped else {}
+        if bf16:
+            extra["bf16"] = True
         targs = TrainingArguments(output_dir=out, per_device_train_batch_size=args.batch_size, num_train_epochs=1,
-                                  seed=args.seed, report_to="none", disable_tqdm=True, use_cpu=True, **extra)
+                                  seed=args.seed, report_to="none", disable_tqdm=True,
+                                  use_cpu=args.device == "cpu", save_strategy="no", **extra)
         trainer = Trainer(model=model, args=targs, train_dataset=rows,
                           data_collator=DataCollatorWithPadding(tokenizer))
+        synchronize(args.device)
         start = time.perf_counter()
         output = trainer.train()
+        synchronize(args.device)
         wall = time.perf_counter() - start
     return {"samples_per_s": len(train) / wall, "trainer_reported_samples_per_s":
             output.metrics.get("train_samples_per_second"), "seconds": wall,
-            "macro_f1": macro_f1(model, tokenizer, held, labels, args.max_length)}
+            "macro_f1": macro_f1(model, tokenizer, held, labels, args.max_length, args.device)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,9 +160,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--rounds", type=int, default=1)
-    p.add_argument("--variants", default="ours,trainer,trainer_grouped")
+    p.add_argument("--variants", help=f"comma-separated, from {', '.join(VARIANTS)} (default per device: "
+                                      f"{DEFAULT_VARIANTS})")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (every variant trains there)")
+    p.add_argument("--arch", choices=("minilm", "bert-base"), default="minilm",
+                   help="the bundled MiniLM, or a BERT-base-sized model built from its config")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            p.error("--device cuda: no CUDA GPU is visible to torch")
+    elif args.device != "cpu":
+        p.error(f"--device must be cpu or cuda[:N], got {args.device!r}")
+    args.variants = args.variants or DEFAULT_VARIANTS["cuda" if args.device.startswith("cuda") else "cpu"]
     variants = [v for v in args.variants.split(",") if v]
     unknown = set(variants) - set(VARIANTS)
     if unknown:
@@ -128,13 +184,16 @@ def main(argv: list[str] | None = None) -> int:
 
     train, held = load_tweets(args.csv, args.n, args.eval)
     labels = sorted(set(train["label"]))
-    print(f"{len(train)} training / {len(held)} held-out tweets, labels {labels}, torch threads "
-          f"{torch.get_num_threads()}", flush=True)
+    gpu = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "none"
+    print(f"{len(train)} training / {len(held)} held-out tweets, labels {labels}, device {args.device} (GPU {gpu}), "
+          f"torch {torch.__version__} (CUDA {torch.version.cuda}), threads {torch.get_num_threads()}, "
+          f"batch {args.batch_size}, arch {args.arch}", flush=True)
     runners = {"ours": lambda: run_ours(train, held, labels, args),
                "ours_bf16": lambda: run_ours(train, held, labels, args, bf16=True),
                "ours_fp32": lambda: run_ours(train, held, labels, args, bf16=False),
                "lstm": lambda: run_ours(train, held, labels, args, family="lstm"),
                "trainer": lambda: run_trainer(train, held, labels, args, grouped=False),
+               "trainer_bf16": lambda: run_trainer(train, held, labels, args, grouped=False, bf16=True),
                "trainer_grouped": lambda: run_trainer(train, held, labels, args, grouped=True)}
     results: dict[str, list[dict]] = {v: [] for v in variants}
     for r in range(args.rounds):
@@ -150,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nmedian over rounds:")
     for v, s in summary.items():
         print(f"  {v:16s} {s['samples_per_s']:7.1f} samples/s  macro-F1 {s['macro_f1']:.4f}")
-    for base in ("trainer", "trainer_grouped"):
+    for base in ("trainer", "trainer_bf16", "trainer_grouped"):
         for ours in ("ours", "ours_bf16"):
             if base in summary and ours in summary:
                 ratio = summary[ours]["samples_per_s"] / summary[base]["samples_per_s"]

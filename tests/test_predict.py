@@ -26,8 +26,12 @@ TEXTS = ["i love it, great product", "awful, broken and useless", "ok", "the ser
 
 @pytest.mark.parametrize("family", ["transformer", "lstm", "tfidf"])
 def test_each_family_loads_and_predicts(make_served_run, family: str) -> None:
+    from core.runs.device import resolve_device
+
     clf = load_classifier(make_served_run(family))
-    assert clf.family == family and clf.labels == ["negative", "positive"] and clf.device == "cpu"
+    # "auto" serves on the GPU when there is one (TF-IDF always on the CPU), so the suite passes on both.
+    expected_device = "cpu" if family == "tfidf" else resolve_device("auto")
+    assert clf.family == family and clf.labels == ["negative", "positive"] and clf.device == expected_device
     proba = clf.predict_proba(TEXTS)
     assert proba.shape == (4, 2) and np.allclose(proba.sum(axis=1), 1.0)
     preds = clf.predict(TEXTS)

@@ -241,6 +241,89 @@ def test_oom_halves_batch_and_doubles_accumulation() -> None:
     assert result.state.epoch == 1 and result.state.step == 13 and result.state.samples == 200
 
 
+class OomAbove(BagOfWords):
+    """Raises CUDA out-of-memory (as torch does, on the CPU too) for training batches above `train_limit` and
+    evaluation batches above `eval_limit`; records the sizes that did run."""
+
+    def __init__(self, train_limit: int, eval_limit: int = 10**9) -> None:
+        super().__init__()
+        self.train_limit, self.eval_limit = train_limit, eval_limit
+        self.trained: list[tuple[int, int]] = []  # (epoch seen by on_epoch so far, batch size) per training batch
+        self.epochs_done = 0
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kw: Any) -> Out:
+        limit = self.train_limit if self.training else self.eval_limit
+        if len(input_ids) > limit:
+            raise torch.OutOfMemoryError(f"CUDA out of memory: batch {len(input_ids)} (simulated)")
+        if self.training:
+            self.trained.append((self.epochs_done, len(input_ids)))
+        return super().forward(input_ids, attention_mask, **kw)
+
+
+def test_oom_result_is_what_ran() -> None:
+    events, model = [], OomAbove(train_limit=4)
+    result = train_classifier(model, token_data(200, 1), token_data(50, 2), tiny_cfg(epochs=2, patience=0),
+                              on_event=events.append, on_epoch=lambda log: setattr(model, "epochs_done", log.epoch))
+    ran = {size for _, size in model.trained}
+    assert max(ran) == result.batch_size == 4 and result.grad_accum_steps == 4
+    assert (events[-1]["batch_size"], events[-1]["grad_accum_steps"]) == (result.batch_size, result.grad_accum_steps)
+    assert result.attempts == ((16, 1, 0), (8, 2, 0), (4, 4, 0))
+    assert result.state.samples == 400 and result.state.step == 2 * 13
+
+
+def test_oom_in_a_later_epoch_records_both_sizes() -> None:
+    model = OomAbove(train_limit=10**9)
+
+    def on_epoch(log: Any) -> None:
+        model.epochs_done = log.epoch
+        model.train_limit = 8  # memory got tighter after the first epoch
+
+    result = train_classifier(model, token_data(200, 1), token_data(50, 2), tiny_cfg(epochs=2, patience=0),
+                              on_epoch=on_epoch)
+    assert (result.batch_size, result.grad_accum_steps) == (8, 2)
+    assert result.attempts == ((16, 1, 0), (8, 2, 1))
+    assert max(size for epoch, size in model.trained if epoch == 0) == 16
+    assert max(size for epoch, size in model.trained if epoch == 1) == 8
+
+
+def test_oom_in_evaluation_shrinks_the_evaluation_batch_too() -> None:
+    # Validation batches of 64 do not fit, training ones of 16 do: the retry must shrink evaluation as well,
+    # or every attempt fails the same way until batch 1.
+    model = OomAbove(train_limit=10**9, eval_limit=32)
+    result = train_classifier(model, token_data(200, 1), token_data(50, 2).with_batch_size(64), tiny_cfg(epochs=1))
+    assert (result.batch_size, result.grad_accum_steps) == (8, 2) and result.state.epoch == 1
+
+
+def test_executor_reports_the_batch_that_ran_after_oom(tmp_path: Path, classification_dataset: int,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.text import executor
+
+    real_build = executor.build_model
+
+    def build_failing_above_4(family: str, cfg: TrainConfig, labels: Any) -> tuple[Any, Any]:
+        model, tokenizer = real_build(family, cfg, labels)
+        forward = model.forward
+
+        def guarded(input_ids: torch.Tensor, *args: Any, **kw: Any) -> Any:
+            if model.training and len(input_ids) > 4:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return forward(input_ids, *args, **kw)
+
+        model.forward = guarded
+        return model, tokenizer
+
+    monkeypatch.setattr(executor, "build_model", build_failing_above_4)
+    ctx = make_ctx(tmp_path, classification_dataset, "lstm", epochs=1, batch_size=16, max_length=32, device="cpu",
+                   init_embeddings=False)
+    metrics = execute_run(ctx)
+    assert (metrics["trained_batch_size"], metrics["trained_grad_accum_steps"]) == (4, 4)
+    retries = [e for e in ctx.events if e["event"] == "oom_retry"]
+    trained = [e for e in ctx.events if e["event"] == "trained_with"]
+    assert [(e["batch_size"], e["grad_accum_steps"]) for e in retries] == [(8, 2), (4, 4)]
+    assert len(trained) == 1 and (trained[0]["batch_size"], trained[0]["grad_accum_steps"]) == (4, 4)
+    assert "configured 16 and 1" in trained[0]["message"]
+
+
 def test_oom_at_batch_one_names_the_knobs() -> None:
     def attempt(batch_size: int, accum: int):  # noqa: ANN202
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")

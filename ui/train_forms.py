@@ -75,6 +75,12 @@ def classification_form(dataset_id: int, run_model: str | None = None) -> None:
                                                 help="Passes over the training split.")
             options["batch_size"] = c2.number_input("Batch size", 1, 1024, 32 if family == "transformer" else 64,
                                                     key=f"batch_size_{family}", help="Halved automatically on GPU OOM.")
+            compute = describe_compute()
+            if compute.kind == "cuda":  # a small batch leaves a big GPU idle: let the run measure what fits
+                options["auto_batch_size"] = c2.checkbox(
+                    "Pick batch size from GPU memory", True, key=f"auto_batch_{family}",
+                    help="On the GPU the run probes memory, trains with the largest batch that fits (up to 256) "
+                         "and scales the learning rate; the batch size above is where it starts.")
             options["learning_rate"] = c3.number_input("Learning rate", 1e-7, 1.0,
                                                        DEFAULT_LEARNING_RATE.get(family, 1e-4),
                                                        format="%.1e", step=1e-5, key=f"lr_{family}",
@@ -88,7 +94,6 @@ def classification_form(dataset_id: int, run_model: str | None = None) -> None:
             options["patience"] = c1.number_input("Patience (epochs)", 0, 20, 2, key="patience",
                                                   help="Stop after this many epochs without a better validation F1; "
                                                        "0 = never stop early.")
-            compute = describe_compute()
             options["device"] = c2.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key="device",
                                              help=f"auto picks CUDA, then Apple MPS, then CPU. Here: {compute.summary}")
             if len(compute.gpus) > 1:

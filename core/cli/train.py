@@ -11,6 +11,7 @@ from core.cli import CliError, print_json
 from core.runs import registry
 
 # CLI flag -> config key handed to the kind's build_config (only flags the user gave are passed on).
+AUTO_BATCH_KINDS = ("transformer", "lstm")
 OPTION_KEYS = ("model_id", "epochs", "batch_size", "learning_rate", "max_length", "device", "gpus", "seed",
                "k", "patience", "warmup_ratio", "weight_decay", "factors", "split_protocol")
 
@@ -22,6 +23,7 @@ def _run(args: argparse.Namespace) -> int:
 
     kind = registry.get_kind(args.model)
     options = {key: getattr(args, key) for key in OPTION_KEYS if getattr(args, key, None) is not None}
+    options.update(_auto_batch_options(kind.name, options, quiet=args.json))
     config = kind.make_config(options)
     if args.nodes is not None:
         config = with_nodes(config, args.nodes, kind.name)
@@ -89,6 +91,31 @@ def _warn_if_no_worker_fits(config: dict[str, Any]) -> None:
         print(f"protolab: warning: the run waits in the queue: {reason}", file=sys.stderr)
 
 
+def _auto_batch_options(kind: str, options: dict[str, Any], *, quiet: bool) -> dict[str, Any]:
+    """Transformer/LSTM without --batch-size N (or with `auto`): on a GPU the run picks it from a memory probe."""
+    if options.get("batch_size") == "auto":
+        if kind not in AUTO_BATCH_KINDS:
+            raise CliError(f"--batch-size auto applies to {' and '.join(AUTO_BATCH_KINDS)} only; give a number")
+        del options["batch_size"]
+    elif "batch_size" in options or kind not in AUTO_BATCH_KINDS:
+        return {}
+    from core.runs.device import describe_compute
+
+    if not quiet and describe_compute().kind == "cuda" and options.get("device", "auto") != "cpu":
+        print("batch size: chosen from a GPU memory probe when the run starts (--batch-size N fixes it)",
+              file=sys.stderr)
+    return {"auto_batch_size": True}
+
+
+def _batch_size(value: str) -> int | str:
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--batch-size must be a whole number or auto, got {value!r}") from None
+
+
 def wait_for_run(run_id: int, *, quiet: bool = False, poll_s: float = 0.5) -> dict[str, Any]:
     """Poll the run until it finishes, drawing a progress bar on stderr; returns its summary."""
     from core.cli.runs import run_summary
@@ -130,7 +157,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="; ".join(f"{k.name}: {k.help}" for k in registry.all_kinds()))
     p.add_argument("--model-id", dest="model_id", help="Hugging Face model id or local folder (transformer, lstm)")
     p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", dest="batch_size", type=int)
+    p.add_argument("--batch-size", dest="batch_size", type=_batch_size,
+                   help="a number, or auto (transformer, lstm: the default; on a GPU the run picks the largest "
+                        "batch that fits from a memory probe and scales the learning rate; else 32)")
     p.add_argument("--lr", dest="learning_rate", type=float)
     p.add_argument("--max-length", dest="max_length", type=int)
     p.add_argument("--patience", type=int)

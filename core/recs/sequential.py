@@ -60,13 +60,14 @@ class Sequential:
         net = _build_net(n_items, factors, dropout).to(device)
         opt = torch.optim.Adam(net.parameters(), lr=learning_rate)
         windows = _training_windows(sequences, max_length + 1)
-        data = torch.as_tensor(pad_left(windows, max_length + 1))
+        # The windows go to the device once, and the loss is summed there: no host copy or sync per batch.
+        data = torch.as_tensor(pad_left(windows, max_length + 1)).to(device)
         for epoch in range(1, epochs + 1):
             net.train()
-            total, count = 0.0, 0
-            order = torch.as_tensor(rng.permutation(len(data)))
+            total, count = torch.zeros((), device=device), 0
+            order = torch.as_tensor(rng.permutation(len(data))).to(device)
             for start in range(0, len(data), batch_size):
-                batch = data[order[start:start + batch_size]].to(device)
+                batch = data[order[start:start + batch_size]]
                 inputs, targets = batch[:, :-1], batch[:, 1:] - 1  # predict the next item; -1 = padding
                 logits = net(inputs)  # (B, T, n_items)
                 loss = torch.nn.functional.cross_entropy(logits.reshape(-1, n_items), targets.reshape(-1),
@@ -74,8 +75,8 @@ class Sequential:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total, count = total + float(loss.detach()), count + 1
-            on_epoch(epoch, total / max(count, 1))
+                total, count = total + loss.detach(), count + 1
+            on_epoch(epoch, float(total) / max(count, 1))
             if should_stop():
                 break
         net.eval().cpu()

@@ -57,11 +57,17 @@ class TokenBatches:
     seed: int = 0
     rank: int = 0
     world_size: int = 1
+    pad_multiple: int = 1  # widths are rounded up to this (8 on CUDA: tensor cores; 1 on the CPU: no extra work)
     lengths: np.ndarray = field(init=False, repr=False)
+    _flat: np.ndarray = field(init=False, repr=False)  # every text's ids end to end, so collate is whole-array work
+    _starts: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "lengths", np.fromiter((len(x) for x in self.ids), dtype=np.int64,
-                                                       count=len(self.ids)))
+        lengths = np.fromiter((len(x) for x in self.ids), dtype=np.int64, count=len(self.ids))
+        flat = np.fromiter((t for seq in self.ids for t in seq), dtype=np.int64, count=int(lengths.sum()))
+        object.__setattr__(self, "lengths", lengths)
+        object.__setattr__(self, "_flat", flat)
+        object.__setattr__(self, "_starts", np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64))
 
     def __len__(self) -> int:
         """Batches per epoch for this rank."""
@@ -73,6 +79,14 @@ class TokenBatches:
 
     def with_batch_size(self, batch_size: int) -> TokenBatches:
         return replace(self, batch_size=batch_size)
+
+    def with_pad_multiple(self, pad_multiple: int) -> TokenBatches:
+        return self if pad_multiple == self.pad_multiple else replace(self, pad_multiple=pad_multiple)
+
+    def width(self, idx: np.ndarray) -> int:
+        """Padded width of a batch: its longest text, rounded up to `pad_multiple`."""
+        longest = int(self.lengths[idx].max()) if len(idx) else 0
+        return -(-longest // self.pad_multiple) * self.pad_multiple
 
     def index_batches(self, epoch: int = 0) -> list[np.ndarray]:
         """This rank's example indices per batch for one epoch."""
@@ -94,22 +108,23 @@ class TokenBatches:
     def collate(self, idx: np.ndarray) -> dict[str, Any]:
         import torch
 
-        seqs = [self.ids[i] for i in idx]
-        width = max(len(s) for s in seqs)
-        input_ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for row, seq in enumerate(seqs):
-            input_ids[row, :len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-            mask[row, :len(seq)] = 1
-        out: dict[str, Any] = {"input_ids": input_ids, "attention_mask": mask}
+        idx = np.asarray(idx)
+        lengths = self.lengths[idx][:, None]  # B, 1
+        cols = np.arange(self.width(idx))[None, :]  # 1, T
+        mask = cols < lengths  # B, T
+        # Gather every row from the flat ids at once; positions past a row's end read a valid index, then masked.
+        pos = self._starts[idx][:, None] + np.minimum(cols, np.maximum(lengths - 1, 0))
+        gathered = self._flat[np.minimum(pos, max(len(self._flat) - 1, 0))] if len(self._flat) else pos * 0
+        input_ids = np.where(mask, gathered, self.pad_id)
+        out: dict[str, Any] = {"input_ids": torch.from_numpy(input_ids.astype(np.int64, copy=False)),
+                               "attention_mask": torch.from_numpy(mask.astype(np.int64))}
         if self.labels is not None:
             out["labels"] = torch.as_tensor(self.labels[idx], dtype=torch.long)
         return out
 
     def padded_tokens(self, epoch: int = 0) -> int:
         """Tokens after padding in one epoch of this rank (for benchmarks)."""
-        lengths = self.lengths
-        return int(sum(len(b) * lengths[b].max() for b in self.index_batches(epoch)))
+        return int(sum(len(b) * self.width(b) for b in self.index_batches(epoch)))
 
 
 def _rank_slice(batch: np.ndarray, rank: int, world_size: int) -> np.ndarray:

@@ -39,6 +39,7 @@ class TrainConfig:
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
     gpus: int = 1
     model_id: str | None = None  # None = the bundled MiniLM
+    auto_batch_size: bool = False  # on CUDA: batch_size is the base; the run picks a bigger one from a memory probe
     init_embeddings: bool = True  # LSTM: start from the pretrained model's word embeddings
     lstm_dropout: float = 0.2  # LSTM: 0 makes a run deterministic enough to compare DDP with one process
     tfidf_ngram_max: int = 2

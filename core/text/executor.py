@@ -15,11 +15,12 @@ import pandas as pd
 from core.runs import distributed
 from core.runs.timing import format_eta
 from core.text.batching import TokenBatches, encode_texts
-from core.text.config import DEFAULT_LEARNING_RATE, TrainConfig, TrainingError, config_from_dict
+from core.text.config import DEFAULT_LEARNING_RATE, TrainConfig, TrainingError, config_from_dict, replace_config
 from core.text.loop import (
     EpochLog,
     StepLog,
     comm_device,
+    count_parameters,
     predict_proba,
     resolve_train_device,
     seed_everything,
@@ -28,10 +29,8 @@ from core.text.loop import (
     validation_scores,
 )
 
-LOG_EVERY_STEPS = 5
-
-
 EVAL_BATCH_FACTOR = 2  # evaluation has no backward pass, so it affords bigger batches
+DDP_STOP_CHECK_EVERY = 5  # micro-batches between cancel checks under DDP, where each check synchronises all ranks
 
 
 
@@ -127,6 +126,8 @@ def _execute_neural(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame],
                    for split, frame in splits.items()}
         y = {split: np.array([labels.index(v) for v in frame["label"]]) for split, frame in splits.items()}
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        if cfg.auto_batch_size and device.startswith("cuda") and not world.distributed:
+            cfg = _choose_gpu_batch(ctx, cfg, model, tokenizer, len(encoded["train"]), device)
         train = TokenBatches(encoded["train"], y["train"], pad_id, cfg.batch_size, seed=cfg.seed,
                              rank=world.rank, world_size=world.world_size)
         val = TokenBatches(encoded["validation"], y["validation"], pad_id, cfg.batch_size * EVAL_BATCH_FACTOR,
@@ -143,7 +144,7 @@ def _execute_neural(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame],
         result = train_classifier(
             model, train, val, cfg, device=device, on_step=reporter.on_step, on_epoch=reporter.on_epoch,
             on_event=ctx.add_event,
-            should_stop=lambda: distributed.broadcast_flag(ctx.is_main and ctx.should_stop(), comm_device(device)),
+            should_stop=stop_check(ctx, device, world.distributed),
             checkpoint_dir=checkpoint if ctx.is_main else None,
             resume_dir=checkpoint if ctx.config.get("resume") else None)
         if result.stopped:
@@ -152,19 +153,55 @@ def _execute_neural(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame],
             return {}
         core_model = getattr(model, "module", model)
         ctx.progress(0.96, "predicting validation and test sets", force=True)
-        dtype = training_precision(device)[0]
-        probas = {split: predict_proba(core_model, TokenBatches(encoded[split], None, pad_id,
-                                                                cfg.batch_size * EVAL_BATCH_FACTOR, shuffle=False),
-                                       device, dtype) for split in ("validation", "test")}
+        dtype = training_precision(device, count_parameters(core_model))[0]
+        # At the batch size training ended with: after an out-of-memory retry the configured one may not fit.
+        eval_batch = result.batch_size * EVAL_BATCH_FACTOR
+        probas = {split: predict_proba(core_model, TokenBatches(encoded[split], None, pad_id, eval_batch,
+                                                                shuffle=False), device, dtype)
+                  for split in ("validation", "test")}
         save_model(ctx.model_kind, core_model, tokenizer, labels, ctx.files.model)
-        if result.grad_accum_steps != cfg.grad_accum_steps:
+        if (result.batch_size, result.grad_accum_steps) != (cfg.batch_size, cfg.grad_accum_steps):
             ctx.add_event({"event": "trained_with", "batch_size": result.batch_size,
-                           "grad_accum_steps": result.grad_accum_steps})
-        return _finish(ctx, cfg, splits, labels, probas, best_epoch=result.state.best_epoch,
-                       samples_per_s=result.samples_per_s, train_time_s=result.train_time_s, device=device)
+                           "grad_accum_steps": result.grad_accum_steps,
+                           "message": f"trained with batch size {result.batch_size} and gradient accumulation "
+                                      f"{result.grad_accum_steps} (configured {cfg.batch_size} and "
+                                      f"{cfg.grad_accum_steps})"})
+        metrics = _finish(ctx, cfg, splits, labels, probas, best_epoch=result.state.best_epoch,
+                          samples_per_s=result.samples_per_s, train_time_s=result.train_time_s, device=device)
+        # What ran, next to what was asked (the run's config keeps the request).
+        return {**metrics, "trained_batch_size": result.batch_size,
+                "trained_grad_accum_steps": result.grad_accum_steps}
     finally:
         if world.distributed:
             distributed.destroy_process_group()
+
+
+def _choose_gpu_batch(ctx: Any, cfg: TrainConfig, model: Any, tokenizer: Any, n_train: int, device: str) -> TrainConfig:
+    """The config with the batch size (and learning rate) a GPU memory probe picked; says so on the run."""
+    from core.text.gpu_batch import choose_gpu_batch
+
+    ctx.progress(0.0, "choosing the batch size from a GPU memory probe", force=True)
+    choice = choose_gpu_batch(model, cfg, n_train, device, tokenizer.cls_token_id or 1)
+    seed_everything(cfg.seed)  # the probe's dropout drew random numbers; the run starts from the seed again
+    ctx.add_event({"event": "auto_batch", "batch_size": choice.batch_size, "learning_rate": choice.learning_rate,
+                   "peak_memory_bytes": choice.peak_memory_bytes,
+                   "message": choice.message(cfg.batch_size, cfg.learning_rate, cfg.max_length)})
+    return replace_config(cfg, batch_size=choice.batch_size, learning_rate=choice.learning_rate)
+
+
+def stop_check(ctx: Any, device: str, distributed_run: bool, every: int = DDP_STOP_CHECK_EVERY) -> Any:
+    """The loop's should_stop: the worker's cancel flag; under DDP rank 0's flag broadcast (a collective and a host
+    sync) on every `every`-th call only. Every rank calls it once per micro-batch, so the ranks stay in step."""
+    if not distributed_run:
+        return ctx.should_stop
+    calls = iter(range(10**12))
+
+    def check() -> bool:
+        if next(calls) % every:
+            return False
+        return distributed.broadcast_flag(ctx.is_main and ctx.should_stop(), comm_device(device))
+
+    return check
 
 
 def _stop_if_cancelled(ctx: Any, force: bool = False) -> None:
@@ -195,10 +232,13 @@ def build_model(family: str, cfg: TrainConfig, labels: Sequence[str]) -> tuple[A
     id2label = dict(enumerate(labels))
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "newly initialised classifier" report is expected here
+    kwargs = {"num_labels": len(labels), "id2label": id2label, "label2id": {v: k for k, v in id2label.items()},
+              "ignore_mismatched_sizes": True}
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source, num_labels=len(labels), id2label=id2label, label2id={v: k for k, v in id2label.items()},
-            ignore_mismatched_sizes=True)
+        try:  # fused scaled-dot-product attention (flash / memory-efficient kernels on CUDA) where the model has it
+            model = AutoModelForSequenceClassification.from_pretrained(source, attn_implementation="sdpa", **kwargs)
+        except ValueError:  # an architecture without SDPA: its default attention (a real load error recurs below)
+            model = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
         raise ModelNotAvailable(f"could not load model {cfg.model_id!r}: {str(exc).splitlines()[0][:200]}") from exc
     finally:
@@ -259,6 +299,7 @@ class _Reporter:
         self.ctx, self.cfg, self.n_val, self.n_test = ctx, cfg, n_val, n_test
         self.eval_s_per_sample: float | None = None
         self.last_step_at: float | None = None
+        self.gpu_text = ""
 
     def eta(self, log: StepLog) -> float:
         per_sample = self.eval_s_per_sample or 1.0 / max(3.0 * log.samples_per_s, 1e-9)
@@ -267,12 +308,17 @@ class _Reporter:
 
     def on_step(self, log: StepLog) -> None:
         self.last_step_at = time.perf_counter()
+        if log.gpu_memory_bytes is not None:  # refreshed at each loss read, shown on every step's line
+            self.gpu_text = f" · GPU {log.gpu_memory_bytes / 2**30:.1f} GiB"
         text = (f"epoch {log.epoch + 1}/{self.cfg.epochs} · step {log.step}/{log.total_steps} · "
-                f"{log.samples_per_s:.0f} samples/s · ETA {format_eta(self.eta(log))}")
+                f"{log.samples_per_s:.0f} samples/s{self.gpu_text} · ETA {format_eta(self.eta(log))}")
         self.ctx.progress(0.95 * log.step / max(1, log.total_steps), text)
-        if log.step % LOG_EVERY_STEPS == 0 or log.step == 1 or log.step == log.total_steps:
-            for name, value in (("train_loss", log.loss), ("learning_rate", log.learning_rate),
-                                ("samples_per_s", log.samples_per_s)):
+        if log.loss is not None:  # the loop reads the loss from the device only every few steps
+            values = [("train_loss", log.loss), ("learning_rate", log.learning_rate),
+                      ("samples_per_s", log.samples_per_s)]
+            if log.gpu_memory_bytes is not None:
+                values.append(("gpu_memory_gib", log.gpu_memory_bytes / 2**30))
+            for name, value in values:
                 self.ctx.log_metric(name, value, step=log.step, epoch=round(log.epoch_float, 4), split="train")
 
     def on_epoch(self, log: EpochLog) -> None:

@@ -20,6 +20,18 @@ import numpy as np
 from core.runs import distributed
 from core.text.batching import TokenBatches
 from core.text.config import TrainConfig, TrainingError
+from core.text.feed import LossMeter, Prefetcher, gpu_memory_bytes, host_batch, tf32_matmuls, to_device, transfer_plan
+
+# The training loss is read from the device (one host sync) on step 1, every LOSS_EVERY_STEPS optimizer steps and
+# on the last step; the value read is the mean since the previous read. Every other StepLog has loss None.
+LOSS_EVERY_STEPS = 5
+
+# Precision on CUDA, by model size. Measured on an H200 (issue 13): for MiniLM-L6 (22M parameters) bf16 autocast
+# is *slower* than fp32 — HF Trainer 992 vs 1,618 samples/s at batch 32, 2,579 vs 3,909 at 256 — because a small
+# model is bound by launches and autocast adds cast kernels, while fp32 matmuls run on tensor cores via TF32.
+# Larger models become arithmetic-bound, where bf16 halves the work; 100M (BERT-base size) is the assumed
+# crossover, still to be measured on a GPU. PROTOLAB_TRAIN_PRECISION=fp32|bf16 forces one on any device.
+CUDA_BF16_MIN_PARAMS = 100_000_000
 
 # bf16 autocast on the CPU: None = where the CPU multiplies bf16 in hardware (AVX512-BF16/AMX). Measured on
 # the team's 2-core box (quiet): MiniLM 125 vs 65 samples/s, same held-out macro-F1 (BENCHMARKS.md); an
@@ -52,10 +64,11 @@ class StepLog:
     total_steps: int
     epoch: int  # 0-based
     epoch_float: float
-    loss: float
+    loss: float | None  # mean training loss since the previous read; None between reads (no host sync)
     learning_rate: float
     samples_per_s: float
     eta_s: float
+    gpu_memory_bytes: int | None = None  # peak allocated on CUDA, at loss reads; None elsewhere
 
 
 @dataclass(frozen=True)
@@ -75,8 +88,11 @@ class TrainResult:
     stopped: bool
     samples_per_s: float
     train_time_s: float
-    batch_size: int
+    batch_size: int  # the micro-batch size and accumulation the last (successful) attempt trained with
     grad_accum_steps: int
+    # (batch size, accumulation, first epoch) of every attempt, in order: after an out-of-memory retry the epochs
+    # before it were trained at the earlier size only when they completed before the retry (none are redone).
+    attempts: tuple[tuple[int, int, int], ...] = ()
 
 
 def train_classifier(
@@ -102,8 +118,9 @@ def train_classifier(
     if resume_dir is not None and (resume_dir / _TRAINER_STATE).exists():
         loop.load_checkpoint(resume_dir)
         on_event({"event": "resumed", "epoch": loop.state.epoch, "step": loop.state.step})
-    return with_oom_fallback(loop.fit, train_batches.batch_size, cfg.grad_accum_steps, on_event=on_event,
-                             max_length=cfg.max_length, on_retry=loop.rewind)
+    with tf32_matmuls(device):
+        return with_oom_fallback(loop.fit, train_batches.batch_size, cfg.grad_accum_steps, on_event=on_event,
+                                 max_length=cfg.max_length, on_retry=loop.rewind)
 
 
 def with_oom_fallback(
@@ -118,16 +135,18 @@ def with_oom_fallback(
         try:
             return attempt(batch_size, grad_accum_steps)
         except torch.cuda.OutOfMemoryError as exc:
-            free_cuda_memory()
             if batch_size <= 1:
                 raise TrainingError(
                     f"out of GPU memory even with batch size 1 (max length {max_length}): lower max length, "
                     f"choose a smaller model, or train on the CPU ({str(exc).splitlines()[0][:160]})") from exc
-            batch_size, grad_accum_steps = max(1, batch_size // 2), grad_accum_steps * 2
-            on_event({"event": "oom_retry", "batch_size": batch_size, "grad_accum_steps": grad_accum_steps,
-                      "message": f"CUDA out of memory: retrying with batch size {batch_size} and "
-                                 f"gradient accumulation {grad_accum_steps}"})
-            on_retry()
+        # Freed here, outside the except block: inside it the traceback still holds the failed step's frames
+        # (activations, gradients of the big batch), so empty_cache could not return their memory.
+        free_cuda_memory()
+        batch_size, grad_accum_steps = max(1, batch_size // 2), grad_accum_steps * 2
+        on_event({"event": "oom_retry", "batch_size": batch_size, "grad_accum_steps": grad_accum_steps,
+                  "message": f"CUDA out of memory: retrying with batch size {batch_size} and "
+                             f"gradient accumulation {grad_accum_steps}"})
+        on_retry()
 
 
 def free_cuda_memory() -> None:
@@ -152,7 +171,8 @@ class TrainingLoop:
         self.checkpoint_dir = checkpoint_dir
         self.model = model.to(device)
         self.core = getattr(model, "module", model)  # the model without its DDP wrapper
-        self.dtype, self.scaler = training_precision(device)
+        self.plan = transfer_plan(device)
+        self.dtype, self.scaler = training_precision(device, count_parameters(self.core))
         self.optimizer = _adamw(self.core, cfg, device)
         self.steps_per_epoch = max(1, math.ceil(len(train) / cfg.grad_accum_steps))
         self.total_steps = self.steps_per_epoch * cfg.epochs
@@ -166,17 +186,23 @@ class TrainingLoop:
         self.snapshot: dict[str, Any] | None = None
         self._started = time.perf_counter()
         self._session_steps, self._session_seconds = 0, 0.0
+        self.losses = LossMeter()
+        self.loss_every = LOSS_EVERY_STEPS
+        self.attempts: list[tuple[int, int, int]] = []
 
     # one fit = epochs from state.epoch on, at one batch size
     def fit(self, batch_size: int, grad_accum_steps: int) -> TrainResult:
-        batches = self.train.with_batch_size(batch_size)
+        self.attempts.append((batch_size, grad_accum_steps, self.state.epoch))
+        batches = self.train.with_batch_size(batch_size).with_pad_multiple(self.plan.pad_multiple)
+        # Validation shrinks with the training batch: an out-of-memory error in evaluation is retried too.
+        val = self.val.with_batch_size(max(1, self.val.batch_size * batch_size // max(1, self.train.batch_size)))
         stopped = False
         while self.state.epoch < self.cfg.epochs and not stopped:
             self.snapshot = self._capture()
             stopped = not self._train_epoch(batches, grad_accum_steps)
             if stopped:
                 break
-            self._end_epoch()
+            self._end_epoch(val)
             if self.cfg.patience and self.state.bad_epochs >= self.cfg.patience:
                 break
         if self.best_weights is not None:
@@ -185,46 +211,44 @@ class TrainingLoop:
         return TrainResult(state=self.state, history=list(self.history), stopped=stopped,
                            samples_per_s=self.state.samples / seconds * self.train.world_size,
                            train_time_s=time.perf_counter() - self._started, batch_size=batch_size,
-                           grad_accum_steps=grad_accum_steps)
+                           grad_accum_steps=grad_accum_steps, attempts=tuple(self.attempts))
 
     def _train_epoch(self, batches: TokenBatches, accum: int) -> bool:
         """One pass over the training batches; False when a stop was requested."""
         self.model.train()
         index_batches = batches.index_batches(self.state.epoch)
         n = len(index_batches)
-        group_losses: list[float] = []
         tick = time.perf_counter()
         done = self.state.epoch_batches  # > 0 only when resuming from a mid-epoch checkpoint
-        for i, idx in enumerate(index_batches):
-            if i < done:
-                continue
-            group_start = (i // accum) * accum
-            group_size = min(accum, n - group_start)
-            sync = i == group_start + group_size - 1
-            batch = {k: v.to(self.device, non_blocking=True) for k, v in batches.collate(idx).items()}
-            no_sync = self.model.no_sync() if not sync and hasattr(self.model, "no_sync") else contextlib.nullcontext()
-            with no_sync:
-                loss = self._loss(batch)
-                scaled = loss / group_size
-                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-            group_losses.append(float(loss.detach()))
-            self.state.samples += len(idx)
-            if sync:
-                self._optimizer_step()
-                now = time.perf_counter()
-                self.state.train_seconds += now - tick
-                self._session_seconds += now - tick
-                tick = now
-                self._session_steps += 1
-                self.state.step += 1
-                # Under DDP the logged loss is the mean over ranks, i.e. over the whole global batch.
-                loss_value = distributed.all_reduce_mean(float(np.mean(group_losses)), comm_device(self.device))
-                self.on_step(self._step_log(i, n, loss_value))
-                group_losses = []
-            if self.should_stop():
-                # Batches of an unfinished accumulation group are dropped: the resume trains them again.
-                self._checkpoint_mid_epoch(i + 1 if sync else group_start)
-                return False
+        # The next batches are collated (and pinned, on CUDA) in a background thread while this one trains.
+        with Prefetcher(lambda idx: (len(idx), host_batch(batches.collate, idx, self.plan)),
+                        index_batches[done:]) as feed:
+            for i, (size, host) in enumerate(feed, start=done):
+                group_start = (i // accum) * accum
+                group_size = min(accum, n - group_start)
+                sync = i == group_start + group_size - 1
+                batch = to_device(host, self.device, self.plan)
+                no_sync = (self.model.no_sync() if not sync and hasattr(self.model, "no_sync")
+                           else contextlib.nullcontext())
+                with no_sync:
+                    loss = self._loss(batch)
+                    scaled = loss / group_size
+                    (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+                self.losses.add(loss)  # stays on the device: no sync here
+                self.state.samples += size
+                if sync:
+                    self._optimizer_step()
+                    now = time.perf_counter()
+                    self.state.train_seconds += now - tick
+                    self._session_seconds += now - tick
+                    tick = now
+                    self._session_steps += 1
+                    self.state.step += 1
+                    self.on_step(self._step_log(i, n, self._read_loss()))
+                if self.should_stop():
+                    # Batches of an unfinished accumulation group are dropped: the resume trains them again.
+                    self._checkpoint_mid_epoch(i + 1 if sync else group_start)
+                    return False
         self.state.epoch_batches = 0
         return True
 
@@ -232,6 +256,15 @@ class TrainingLoop:
         if self.checkpoint_dir is not None and self.state.step > 0:
             self.state.epoch_batches = batches_done
             self.save_checkpoint(self.checkpoint_dir)
+
+    def _read_loss(self) -> float | None:
+        """The mean loss since the last read at logging steps (one host sync), None at the others."""
+        step = self.state.step
+        if not (step == 1 or step % self.loss_every == 0 or step == self.total_steps):
+            return None
+        # Under DDP the logged loss is the mean over ranks, i.e. over the whole global batch; every rank reaches
+        # the same steps, so the collective stays in step.
+        return distributed.all_reduce_mean(self.losses.read(), comm_device(self.device))
 
     def _loss(self, batch: dict[str, Any]) -> Any:
         import torch
@@ -257,18 +290,19 @@ class TrainingLoop:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
 
-    def _step_log(self, i: int, n: int, loss: float) -> StepLog:
+    def _step_log(self, i: int, n: int, loss: float | None) -> StepLog:
         per_step = self._session_seconds / max(1, self._session_steps)
         remaining = self.total_steps - self.state.step
         samples_per_s = self.state.samples / max(self.state.train_seconds, 1e-9) * self.train.world_size
         return StepLog(step=self.state.step, total_steps=self.total_steps, epoch=self.state.epoch,
                        epoch_float=self.state.epoch + (i + 1) / n, loss=loss,
                        learning_rate=float(self.scheduler.get_last_lr()[0]), samples_per_s=samples_per_s,
-                       eta_s=remaining * per_step)
+                       eta_s=remaining * per_step,
+                       gpu_memory_bytes=gpu_memory_bytes(self.device) if loss is not None else None)
 
-    def _end_epoch(self) -> None:
-        proba = predict_proba(self.core, self.val, self.device, self.dtype)
-        y = self.val.labels if self.val.labels is not None else np.zeros(len(proba), dtype=int)
+    def _end_epoch(self, val: TokenBatches) -> None:
+        proba = predict_proba(self.core, val, self.device, self.dtype)
+        y = val.labels if val.labels is not None else np.zeros(len(proba), dtype=int)
         scores = validation_scores(y, proba)
         self.state.epoch += 1
         improved = scores["macro_f1"] > self.state.best_metric + 1e-9
@@ -332,6 +366,7 @@ class TrainingLoop:
         if self.snapshot is None:
             return
         self.optimizer.zero_grad(set_to_none=True)
+        self.losses.reset()  # the failed attempt's partial losses are not what the rewound epoch will train
         self.core.load_state_dict(self.snapshot["model"])
         self.optimizer.load_state_dict(self.snapshot["optimizer"])
         self.scheduler.load_state_dict(self.snapshot["scheduler"])
@@ -350,20 +385,23 @@ def predict_proba(model: Any, batches: TokenBatches, device: str, dtype: Any = N
     import torch
 
     model.eval()
-    out: np.ndarray | None = None
+    plan = transfer_plan(device)
+    batches = batches.with_pad_multiple(plan.pad_multiple)
     autocast = (torch.autocast(device_type=device.split(":")[0], dtype=dtype) if dtype
                 else contextlib.nullcontext())
+    order, parts = [], []
     with torch.inference_mode(), autocast:
         for idx in batches.index_batches(0):
-            batch = batches.collate(idx)
-            logits = model(input_ids=batch["input_ids"].to(device),
-                           attention_mask=batch["attention_mask"].to(device)).logits
-            proba = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-            if out is None:
-                out = np.zeros((batches.num_examples, proba.shape[1]), dtype=np.float64)
-            out[idx] = proba
+            batch = to_device(host_batch(batches.collate, idx, plan), device, plan)
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            parts.append(torch.softmax(logits.float(), dim=-1))  # kept on the device: one copy back at the end
+            order.append(idx)
     model.train()
-    return out if out is not None else np.zeros((0, num_labels(model)))
+    if not parts:
+        return np.zeros((0, num_labels(model)))
+    out = np.zeros((batches.num_examples, parts[0].shape[1]), dtype=np.float64)
+    out[np.concatenate(order)] = torch.cat(parts).cpu().numpy()
+    return out
 
 
 def validation_scores(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
@@ -383,11 +421,18 @@ def _cpu_state(model: Any) -> dict[str, Any]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
 
 
-def training_precision(device: str) -> tuple[Any, Any]:
-    """(autocast dtype or None, GradScaler or None) for a device."""
+def training_precision(device: str, n_params: int | None = None) -> tuple[Any, Any]:
+    """(autocast dtype or None, GradScaler or None) for a device and a model of `n_params` parameters.
+
+    CUDA: fp32 (with TF32 matmuls) below CUDA_BF16_MIN_PARAMS, reduced precision above; unknown size counts as
+    large. CPU: bf16 only where the CPU multiplies bf16 natively. PROTOLAB_TRAIN_PRECISION=fp32|bf16 forces one.
+    """
     import torch
 
+    forced = _forced_precision()
     if device.startswith("cuda"):
+        if forced == "fp32" or (forced is None and n_params is not None and n_params < CUDA_BF16_MIN_PARAMS):
+            return None, None
         if torch.cuda.is_bf16_supported():
             return torch.bfloat16, None
         return torch.float16, torch.amp.GradScaler("cuda")
@@ -396,9 +441,18 @@ def training_precision(device: str) -> tuple[Any, Any]:
     return None, None
 
 
-def _cpu_bf16() -> bool:
+def count_parameters(model: Any) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _forced_precision() -> str | None:
     forced = os.environ.get("PROTOLAB_TRAIN_PRECISION", "").lower()
-    if forced in ("fp32", "bf16"):
+    return forced if forced in ("fp32", "bf16") else None
+
+
+def _cpu_bf16() -> bool:
+    forced = _forced_precision()
+    if forced is not None:
         return forced == "bf16"
     if CPU_BF16 is not None:
         return CPU_BF16
