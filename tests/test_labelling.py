@@ -199,8 +199,8 @@ def test_cli_adds_an_unlabelled_dataset(tmp_path, capsys) -> None:  # noqa: ANN0
 
     path = tmp_path / "tickets.csv"
     sentiment_frame(30).rename(columns={"label": "ignored"})[["text"]].to_csv(path, index=False)
-    code = main(["datasets", "add", str(path), "--name", "tickets", "--task", "classification", "--text-col", "text",
-                 "--unlabelled"])
+    # The command exactly as the issue writes it: no --name, so the dataset is named after the file.
+    code = main(["datasets", "add", str(path), "--task", "classification", "--text-col", "text", "--unlabelled"])
     out = capsys.readouterr().out
     assert code == 0 and "30 unlabelled texts" in out
     with read_scope() as s:

@@ -6,6 +6,7 @@ Bad input prints one line on stderr, exits non-zero and stores nothing.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from core.cli import CliError, print_json
@@ -57,7 +58,8 @@ def _add(args: argparse.Namespace) -> int:
                                         items_mapping)
     try:
         with session_scope() as s:
-            summary = ds.summarize(ds.import_dataset(s, prepared, name=args.name, allow_duplicate=args.allow_duplicate))
+            name = args.name or name_from_path(args.path)
+            summary = ds.summarize(ds.import_dataset(s, prepared, name=name, allow_duplicate=args.allow_duplicate))
     except DuplicateContent as exc:
         raise CliError(f"{exc}; use it, or add --allow-duplicate to store a copy") from exc
     if args.json:
@@ -237,12 +239,20 @@ def _exists(s: Any, name: str) -> bool:
     return dataset_queries.get_dataset_by_name(s, name) is not None
 
 
+def name_from_path(path: str) -> str:
+    """'exports/reviews.csv.gz' -> 'reviews': the name a dataset gets when the command gives none."""
+    name = Path(path).name
+    for suffix in (".gz", ".zip"):
+        name = name.removesuffix(suffix)
+    return Path(name).stem or name
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("datasets", help="import, list, inspect and delete datasets")
     sub = p.add_subparsers(dest="datasets_command", metavar="ACTION", required=True, parser_class=type(p))
     add = sub.add_parser("add", help="import a CSV/TSV/JSON/JSONL/Parquet/XLSX file (optionally .gz/.zip)")
     add.add_argument("path", metavar="PATH")
-    add.add_argument("--name", required=True)
+    add.add_argument("--name", help="the dataset's name (default: the file's name without its extensions)")
     add.add_argument("--task", required=True, choices=("classification", "interactions"))
     add.add_argument("--text-col")
     add.add_argument("--label-col")
