@@ -7,6 +7,7 @@ import random
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -34,6 +35,13 @@ def protolab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
 
     stop_watchdogs()  # a page under AppTest started one for this test's database
     dispose_engines()
+    # Every test has a fresh database, so run ids repeat across tests: figures a page cached for run 1 of an
+    # earlier test must not be served for run 1 of the next (in the product a run id is never reused).
+    if "streamlit" in sys.modules:
+        import streamlit as st
+
+        st.cache_data.clear()
+        st.cache_resource.clear()
 
 
 # --- small generated data -------------------------------------------------------------

@@ -61,4 +61,5 @@ def test_recommend_page_snippet_uses_a_known_user(interactions_dataset: int) -> 
 def test_presentation_mode_hides_it(make_served_run) -> None:
     make_served_run("tfidf")
     at = _page("sentiment.py", present=True)
-    assert not at.exception and not at.expander
+    assert not at.exception and not [e for e in at.expander if e.label == "Use this model from code"]
+    assert not at.code  # no snippet, no serve command in front of the audience

@@ -69,7 +69,9 @@ def test_user_strings_are_escaped_everywhere() -> None:
 
 def test_comparison_report_highlights_differences(classification_dataset: int) -> None:
     labels, preds = sklearn_predictions(classification_dataset)
-    a = store_completed_run(classification_dataset, labels, preds, config={"epochs": 1, "learning_rate": 0.1})
+    # Two LSTM runs: epochs and learning rate are settings of theirs (a TF-IDF run has neither to differ in).
+    a = store_completed_run(classification_dataset, labels, preds, model_kind="lstm",
+                            config={"epochs": 1, "learning_rate": 0.1})
     b = store_completed_run(classification_dataset, labels, preds, model_kind="lstm",
                             config={"epochs": 4, "learning_rate": 0.1})
     page = build_report([a, b])

@@ -68,3 +68,16 @@ def _probability_metrics(y_true: list[Any], proba: np.ndarray, labels: list[Any]
 def headline(report: dict[str, Any]) -> dict[str, float]:
     """Just the headline figures of a report (what `train --json` and the leaderboard show)."""
     return {k: float(report[k]) for k in HEADLINE_KEYS if k in report}
+
+
+def validation_scores(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """Loss, accuracy and macro-F1 of class probabilities against integer labels (a training run's validation)."""
+    from sklearn.metrics import f1_score
+
+    if len(y) == 0:
+        return {"loss": 0.0, "accuracy": 0.0, "macro_f1": 0.0}
+    pred = proba.argmax(axis=1)
+    loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, 1.0))))
+    labels = list(range(proba.shape[1]))
+    return {"loss": loss, "accuracy": float(np.mean(pred == y)),
+            "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0))}

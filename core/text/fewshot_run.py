@@ -37,7 +37,7 @@ def execute_run(ctx: Any) -> dict[str, Any]:
                                  labels, device)
     ctx.progress(0.9, "predicting validation and test sets", force=True)
     probas = {split: model.predict_proba(splits[split]["text"].tolist()) for split in ("validation", "test")}
-    from core.text.loop import validation_scores
+    from core.evaluation.metrics import validation_scores
 
     y_val = np.array([labels.index(v) for v in splits["validation"]["label"]])
     for name, value in validation_scores(y_val, probas["validation"]).items():

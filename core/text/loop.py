@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from core.evaluation.metrics import validation_scores
 from core.runs import distributed
 from core.text.batching import TokenBatches
 from core.text.config import TrainConfig, TrainingError
@@ -402,18 +403,6 @@ def predict_proba(model: Any, batches: TokenBatches, device: str, dtype: Any = N
     out = np.zeros((batches.num_examples, parts[0].shape[1]), dtype=np.float64)
     out[np.concatenate(order)] = torch.cat(parts).cpu().numpy()
     return out
-
-
-def validation_scores(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
-    from sklearn.metrics import f1_score
-
-    if len(y) == 0:
-        return {"loss": 0.0, "accuracy": 0.0, "macro_f1": 0.0}
-    pred = proba.argmax(axis=1)
-    loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, 1.0))))
-    labels = list(range(proba.shape[1]))
-    return {"loss": loss, "accuracy": float(np.mean(pred == y)),
-            "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0))}
 
 
 def _cpu_state(model: Any) -> dict[str, Any]:
