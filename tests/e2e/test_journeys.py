@@ -22,6 +22,18 @@ pytestmark = pytest.mark.e2e
 RUN_TIMEOUT_MS = 240_000  # a one-epoch LSTM on 240 rows, plus the worker's start-up, on a busy 2-core box
 
 
+def analyse_sentence(page, text: str) -> str:  # noqa: ANN001
+    """On the Sentiment demo: type `text`, press Analyse, and return the Prediction tile's text."""
+    wait_for_text(page, "Try a sentence")
+    area = page.locator('[data-testid="stTextArea"] textarea').first
+    area.fill(text)
+    area.press("Control+Enter")
+    settle(page)
+    click(page, "Analyse")
+    wait_for_text(page, "confident")
+    return page.locator('[data-testid="stMetric"]').filter(has_text="Prediction").first.inner_text()
+
+
 def settle(page, timeout_ms: int = 60_000) -> None:  # noqa: ANN001
     """Wait until the current script run is over (Streamlit shows its status widget while running)."""
     time.sleep(0.4)
@@ -121,14 +133,7 @@ def test_upload_train_lstm_evaluate_and_demo_sentiment(server: Server, page, tmp
 
     # 4. Sentiment demo: type a sentence, get a label with its confidence.
     page.goto(server.url + "/sentiment")
-    wait_for_text(page, "Try a sentence")
-    area = page.locator('[data-testid="stTextArea"] textarea').first
-    area.fill("I love this wonderful product, it is perfect and amazing")
-    area.press("Control+Enter")
-    settle(page)
-    click(page, "Analyse")
-    wait_for_text(page, "confident")
-    prediction = page.locator('[data-testid="stMetric"]').filter(has_text="Prediction").first.inner_text()
+    prediction = analyse_sentence(page, "I love this wonderful product, it is perfect and amazing")
     assert "positive" in prediction or "negative" in prediction, prediction
     wait_for_text(page, "Why")
     no_errors(page, server)

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import POSITIVE, sentiment_frame
 from tests.e2e.conftest import Server, start_server, wait_for_text
-from tests.e2e.test_journeys import click, no_errors, settle, type_into, upload
+from tests.e2e.test_journeys import analyse_sentence, click, no_errors, settle, type_into, upload
 
 pytestmark = pytest.mark.e2e
 RETRAIN_TIMEOUT_MS = 420_000  # worker start-up, MiniLM load and 12 SetFit steps on a busy, shared 2-core box
@@ -78,14 +78,7 @@ def test_unlabelled_csv_to_labels_to_setfit_to_demo(server: Server, page, tmp_pa
 
         # 4. The SetFit run serves the Sentiment demo.
         page.goto(again.url + "/sentiment")
-        wait_for_text(page, "Try a sentence")
-        area = page.locator('[data-testid="stTextArea"] textarea').first
-        area.fill("I love this wonderful product, it is perfect and amazing")
-        area.press("Control+Enter")
-        settle(page)
-        click(page, "Analyse")
-        wait_for_text(page, "confident")
-        prediction = page.locator('[data-testid="stMetric"]').filter(has_text="Prediction").first.inner_text()
+        prediction = analyse_sentence(page, "I love this wonderful product, it is perfect and amazing")
         assert "positive" in prediction, prediction
         no_errors(page, again)
     finally:
