@@ -15,14 +15,14 @@ import io
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from core.errors import ProtolabError
-from core.text.serving import DEFAULT_BATCH_SIZE, THREADS_ENV, TokenClassifier
+from core.text.serving import THREADS_ENV, TokenClassifier
 
 MODEL_FILE = "model.onnx"
 INFO_FILE = "protolab.json"  # what the folder holds: family, labels, max length, precision
@@ -93,17 +93,8 @@ class OnnxClassifier(TokenClassifier):
                  precision: str) -> None:
         super().__init__(session, tokenizer, labels, max_length, "cpu", family, precision)
 
-    def score(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[np.ndarray, list[bool]]:
-        texts = [str(t) for t in texts]
-        if not texts:
-            return np.zeros((0, len(self.labels))), []
-        ids, cut = self.tokenize(texts)
-        proba = np.empty((len(texts), len(self.labels)), dtype=np.float64)
-        order = np.argsort([len(row) for row in ids], kind="stable")  # length buckets, as the PyTorch path
-        for start in range(0, len(order), max(1, batch_size)):
-            chunk = order[start:start + batch_size]
-            proba[chunk] = self._forward([ids[i] for i in chunk])
-        return proba, cut
+    def _scoring(self) -> AbstractContextManager[Any]:
+        return contextlib.nullcontext()  # onnxruntime keeps no autograd state
 
     def _forward(self, rows: list[list[int]]) -> np.ndarray:
         width = max(len(r) for r in rows)

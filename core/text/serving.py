@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -121,8 +122,6 @@ class TokenClassifier(TextClassifier):
         return ids, cut
 
     def score(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[np.ndarray, list[bool]]:
-        import torch
-
         texts = [str(t) for t in texts]
         if not texts:
             return np.zeros((0, len(self.labels))), []
@@ -130,11 +129,17 @@ class TokenClassifier(TextClassifier):
         proba = np.empty((len(texts), len(self.labels)), dtype=np.float64)
         # Length buckets: sorted by length, each batch pads only to its own longest text.
         order = np.argsort([len(row) for row in ids], kind="stable")
-        with torch.inference_mode():
+        with self._scoring():
             for start in range(0, len(order), max(1, batch_size)):
                 chunk = order[start:start + batch_size]
                 proba[chunk] = self._forward([ids[i] for i in chunk])
         return proba, cut
+
+    def _scoring(self) -> AbstractContextManager[Any]:
+        """What scoring runs under: no autograd for a PyTorch model (another runtime needs nothing)."""
+        import torch
+
+        return torch.inference_mode()
 
     def _forward(self, rows: list[list[int]]) -> np.ndarray:
         import torch
