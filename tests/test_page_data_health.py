@@ -52,10 +52,17 @@ def test_run_audit_from_the_tab_goes_to_the_background_then_shows_findings() -> 
     at = page()
     assert not at.exception
     found = {m.label: m.value for m in at.metric}
-    assert int(found["Likely label errors"]) >= 16 and int(found["Near-duplicates"]) == 0
-    rows = at.dataframe(key=f"health_marks_{_audit_id(dataset_id)}_False").value
-    assert len(set(rows["row"]) & set(flips.tolist())) >= 16
+    assert int(found["Likely label errors"]) >= 15 and int(found["Near-duplicates"]) == 0
+    audit_id = _audit_id(dataset_id)
+    rows = at.dataframe(key=f"health_marks_{audit_id}_False_False").value
+    assert len(set(rows["row"]) & set(flips.tolist())) >= 15 and rows["likely"].all()
     assert rows["score"].is_monotonic_decreasing
+    with read_scope() as s:
+        possible = audit_queries.latest_audit(s, dataset_id).summary["possible_label_issues"]
+    assert possible >= 1  # the second tier is there on request, below the likely ones
+    at.toggle(key="health_possible").set_value(True).run()
+    both = at.dataframe(key=f"health_marks_{audit_id}_False_True").value
+    assert len(both) == len(rows) + possible and not both["likely"].iloc[-1]
 
 
 def _audit_id(dataset_id: int) -> int:
@@ -77,7 +84,7 @@ def test_accept_suggestions_save_a_version_and_retrain_the_last_run(monkeypatch:
                                                           f"run #{last_run} (its validation and test rows)"]
     assert at.button(key="health_save").disabled  # nothing marked yet
     at.toggle(key="health_accept_all").set_value(True).run()
-    n = min(len(audit.label_issues), 200)
+    n = min(int(audit.label_issues["likely"].sum()), 200)  # only the likely ones are pre-filled
     assert at.button(key="health_save").label == f"Save {n} changes as a new dataset version"
     at.button(key="health_save").click().run()
     assert not at.exception and not at.error

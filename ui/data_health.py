@@ -65,8 +65,13 @@ def audit_form(dataset_id: int, sources: list[str], labels: list[str]) -> None:
     with st.expander("Zero-label baseline: describe each label in one line (optional)"):
         for label in labels:
             descriptions[label] = st.text_input(label, key=f"health_desc_{label}", placeholder=label)
+    certainty = st.select_slider(
+        "A likely label error is one the held-out models are this sure is wrong", key="health_certainty",
+        options=[0.8, 0.85, 0.9, 0.95, 0.98, 0.99], value=0.95, format_func=lambda c: f"{c:.0%}",
+        help="Lower lists more rows, and more of them will turn out to be labelled right after all. Rows below it "
+             "that cleanlab still doubts are listed as possible label errors.")
     if st.button("Run the audit", key="health_run", type="primary"):
-        options = {"source": source, "embeddings": embeddings,
+        options = {"source": source, "embeddings": embeddings, "certainty": certainty,
                    "label_descriptions": {k: v.strip() for k, v in descriptions.items() if v.strip()}}
         try:
             with session_scope() as s:
@@ -98,7 +103,9 @@ def _plain_audit(audit: Any) -> dict[str, Any] | None:
 def findings_view(dataset_id: int, audit: dict[str, Any]) -> None:
     summary, findings = audit["summary"], audit["findings"]
     cols = st.columns(4)
-    cols[0].metric("Likely label errors", summary.get("label_issues", 0))
+    cols[0].metric("Likely label errors", summary.get("label_issues", 0),
+                   help=f"Rows the held-out models are at least {summary.get('certainty', 0.95):.0%} sure are "
+                        f"labelled wrong; {summary.get('possible_label_issues', 0):,} more are possible errors.")
     cols[1].metric("Near-duplicates", summary.get("near_duplicates", 0))
     cols[2].metric("Leaking across splits", summary.get("leakage", 0))
     cols[3].metric("Oddities", sum(int(summary.get(k) or 0) for k in ("empty", "long", "other_script")))
@@ -120,16 +127,25 @@ def findings_view(dataset_id: int, audit: dict[str, Any]) -> None:
 
 def marks_editor(dataset_id: int, audit: dict[str, Any]) -> None:
     issues = pd.DataFrame(audit["findings"].get("label_issues", []),
-                          columns=["row", "split", "text", "label", "suggested", "score"])
+                          columns=["row", "split", "text", "label", "suggested", "score", "likely"])
+    issues["likely"] = issues["likely"].fillna(True).astype(bool)  # audits stored before the two tiers
     labels = sorted(set(issues["label"]) | set(issues["suggested"])) if len(issues) else []
+    likely, possible = int(issues["likely"].sum()), int((~issues["likely"]).sum())
     st.subheader("Suspicious rows")
-    st.caption(f"{len(issues)} likely label errors, most suspicious first (score 1 = surely wrong); the first "
-               f"{min(len(issues), EDITOR_ROWS)} can be relabelled (to the suggestion or by hand) or excluded.")
-    accept = st.toggle("Pre-fill every row with its suggested label", key="health_accept_all")
-    marks = issues.head(EDITOR_ROWS).assign(exclude=False)
-    marks["relabel_to"] = marks["suggested"] if accept else None
-    edited = st.data_editor(marks, key=f"health_marks_{audit['id']}_{accept}", hide_index=True, width="stretch",
-                            disabled=["row", "split", "text", "label", "suggested", "score"], column_config={
+    with_possible = possible > 0 and st.toggle(
+        f"Also show the {possible:,} possible label errors", key="health_possible",
+        help="cleanlab doubts their labels, but less surely: many are ambiguous texts labelled right.")
+    shown = issues if with_possible else issues[issues["likely"]]
+    st.caption(f"{likely:,} likely label errors{f' and {possible:,} possible ones' if with_possible else ''}, most "
+               f"suspicious first (score 1 = surely wrong); the first {min(len(shown), EDITOR_ROWS)} can be "
+               "relabelled (to the suggestion or by hand) or excluded.")
+    accept = st.toggle("Pre-fill the likely label errors with their suggested label", key="health_accept_all")
+    marks = shown.head(EDITOR_ROWS).assign(exclude=False)
+    marks["relabel_to"] = marks["suggested"].where(marks["likely"]) if accept else None
+    edited = st.data_editor(marks, key=f"health_marks_{audit['id']}_{accept}_{with_possible}", hide_index=True,
+                            width="stretch", column_order=("row", "exclude", "relabel_to", "label", "suggested",
+                                                           "score", "likely", "split", "text"),
+                            disabled=["row", "split", "text", "label", "suggested", "score", "likely"], column_config={
                                 "score": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
                                                                          format="%.3f"),
                                 "relabel_to": st.column_config.SelectboxColumn("relabel to", options=labels)})

@@ -175,21 +175,28 @@ def _audit(args: argparse.Namespace) -> int:
     with read_scope() as s:
         dataset = _find(s, args.name)
         name, dataset_id = dataset.name, dataset.id
-    cfg = AuditConfig(source=args.source, embeddings=not args.no_embeddings, similarity=args.similarity)
+    cfg = AuditConfig(source=args.source, embeddings=not args.no_embeddings, similarity=args.similarity,
+                      certainty=args.certainty)
     result = audit_dataset(dataset_id, cfg)
-    rows = result.label_issues.head(args.limit) if args.limit else result.label_issues
+    findings = result.findings()
+    likely = [rec for rec in findings["label_issues"] if rec["likely"]]
+    possible = [rec for rec in findings["label_issues"] if not rec["likely"]]
+    limit = args.limit or None
     out = {"dataset": name, "dataset_id": dataset_id, "audit_id": result.audit_id, **result.summary,
            "rows": [{k: rec[k] for k in ("row", "split", "text", "label", "suggested", "score")}
-                    for rec in result.findings()["label_issues"][:len(rows)]],
-           "duplicates": result.findings()["duplicates"][:len(rows)],
+                    for rec in likely[:limit]],
+           "possible_rows": [{k: rec[k] for k in ("row", "split", "text", "label", "suggested", "score")}
+                             for rec in possible[:limit]] if args.all else [],
+           "duplicates": findings["duplicates"][:limit],
            "small_classes_detail": result.small_classes, "zero_label": result.zero_label}
     if args.json:
         print_json(out)
         return 0
     s = result.summary
-    print(f"dataset '{name}': {s['label_issues']} likely label errors ({s['rows_checked_for_label_issues']} rows "
-          f"checked, source {s['source']}), {s['near_duplicates']} near-duplicates, {s['leakage']} leaking across "
-          f"splits, {s['empty']} empty-ish, {s['long']} very long, {s['other_script']} in another script, "
+    print(f"dataset '{name}': {s['label_issues']} likely label errors ({s['possible_label_issues']} more possible; "
+          f"{s['rows_checked_for_label_issues']} rows checked, source {s['source']}), {s['near_duplicates']} "
+          f"near-duplicates, {s['leakage']} leaking across splits, {s['empty']} empty-ish, {s['long']} very long, "
+          f"{s['other_script']} in another script, "
           f"{s['small_classes']} classes too small ({s['seconds']:.1f} s)")
     for rec in out["rows"][:20]:
         print(f"  row {rec['row']:>6} [{rec['split']}] {rec['label']} -> {rec['suggested']} "
@@ -207,8 +214,9 @@ def _version(args: argparse.Namespace) -> int:
     from db import audits as audit_queries
     from db import session_scope
 
-    if not (args.relabel_suggested or args.exclude_duplicates):
-        raise CliError("say what the new version changes: --relabel-suggested and/or --exclude-duplicates")
+    if not (args.relabel_suggested or args.exclude_duplicates or args.exclude_possible):
+        raise CliError("say what the new version changes: --relabel-suggested, --exclude-duplicates and/or "
+                       "--exclude-possible")
     with session_scope() as s:
         dataset = _find(s, args.name)
         audit = audit_queries.latest_audit(s, dataset.id)
@@ -216,7 +224,8 @@ def _version(args: argparse.Namespace) -> int:
             raise CliError(f"dataset '{dataset.name}' has not been audited yet: run "
                            f"`protolab datasets audit {dataset.name}` first")
         changes = automatic_changes(audit, relabel_suggested=args.relabel_suggested,
-                                    exclude_duplicates=args.exclude_duplicates)
+                                    exclude_duplicates=args.exclude_duplicates,
+                                    exclude_possible=args.exclude_possible)
         if not changes:
             raise CliError(f"the latest audit of '{dataset.name}' found nothing to change")
         if args.output and _exists(s, args.output):
@@ -297,12 +306,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     audit.add_argument("--no-embeddings", action="store_true",
                        help="skip the MiniLM near-duplicate search and zero-label baseline (faster)")
     audit.add_argument("--similarity", type=float, default=0.95, help="cosine for near-duplicates (default 0.95)")
+    audit.add_argument("--certainty", type=float, default=0.95,
+                       help="how sure the held-out models must be that a label is wrong for it to count as a "
+                            "likely label error (default 0.95; lower lists more rows, more of them correct)")
+    audit.add_argument("--all", action="store_true",
+                       help="also list the possible label errors (flagged by cleanlab, below --certainty)")
     audit.add_argument("--limit", type=int, default=0, help="list only the N most suspicious rows (0: all)")
     audit.add_argument("--json", action="store_true")
     audit.set_defaults(handler=_audit)
     version = sub.add_parser("version", help="a new dataset version from the latest audit's findings")
     version.add_argument("name", metavar="NAME")
-    version.add_argument("--relabel-suggested", action="store_true", help="relabel flagged rows to the suggestion")
+    version.add_argument("--relabel-suggested", action="store_true",
+                         help="relabel the likely label errors to the suggestion")
+    version.add_argument("--exclude-possible", action="store_true",
+                         help="drop the possible label errors (flagged, below the audit's certainty)")
     version.add_argument("--exclude-duplicates", action="store_true",
                          help="drop near-duplicates (the copy in the earliest split is kept)")
     version.add_argument("-o", "--output", metavar="NEW_NAME", help="name of the new version (default: NAME vN)")

@@ -43,7 +43,7 @@ def test_open_data_health_audit_accept_a_suggestion_and_save_a_version(server: S
     click(page, "Run the audit")
     wait_for_text(page, "Suspicious rows", timeout_ms=180_000)  # the worker ran it; the tab redrew itself
     page.get_by_role("tab", name="Data health").click()
-    page.get_by_text("Pre-fill every row with its suggested label").click()
+    page.get_by_text("Pre-fill the likely label errors with their suggested label").click()
     settle(page)
     # The pre-filled marks arrive with the rerun the toggle started: wait for the button to count them.
     save = page.get_by_role("button", name=re.compile(r"Save [1-9][0-9]* changes as a new dataset version"))
