@@ -182,6 +182,9 @@ def test_label_curve_job_runs_in_a_real_worker_and_is_never_listed_as_a_model() 
         assert run_queries.list_runs(s, models_only=True) == []
         assert run_queries.run_records(s, ["macro_f1"]) == []
         assert [r.id for r in run_queries.list_runs(s)] == [run_id]
+    from core.api.served import ServedModels
+
+    assert ServedModels().load() == []  # `protolab serve` (every completed run) serves no job
     assert "label_curve" not in registry.kind_names(TaskKind.CLASSIFICATION)
     assert registry.get_kind("label_curve").is_job
     assert "label_curve" in [k.name for k in registry.all_kinds(jobs=True)]
