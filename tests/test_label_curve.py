@@ -204,3 +204,19 @@ def test_label_curve_job_refuses_bad_options_and_datasets_it_cannot_draw() -> No
         curve_job.start_label_curve(s, unlabelled, {})
     with read_scope() as s:
         assert run_queries.list_runs(s) == []
+
+
+def test_cli_label_curve_waits_and_prints_the_curve_and_its_reading(capsys: pytest.CaptureFixture[str]) -> None:
+    from core.cli import main
+
+    store_labelled(tiny_frame(), name="tickets")
+    assert main(["datasets", "label-curve", "tickets", "--sizes", "2,4,64", "--models", "tfidf", "--wait",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "completed" and out["skipped_sizes"] == [64]
+    assert [(r["model"], r["size"]) for r in out["curve"]] == [("tfidf", 2), ("tfidf", 4)]
+    assert out["reading"].startswith("TF-IDF ") and "from 2 to 4 labels a class" in out["reading"]
+    assert main(["datasets", "label-curve", "tickets", "--sizes", "two"]) == 1
+    assert "--sizes takes whole numbers separated by commas, got 'two'" in capsys.readouterr().err
+    assert main(["datasets", "label-curve", "tickets", "--models", "bert"]) == 1
+    assert "unknown model(s) bert" in capsys.readouterr().err
