@@ -9,8 +9,11 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.data.storage import load_frame
 from core.labelling import curve_job
+from core.labelling.label_curve import LabelCurveConfig, measure_label_curve
 from core.runs import queue
+from core.runs.files import RunFiles
 from db import read_scope, session_scope
 from db import runs as run_queries
 from db.enums import RunStatus, TaskKind
@@ -27,6 +30,15 @@ def page(run_id: int, present: bool = False) -> AppTest:
     if present:
         at.session_state["present"] = True
     return at.run()
+
+
+def get_dataset_by_id(dataset_id: int):  # noqa: ANN201 - a detached Dataset row
+    from db.datasets import get_dataset
+
+    with read_scope() as s:
+        dataset = get_dataset(s, dataset_id)
+        s.expunge(dataset)
+        return dataset
 
 
 def charts(at: AppTest) -> dict[str, dict]:
@@ -55,6 +67,13 @@ def test_the_button_queues_the_curve_and_a_finished_curve_draws_the_chart_and_a_
         assert run_queries.list_runs(s, models_only=True)[0].id == setfit_run  # not listed as a model
     assert any("Label curve running in the background" in p.proto.text for p in at.get("progress"))
     assert "curve_start" not in [b.key for b in at.button]  # no second start while one runs
+    assert not [k for k in charts(at) if k.startswith("curve_chart")]  # nothing scored yet
+    # The first scores, written where its worker writes them: the running section draws them at once.
+    frame = load_frame(get_dataset_by_id(classification_dataset))
+    measure_label_curve(frame, LabelCurveConfig(sizes=(8,), models=("tfidf",)),
+                        on_point=lambda r: curve_job.write_curve(RunFiles.of(queued.id), r))
+    at = page(setfit_run)
+    assert [t["name"] for t in charts(at)[f"curve_chart_{queued.id}"]["data"]] == ["TF-IDF"]
     cancel(queued.id)
 
     monkeypatch.delenv(queue.DISPATCH_ENV)  # a real worker runs a fast curve: TF-IDF only
