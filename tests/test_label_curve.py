@@ -98,6 +98,8 @@ def test_curve_refuses_what_it_cannot_draw() -> None:
         LabelCurveConfig(models=("bert",))
     with pytest.raises(LabelCurveError, match="sizes must be whole numbers"):
         LabelCurveConfig(sizes=(0, 8))
+    with pytest.raises(LabelCurveError, match="unknown device 'gpu'"):
+        LabelCurveConfig(device="gpu")
     with pytest.raises(LabelCurveError, match="no labelled test or validation rows"):
         measure_label_curve(tiny_frame().assign(split="train"), LabelCurveConfig(sizes=(2,), models=("tfidf",)))
 

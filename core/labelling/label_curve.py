@@ -66,6 +66,9 @@ class LabelCurveConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise LabelCurveError(f"{name} must be a positive whole number, got {value!r}")
+        device = str(self.device).lower()
+        if device not in ("auto", "cpu", "cuda", "mps") and not (device.startswith("cuda:") and device[5:].isdigit()):
+            raise LabelCurveError(f"unknown device {self.device!r}: use auto, cpu, cuda, cuda:N or mps")
 
 
 def config_from_dict(config: Mapping[str, Any]) -> LabelCurveConfig:
