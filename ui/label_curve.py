@@ -49,7 +49,7 @@ def label_curve_section(run: Any) -> None:
         st.caption(f"SetFit, TF-IDF and the fine-tuned Transformer, each trained on {', '.join(map(str, cfg.sizes))} "
                    f"labelled examples a class drawn from this dataset's training split (its smallest class has "
                    f"{min(counts.values()) if counts else 0}), scored on up to {cfg.test_cap:,} rows of its test "
-                   "split. A background run: about 15-25 minutes on a 2-core CPU for 3 classes, mostly SetFit.")
+                   "split. A background run: about 10 minutes on a 2-core CPU for 3 classes, two thirds of it SetFit.")
         if job is not None and job["status"].is_active:
             curve_progress(job["id"], reference)
             return
