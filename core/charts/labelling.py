@@ -45,9 +45,9 @@ def label_curve(rows: Sequence[Mapping[str, Any]], reference: tuple[str, float] 
         if any(int(r.get("n", 1)) > 1 for r in points):
             upper = [y + float(r["std"]) for y, r in zip(ys, points, strict=True)]
             lower = [y - float(r["std"]) for y, r in zip(ys, points, strict=True)]
-            fig.add_trace(go.Scatter(x=xs + xs[::-1], y=upper + lower[::-1], fill="toself", fillcolor=color,
-                                     opacity=0.2, line={"width": 0}, hoverinfo="skip", showlegend=False,
-                                     name=f"{name} ± std"))
+            fig.add_trace(go.Scatter(x=xs + xs[::-1], y=upper + lower[::-1], mode="lines", fill="toself",
+                                     fillcolor=color, opacity=0.2, line={"width": 0}, hoverinfo="skip",
+                                     showlegend=False, name=f"{name} ± std"))
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=name, line={"color": color},
                                  customdata=[int(r.get("n", 1)) for r in points],
                                  hovertemplate="%{x} labels a class: macro-F1 %{y:.3f} (%{customdata} seeds)"))
