@@ -31,7 +31,8 @@ class ReviewVerdict(enum.StrEnum):
     NEEDS_WORK = "needs_work"
 
 
-# Run.model_kind of background jobs that are not models (a dataset's health audit): the worker runs them like
-# any run, but model pickers, leaderboards and demos leave them out.
+# Run.model_kind of background jobs that are not models (a dataset's health audit, its label curve): the worker
+# runs them like any run, but model pickers, leaderboards and demos leave them out.
 AUDIT_KIND = "data_audit"
-JOB_KINDS = frozenset({AUDIT_KIND})
+LABEL_CURVE_KIND = "label_curve"  # "how many labels do I need": few-shot models at 8..64 labels a class
+JOB_KINDS = frozenset({AUDIT_KIND, LABEL_CURVE_KIND})

@@ -49,6 +49,12 @@ def list_runs(
     return s.scalars(q).all()
 
 
+def latest_run_of_kind(s: Session, dataset_id: int, model_kind: str) -> Run | None:
+    """The newest run of `model_kind` on a dataset, whatever its status (a job's page shows its progress)."""
+    return s.scalar(select(Run).where(Run.dataset_id == dataset_id, Run.model_kind == model_kind)
+                    .order_by(Run.id.desc()).limit(1))
+
+
 def best_completed_run_of_kind(s: Session, dataset_id: int, model_kind: str, *, exclude_run_id: int | None,
                                metric_key: str) -> Run | None:
     """The completed `model_kind` run on a dataset with the highest numeric `metrics[metric_key]` (newest on ties)."""

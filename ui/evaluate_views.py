@@ -25,6 +25,7 @@ from db import read_scope, session_scope
 from db import runs as run_queries
 from db.enums import ReviewVerdict, RunStatus
 from ui.common import format_when
+from ui.label_curve import label_curve_section
 
 ANY = "(any)"
 EDITOR_ROWS = 200  # rows offered for relabel/exclude marks: the most confident mistakes
@@ -103,6 +104,7 @@ def single_run(run_id: int, split: str) -> None:
         ranking_view(run)
     else:
         classification_view(run, split, baseline)
+        label_curve_section(run)  # only for runs trained on few labels
     downloads([run_id], split)
     review_panel([run_id], key_prefix="run")
 

@@ -89,7 +89,7 @@ class ServedModels:
             if self.only is not None:
                 rows = [self._completed(s, run_id) for run_id in self.only]
             else:
-                rows = list(run_queries.list_runs(s, statuses=[RunStatus.COMPLETED]))
+                rows = list(run_queries.list_runs(s, statuses=[RunStatus.COMPLETED], models_only=True))
             entries = [self._entry(r) for r in rows]
         for entry in entries:
             self._load_model(entry)

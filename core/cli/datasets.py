@@ -1,4 +1,4 @@
-"""`protolab datasets add|list|show|rm|demo|audit|version`: import, inspect, audit and delete datasets.
+"""`protolab datasets add|list|show|rm|demo|audit|version|label-curve`: import, inspect, audit and delete datasets.
 
 Bad input prints one line on stderr, exits non-zero and stores nothing.
 """
@@ -6,6 +6,7 @@ Bad input prints one line on stderr, exits non-zero and stores nothing.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +243,46 @@ def _version(args: argparse.Namespace) -> int:
     return 0
 
 
+def _label_curve(args: argparse.Namespace) -> int:
+    """Queue the label curve of a dataset (a background run); with --wait, print the curve and its reading."""
+    from core.cli.train import wait_for_run
+    from core.labelling.curve_job import start_label_curve
+    from core.labelling.label_curve import aggregate, read_curve
+    from db import session_scope
+
+    options: dict[str, Any] = {"seeds": args.seeds, "device": args.device}
+    if args.models:
+        options["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.sizes:
+        try:
+            options["sizes"] = [int(k) for k in args.sizes.split(",") if k.strip()]
+        except ValueError:
+            raise CliError(f"--sizes takes whole numbers separated by commas, got {args.sizes!r}") from None
+    with session_scope() as s:
+        run_id = start_label_curve(s, _find(s, args.name).id, options)
+    if not args.wait:
+        if args.json:
+            print_json({"run_id": run_id, "status": "queued"})
+        else:
+            print(run_id)
+        return 0
+    summary = wait_for_run(run_id, quiet=args.json)
+    curve = summary["metrics"] if summary["status"] == "completed" else {}
+    out = {"run_id": run_id, "status": summary["status"], "error": summary["error"], **curve,
+           "curve": aggregate(curve.get("points") or []), "reading": read_curve(curve) if curve else None}
+    if args.json:
+        print_json(out)
+    else:
+        print(f"label curve run {run_id} {summary['status']}")
+        for row in out["curve"]:
+            print(f"  {row['label']:<12} {row['size']:>3} a class: macro-F1 {row['mean']:.3f} ± {row['std']:.3f}")
+        if out["reading"]:
+            print(out["reading"])
+        if summary["error"]:
+            print(summary["error"], file=sys.stderr)
+    return 0 if summary["status"] == "completed" else 1
+
+
 def _exists(s: Any, name: str) -> bool:
     from db import datasets as dataset_queries
 
@@ -314,6 +355,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     audit.add_argument("--limit", type=int, default=0, help="list only the N most suspicious rows (0: all)")
     audit.add_argument("--json", action="store_true")
     audit.set_defaults(handler=_audit)
+    curve = sub.add_parser("label-curve", help="how many labels do I need: macro-F1 of SetFit, TF-IDF and the "
+                           "Transformer at 8-64 labels a class (a background run; minutes on a CPU)")
+    curve.add_argument("name", metavar="NAME")
+    curve.add_argument("--sizes", help="labels a class, comma-separated (default 8,16,32,64)")
+    curve.add_argument("--models", help="comma-separated: setfit,tfidf,transformer (the default: all three)")
+    curve.add_argument("--seeds", type=int, default=1, help="samples per size (3 gives a ± std)")
+    curve.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (SetFit and the Transformer)")
+    curve.add_argument("--wait", action="store_true", help="wait for the curve, with a progress bar on stderr")
+    curve.add_argument("--json", action="store_true")
+    curve.set_defaults(handler=_label_curve)
     version = sub.add_parser("version", help="a new dataset version from the latest audit's findings")
     version.add_argument("name", metavar="NAME")
     version.add_argument("--relabel-suggested", action="store_true",

@@ -26,11 +26,13 @@ class RunFiles:
     worker_log: Path = field(init=False)
     incomplete_marker: Path = field(init=False)  # present while the files are partial (cancelled, failed)
     onnx_dir: Path = field(init=False)  # the ONNX export `protolab serve --runtime onnx` serves (made on demand)
+    label_curve: Path = field(init=False)  # a label_curve job's scores so far (core.labelling.curve_job)
 
     def __post_init__(self) -> None:
         for name, relative in (("meta", "meta.json"), ("model", "model"), ("checkpoint", "checkpoint"),
                                ("predictions_dir", "predictions"), ("worker_log", "worker.log"),
-                               ("incomplete_marker", "INCOMPLETE"), ("onnx_dir", "onnx")):
+                               ("incomplete_marker", "INCOMPLETE"), ("onnx_dir", "onnx"),
+                               ("label_curve", "label_curve.json")):
             object.__setattr__(self, name, self.root / relative)
 
     @classmethod

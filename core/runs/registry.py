@@ -228,5 +228,9 @@ for _kind in (
     ModelKind("data_audit", TaskKind.CLASSIFICATION, "Data health audit",
               "label errors, near-duplicates, leakage and oddities of a dataset (a job, not a model)",
               "core.health.jobs:build_config", "core.health.jobs:execute_audit"),
+    ModelKind("label_curve", TaskKind.CLASSIFICATION, "How many labels do I need (label curve)",
+              "macro-F1 of SetFit, TF-IDF and the Transformer at 8-64 labels a class (a job, not a model)",
+              "core.labelling.curve_job:build_config", "core.labelling.curve_job:execute_label_curve",
+              devices=_GPU),
 ):
     register(_kind)
