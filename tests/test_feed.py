@@ -316,3 +316,20 @@ def test_ddp_cancel_check_synchronises_every_few_micro_batches_only(tmp_path: Pa
         dist.destroy_process_group()
     single = executor.stop_check(ctx, "cpu", distributed_run=False)
     assert single() is True and len(broadcasts) == 4  # one process: the flag itself, no collective
+
+
+def test_pad_rows_matches_row_by_row_padding_and_rounds_widths() -> None:
+    # Serving (PyTorch and ONNX) pads the rows of a scoring batch with one whole-array scatter; it must give the
+    # exact tensors the row-by-row loop it replaced gave, empty rows and a multiple of 8 included.
+    from core.text.batching import pad_rows
+
+    rng = np.random.default_rng(0)
+    rows = [list(rng.integers(1, 30_000, size=n)) for n in (5, 1, 0, 17, 9)]
+    ids, mask = pad_rows(rows, pad_id=0)
+    assert ids.shape == mask.shape == (5, 17) and ids.dtype == mask.dtype == np.int64
+    for i, row in enumerate(rows):
+        assert ids[i, :len(row)].tolist() == row and (ids[i, len(row):] == 0).all()
+        assert mask[i].tolist() == [1] * len(row) + [0] * (17 - len(row))
+    wide, wide_mask = pad_rows(rows, pad_id=3, pad_multiple=8)
+    assert wide.shape == (5, 24) and (wide[:, 17:] == 3).all() and not wide_mask[:, 17:].any()
+    assert pad_rows([], pad_id=0)[0].shape == (0, 0)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import ProtolabError
+from core.text.batching import pad_rows
 from core.text.serving import THREADS_ENV, TokenClassifier
 
 MODEL_FILE = "model.onnx"
@@ -97,12 +98,7 @@ class OnnxClassifier(TokenClassifier):
         return contextlib.nullcontext()  # onnxruntime keeps no autograd state
 
     def _forward(self, rows: list[list[int]]) -> np.ndarray:
-        width = max(len(r) for r in rows)
-        input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for i, row in enumerate(rows):
-            input_ids[i, :len(row)] = row
-            mask[i, :len(row)] = 1
+        input_ids, mask = pad_rows(rows, self.pad_id)
         logits = self.model.run(["logits"], {"input_ids": input_ids, "attention_mask": mask})[0].astype(np.float64)
         logits -= logits.max(axis=1, keepdims=True)  # B, num_labels; a stable softmax
         exp = np.exp(logits)

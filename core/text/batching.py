@@ -22,6 +22,19 @@ def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[
     return list(tokenizer(texts, truncation=True, max_length=max_length, padding=False)["input_ids"])
 
 
+def pad_rows(rows: Sequence[Sequence[int]], pad_id: int, pad_multiple: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Ragged token ids as (input_ids, attention_mask), both (B, T) int64, T the longest row rounded up to
+    `pad_multiple`. Whole-array work: one flat copy of the ids, scattered under the mask in row-major order (which
+    is the rows' own order); for rows scored once (serving). TokenBatches keeps its dataset's ids flat already."""
+    lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+    longest = int(lengths.max()) if len(rows) else 0
+    width = -(-longest // pad_multiple) * pad_multiple
+    mask = np.arange(width)[None, :] < lengths[:, None]  # B, T
+    input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    input_ids[mask] = np.fromiter((t for r in rows for t in r), dtype=np.int64, count=int(lengths.sum()))
+    return input_ids, mask.astype(np.int64)
+
+
 def bucketed_order(lengths: np.ndarray, batch_size: int, seed: int) -> list[np.ndarray]:
     """Shuffle, sort by length inside each mega-batch, cut into batches, shuffle the batch order."""
     rng = np.random.default_rng(seed)

@@ -148,13 +148,18 @@ class TokenClassifier(TextClassifier):
             input_ids = torch.tensor(rows, device=self.device)
             logits = self.model(input_ids=input_ids).logits
         else:
-            width = max(len(r) for r in rows)
-            input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(rows), width), dtype=torch.long)
-            for i, row in enumerate(rows):
-                input_ids[i, :len(row)] = torch.tensor(row)
-                mask[i, :len(row)] = 1
-            logits = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)).logits
+            from core.text.batching import pad_rows
+            from core.text.feed import host_batch, to_device, transfer_plan
+
+            # As in training: whole-array padding, and on CUDA pinned memory, asynchronous copies and widths
+            # rounded to a multiple of 8 (issue 13: per-row tensor building was host overhead on a GPU).
+            plan = transfer_plan(self.device)
+
+            def collate(batch_rows: list[list[int]]) -> dict[str, Any]:
+                ids, mask = pad_rows(batch_rows, self.pad_id, plan.pad_multiple)
+                return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+
+            logits = self.model(**to_device(host_batch(collate, rows, plan), self.device, plan)).logits
         return torch.softmax(logits.float(), dim=-1).cpu().numpy()  # B, num_labels
 
 
