@@ -19,7 +19,8 @@ def zero_label_scores(s: Session, dataset_id: int, split: str) -> dict[str, Any]
 
 
 def audit_flags(s: Session, dataset_id: int) -> dict[tuple[str, str], str]:
-    """(text, given label) -> a short flag: "label? → X (0.93)", "duplicate", "leak", "empty"..."""
+    """(text, given label) -> a short flag: "label wrong? → X (0.97)" (likely), "label? → X (0.62)" (possible),
+    "duplicate", "leak", "empty"..."""
     audit = audit_queries.latest_audit(s, dataset_id)
     if audit is None:
         return {}
@@ -27,7 +28,8 @@ def audit_flags(s: Session, dataset_id: int) -> dict[tuple[str, str], str]:
     flags: dict[tuple[str, str], list[str]] = {}
     for issue in findings.get("label_issues", []):
         flags.setdefault((issue["text"], issue["label"]), []).append(
-            f"label? → {issue['suggested']} ({issue['score']:.2f})")
+            f"{'label wrong?' if issue.get('likely', True) else 'label?'} → {issue['suggested']} "
+            f"({issue['score']:.2f})")
     for dup in findings.get("duplicates", []):
         flags.setdefault((dup["text"], dup["label"]), []).append("leak" if dup.get("leak") else "duplicate")
     for odd in findings.get("oddities", []):
