@@ -245,7 +245,7 @@ def _version(args: argparse.Namespace) -> int:
 
 def _label_curve(args: argparse.Namespace) -> int:
     """Queue the label curve of a dataset (a background run); with --wait, print the curve and its reading."""
-    from core.cli.train import wait_for_run
+    from core.cli.train import queued_or_finished
     from core.labelling.curve_job import start_label_curve
     from core.labelling.label_curve import aggregate, read_curve
     from db import session_scope
@@ -260,13 +260,9 @@ def _label_curve(args: argparse.Namespace) -> int:
             raise CliError(f"--sizes takes whole numbers separated by commas, got {args.sizes!r}") from None
     with session_scope() as s:
         run_id = start_label_curve(s, _find(s, args.name).id, options)
-    if not args.wait:
-        if args.json:
-            print_json({"run_id": run_id, "status": "queued"})
-        else:
-            print(run_id)
+    summary = queued_or_finished(run_id, args)
+    if summary is None:
         return 0
-    summary = wait_for_run(run_id, quiet=args.json)
     curve = summary["metrics"] if summary["status"] == "completed" else {}
     out = {"run_id": run_id, "status": summary["status"], "error": summary["error"], **curve,
            "curve": aggregate(curve.get("points") or []), "reading": read_curve(curve) if curve else None}

@@ -43,13 +43,9 @@ def _run(args: argparse.Namespace) -> int:
         check_trainable(dataset, kind.name)
         run_id = start_run(s, dataset_id=dataset.id, model_kind=kind.name, config=config, name=args.name)
     _warn_if_no_worker_fits(config)
-    if not args.wait:
-        if args.json:
-            print_json({"run_id": run_id, "status": "queued"})
-        else:
-            print(run_id)
+    summary = queued_or_finished(run_id, args)
+    if summary is None:
         return 0
-    summary = wait_for_run(run_id, quiet=args.json)
     if args.json:
         print_json(summary)
     else:
@@ -114,6 +110,17 @@ def _batch_size(value: str) -> int | str:
         return int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--batch-size must be a whole number or auto, got {value!r}") from None
+
+
+def queued_or_finished(run_id: int, args: argparse.Namespace) -> dict[str, Any] | None:
+    """Without --wait: print the queued run's id (or its JSON) and return None; with it, the finished summary."""
+    if not args.wait:
+        if args.json:
+            print_json({"run_id": run_id, "status": "queued"})
+        else:
+            print(run_id)
+        return None
+    return wait_for_run(run_id, quiet=args.json)
 
 
 def wait_for_run(run_id: int, *, quiet: bool = False, poll_s: float = 0.5) -> dict[str, Any]:
