@@ -128,7 +128,8 @@ def findings_view(dataset_id: int, audit: dict[str, Any]) -> None:
 def marks_editor(dataset_id: int, audit: dict[str, Any]) -> None:
     issues = pd.DataFrame(audit["findings"].get("label_issues", []),
                           columns=["row", "split", "text", "label", "suggested", "score", "likely"])
-    issues["likely"] = issues["likely"].fillna(True).astype(bool)  # audits stored before the two tiers
+    # audits stored before the two tiers have no "likely": all their flags counted as likely then
+    issues["likely"] = pd.Series([True if pd.isna(v) else bool(v) for v in issues["likely"]], dtype=bool)
     labels = sorted(set(issues["label"]) | set(issues["suggested"])) if len(issues) else []
     likely, possible = int(issues["likely"].sum()), int((~issues["likely"]).sum())
     st.subheader("Suspicious rows")
