@@ -163,7 +163,7 @@ def cv_probabilities(texts: Sequence[str], labels: np.ndarray, cfg: AuditConfig,
     every text instead of once per fold (a fifth of the work); only the logistic regression is refitted per fold.
     With `embeddings` (N, D), a logistic regression on them is fitted in the same folds and the two
     probabilities are averaged: the two models err on different tweets, so where both doubt a label it is far
-    more often really wrong (on tweets with 5 % flipped labels, 69 % of the rows the average is 95 % sure of are
+    more often really wrong (on tweets with 5 % flipped labels, 70 % of the rows the average is 95 % sure of are
     flips against 61 % for TF-IDF alone; BENCHMARKS.md). Rows of classes with fewer than two examples cannot be held
     out and predicted, so they are left out.
     """
