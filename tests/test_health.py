@@ -331,8 +331,10 @@ def test_row_level_changes_leave_other_copies_alone() -> None:
 def test_audit_counts_chart_shows_every_kind_of_finding() -> None:
     from core.charts.health import FINDINGS, audit_counts
 
-    fig = audit_counts({"rows": 200, "label_issues": 12, "leakage": 3, "small_classes": 1})
+    fig = audit_counts({"rows": 200, "label_issues": 12, "possible_label_issues": 30, "leakage": 3,
+                        "small_classes": 1})
     bar = fig.data[0]
-    assert list(bar.y) == list(FINDINGS.values()) and list(bar.x) == [12, 0, 3, 0, 0, 0, 0, 1]
+    assert list(bar.y) == list(FINDINGS.values()) and list(bar.x) == [12, 30, 0, 3, 0, 0, 0, 0, 1]
+    assert bar.marker.color[0] != bar.marker.color[1]  # likely errors stand out from possible ones
     assert bar.customdata[0] == "6.0% of rows" and bar.customdata[-1] == "classes"
     assert "200 rows" in fig.layout.title.text

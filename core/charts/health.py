@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 # Summary key -> what the chart calls it, in the order a reviewer should look.
 FINDINGS = {
     "label_issues": "likely label errors",
+    "possible_label_issues": "possible label errors",
     "near_duplicates": "near-duplicates",
     "leakage": "leaking across splits",
     "conflicting_duplicates": "duplicates with another label",
@@ -29,8 +30,13 @@ def audit_counts(summary: Mapping[str, Any]) -> go.Figure:
     fig = go.Figure(go.Bar(x=counts, y=names, orientation="h", text=counts, textposition="auto",
                            customdata=[f"{s:.1%} of rows" if s is not None else "classes" for s in share],
                            hovertemplate="%{y}: %{x} (%{customdata})<extra></extra>",
-                           marker_color=["#d62728" if key in ("label_issues", "leakage") else "#1f77b4"
-                                         for key in FINDINGS]))
+                           marker_color=[_colour(key) for key in FINDINGS]))
     fig.update_layout(title=f"Data health: {rows:,} rows audited", template="plotly_white", xaxis_title="rows",
                       yaxis=dict(autorange="reversed"), margin=dict(l=40, r=20, t=50, b=40), height=340)
     return fig
+
+
+def _colour(key: str) -> str:
+    # red: act on these; grey: look if there is time (cleanlab doubts them, less surely); blue: the rest
+    return "#d62728" if key in ("label_issues", "leakage") else "#9e9e9e" if key == "possible_label_issues" \
+        else "#1f77b4"
