@@ -12,6 +12,8 @@ from core.runs import registry
 from core.settings import run_dir
 from core.text.config import TrainingError
 from core.text.fewshot import SetFitConfig, build_config, load_fewshot, save_fewshot, train_setfit
+from db import read_scope
+from db import runs as run_queries
 from tests.conftest import sentiment_frame
 from tests.test_worker_runs import finished, wait_until, worker_log
 
@@ -55,26 +57,28 @@ def test_setfit_refuses_a_single_label() -> None:
 
 @pytest.mark.slow
 def test_setfit_run_trains_evaluates_and_serves(classification_dataset: int, capsys) -> None:  # noqa: ANN001
+    from core.cli import main
     from core.text.serving import load_classifier
 
-    run_id = queue_setfit(classification_dataset)
+    # Queued the way `protolab train` does, with SetFit's own flags.
+    assert main(["train", "--dataset", str(classification_dataset), "--model", "setfit", "--num-iterations", "2",
+                 "--max-pairs", "64", "--batch-size", "16", "--max-length", "32", "--device", "cpu", "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
     row = wait_until(run_id, finished, timeout=240)
     assert row["status"].value == "completed", f"{row['error']}\n{worker_log(run_id)}"
     assert row["metrics"]["macro_f1"] > 0.7 and row["metrics"]["split"] == "test"
+    with read_scope() as s:
+        config = run_queries.get_run(s, run_id).config
+    assert config["num_iterations"] == 2 and config["max_pairs"] == 64
     meta = json.loads((run_dir(run_id) / "meta.json").read_text())
     assert meta["kind"] == "setfit" and meta["labels"] == ["negative", "positive"]
     classifier = load_classifier(run_id)
     [prediction] = classifier.predict(["great excellent amazing product, I love it"])
     assert prediction.label == "positive" and set(prediction.probabilities) == {"negative", "positive"}
-    from core.cli import main
 
     assert main(["predict", "--run", str(run_id), "--json", "awful terrible broken, I hate it"]) == 0
     [printed] = json.loads(capsys.readouterr().out)
     assert printed["label"] == "negative"
-
-
-def queue_setfit(dataset_id: int) -> int:
-    return start_kind(dataset_id, num_iterations=2, max_pairs=64, batch_size=16, max_length=32, device="cpu")
 
 
 def start_kind(dataset_id: int, **options) -> int:  # noqa: ANN003
@@ -87,7 +91,7 @@ def start_kind(dataset_id: int, **options) -> int:  # noqa: ANN003
 def test_background_retrain_scores_the_pool_and_adds_a_learning_curve_point() -> None:
     from core.data.storage import load_frame
     from core.labelling import pool, retrain
-    from db import read_scope, session_scope
+    from db import session_scope
     from tests.test_labelling import import_pool
 
     pool_id = import_pool(sentiment_frame(40, seed=2)[["text"]])

@@ -13,7 +13,8 @@ from core.runs import registry
 # CLI flag -> config key handed to the kind's build_config (only flags the user gave are passed on).
 AUTO_BATCH_KINDS = ("transformer", "lstm")
 OPTION_KEYS = ("model_id", "epochs", "batch_size", "learning_rate", "max_length", "device", "gpus", "seed",
-               "k", "patience", "warmup_ratio", "weight_decay", "factors", "split_protocol")
+               "k", "patience", "warmup_ratio", "weight_decay", "factors", "split_protocol", "num_iterations",
+               "max_pairs")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -162,7 +163,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", required=True, help="dataset name or id")
     p.add_argument("--model", required=True, choices=registry.kind_names(),
                    help="; ".join(f"{k.name}: {k.help}" for k in registry.all_kinds()))
-    p.add_argument("--model-id", dest="model_id", help="Hugging Face model id or local folder (transformer, lstm)")
+    p.add_argument("--model-id", dest="model_id", help="Hugging Face model id or local folder (transformer, lstm, "
+                                                                "setfit)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", dest="batch_size", type=_batch_size,
                    help="a number, or auto (transformer, lstm: the default; on a GPU the run picks the largest "
@@ -173,6 +175,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup-ratio", dest="warmup_ratio", type=float)
     p.add_argument("--weight-decay", dest="weight_decay", type=float)
     p.add_argument("--factors", type=int, help="latent factors (bpr)")
+    p.add_argument("--num-iterations", dest="num_iterations", type=int,
+                   help="contrastive pairs drawn per labelled example (setfit; default 10)")
+    p.add_argument("--max-pairs", dest="max_pairs", type=int,
+                   help="at most this many pairs in one run (setfit; default 1600): caps the training time")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--gpus", type=int, help="train on N GPUs with DistributedDataParallel (torchrun)")
