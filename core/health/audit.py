@@ -170,7 +170,8 @@ def cv_probabilities(texts: Sequence[str], labels: np.ndarray, cfg: AuditConfig,
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
-    from threadpoolctl import threadpool_limits
+
+    from core.runs.device import one_blas_thread
 
     counts = Counter(labels.tolist())
     names = sorted(c for c, n in counts.items() if n >= 2)
@@ -198,9 +199,7 @@ def cv_probabilities(texts: Sequence[str], labels: np.ndarray, cfg: AuditConfig,
         proba[np.ix_(held, clf.classes_)] = clf.predict_proba(features[held])
         if dense is not None:
             dense_clf = LogisticRegression(C=tf.C, max_iter=tf.max_iter, class_weight=tf.class_weight)
-            # One BLAS thread: lbfgs's small matrix products gain nothing from two, and OpenBLAS's spinning
-            # threads on a busy 2-core laptop made one fit take 72 CPU-seconds instead of 2.
-            with threadpool_limits(limits=1, user_api="blas"):
+            with one_blas_thread():
                 dense_clf.fit(dense[fit], y[fit])
             fold = np.zeros((len(held), len(names)))
             fold[:, dense_clf.classes_] = dense_clf.predict_proba(dense[held])

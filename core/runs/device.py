@@ -10,6 +10,8 @@ import os
 import platform
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 
@@ -86,3 +88,19 @@ def resolve_device(requested: str = "auto") -> str:
     if requested not in {"cpu", "mps"} and not requested.startswith("cuda"):
         raise ValueError(f"unknown device {requested!r}: use auto, cpu, cuda or mps")
     return requested
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Run scikit-learn's dense solvers (lbfgs on sentence embeddings) on one BLAS thread.
+
+    Their matrix products are small, and OpenBLAS's second thread spins more than it helps: on the 2-core box a
+    logistic regression on 1,000-3,000 tweets' MiniLM embeddings took 8-24x longer with two threads than with one
+    (bench/blas_threads.py; the same at 300), and with other work on the machine one audit fit took 72 CPU-seconds
+    instead of 2.
+    Torch's intra-op threads are not BLAS threads and keep their setting.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield

@@ -136,6 +136,8 @@ def train_setfit(texts: Sequence[str], labels: Sequence[str], label_names: Seque
     from sklearn.linear_model import LogisticRegression
     from transformers import TrainerCallback
 
+    from core.runs.device import one_blas_thread
+
     label_names = [str(x) for x in label_names]
     y = [label_names.index(str(label)) for label in labels]
     if len(set(y)) < 2:
@@ -169,7 +171,8 @@ def train_setfit(texts: Sequence[str], labels: Sequence[str], label_names: Seque
 
     dataset = Dataset.from_dict({"text": [str(t) for t in texts], "label": y})
     trainer = Trainer(model=model, args=args, train_dataset=dataset, callbacks=[_Progress()])
-    trainer.train()
+    with one_blas_thread():  # the head's lbfgs fit at the end is the BLAS work in here
+        trainer.train()
     return FewShotModel(model.model_body, model.model_head, label_names, cfg.max_length)
 
 
@@ -245,11 +248,14 @@ def cross_validated_scores(embeddings: np.ndarray, y: Sequence[int], folds: int 
     from sklearn.metrics import f1_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
+    from core.runs.device import one_blas_thread
+
     y = np.asarray(y)
     counts = np.bincount(y)
     counts = counts[counts > 0]
     if len(counts) < 2 or counts.min() < 2:
         return None
     cv = StratifiedKFold(n_splits=int(min(folds, counts.min())), shuffle=True, random_state=seed)
-    pred = cross_val_predict(LogisticRegression(max_iter=1000), embeddings, y, cv=cv)
+    with one_blas_thread():
+        pred = cross_val_predict(LogisticRegression(max_iter=1000), embeddings, y, cv=cv)
     return {"accuracy": float(np.mean(pred == y)), "macro_f1": float(f1_score(y, pred, average="macro"))}
