@@ -195,6 +195,11 @@ def test_header_only() -> None:
     rejected(b"text,label\n", r"h\.csv: only a header row \(text, label\)", filename="h.csv")
 
 
+def test_line_breaks_in_header_cells_become_spaces() -> None:
+    table = ds.read_table(b'"review\ntext",label\n"good",pos\n"bad",neg\n', "multi.csv")
+    assert list(table.frame.columns) == ["review text", "label"]
+
+
 def test_mapped_column_missing() -> None:
     msg = rejected(csv_bytes(reviews(), ["text", "label"]), "column 'body' \\(mapped as text\\) is missing",
                    filename="r.csv", text="body")

@@ -433,6 +433,7 @@ CSV_BITS = st.sampled_from(["text,label\n", "a;b;c\n", "\"", ",", "\n", "\r\n", 
 @FUZZ
 @given(data=st.one_of(st.binary(max_size=400), st.lists(CSV_BITS, max_size=30).map(lambda p: "".join(p).encode())),
        filename=st.sampled_from(["data.csv", "data.tsv", "x.json", "x.xlsx", "x.zip", "x.gz", "../../x.csv", ""]))
+@example(data=b'"\x01\n"\x01', filename="data.csv")  # a quoted line break in the header put one in the error
 def test_dataset_upload_parser_only_raises_user_errors(data: bytes, filename: str) -> None:
     from core.data.datasets import read_table
     from core.errors import ProtolabError

@@ -277,10 +277,15 @@ def _table(frame: pd.DataFrame, name: str, fmt: str, encoding: str | None, notes
                        notes=tuple(notes), header_rows=header_rows)
 
 
+# Line breaks and other control characters in a header cell (a quoted "a\nb" in a CSV) would break every place a
+# column name is shown on one line: pickers, captions, one-line errors.
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]+")
+
+
 def _clean_columns(columns: pd.Index) -> list[str]:
     out: list[str] = []
     for i, col in enumerate(columns):
-        label = str(col).replace("\ufeff", "").strip() or f"column_{i + 1}"
+        label = CONTROL_CHARS.sub(" ", str(col).replace("\ufeff", "")).strip() or f"column_{i + 1}"
         base, n = label, 1
         while label in out:
             label, n = f"{base}.{n}", n + 1
