@@ -166,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--arch", choices=("minilm", "bert-base"), default="minilm",
                    help="the bundled MiniLM, or a BERT-base-sized model built from its config")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--no-warmup", dest="warmup", action="store_false",
+                   help="skip the untimed warm-up run of every variant before round 1")
     args = p.parse_args(argv)
     if args.device.startswith("cuda"):
         import torch
@@ -188,24 +190,36 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(train)} training / {len(held)} held-out tweets, labels {labels}, device {args.device} (GPU {gpu}), "
           f"torch {torch.__version__} (CUDA {torch.version.cuda}), threads {torch.get_num_threads()}, "
           f"batch {args.batch_size}, arch {args.arch}", flush=True)
-    runners = {"ours": lambda: run_ours(train, held, labels, args),
-               "ours_bf16": lambda: run_ours(train, held, labels, args, bf16=True),
-               "ours_fp32": lambda: run_ours(train, held, labels, args, bf16=False),
-               "lstm": lambda: run_ours(train, held, labels, args, family="lstm"),
-               "trainer": lambda: run_trainer(train, held, labels, args, grouped=False),
-               "trainer_bf16": lambda: run_trainer(train, held, labels, args, grouped=False, bf16=True),
-               "trainer_grouped": lambda: run_trainer(train, held, labels, args, grouped=True)}
+    runners = {"ours": lambda tr, he: run_ours(tr, he, labels, args),
+               "ours_bf16": lambda tr, he: run_ours(tr, he, labels, args, bf16=True),
+               "ours_fp32": lambda tr, he: run_ours(tr, he, labels, args, bf16=False),
+               "lstm": lambda tr, he: run_ours(tr, he, labels, args, family="lstm"),
+               "trainer": lambda tr, he: run_trainer(tr, he, labels, args, grouped=False),
+               "trainer_bf16": lambda tr, he: run_trainer(tr, he, labels, args, grouped=False, bf16=True),
+               "trainer_grouped": lambda tr, he: run_trainer(tr, he, labels, args, grouped=True)}
+    if args.warmup:
+        # Untimed: the first variant in a process would otherwise pay the one-time costs (the CUDA context, cuBLAS
+        # handles, kernel selection, oneDNN's JIT on a CPU): round 1 ran "ours" first and measured it up to 40 %
+        # slow on the CPU.
+        start = time.perf_counter()
+        for variant in variants:
+            runners[variant](train.iloc[:4 * args.batch_size], held.iloc[:64])
+        print(f"warm-up: every variant on {min(len(train), 4 * args.batch_size)} examples, untimed "
+              f"({time.perf_counter() - start:.1f} s)", flush=True)
     results: dict[str, list[dict]] = {v: [] for v in variants}
-    for r in range(args.rounds):
-        order = variants if r % 2 == 0 else variants[::-1]  # alternate so drift in machine load evens out
-        for variant in order:
-            res = runners[variant]()
-            results[variant].append(res)
-            print(f"round {r + 1} {variant:16s} {res['samples_per_s']:7.1f} samples/s  "
-                  f"{res['seconds']:6.1f} s  macro-F1 {res['macro_f1']:.4f}", flush=True)
+    try:
+        for r in range(args.rounds):
+            order = variants if r % 2 == 0 else variants[::-1]  # alternate so drift in machine load evens out
+            for variant in order:
+                res = runners[variant](train, held)
+                results[variant].append(res)
+                print(f"round {r + 1} {variant:16s} {res['samples_per_s']:7.1f} samples/s  "
+                      f"{res['seconds']:6.1f} s  macro-F1 {res['macro_f1']:.4f}", flush=True)
+    except KeyboardInterrupt:  # bench/gpu_checks.sh stops a step at its time limit: keep the rounds that finished
+        print("interrupted: the summary below holds the runs that finished", flush=True)
     summary = {v: {"samples_per_s": statistics.median(x["samples_per_s"] for x in rs),
                    "macro_f1": statistics.median(x["macro_f1"] for x in rs), "runs": rs}
-               for v, rs in results.items()}
+               for v, rs in results.items() if rs}
     print("\nmedian over rounds:")
     for v, s in summary.items():
         print(f"  {v:16s} {s['samples_per_s']:7.1f} samples/s  macro-F1 {s['macro_f1']:.4f}")
