@@ -72,8 +72,8 @@ def live_panel(run_id: int, was_active: bool) -> None:
     st.progress(min(1.0, run["progress"]), text=run["text"] or run["status"].value)
     show_placement(run_id)
     for event in run["events"]:
-        if event.get("event") not in (None, "resume", "resumed"):
-            st.caption(f"ℹ️ {event}")
+        if event.get("message"):  # events without one (resume, claimed...) show in the status line instead
+            st.caption(f"ℹ️ {event['message']}")
     kind = find_kind(run["model"])
     if kind is None or kind.has_epochs:  # TF-IDF, EASE...: no epochs, so no loss or validation to draw
         left, right = st.columns(2)

@@ -150,6 +150,18 @@ def test_dead_worker_is_shown_as_failed_with_resume(classification_dataset: int)
     assert not any(b.key == "cancel" for b in at.button)
 
 
+def test_run_events_read_as_sentences(classification_dataset: int) -> None:
+    message = "batch size 128 chosen from a GPU memory probe (learning rate scaled to 2e-4)"
+    run_id = _queued_run(classification_dataset, status=RunStatus.COMPLETED, events=[
+        {"event": "auto_batch", "batch_size": 128, "learning_rate": 2e-4, "message": message},
+        {"event": "claimed", "worker": "gpu-box", "node": 0, "devices": ["cuda:0"]}])
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["run"] = str(run_id)
+    at.run()
+    shown = [c.value for c in at.caption if c.value.startswith("ℹ️")]
+    assert shown == [f"ℹ️ {message}"]  # the sentence, not the stored dict; the claim shows as the placement
+
+
 def test_query_param_selects_the_run_shown(classification_dataset: int) -> None:
     first = _queued_run(classification_dataset, status=RunStatus.CANCELLED)
     _queued_run(classification_dataset, status=RunStatus.CANCELLED)

@@ -127,7 +127,8 @@ def requeue_run(s: Session, run: Run, reason: str, *, lost: bool) -> RunStatus:
     run.status_text = f"queued again ({'resumes from its checkpoint' if resume else 'starts over'}): {reason}"[:500]
     run.config = {**run.config, "resume": resume}
     run.events = [*(run.events or []), {"event": "requeued", "reason": reason, "lost": lost, "workers": names,
-                                        "resume": resume, "at": utcnow().isoformat()}]
+                                        "resume": resume, "at": utcnow().isoformat(),
+                                        "message": run.status_text}]
     return run.status
 
 
