@@ -333,3 +333,79 @@ def test_pad_rows_matches_row_by_row_padding_and_rounds_widths() -> None:
     wide, wide_mask = pad_rows(rows, pad_id=3, pad_multiple=8)
     assert wide.shape == (5, 24) and (wide[:, 17:] == 3).all() and not wide_mask[:, 17:].any()
     assert pad_rows([], pad_id=0)[0].shape == (0, 0)
+
+
+class _ScriptedCpu:
+    """CPU readings for CpuThreadGovernor: each poll sees `others` cores used by other programs over 2 s."""
+
+    def __init__(self, others: list[float], own_cores: float = 1.0) -> None:
+        self.others, self.own_cores, self.t, self.busy, self.own = list(others), own_cores, 0.0, 0.0, 0.0
+
+    def __call__(self) -> tuple[float, float, float]:
+        sample = (self.t, self.busy, self.own)
+        if self.others:
+            other = self.others.pop(0)
+            self.t += 2.0
+            self.busy += 2.0 * (other + self.own_cores)
+            self.own += 2.0 * self.own_cores
+        return sample
+
+
+@pytest.fixture
+def two_threads() -> Any:
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_the_cpu_governor_gives_up_threads_while_other_programs_use_cores(two_threads: None, monkeypatch) -> None:  # noqa: ANN001
+    from core.runs import device as device_module
+    from core.runs.device import CpuThreadGovernor
+
+    changes: list[tuple[int, float]] = []
+    governor = CpuThreadGovernor("cpu", every_s=0.0, on_change=lambda t, o: changes.append((t, o)))
+    governor.cores = 2
+    readings = _ScriptedCpu([0.1, 1.0, 0.9, 0.2, 0.6, 0.4])
+    governor._sample = readings  # type: ignore[method-assign]
+    governor._last = readings()
+    seen = []
+    for _ in range(5):
+        governor.poll()
+        seen.append(torch.get_num_threads())
+    # 0.1 core busy elsewhere: keep 2; a whole core: 1; 0.9: 1; back to 0.2: 2; 0.6: 1.
+    assert seen == [2, 1, 1, 2, 1]
+    assert [t for t, _ in changes] == [1, 2, 1] and changes[0][1] == pytest.approx(1.0)
+    governor.restore()
+    assert torch.get_num_threads() == 2
+    monkeypatch.setenv(device_module.ADAPT_THREADS_ENV, "0")
+    assert not CpuThreadGovernor("cpu").enabled and not CpuThreadGovernor("cuda").enabled
+
+
+def test_a_cpu_run_says_once_that_it_trains_on_fewer_threads(two_threads: None) -> None:
+    from core.text.loop import cpu_thread_governor
+
+    events: list[dict] = []
+    governor = cpu_thread_governor("cpu", events.append)
+    governor.cores, governor.every_s = 2, 0.0
+    readings = _ScriptedCpu([1.0, 0.0, 1.2, 1.0])
+    governor._sample = readings  # type: ignore[method-assign]
+    governor._last = readings()
+    for _ in range(4):
+        governor.poll()
+    assert len(events) == 1 and events[0]["event"] == "cpu_threads" and events[0]["threads"] == 1
+    assert "other programs are using 1.0 of this machine's 2 CPU cores: training on 1 thread" in events[0]["message"]
+    governor.restore()
+
+
+def test_the_training_loop_polls_the_governor_every_step_and_restores_the_threads(two_threads: None,
+                                                                                  monkeypatch) -> None:  # noqa: ANN001
+    from core.runs.device import CpuThreadGovernor
+
+    polls: list[int] = []
+    restored: list[bool] = []
+    monkeypatch.setattr(CpuThreadGovernor, "poll", lambda self: polls.append(1))
+    monkeypatch.setattr(CpuThreadGovernor, "restore", lambda self: restored.append(True))
+    train = token_data(64, 1)
+    train_classifier(BagOfWords(), train, token_data(16, 2), tiny_cfg(epochs=2))
+    assert len(polls) == 2 * len(train.index_batches(0)) and restored == [True]

@@ -163,6 +163,8 @@ class Bpr:
             should_stop: Callable[[], bool]) -> Bpr:
         import torch
 
+        from core.runs.device import cpu_threads_governed
+
         torch.manual_seed(seed)
         gen = torch.Generator(device="cpu").manual_seed(seed)
         n_users, n_items = train.shape
@@ -177,25 +179,27 @@ class Bpr:
         lr, reg = learning_rate, weight_decay
         n = len(pos_u)
         seen_keys = pos_u * n_items + pos_i  # sorted: coo of a csr matrix is in row-major order
-        for epoch in range(1, epochs + 1):
-            order = torch.randperm(n, generator=gen).to(device)
-            negatives = _sample_negatives(pos_u, seen_keys, n_items, gen)
-            total = torch.zeros((), device=device)  # summed on the device: no sync per batch on CUDA
-            for start in range(0, n, batch_size):
-                idx = order[start:start + batch_size]
-                u, i, j = pos_u[idx], pos_i[idx], negatives[idx]
-                pu, qi, qj = users[u], items[i], items[j]  # (B, F) each
-                x = (pu * (qi - qj)).sum(dim=1) + bias[i] - bias[j]  # (B,) preference of i over j
-                z = torch.sigmoid(-x)[:, None]  # d(-log sigmoid x)/dx = -z
-                users.index_add_(0, u, lr * (z * (qi - qj) - reg * pu))
-                items.index_add_(0, i, lr * (z * pu - reg * qi))
-                items.index_add_(0, j, lr * (-z * pu - reg * qj))
-                bias.index_add_(0, i, lr * (z[:, 0] - reg * bias[i]))
-                bias.index_add_(0, j, lr * (-z[:, 0] - reg * bias[j]))
-                total += torch.nn.functional.softplus(-x).sum()
-            on_epoch(epoch, float(total) / n)
-            if should_stop():
-                break
+        with cpu_threads_governed(device) as cpu_threads:
+            for epoch in range(1, epochs + 1):
+                order = torch.randperm(n, generator=gen).to(device)
+                negatives = _sample_negatives(pos_u, seen_keys, n_items, gen)
+                total = torch.zeros((), device=device)  # summed on the device: no sync per batch on CUDA
+                for start in range(0, n, batch_size):
+                    idx = order[start:start + batch_size]
+                    u, i, j = pos_u[idx], pos_i[idx], negatives[idx]
+                    pu, qi, qj = users[u], items[i], items[j]  # (B, F) each
+                    x = (pu * (qi - qj)).sum(dim=1) + bias[i] - bias[j]  # (B,) preference of i over j
+                    z = torch.sigmoid(-x)[:, None]  # d(-log sigmoid x)/dx = -z
+                    users.index_add_(0, u, lr * (z * (qi - qj) - reg * pu))
+                    items.index_add_(0, i, lr * (z * pu - reg * qi))
+                    items.index_add_(0, j, lr * (-z * pu - reg * qj))
+                    bias.index_add_(0, i, lr * (z[:, 0] - reg * bias[i]))
+                    bias.index_add_(0, j, lr * (-z[:, 0] - reg * bias[j]))
+                    total += torch.nn.functional.softplus(-x).sum()
+                    cpu_threads.poll()
+                on_epoch(epoch, float(total) / n)
+                if should_stop():
+                    break
         return cls(users.cpu().numpy(), items.cpu().numpy(), bias.cpu().numpy())
 
     def score(self, batch: UserBatch) -> np.ndarray:

@@ -55,6 +55,8 @@ class Sequential:
             on_epoch: EpochCallback, should_stop: Callable[[], bool]) -> Sequential:
         import torch
 
+        from core.runs.device import cpu_threads_governed
+
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         net = _build_net(n_items, factors, dropout).to(device)
@@ -62,23 +64,25 @@ class Sequential:
         windows = _training_windows(sequences, max_length + 1)
         # The windows go to the device once, and the loss is summed there: no host copy or sync per batch.
         data = torch.as_tensor(pad_left(windows, max_length + 1)).to(device)
-        for epoch in range(1, epochs + 1):
-            net.train()
-            total, count = torch.zeros((), device=device), 0
-            order = torch.as_tensor(rng.permutation(len(data))).to(device)
-            for start in range(0, len(data), batch_size):
-                batch = data[order[start:start + batch_size]]
-                inputs, targets = batch[:, :-1], batch[:, 1:] - 1  # predict the next item; -1 = padding
-                logits = net(inputs)  # (B, T, n_items)
-                loss = torch.nn.functional.cross_entropy(logits.reshape(-1, n_items), targets.reshape(-1),
-                                                         ignore_index=-1)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total, count = total + loss.detach(), count + 1
-            on_epoch(epoch, float(total) / max(count, 1))
-            if should_stop():
-                break
+        with cpu_threads_governed(device) as cpu_threads:
+            for epoch in range(1, epochs + 1):
+                net.train()
+                total, count = torch.zeros((), device=device), 0
+                order = torch.as_tensor(rng.permutation(len(data))).to(device)
+                for start in range(0, len(data), batch_size):
+                    batch = data[order[start:start + batch_size]]
+                    inputs, targets = batch[:, :-1], batch[:, 1:] - 1  # predict the next item; -1 = padding
+                    logits = net(inputs)  # (B, T, n_items)
+                    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, n_items), targets.reshape(-1),
+                                                             ignore_index=-1)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    total, count = total + loss.detach(), count + 1
+                    cpu_threads.poll()
+                on_epoch(epoch, float(total) / max(count, 1))
+                if should_stop():
+                    break
         net.eval().cpu()
         return cls(net, n_items, {"factors": factors, "max_length": max_length, "dropout": dropout})
 

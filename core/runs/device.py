@@ -6,13 +6,16 @@ start-up; `resolve_device` imports torch and is meant for the worker.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -104,3 +107,86 @@ def one_blas_thread() -> Iterator[None]:
 
     with threadpool_limits(limits=1, user_api="blas"):
         yield
+
+
+ADAPT_THREADS_ENV = "PROTOLAB_ADAPT_THREADS"  # "0" keeps torch's thread count fixed (benchmarks' baseline)
+
+
+class CpuThreadGovernor:
+    """Keeps torch's intra-op threads within the cores that other programs leave free, while training on the CPU.
+
+    Torch's OpenMP threads spin at the end of every parallel region until all of them arrive. When another program
+    takes one of a laptop's two cores (a second run, the audit, a browser tab), the thread that lost its core holds
+    the other one spinning, and a step takes three times as long: with one busy core the LSTM fell from 781 to 213
+    samples/s and MiniLM from 101 to 31, where one thread kept 546 and 71 (bench/cpu_contention.py). So every
+    `every_s` seconds the loop asks how many cores the other programs used since the last check (all CPU time minus
+    this process's), and sets the thread count to the cores left (at least one, at most the count it started
+    with). Each change is passed to `on_change(threads, other_programs_cores)`.
+    """
+
+    def __init__(self, device: str, *, every_s: float = 1.0, on_change: Any = None) -> None:
+        self.enabled = device == "cpu" and os.environ.get(ADAPT_THREADS_ENV, "1") != "0"
+        self.every_s = every_s
+        self.on_change = on_change or (lambda threads, others: None)
+        self.changes: list[tuple[int, float]] = []
+        if not self.enabled:
+            return
+        import psutil
+        import torch
+
+        self._process = psutil.Process()
+        self.cores = psutil.cpu_count() or 1
+        self.start_threads = self.threads = torch.get_num_threads()
+        self._last = self._sample()
+
+    def _sample(self) -> tuple[float, float, float]:
+        import psutil
+
+        total = psutil.cpu_times()
+        busy = sum(total) - total.idle - getattr(total, "iowait", 0.0)
+        own = self._process.cpu_times()
+        return time.monotonic(), busy, own.user + own.system
+
+    def others_cores(self) -> float | None:
+        """Cores the other programs used since the last call; None until `every_s` has passed."""
+        now = time.monotonic()
+        if now - self._last[0] < self.every_s:
+            return None
+        current = self._sample()
+        (t0, busy0, own0), (t1, busy1, own1) = self._last, current
+        self._last = current
+        return max(0.0, (busy1 - busy0) - (own1 - own0)) / max(t1 - t0, 1e-9)
+
+    def poll(self) -> None:
+        """Called between training steps: cheap (a clock read) except once every `every_s` seconds."""
+        if not self.enabled:
+            return
+        others = self.others_cores()
+        if others is None:
+            return
+        wanted = max(1, min(self.start_threads, math.floor(self.cores - others + 0.5)))
+        if wanted != self.threads:
+            import torch
+
+            torch.set_num_threads(wanted)
+            self.threads = wanted
+            self.changes.append((wanted, others))
+            self.on_change(wanted, others)
+
+    def restore(self) -> None:
+        if self.enabled and self.threads != self.start_threads:
+            import torch
+
+            torch.set_num_threads(self.start_threads)
+            self.threads = self.start_threads
+
+
+@contextmanager
+def cpu_threads_governed(device: str) -> Iterator[CpuThreadGovernor]:
+    """A CpuThreadGovernor for one training loop (call its poll() between steps); the thread count is restored
+    when the block ends, however it ends."""
+    governor = CpuThreadGovernor(device)
+    try:
+        yield governor
+    finally:
+        governor.restore()
