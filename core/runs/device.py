@@ -117,11 +117,12 @@ class CpuThreadGovernor:
 
     Torch's OpenMP threads spin at the end of every parallel region until all of them arrive. When another program
     takes one of a laptop's two cores (a second run, the audit, a browser tab), the thread that lost its core holds
-    the other one spinning, and a step takes three times as long: with one busy core the LSTM fell from 781 to 213
-    samples/s and MiniLM from 101 to 31, where one thread kept 546 and 71 (bench/cpu_contention.py). So every
+    the other one spinning, and a step takes three times as long: with one busy core the LSTM fell from 907 to 286
+    samples/s and MiniLM from 136 to 43; governed, they keep 580 and 83 (bench/cpu_contention.py). So every
     `every_s` seconds the loop asks how many cores the other programs used since the last check (all CPU time minus
-    this process's), and sets the thread count to the cores left (at least one, at most the count it started
-    with). Each change is passed to `on_change(threads, other_programs_cores)`.
+    this process's), and sets the thread count to the cores left, rounded to the nearest whole (at least one, at
+    most the count it started with): one thread beats two from about half a core of other work on (BENCHMARKS.md).
+    Each change is passed to `on_change(threads, other_programs_cores)`.
     """
 
     def __init__(self, device: str, *, every_s: float = 1.0, on_change: Any = None) -> None:
