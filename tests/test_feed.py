@@ -383,10 +383,10 @@ def test_the_cpu_governor_gives_up_threads_while_other_programs_use_cores(two_th
 
 
 def test_a_cpu_run_says_once_that_it_trains_on_fewer_threads(two_threads: None) -> None:
-    from core.text.loop import cpu_thread_governor
+    from core.runs.device import governor_for_run
 
     events: list[dict] = []
-    governor = cpu_thread_governor("cpu", events.append)
+    governor = governor_for_run("cpu", events.append)
     governor.cores, governor.every_s = 2, 0.0
     readings = _ScriptedCpu([1.0, 0.0, 1.2, 1.0])
     governor._sample = readings  # type: ignore[method-assign]

@@ -163,7 +163,7 @@ class Bpr:
             should_stop: Callable[[], bool]) -> Bpr:
         import torch
 
-        from core.runs.device import cpu_threads_governed
+        from core.runs.device import CpuThreadGovernor
 
         torch.manual_seed(seed)
         gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -179,7 +179,7 @@ class Bpr:
         lr, reg = learning_rate, weight_decay
         n = len(pos_u)
         seen_keys = pos_u * n_items + pos_i  # sorted: coo of a csr matrix is in row-major order
-        with cpu_threads_governed(device) as cpu_threads:
+        with CpuThreadGovernor(device) as cpu_threads:
             for epoch in range(1, epochs + 1):
                 order = torch.randperm(n, generator=gen).to(device)
                 negatives = _sample_negatives(pos_u, seen_keys, n_items, gen)

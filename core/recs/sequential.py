@@ -55,7 +55,7 @@ class Sequential:
             on_epoch: EpochCallback, should_stop: Callable[[], bool]) -> Sequential:
         import torch
 
-        from core.runs.device import cpu_threads_governed
+        from core.runs.device import CpuThreadGovernor
 
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
@@ -64,7 +64,7 @@ class Sequential:
         windows = _training_windows(sequences, max_length + 1)
         # The windows go to the device once, and the loss is summed there: no host copy or sync per batch.
         data = torch.as_tensor(pad_left(windows, max_length + 1)).to(device)
-        with cpu_threads_governed(device) as cpu_threads:
+        with CpuThreadGovernor(device) as cpu_threads:
             for epoch in range(1, epochs + 1):
                 net.train()
                 total, count = torch.zeros((), device=device), 0

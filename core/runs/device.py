@@ -181,13 +181,26 @@ class CpuThreadGovernor:
             torch.set_num_threads(self.start_threads)
             self.threads = self.start_threads
 
+    # `with CpuThreadGovernor(device) as threads:` around a training loop restores the count however it ends.
+    def __enter__(self) -> CpuThreadGovernor:
+        return self
 
-@contextmanager
-def cpu_threads_governed(device: str) -> Iterator[CpuThreadGovernor]:
-    """A CpuThreadGovernor for one training loop (call its poll() between steps); the thread count is restored
-    when the block ends, however it ends."""
-    governor = CpuThreadGovernor(device)
-    try:
-        yield governor
-    finally:
-        governor.restore()
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
+
+
+def governor_for_run(device: str, on_event: Any) -> CpuThreadGovernor:
+    """The governor of one text training run; the run's events (`on_event`) say the first time it gave up threads."""
+    said = False
+
+    def on_change(threads: int, others: float) -> None:
+        nonlocal said
+        if not said and threads < governor.start_threads:
+            said = True
+            on_event({"event": "cpu_threads", "threads": threads, "other_programs_cores": round(others, 2),
+                      "message": f"other programs are using {others:.1f} of this machine's {governor.cores} CPU "
+                                 f"cores: training on {threads} thread{'s' if threads > 1 else ''} while they do "
+                                 f"(faster than fighting them for the cores)"})
+
+    governor = CpuThreadGovernor(device, on_change=on_change)
+    return governor

@@ -19,6 +19,7 @@ import numpy as np
 
 from core.evaluation.metrics import validation_scores
 from core.runs import distributed
+from core.runs.device import CpuThreadGovernor, governor_for_run
 from core.text.batching import TokenBatches
 from core.text.config import TrainConfig, TrainingError
 from core.text.feed import LossMeter, Prefetcher, gpu_memory_bytes, host_batch, tf32_matmuls, to_device, transfer_plan
@@ -116,35 +117,13 @@ def train_classifier(
 
     device = device or resolve_train_device(cfg.device, resolve_device)
     loop = TrainingLoop(model, train_batches, val_batches, cfg, device, on_step, on_epoch, should_stop, checkpoint_dir)
-    loop.cpu_threads = cpu_thread_governor(device, on_event)
+    loop.cpu_threads = governor_for_run(device, on_event)
     if resume_dir is not None and (resume_dir / _TRAINER_STATE).exists():
         loop.load_checkpoint(resume_dir)
         on_event({"event": "resumed", "epoch": loop.state.epoch, "step": loop.state.step})
-    try:
-        with tf32_matmuls(device):
-            return with_oom_fallback(loop.fit, train_batches.batch_size, cfg.grad_accum_steps, on_event=on_event,
-                                     max_length=cfg.max_length, on_retry=loop.rewind)
-    finally:
-        loop.cpu_threads.restore()
-
-
-def cpu_thread_governor(device: str, on_event: Callable[[dict[str, Any]], None]) -> Any:
-    """The CPU thread governor of one training run; the run's events say the first time it gave up threads."""
-    from core.runs.device import CpuThreadGovernor
-
-    said = False
-
-    def on_change(threads: int, others: float) -> None:
-        nonlocal said
-        if not said and threads < governor.start_threads:
-            said = True
-            on_event({"event": "cpu_threads", "threads": threads, "other_programs_cores": round(others, 2),
-                      "message": f"other programs are using {others:.1f} of this machine's {governor.cores} CPU "
-                                 f"cores: training on {threads} thread{'s' if threads > 1 else ''} while they do "
-                                 f"(faster than fighting them for the cores)"})
-
-    governor = CpuThreadGovernor(device, on_change=on_change)
-    return governor
+    with tf32_matmuls(device), loop.cpu_threads:
+        return with_oom_fallback(loop.fit, train_batches.batch_size, cfg.grad_accum_steps, on_event=on_event,
+                                 max_length=cfg.max_length, on_retry=loop.rewind)
 
 
 def with_oom_fallback(
@@ -213,8 +192,6 @@ class TrainingLoop:
         self.losses = LossMeter()
         self.loss_every = LOSS_EVERY_STEPS
         self.attempts: list[tuple[int, int, int]] = []
-        from core.runs.device import CpuThreadGovernor
-
         self.cpu_threads = CpuThreadGovernor("off")  # train_classifier sets the run's own (CPU only)
 
     # one fit = epochs from state.epoch on, at one batch size
