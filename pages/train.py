@@ -110,8 +110,8 @@ def live_panel(run_id: int, was_active: bool) -> None:
 
 
 def live_charts(run_id: int) -> None:
-    """The loss and validation curves, in their own fragment: redrawing two charts every second took a quarter of a
-    core in the server and another in the browser, which a CPU run on a laptop pays for in speed."""
+    """The loss and validation curves, in their own slower fragment: Chromium redrawing them every second with the
+    progress bar took 0.27 core, 0.19 this way, which a CPU run on a laptop pays for in speed (BENCHMARKS.md)."""
     points = _points(run_id)
     left, right = st.columns(2)
     left.plotly_chart(loss_curve(points), key=f"loss_{run_id}")
