@@ -129,7 +129,6 @@ class CpuThreadGovernor:
         self.enabled = device == "cpu" and os.environ.get(ADAPT_THREADS_ENV, "1") != "0"
         self.every_s = every_s
         self.on_change = on_change or (lambda threads, others: None)
-        self.changes: list[tuple[int, float]] = []
         if not self.enabled:
             return
         import psutil
@@ -171,7 +170,6 @@ class CpuThreadGovernor:
 
             torch.set_num_threads(wanted)
             self.threads = wanted
-            self.changes.append((wanted, others))
             self.on_change(wanted, others)
 
     def restore(self) -> None:
