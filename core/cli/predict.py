@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from core.cli import CliError, print_json
+from core.export.destination import check_output
 
 
 def _texts(args: argparse.Namespace) -> int:
@@ -41,6 +42,8 @@ def _file(args: argparse.Namespace) -> int:
     from core.text.serving import load_classifier, servable_run
     from db import read_scope
 
+    if args.output not in (None, "-"):
+        check_output(args.output)  # before any work: never over the database or a run's files
     path = Path(args.file)
     frame = read_upload(path, path.name)  # read errors ("no such file", ...) come back as one-line user errors
     with read_scope() as s:

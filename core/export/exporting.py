@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from core.errors import ProtolabError
+from core.export.destination import EXPORT_MARKER, check_export_folder
 from core.runs.files import RunFiles
 
 if TYPE_CHECKING:
@@ -64,17 +65,19 @@ def check_format(model_kind: str, fmt: str) -> None:
 
 
 def export_run(run_id: int, fmt: str, out_dir: Path, *, overwrite: bool = False) -> ExportResult:
-    """Export completed run `run_id` as `fmt` into `out_dir` (which must be empty or new)."""
+    """Export completed run `run_id` as `fmt` into `out_dir` (new or empty; with `overwrite`, an earlier export).
+
+    `out_dir` is never inside the data folder, never holds it, and is replaced only when the marker file of an
+    earlier export is in it (core.export.destination)."""
     from core.export.card import card_facts, model_card
     from core.text.serving import servable_run
     from db import read_scope
 
-    out_dir = Path(out_dir)
+    shown = Path(out_dir)
+    out_dir = check_export_folder(shown, replace=overwrite)
     with read_scope() as s:
         run = servable_run(s, run_id)  # a completed classification run, or a ProtolabError saying why not
         check_format(run.model_kind, fmt)
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not overwrite)):
-        raise ExportError(f"{out_dir} already exists and is not an empty folder; pick a new -o folder")
     files = RunFiles.of(run_id)
     # Written beside the target, then moved in place: a failed export leaves no half-written folder.
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -85,13 +88,16 @@ def export_run(run_id: int, fmt: str, out_dir: Path, *, overwrite: bool = False)
         with read_scope() as s:
             facts = card_facts(s, run_id, fmt, labels, None if run.model_kind == "tfidf" else max_length)
         (work / CARD_FILE).write_text(model_card(facts), encoding="utf-8")
+        (work / EXPORT_MARKER).write_text(json.dumps({"run": run_id, "format": fmt}) + "\n")
+        check_export_folder(out_dir, replace=overwrite)  # again: the folder may have changed while we worked
         if out_dir.exists():
             shutil.rmtree(out_dir)
         work.rename(out_dir)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return ExportResult(run_id, fmt, out_dir, sorted(p.name for p in out_dir.iterdir()), diff)
+    return ExportResult(run_id, fmt, shown, sorted(p.name for p in out_dir.iterdir() if p.name != EXPORT_MARKER),
+                        diff)
 
 
 def _write_model(run_id: int, files: RunFiles, fmt: str, work: Path) -> tuple[list[str], int, float | None]:
