@@ -116,14 +116,18 @@ class Recommender:
 
     def _rank(self, batch: UserBatch, k: int, exclude_seen: bool) -> list[tuple[str, float, str | None]]:
         scores = self.model.score(batch)
-        best = top_k(scores, k, batch.rows if exclude_seen else None)[0]
         seen = batch.rows.indices
+        best = top_k(scores, k, batch.rows if exclude_seen else None)[0]
+        # top_k pushes seen items to the end of its own copy of the scores; when fewer than k unseen items are
+        # left they still fill the list, so they are dropped here: fewer items, never one the user has.
+        keep = np.isfinite(scores[0, best])
+        if exclude_seen:
+            keep &= ~np.isin(best, seen)
+        best = best[keep]
         # The reason for each pick: the history item most similar to it.
         sims = self._similarity(best, seen) if len(seen) else np.zeros((len(best), 0))
         out = []
         for row, j in enumerate(best):
-            if not np.isfinite(scores[0, j]):
-                continue
             reason = None
             if sims.shape[1] and sims[row].max() > 0:
                 reason = self.items[int(seen[int(np.argmax(sims[row]))])]
