@@ -36,3 +36,6 @@ class ReviewVerdict(enum.StrEnum):
 AUDIT_KIND = "data_audit"
 LABEL_CURVE_KIND = "label_curve"  # "how many labels do I need": few-shot models at 8..64 labels a class
 JOB_KINDS = frozenset({AUDIT_KIND, LABEL_CURVE_KIND})
+# The Label page's background retrain: a SetFit model trained on the labels given so far. A job (only its page
+# starts it, no picker offers it), but its model serves the demos, so lists of models keep it.
+LABEL_RETRAIN_KIND = "label_retrain"

@@ -185,3 +185,22 @@ def test_a_script_that_imports_only_db_finds_the_database_in_database_url(tmp_pa
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(tmp_path / "alone.db")
+
+
+def test_migration_0008_moves_setfit_runs_of_datasets_being_labelled_to_the_retrain_kind(tmp_path) -> None:  # noqa: ANN001
+    """Retrains were stored as SetFit runs before they had a job kind; SetFit runs on labelled datasets stay."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    upgrade_database(url, "0007")  # 0008 changes no table, so today's models write a 0007 database
+    engine = create_engine(url)
+    with Session(engine) as s, s.begin():
+        for name, mapping in (("pool", {"unlabelled": True}), ("labelled", {"text": "text"})):
+            dataset = Dataset(name=name, task=TaskKind.CLASSIFICATION, mapping=mapping, content_hash="x",
+                              storage_path=name)
+            s.add(Run(dataset=dataset, task=TaskKind.CLASSIFICATION, model_kind="setfit"))
+    upgrade_database(url, "head")
+    with Session(engine) as s:
+        kinds = {run.dataset.name: run.model_kind for run in s.scalars(select(Run))}
+    assert kinds == {"pool": "label_retrain", "labelled": "setfit"}

@@ -3,6 +3,8 @@ version, the next-text strategies, and the background retrain's bookkeeping."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -183,7 +185,7 @@ def test_retrain_is_due_every_n_new_labels_one_at_a_time(pool_id: int) -> None:
     from db.enums import TaskKind
 
     with session_scope() as s:  # a queued retrain (no worker: created directly) blocks another
-        run_queries.create_run(s, dataset_id=pool_id, task=TaskKind.CLASSIFICATION, model_kind="setfit",
+        run_queries.create_run(s, dataset_id=pool_id, task=TaskKind.CLASSIFICATION, model_kind=retrain.RETRAIN_KIND,
                                config={})
     with read_scope() as s:
         status = retrain.retrain_status(s, pool_id)
@@ -211,6 +213,22 @@ def test_cli_adds_an_unlabelled_dataset(tmp_path, capsys) -> None:  # noqa: ANN0
     assert "--unlabelled takes no --label-col" in capsys.readouterr().err
     assert main(["train", "--dataset", "tickets", "--model", "tfidf"]) != 0
     assert "is unlabelled: label it on the Label page" in capsys.readouterr().err
+
+
+def test_setfit_on_a_dataset_being_labelled_runs_as_the_retrain_job(monkeypatch, capsys) -> None:  # noqa: ANN001
+    from core.cli import main
+    from core.runs import jobs
+    from db import runs as run_queries
+
+    monkeypatch.setattr(jobs, "launch_worker", lambda run_id, gpus=1: 0)  # the job itself: tests/test_setfit.py
+    dataset_id = import_pool(sentiment_frame(30)[["text"]])
+    assert main(["train", "--dataset", str(dataset_id), "--model", "tfidf"]) != 0
+    assert "or train SetFit on the labels given so far" in capsys.readouterr().err
+    assert main(["train", "--dataset", str(dataset_id), "--model", "setfit", "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    with read_scope() as s:
+        assert run_queries.get_run(s, run_id).model_kind == retrain.RETRAIN_KIND
+        assert retrain.retrain_status(s, dataset_id).active_run_id == run_id
 
 
 # --- charts and the label-set parser's contract ---------------------------------------------------

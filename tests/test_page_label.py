@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.labelling import pool
+from core.labelling import pool, retrain
 from db import datasets as dataset_queries
 from db import dispose_engines, read_scope, session_scope
 from db import runs as run_queries
@@ -140,7 +140,7 @@ def test_a_retrain_is_queued_every_n_new_labels(monkeypatch: pytest.MonkeyPatch)
     assert not at.exception
     with read_scope() as s:
         runs = run_queries.list_runs(s)
-        assert [(r.model_kind, r.dataset_id) for r in runs] == [("setfit", dataset_id)]
+        assert [(r.model_kind, r.dataset_id) for r in runs] == [(retrain.RETRAIN_KIND, dataset_id)]
     assert started == [runs[0].id]
     at.button(key="label_1").click().run()  # one retrain at a time
     assert len(started) == 1

@@ -91,6 +91,8 @@ def start_kind(dataset_id: int, **options) -> int:  # noqa: ANN003
 def test_background_retrain_scores_the_pool_and_adds_a_learning_curve_point() -> None:
     from core.data.storage import load_frame
     from core.labelling import pool, retrain
+    from core.text.serving import load_classifier
+    from db import runs as run_queries
     from db import session_scope
     from tests.test_labelling import import_pool
 
@@ -115,6 +117,9 @@ def test_background_retrain_scores_the_pool_and_adds_a_learning_curve_point() ->
     with read_scope() as s:
         assert retrain.learning_curve(s, pool_id) == [(12, row["metrics"]["cv_accuracy"])]
         assert retrain.retrain_status(s, pool_id).latest_completed_id == run_id
+        # A job of its own kind, whose model is a SetFit model: served (the Sentiment demo) by SetFit's loader.
+        assert run_queries.get_run(s, run_id).model_kind == retrain.RETRAIN_KIND
+    assert load_classifier(run_id).family == "setfit"
 
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import streamlit as st
 
 from core.errors import ProtolabError
+from core.labelling.pool import kind_to_train
 from core.recs.config import protocol_text
 from core.runs import jobs, registry
 from core.runs.device import describe_compute
@@ -112,10 +113,8 @@ def classification_form(dataset_id: int, run_model: str | None = None) -> None:
     if b2.button("▶ Start", type="primary", key="start"):
         try:
             with session_scope() as s:
-                from core.labelling.pool import check_trainable
-
-                check_trainable(dataset_queries.get_dataset(s, dataset_id), family)
-                new_id = jobs.start_run(s, dataset_id=dataset_id, model_kind=family, config=_config())
+                kind = kind_to_train(dataset_queries.get_dataset(s, dataset_id), family)
+                new_id = jobs.start_run(s, dataset_id=dataset_id, model_kind=kind, config=_config())
             st.query_params["run"] = str(new_id)
         except ProtolabError as exc:
             st.error(str(exc))

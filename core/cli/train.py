@@ -39,10 +39,10 @@ def _run(args: argparse.Namespace) -> int:
         if kind.task != dataset.task:
             wanted = "a classification" if kind.task.value == "classification" else "an interactions"
             raise CliError(f"model {args.model!r} needs {wanted} dataset; {args.dataset!r} is {dataset.task.value}")
-        from core.labelling.pool import check_trainable
+        from core.labelling.pool import kind_to_train
 
-        check_trainable(dataset, kind.name)
-        run_id = start_run(s, dataset_id=dataset.id, model_kind=kind.name, config=config, name=args.name)
+        run_id = start_run(s, dataset_id=dataset.id, model_kind=kind_to_train(dataset, kind.name), config=config,
+                           name=args.name)
     _warn_if_no_worker_fits(config)
     summary = queued_or_finished(run_id, args)
     if summary is None:

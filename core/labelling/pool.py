@@ -15,6 +15,7 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from core.data.types import DatasetError
+from core.runs import registry
 from db import datasets as dataset_queries
 from db import labelling as label_queries
 from db.enums import TaskKind
@@ -61,11 +62,17 @@ def unlabelled_datasets(s: Session) -> list[Dataset]:
     return [d for d in dataset_queries.list_datasets(s, TaskKind.CLASSIFICATION) if is_unlabelled(d)]
 
 
-def check_trainable(dataset: Dataset, model_kind: str) -> None:
-    """Only SetFit trains on a dataset still being labelled (on the labels so far); others need a labelled version."""
-    if is_unlabelled(dataset) and model_kind != "setfit":
+def kind_to_train(dataset: Dataset, model_kind: str) -> str:
+    """The kind a run of `model_kind` on `dataset` is: itself on a labelled dataset; on one still being labelled,
+    the job kind that trains it on the labels so far (SetFit's Label-page retrain); other kinds need labels."""
+    if not is_unlabelled(dataset):
+        return model_kind
+    job = registry.get_kind(model_kind).job
+    if job is None:
+        offered = [k.short_label for k in registry.all_kinds(TaskKind.CLASSIFICATION) if k.job is not None]
         raise LabellingError(f"dataset '{dataset.name}' is unlabelled: label it on the Label page and save a "
-                             "labelled version, or train SetFit on the labels given so far")
+                             f"labelled version, or train {' or '.join(offered)} on the labels given so far")
+    return job
 
 
 def parse_label_set(text: str) -> list[tuple[str, str]]:

@@ -14,14 +14,15 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
+from core.runs import registry
 from core.runs.files import RunFiles
 from db import labelling as label_queries
-from db.enums import RunStatus
+from db.enums import LABEL_RETRAIN_KIND, RunStatus
 from db.models import Dataset
 
 POOL_SPLIT = "pool"  # predictions/pool.parquet: the model's probabilities for every text of the dataset
 DEFAULT_RETRAIN_EVERY = 24
-RETRAIN_KIND = "setfit"
+RETRAIN_KIND = LABEL_RETRAIN_KIND  # Run.model_kind of a retrain (a job kind in core.runs.registry)
 # Background retrains only feed suggestions and uncertainty, so they trade a little accuracy for speed: 4 pair
 # iterations (setfit's default is 20) and at most 480 pairs, 12 steps at 24 labels and never more than 30.
 # A SetFit run started from the Train page uses the full defaults.
@@ -48,6 +49,15 @@ class RetrainStatus:
     active_run_id: int | None  # a retrain queued or running
     latest_completed_id: int | None
     new_labels: int  # labels given since the latest retrain started
+
+
+def execute_retrain(ctx: Any) -> dict[str, Any]:
+    """The retrain job's executor (core.runs.worker calls it): SetFit on the labels given so far."""
+    from core.text.fewshot import config_from_dict
+
+    cfg = config_from_dict(ctx.config)
+    ctx.progress(0.0, "loading data", force=True)
+    return execute_pool_run(ctx, cfg, ctx.dataset())
 
 
 def execute_pool_run(ctx: Any, cfg: Any, dataset: Dataset) -> dict[str, Any]:
@@ -83,7 +93,8 @@ def execute_pool_run(ctx: Any, cfg: Any, dataset: Dataset) -> dict[str, Any]:
                   "confidence": proba.max(axis=1), "proba": [row.tolist() for row in proba]}
                  ).to_parquet(files.predictions(POOL_SPLIT), index=False)
     save_fewshot(model, files.model)
-    files.write_meta({"kind": ctx.model_kind, "task": "classification", "labels": names,
+    # meta.json names the model it saved (SetFit), not the job, so serving loads it like any SetFit run.
+    files.write_meta({"kind": registry.model_of_job(ctx.model_kind).name, "task": "classification", "labels": names,
                       "max_length": cfg.max_length, "model_id": cfg.model_id, "dataset_id": ctx.dataset_id,
                       "pool": True, "n_labels": len(labelled)})
     metrics: dict[str, Any] = {"n_labels": len(labelled), "labels": names, "label_counts": state.counts,
@@ -110,7 +121,7 @@ def should_retrain(status: RetrainStatus, every: int, class_counts: dict[str, in
 
 def start_retrain(s: Session, dataset_id: int, dataset_name: str, options: dict[str, Any] | None = None) -> int:
     """Queue a SetFit run on the dataset being labelled (its worker starts when `s` commits)."""
-    from core.runs import jobs, registry
+    from core.runs import jobs
 
     config = registry.get_kind(RETRAIN_KIND).make_config({**RETRAIN_OPTIONS, **(options or {})})
     return jobs.start_run(s, dataset_id=dataset_id, model_kind=RETRAIN_KIND, config=config,

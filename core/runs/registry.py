@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import ProtolabError
-from db.enums import JOB_KINDS, TaskKind
+from db.enums import JOB_KINDS, LABEL_RETRAIN_KIND, TaskKind
 
 PLUGINS_ENV = "PROTOLAB_MODEL_KINDS"
 
@@ -69,10 +69,17 @@ class ModelKind:
     # The config keys that change what it learns (None: all). Classification runs share one config
     # dataclass, so a TF-IDF run stores epochs and a learning rate it never reads; Compare hides them.
     settings: tuple[str, ...] | None = None
+    short: str = ""  # the name in charts and sentences ("SetFit"); "" = the label
+    job: str | None = None  # the job kind that trains it on a dataset still being labelled (SetFit: the retrain)
+    offered: bool = True  # False: only its own page starts it (the Label page's retrains), so no picker offers it
 
     @property
     def headline(self) -> Headline:
         return HEADLINES[self.task]
+
+    @property
+    def short_label(self) -> str:
+        return self.short or self.label
 
     @property
     def is_job(self) -> bool:
@@ -116,10 +123,11 @@ def unregister(name: str) -> None:
 
 
 def all_kinds(task: TaskKind | None = None, *, jobs: bool = False) -> list[ModelKind]:
-    """Every registered model kind (of one task), in registration order: the order pickers show.
-    Jobs that are not models (data audits) only with `jobs=True`."""
+    """Every model kind (of one task) a user can pick, in registration order: the order pickers show.
+    With `jobs=True` also the jobs: those that are not models (data audits) and those only their page starts."""
     _load_plugins()
-    return [k for k in _registry.kinds.values() if (task is None or k.task is task) and (jobs or not k.is_job)]
+    return [k for k in _registry.kinds.values()
+            if (task is None or k.task is task) and (jobs or (k.offered and not k.is_job))]
 
 
 def kind_names(task: TaskKind | None = None) -> tuple[str, ...]:
@@ -137,6 +145,14 @@ def get_kind(name: str) -> ModelKind:
 def find_kind(name: str) -> ModelKind | None:
     _load_plugins()
     return _registry.kinds.get(str(name))
+
+
+def model_of_job(job: str) -> ModelKind:
+    """The model kind whose `job` is `job` (the kind a Label-page retrain trains and serves)."""
+    found = [k for k in all_kinds() if k.job == job]
+    if not found:
+        raise UnknownModelKind(f"no model kind trains as the {job!r} job")
+    return found[0]
 
 
 def applicable_config(model_kind: str, config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -204,7 +220,7 @@ for _kind in (
               options=("model_id", "epochs", "batch_size", "learning_rate", "max_length", "seed", "device",
                        "class_weights", "num_iterations", "max_pairs"),
               settings=("model_id", "epochs", "batch_size", "learning_rate", "max_length", "seed",
-                        "class_weights", "num_iterations", "max_pairs")),
+                        "class_weights", "num_iterations", "max_pairs"), short="SetFit", job=LABEL_RETRAIN_KIND),
     ModelKind("ease", TaskKind.INTERACTIONS, "EASE (linear item model; best on MovieLens)",
               "the strongest item-to-item model on small catalogues; seconds",
               _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, options=_REC_OPTIONS),
@@ -228,6 +244,10 @@ for _kind in (
     ModelKind("data_audit", TaskKind.CLASSIFICATION, "Data health audit",
               "label errors, near-duplicates, leakage and oddities of a dataset (a job, not a model)",
               "core.health.jobs:build_config", "core.health.jobs:execute_audit"),
+    ModelKind(LABEL_RETRAIN_KIND, TaskKind.CLASSIFICATION, "SetFit on the labels so far (Label page)",
+              "the Label page's background retrain: suggestions and uncertainty for the texts still unlabelled",
+              "core.text.fewshot:build_config", "core.labelling.retrain:execute_retrain",
+              "core.text.fewshot_run:load_setfit_classifier", devices=_GPU, short="SetFit", offered=False),
     ModelKind("label_curve", TaskKind.CLASSIFICATION, "How many labels do I need (label curve)",
               "macro-F1 of SetFit, TF-IDF and the Transformer at 8-64 labels a class (a job, not a model)",
               "core.labelling.curve_job:build_config", "core.labelling.curve_job:execute_label_curve",

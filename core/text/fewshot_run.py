@@ -1,8 +1,7 @@
 """The worker's executor for SetFit runs, and the serving loader of their models.
 
-A labelled dataset trains like any classification run (train split; validation and test predictions, metrics);
-an unlabelled dataset being labelled trains on the labels given so far and scores the rest of it for the
-Label page (core.labelling.retrain).
+A labelled dataset trains like any classification run (train split; validation and test predictions, metrics).
+On a dataset still being labelled SetFit runs as the Label page's retrain job instead (core.labelling.retrain).
 """
 
 from __future__ import annotations
@@ -20,16 +19,9 @@ from core.text.serving import DEFAULT_BATCH_SIZE, TextClassifier, read_meta
 
 def execute_run(ctx: Any) -> dict[str, Any]:
     """Train one SetFit run for core.runs.worker; returns the run's final metrics."""
-    from core.labelling.pool import is_unlabelled
-
     cfg = config_from_dict(ctx.config)
     ctx.progress(0.0, "loading data", force=True)
-    dataset = ctx.dataset()
-    if is_unlabelled(dataset):
-        from core.labelling.retrain import execute_pool_run
-
-        return execute_pool_run(ctx, cfg, dataset)
-    splits = load_splits(dataset, seed=cfg.seed)
+    splits = load_splits(ctx.dataset(), seed=cfg.seed)
     labels = label_order(splits)
     device = resolve(cfg.device)
     ctx.set_device(device)
