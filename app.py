@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import streamlit as st
 
+from core.settings import PRESENTATION, PUBLIC_PRESENTATION
 from ui.common import ensure_db, require_password
 
 st.set_page_config(page_title="Protolab", page_icon="🧪", layout="wide")
@@ -17,7 +16,7 @@ def presentation_mode() -> bool:
         st.session_state["present"] = True
     elif st.query_params.get("present") in {"0", "false", "no"}:
         st.session_state["present"] = False
-    present = bool(st.session_state.get("present", os.environ.get("PROTOLAB_PRESENTATION") == "1"))
+    present = bool(st.session_state.get("present", PRESENTATION.get()))
     if present and st.query_params.get("present") != "1":
         # Navigating between pages drops the query string; put the mode back in the URL of every page,
         # so a reload (a new session, without session state) still shows the audience only the demos.
@@ -30,7 +29,7 @@ demos = [
     st.Page("pages/sentiment.py", title="Sentiment demo", icon="💬", url_path="sentiment"),
     st.Page("pages/recommend.py", title="Recommendations demo", icon="🎬", url_path="recommendations"),
 ]
-public_demos = present and os.environ.get("PROTOLAB_PUBLIC_PRESENTATION") == "1"
+public_demos = present and PUBLIC_PRESENTATION.get()
 st.session_state["_public_presentation"] = public_demos
 if not public_demos and not require_password():
     st.stop()

@@ -20,7 +20,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-TWEETS = Path(os.environ.get("PROTOLAB_TWEETS_CSV") or ROOT.parent / "shared/datasets/tweets-sentiment/tweets.csv")
+from core import settings  # noqa: E402  (after the path above: the checkout's core/)
+
+TWEETS = Path(settings.TWEETS_CSV.get() or ROOT.parent / "shared/datasets/tweets-sentiment/tweets.csv")
 
 
 def timed(fn) -> tuple[float, float]:  # noqa: ANN001

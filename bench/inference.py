@@ -22,7 +22,9 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-TWEETS = Path(os.environ.get("PROTOLAB_TWEETS_CSV") or "/work/shared/datasets/tweets-sentiment/tweets.csv")
+from core import settings  # noqa: E402  (after the path above: the checkout's core/)
+
+TWEETS = Path(settings.TWEETS_CSV.get() or "/work/shared/datasets/tweets-sentiment/tweets.csv")
 BATCH_SIZE = 64
 DEVICE = "cpu"  # set from --device
 

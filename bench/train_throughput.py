@@ -21,10 +21,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from core import settings  # noqa: E402  (after the path above: the checkout's core/)
 
 # ../shared/gpu/run.sh sets PROTOLAB_TWEETS_CSV to the corpus it carries to a GPU machine.
-DEFAULT_CSV = Path(os.environ.get("PROTOLAB_TWEETS_CSV")
-                   or ROOT.parent / "shared" / "datasets" / "tweets-sentiment" / "tweets.csv")
+DEFAULT_CSV = Path(settings.TWEETS_CSV.get() or ROOT.parent / "shared" / "datasets" / "tweets-sentiment" / "tweets.csv")
 # "ours" is the product default (bf16 autocast where the CPU does bf16 natively); _fp32/_bf16 force one.
 VARIANTS = ("ours", "trainer", "trainer_bf16", "trainer_grouped", "ours_bf16", "ours_fp32", "lstm")
 DEFAULT_VARIANTS = {"cpu": "ours,trainer,trainer_grouped", "cuda": "ours,trainer,trainer_bf16"}
@@ -91,9 +91,10 @@ def run_ours(train, held, labels, args, bf16: bool | None = None, family: str = 
                            tokenizer.pad_token_id, cfg.batch_size, seed=cfg.seed)
     tiny_val = TokenBatches(batches.ids[:32], np.array(y[:32]), tokenizer.pad_token_id, 64, shuffle=False)
     previous, loop.CPU_BF16 = loop.CPU_BF16, bf16
-    previous_env = os.environ.pop("PROTOLAB_TRAIN_PRECISION", None)
+    variable = settings.TRAIN_PRECISION.name
+    previous_env = os.environ.pop(variable, None)
     if bf16 is not None:  # the CPU flag above; on CUDA the precision is chosen by model size unless forced
-        os.environ["PROTOLAB_TRAIN_PRECISION"] = "bf16" if bf16 else "fp32"
+        os.environ[variable] = "bf16" if bf16 else "fp32"
     try:
         synchronize(args.device)
         start = time.perf_counter()
@@ -102,9 +103,9 @@ def run_ours(train, held, labels, args, bf16: bool | None = None, family: str = 
         wall = time.perf_counter() - start
     finally:
         loop.CPU_BF16 = previous
-        os.environ.pop("PROTOLAB_TRAIN_PRECISION", None)
+        os.environ.pop(variable, None)
         if previous_env is not None:
-            os.environ["PROTOLAB_TRAIN_PRECISION"] = previous_env
+            os.environ[variable] = previous_env
     return {"samples_per_s": len(train) / wall, "loop_samples_per_s": result.samples_per_s, "seconds": wall,
             "macro_f1": macro_f1(model, tokenizer, held, labels, cfg.max_length, args.device),
             "precision": str(loop.training_precision(args.device, loop.count_parameters(model))[0] or "fp32"),

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from core import settings
 from core.text import loop as loop_module
 from core.text.batching import TokenBatches
 from core.text.feed import LossMeter, Prefetcher, host_batch, tf32_matmuls, transfer_plan
@@ -360,7 +361,6 @@ def two_threads() -> Any:
 
 
 def test_the_cpu_governor_gives_up_threads_while_other_programs_use_cores(two_threads: None, monkeypatch) -> None:  # noqa: ANN001
-    from core.runs import device as device_module
     from core.runs.device import CpuThreadGovernor
 
     changes: list[tuple[int, float]] = []
@@ -378,7 +378,7 @@ def test_the_cpu_governor_gives_up_threads_while_other_programs_use_cores(two_th
     assert [t for t, _ in changes] == [1, 2, 1] and changes[0][1] == pytest.approx(1.0)
     governor.restore()
     assert torch.get_num_threads() == 2
-    monkeypatch.setenv(device_module.ADAPT_THREADS_ENV, "0")
+    monkeypatch.setenv(settings.ADAPT_THREADS.name, "0")
     assert not CpuThreadGovernor("cpu").enabled and not CpuThreadGovernor("cuda").enabled
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from core import settings
 from core.cli.train import with_nodes
 from core.runs import fleet, queue
 from core.settings import run_dir
@@ -43,7 +44,7 @@ STALE_S = 5.0  # how fast the daemons (and this process) give up on a silent dae
 def pg_fleet(fresh_postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """This test's database on the PostgreSQL server, migrated; the data folder is the test's PROTOLAB_HOME."""
     monkeypatch.setenv("DATABASE_URL", fresh_postgres_url)
-    monkeypatch.setattr(queue, "WORKER_STALE_AFTER_S", STALE_S)
+    monkeypatch.setenv(settings.WORKER_STALE_AFTER_S.name, str(STALE_S))
     dispose_engines()
     init_db()
     return fresh_postgres_url
@@ -69,7 +70,7 @@ class Daemons:
         env.update(PYTHONPATH=str(ROOT), PROTOLAB_WORKER_ADDRESS="127.0.0.1", OMP_NUM_THREADS="1",
                    PROTOLAB_WORKER_STALE_AFTER_S=str(STALE_S), PROTOLAB_WORKER_POLL_S="0.2",
                    PROTOLAB_MODEL_KINDS="tests.toy_kind", **extra)
-        env.pop(queue.DISPATCH_ENV, None)
+        env.pop(settings.DISPATCH.name, None)
         return env
 
     def start(self, name: str, *args: str, **env: str) -> subprocess.Popen:
@@ -220,7 +221,7 @@ def _register(name: str, max_parallel: int = 1) -> fleet.FleetWorker:
 
 
 def test_with_a_live_worker_runs_only_queue(classification_dataset: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(queue.DISPATCH_ENV, raising=False)
+    monkeypatch.delenv(settings.DISPATCH.name, raising=False)
     assert queue.dispatch_mode() == "local"
     _register("w1")
     assert queue.dispatch_mode() == "queue"
@@ -228,16 +229,16 @@ def test_with_a_live_worker_runs_only_queue(classification_dataset: int, monkeyp
     time.sleep(0.5)
     run = row(run_id)
     assert run.status is RunStatus.QUEUED and run.pid is None  # nobody launched it: the fleet will
-    monkeypatch.setenv(queue.DISPATCH_ENV, "local")
+    monkeypatch.setenv(settings.DISPATCH.name, "local")
     assert queue.dispatch_mode() == "local"
-    monkeypatch.setenv(queue.DISPATCH_ENV, "sometimes")
-    with pytest.raises(fleet.ProtolabError, match="must be 'queue' or 'local'"):
+    monkeypatch.setenv(settings.DISPATCH.name, "sometimes")
+    with pytest.raises(fleet.ProtolabError, match="PROTOLAB_DISPATCH must be 'auto', 'local' or 'queue'"):
         queue.dispatch_mode()
 
 
 def test_claims_take_each_queued_run_once_on_sqlite(classification_dataset: int,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(queue.DISPATCH_ENV, "queue")
+    monkeypatch.setenv(settings.DISPATCH.name, "queue")
     run_ids = [tfidf(classification_dataset) for _ in range(8)]
     workers = [_register(f"w{i}", max_parallel=3) for i in range(4)]
     taken = _claim_concurrently(workers, attempts=20, seed=1)
@@ -284,7 +285,7 @@ def _claim_concurrently(workers: list[fleet.FleetWorker], attempts: int, seed: i
 def test_a_worker_that_cannot_see_the_data_fails_the_run_clearly(classification_dataset: int, daemons: Daemons,
                                                                  tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(queue.DISPATCH_ENV, "queue")
+    monkeypatch.setenv(settings.DISPATCH.name, "queue")
     elsewhere = tmp_path / "not-shared"
     elsewhere.mkdir()
     daemons.start("blind", PROTOLAB_HOME=str(elsewhere))
@@ -300,7 +301,7 @@ def test_a_worker_that_cannot_see_the_data_fails_the_run_clearly(classification_
 @pytest.mark.postgres
 def test_claims_never_take_a_run_twice_on_postgres(pg_fleet: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Property: 50 concurrent claim transactions on 20 queued runs, over several random fleets."""
-    monkeypatch.setenv(queue.DISPATCH_ENV, "queue")
+    monkeypatch.setenv(settings.DISPATCH.name, "queue")
     dataset_id = store_dataset()
     for seed in range(3):
         run_ids = [tfidf(dataset_id) for _ in range(20)]
@@ -448,7 +449,7 @@ def test_home_shows_the_fleet_and_train_says_where_a_run_waits(classification_da
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from streamlit.testing.v1 import AppTest
 
-    monkeypatch.setenv(queue.DISPATCH_ENV, "queue")
+    monkeypatch.setenv(settings.DISPATCH.name, "queue")
     daemon = _register("gpu-less")
     first, waiting = tfidf(classification_dataset), tfidf(classification_dataset)
     [(claimed, *_)] = daemon._claim()
@@ -486,10 +487,10 @@ def test_the_train_cli_refuses_nodes_it_cannot_split(classification_dataset: int
     assert "does not train with DistributedDataParallel" in capsys.readouterr().err
     assert main([*base, "--model", "lstm", "--nodes", "2", "--gpus", "3"]) == 1
     assert "--gpus 3 cannot be shared evenly by --nodes 2" in capsys.readouterr().err
-    monkeypatch.delenv(queue.DISPATCH_ENV, raising=False)
+    monkeypatch.delenv(settings.DISPATCH.name, raising=False)
     assert main([*base, "--model", "lstm", "--nodes", "2", "--gpus", "2"]) == 1  # no fleet, nothing to span
     assert "needs the worker fleet" in capsys.readouterr().err
-    monkeypatch.setenv(queue.DISPATCH_ENV, "queue")
+    monkeypatch.setenv(settings.DISPATCH.name, "queue")
     assert main([*base, "--model", "lstm", "--nodes", "2", "--gpus", "2", "--json"]) == 0
     out = capsys.readouterr()
     assert "no worker is running" in out.err  # said at once, not discovered after a silent wait
@@ -510,7 +511,7 @@ def test_a_name_in_use_by_a_live_worker_elsewhere_is_refused(protolab_home: Path
         _register("gpu1")
     with session_scope() as s:  # once it is silent, its name may be taken over
         worker = worker_queries.get_worker_by_name(s, "gpu1")
-        worker.heartbeat_at = utcnow() - timedelta(seconds=queue.WORKER_STALE_AFTER_S + 1)
+        worker.heartbeat_at = utcnow() - timedelta(seconds=settings.WORKER_STALE_AFTER_S.get() + 1)
     daemon = _register("gpu1")
     with session_scope() as s:
         worker = s.get(Worker, daemon.worker_id)
@@ -521,7 +522,7 @@ def test_a_lost_run_resumes_starts_over_or_fails_as_asked(classification_dataset
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from core.cli import main
 
-    monkeypatch.setenv(queue.DISPATCH_ENV, "queue")
+    monkeypatch.setenv(settings.DISPATCH.name, "queue")
     base = ["train", "--dataset", "tiny-sentiment", "--model", "lstm", "--device", "cpu", "--json"]
     assert main(base) == 0 and main([*base, "--if-worker-lost", "fail"]) == 0
     assert main([*base, "--if-worker-lost", "fail"]) == 0

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from core import settings
 from core.runs import jobs, worker
 from core.settings import run_dir
 from db import runs as run_queries
@@ -99,7 +100,7 @@ def test_a_run_with_a_stale_heartbeat_is_marked_failed(classification_dataset: i
     with session_scope() as s:
         run = run_queries.get_run(s, run_id)
         run.status, run.host = RunStatus.RUNNING, "another-host"  # its pid cannot be checked from here
-        run.heartbeat_at = utcnow() - timedelta(seconds=jobs.STALE_AFTER_S + 5)
+        run.heartbeat_at = utcnow() - timedelta(seconds=settings.STALE_AFTER_S.get() + 5)
     assert jobs.reap_dead_runs() == [run_id]
     with session_scope() as s:
         assert "heartbeats" in run_queries.get_run(s, run_id).error

@@ -9,10 +9,10 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core import settings
 from core.data.storage import load_frame
 from core.labelling import curve_job
 from core.labelling.label_curve import LabelCurveConfig, measure_label_curve
-from core.runs import queue
 from core.runs.files import RunFiles
 from db import read_scope, session_scope
 from db import runs as run_queries
@@ -54,7 +54,7 @@ def setfit_run(classification_dataset: int) -> int:
 
 def test_the_button_queues_the_curve_and_a_finished_curve_draws_the_chart_and_a_sentence(
         setfit_run: int, classification_dataset: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(queue.DISPATCH_ENV, "queue")  # the default curve takes minutes: keep it queued
+    monkeypatch.setenv(settings.DISPATCH.name, "queue")  # the default curve takes minutes: keep it queued
     at = page(setfit_run)
     assert not at.exception
     assert [e.label for e in at.expander] == ["How many labels do I need?"]
@@ -76,7 +76,7 @@ def test_the_button_queues_the_curve_and_a_finished_curve_draws_the_chart_and_a_
     assert [t["name"] for t in charts(at)[f"curve_chart_{queued.id}"]["data"]] == ["TF-IDF"]
     cancel(queued.id)
 
-    monkeypatch.delenv(queue.DISPATCH_ENV)  # a real worker runs a fast curve: TF-IDF only
+    monkeypatch.delenv(settings.DISPATCH.name)  # a real worker runs a fast curve: TF-IDF only
     with session_scope() as s:
         job = curve_job.start_label_curve(s, classification_dataset, {"models": ["tfidf"], "seeds": 2})
     row = wait_until(job, finished, timeout=120)

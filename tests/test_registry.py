@@ -9,6 +9,7 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core import settings
 from core.cli import main
 from core.runs import registry
 from core.runs.files import RunFiles
@@ -55,7 +56,7 @@ def test_home_and_runs_list_show_ndcg_at_10_for_a_recommender_run(interactions_d
 @pytest.fixture
 def toy_kind(monkeypatch: pytest.MonkeyPatch) -> str:
     """tests.toy_kind loaded as a plugin, in this process and in every worker it starts."""
-    monkeypatch.setenv(registry.PLUGINS_ENV, "tests.toy_kind")
+    monkeypatch.setenv(settings.MODEL_KINDS.name, "tests.toy_kind")
     monkeypatch.setattr(registry._registry, "kinds", dict(registry._registry.kinds))
     monkeypatch.setattr(registry._registry, "plugins_loaded", False)
     import importlib

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from core import settings
 from core.runs.jobs import reap_dead_runs
 from core.settings import run_dir
 from core.text.config import build_config
@@ -107,7 +108,7 @@ def test_cancel_stops_a_running_run_quickly(classification_dataset: int) -> None
 
 
 def test_killed_worker_is_marked_failed(classification_dataset: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("core.runs.jobs.STALE_AFTER_S", 5.0)
+    monkeypatch.setenv(settings.STALE_AFTER_S.name, "5")
     run_id = long_lstm_run(classification_dataset)
     row = wait_until(run_id, lambda r: "step" in (r["status_text"] or ""), timeout=120)
     os.kill(row["pid"], signal.SIGKILL)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 
 import streamlit as st
 
 from core.auth import verify_password
+from core.settings import PASSWORD_HASH
 from db.enums import RunStatus
 
 STATUS_CHIPS = {
@@ -82,7 +82,7 @@ def format_when(ts: datetime | None) -> str:
 
 
 def configured_password_hash() -> str | None:
-    value = os.environ.get("PROTOLAB_PASSWORD_HASH")
+    value = PASSWORD_HASH.get()
     if value:
         return value
     try:

@@ -4,14 +4,13 @@ calls for one run. Pure functions of the run and the server address, shown by th
 from __future__ import annotations
 
 import json
-import os
 import shlex
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-API_URL_ENV = "PROTOLAB_API_URL"  # where the API is reachable, when not on this machine's default port
-DEFAULT_API_URL = "http://127.0.0.1:8000"
-KEY_ENV = "PROTOLAB_API_KEY"  # the snippets read the key from here: a key never sits in pasted code
+from core import settings
+
+KEY_ENV = settings.API_KEY.name  # the snippets read the key from here: a key never sits in pasted code
 
 
 @dataclass(frozen=True)
@@ -22,7 +21,7 @@ class Snippets:
 
 
 def api_base_url() -> str:
-    return (os.environ.get(API_URL_ENV) or DEFAULT_API_URL).rstrip("/")
+    return settings.API_URL.get().rstrip("/")
 
 
 def predict_snippets(run_id: int, texts: list[str], base_url: str | None = None) -> Snippets:

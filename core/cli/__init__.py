@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from core import __version__
+from core import __version__, settings
 from core.errors import ProtolabError
 
 EXIT_USER_ERROR = 1
@@ -82,8 +82,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(f"protolab: error: unexpected {type(exc).__name__}: {exc} (set PROTOLAB_DEBUG=1 for a traceback)",
                   file=sys.stderr)
-        import os
-
-        if os.environ.get("PROTOLAB_DEBUG"):
+        if settings.DEBUG.get():
             raise
         return EXIT_USER_ERROR

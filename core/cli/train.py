@@ -7,6 +7,7 @@ import sys
 import time
 from typing import Any
 
+from core import settings
 from core.cli import CliError, print_json
 from core.runs import registry
 
@@ -83,7 +84,7 @@ def _warn_if_no_worker_fits(config: dict[str, Any]) -> None:
     if queue.dispatch_mode() != "queue":
         return
     with read_scope() as s:
-        reason = queue.unservable_reason(config, worker_queries.live_workers(s, queue.WORKER_STALE_AFTER_S))
+        reason = queue.unservable_reason(config, worker_queries.live_workers(s, settings.WORKER_STALE_AFTER_S.get()))
     if reason:
         print(f"protolab: warning: the run waits in the queue: {reason}", file=sys.stderr)
 

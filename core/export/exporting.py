@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core import settings
 from core.errors import ProtolabError
 from core.export.destination import EXPORT_MARKER, check_export_folder
 from core.runs.files import RunFiles
@@ -151,18 +152,19 @@ _precision_lock = threading.Lock()
 def _fp32_classifier(run_id: int) -> TokenClassifier:
     """The run's PyTorch classifier on the CPU in fp32. Loaded in fp32, not loaded in bf16 (where the CPU has it)
     and cast back: the bf16 round trip rounds every weight, and the export would drift from the model."""
-    from core.text.serving import PRECISION_ENV, TokenClassifier, load_classifier
+    from core.text.serving import TokenClassifier, load_classifier
 
+    variable = settings.INFERENCE_PRECISION.name
     with _precision_lock:  # the loader reads the precision from the environment
-        before = os.environ.get(PRECISION_ENV)
-        os.environ[PRECISION_ENV] = "fp32"
+        before = os.environ.get(variable)
+        os.environ[variable] = "fp32"
         try:
             classifier = load_classifier(run_id, device="cpu")
         finally:
             if before is None:
-                os.environ.pop(PRECISION_ENV, None)
+                os.environ.pop(variable, None)
             else:
-                os.environ[PRECISION_ENV] = before
+                os.environ[variable] = before
     assert isinstance(classifier, TokenClassifier) and classifier.precision == "fp32"
     classifier.model = classifier.model.eval()
     return classifier

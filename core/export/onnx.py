@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import warnings
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 
 from core.errors import ProtolabError
 from core.text.batching import pad_rows
-from core.text.serving import THREADS_ENV, TokenClassifier
+from core.text.serving import TokenClassifier, inference_threads  # the same threads as the PyTorch path
 
 MODEL_FILE = "model.onnx"
 INFO_FILE = "protolab.json"  # what the folder holds: family, labels, max length, precision
@@ -75,16 +74,6 @@ def quantize_int8(source: Path, target: Path) -> None:
         quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
     except Exception as exc:
         raise OnnxExportError(f"could not quantise {source} to int8 ({type(exc).__name__}: {exc})") from exc
-
-
-def inference_threads() -> int:
-    """Threads per model call: as the PyTorch serving path chooses them (a quarter of the cores by default)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    wanted = os.environ.get(THREADS_ENV) or os.environ.get("OMP_NUM_THREADS")
-    try:
-        return max(1, int(wanted)) if wanted else max(1, cores // 4)
-    except ValueError:
-        return max(1, cores // 4)
 
 
 class OnnxClassifier(TokenClassifier):

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from core import settings
+
 
 @dataclass(frozen=True)
 class GpuInfo:
@@ -109,9 +111,6 @@ def one_blas_thread() -> Iterator[None]:
         yield
 
 
-ADAPT_THREADS_ENV = "PROTOLAB_ADAPT_THREADS"  # "0" keeps torch's thread count fixed (benchmarks' baseline)
-
-
 class CpuThreadGovernor:
     """Keeps torch's intra-op threads within the cores that other programs leave free, while training on the CPU.
 
@@ -126,7 +125,7 @@ class CpuThreadGovernor:
     """
 
     def __init__(self, device: str, *, every_s: float = 1.0, on_change: Any = None) -> None:
-        self.enabled = device == "cpu" and os.environ.get(ADAPT_THREADS_ENV, "1") != "0"
+        self.enabled = device == "cpu" and settings.ADAPT_THREADS.get()  # 0: the benchmarks' baseline
         self.every_s = every_s
         self.on_change = on_change or (lambda threads, others: None)
         if not self.enabled:

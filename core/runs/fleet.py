@@ -20,21 +20,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core import __version__
+from core import __version__, settings
 from core.errors import ProtolabError
 from core.runs import jobs, queue
 from core.runs.device import describe_compute
 from core.runs.files import RunFiles
-from core.runs.worker import CLAIM_ENV
 from db import session_scope, with_retry
 from db import workers as worker_queries
 from db.models import Run, utcnow
 
-POLL_S = float(os.environ.get("PROTOLAB_WORKER_POLL_S", "0.5"))
 REAP_EVERY_S = 3.0
-# How long a stopping daemon waits for its runs to reach a step and hand themselves back before killing them.
-DRAIN_TIMEOUT_S = float(os.environ.get("PROTOLAB_DRAIN_TIMEOUT_S", "120"))
-ADDRESS_ENV = "PROTOLAB_WORKER_ADDRESS"
 
 
 @dataclass(frozen=True)
@@ -78,7 +73,7 @@ def build_options(name: str | None, devices: str | None, max_parallel: int | Non
     host = socket.gethostname()
     return WorkerOptions(name=(name or host).strip()[:120], devices=offered,
                          max_parallel=max_parallel or len(offered),
-                         address=os.environ.get(ADDRESS_ENV) or _default_address(host))
+                         address=settings.WORKER_ADDRESS.get() or _default_address(host))
 
 
 def _default_address(host: str) -> str:
@@ -122,7 +117,7 @@ class FleetWorker:
                       started_at=utcnow(), heartbeat_at=utcnow())
         with session_scope() as s:
             worker = worker_queries.get_worker_by_name(s, self.options.name)
-            live = {w.id for w in worker_queries.live_workers(s, queue.WORKER_STALE_AFTER_S)}
+            live = {w.id for w in worker_queries.live_workers(s, settings.WORKER_STALE_AFTER_S.get())}
             restarted = worker is not None and worker.host == self.host and not _pid_alive(worker.pid)
             if (worker is not None and worker.id in live and not restarted
                     and (worker.host, worker.pid) != (self.host, os.getpid())):
@@ -171,7 +166,7 @@ class FleetWorker:
                         with_retry(jobs.reap_dead_runs)
                 with contextlib.suppress(Exception):  # a claim that lost a race or a briefly absent database
                     with_retry(self._claim_and_launch)
-                stop.wait(POLL_S)
+                stop.wait(settings.WORKER_POLL_S.get())
         finally:
             self.drain()
 
@@ -223,8 +218,8 @@ class FleetWorker:
                 endpoint: str | None) -> None:
         files = RunFiles.of(run_id)
         env = jobs.worker_env()
-        env[CLAIM_ENV] = str(claim_id)
-        env["PROTOLAB_WORKER_NAME"] = self.options.name
+        env[settings.CLAIM_ID.name] = str(claim_id)
+        env[settings.WORKER_NAME.name] = self.options.name
         gpus = [d.removeprefix("cuda:") for d in devices if d.startswith("cuda:")]
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
@@ -292,7 +287,8 @@ class FleetWorker:
         for child in self.children.values():
             with contextlib.suppress(ProcessLookupError):
                 child.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        # Then the runs that did not reach a step and hand themselves back are killed.
+        deadline = time.monotonic() + settings.DRAIN_TIMEOUT_S.get()
         while self.children and time.monotonic() < deadline:
             self._poll_children()
             time.sleep(0.2)

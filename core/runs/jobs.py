@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from core import settings
 from core.errors import ProtolabError
 from core.runs import queue, registry
 from core.runs.files import RunFiles
@@ -34,7 +35,6 @@ from db.models import Run, Worker, utcnow
 
 HEARTBEAT_INTERVAL_S = 2.0
 # A worker that has not written a heartbeat for this long is presumed dead.
-STALE_AFTER_S = float(os.environ.get("PROTOLAB_STALE_AFTER_S", "20"))
 
 # Popen handles of workers this process started: polling them reaps zombies, so a
 # killed worker is seen as dead instead of lingering as <defunct>.
@@ -117,10 +117,10 @@ PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 
 def worker_env() -> dict[str, str]:
     """The environment of a worker process: this one's, with the data folder, database and code made explicit."""
-    settings = load_settings()
+    here = load_settings()
     env = dict(os.environ)
-    env["PROTOLAB_HOME"] = str(settings.home)
-    env["DATABASE_URL"] = settings.database_url
+    env[settings.HOME.name] = str(here.home)
+    env[settings.DATABASE_URL.name] = here.database_url
     # The worker imports core/ and db/ from the project root, wherever it is launched from.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (PROJECT_ROOT, env.get("PYTHONPATH")) if p)
     return env
@@ -212,7 +212,7 @@ def reap_dead_runs(database_url: str | None = None) -> list[int]:
     # page listing and every few heartbeats of every worker.
     with read_scope(database_url) as s:
         dead_ids = [run.id for run, _ in _dead_runs(s)]
-        silent = [w.id for w in worker_queries.silent_workers(s, queue.WORKER_STALE_AFTER_S)]
+        silent = [w.id for w in worker_queries.silent_workers(s, settings.WORKER_STALE_AFTER_S.get())]
     if not dead_ids and not silent:
         return []
     reaped = []
@@ -243,7 +243,7 @@ def _retire_silent_worker(s: Session, worker_id: int) -> list[int]:
     from datetime import timedelta
 
     worker = s.get(Worker, worker_id, with_for_update=True, populate_existing=True)
-    cutoff = utcnow() - timedelta(seconds=queue.WORKER_STALE_AFTER_S)
+    cutoff = utcnow() - timedelta(seconds=settings.WORKER_STALE_AFTER_S.get())
     if (worker is None or worker.state not in ("online", "draining")
             or run_queries._aware(worker.heartbeat_at) >= cutoff):
         return []
@@ -253,7 +253,7 @@ def _retire_silent_worker(s: Session, worker_id: int) -> list[int]:
         run = s.get(Run, claim.run_id, with_for_update=True, populate_existing=True)
         if run is not None and run.status.is_active:
             queue.requeue_run(s, run, f"worker {worker.name} on {worker.host} stopped sending heartbeats for "
-                                      f"over {queue.WORKER_STALE_AFTER_S:.0f} s", lost=True)
+                                      f"over {settings.WORKER_STALE_AFTER_S.get():.0f} s", lost=True)
             requeued.append(run.id)
     return requeued
 
@@ -277,8 +277,9 @@ def _death_reason(run: Run, host: str, now) -> str | None:  # noqa: ANN001
         return None  # this very process runs it (a worker reaping, or a run executed in-process)
     if run.pid is not None and run.host == host and not _worker_alive(run.pid):
         return f"the worker process (pid {run.pid}) ended without reporting: killed or crashed"
-    if run.heartbeat_at is not None and (now - run_queries._aware(run.heartbeat_at)).total_seconds() > STALE_AFTER_S:
-        return f"the worker stopped sending heartbeats for over {STALE_AFTER_S:.0f} s"
+    stale_after_s = settings.STALE_AFTER_S.get()
+    if run.heartbeat_at is not None and (now - run_queries._aware(run.heartbeat_at)).total_seconds() > stale_after_s:
+        return f"the worker stopped sending heartbeats for over {stale_after_s:.0f} s"
     return None
 
 

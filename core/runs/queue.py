@@ -7,25 +7,22 @@ commit (as on one machine); with a live fleet, or PROTOLAB_DISPATCH=queue, it st
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from core.errors import ProtolabError
+from core import settings
 from core.runs.files import RunFiles
 from db import read_scope
 from db import workers as worker_queries
 from db.enums import RunStatus
 from db.models import Run, Worker, utcnow
 
-DISPATCH_ENV = "PROTOLAB_DISPATCH"
-# A daemon beats every WORKER_HEARTBEAT_S; one silent for WORKER_STALE_AFTER_S is presumed dead and its runs
-# go back to the queue. Both well inside the 60 s promised for a lost machine.
+# A daemon beats every WORKER_HEARTBEAT_S; one silent for PROTOLAB_WORKER_STALE_AFTER_S (15 s) is presumed dead
+# and its runs go back to the queue. Both well inside the 60 s promised for a lost machine.
 WORKER_HEARTBEAT_S = 2.0
-WORKER_STALE_AFTER_S = float(os.environ.get("PROTOLAB_WORKER_STALE_AFTER_S", "15"))
 # A run whose worker was lost this many times is failed instead of requeued: it may be what kills them.
 MAX_LOSSES = 3
 # Config key: "fail" makes a run without a checkpoint fail when its worker is lost, instead of starting over.
@@ -34,13 +31,11 @@ LOST_POLICY_KEY = "if_worker_lost"
 
 def dispatch_mode(database_url: str | None = None) -> str:
     """"queue" when runs wait for the fleet, "local" when the caller launches the worker itself."""
-    forced = os.environ.get(DISPATCH_ENV, "").strip().lower()
-    if forced in ("queue", "local"):
+    forced = settings.DISPATCH.get()
+    if forced != "auto":
         return forced
-    if forced:
-        raise ProtolabError(f"{DISPATCH_ENV} must be 'queue' or 'local' (got {forced!r})")
     with read_scope(database_url) as s:
-        return "queue" if worker_queries.any_live_worker(s, WORKER_STALE_AFTER_S) else "local"
+        return "queue" if worker_queries.any_live_worker(s, settings.WORKER_STALE_AFTER_S.get()) else "local"
 
 
 @dataclass(frozen=True)
@@ -159,7 +154,7 @@ class FleetMember:
 
 def fleet_overview(s: Session) -> list[FleetMember]:
     """Every daemon that ever registered, live ones first, with the active runs each holds."""
-    live = {w.id for w in worker_queries.live_workers(s, WORKER_STALE_AFTER_S)}
+    live = {w.id for w in worker_queries.live_workers(s, settings.WORKER_STALE_AFTER_S.get())}
     members = []
     for worker in worker_queries.all_workers(s):
         runs = [f"#{c.run_id} {s.get(Run, c.run_id).model_kind} ({', '.join(c.devices)})"
@@ -172,9 +167,9 @@ def fleet_overview(s: Session) -> list[FleetMember]:
 
 def run_placement(s: Session, run: Run) -> tuple[str | None, str | None]:
     """(where the run runs or waits, why no worker can take it) for the Train page; (None, None) on one machine."""
-    live = worker_queries.live_workers(s, WORKER_STALE_AFTER_S)
+    live = worker_queries.live_workers(s, settings.WORKER_STALE_AFTER_S.get())
     claims = worker_queries.claims_of_run(s, run.id)
     waiting = run.status == RunStatus.QUEUED and not claims
-    if not claims and not (waiting and (live or os.environ.get(DISPATCH_ENV, "").lower() == "queue")):
+    if not claims and not (waiting and (live or settings.DISPATCH.get() == "queue")):
         return None, None  # one machine, no fleet: as before
     return placement(s, run), unservable_reason(run.config or {}, live) if waiting else None

@@ -9,15 +9,13 @@ PROTOLAB_MODEL_KINDS (comma-separated), imported here in every process, the work
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from core import settings
 from core.errors import ProtolabError
 from db.enums import JOB_KINDS, LABEL_RETRAIN_KIND, TaskKind
-
-PLUGINS_ENV = "PROTOLAB_MODEL_KINDS"
 
 
 class UnknownModelKind(ProtolabError):
@@ -181,7 +179,7 @@ def _load_plugins() -> None:
     if _registry.plugins_loaded:
         return
     _registry.plugins_loaded = True
-    for module_name in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
+    for module_name in filter(None, (m.strip() for m in settings.MODEL_KINDS.get().split(","))):
         importlib.import_module(module_name)  # each calls register(...) on import
 
 

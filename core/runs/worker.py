@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core import settings
 from core.errors import ProtolabError
 from core.runs import queue, registry
 from core.runs.device import describe_compute
@@ -38,21 +39,18 @@ from db.models import Dataset, Run, utcnow
 
 QUEUE_POLL_S = 1.0
 PROGRESS_EVERY_S = 0.5
-MAX_RUNS_PER_DEVICE = int(os.environ.get("PROTOLAB_MAX_RUNS_PER_DEVICE", "1"))
 # Every worker also looks after the others: each few beats it marks runs whose worker died as
 # failed, so a killed run is noticed within seconds even when no page or CLI is looking.
 REAP_EVERY_BEATS = 3
 # Write failures that mean "the disk", not "a bug": the run fails with a one-line reason.
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
-CLAIM_ENV = "PROTOLAB_CLAIM_ID"
 # Set by SIGTERM in a fleet-started worker: stop at the next step and give the run back to the queue.
 _handback = threading.Event()
 
 
 def claim_id() -> int | None:
     """The fleet claim this process works for (None when started by the app or the CLI directly)."""
-    value = os.environ.get(CLAIM_ENV, "")
-    return int(value) if value.isdigit() else None
+    return settings.CLAIM_ID.get()
 
 
 class RunCancelled(Exception):
@@ -212,7 +210,7 @@ def _wait_for_turn(run_id: int, queue_key: str, ctx: RunContext) -> bool:
                      and (r.status == RunStatus.RUNNING or r.id < run_id)]
             running = sum(r.status == RunStatus.RUNNING for r in ahead)
             queued_before = sum(r.status == RunStatus.QUEUED for r in ahead)
-            if running + queued_before < MAX_RUNS_PER_DEVICE:
+            if running + queued_before < settings.MAX_RUNS_PER_DEVICE.get():
                 return True
             run.status_text = f"queued: waiting for {len(ahead)} run(s) on {queue_key}"
             run.heartbeat_at = utcnow()
@@ -325,7 +323,7 @@ def _hand_back(ctx: RunContext) -> RunStatus:
     def write() -> RunStatus:
         with session_scope() as s:
             run = s.get(Run, ctx.run_id)
-            return queue.requeue_run(s, run, f"handed back by worker {os.environ.get('PROTOLAB_WORKER_NAME', '?')}"
+            return queue.requeue_run(s, run, f"handed back by worker {settings.WORKER_NAME.get()}"
                                              " (stopping)", lost=False)
     return with_retry(write)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import random
 import shutil
 import time
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from core import settings
 from core.evaluation.metrics import validation_scores
 from core.runs import distributed
 from core.runs.device import CpuThreadGovernor, governor_for_run
@@ -439,8 +439,8 @@ def count_parameters(model: Any) -> int:
 
 
 def _forced_precision() -> str | None:
-    forced = os.environ.get("PROTOLAB_TRAIN_PRECISION", "").lower()
-    return forced if forced in ("fp32", "bf16") else None
+    forced = settings.TRAIN_PRECISION.get()
+    return None if forced == "auto" else forced
 
 
 def _cpu_bf16() -> bool:

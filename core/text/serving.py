@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
+from core import settings
 from core.errors import ProtolabError
 from core.runs import registry
 from core.runs.files import RunFiles
@@ -25,8 +26,6 @@ from db.enums import RunStatus, TaskKind
 LOW_CONFIDENCE = 0.6  # below this the demo says "not sure" rather than presenting a verdict
 MAX_TEXT_CHARS = 100_000  # a paste beyond this is a mistake, not a review; refuse before tokenizing
 DEFAULT_BATCH_SIZE = 64
-THREADS_ENV = "PROTOLAB_INFERENCE_THREADS"  # intra-op threads per forward pass (default: a quarter of the cores)
-PRECISION_ENV = "PROTOLAB_INFERENCE_PRECISION"  # auto | fp32 | bf16
 
 
 class ArtifactError(ProtolabError):
@@ -179,18 +178,24 @@ def configure_torch_threads() -> None:
         return
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    wanted = os.environ.get(THREADS_ENV) or os.environ.get("OMP_NUM_THREADS")
-    try:
-        threads = int(wanted) if wanted else max(1, cores // 4)
-    except ValueError:
-        threads = max(1, cores // 4)
-    torch.set_num_threads(max(1, threads))
+    torch.set_num_threads(inference_threads())
     try:
         torch.set_num_interop_threads(1)
     except RuntimeError:  # only allowed before the first parallel op; too late is harmless
         pass
     _threads_configured = True
+
+
+def inference_threads() -> int:
+    """Threads per model call: PROTOLAB_INFERENCE_THREADS, else OMP_NUM_THREADS, else a quarter of the cores."""
+    wanted = settings.INFERENCE_THREADS.get()
+    if wanted is not None:
+        return wanted
+    try:  # OMP_NUM_THREADS is OpenMP's, not ours: a value it would not take is ignored, as OpenMP does
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1, cores // 4)
 
 
 def native_bf16_cpu() -> bool:
@@ -211,8 +216,8 @@ def inference_precision(device: str) -> str:
 
     Speed and agreement with fp32 on real tweets: BENCHMARKS.md, Inference.
     """
-    forced = (os.environ.get(PRECISION_ENV) or "auto").lower()
-    if forced in ("fp32", "bf16"):
+    forced = settings.INFERENCE_PRECISION.get()
+    if forced != "auto":
         return forced
     if device.startswith("cuda"):
         import torch
