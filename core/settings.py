@@ -132,7 +132,7 @@ MAX_RUNS_PER_DEVICE = Variable("PROTOLAB_MAX_RUNS_PER_DEVICE", "whole number", 1
 ADAPT_THREADS = _flag_var("PROTOLAB_ADAPT_THREADS", True,
                           "0 keeps torch's thread count fixed while training on the CPU (the benchmarks' baseline)")
 TRAIN_PRECISION = _one_of("PROTOLAB_TRAIN_PRECISION", ("auto", "fp32", "bf16"),
-                          "forces the training precision on any device (auto: by device and model size, see Training speed)")
+                          "forces the training precision on any device (auto: by device and model size)")
 INFERENCE_PRECISION = _one_of("PROTOLAB_INFERENCE_PRECISION", ("auto", "fp32", "bf16"),
                               "forces the serving precision (auto: bf16 where the hardware does it natively)")
 INFERENCE_THREADS = Variable[int | None]("PROTOLAB_INFERENCE_THREADS", "whole number", None,
