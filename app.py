@@ -25,9 +25,11 @@ def presentation_mode() -> bool:
 
 
 present = presentation_mode()
+# Every page's url_path is its file's name: on the first request a fresh server sees, Streamlit still routes
+# by the `pages/` folder (ui.common.ensure_db explains), so /x must name pages/x.py to reach the same page.
 demos = [
     st.Page("pages/sentiment.py", title="Sentiment demo", icon="💬", url_path="sentiment"),
-    st.Page("pages/recommend.py", title="Recommendations demo", icon="🎬", url_path="recommendations"),
+    st.Page("pages/recommendations.py", title="Recommendations demo", icon="🎬", url_path="recommendations"),
 ]
 public_demos = present and PUBLIC_PRESENTATION.get()
 st.session_state["_public_presentation"] = public_demos
@@ -37,7 +39,10 @@ ensure_db()
 
 if present:
     st.markdown("<style>[data-testid='stSidebarNav'] {display: none;}</style>", unsafe_allow_html=True)
-    pg = st.navigation(demos, position="top")
+    # The root URL gets a hidden copy of the first demo, so each demo keeps its own address
+    # (/sentiment?present=1): Streamlit always shows the default page's address as "/".
+    root = st.Page("pages/sentiment.py", title="Sentiment demo", url_path="demo", default=True, visibility="hidden")
+    pg = st.navigation([root, *demos], position="top")
 else:
     pg = st.navigation({
         "Protolab": [st.Page("pages/home.py", title="Home", icon="🏠", default=True)],

@@ -496,10 +496,10 @@ REC_FILES = ["index.json", "arrays.safetensors", "history.parquet", "items.parqu
 
 
 def test_recommendations_page_says_when_a_runs_folder_is_missing(completed_recommender_run: int) -> None:
-    healthy = _page("recommend.py").run()
+    healthy = _page("recommendations.py").run()
     assert not healthy.exception and not healthy.error  # the run is served before the damage
     _damage(run_dir(completed_recommender_run), "missing")
-    at = _page("recommend.py").run()
+    at = _page("recommendations.py").run()
     assert not at.exception, at.exception
     assert _messages(at), "the page says nothing about the unusable model"
 
@@ -510,7 +510,7 @@ def test_recommendations_page_says_when_a_model_file_is_damaged(completed_recomm
 
     (run_dir(completed_recommender_run) / "model" / name).write_bytes(b"\x00garbage\xff" * 3)
     st.cache_resource.clear()  # a server that loaded it before the damage serves it from memory; a fresh one cannot
-    at = _page("recommend.py").run()
+    at = _page("recommendations.py").run()
     assert not at.exception, at.exception
     assert "cannot be served" in _messages(at)
 

@@ -52,7 +52,7 @@ def test_sentiment_page_shows_snippets_and_manages_keys(make_served_run) -> None
 
 def test_recommend_page_snippet_uses_a_known_user(interactions_dataset: int) -> None:
     run_id = completed_run(interactions_dataset, "itemknn")
-    at = _page("recommend.py")
+    at = _page("recommendations.py")
     assert not at.exception, at.exception
     codes = _codes(at)
     assert f"/v1/runs/{run_id}/recommend" in codes and '"user": "u' in codes

@@ -13,7 +13,7 @@ from db.enums import TaskKind
 from tests.conftest import interactions_frame
 from tests.test_recommenders import completed_run
 
-PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "recommend.py")
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "recommendations.py")
 
 
 def _page() -> AppTest:

@@ -29,3 +29,27 @@ def test_presentation_mode_survives_a_tab_click_and_a_reload(server: Server, pag
     assert _workbench_links(page) == []
     assert page.locator("[data-testid='stSidebarNav']").count() == 0 or \
         not page.locator("[data-testid='stSidebarNav']").first.is_visible()
+
+
+@pytest.mark.parametrize("path,heading", [("/sentiment", "Sentiment demo"),
+                                          ("/recommendations", "Recommendations demo")])
+def test_a_demo_pages_own_url_opens_in_presentation_mode(server: Server, page, path: str,  # noqa: ANN001
+                                                         heading: str) -> None:
+    page.goto(server.url + path + "?present=1")  # the first request this fresh server sees
+    page.locator("h1").filter(has_text=heading).first.wait_for()
+    page.wait_for_timeout(1500)  # let a "Page not found" dialog or a redirect arrive if there is one
+    assert page.get_by_text("Page not found").count() == 0
+    assert page.url == server.url + path + "?present=1"
+    assert _workbench_links(page) == []
+    page.reload()
+    page.locator("h1").filter(has_text=heading).first.wait_for()
+    page.wait_for_timeout(1000)
+    assert page.get_by_text("Page not found").count() == 0 and page.url == server.url + path + "?present=1"
+
+
+def test_a_workbench_url_in_presentation_mode_shows_no_workbench_page(server: Server, page) -> None:  # noqa: ANN001
+    page.goto(server.url + "/train?present=1")
+    page.locator("h1").filter(has_text="Sentiment demo").first.wait_for()
+    page.wait_for_timeout(1000)
+    assert page.locator("h1").filter(has_text="Train").count() == 0
+    assert _workbench_links(page) == []
