@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.logs import configure_logging
 from core.settings import PRESENTATION, PUBLIC_PRESENTATION
 from ui.common import ensure_db, require_password
 
+configure_logging()  # the app's one set-up; every rerun of this script finds it done
 st.set_page_config(page_title="Protolab", page_icon="🧪", layout="wide")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 import streamlit as st
@@ -9,6 +10,8 @@ import streamlit as st
 from core.auth import verify_password
 from core.settings import PASSWORD_HASH
 from db.enums import RunStatus
+
+log = logging.getLogger(__name__)
 
 STATUS_CHIPS = {
     RunStatus.QUEUED: ":gray-badge[⏳ queued]",
@@ -87,9 +90,10 @@ def configured_password_hash() -> str | None:
         return value
     try:
         return st.secrets.get("auth", {}).get("password_hash")
-    except (FileNotFoundError, KeyError, AttributeError):
+    except (FileNotFoundError, KeyError, AttributeError):  # no secrets.toml, or no [auth] in it: no password
         return None
-    except Exception:  # no secrets.toml at all
+    except Exception as exc:  # a secrets.toml that does not parse: say why its password is ignored
+        log.warning("cannot read the password from .streamlit/secrets.toml: %s: %s", type(exc).__name__, exc)
         return None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import pkgutil
 import sys
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from typing import Any
 
 from core import __version__, settings
 from core.errors import ProtolabError
+from core.logs import configure_logging
 
 EXIT_USER_ERROR = 1
 EXIT_USAGE = 2
@@ -50,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Warnings only, beside the output that is the command's contract; the daemons (worker, serve) set INFO.
+    configure_logging(getattr(args, "logging_level", logging.WARNING))
     handler: Callable[[argparse.Namespace], int | None] | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import sys
+import logging
 
 from core.cli import CliError
+
+log = logging.getLogger(__name__)
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
@@ -41,26 +43,25 @@ def _serve(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise CliError(f"--port {args.port} is not a TCP port (1-65535)")
     models = ServedModels(args.run, runtime=args.runtime)
-    print(f"loading {'runs ' + ', '.join(map(str, args.run)) if args.run else 'every completed run'} "
-          f"({args.runtime} runtime)…", file=sys.stderr, flush=True)
+    log.info("loading %s (%s runtime)…", "runs " + ", ".join(map(str, args.run)) if args.run else "every completed run",
+             args.runtime)
     runs = models.load()
     for run in runs:
         state = f"ready ({run.runtime})" if run.ready else f"UNAVAILABLE: {run.error}"
-        print(f"  run {run.run_id:>4}  {run.task.value:<14} {run.model_kind:<12} {state}", file=sys.stderr)
+        (log.info if run.ready else log.warning)("run %4d  %-14s %-12s %s", run.run_id, run.task.value,
+                                                 run.model_kind, state)
     if not runs:
-        print("  no completed runs yet; runs that complete while the server is up are served on first request",
-              file=sys.stderr)
+        log.info("no completed runs yet; runs that complete while the server is up are served on first request")
     if not args.no_auth:
         from core.api.keys import list_keys
 
         with read_scope() as s:
             if not list_keys(s, include_revoked=False):
-                print("no API key exists yet: create one with `protolab keys create --name NAME` (every /v1 call "
-                      "needs 'Authorization: Bearer KEY')", file=sys.stderr)
+                log.warning("no API key exists yet: create one with `protolab keys create --name NAME` (every /v1 "
+                            "call needs 'Authorization: Bearer KEY')")
     app = create_app(models, require_key=not args.no_auth)
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"serving on http://{shown}:{args.port} (docs: /docs){'' if not args.no_auth else ' WITHOUT auth'}",
-          file=sys.stderr, flush=True)
+    log.info("serving on http://%s:%d (docs: /docs)%s", shown, args.port, " WITHOUT auth" if args.no_auth else "")
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.log_level == "debug")
     return 0
 
@@ -77,4 +78,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "the run's folder (exported on first use)")
     p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
                    help=argparse.SUPPRESS)
-    p.set_defaults(handler=_serve)
+    p.set_defaults(handler=_serve, logging_level=logging.INFO)  # a daemon: what it does is its log

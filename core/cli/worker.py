@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -21,4 +22,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="this worker's name in the fleet (default: the host name); unique among live ones")
     p.add_argument("--max-parallel", dest="max_parallel", type=int,
                    help="most runs at once (default: one per device listed)")
-    p.set_defaults(handler=_run)
+    p.set_defaults(handler=_run, logging_level=logging.INFO)  # a daemon: what it does is its log

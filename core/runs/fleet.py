@@ -10,6 +10,7 @@ the daemon stops claiming, asks its children to finish their step and checkpoint
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -17,8 +18,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from core import __version__, settings
 from core.errors import ProtolabError
@@ -28,6 +31,8 @@ from core.runs.files import RunFiles
 from db import session_scope, with_retry
 from db import workers as worker_queries
 from db.models import Run, utcnow
+
+log = logging.getLogger(__name__)
 
 REAP_EVERY_S = 3.0
 
@@ -140,8 +145,8 @@ class FleetWorker:
     def _beat(self) -> None:
         while not self._beat_stop.wait(queue.WORKER_HEARTBEAT_S):
             state = "draining" if self.draining.is_set() else "online"
-            with contextlib.suppress(Exception):  # a missed beat is retried; a database away for long loses us
-                with_retry(lambda state=state: self._touch(state))
+            # A missed beat is retried; a database away for long loses us.
+            _survive("send a heartbeat", lambda state=state: self._touch(state))
 
     def _touch(self, state: str) -> None:
         waiting = [child.run_id for child in list(self.children.values())]
@@ -162,10 +167,9 @@ class FleetWorker:
                 self._poll_children()
                 if time.monotonic() - last_reap > REAP_EVERY_S:
                     last_reap = time.monotonic()
-                    with contextlib.suppress(Exception):
-                        with_retry(jobs.reap_dead_runs)
-                with contextlib.suppress(Exception):  # a claim that lost a race or a briefly absent database
-                    with_retry(self._claim_and_launch)
+                    _survive("look for dead runs", jobs.reap_dead_runs)
+                # A claim that lost a race or a briefly absent database: tried again next poll.
+                _survive("claim queued runs", self._claim_and_launch)
                 stop.wait(settings.WORKER_POLL_S.get())
         finally:
             self.drain()
@@ -228,10 +232,10 @@ class FleetWorker:
             processes = queue.needs_of(run.config or {}).processes
         command = (node_command(run_id, nodes, processes, node_rank, endpoint, self.options.address) if nodes > 1
                    else jobs.worker_command(run_id, processes))
-        log = files.worker_log if node_rank == 0 else files.root / f"worker.node{node_rank}.log"
+        log_path = files.worker_log if node_rank == 0 else files.root / f"worker.node{node_rank}.log"
         try:
             files.root.mkdir(parents=True, exist_ok=True)
-            with open(log, "ab") as out:
+            with open(log_path, "ab") as out:
                 proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                         env=env, cwd=jobs.PROJECT_ROOT, start_new_session=True,
                                         preexec_fn=_die_with_parent)
@@ -240,6 +244,8 @@ class FleetWorker:
                                                f"{jobs.disk_error_text(exc, files.root)}")
             return
         self.children[claim_id] = Child(proc, run_id, claim_id, node_rank, nodes, devices)
+        log.info("run %d: node %d of %d started on %s (pid %d)", run_id, node_rank + 1, nodes, ", ".join(devices),
+                 proc.pid)
 
     def _fail_claim(self, run_id: int, claim_id: int, message: str) -> None:
         from db.enums import RunStatus
@@ -258,8 +264,8 @@ class FleetWorker:
             del self.children[claim_id]
             if child.nodes > 1:
                 continue  # rank 0 (on whichever node) reports the run; a node that vanishes stops its heartbeat
-            with contextlib.suppress(Exception):
-                with_retry(lambda child=child, code=code: self._after_exit(child, code))
+            _survive(f"record how the worker of run {child.run_id} ended",
+                     lambda child=child, code=code: self._after_exit(child, code))
 
     def _after_exit(self, child: Child, code: int) -> None:
         """A child that exited while its run is still ours and active died without reporting: as on one machine,
@@ -273,8 +279,10 @@ class FleetWorker:
             how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
             reason = f"the worker process (pid {child.proc.pid}) {how} without reporting"
             if self.draining.is_set():
+                log.info("run %d back to the queue: %s", child.run_id, reason)
                 queue.requeue_run(s, run, reason, lost=False)
                 return
+            log.warning("run %d marked failed: %s", child.run_id, reason)
             tail = jobs.log_tail(child.run_id)
             run.status, run.finished_at, run.status_text = RunStatus.FAILED, utcnow(), "failed: worker died"
             run.error = f"{reason}: killed or crashed" + (f"\n\nLast lines of the worker log:\n{tail}" if tail else "")
@@ -299,8 +307,7 @@ class FleetWorker:
         self._poll_children()
         self._beat_stop.set()
         if self.worker_id is not None:
-            with contextlib.suppress(Exception):
-                with_retry(lambda: self._touch("stopped"))
+            _survive("mark this worker stopped", lambda: self._touch("stopped"))
 
 
 def node_command(run_id: int, nodes: int, processes: int, node_rank: int, endpoint: str | None,
@@ -342,7 +349,15 @@ except OSError:
     _LIBC = None
 
 
-def run_daemon(options: WorkerOptions, *, out=sys.stdout) -> int:  # noqa: ANN001
+def _survive(what: str, call: Callable[[], Any]) -> None:
+    """Run a step of the daemon's loop with the database's retries; a failure is logged and the loop goes on."""
+    try:
+        with_retry(call)
+    except Exception as exc:
+        log.warning("could not %s (tried again shortly): %s: %s", what, type(exc).__name__, exc)
+
+
+def run_daemon(options: WorkerOptions) -> int:
     """`protolab worker`: serve until SIGTERM or Ctrl-C, then drain. The exit code."""
     from core.settings import load_settings, redact_url
 
@@ -352,12 +367,11 @@ def run_daemon(options: WorkerOptions, *, out=sys.stdout) -> int:  # noqa: ANN00
     daemon = FleetWorker(options)
     daemon.register()
     settings = load_settings()
-    print(f"worker {options.name} on {daemon.host} ({options.address}): {', '.join(options.devices)}, up to "
-          f"{options.max_parallel} run(s) at once; database {redact_url(settings.database_url)}, data folder "
-          f"{settings.home}", file=out, flush=True)
+    log.info("worker %s on %s (%s): %s, up to %d run(s) at once; database %s, data folder %s", options.name,
+             daemon.host, options.address, ", ".join(options.devices), options.max_parallel,
+             redact_url(settings.database_url), settings.home)
     if not Path(settings.home).is_dir():
-        print(f"warning: the data folder {settings.home} does not exist here; runs will fail until it is shared",
-              file=out, flush=True)
+        log.warning("the data folder %s does not exist here; runs will fail until it is shared", settings.home)
     daemon.serve(stop)
-    print(f"worker {options.name} stopped", file=out, flush=True)
+    log.info("worker %s stopped", options.name)
     return 0

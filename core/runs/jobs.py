@@ -11,6 +11,7 @@ it, and a run whose daemon died goes back to the queue instead of failing.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import signal
 import socket
@@ -32,6 +33,8 @@ from db import runs as run_queries
 from db import workers as worker_queries
 from db.enums import RunStatus, TaskKind
 from db.models import Run, Worker, utcnow
+
+log = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL_S = 2.0
 # A worker that has not written a heartbeat for this long is presumed dead.
@@ -88,12 +91,13 @@ def launch_worker(run_id: int, gpus: int = 1) -> int:
     env, project_root = worker_env(), PROJECT_ROOT
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with open(files.worker_log, "ab") as log:
-            proc = subprocess.Popen(worker_command(run_id, gpus), stdout=log, stderr=subprocess.STDOUT,
+        with open(files.worker_log, "ab") as log_file:
+            proc = subprocess.Popen(worker_command(run_id, gpus), stdout=log_file, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=env, cwd=project_root, start_new_session=True)
     except OSError as exc:
         # Without this the row would wait in the queue forever: no worker, no heartbeat.
         message = f"could not start the worker: {disk_error_text(exc, folder)}"
+        log.error("run %d: %s", run_id, message)
         with session_scope(settings.database_url) as s:
             run = run_queries.get_run(s, run_id)
             if run is not None and run.status.is_active:
@@ -158,8 +162,10 @@ def _watch_worker(proc: subprocess.Popen, run_id: int, database_url: str, files:
             run.status, run.finished_at = RunStatus.FAILED, utcnow()
             run.error = reason + (f"\n\nLast lines of the worker log:\n{tail}" if tail else "")
             run.status_text = "failed: worker died"
-    except Exception:  # the database may be gone (a test's temporary folder); reap_dead_runs still covers it
-        pass
+            log.warning("run %d marked failed: %s", run_id, reason)
+    except Exception as exc:  # the database may be gone (a test's temporary folder); reap_dead_runs still covers it
+        log.warning("run %d: the worker (pid %d) %s, but its run could not be marked failed here (%s: %s); the "
+                    "next reaper will", run_id, proc.pid, how, type(exc).__name__, exc)
 
 
 def cancel_run(s: Session, run_id: int) -> RunStatus:
@@ -228,8 +234,10 @@ def reap_dead_runs(database_url: str | None = None) -> list[int]:
             if reason is None:
                 continue
             if claimed.get(run_id):
+                log.warning("run %d back to the queue: %s", run_id, reason)
                 queue.requeue_run(s, run, reason, lost=True)
             else:
+                log.warning("run %d marked failed: %s", run_id, reason)
                 tail = log_tail(run.id)
                 run.status, run.finished_at = RunStatus.FAILED, utcnow()
                 run.error = reason + (f"\n\nLast lines of the worker log:\n{tail}" if tail else "")
@@ -248,6 +256,8 @@ def _retire_silent_worker(s: Session, worker_id: int) -> list[int]:
             or run_queries._aware(worker.heartbeat_at) >= cutoff):
         return []
     worker.state = "lost"
+    log.warning("worker %s on %s is lost: no heartbeat for over %.0f s", worker.name, worker.host,
+                queue.WORKER_STALE_AFTER_S)
     requeued = []
     for claim in worker_queries.claims_of_worker(s, worker_id):
         run = s.get(Run, claim.run_id, with_for_update=True, populate_existing=True)
@@ -313,8 +323,9 @@ def _watchdog_loop(database_url: str, interval_s: float, stop: threading.Event) 
     while not stop.wait(interval_s):
         try:
             reap_dead_runs(database_url)
-        except Exception:  # a database that is briefly away is tried again next time
-            continue
+        except Exception as exc:  # a database that is briefly away is tried again next time
+            log.warning("the watchdog could not look for dead runs (tried again in %.0f s): %s: %s", interval_s,
+                        type(exc).__name__, exc)
 
 
 def log_tail(run_id: int, lines: int = 20) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import re
 import signal
@@ -27,6 +28,7 @@ from typing import Any
 
 from core import settings
 from core.errors import ProtolabError
+from core.logs import configure_logging
 from core.runs import queue, registry
 from core.runs.device import describe_compute
 from core.runs.files import RunFiles
@@ -36,6 +38,8 @@ from db import session_scope, with_retry
 from db import workers as worker_queries
 from db.enums import RunStatus, TaskKind
 from db.models import Dataset, Run, utcnow
+
+log = logging.getLogger(__name__)
 
 QUEUE_POLL_S = 1.0
 PROGRESS_EVERY_S = 0.5
@@ -169,8 +173,8 @@ def _heartbeat_loop(run_id: int, stop: threading.Event) -> None:
             with_retry(lambda: _touch(run_id))
             if beats % REAP_EVERY_BEATS == 0:
                 with_retry(reap_dead_runs)
-        except Exception:  # a missed beat is not worth killing the run for
-            pass
+        except Exception as exc:  # a missed beat is not worth killing the run for, but the reaper may be told later
+            log.warning("run %d: heartbeat %d failed, the run goes on: %s: %s", run_id, beats, type(exc).__name__, exc)
 
 
 def _touch(run_id: int) -> None:
@@ -179,7 +183,7 @@ def _touch(run_id: int) -> None:
         if claim is not None and not worker_queries.claim_exists(s, claim):
             # The run was taken from us (our daemon was presumed dead and it went back to the queue): stop at
             # once, so it never runs twice. Nothing of ours may be written any more.
-            print(f"run {run_id}: this worker's claim was withdrawn; stopping", file=sys.stderr, flush=True)
+            log.error("run %d: this worker's claim was withdrawn (the run went back to the queue); stopping", run_id)
             os._exit(75)
         run_queries.touch_heartbeat(s, run_id)
 
@@ -198,8 +202,11 @@ def _wait_for_turn(run_id: int, queue_key: str, ctx: RunContext) -> bool:
     while True:
         if polls % REAP_EVERY_BEATS == 0:
             # A run ahead whose worker was killed would otherwise hold the queue until someone looks.
-            with contextlib.suppress(Exception):
+            try:
                 with_retry(reap_dead_runs)
+            except Exception as exc:  # the queue is looked at again next poll; waiting is not worth failing over
+                log.warning("run %d: could not look for dead runs ahead in the queue: %s: %s", run_id,
+                            type(exc).__name__, exc)
         polls += 1
         with session_scope() as s:
             run = s.get(Run, run_id)
@@ -235,11 +242,11 @@ def execute(run_id: int) -> RunStatus:
     with session_scope() as s:
         run = s.get(Run, run_id)
         if run is None:
-            print(f"no run with id {run_id}", file=sys.stderr)
+            log.error("no run with id %d", run_id)
             return RunStatus.FAILED
         # Under torchrun only rank 0 queues and flips the status; the other ranks follow it.
         if rank == 0 and run.status != RunStatus.QUEUED:
-            print(f"run {run_id} is {run.status.value}; nothing to do", file=sys.stderr)
+            log.warning("run %d is %s; nothing to do", run_id, run.status.value)
             return run.status
         ctx = RunContext(run_id=run.id, task=run.task, model_kind=run.model_kind, config=dict(run.config),
                          dataset_id=run.dataset_id, artifact_dir=RunFiles.of(run.id).root, rank=rank,
@@ -261,6 +268,7 @@ def execute(run_id: int) -> RunStatus:
             ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
             _update_run(run_id, status=RunStatus.RUNNING, started_at=utcnow(), status_text="starting",
                         artifact_path=str(ctx.artifact_dir))
+            log.info("run %d (%s) started on %s, pid %d", run_id, ctx.model_kind, socket.gethostname(), os.getpid())
         else:
             status = _wait_for_main_rank(run_id)
             if status != RunStatus.RUNNING:
@@ -275,6 +283,7 @@ def execute(run_id: int) -> RunStatus:
             ctx.files.clear_incomplete()  # left by an earlier stop, if resumed
             _update_run(run_id, status=RunStatus.COMPLETED, finished_at=utcnow(), progress=1.0,
                         status_text="completed", metrics=metrics or {})
+            log.info("run %d completed", run_id)
         return RunStatus.COMPLETED
     except RunCancelled:
         if _handback.is_set():
@@ -315,8 +324,7 @@ def _hand_back(ctx: RunContext) -> RunStatus:
     """SIGTERM from the fleet daemon: the step is finished and the checkpoint written; requeue the run."""
     if not ctx.is_main:
         return RunStatus.QUEUED
-    with contextlib.suppress(Exception):
-        ctx.flush()
+    _last_flush(ctx)
     with contextlib.suppress(OSError):
         ctx.files.mark_incomplete("handed back to the queue")
 
@@ -361,11 +369,23 @@ def _failed_folder(exc: BaseException, ctx: RunContext) -> Path:
     return Path(filename).parent if filename else ctx.artifact_dir
 
 
+def _last_flush(ctx: RunContext) -> None:
+    """Write what is buffered before the run stops; the stop itself must go on if the database refuses."""
+    try:
+        ctx.flush()
+    except Exception as exc:
+        log.warning("run %d: the last progress and metric points were not written: %s: %s", ctx.run_id,
+                    type(exc).__name__, exc)
+
+
 def _finish_stopped(ctx: RunContext, status: RunStatus, text: str, error: str | None) -> None:
+    if status == RunStatus.FAILED:
+        log.error("run %d failed: %s", ctx.run_id, (error or text).strip().split("\n", 1)[0])
+    else:
+        log.info("run %d %s: %s", ctx.run_id, status.value, text)
     if not ctx.is_main:
         return
-    with contextlib.suppress(Exception):
-        ctx.flush()
+    _last_flush(ctx)
     # Artifacts of a run that did not complete are kept for resume but marked as partial.
     with contextlib.suppress(OSError):
         ctx.files.mark_incomplete(f"{status.value}: {text}")
@@ -373,9 +393,10 @@ def _finish_stopped(ctx: RunContext, status: RunStatus, text: str, error: str | 
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_logging(logging.INFO)  # this process's stderr is the run's worker.log
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or not args[0].isdigit():
-        print("usage: python -m core.runs.worker RUN_ID", file=sys.stderr)
+        log.error("usage: python -m core.runs.worker RUN_ID")
         return 2
     if claim_id() is not None:
         _die_with_parent()
