@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 
 import pytest
 
 from core.runs import jobs, registry
-from db import session_scope
+from db import read_scope, session_scope
+from db import runs as run_queries
 from db.enums import RunStatus
 
 
@@ -21,6 +23,17 @@ def queue_run(*, dataset_id: int, model_kind: str, config: dict[str, Any], name:
 def cancel(run_id: int) -> RunStatus:
     with session_scope() as s:
         return jobs.cancel_run(s, run_id)
+
+
+def wait_until_finished(run_id: int, timeout_s: float = 120) -> RunStatus:
+    """Poll the run row until its worker is done (or `timeout_s` passed); its status then."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with read_scope() as s:
+            status = run_queries.get_run(s, run_id).status
+        if not status.is_active or time.monotonic() > deadline:
+            return status
+        time.sleep(0.2)
 
 
 def resume(run_id: int) -> None:

@@ -21,6 +21,7 @@ from db import runs as run_queries
 from db import session_scope
 from db.enums import RunStatus, TaskKind
 from db.models import utcnow
+from tests.helpers import wait_until_finished
 
 
 def _queued_run(dataset_id: int) -> int:
@@ -72,14 +73,7 @@ def test_a_real_worker_writes_why_its_run_failed_to_the_worker_log(classificatio
     run_id = _queued_run(classification_dataset)
     shutil.rmtree(dataset_dir(classification_dataset))  # this machine cannot see the dataset: the run fails
     jobs.dispatch(run_id)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        with session_scope() as s:
-            if not run_queries.get_run(s, run_id).status.is_active:
-                break
-        time.sleep(0.2)
-    with session_scope() as s:
-        assert run_queries.get_run(s, run_id).status is RunStatus.FAILED
+    assert wait_until_finished(run_id) is RunStatus.FAILED
     lines = RunFiles.of(run_id).worker_log.read_text().splitlines()
     assert any(f"INFO core.runs.worker: run {run_id} (tfidf) started on" in line for line in lines), lines
     assert any(f"ERROR core.runs.worker: run {run_id} failed: the files of dataset {classification_dataset} are "

@@ -3,7 +3,6 @@ the suggestions as a new dataset version, retrain the last run on it."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from db import read_scope, session_scope
 from db import runs as run_queries
 from db.datasets import get_dataset, list_datasets
 from tests.conftest import sklearn_predictions, store_completed_run
+from tests.helpers import wait_until_finished
 from tests.test_health import store, topics_frame
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "datasets.py")
@@ -43,12 +43,7 @@ def test_run_audit_from_the_tab_goes_to_the_background_then_shows_findings() -> 
         run = audit_queries.latest_audit_run(s, dataset_id)
         assert run is not None and run.config["embeddings"] is False and run.config["source"] == "cv"
         run_id = run.id
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        with read_scope() as s:
-            if not run_queries.get_run(s, run_id).status.is_active:
-                break
-        time.sleep(0.5)
+    wait_until_finished(run_id)
     at = page()
     assert not at.exception
     found = {m.label: m.value for m in at.metric}
