@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from core import settings
 from core.logs import configure_logging
 from core.runs import jobs, worker
 from core.runs.files import RunFiles
@@ -60,13 +61,13 @@ def test_a_reaped_run_leaves_its_reason_in_the_log(classification_dataset: int,
     with session_scope() as s:
         run = run_queries.get_run(s, run_id)
         run.status, run.host = RunStatus.RUNNING, "another-host"
-        run.heartbeat_at = utcnow() - timedelta(seconds=jobs.STALE_AFTER_S + 5)
+        run.heartbeat_at = utcnow() - timedelta(seconds=settings.STALE_AFTER_S.get() + 5)
     with caplog.at_level(logging.INFO, logger="core.runs.jobs"):
         assert jobs.reap_dead_runs() == [run_id]
     [record] = [r for r in caplog.records if r.name == "core.runs.jobs"]
     assert record.levelno == logging.WARNING
     assert record.getMessage() == (f"run {run_id} marked failed: the worker stopped sending heartbeats for over "
-                                   f"{jobs.STALE_AFTER_S:.0f} s")
+                                   f"{settings.STALE_AFTER_S.get():.0f} s")
 
 
 def test_a_real_worker_writes_why_its_run_failed_to_the_worker_log(classification_dataset: int) -> None:

@@ -257,7 +257,7 @@ def _retire_silent_worker(s: Session, worker_id: int) -> list[int]:
         return []
     worker.state = "lost"
     log.warning("worker %s on %s is lost: no heartbeat for over %.0f s", worker.name, worker.host,
-                queue.WORKER_STALE_AFTER_S)
+                settings.WORKER_STALE_AFTER_S.get())
     requeued = []
     for claim in worker_queries.claims_of_worker(s, worker_id):
         run = s.get(Run, claim.run_id, with_for_update=True, populate_existing=True)
