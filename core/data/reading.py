@@ -19,6 +19,9 @@ import pandas as pd
 from core.data.types import DatasetError, ParsedTable
 
 MAX_DECOMPRESSED_BYTES = 2 * 1024**3  # a zip bomb stops here instead of filling memory
+# Wider tables are refused before they are parsed: a text or interactions dataset has a handful of columns, and
+# a 100,000-column file would take minutes and gigabytes to read for nothing a model here can use.
+MAX_COLUMNS = 10_000
 SNIFF_CHARS = 64 * 1024
 DELIMITERS = ",;\t|"
 # Bytes cp1252 leaves undefined; real "Windows" files that contain them were written as Latin-1.
@@ -56,6 +59,9 @@ def _parse(data: bytes, name: str, notes: list[str]) -> ParsedTable:
     if data[:4] == b"PK\x03\x04":
         return _parse_zip(data, name, notes)
     if data[:4] == b"PAR1":
+        import pyarrow.parquet as pq  # pandas' own Parquet engine, loaded only for Parquet files
+
+        check_width(pq.ParquetFile(io.BytesIO(data)).metadata.num_columns, name)
         frame = pd.read_parquet(io.BytesIO(data))
         return _table(frame, name, "parquet", None, notes, header_rows=0)
     text, encoding, note = decode_text(data)
@@ -190,6 +196,7 @@ def _parse_json(text: str, name: str, encoding: str, notes: list[str]) -> Parsed
         if not isinstance(record, dict):
             raise DatasetError(f"{name}: record {number} is a {type(record).__name__}, not an object; "
                                "JSON must be an array of objects or one object per line")
+    check_width(len(records[0]), name)
     rows = [flatten_record(r) for r in records]
     if any(isinstance(v, dict) and v for r in records for v in r.values()):
         notes = [*notes, "nested objects flattened to dotted columns (e.g. ticket.body)"]
@@ -222,6 +229,7 @@ def _flatten_into(out: dict[str, Any], prefix: str, obj: dict[str, Any]) -> None
 
 def _parse_delimited(data: bytes, text: str, name: str, encoding: str, notes: list[str]) -> ParsedTable:
     sep = _sniff_delimiter(text[:SNIFF_CHARS], name)
+    check_width(_header_width(text, sep), name)
     fmt = {"\t": "tsv", ",": "csv"}.get(sep, "delimited")
     if sep not in ",\t":
         notes = [*notes, f"columns separated by {sep!r}"]
@@ -239,15 +247,33 @@ def _parse_delimited(data: bytes, text: str, name: str, encoding: str, notes: li
         frame = read()
         numeric = [i for i, dtype in enumerate(frame.dtypes) if not pd.api.types.is_string_dtype(dtype)]
         if numeric:
-            as_text = read(usecols=numeric, dtype=str)
-            for i, col in zip(numeric, as_text.columns, strict=True):
-                frame[frame.columns[i]] = as_text[col].astype("str")
+            as_text = read(usecols=numeric, dtype=str).astype("str")
+            as_text.columns = frame.columns[numeric]
+            # One concat, not one assignment per column: a wide file has thousands of numeric columns.
+            frame = pd.concat([frame.drop(columns=as_text.columns), as_text], axis=1)[frame.columns]
     except pd.errors.EmptyDataError as exc:
         raise DatasetError(f"{name}: the file is empty") from exc
     except pd.errors.ParserError as exc:
         detail = str(exc).replace("Error tokenizing data. C error: ", "").strip()
         raise DatasetError(f"{name}: malformed {fmt.upper()}: {detail}") from exc
     return _table(frame, name, fmt, encoding, notes)
+
+
+def _header_width(text: str, sep: str) -> int:
+    """How many fields the first line holds (quotes respected); 0 when it cannot tell (the parsed table is
+    checked again)."""
+    end = text.find("\n")
+    try:
+        return len(next(csv.reader([text[:end] if end >= 0 else text], delimiter=sep), []))
+    except csv.Error:
+        return 0
+
+
+def check_width(columns: int, name: str) -> None:
+    """DatasetError for a table wider than MAX_COLUMNS, said before the slow part (parsing every cell)."""
+    if columns > MAX_COLUMNS:
+        raise DatasetError(f"{name}: {columns:,} columns; Protolab reads at most {MAX_COLUMNS:,}. Keep the columns "
+                           "a model needs (text and label, or user, item, rating, time) and upload it again")
 
 
 def _sniff_delimiter(sample: str, name: str) -> str:
@@ -267,6 +293,7 @@ def _sniff_delimiter(sample: str, name: str) -> str:
 
 def _table(frame: pd.DataFrame, name: str, fmt: str, encoding: str | None, notes: list[str],
            header_rows: int = 1) -> ParsedTable:
+    check_width(frame.shape[1], name)
     frame.columns = _clean_columns(frame.columns)
     if frame.shape[1] == 0:
         raise DatasetError(f"{name}: not a table: no columns found")
@@ -283,11 +310,17 @@ CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 def _clean_columns(columns: pd.Index) -> list[str]:
+    """Printable, unique column names: a repeated name gets the first free ".1", ".2", ... (linear time: a set of
+    names taken and, per name, the next number to try)."""
     out: list[str] = []
+    taken: set[str] = set()
+    next_n: dict[str, int] = {}
     for i, col in enumerate(columns):
         label = CONTROL_CHARS.sub(" ", str(col).replace("\ufeff", "")).strip() or f"column_{i + 1}"
-        base, n = label, 1
-        while label in out:
+        base, n = label, next_n.get(label, 1)
+        while label in taken:
             label, n = f"{base}.{n}", n + 1
+        next_n[base] = n
         out.append(label)
+        taken.add(label)
     return out

@@ -47,11 +47,11 @@ def content_digest(*frames: pd.DataFrame | None) -> str:
     for frame in frames:
         if frame is None:
             continue
-        for col in frame.columns:
-            values = frame[col].astype(str)
+        texts = frame.astype(str).to_numpy(dtype=object)  # once for the frame: a wide one has 10,000 columns
+        for j, col in enumerate(frame.columns):
             digest.update(f"\x1d{col}\x1e".encode())
             # Joining is several times faster than hashing row by row, and exact (no 64-bit row hashes).
-            digest.update("\x1f".join(values.tolist()).encode("utf-8", errors="surrogatepass"))
+            digest.update("\x1f".join(texts[:, j].tolist()).encode("utf-8", errors="surrogatepass"))
     return digest.hexdigest()
 
 
