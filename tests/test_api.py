@@ -94,7 +94,7 @@ def test_recommend_for_a_user_and_for_likes(interactions_dataset: int) -> None:
 # --- keys ---------------------------------------------------------------------------------------
 
 def test_v1_needs_a_valid_key_and_revoking_it_locks_out(make_served_run, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("core.api.app.KEY_CACHE_S", 0.0)  # see a revocation at once
+    monkeypatch.setattr("core.api.gate.KEY_CACHE_S", 0.0)  # see a revocation at once
     run_id = make_served_run("tfidf")
     client = _client([run_id], require_key=True)
     url, body = f"/v1/runs/{run_id}/predict", {"texts": ["love it"]}

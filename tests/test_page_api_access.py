@@ -39,7 +39,7 @@ def test_sentiment_page_shows_snippets_and_manages_keys(make_served_run) -> None
     assert "not shown again" in at.success[0].value
     key = next(c.value for c in at.code if c.value.startswith("pl_"))
     with read_scope() as s:
-        assert verify_key(s, key) == "crm-app"
+        assert verify_key(s, key).name == "crm-app"
 
     at = _page("sentiment.py")  # a fresh visit: the key is listed, never shown again
     assert "pl_" not in _codes(at).replace("protolab", "")

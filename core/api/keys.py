@@ -75,8 +75,8 @@ def list_keys(s: Session, include_revoked: bool = True) -> list[KeyInfo]:
     return [_info(k) for k in key_queries.list_keys(s, include_revoked=include_revoked)]
 
 
-def verify_key(s: Session, token: str) -> str | None:
-    """The name of the active key `token` is, or None (malformed, unknown, revoked or wrong secret)."""
+def verify_key(s: Session, token: str) -> KeyInfo | None:
+    """The active key `token` is, or None (malformed, unknown, revoked or wrong secret)."""
     match = _KEY_PATTERN.match((token or "").strip())
     if not match:
         return None
@@ -85,7 +85,7 @@ def verify_key(s: Session, token: str) -> str | None:
         return None
     if not hmac.compare_digest(hash_secret(match.group(2), row.salt), row.secret_hash):
         return None
-    return row.name
+    return _info(row)
 
 
 def _info(row: ApiKey) -> KeyInfo:
