@@ -202,11 +202,12 @@ def test_dataset_version_relabel_and_exclude(classification_dataset: int) -> Non
 
     with session_scope() as s:
         frame = load_frame(get_dataset(s, classification_dataset))
-    test_rows = frame[frame["split"] == "test"]
-    first, second = test_rows.iloc[0], test_rows.iloc[1]
+    val_rows = frame[frame["split"] == "validation"]  # the test split stays as uploaded (tests/test_testsets.py)
+    first, second = val_rows.iloc[0], val_rows.iloc[1]
     other = "negative" if first["label"] == "positive" else "positive"
-    changes = [{"action": "relabel", "split": "test", "text": first["text"], "label": first["label"], "to": other},
-               {"action": "exclude", "split": "test", "text": second["text"], "label": second["label"]}]
+    changes = [{"action": "relabel", "split": "validation", "text": first["text"], "label": first["label"],
+                "to": other},
+               {"action": "exclude", "split": "validation", "text": second["text"], "label": second["label"]}]
     with session_scope() as s:
         version = versions.create_dataset_version(s, classification_dataset, changes, source_run_id=None)
     with session_scope() as s:
@@ -217,7 +218,9 @@ def test_dataset_version_relabel_and_exclude(classification_dataset: int) -> Non
         assert [c["action"] for c in child.changes["changes"]] == ["relabel", "exclude"]
     assert len(new) == len(frame) - child.changes["excluded"]
     assert (new[new["text"] == first["text"]]["label"] == other).all()
-    assert second["text"] not in set(new.loc[new["split"] == "test", "text"])
+    assert second["text"] not in set(new.loc[new["split"] == "validation", "text"])
+    test_rows = frame[frame["split"] == "test"].reset_index(drop=True)
+    assert new[new["split"] == "test"].reset_index(drop=True).equals(test_rows)
     with session_scope() as s:
         again = versions.create_dataset_version(s, version.id, [changes[0] | {"label": other, "to": first["label"]}])
     assert again.name == "tiny-sentiment v3"
@@ -227,10 +230,10 @@ def test_dataset_version_rejects_bad_marks(classification_dataset: int) -> None:
     with session_scope() as s, pytest.raises(versions.VersionError, match="no rows are marked"):
         versions.create_dataset_version(s, classification_dataset, [])
     with session_scope() as s, pytest.raises(versions.VersionError, match="not a label"):
-        versions.create_dataset_version(s, classification_dataset, [{"action": "relabel", "split": "test", "text": "x",
-                                                            "to": "<script>"}])
+        versions.create_dataset_version(s, classification_dataset, [{"action": "relabel", "split": "validation",
+                                                                      "text": "x", "to": "<script>"}])
     with session_scope() as s, pytest.raises(versions.VersionError, match="none of the marked rows were found"):
-        versions.create_dataset_version(s, classification_dataset, [{"action": "exclude", "split": "test",
+        versions.create_dataset_version(s, classification_dataset, [{"action": "exclude", "split": "validation",
                                                                       "text": "nope"}])
 
 
@@ -356,14 +359,14 @@ def test_error_to_data_loop_with_real_worker_runs(classification_dataset: int) -
                                        model_kind="tfidf", config=build_config("tfidf", {}), name="first").id
     subprocess.run([sys.executable, "-m", "core.runs.worker", str(first)], capture_output=True, timeout=300,
                    cwd=Path(__file__).resolve().parent.parent)
-    preds = predictions.load_predictions(first, "test")
+    preds = predictions.load_predictions(first, "validation")
     marks = analysis.misclassified(preds).head(3).assign(exclude=True, relabel_to=None)
-    if marks.empty:  # a perfect first run: mark its most confident correct rows instead
+    if len(marks) < 2:  # a (nearly) perfect first run: mark its most confident rows instead
         marks = preds.sort_values("confidence", ascending=False).head(2).rename(
             columns={"label": "true", "pred": "predicted"}).assign(exclude=True, relabel_to=None)
     with session_scope() as s:
-        version = versions.create_dataset_version(s, classification_dataset, versions.marks_to_changes(marks, "test"),
-                                                  source_run_id=first)
+        changes = versions.marks_to_changes(marks, "validation")
+        version = versions.create_dataset_version(s, classification_dataset, changes, source_run_id=first)
     with session_scope() as s:
         second = jobs.retrain(s, first, version.id)  # launches the real worker (detached) after the commit
     deadline = time.time() + 240

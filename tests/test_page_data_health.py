@@ -85,7 +85,10 @@ def test_accept_suggestions_save_a_version_and_retrain_the_last_run(monkeypatch:
     assert not at.exception and not at.error
     with read_scope() as s:
         version = next(d for d in list_datasets(s) if d.parent_id == dataset_id)
-        assert version.changes["relabelled"] == n and get_dataset(s, dataset_id).changes == {}
+        # Flags on test rows are only marked: the test set stays as uploaded (issue 24).
+        marked = version.changes["test_marks"]
+        assert marked and {m["split"] for m in marked} == {"test"}
+        assert version.changes["relabelled"] + len(marked) == n and get_dataset(s, dataset_id).changes == {}
     assert any(version.name in m.value for m in at.success)
     at.button(key="health_retrain").click().run()
     assert not at.exception
@@ -124,7 +127,7 @@ def test_evaluate_shows_the_zero_label_line_and_the_audit_flag_of_each_mistake()
     at.query_params["run"] = str(run_id)
     at.run()
     assert ZERO_LABEL_COLUMN not in at.dataframe[0].value.columns  # no audit yet: no zero-label line
-    assert "audit" not in at.dataframe(key=f"marks_{run_id}_test_(any)_(any)").value.columns
+    assert "audit" not in at.dataframe(key=f"marks_{run_id}_validation_(any)_(any)").value.columns
     audit = audit_dataset(dataset_id, AuditConfig())
     at = AppTest.from_file(evaluate, default_timeout=60)
     at.query_params["run"] = str(run_id)
@@ -133,7 +136,7 @@ def test_evaluate_shows_the_zero_label_line_and_the_audit_flag_of_each_mistake()
     headline = at.dataframe[0].value
     zero = headline.loc[headline["metric"] == "macro f1", ZERO_LABEL_COLUMN].iloc[0]
     assert zero == pytest.approx(audit.zero_label["reports"]["test"]["macro_f1"]) and 0.0 < zero <= 1.0
-    mistakes = at.dataframe(key=f"marks_{run_id}_test_(any)_(any)").value
+    mistakes = at.dataframe(key=f"marks_{run_id}_validation_(any)_(any)").value
     flagged = mistakes[mistakes["audit"].str.contains("label", na=False)]
     issues = audit.label_issues.set_index("text")
     assert len(flagged) > 0

@@ -73,7 +73,8 @@ def test_classification_run_renders_every_chart_and_error_analysis(two_runs: tup
     assert any(f"#{baseline} tfidf baseline" in c.value for c in at.caption)
     assert len(at.get("download_button")) == 2  # HTML report and predictions CSV
 
-    mistakes = at.dataframe(key=f"marks_{lstm}_test_(any)_(any)").value  # the data_editor of marks
+    assert at.radio(key="err_split").value == "validation"  # validation mistakes first: the test set stays put
+    mistakes = at.dataframe(key=f"marks_{lstm}_validation_(any)_(any)").value  # the data_editor of marks
     n_all = int(next(c.value for c in at.caption if "mistakes of" in c.value).split()[0])
     assert n_all > 0
     at.selectbox(key="err_true").set_value("positive").run()
@@ -279,8 +280,8 @@ def test_saved_version_retrains_in_one_click(completed_classification_run: int, 
     monkeypatch.setattr(core.runs.jobs, "launch_worker", lambda run_id, gpus=1: 0)  # no worker process here
     with session_scope() as s:
         text = run_queries.get_run(s, completed_classification_run).dataset.name
-    first = load_predictions(completed_classification_run, "test").iloc[0]
-    exclude = {"action": "exclude", "split": "test", "text": first["text"], "label": first["label"]}
+    first = load_predictions(completed_classification_run, "validation").iloc[0]
+    exclude = {"action": "exclude", "split": "validation", "text": first["text"], "label": first["label"]}
     with session_scope() as s:
         version = versions.create_dataset_version(s, classification_dataset, [exclude])
     at = AppTest.from_file(PAGE, default_timeout=60)
@@ -302,8 +303,8 @@ def test_comparison_groups_a_dataset_with_its_versions(completed_classification_
     from core.data import versions
     from core.evaluation import predictions
 
-    first = predictions.load_predictions(completed_classification_run, "test").iloc[0]
-    exclude = {"action": "exclude", "split": "test", "text": first["text"], "label": first["label"]}
+    first = predictions.load_predictions(completed_classification_run, "validation").iloc[0]
+    exclude = {"action": "exclude", "split": "validation", "text": first["text"], "label": first["label"]}
     with session_scope() as s:
         version = versions.create_dataset_version(s, classification_dataset, [exclude])
     labels, preds = sklearn_predictions(version.id)

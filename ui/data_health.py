@@ -157,6 +157,9 @@ def marks_editor(dataset_id: int, audit: dict[str, Any]) -> None:
         marked = {c["row"] for c in changes}
         changes += [{"action": "exclude", "row": int(d["row"]), "split": d["split"], "text": d["text"],
                      "label": d["label"]} for d in duplicates if int(d["row"]) not in marked]
+    if on_test := sum(1 for c in changes if c.get("split") == "test"):
+        st.caption(f"{on_test} of these are test rows: they are marked, not changed, so the test set stays as "
+                   "uploaded and scores stay comparable (make a new test set from the marks on Evaluate).")
     if st.button(f"Save {len(changes)} changes as a new dataset version", key="health_save", disabled=not changes):
         try:
             with session_scope() as s:

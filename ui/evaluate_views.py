@@ -15,12 +15,13 @@ from core.charts import evaluation as charts
 from core.data import versions
 from core.errors import ProtolabError
 from core.evaluation import comparison as compare
-from core.evaluation import predictions
+from core.evaluation import predictions, testsets
 from core.evaluation.analysis import SplitAnalysis, analyse_split, misclassified
 from core.health.lookup import audit_flags, zero_label_scores
 from core.recs.config import protocol_text
 from core.runs import jobs
 from core.runs.registry import headline_of
+from db import datasets as dataset_queries
 from db import read_scope, session_scope
 from db import runs as run_queries
 from db.enums import ReviewVerdict, RunStatus
@@ -28,6 +29,7 @@ from ui.common import format_when
 from ui.label_curve import label_curve_section
 
 ANY = "(any)"
+ERROR_SPLITS = ("validation", "test")
 EDITOR_ROWS = 200  # rows offered for relabel/exclude marks: the most confident mistakes
 MARKS_COLUMN_ORDER = ("row", "exclude", "relabel_to", "true", "predicted", "confidence", "audit", "text")
 CLASS_METRICS = ["accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1"]
@@ -63,8 +65,6 @@ def cached_report_figures(run_id: int, split: str, normalise: bool) -> dict[str,
 
 def completed_runs() -> list[dict[str, Any]]:
     """Plain rows (id, label, task, dataset, lineage group) of every completed run, newest first."""
-    from db import datasets as dataset_queries
-
     with read_scope() as s:
         datasets = dataset_queries.list_datasets(s)
         records = run_queries.run_records(s, compare.RECORD_METRICS)
@@ -135,6 +135,10 @@ def classification_view(run: Any, split: str, baseline: Any) -> None:
         return
     with read_scope() as s:
         zero_label = zero_label_scores(s, run.dataset_id, split)  # from the dataset's latest data audit
+    if baseline is not None and split == "test" and not testsets.check_test_sets([run, baseline]).same:
+        st.warning(f"The TF-IDF baseline ({compare.run_label(baseline)}) was scored on a different test set: "
+                   "its column is left out.", icon="⚠️")
+        baseline = None
     table = compare.headline_table(report, compare.baseline_report(baseline, split), zero_label)
     if baseline is None:  # an empty column of "None" says less than the caption below
         table = table.drop(columns=["TF-IDF baseline"])
@@ -162,7 +166,6 @@ def classification_view(run: Any, split: str, baseline: Any) -> None:
     try:
         mtime = predictions.predictions_mtime(run.id, split)
         cached = cached_analysis(run.id, split, mtime, tuple(report["labels"]))
-        preds = cached_predictions(run.id, split, mtime)
     except predictions.ArtifactsMissing as exc:
         st.error(f"The prediction files of this run cannot be read: {exc}. Stored metrics are shown above; "
                  "curves, calibration and error analysis need the artifacts.")
@@ -182,7 +185,7 @@ def classification_view(run: Any, split: str, baseline: Any) -> None:
             _plotly(figures["calibration"], key="calibration_chart")
     with tabs["Threshold"]:
         threshold_view(analysis)
-    error_analysis(run, split, preds, report["labels"])
+    error_analysis(run, split, report["labels"])
 
 
 def threshold_view(analysis: SplitAnalysis) -> None:
@@ -196,19 +199,30 @@ def threshold_view(analysis: SplitAnalysis) -> None:
                f"F1 {row['f1']:.3f}, {int(row['predicted_positive'])} predicted {analysis.positive_label}")
 
 
-def _apply_cell_click(labels: list[str]) -> None:
+def _apply_cell_click(labels: list[str], split: str) -> None:
     # A click on the confusion matrix selects the invisible marker of that cell: copy it into the
-    # two filters once per new click, so the selectboxes stay free to change afterwards.
+    # two filters once per new click, so the selectboxes stay free to change afterwards. The
+    # matrix is of the page's split, so the mistakes listed switch to that split too.
     points = (st.session_state.get("cm_chart") or {}).get("selection", {}).get("points") or []
     cell = tuple((points[0].get("customdata") or ())[:2]) if points else ()
     if len(cell) == 2 and cell != st.session_state.get("_cm_applied"):
         st.session_state["_cm_applied"] = cell
         st.session_state["err_true"], st.session_state["err_pred"] = (str(c) if c in labels else ANY for c in cell)
+        st.session_state["err_split"] = split
 
 
-def error_analysis(run: Any, split: str, preds: pd.DataFrame, labels: list[str]) -> None:
+def error_analysis(run: Any, page_split: str, labels: list[str]) -> None:
     st.subheader("Error analysis")
-    _apply_cell_click(labels)
+    _apply_cell_click(labels, page_split)
+    # Validation first: relabelling and excluding change training and validation rows; the test set
+    # stays as uploaded, so its mistakes can only be marked for a new test set.
+    split = st.radio("Mistakes from", list(ERROR_SPLITS), horizontal=True, key="err_split",
+                     help="Fix validation mistakes; test mistakes are marked for a new test set on request.")
+    try:
+        preds = cached_predictions(run.id, split, predictions.predictions_mtime(run.id, split))
+    except predictions.ArtifactsMissing as exc:
+        st.info(f"No {split} predictions to analyse: {exc}")
+        return
     left, right = st.columns(2)
     true = left.selectbox("True label", [ANY, *labels], key="err_true")
     pred = right.selectbox("Predicted label", [ANY, *labels], key="err_pred")
@@ -229,7 +243,9 @@ def error_analysis(run: Any, split: str, preds: pd.DataFrame, labels: list[str])
                                                                               format="%.3f"),
                                 "relabel_to": st.column_config.SelectboxColumn("relabel to", options=labels)})
     changes = versions.marks_to_changes(edited, split)
-    if st.button(f"Save {len(changes)} marks as a new dataset version", key="save_version", disabled=not changes):
+    if split == "test":
+        test_marks_panel(run, changes)
+    elif st.button(f"Save {len(changes)} marks as a new dataset version", key="save_version", disabled=not changes):
         try:
             with session_scope() as s:
                 version = versions.create_dataset_version(s, run.dataset_id, changes, source_run_id=run.id)
@@ -237,6 +253,29 @@ def error_analysis(run: Any, split: str, preds: pd.DataFrame, labels: list[str])
         except ProtolabError as exc:
             st.error(str(exc))
     retrain_panel(run.id)
+
+
+def test_marks_panel(run: Any, changes: list[dict[str, Any]]) -> None:
+    """Test-split mistakes are marked, not fixed: a new, differently named test set only when asked for."""
+    with read_scope() as s:
+        dataset = dataset_queries.get_dataset(s, run.dataset_id)
+        pending, name = len(versions.pending_test_marks(dataset)), versions.test_set_name(dataset)
+    st.caption(f"The test set (**{name}**) stays as it was uploaded, so scores on it stay comparable. Marked "
+               f"mistakes wait here until you make a new test set from them; {pending} marked so far.")
+    left, right = st.columns(2)
+    if left.button(f"Mark {len(changes)} test-set mistakes", key="mark_test", disabled=not changes):
+        with session_scope() as s:
+            versions.mark_test_rows(s, run.dataset_id, changes)
+        st.rerun()
+    if right.button(f"Make a new test set with the {pending} marked fixes", key="new_test_set", disabled=not pending):
+        try:
+            with session_scope() as s:
+                version = versions.create_dataset_version(s, run.dataset_id, [], source_run_id=run.id,
+                                                          new_test_set=True)
+            st.session_state["new_version"] = (run.id, version.id, version.name)
+            st.warning(f"{version.name} has a new test set: runs on it are not compared with runs on {name}.")
+        except ProtolabError as exc:
+            st.error(str(exc))
 
 
 def retrain_panel(run_id: int) -> None:
@@ -282,9 +321,22 @@ def comparison(rows: list[dict[str, Any]]) -> None:
         if len(selected) < 2:
             st.info("Pick at least two runs to compare.")
             return
+        test_set_warning(selected)
         _comparison_charts(selected, compare.metric_frame(s, chosen))
     downloads(chosen, "test")
     review_panel(chosen, key_prefix="cmp")
+
+
+def test_set_warning(runs: list[Any]) -> None:
+    """Runs scored on different test sets are said to be so, and compared on the test rows they share."""
+    check = testsets.check_test_sets(runs)
+    if check.same:
+        return
+    st.warning(check.message, icon="⚠️")
+    if check.shared_rows:
+        shared = testsets.scores_on_shared_rows([r.id for r in runs])
+        st.dataframe(shared, hide_index=True, key="cmp_shared", column_config={
+            c: st.column_config.NumberColumn(format="%.3f") for c in testsets.SHARED_KEYS})
 
 
 def _comparison_charts(runs: list[Any], points: pd.DataFrame) -> None:

@@ -210,7 +210,7 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _version(args: argparse.Namespace) -> int:
-    from core.data.versions import create_dataset_version
+    from core.data.versions import create_dataset_version, pending_test_marks, test_set_name
     from core.health.jobs import automatic_changes
     from db import audits as audit_queries
     from db import session_scope
@@ -231,15 +231,19 @@ def _version(args: argparse.Namespace) -> int:
             raise CliError(f"the latest audit of '{dataset.name}' found nothing to change")
         if args.output and _exists(s, args.output):
             raise CliError(f"a dataset named {args.output!r} already exists; pick another -o NAME")
-        version = create_dataset_version(s, dataset.id, changes, name=args.output)
+        version = create_dataset_version(s, dataset.id, changes, name=args.output, new_test_set=args.new_test_set)
         summary = {"id": version.id, "name": version.name, "parent": dataset.name, "rows": version.row_count,
                    "relabelled": version.changes["relabelled"], "excluded": version.changes["excluded"],
-                   "audit_id": audit.id}
+                   "audit_id": audit.id, "test_set": test_set_name(version),
+                   "test_marks": len(pending_test_marks(version))}
     if args.json:
         print_json(summary)
     else:
         print(f"dataset '{summary['name']}' (id {summary['id']}) made from '{summary['parent']}': "
               f"{summary['relabelled']} rows relabelled, {summary['excluded']} excluded, {summary['rows']} rows")
+        if summary["test_marks"]:
+            print(f"{summary['test_marks']} changes to test rows are only marked: the test set "
+                  f"({summary['test_set']}) stays as uploaded; --new-test-set applies them")
     return 0
 
 
@@ -370,5 +374,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     version.add_argument("--exclude-duplicates", action="store_true",
                          help="drop near-duplicates (the copy in the earliest split is kept)")
     version.add_argument("-o", "--output", metavar="NEW_NAME", help="name of the new version (default: NAME vN)")
+    version.add_argument("--new-test-set", action="store_true",
+                         help="also apply the changes to test rows, making a new, differently named test set "
+                              "(without it the test set stays as uploaded and test-row changes are only marked)")
     version.add_argument("--json", action="store_true")
     version.set_defaults(handler=_version)

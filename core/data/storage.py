@@ -19,7 +19,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from sqlalchemy.orm import Session
 
 from core.data.types import SPLIT_NAMES
@@ -30,6 +32,9 @@ from db.enums import TaskKind
 from db.models import Dataset
 
 DATA_FILE = "data.parquet"
+# A classification row's stable id: its position in the upload, kept through every version made from it
+# (positions shift when rows are excluded), so a run's test set can be checked row by row.
+ROW_ID = "row_id"
 ITEMS_FILE = "items.parquet"
 ORPHAN_MIN_AGE_S = 600.0  # longer than any import takes between its rename and its commit
 
@@ -70,6 +75,8 @@ def write_dataset(
     """
     if "split" not in frame.columns:
         raise ValueError("frame needs a 'split' column")
+    if task == TaskKind.CLASSIFICATION and ROW_ID not in frame.columns:
+        frame = frame.assign(**{ROW_ID: np.arange(len(frame), dtype=np.int64)})
     root = load_settings().datasets_dir
     staging = root / f".staging-{uuid.uuid4().hex}"
     try:
@@ -82,8 +89,9 @@ def write_dataset(
         raise StorageError(f"could not write the dataset under {root}: {exc.strerror or exc}") from exc
 
     split_counts = {str(k): int(v) for k, v in frame["split"].value_counts().items()}
+    digest = hash_ or content_digest(frame.drop(columns=["split", ROW_ID], errors="ignore"), items)
     row = Dataset(
-        name=name, task=task, mapping=mapping, content_hash=hash_ or content_digest(frame.drop(columns="split"), items),
+        name=name, task=task, mapping=mapping, content_hash=digest,
         encoding=encoding, source_filename=source_filename, row_count=len(frame), split_counts=split_counts,
         stats=stats or {}, warnings=warnings or [], storage_path="", parent_id=parent_id, changes=changes or {},
     )
@@ -105,14 +113,21 @@ def write_dataset(
 
 
 def load_frame(dataset: Dataset) -> pd.DataFrame:
-    """Every row of a dataset, with its `split` column."""
-    return pd.read_parquet(_checked_folder(dataset) / DATA_FILE)
+    """Every row of a dataset, with its `split` column (and `row_id` for classification rows)."""
+    frame = pd.read_parquet(_checked_folder(dataset) / DATA_FILE)
+    if dataset.task == TaskKind.CLASSIFICATION and ROW_ID not in frame.columns:  # stored before row ids
+        frame[ROW_ID] = np.arange(len(frame), dtype=np.int64)
+    return frame
 
 
 def load_split(dataset: Dataset, split: str) -> pd.DataFrame:
     if split not in SPLIT_NAMES:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLIT_NAMES}")
-    frame = pd.read_parquet(_checked_folder(dataset) / DATA_FILE, filters=[("split", "==", split)])
+    path = _checked_folder(dataset) / DATA_FILE
+    if dataset.task == TaskKind.CLASSIFICATION and ROW_ID not in pq.read_schema(path).names:
+        frame = load_frame(dataset)  # positions are the row ids: read them before filtering
+        return frame[frame["split"] == split].reset_index(drop=True)
+    frame = pd.read_parquet(path, filters=[("split", "==", split)])
     return frame.reset_index(drop=True)
 
 

@@ -2,6 +2,11 @@
 
 The error table of a run marks rows; `marks_to_changes` turns the marks into changes, and
 `create_dataset_version` stores the new version in the caller's transaction.
+
+The test split stays as it was uploaded: a version changes training and validation rows only, and
+carries the test rows (ids, texts, labels) over unchanged, so runs on a dataset and its versions are
+scored on the same test set. A mistake found in the test split is marked (`mark_test_rows`); the marks
+go into a new, differently named test set only when the user asks for one (`new_test_set=True`).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from core.data.splits import canonical_prediction_split
-from core.data.storage import load_frame, write_dataset
+from core.data.storage import ROW_ID, load_frame, write_dataset
 from core.data.types import DatasetError
 from db import datasets as dataset_queries
 from db.enums import TaskKind
@@ -26,43 +31,104 @@ class VersionError(DatasetError):
 def marks_to_changes(marks: pd.DataFrame, split: str) -> list[dict[str, Any]]:
     """Rows of the error table marked `exclude` or given a `relabel_to` label, as dataset changes."""
     changes = []
+    with_ids = ROW_ID in marks.columns
     for row in marks.itertuples(index=False):
         target = row.relabel_to if isinstance(row.relabel_to, str) and row.relabel_to else None
+        base = {"split": split, "text": row.text, "label": row.true}
+        if with_ids and pd.notna(getattr(row, ROW_ID)):  # that one stored row, not every copy of its text
+            base[ROW_ID] = int(getattr(row, ROW_ID))
         if bool(row.exclude):
-            changes.append({"action": "exclude", "split": split, "text": row.text, "label": row.true})
+            changes.append({"action": "exclude", **base})
         elif target is not None and target != row.true:
-            changes.append({"action": "relabel", "split": split, "text": row.text, "label": row.true, "to": target})
+            changes.append({"action": "relabel", **base, "to": target})
     return changes
 
 
+def test_set_name(dataset: Dataset) -> str:
+    """The name of the test set a dataset carries: "<upload> test set", then "... test set 2" once remade."""
+    return str(((dataset.stats or {}).get("test_set") or {}).get("name") or f"{dataset.name} test set")
+
+
+def pending_test_marks(dataset: Dataset) -> list[dict[str, Any]]:
+    """Test-row mistakes marked on this dataset (or carried from its parent), not yet in any test set."""
+    return list((dataset.changes or {}).get("test_marks") or [])
+
+
+def mark_test_rows(s: Any, dataset_id: int, changes: Sequence[dict[str, Any]]) -> int:
+    """Remember changes to test rows on the dataset without touching its test set; how many are pending."""
+    dataset = _classification_parent(s, dataset_id)
+    if any(_change_split(str(c.get("split", "test"))) != "test" for c in changes):
+        raise VersionError("only test rows are marked; save changes to training or validation rows as a version")
+    marks = _merge_marks(pending_test_marks(dataset), changes)
+    dataset.changes = {**(dataset.changes or {}), "test_marks": marks}  # a new dict: JSON columns track assignment
+    s.flush()
+    return len(marks)
+
+
 def create_dataset_version(s: Any, parent_dataset_id: int, changes: Sequence[dict[str, Any]], *,
-                           name: str | None = None, source_run_id: int | None = None) -> Dataset:
-    """Store a new dataset made from its parent with rows relabelled or excluded.
+                           name: str | None = None, source_run_id: int | None = None,
+                           new_test_set: bool = False) -> Dataset:
+    """Store a new dataset made from its parent with training/validation rows relabelled or excluded.
 
     Each change is {"split", "text", "label" (current), "action": "relabel"|"exclude", "to" (relabel)};
     a change applies to every row of that split with that text and label, or only to the stored row
-    at position "row" when the change names one. The new row links to
-    its parent and lists the changes. The caller's transaction owns the row (see write_dataset).
+    with id "row_id" (or at position "row") when the change names one. Changes to test rows are kept as
+    marks and carried along, unless `new_test_set`: then they (with the parent's marks) make a new test
+    set with a new name. The new row links to its parent and lists the changes. The caller's transaction
+    owns the row (see write_dataset).
     """
-    if not changes:
+    parent = _classification_parent(s, parent_dataset_id)
+    test_changes = [c for c in changes if _change_split(str(c.get("split", "test"))) == "test"]
+    other = [c for c in changes if c not in test_changes]
+    pending = _merge_marks(pending_test_marks(parent), test_changes)
+    to_apply = other + (pending if new_test_set else [])
+    if not to_apply:
+        if test_changes:
+            raise VersionError("every marked row is in the test split, which stays as it was uploaded: mark them "
+                               "as test-set mistakes, or ask for a new test set")
         raise VersionError("no rows are marked: mark rows to relabel or exclude first")
-    parent = dataset_queries.get_dataset(s, parent_dataset_id)
-    if parent is None:
-        raise VersionError(f"no dataset with id {parent_dataset_id}")
-    if parent.task != TaskKind.CLASSIFICATION:
-        raise VersionError("only classification datasets can be relabelled")
-    frame = load_frame(parent)
-    frame, applied = _apply_changes(frame, changes)
+    frame, applied = _apply_changes(load_frame(parent), to_apply)
     if frame.empty or frame[frame["split"] == "train"].empty:
         raise VersionError("these exclusions would leave no training rows")
     version_name = name or _free_name(s, parent.name)
-    stats = {**(parent.stats or {}), "classes": frame["label"].value_counts().to_dict()}
+    stats = {**(parent.stats or {}), "classes": frame["label"].value_counts().to_dict(),
+             "test_set": _next_test_set(parent) if new_test_set else {"name": test_set_name(parent)}}
     counts = {a: sum(c["rows"] for c in applied if c["action"] == a) for a in ("relabel", "exclude")}
     record = {"source_run_id": source_run_id, "relabelled": counts["relabel"], "excluded": counts["exclude"],
-              "changes": applied}
+              "changes": applied, "test_marks": [] if new_test_set else pending}
     return write_dataset(s, name=version_name, task=parent.task, frame=frame, mapping=dict(parent.mapping or {}),
                          encoding=parent.encoding, source_filename=parent.source_filename, stats=stats,
                          warnings=list(parent.warnings or []), parent_id=parent.id, changes=record)
+
+
+def _classification_parent(s: Any, dataset_id: int) -> Dataset:
+    parent = dataset_queries.get_dataset(s, dataset_id)
+    if parent is None:
+        raise VersionError(f"no dataset with id {dataset_id}")
+    if parent.task != TaskKind.CLASSIFICATION:
+        raise VersionError("only classification datasets can be relabelled")
+    return parent
+
+
+def _merge_marks(old: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Old marks then new ones; a row marked again keeps only its latest mark."""
+    def key(c: dict[str, Any]) -> tuple:
+        return (c.get(ROW_ID), c.get("row"), str(c.get("text")), str(c.get("label")))
+    latest = {key(c): {**c, "split": "test"} for c in [*old, *new]}
+    return list(latest.values())
+
+
+def _next_test_set(parent: Dataset) -> dict[str, Any]:
+    current = (parent.stats or {}).get("test_set") or {}
+    number = int(current.get("number") or 1) + 1
+    stem = str(current.get("stem") or f"{_lineage_name(parent)} test set")
+    return {"name": f"{stem} {number}", "stem": stem, "number": number}
+
+
+def _lineage_name(dataset: Dataset) -> str:
+    while dataset.parent is not None:
+        dataset = dataset.parent
+    return dataset.name
 
 
 def _change_split(split: str) -> str:
@@ -85,12 +151,16 @@ def _apply_changes(frame: pd.DataFrame, changes: Sequence[dict[str, Any]]) -> tu
             raise VersionError(f"unknown action {action!r}; expected relabel or exclude")
         split = _change_split(str(change.get("split", "test")))
         mask = frame["text"].astype(str) == str(change["text"])
-        if change.get("row") is not None:  # one stored row (a data audit's finding), not every copy of its text
+        if change.get(ROW_ID) is not None:  # one stored row by its stable id
+            mask &= frame[ROW_ID] == int(change[ROW_ID])
+        elif change.get("row") is not None:  # one stored row (a data audit's finding), not every copy of its text
             mask &= frame.index == int(change["row"])
         if change.get("label") is not None:
             mask &= frame["label"].astype(str) == str(change["label"])
-        # Training may cut a missing validation split from train (or test from validation), so a
-        # prediction's split is a hint: fall back to the same text and label anywhere.
+        # Test rows change only through a test change (a new test set); other changes never reach them.
+        mask &= (frame["split"] == "test") if split == "test" else (frame["split"] != "test")
+        # Training may cut a missing validation split from train, so a prediction's split is a hint:
+        # fall back to the same text and label in train or validation.
         if (mask & (frame["split"] == split)).any():
             mask &= frame["split"] == split
         entry = {"action": action, "split": split, "text": str(change["text"])[:500],

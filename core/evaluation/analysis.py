@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from core.data.storage import ROW_ID
 from core.evaluation.predictions import EvaluationError, load_meta, load_predictions
 
 MAX_CURVE_POINTS = 400  # a curve of 20k thresholds looks the same with 400 points and draws 50x faster
@@ -25,6 +26,8 @@ def misclassified(preds: pd.DataFrame, true: str | None = None, predicted: str |
         wrong = wrong[wrong["pred"] == str(predicted)]
     out = pd.DataFrame({"row": wrong.index.astype(int), "text": wrong["text"].astype(str),
                         "true": wrong["label"], "predicted": wrong["pred"], "confidence": wrong["confidence"]})
+    if ROW_ID in wrong.columns:  # the stored row's stable id: a mark then changes that row, not its copies
+        out[ROW_ID] = wrong[ROW_ID].astype("int64")
     return out.sort_values(["confidence", "row"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 

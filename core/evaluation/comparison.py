@@ -18,7 +18,7 @@ from db.models import Dataset, Run
 
 RANKING_KEYS = ("ndcg", "precision", "recall", "map", "hit_rate", "coverage")
 # The metric keys a leaderboard shows, the only ones run_queries.run_records extracts from Run.metrics.
-RECORD_METRICS = (*HEADLINE_KEYS, "train_time_s", "device", "k", "coverage", "by_k",
+RECORD_METRICS = (*HEADLINE_KEYS, "train_time_s", "device", "k", "coverage", "by_k", "test_set",
                   *(f"{name}@10" for name in RANKING_KEYS if name != "coverage"))
 # Config keys shown in a leaderboard even when every run agrees on them.
 KEY_HYPERPARAMETERS = ("model_id", "epochs", "batch_size", "learning_rate", "max_length", "k", "factors", "seed")
@@ -121,6 +121,7 @@ def leaderboard(runs: Sequence[Any], sort_by: str | None = None) -> pd.DataFrame
         values = ranking_metrics_at(r) if is_ranking(r) else m
         row.update({k: values.get(k) for k in metric_keys})
         row.update({k: _plain(settings[r.id].get(k)) for k in params})
+        row["test set"] = test_set_label(m.get("test_set"))
         row["duration_s"] = m.get("train_time_s", r.duration_s)
         row["device"] = r.device or m.get("device")
         rows.append(row)
@@ -129,6 +130,13 @@ def leaderboard(runs: Sequence[Any], sort_by: str | None = None) -> pd.DataFrame
     if not frame.empty and sort_by in frame.columns:
         frame = frame.sort_values(sort_by, ascending=False, na_position="last", kind="stable")
     return frame.reset_index(drop=True)
+
+
+def test_set_label(stored: Any) -> str:
+    """A run's test set as a leaderboard shows it: "tweets test set (60 rows)", or "-" for older runs."""
+    if not isinstance(stored, dict):
+        return "-"
+    return f"{stored.get('name') or 'test set'} ({int(stored.get('rows') or 0):,} rows)"
 
 
 def _plain(value: Any) -> Any:

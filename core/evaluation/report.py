@@ -15,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from core.charts import evaluation as charts
+from core.data.storage import ROW_ID
 from core.evaluation import comparison, predictions
 from core.evaluation.analysis import analyse_split, misclassified
 from db.models import Run
@@ -137,7 +138,7 @@ def _classification_body(run: Run, split: str) -> str:
                            "confidence": sample["confidence"].round(3),
                            "correct": (sample["label"] == sample["pred"]).map({True: "yes", False: "no"})})
     parts += ["<h2>Sample of predictions</h2>", _table(sample)]
-    mistakes = misclassified(preds).head(10).drop(columns=["row"])
+    mistakes = misclassified(preds).head(10).drop(columns=["row", ROW_ID], errors="ignore")
     if not mistakes.empty:
         parts += ["<h2>Most confident mistakes</h2>", _table(mistakes)]
     return "".join(parts)

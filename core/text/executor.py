@@ -52,14 +52,15 @@ def execute_run(ctx: Any) -> dict[str, Any]:
 
 def load_splits(dataset: Any, seed: int = 42) -> dict[str, pd.DataFrame]:
     """train/validation/test frames (text, label as str); a missing validation split is cut from train."""
-    from core.data.storage import load_split
+    from core.data.storage import ROW_ID, load_split
 
     frames = {}
     for split in ("train", "validation", "test"):
         frame = load_split(dataset, split)
         frame = frame[frame["label"].notna()]
         frames[split] = pd.DataFrame({"text": frame["text"].fillna("").astype(str),
-                                      "label": frame["label"].astype(str)}).reset_index(drop=True)
+                                      "label": frame["label"].astype(str),
+                                      ROW_ID: frame[ROW_ID].astype("int64")}).reset_index(drop=True)
     if frames["train"].empty:
         raise TrainingError(f"dataset {dataset.name!r} has no training rows")
     if frames["validation"].empty:  # early stopping needs one; 10 % of train keeps it honest
@@ -266,7 +267,10 @@ def _finish(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame], labels:
             probas: dict[str, np.ndarray], *, best_epoch: int, samples_per_s: float, train_time_s: float,
             device: str) -> dict[str, Any]:
     """Write meta.json and the prediction files; return the run's final metrics."""
+    from core.data.storage import ROW_ID
+    from core.data.versions import test_set_name
     from core.evaluation.metrics import classification_report, headline
+    from core.evaluation.testsets import describe_test_set
 
     reports = {}
     ctx.files.predictions_dir.mkdir(parents=True, exist_ok=True)
@@ -274,7 +278,7 @@ def _finish(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame], labels:
         frame = splits[split]
         pred = [labels[i] for i in proba.argmax(axis=1)] if len(proba) else []
         reports[split] = classification_report(frame["label"].tolist(), pred, labels, proba)
-        pd.DataFrame({"text": frame["text"], "label": frame["label"], "pred": pred,
+        pd.DataFrame({"text": frame["text"], "label": frame["label"], ROW_ID: frame[ROW_ID], "pred": pred,
                       "confidence": proba.max(axis=1) if len(proba) else [],
                       "proba": [row.tolist() for row in proba]}).to_parquet(ctx.files.predictions(split), index=False)
     meta = {"kind": ctx.model_kind, "task": "classification", "labels": labels, "max_length": cfg.max_length,
@@ -282,7 +286,12 @@ def _finish(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame], labels:
     ctx.files.write_meta(meta)
     for name in ("accuracy", "macro_f1"):
         ctx.log_metric(name, reports["test"][name], step=0, epoch=None, split="test")
+    dataset = ctx.dataset()
+    # Which rows this run was scored on: Compare never sets runs on different test sets side by side.
+    own = splits["test"] is not splits["validation"]
+    set_name = test_set_name(dataset) if own else "validation split (no test split)"
     return {**headline(reports["test"]), "split": "test", "labels": labels, "reports": reports,
+            "test_set": describe_test_set(splits["test"], set_name),
             "best_epoch": int(best_epoch), "train_samples_per_s": float(samples_per_s),
             "train_time_s": float(train_time_s), "device": device}
 
