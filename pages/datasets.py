@@ -59,50 +59,42 @@ def profile_of(dataset_id: int, content_hash: str, task: str) -> dict:
     return classification_profile(frame, counter)
 
 
-def forget_on_change(signature: tuple, prefixes: tuple[str, ...]) -> None:
-    """A new file (or task) gets fresh guesses: drop the mapping widgets' remembered values."""
-    seen = f"_seen_{prefixes[0]}"
-    if st.session_state.get(seen) != signature:
-        for key in [k for k in st.session_state if str(k).startswith(prefixes)]:
-            del st.session_state[key]
-        st.session_state[seen] = signature
-
-
 def pick(label: str, columns: list[str], guess: str | None, key: str, optional: bool = False) -> str | None:
     options = ([NONE] if optional else []) + columns
     value = st.selectbox(label, options, index=options.index(guess) if guess in options else 0, key=key)
     return None if value == NONE else value
 
 
-def prepare(table: ParsedTable, task: str, split: SplitConfig) -> PreparedDataset:
+def prepare(table: ParsedTable, task: str, split: SplitConfig, fid: str) -> PreparedDataset:
+    """The mapping widgets, keyed by the upload's file id `fid` (add_dataset says why)."""
     cols = list(table.frame.columns)
     if task == "classification":
         guess = guess_classification(table.frame)
-        if st.checkbox("No labels yet (label the texts on the Label page)", key="unlabelled"):
-            return prepare_unlabelled(table, pick("Text column", cols, guess.text, "map_text"))
-        mapping = ClassificationMapping(pick("Text column", cols, guess.text, "map_text"),
-                                        pick("Label column", cols, guess.label, "map_label"))
-        options = CleanOptions(drop_duplicates=st.checkbox("Drop exact duplicate texts", key="drop_dups"),
+        if st.checkbox("No labels yet (label the texts on the Label page)", key=f"unlabelled_{fid}"):
+            return prepare_unlabelled(table, pick("Text column", cols, guess.text, f"map_text_{fid}"))
+        mapping = ClassificationMapping(pick("Text column", cols, guess.text, f"map_text_{fid}"),
+                                        pick("Label column", cols, guess.label, f"map_label_{fid}"))
+        options = CleanOptions(drop_duplicates=st.checkbox("Drop exact duplicate texts", key=f"drop_dups_{fid}"),
                                drop_rare_classes=st.checkbox("Drop classes too small for every split",
-                                                             key="drop_rare"))
+                                                             key=f"drop_rare_{fid}"))
         return prepare_classification(table, mapping, split, options)
     guess = guess_interactions(table.frame)
     mapping = InteractionsMapping(
-        pick("User column", cols, guess.user, "map_user"), pick("Item column", cols, guess.item, "map_item"),
-        pick("Rating column", cols, guess.rating, "map_rating", True),
-        pick("Timestamp column", cols, guess.timestamp, "map_timestamp", True))
-    items_file = st.file_uploader("Item catalogue (optional)", key="items_upload")
+        pick("User column", cols, guess.user, f"map_user_{fid}"),
+        pick("Item column", cols, guess.item, f"map_item_{fid}"),
+        pick("Rating column", cols, guess.rating, f"map_rating_{fid}", True),
+        pick("Timestamp column", cols, guess.timestamp, f"map_timestamp_{fid}", True))
+    items_file = st.file_uploader("Item catalogue (optional)", key=f"items_upload_{fid}")
     items, items_mapping = None, None
     if items_file is not None:
-        forget_on_change((items_file.name, items_file.size), ("map_item_id", "map_title", "map_item_text",
-                                                              "map_genres"))
         items = read_upload(items_file.getvalue(), items_file.name)
         g = guess_catalogue(items.frame, id_hint=mapping.item)
-        icols = list(items.frame.columns)
+        icols, cid = list(items.frame.columns), items_file.file_id  # keyed by the catalogue file too
         items_mapping = CatalogueMapping(
-            pick("Catalogue item id", icols, g.item, "map_item_id"), pick("Title", icols, g.title, "map_title"),
-            pick("Description", icols, g.text, "map_item_text", True),
-            pick("Genres", icols, g.genres, "map_genres", True))
+            pick("Catalogue item id", icols, g.item, f"map_item_id_{cid}"),
+            pick("Title", icols, g.title, f"map_title_{cid}"),
+            pick("Description", icols, g.text, f"map_item_text_{cid}", True),
+            pick("Genres", icols, g.genres, f"map_genres_{cid}", True))
     return prepare_interactions(table, mapping, split, items, items_mapping)
 
 
@@ -117,20 +109,23 @@ def add_dataset() -> None:
     upload = st.file_uploader("CSV, TSV, JSON, JSON Lines, Parquet or .xlsx (also .gz / .zip)", key="upload")
     if upload is None:
         return
-    forget_on_change((upload.name, upload.size, task), ("map_", "name"))
+    # Every widget below is keyed by the file: the browser keeps a widget's value while its key stays the same,
+    # so shared keys showed (and saved) the previous file's columns and name after another upload.
+    fid = upload.file_id
     table = read_upload(upload.getvalue(), upload.name)
     st.caption(f"{upload.name}: {table.file_format}, {len(table.frame):,} rows, encoding {table.encoding or 'n/a'}")
     for note in table.notes:
         st.info(note)
-    st.dataframe(table.frame.head(20), key="preview")
+    st.dataframe(table.frame.head(20), key=f"preview_{fid}")
     left, right = st.columns(2)
-    fractions = left.text_input("Split train,validation,test", "0.8,0.1,0.1", key="split")
-    seed = int(right.number_input("Seed", value=42, step=1, key="seed"))
+    fractions = left.text_input("Split train,validation,test", "0.8,0.1,0.1", key=f"split_{fid}")
+    seed = int(right.number_input("Seed", value=42, step=1, key=f"seed_{fid}"))
     method = "stratified"
     if task == "interactions":
         method = {"per-user random": "random", "leave last out (by time)": "time"}[
-            st.radio("Split", ["per-user random", "leave last out (by time)"], key="split_method", horizontal=True)]
-    prepared = prepare(table, task, SplitConfig(parse_fractions(fractions), seed, method))
+            st.radio("Split", ["per-user random", "leave last out (by time)"], key=f"split_method_{fid}",
+                     horizontal=True)]
+    prepared = prepare(table, task, SplitConfig(parse_fractions(fractions), seed, method), fid)
     for warning in prepared.warnings:
         st.warning(warning)
     st.success(f"Checks passed: {len(prepared.frame):,} rows, splits "
@@ -141,9 +136,9 @@ def add_dataset() -> None:
     allow = False
     if same_name:
         st.info(f"This content is already stored as '{same_name}': use it below, or store a copy.")
-        allow = st.checkbox("Store a copy anyway", key="allow_duplicate")
-    name = st.text_input("Dataset name", upload.name.rsplit(".", 1)[0][:200], key="name")
-    if st.button("Save dataset", key="save", type="primary", disabled=bool(same_name) and not allow):
+        allow = st.checkbox("Store a copy anyway", key=f"allow_duplicate_{fid}")
+    name = st.text_input("Dataset name", upload.name.rsplit(".", 1)[0][:200], key=f"name_{fid}")
+    if st.button("Save dataset", key=f"save_{fid}", type="primary", disabled=bool(same_name) and not allow):
         with session_scope() as s:
             row = ds.import_dataset(s, prepared, name=name, allow_duplicate=allow)
         st.success(f"Saved '{row.name}' (id {row.id}).")

@@ -45,3 +45,8 @@ def use_executor(monkeypatch: pytest.MonkeyPatch, reference: str, kind: str = "t
     """Make runs of `kind` execute `reference` ("module:function") in this process, for one test."""
     replaced = dataclasses.replace(registry.get_kind(kind), execute=reference)
     monkeypatch.setitem(registry._registry.kinds, kind, replaced)
+
+
+def form_key(at: Any, name: str) -> str:
+    """The key of a Datasets upload-form widget: the page keys each one by the uploaded file."""
+    return f"{name}_{at.file_uploader(key='upload').value.file_id}"

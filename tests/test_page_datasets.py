@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from db import datasets as dataset_queries
 from db import session_scope
+from tests.helpers import form_key
 
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "datasets.py"
 
@@ -37,14 +38,15 @@ def stored_names() -> list[str]:
 def test_upload_map_and_save_classification() -> None:
     at = upload_csv(page(), reviews())
     assert not at.exception
-    assert at.selectbox(key="map_text").value == "body" and at.selectbox(key="map_label").value == "stars"
+    assert at.selectbox(key=form_key(at, "map_text")).value == "body"
+    assert at.selectbox(key=form_key(at, "map_label")).value == "stars"
     assert stored_names() == []  # preview and checks, nothing stored yet
     assert any("Checks passed: 30 rows" in s.value for s in at.success)
-    at.number_input(key="seed").set_value(7)
-    at.text_input(key="split").set_value("0.6,0.2,0.2")
-    at.text_input(key="name").set_value("my reviews")
+    at.number_input(key=form_key(at, "seed")).set_value(7)
+    at.text_input(key=form_key(at, "split")).set_value("0.6,0.2,0.2")
+    at.text_input(key=form_key(at, "name")).set_value("my reviews")
     at.run()
-    at.button(key="save").click().run()
+    at.button(key=form_key(at, "save")).click().run()
     assert not at.exception and not at.error
     assert stored_names() == ["my reviews"]
     with session_scope() as s:
@@ -54,12 +56,12 @@ def test_upload_map_and_save_classification() -> None:
     # the same upload again is recognised; saving needs an explicit "store a copy"
     at.run()
     assert any("already stored as 'my reviews'" in i.value for i in at.info)
-    assert at.button(key="save").disabled
+    assert at.button(key=form_key(at, "save")).disabled
 
 
 def test_remapping_to_a_bad_column_shows_the_error_and_stores_nothing() -> None:
     at = upload_csv(page(), reviews())
-    at.selectbox(key="map_label").set_value("id").run()  # 30 classes of one row each
+    at.selectbox(key=form_key(at, "map_label")).set_value("id").run()  # 30 classes of one row each
     assert any("has 30 different values in 30 rows" in e.value for e in at.error)
     assert stored_names() == []
 
@@ -81,11 +83,11 @@ def test_interactions_upload_with_catalogue() -> None:
     at.radio(key="task").set_value("interactions").run()
     at = upload_csv(at, pd.DataFrame(rows), "ratings.csv")
     items = pd.DataFrame({"item_id": [f"i{i}" for i in range(8)], "title": [f"Film {i}" for i in range(8)]})
-    at = upload_csv(at, items, "movies.csv", key="items_upload")
-    assert at.selectbox(key="map_rating").value == "rating"
-    at.radio(key="split_method").set_value("leave last out (by time)").run()
-    at.text_input(key="name").set_value("ratings").run()
-    at.button(key="save").click().run()
+    at = upload_csv(at, items, "movies.csv", key=form_key(at, "items_upload"))
+    assert at.selectbox(key=form_key(at, "map_rating")).value == "rating"
+    at.radio(key=form_key(at, "split_method")).set_value("leave last out (by time)").run()
+    at.text_input(key=form_key(at, "name")).set_value("ratings").run()
+    at.button(key=form_key(at, "save")).click().run()
     assert not at.exception and not at.error
     with session_scope() as s:
         row = dataset_queries.get_dataset_by_name(s, "ratings")
@@ -127,12 +129,13 @@ def test_delete_names_the_runs_that_go(classification_dataset: int) -> None:
 
 def test_a_new_file_gets_fresh_guesses_and_name() -> None:
     at = upload_csv(page(), reviews(), "first.csv")
-    at.selectbox(key="map_label").set_value("id").run()
+    at.selectbox(key=form_key(at, "map_label")).set_value("id").run()
     other = pd.DataFrame({"review": [f"long enough review text {i}" for i in range(30)],
                           "sentiment": ["good", "bad"] * 15})
     at = upload_csv(at, other, "second.csv")
-    assert at.selectbox(key="map_text").value == "review" and at.selectbox(key="map_label").value == "sentiment"
-    assert at.text_input(key="name").value == "second"
+    assert at.selectbox(key=form_key(at, "map_text")).value == "review"
+    assert at.selectbox(key=form_key(at, "map_label")).value == "sentiment"
+    assert at.text_input(key=form_key(at, "name")).value == "second"
 
 
 def test_app_start_sweeps_old_orphan_folders() -> None:

@@ -16,6 +16,7 @@ from core.data.storage import write_dataset
 from db import datasets as dataset_queries
 from db import session_scope
 from db.enums import TaskKind
+from tests.helpers import form_key
 
 PAGES = Path(__file__).resolve().parents[1] / "pages"
 
@@ -56,7 +57,7 @@ def test_a_column_in_two_roles_is_said_in_words() -> None:
     frame = pd.DataFrame({"text": [f"a review number {i}" for i in range(30)], "label": ["a", "b", "c"] * 10})
     at.file_uploader(key="upload").set_value(("r.csv", frame.to_csv(index=False).encode(), "text/csv"))
     at.run()
-    at.selectbox(key="map_label").set_value("text").run()
+    at.selectbox(key=form_key(at, "map_label")).set_value("text").run()
     assert [e.value for e in at.error] == [
         "r.csv: column 'text' is mapped as both text and label; pick a different column for each role"]
 

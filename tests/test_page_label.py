@@ -17,6 +17,7 @@ from db import datasets as dataset_queries
 from db import dispose_engines, read_scope, session_scope
 from db import runs as run_queries
 from tests.conftest import sentiment_frame
+from tests.helpers import form_key
 from tests.test_labelling import import_pool
 
 PAGES = Path(__file__).resolve().parents[1] / "pages"
@@ -36,11 +37,11 @@ def test_datasets_page_stores_texts_without_labels() -> None:
     frame = pd.DataFrame({"id": range(12), "body": [f"ticket {i}: the app crashes on screen {i}" for i in range(12)]})
     at.file_uploader(key="upload").set_value(("tickets.csv", frame.to_csv(index=False).encode(), "text/csv"))
     at.run()
-    at.checkbox(key="unlabelled").check().run()
+    at.checkbox(key=form_key(at, "unlabelled")).check().run()
     assert not at.exception and not at.error
-    assert at.selectbox(key="map_text").value == "body"
-    at.text_input(key="name").set_value("tickets").run()
-    at.button(key="save").click().run()
+    assert at.selectbox(key=form_key(at, "map_text")).value == "body"
+    at.text_input(key=form_key(at, "name")).set_value("tickets").run()
+    at.button(key=form_key(at, "save")).click().run()
     assert not at.exception and not at.error
     with read_scope() as s:
         [stored] = pool.unlabelled_datasets(s)
