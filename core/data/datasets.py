@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from core import names
 from core.data.reading import parse_upload
 from core.data.storage import delete_dataset_files, write_dataset
 from core.data.types import DatasetError, DuplicateContent, ParsedTable, PreparedDataset
@@ -40,12 +41,8 @@ def read_table(source: bytes | str | Path, filename: str | None = None) -> Parse
 
 
 def check_name(name: str) -> str:
-    name = (name or "").strip()
-    if not name:
-        raise DatasetError("a dataset needs a name")
-    if len(name) > MAX_NAME_CHARS:
-        raise DatasetError(f"a dataset name has at most {MAX_NAME_CHARS} characters")
-    return name
+    """A dataset's name, stripped, or a DatasetError (empty, too long, control characters: core.names)."""
+    return names.check_name(name, "a dataset", max_chars=MAX_NAME_CHARS, error=DatasetError)
 
 
 def find_same_content(s: Session, prepared: PreparedDataset) -> Dataset | None:

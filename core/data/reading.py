@@ -12,13 +12,18 @@ import io
 import json
 import re
 import zipfile
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 
 from core.data.types import DatasetError, ParsedTable
 
 MAX_DECOMPRESSED_BYTES = 2 * 1024**3  # a zip bomb stops here instead of filling memory
+# Tables compress 3-20 fold; a bomb (zeros, one repeated line) ~1000 fold. Decompression stops as soon as the
+# output passes this ratio (beyond a floor small files never reach), long before it could fill memory.
+MAX_EXPANSION = 50
+EXPANSION_FLOOR = 64 * 1024**2
+_INFLATE_CHUNK = 1024**2
 # Wider tables are refused before they are parsed: a text or interactions dataset has a handful of columns, and
 # a 100,000-column file would take minutes and gigabytes to read for nothing a model here can use.
 MAX_COLUMNS = 10_000
@@ -77,12 +82,26 @@ def _parse(data: bytes, name: str, notes: list[str]) -> ParsedTable:
 def _gunzip(data: bytes, name: str) -> bytes:
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(data)) as fh:
-            out = fh.read(MAX_DECOMPRESSED_BYTES + 1)
+            return inflate(fh, len(data), name)
     except (OSError, EOFError) as exc:
         raise DatasetError(f"{name}: a broken gzip file ({exc})") from exc
-    if len(out) > MAX_DECOMPRESSED_BYTES:
-        raise DatasetError(f"{name}: decompresses to more than 2 GB; split it into smaller files")
-    return out
+
+
+def inflate(stream: IO[bytes], compressed_bytes: int, name: str) -> bytes:
+    """Read a decompressing `stream` a megabyte at a time, refusing (DatasetError) as soon as the output passes
+    2 GB or MAX_EXPANSION times the `compressed_bytes` it came from: a bomb costs a second, not gigabytes."""
+    cap = min(MAX_DECOMPRESSED_BYTES, max(EXPANSION_FLOOR, MAX_EXPANSION * compressed_bytes))
+    chunks, total = [], 0
+    while chunk := stream.read(_INFLATE_CHUNK):
+        total += len(chunk)
+        if total > cap:
+            if cap == MAX_DECOMPRESSED_BYTES:
+                raise DatasetError(f"{name}: decompresses to more than 2 GB; split it into smaller files")
+            raise DatasetError(f"{name}: decompresses to more than {MAX_EXPANSION} times its size (over "
+                               f"{cap // 1024**2:,} MB from {compressed_bytes / 1024**2:.1f} MB): a compression bomb, "
+                               "or data too repetitive to be a table; upload it uncompressed")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _parse_zip(data: bytes, name: str, notes: list[str]) -> ParsedTable:
@@ -100,7 +119,8 @@ def _parse_zip(data: bytes, name: str, notes: list[str]) -> ParsedTable:
         raise DatasetError(f"{name}: the zip archive holds {len(files)} files ({listed}); expected exactly one table")
     if files[0].file_size > MAX_DECOMPRESSED_BYTES:
         raise DatasetError(f"{name}: decompresses to more than 2 GB; split it into smaller files")
-    inner = archive.read(files[0])
+    with archive.open(files[0]) as member:  # its declared size may lie: the stream is capped as it is read
+        inner = inflate(member, files[0].compress_size, name)
     return _parse(inner, f"{name}:{files[0].filename}", [*notes, "extracted from zip"])
 
 
@@ -154,7 +174,8 @@ def _utf16_without_bom(data: bytes) -> str | None:
 def _reject_binary(text: str, name: str) -> None:
     sample = text[:1_000_000]
     controls = len(_CONTROL_CHARS.findall(sample))
-    if "\x00" in sample or controls > max(3, 0.01 * len(sample)):
+    # A NUL anywhere (a C-level scan of the whole text, not only the sampled top) is binary, not a table.
+    if controls > max(3, 0.01 * len(sample)) or "\x00" in text:
         raise DatasetError(f"{name}: not a table: it looks like a binary file (expected CSV, TSV, JSON, "
                            "JSON Lines, Parquet or Excel .xlsx, optionally .gz/.zip)")
 

@@ -19,6 +19,7 @@ import pandas as pd
 from core.data.splits import canonical_prediction_split
 from core.data.storage import ROW_ID, load_frame, write_dataset
 from core.data.types import DatasetError
+from core.names import check_name
 from db import datasets as dataset_queries
 from db.enums import TaskKind
 from db.models import Dataset
@@ -87,6 +88,7 @@ def create_dataset_version(s: Any, parent_dataset_id: int, changes: Sequence[dic
             raise VersionError("every marked row is in the test split, which stays as it was uploaded: mark them "
                                "as test-set mistakes, or ask for a new test set")
         raise VersionError("no rows are marked: mark rows to relabel or exclude first")
+    name = check_name(name, "a dataset", error=VersionError) if name else None
     frame, applied = _apply_changes(load_frame(parent), to_apply)
     if frame.empty or frame[frame["split"] == "train"].empty:
         raise VersionError("these exclusions would leave no training rows")

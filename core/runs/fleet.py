@@ -25,6 +25,7 @@ from typing import Any
 
 from core import __version__, settings
 from core.errors import ProtolabError
+from core.names import check_name
 from core.runs import jobs, queue
 from core.runs.device import describe_compute
 from core.runs.files import RunFiles
@@ -76,7 +77,8 @@ def build_options(name: str | None, devices: str | None, max_parallel: int | Non
     if max_parallel is not None and max_parallel < 1:
         raise ProtolabError(f"--max-parallel must be at least 1 (got {max_parallel})")
     host = socket.gethostname()
-    return WorkerOptions(name=(name or host).strip()[:120], devices=offered,
+    return WorkerOptions(name=check_name(name, "a worker", max_chars=120) if name else host.strip()[:120],
+                         devices=offered,
                          max_parallel=max_parallel or len(offered),
                          address=settings.WORKER_ADDRESS.get() or _default_address(host))
 

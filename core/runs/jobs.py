@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from core import settings
 from core.errors import ProtolabError
+from core.names import check_name
 from core.runs import queue, registry
 from core.runs.files import RunFiles
 from core.settings import load_settings
@@ -58,6 +59,7 @@ def start_run(
     """Queue a run in the caller's transaction; once that transaction commits its worker starts here, or a
     worker daemon of the fleet claims it (core.runs.queue.dispatch_mode). The run id."""
     kind = registry.get_kind(model_kind)
+    name = check_name(name, "a run", error=JobError) if name and name.strip() else None
     nodes = int(config.get("nodes", 1) or 1)
     if nodes > 1 and queue.dispatch_mode() == "local":
         raise JobError(f"a run over {nodes} machines needs the worker fleet: start `protolab worker` on each of them "
