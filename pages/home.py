@@ -8,6 +8,7 @@ from core.settings import load_settings, redact_url
 from db import datasets as dataset_queries
 from db import read_scope
 from db import runs as run_queries
+from db.enums import RunStatus
 from ui.common import ensure_db, format_duration, format_when, page_link, status_chip
 from ui.fleet_views import show_fleet
 
@@ -30,8 +31,8 @@ with read_scope() as s:
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Datasets", n_datasets)
 c2.metric("Runs", sum(runs_by_status.values()))
-c3.metric("Running now", runs_by_status.get("running", 0) + runs_by_status.get("queued", 0))
-c4.metric("Completed", runs_by_status.get("completed", 0))
+c3.metric("Running now", sum(n for status, n in runs_by_status.items() if RunStatus(status).is_active))
+c4.metric("Completed", runs_by_status.get(RunStatus.COMPLETED, 0))
 
 st.subheader("Recent runs")
 if not recent:

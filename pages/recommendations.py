@@ -8,6 +8,8 @@ import streamlit as st
 from core.charts.recommendations import recommendation_scores
 from core.errors import ProtolabError
 from core.evaluation.cards import recommender_card
+from core.evaluation.comparison import ranking_metrics_at
+from core.metric_keys import DISPLAY_K, at_k
 from core.recs.serving import load_recommender, recommender_runs
 from core.recs.similarity import DEFAULT_DAMPED
 from db import read_scope
@@ -43,7 +45,8 @@ if not runs:
 
 by_id = {r.run_id: r for r in runs}
 rank = {run_id: n for n, run_id in enumerate(by_id, start=1)}
-run = by_id[st.selectbox("Model", list(by_id), key="run", help="Completed recommender runs, best NDCG@10 first.",
+run = by_id[st.selectbox("Model", list(by_id), key="run",
+                         help=f"Completed recommender runs, best NDCG@{DISPLAY_K} first.",
                          format_func=lambda i: f"Model {rank[i]} · {by_id[i].dataset_name}" if present
                          else by_id[i].title)]
 try:
@@ -56,8 +59,8 @@ details = (f"Trained {format_when(run.finished_at)} · run #{run.run_id}"
            + ("" if model.catalogue is not None else " · no item catalogue: items are shown by id"))
 with st.container(border=True):
     if present:  # the audience gets what it does and how good it is in plain words; numbers on request
-        hits = ((run.metrics.get("by_k") or {}).get("10") or {}).get("hit_rate", run.metrics.get("hit_rate@10"))
-        card = recommender_card(hit_rate=hits, k=10, dataset_name=run.dataset_name, n_items=len(model.items),
+        hits = ranking_metrics_at(run)[at_k("hit_rate")]
+        card = recommender_card(hit_rate=hits, k=DISPLAY_K, dataset_name=run.dataset_name, n_items=len(model.items),
                                 technical=f"{run.title} · {details}")
         st.subheader(card.title)
         st.markdown(f"{card.what}  \n**{card.how_good}**")
@@ -67,12 +70,12 @@ with st.container(border=True):
         c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
         c1.markdown(f"**Dataset**  \n{run.dataset_name}")
         c2.markdown(f"**Model**  \n{run.model_kind}")
-        c3.metric("NDCG@10", f"{run.ndcg:.3f}" if run.ndcg is not None else "–")
+        c3.metric(f"NDCG@{DISPLAY_K}", f"{run.ndcg:.3f}" if run.ndcg is not None else "–")
         c4.metric("Users · items", f"{len(model.users):,} · {len(model.items):,}")
         st.caption(details)
 
 mode = st.radio("Mode", MODES, horizontal=True, key="mode", label_visibility="collapsed")
-top_n = st.slider("How many recommendations", 3, 30, 10, key="top_n")
+top_n = st.slider("How many recommendations", 3, 30, DISPLAY_K, key="top_n")
 
 try:
     if mode == MODES[0]:

@@ -6,6 +6,7 @@ The run trains in its own worker process (core.runs.jobs); this page only reads 
 import streamlit as st
 
 from core.charts.training import loss_curve, validation_curve
+from core.metric_keys import DISPLAY_K
 from core.runs import jobs
 from core.runs.files import RunFiles
 from core.runs.registry import find_kind, headline_of
@@ -89,7 +90,7 @@ def live_panel(run_id: int, was_active: bool) -> None:
         m = run["metrics"]
         k1, k2, k3 = st.columns(3)
         if run["task"] is TaskKind.INTERACTIONS:
-            k = m.get("k", 10)
+            k = m.get("k", DISPLAY_K)
             k1.metric(f"Test NDCG@{k}", f"{m.get(f'ndcg@{k}', 0):.3f}")
             k2.metric(f"Test recall@{k}", f"{m.get(f'recall@{k}', 0):.3f}")
             k3.metric("Catalogue coverage", f"{m.get('coverage', 0):.1%}")

@@ -15,6 +15,7 @@ from core.charts.health import audit_counts
 from core.data.versions import create_dataset_version
 from core.errors import ProtolabError
 from core.health import jobs as health_jobs
+from core.health.audit import CERTAINTY
 from core.runs import jobs
 from db import audits as audit_queries
 from db import datasets as dataset_queries
@@ -67,7 +68,7 @@ def audit_form(dataset_id: int, sources: list[str], labels: list[str]) -> None:
             descriptions[label] = st.text_input(label, key=f"health_desc_{label}", placeholder=label)
     certainty = st.select_slider(
         "A likely label error is one the held-out models are this sure is wrong", key="health_certainty",
-        options=[0.8, 0.85, 0.9, 0.95, 0.98, 0.99], value=0.95, format_func=lambda c: f"{c:.0%}",
+        options=sorted({0.8, 0.85, 0.9, CERTAINTY, 0.98, 0.99}), value=CERTAINTY, format_func=lambda c: f"{c:.0%}",
         help="Lower lists more rows, and more of them will turn out to be labelled right after all. Rows below it "
              "that cleanlab still doubts are listed as possible label errors.")
     if st.button("Run the audit", key="health_run", type="primary"):
@@ -104,7 +105,7 @@ def findings_view(dataset_id: int, audit: dict[str, Any]) -> None:
     summary, findings = audit["summary"], audit["findings"]
     cols = st.columns(4)
     cols[0].metric("Likely label errors", summary.get("label_issues", 0),
-                   help=f"Rows the held-out models are at least {summary.get('certainty', 0.95):.0%} sure are "
+                   help=f"Rows the held-out models are at least {summary.get('certainty', CERTAINTY):.0%} sure are "
                         f"labelled wrong; {summary.get('possible_label_issues', 0):,} more are possible errors.")
     cols[1].metric("Near-duplicates", summary.get("near_duplicates", 0))
     cols[2].metric("Leaking across splits", summary.get("leakage", 0))

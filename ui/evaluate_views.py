@@ -18,6 +18,7 @@ from core.evaluation import comparison as compare
 from core.evaluation import predictions, testsets
 from core.evaluation.analysis import SplitAnalysis, analyse_split, misclassified
 from core.health.lookup import audit_flags, zero_label_scores
+from core.metric_keys import RANKING_METRICS
 from core.recs.config import protocol_text
 from core.runs import jobs
 from core.runs.registry import headline_of
@@ -32,8 +33,6 @@ ANY = "(any)"
 ERROR_SPLITS = ("validation", "test")
 EDITOR_ROWS = 200  # rows offered for relabel/exclude marks: the most confident mistakes
 MARKS_COLUMN_ORDER = ("row", "exclude", "relabel_to", "true", "predicted", "confidence", "audit", "text")
-CLASS_METRICS = ["accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1"]
-RANK_METRICS = ["ndcg@10", "precision@10", "recall@10", "map@10", "hit_rate@10", "coverage"]
 
 
 # Read-only results shared across reruns and sessions (cache_resource: no copy per rerun, which
@@ -342,12 +341,9 @@ def test_set_warning(runs: list[Any]) -> None:
 def _comparison_charts(runs: list[Any], points: pd.DataFrame) -> None:
     names = {r.id: compare.run_label(r) for r in runs}
     ranking = any(predictions.is_ranking(r) for r in runs)
-    metrics = RANK_METRICS if ranking else CLASS_METRICS
-    values = {names[r.id]: compare.ranking_metrics_at(r) if ranking else r.metrics for r in runs}
-    _plotly(charts.comparison_bars({n: {m: v.get(m) for m in metrics} for n, v in values.items()}, metrics),
-            key="cmp_bars")
+    _plotly(charts.runs_compared(runs, names), key="cmp_bars")
     if ranking:
-        metric = st.selectbox("Metric at K", list(compare.RANKING_KEYS), key="cmp_k_metric")
+        metric = st.selectbox("Metric at K", list(RANKING_METRICS), key="cmp_k_metric")
         _plotly(charts.metric_vs_k_comparison({names[r.id]: compare.ranking_by_k(r) for r in runs}, metric),
                 key="cmp_k_chart")
     elif not points.empty:

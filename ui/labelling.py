@@ -13,6 +13,7 @@ from core.errors import ProtolabError
 from core.labelling import pool as labels
 from core.labelling import retrain
 from core.labelling.strategy import Clusters, choose_next
+from core.runs.device import DEVICES
 from db import read_scope, session_scope
 from db import runs as run_queries
 from db.models import Dataset
@@ -206,5 +207,5 @@ def setfit_settings(c1, c2, c3) -> dict:  # noqa: ANN001 - three Streamlit colum
         "learning_rate": c2.number_input("Learning rate (encoder)", 1e-7, 1.0, d.learning_rate, format="%.1e",
                                          step=1e-5, key="setfit_lr"),
         "max_length": c3.number_input("Max length (tokens)", 8, 512, d.max_length, key="setfit_max_length"),
-        "device": c2.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key="setfit_device"),
+        "device": c2.selectbox("Device", list(DEVICES), key="setfit_device"),
     }

@@ -14,7 +14,7 @@ from core.errors import ProtolabError
 from core.labelling.pool import kind_to_train
 from core.recs.config import protocol_text
 from core.runs import jobs, registry
-from core.runs.device import describe_compute
+from core.runs.device import DEVICES, describe_compute
 from core.text.config import DEFAULT_LEARNING_RATE
 from core.text.language import suggested_model_id
 from core.text.pretrained import DEFAULT_MODEL_ID, WELL_KNOWN_MODELS
@@ -95,7 +95,7 @@ def classification_form(dataset_id: int, run_model: str | None = None) -> None:
             options["patience"] = c1.number_input("Patience (epochs)", 0, 20, 2, key="patience",
                                                   help="Stop after this many epochs without a better validation F1; "
                                                        "0 = never stop early.")
-            options["device"] = c2.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key="device",
+            options["device"] = c2.selectbox("Device", list(DEVICES), key="device",
                                              help=f"auto picks CUDA, then Apple MPS, then CPU. Here: {compute.summary}")
             if len(compute.gpus) > 1:
                 options["gpus"] = c3.number_input("GPUs", 1, len(compute.gpus), 1, key="gpus",
@@ -164,7 +164,7 @@ def recommender_form(dataset_id: int, run_model: str | None = None) -> None:
                                                  key=f"rec_factors_{model}")
             options["learning_rate"] = c3.number_input("Learning rate", 1e-5, 1.0, defaults["learning_rate"],
                                                        format="%.4f", key=f"rec_lr_{model}")
-            options["device"] = c1.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key="rec_device")
+            options["device"] = c1.selectbox("Device", list(DEVICES), key="rec_device")
     # Outside the (collapsed) settings, so nobody trains on another split than they chose without seeing it.
     st.caption(f"Trains and tests on {protocol_text(options['split_protocol'])} (change it under Settings).")
     b1, b2 = st.columns(2)

@@ -14,6 +14,7 @@ from typing import Any
 
 from core.api.batching import BatchConfig, MicroBatcher, serving_workers
 from core.errors import ProtolabError
+from core.metric_keys import CLASSIFICATION_METRICS
 from db.enums import RunStatus, TaskKind
 
 RUNTIMES = ("torch", "onnx")
@@ -146,9 +147,7 @@ class ServedModels:
         if run.task is TaskKind.INTERACTIONS:  # the ranking figures at the run's K, not every K measured
             numbers = {k: v for k, v in numbers.items() if "@" in k or k == "coverage"}
         else:  # the test figures, not timings or epoch counts
-            from core.evaluation.metrics import HEADLINE_KEYS
-
-            numbers = {k: v for k, v in numbers.items() if k in HEADLINE_KEYS}
+            numbers = {k: v for k, v in numbers.items() if k in CLASSIFICATION_METRICS}
         headline, _ = registry.headline_of(run.model_kind, run.task, metrics)
         numbers = dict(sorted(numbers.items(), key=lambda kv: kv[0] != headline.key))  # headline first
         return ServedRun(run_id=run.id, task=run.task, model_kind=run.model_kind,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from core import settings
+from core.metric_keys import DISPLAY_K
 
 KEY_ENV = settings.API_KEY.name  # the snippets read the key from here: a key never sits in pasted code
 
@@ -29,7 +30,7 @@ def predict_snippets(run_id: int, texts: list[str], base_url: str | None = None)
     return _snippets(run_id, "predict", {"texts": list(texts)}, base_url, _PREDICT_PRINT)
 
 
-def recommend_snippets(run_id: int, user: str | None = None, like: list[str] | None = None, k: int = 10,
+def recommend_snippets(run_id: int, user: str | None = None, like: list[str] | None = None, k: int = DISPLAY_K,
                        base_url: str | None = None) -> Snippets:
     """Top-k items of recommender run `run_id` for a known `user`, or for a visitor who likes `like`."""
     body: dict[str, object] = {"user": user} if user is not None else {"like": list(like or [])}

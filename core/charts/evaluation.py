@@ -14,6 +14,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from core.evaluation.analysis import Calibration, Curve
+from core.evaluation.comparison import ranking_metrics_at
+from core.evaluation.predictions import is_ranking
+from core.metric_keys import compared_keys
 
 PRF = (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1"))
 
@@ -132,6 +135,14 @@ def comparison_bars(rows: Mapping[str, Mapping[str, float | None]], metrics: Seq
     for run_name, values in rows.items():
         fig.add_trace(go.Bar(name=run_name, x=list(metrics), y=[values.get(m) for m in metrics]))
     return _layout(fig, "Runs compared", barmode="group")
+
+
+def runs_compared(runs: Sequence[Any], names: Mapping[int, str]) -> go.Figure:
+    """The bars of a comparison of runs (Evaluate's Compare and the HTML report): each compared metric, a bar per
+    run named by `names[run.id]`; recommenders at the display K."""
+    metrics = compared_keys(ranking=any(is_ranking(r) for r in runs))
+    values = {names[r.id]: ranking_metrics_at(r) if is_ranking(r) else (r.metrics or {}) for r in runs}
+    return comparison_bars({name: {m: v.get(m) for m in metrics} for name, v in values.items()}, metrics)
 
 
 def overlaid_learning_curves(points: pd.DataFrame, names: Mapping[int, str], metric: str = "macro_f1",

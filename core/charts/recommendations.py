@@ -10,6 +10,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from core.metric_keys import DISPLAY_K, RANKING_METRICS
+
 METRIC_LABELS = {"ndcg": "NDCG", "precision": "Precision", "recall": "Recall", "map": "MAP",
                  "hit_rate": "Hit rate", "coverage": "Catalogue coverage"}
 
@@ -28,8 +30,8 @@ def metric_vs_k(metrics_by_run: Mapping[str, Mapping[str, Any]], metric: str = "
     return fig
 
 
-def compare_at_k(metrics_by_run: Mapping[str, Mapping[str, Any]], k: int = 10,
-                 metrics: Sequence[str] = ("ndcg", "precision", "recall", "map", "hit_rate", "coverage"),
+def compare_at_k(metrics_by_run: Mapping[str, Mapping[str, Any]], k: int = DISPLAY_K,
+                 metrics: Sequence[str] = RANKING_METRICS,
                  ) -> go.Figure:
     """Grouped bars: each metric at one K, one bar per run (runs that lack that K are left out)."""
     fig = go.Figure()

@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from core.cli import CliError, print_json
+from core.health.audit import CERTAINTY
+from core.health.duplicates import SIMILARITY
+from db.enums import RunStatus
 
 
 def _add(args: argparse.Namespace) -> int:
@@ -267,7 +270,7 @@ def _label_curve(args: argparse.Namespace) -> int:
     summary = queued_or_finished(run_id, args)
     if summary is None:
         return 0
-    curve = summary["metrics"] if summary["status"] == "completed" else {}
+    curve = summary["metrics"] if summary["status"] == RunStatus.COMPLETED else {}
     out = {"run_id": run_id, "status": summary["status"], "error": summary["error"], **curve,
            "curve": aggregate(curve.get("points") or []), "reading": read_curve(curve) if curve else None}
     if args.json:
@@ -280,7 +283,7 @@ def _label_curve(args: argparse.Namespace) -> int:
             print(out["reading"])
         if summary["error"]:
             print(summary["error"], file=sys.stderr)
-    return 0 if summary["status"] == "completed" else 1
+    return 0 if summary["status"] == RunStatus.COMPLETED else 1
 
 
 def _exists(s: Any, name: str) -> bool:
@@ -346,10 +349,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "held-out predictions (validation and test rows only)")
     audit.add_argument("--no-embeddings", action="store_true",
                        help="skip the MiniLM near-duplicate search and zero-label baseline (faster)")
-    audit.add_argument("--similarity", type=float, default=0.95, help="cosine for near-duplicates (default 0.95)")
-    audit.add_argument("--certainty", type=float, default=0.95,
+    audit.add_argument("--similarity", type=float, default=SIMILARITY,
+                       help=f"cosine for near-duplicates (default {SIMILARITY})")
+    audit.add_argument("--certainty", type=float, default=CERTAINTY,
                        help="how sure the held-out models must be that a label is wrong for it to count as a "
-                            "likely label error (default 0.95; lower lists more rows, more of them correct)")
+                            f"likely label error (default {CERTAINTY}; lower lists more rows, more of them correct)")
     audit.add_argument("--all", action="store_true",
                        help="also list the possible label errors (flagged by cleanlab, below --certainty)")
     audit.add_argument("--limit", type=int, default=0, help="list only the N most suspicious rows (0: all)")

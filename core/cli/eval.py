@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from core.metric_keys import CLASSIFICATION_METRICS
+
 
 def evaluation_summary(run_id: int, split: str = "test") -> dict[str, Any]:
     """The JSON shape printed by `protolab eval`."""
     from core.evaluation import comparison, predictions
-    from core.evaluation.metrics import HEADLINE_KEYS
     from db import read_scope
     from db import runs as run_queries
 
@@ -30,7 +31,7 @@ def evaluation_summary(run_id: int, split: str = "test") -> dict[str, Any]:
         split = predictions.normalise_split(split)
         report = predictions.split_report(run, split)
     out.update({"split": split, "n": report.get("n"), "labels": report.get("labels", []),
-                **{k: report.get(k) for k in HEADLINE_KEYS},
+                **{k: report.get(k) for k in CLASSIFICATION_METRICS},
                 "majority_rate": report.get("majority_rate"), "per_class": report.get("per_class", {}),
                 "confusion_matrix": report.get("confusion_matrix", [])})
     for key in ("macro_roc_auc", "roc_auc", "average_precision"):
@@ -46,8 +47,7 @@ def _print_text(summary: dict[str, Any]) -> None:
             print(f"  {key:>14}: {value:.4f}" if isinstance(value, float) else f"  {key:>14}: {value}")
         return
     print(f"  split: {summary['split']} (n={summary['n']})")
-    for key in ("accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_precision",
-                "weighted_recall", "weighted_f1", "majority_rate"):
+    for key in (*CLASSIFICATION_METRICS, "majority_rate"):
         if summary.get(key) is not None:
             print(f"  {key:>18}: {summary[key]:.4f}")
     print(f"  {'class':<20} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}")

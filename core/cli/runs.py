@@ -7,6 +7,7 @@ from typing import Any
 
 from core.cli import CliError, print_json
 from core.runs.registry import headline_of
+from db.enums import RunStatus
 from db.models import Run
 
 
@@ -24,7 +25,7 @@ def run_summary(run: Run) -> dict[str, Any]:
 
 
 def _headline(run: Run) -> dict[str, Any]:
-    """The run's one figure: {"metric": "macro-F1" | "NDCG@10", "key": ..., "value": float or None}."""
+    """The run's one figure: {"metric": "macro-F1" | "NDCG@K", "key": ..., "value": float or None}."""
     headline, value = headline_of(run.model_kind, run.task, run.metrics)
     return {"metric": headline.label, "key": headline.key, "value": value}
 
@@ -77,7 +78,7 @@ def _cancel(args: argparse.Namespace) -> int:
 
     with session_scope() as s:
         status = cancel_run(s, args.run_id)
-    print(f"run {args.run_id}: {'cancelled' if status.value == 'cancelled' else 'cancel requested'}")
+    print(f"run {args.run_id}: {'cancelled' if status is RunStatus.CANCELLED else 'cancel requested'}")
     return 0
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from core import settings
 from core.cli import CliError, print_json
 from core.runs import registry
+from db.enums import RunStatus
 
 # CLI flag -> config key handed to the kind's build_config (only flags the user gave are passed on).
 AUTO_BATCH_KINDS = ("transformer", "lstm")
@@ -57,7 +58,7 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"  {key}: {value:.4f}")
         if summary["error"]:
             print(summary["error"], file=sys.stderr)
-    return 0 if summary["status"] == "completed" else 1
+    return 0 if summary["status"] == RunStatus.COMPLETED else 1
 
 
 def with_nodes(config: dict[str, Any], nodes: int, kind_name: str) -> dict[str, Any]:
@@ -118,7 +119,7 @@ def queued_or_finished(run_id: int, args: argparse.Namespace) -> dict[str, Any] 
     """Without --wait: print the queued run's id (or its JSON) and return None; with it, the finished summary."""
     if not args.wait:
         if args.json:
-            print_json({"run_id": run_id, "status": "queued"})
+            print_json({"run_id": run_id, "status": RunStatus.QUEUED.value})
         else:
             print(run_id)
         return None
@@ -141,7 +142,7 @@ def wait_for_run(run_id: int, *, quiet: bool = False, poll_s: float = 0.5) -> di
             run = run_queries.get_run(s, run_id)
             summary = run_summary(run)
         _draw_progress(summary, quiet)
-        if summary["status"] not in ("queued", "running"):
+        if not RunStatus(summary["status"]).is_active:
             if not quiet and sys.stderr.isatty():
                 sys.stderr.write("\n")
             return summary
@@ -154,7 +155,7 @@ def _draw_progress(summary: dict[str, Any], quiet: bool) -> None:
     line = f"[{'#' * filled}{'.' * (width - filled)}] {summary['progress'] * 100:5.1f}% {summary['status_text'] or ''}"
     if sys.stderr.isatty():
         sys.stderr.write("\r" + line[:120].ljust(120))
-    elif not quiet or summary["status"] not in ("queued", "running"):
+    elif not quiet or not RunStatus(summary["status"]).is_active:
         return
     sys.stderr.flush()
 

@@ -10,16 +10,22 @@ from typing import Any
 
 import pandas as pd
 
-from core.evaluation.metrics import HEADLINE_KEYS
 from core.evaluation.predictions import EvaluationError, is_ranking, split_report
+from core.metric_keys import (
+    CLASSIFICATION_HEADLINE,
+    CLASSIFICATION_METRICS,
+    DISPLAY_K,
+    RANKING_METRICS,
+    at_k,
+    compared_keys,
+    ranking_keys,
+)
 from core.runs.registry import applicable_config, find_kind
 from db import runs as run_queries
 from db.models import Dataset, Run
 
-RANKING_KEYS = ("ndcg", "precision", "recall", "map", "hit_rate", "coverage")
 # The metric keys a leaderboard shows, the only ones run_queries.run_records extracts from Run.metrics.
-RECORD_METRICS = (*HEADLINE_KEYS, "train_time_s", "device", "k", "coverage", "by_k", "test_set",
-                  *(f"{name}@10" for name in RANKING_KEYS if name != "coverage"))
+RECORD_METRICS = (*CLASSIFICATION_METRICS, "train_time_s", "device", "k", "by_k", "test_set", *ranking_keys())
 # Config keys shown in a leaderboard even when every run agrees on them.
 KEY_HYPERPARAMETERS = ("model_id", "epochs", "batch_size", "learning_rate", "max_length", "k", "factors", "seed")
 METRIC_FRAME_COLUMNS = ["run_id", "name", "split", "step", "epoch", "value"]
@@ -32,7 +38,7 @@ def baseline_run(s: Any, run: Any) -> Run | None:
     if run.model_kind == BASELINE_KIND:  # the baseline is not measured against another baseline
         return None
     return run_queries.best_completed_run_of_kind(s, run.dataset_id, BASELINE_KIND, exclude_run_id=run.id,
-                                                  metric_key="macro_f1")
+                                                  metric_key=CLASSIFICATION_HEADLINE)
 
 
 def baseline_caption(run: Any, baseline: Any) -> str:
@@ -78,7 +84,7 @@ def headline_table(report: dict[str, Any], baseline: dict[str, Any] | None,
     `zero_label` (a data audit's figures for the split) also what label names alone score."""
     majority = majority_scores(report)
     rows = []
-    for key in HEADLINE_KEYS:
+    for key in CLASSIFICATION_METRICS:
         row: dict[str, Any] = {"metric": key.replace("_", " "), "this run": report.get(key)}
         row["TF-IDF baseline"] = baseline.get(key) if baseline else None
         row["majority class"] = majority[key]
@@ -108,8 +114,9 @@ def run_label(run: Any) -> str:
 def leaderboard(runs: Sequence[Any], sort_by: str | None = None) -> pd.DataFrame:
     """One row per run: model, headline metrics, key and differing hyperparameters, duration, device."""
     ranking = any(is_ranking(r) for r in runs)
-    metric_keys = (["ndcg@10", "precision@10", "recall@10", "map@10", "hit_rate@10", "coverage"] if ranking
-                   else ["macro_f1", "accuracy", "weighted_f1", "macro_precision", "macro_recall"])
+    # The classification leaderboard leads with its headline (what it is sorted by), then the compared metrics.
+    metric_keys = compared_keys(ranking) if ranking else \
+        [CLASSIFICATION_HEADLINE, *(k for k in compared_keys(False) if k != CLASSIFICATION_HEADLINE)]
     differing = config_differences(runs) if len(runs) > 1 else []
     settings = {r.id: settings_of(r) for r in runs}
     params = [k for k in KEY_HYPERPARAMETERS if any(k in settings[r.id] for r in runs)]
@@ -156,13 +163,13 @@ def ranking_by_k(run: Run) -> dict[int, dict[str, float]]:
             for k, vals in sorted(by_k.items(), key=lambda kv: int(kv[0]))}
 
 
-def ranking_metrics_at(run: Any, k: int = 10) -> dict[str, float | None]:
+def ranking_metrics_at(run: Any, k: int = DISPLAY_K) -> dict[str, float | None]:
     """'<metric>@K' (and coverage) at one K, from by_k when the run's own K is another one."""
     m = run.metrics or {}
-    at_k = (m.get("by_k") or {}).get(str(k)) or {}
-    out: dict[str, float | None] = {f"{name}@{k}": at_k.get(name, m.get(f"{name}@{k}"))
-                                    for name in RANKING_KEYS if name != "coverage"}
-    out["coverage"] = at_k.get("coverage", m.get("coverage") if m.get("k", k) == k else None)
+    measured = (m.get("by_k") or {}).get(str(k)) or {}
+    out: dict[str, float | None] = {at_k(name, k): measured.get(name, m.get(at_k(name, k)))
+                                    for name in RANKING_METRICS if name != "coverage"}
+    out["coverage"] = measured.get("coverage", m.get("coverage") if m.get("k", k) == k else None)
     return out
 
 
@@ -170,20 +177,18 @@ def ranking_baseline_table(run: Any) -> pd.DataFrame | None:
     """Each ranking metric at the run's K beside the popularity baseline measured on the same split
     (None for runs trained before the baseline was stored)."""
     m = run.metrics or {}
-    k = str(m.get("k", 10))
-    mine = (m.get("by_k") or {}).get(k) or {}
-    popular = (((m.get("baseline") or {}).get("by_k")) or {}).get(k)
+    k = int(m.get("k", DISPLAY_K))
+    mine = (m.get("by_k") or {}).get(str(k)) or {}
+    popular = (((m.get("baseline") or {}).get("by_k")) or {}).get(str(k))
     if not popular or not mine:
         return None
-    return pd.DataFrame([{"metric": f"{name}@{k}" if name != "coverage" else name, "this run": mine.get(name),
-                          "popularity baseline": popular.get(name)} for name in RANKING_KEYS if name in mine])
+    return pd.DataFrame([{"metric": at_k(name, k), "this run": mine.get(name),
+                          "popularity baseline": popular.get(name)} for name in RANKING_METRICS if name in mine])
 
 
 def ranking_headline(run: Run) -> dict[str, Any]:
     m = run.metrics or {}
-    k = m.get("k", 10)
-    keys = [f"{name}@{k}" for name in RANKING_KEYS if name != "coverage"] + ["coverage"]
-    return {key: m.get(key) for key in keys if key in m}
+    return {key: m.get(key) for key in ranking_keys(int(m.get("k", DISPLAY_K))) if key in m}
 
 
 def lineage_root(datasets: Sequence[Dataset], dataset_id: int) -> int:

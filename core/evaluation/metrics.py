@@ -11,8 +11,7 @@ from typing import Any
 
 import numpy as np
 
-HEADLINE_KEYS = ("accuracy", "macro_precision", "macro_recall", "macro_f1",
-                 "weighted_precision", "weighted_recall", "weighted_f1")
+from core.metric_keys import CLASSIFICATION_METRICS
 
 
 def classification_report(
@@ -28,7 +27,7 @@ def classification_report(
     y_true, y_pred = list(y_true), list(y_pred)
     report: dict[str, Any] = {"n": len(y_true), "labels": [str(x) for x in labels]}
     if not y_true:
-        return {**report, **{k: 0.0 for k in HEADLINE_KEYS}, "per_class": {}, "confusion_matrix": [],
+        return {**report, **{k: 0.0 for k in CLASSIFICATION_METRICS}, "per_class": {}, "confusion_matrix": [],
                 "majority_rate": 0.0}
     report["accuracy"] = float(accuracy_score(y_true, y_pred))
     for average in ("macro", "weighted"):
@@ -67,7 +66,7 @@ def _probability_metrics(y_true: list[Any], proba: np.ndarray, labels: list[Any]
 
 def headline(report: dict[str, Any]) -> dict[str, float]:
     """Just the headline figures of a report (what `train --json` and the leaderboard show)."""
-    return {k: float(report[k]) for k in HEADLINE_KEYS if k in report}
+    return {k: float(report[k]) for k in CLASSIFICATION_METRICS if k in report}
 
 
 def validation_scores(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:

@@ -169,21 +169,14 @@ def comparison_report(runs: Sequence[Run], points: pd.DataFrame | None = None) -
     """The HTML page comparing several completed runs: leaderboard, differences, bars, curves."""
     differing = comparison.config_differences(runs)
     board = comparison.leaderboard(runs)
-    body = ["<h2>Leaderboard</h2>", _table(board, highlight=differing)]
+    names = {r.id: comparison.run_label(r) for r in runs}
+    body = ["<h2>Leaderboard</h2>", _table(board, highlight=differing), _figure(charts.runs_compared(runs, names))]
     if differing:
         body.append(f"<p>Hyperparameters that differ (highlighted): {esc(', '.join(differing))}</p>")
-    names = {r.id: comparison.run_label(r) for r in runs}
     if any(predictions.is_ranking(r) for r in runs):
-        metrics = ["ndcg@10", "precision@10", "recall@10", "map@10", "hit_rate@10", "coverage"]
         body.append(_figure(charts.metric_vs_k_comparison({names[r.id]: comparison.ranking_by_k(r) for r in runs})))
-    else:
-        metrics = ["accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1"]
-        if points is not None and not points.empty:
-            body.append(_figure(charts.overlaid_learning_curves(points, names)))
-    values = {names[r.id]: comparison.ranking_metrics_at(r) if predictions.is_ranking(r) else (r.metrics or {})
-              for r in runs}
-    body.insert(2, _figure(charts.comparison_bars({n: {m: v.get(m) for m in metrics} for n, v in values.items()},
-                                                  metrics)))
+    elif points is not None and not points.empty:
+        body.append(_figure(charts.overlaid_learning_curves(points, names)))
     for run in runs:
         body.append(f"<h2>{esc(comparison.run_label(run))}</h2>" + _dict_table(dict(run.config or {}))
                     + _reviews_section(run))

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.evaluation.comparison import majority_scores
-from core.evaluation.metrics import HEADLINE_KEYS
+from core.metric_keys import CLASSIFICATION_METRICS
 
 FORMAT_NAMES = {"onnx": "ONNX (fp32)", "onnx-int8": "ONNX, int8 dynamic quantisation",
                 "hf": "Hugging Face transformers folder (save_pretrained)", "skops": "scikit-learn pipeline (skops)"}
@@ -91,7 +91,7 @@ def model_card(f: CardFacts) -> str:
     splits = ", ".join(f"{k} {v:,}" for k, v in f.split_counts.items() if isinstance(v, int)) or "not recorded"
     majority = majority_scores({"labels": f.labels, **f.report}) if f.report.get("majority_rate") else {}
     rows = ["| metric | this model | TF-IDF baseline | majority class |", "|---|---|---|---|"]
-    for key in HEADLINE_KEYS:
+    for key in CLASSIFICATION_METRICS:
         rows.append(f"| {key.replace('_', ' ')} | {_fmt(f.report.get(key))} | "
                     f"{_fmt((f.baseline or {}).get(key))} | {_fmt(majority.get(key))} |")
     per_class = f.report.get("per_class") or {}

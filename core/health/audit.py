@@ -22,11 +22,16 @@ import numpy as np
 import pandas as pd
 
 from core.errors import ProtolabError
-from core.health.duplicates import _MENTION, _URL, find_duplicates, normalise_text
+from core.health.duplicates import _MENTION, _URL, SIMILARITY, find_duplicates, normalise_text
 from core.text.tfidf import TfidfConfig
 
 SPLIT_ORDER = {"train": 0, "validation": 1, "test": 2}
 MIN_TRAIN_PER_CLASS = 5  # fewer training rows than this and a class is reported as too small for the split
+# A flagged row is a *likely* label error when the held-out probability of its label is below 1 - CERTAINTY.
+# cleanlab's own count on a corpus whose original labels already disagree (crowd-labelled tweets: 25 % of
+# rows disagree with any model) flags ~18 % of rows, four ambiguous originals for every real flip
+# (BENCHMARKS.md, "Data health"); 95 % sure keeps the list short enough to trust and act on.
+CERTAINTY = 0.95
 
 
 class AuditError(ProtolabError):
@@ -39,15 +44,11 @@ class AuditConfig:
     folds: int = 5
     seed: int = 42
     embeddings: bool = True  # MiniLM near-duplicates and the zero-label baseline (the slow part on a CPU)
-    similarity: float = 0.95  # cosine above which two texts are near-duplicates
+    similarity: float = SIMILARITY  # cosine above which two texts are near-duplicates
     block_rows: int = 1024  # rows compared against all others at once: memory is block_rows x N floats
     long_factor: float = 10.0  # a text longer than this many times the median length (and 1000 chars) is odd
     label_descriptions: Mapping[str, str] = field(default_factory=dict)  # zero-label: label -> one line
-    # A flagged row is a *likely* label error when the held-out probability of its label is below 1 - certainty.
-    # cleanlab's own count on a corpus whose original labels already disagree (crowd-labelled tweets: 25 % of
-    # rows disagree with any model) flags ~18 % of rows, four ambiguous originals for every real flip
-    # (BENCHMARKS.md, "Data health"); 95 % sure keeps the list short enough to trust and act on.
-    certainty: float = 0.95
+    certainty: float = CERTAINTY  # how sure the held-out models must be that a label is wrong (see CERTAINTY)
 
     def __post_init__(self) -> None:
         parse_source(self.source)
@@ -209,7 +210,7 @@ def cv_probabilities(texts: Sequence[str], labels: np.ndarray, cfg: AuditConfig,
 
 
 def label_issues(proba: np.ndarray, names: Sequence[str], rows: np.ndarray, labels: np.ndarray, *,
-                 certainty: float = 0.95) -> pd.DataFrame:
+                 certainty: float = CERTAINTY) -> pd.DataFrame:
     """Rows cleanlab flags as mislabelled, with a suggested label, a score (1 - label quality) and `likely`:
     the probability of the given label is below 1 - certainty. Sorted by score, so the likely ones come first."""
     from cleanlab.filter import find_label_issues

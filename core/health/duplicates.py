@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+SIMILARITY = 0.95  # the cosine above which two texts are near-duplicates (the audit's default)
+
 SPLIT_RANK = {"train": 0, "validation": 1, "test": 2}
 _URL = re.compile(r"https?://\S+|www\.\S+")
 _MENTION = re.compile(r"@\w+")
@@ -58,7 +60,7 @@ def similar_pairs(embeddings: np.ndarray, threshold: float, block_rows: int = 10
 
 
 def find_duplicates(texts: Sequence[str], splits: Sequence[str], embeddings: np.ndarray | None = None, *,
-                    threshold: float = 0.95, block_rows: int = 1024) -> pd.DataFrame:
+                    threshold: float = SIMILARITY, block_rows: int = 1024) -> pd.DataFrame:
     """One row per duplicate (not the row kept): row, split, duplicate_of, similarity, leak."""
     n = len(texts)
     uf = _UnionFind(n)

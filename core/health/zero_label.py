@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from core.evaluation.metrics import HEADLINE_KEYS, classification_report
+from core.evaluation.metrics import classification_report
+from core.metric_keys import CLASSIFICATION_METRICS
 
 EVALUATED_SPLITS = ("validation", "test")
 TEMPERATURE = 0.05  # cosines are close together; a low temperature turns them into usable probabilities
@@ -45,5 +46,5 @@ def score_splits(proba: np.ndarray, labels: np.ndarray, splits: np.ndarray, name
         mask = np.asarray(splits) == split
         if mask.any():
             report = classification_report(list(labels[mask]), list(pred[mask]), names)
-            reports[split] = {k: report[k] for k in HEADLINE_KEYS}
+            reports[split] = {k: report[k] for k in CLASSIFICATION_METRICS}
     return {"prompts": dict(zip(names, prompts, strict=True)), "reports": reports}

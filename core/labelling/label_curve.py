@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import ProtolabError
+from core.runs.device import is_device, unknown_device_text
 
 MODEL_LABELS = {"setfit": "SetFit", "tfidf": "TF-IDF", "transformer": "Transformer"}
 # A gain at least this large between the last two sizes reads as "labelling more pays off". With one seed and
@@ -66,9 +67,8 @@ class LabelCurveConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise LabelCurveError(f"{name} must be a positive whole number, got {value!r}")
-        device = str(self.device).lower()
-        if device not in ("auto", "cpu", "cuda", "mps") and not (device.startswith("cuda:") and device[5:].isdigit()):
-            raise LabelCurveError(f"unknown device {self.device!r}: use auto, cpu, cuda, cuda:N or mps")
+        if not is_device(self.device):
+            raise LabelCurveError(unknown_device_text(self.device))
 
 
 def config_from_dict(config: Mapping[str, Any]) -> LabelCurveConfig:

@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from core.metric_keys import DISPLAY_K
 from core.recs.models import RecommenderError
+from core.runs.device import is_device, unknown_device_text
 
 PROTOCOLS = ("stratified_item", "leave_last_out", "dataset")
 # What each protocol means for the user, said where a run is started and where it is evaluated: only
@@ -30,7 +32,7 @@ def protocol_text(protocol: str) -> str:
 class RecommenderConfig:
     """Settings every recommender shares."""
 
-    k: int = 10
+    k: int = DISPLAY_K
     seed: int = 42
     split_protocol: str = "stratified_item"  # | "leave_last_out" | "dataset"
     train_ratio: float = 0.75
@@ -41,8 +43,7 @@ class RecommenderConfig:
         check(self.split_protocol in PROTOCOLS,
                f"unknown split_protocol {self.split_protocol!r}: use one of {', '.join(PROTOCOLS)}")
         check(0.0 < self.train_ratio < 1.0, f"train_ratio must be between 0 and 1, got {self.train_ratio}")
-        check(str(self.device).split(":")[0] in {"auto", "cpu", "cuda", "mps"},
-               f"unknown device {self.device!r}: use auto, cpu, cuda or mps")
+        check(is_device(self.device), unknown_device_text(self.device))
 
 
 @dataclass(frozen=True)

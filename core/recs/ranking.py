@@ -10,7 +10,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-METRIC_NAMES = ("ndcg", "precision", "recall", "map", "hit_rate", "coverage")
+from core.metric_keys import RANKING_METRICS
+
 DEFAULT_KS = (1, 5, 10, 20)
 
 
@@ -49,7 +50,8 @@ class RankingAccumulator:
     def __init__(self, ks: Iterable[int], n_catalogue: int) -> None:
         self.ks = sorted({int(k) for k in ks})
         self.n_catalogue = max(int(n_catalogue), 1)
-        self._sums = {k: dict.fromkeys(METRIC_NAMES[:-1], 0.0) for k in self.ks}
+        # Every metric but coverage (the last), which has no per-user sum.
+        self._sums = {k: dict.fromkeys(RANKING_METRICS[:-1], 0.0) for k in self.ks}
         self._items = {k: np.zeros(self.n_catalogue, dtype=bool) for k in self.ks}
         self.n_users = 0
 
@@ -76,7 +78,7 @@ class RankingAccumulator:
         for k in self.ks:
             row = {name: total / max(self.n_users, 1) for name, total in self._sums[k].items()}
             row["coverage"] = float(self._items[k].sum()) / self.n_catalogue
-            out[k] = {name: row[name] for name in METRIC_NAMES}
+            out[k] = {name: row[name] for name in RANKING_METRICS}
         return out
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from core.metric_keys import DISPLAY_K
 from core.recs.encoding import Interactions, encode
 from core.recs.models import RecommenderError, UserBatch
 from core.recs.similarity import DAMPED_ALPHA, DAMPED_SHRINK, item_similarity
@@ -77,14 +78,15 @@ class Recommender:
         rows.insert(1, "title", rows["item"].map(self.title))
         return rows.drop(columns=[c for c in ("user", "timestamp") if c in rows.columns]).reset_index(drop=True)
 
-    def recommend(self, user: str, k: int = 10, exclude_seen: bool = True) -> list[tuple[str, float, str | None]]:
+    def recommend(self, user: str, k: int = DISPLAY_K,
+                  exclude_seen: bool = True) -> list[tuple[str, float, str | None]]:
         """Top-k (item, score, reason item) for a known user."""
         u = self._uidx.get(str(user))
         if u is None:
             raise RecommenderError(f"user {user!r} is not in this model's training data")
         return self._rank(self.data.batch(np.array([u])), k, exclude_seen)
 
-    def recommend_for_likes(self, items: Iterable[str], k: int = 10) -> list[tuple[str, float, str | None]]:
+    def recommend_for_likes(self, items: Iterable[str], k: int = DISPLAY_K) -> list[tuple[str, float, str | None]]:
         """Top-k for a new visitor who likes `items` (fold-in, no retraining); liked items are excluded."""
         liked = [self._iidx[str(i)] for i in dict.fromkeys(map(str, items)) if str(i) in self._iidx]
         if not liked:
@@ -93,7 +95,7 @@ class Recommender:
                              shape=(1, len(self.items)))
         return self._rank(UserBatch(np.array([-1]), rows, [np.array(liked)]), k, True)
 
-    def similar_items(self, item: str, k: int = 10, damped: bool = False) -> list[tuple[str, float]]:
+    def similar_items(self, item: str, k: int = DISPLAY_K, damped: bool = False) -> list[tuple[str, float]]:
         """The k items nearest to `item`: by the model (embeddings or factors when it has them, co-occurrence
         cosine otherwise) or, `damped`, by popularity-damped co-occurrence (core.recs.similarity)."""
         i = self._iidx.get(str(item))
@@ -228,18 +230,18 @@ class RecommenderRun:
     model_kind: str
     dataset_name: str
     k: int
-    ndcg: float | None  # NDCG@10 when measured, else NDCG at the run's K
+    ndcg: float | None  # NDCG at the display K when measured, else NDCG at the run's K
     finished_at: Any
     metrics: dict[str, Any]
 
     @property
     def title(self) -> str:
-        score = f"NDCG@10 {self.ndcg:.3f}" if self.ndcg is not None else "not evaluated"
+        score = f"NDCG@{DISPLAY_K} {self.ndcg:.3f}" if self.ndcg is not None else "not evaluated"
         return f"#{self.run_id} {self.model_kind} on {self.dataset_name} ({score})"
 
 
 def recommender_runs(s: Session) -> list[RecommenderRun]:
-    """Completed recommender runs that saved a model, best NDCG@10 first (read in the caller's session)."""
+    """Completed recommender runs that saved a model, best NDCG at the display K first (in the caller's session)."""
     from db import runs as run_queries
     from db.enums import RunStatus, TaskKind
 
@@ -249,6 +251,6 @@ def recommender_runs(s: Session) -> list[RecommenderRun]:
             continue
         metrics = dict(run.metrics or {})
         ndcg = registry.headline_of(run.model_kind, run.task, metrics)[1]
-        found.append(RecommenderRun(run.id, run.model_kind, run.dataset.name, int(metrics.get("k", 10)),
+        found.append(RecommenderRun(run.id, run.model_kind, run.dataset.name, int(metrics.get("k", DISPLAY_K)),
                                     ndcg, run.finished_at, metrics))
     return sorted(found, key=lambda r: (r.ndcg is None, -(r.ndcg or 0.0), -r.run_id))

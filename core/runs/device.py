@@ -19,6 +19,19 @@ from typing import Any
 
 from core import settings
 
+DEVICE_KINDS = ("cpu", "cuda", "mps")  # what a model kind may run on
+DEVICES = ("auto", *DEVICE_KINDS)  # what a run may ask for; "cuda:N" also names one GPU
+
+
+def is_device(name: object) -> bool:
+    """Whether a run may ask for `name`: one of DEVICES (any case) or "cuda:N"."""
+    device = str(name).lower()
+    return device in DEVICES or (device.startswith("cuda:") and device[5:].isdigit())
+
+
+def unknown_device_text(name: object) -> str:
+    return f"unknown device {name!r}: use {', '.join(DEVICES)}, cuda:N"
+
 
 @dataclass(frozen=True)
 class GpuInfo:
@@ -90,8 +103,8 @@ def resolve_device(requested: str = "auto") -> str:
         raise ValueError("device 'cuda' was asked for but no CUDA GPU is visible to torch")
     if requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("device 'mps' was asked for but Apple MPS is not available")
-    if requested not in {"cpu", "mps"} and not requested.startswith("cuda"):
-        raise ValueError(f"unknown device {requested!r}: use auto, cpu, cuda or mps")
+    if not is_device(requested):
+        raise ValueError(unknown_device_text(requested))
     return requested
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 from core import settings
 from core.errors import ProtolabError
+from core.metric_keys import CLASSIFICATION_HEADLINE, DISPLAY_K, at_k
+from core.runs.device import DEVICE_KINDS
 from db.enums import JOB_KINDS, LABEL_RETRAIN_KIND, TaskKind
 
 
@@ -27,7 +29,7 @@ class Headline:
     """The one figure a list of runs shows: its metric key in Run.metrics and how people read it."""
 
     key: str  # "macro_f1" or "<metric>@<k>"
-    label: str  # "macro-F1", "NDCG@10"
+    label: str  # "macro-F1", "NDCG@<K>"
 
     def value(self, metrics: Mapping[str, Any] | None) -> float | None:
         """The figure from a run's stored metrics; '<metric>@<k>' also looks in by_k (a run cut at another K)."""
@@ -44,8 +46,8 @@ class Headline:
 
 
 HEADLINES = {
-    TaskKind.CLASSIFICATION: Headline("macro_f1", "macro-F1"),
-    TaskKind.INTERACTIONS: Headline("ndcg@10", "NDCG@10"),
+    TaskKind.CLASSIFICATION: Headline(CLASSIFICATION_HEADLINE, "macro-F1"),
+    TaskKind.INTERACTIONS: Headline(at_k("ndcg"), f"NDCG@{DISPLAY_K}"),
 }
 
 
@@ -192,7 +194,7 @@ _NEURAL_OPTIONS = ("model_id", "epochs", "batch_size", "learning_rate", "max_len
                    "weight_decay", "seed", "device", "gpus", "class_weights")
 _NEURAL_SETTINGS = (*_NEURAL_OPTIONS, "grad_accum_steps", "max_grad_norm")
 _REC_OPTIONS = ("k", "split_protocol", "seed")
-_GPU = ("cpu", "cuda", "mps")
+_GPU = DEVICE_KINDS  # the kinds that can use a GPU run on any device
 
 for _kind in (
     ModelKind("transformer", TaskKind.CLASSIFICATION, "Transformer (fine-tune)",

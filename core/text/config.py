@@ -10,13 +10,11 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from core.errors import ProtolabError
+from core.runs.device import is_device, unknown_device_text
 
 # 1e-4 for the Transformer, not BERT-base's usual 5e-5: MiniLM-L6 with a fresh head learns little in the
 # few dozen steps of a small dataset at 5e-5 (demo reviews, 3 epochs: macro-F1 0.32 vs 1.00 at 1e-4 / 2e-4).
 DEFAULT_LEARNING_RATE = {"transformer": 1e-4, "lstm": 2e-3, "tfidf": 5e-5}
-
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 class TrainingError(ProtolabError):
@@ -85,9 +83,8 @@ def _validate(cfg: TrainConfig) -> None:
         raise TrainingError(f"warmup_ratio must be in [0, 1), got {cfg.warmup_ratio!r}")
     if not _is_number(cfg.weight_decay) or cfg.weight_decay < 0:
         raise TrainingError(f"weight_decay must be ≥ 0, got {cfg.weight_decay!r}")
-    device = str(cfg.device).lower()
-    if device not in DEVICES and not (device.startswith("cuda:") and device[5:].isdigit()):
-        raise TrainingError(f"unknown device {cfg.device!r}: use auto, cpu, cuda, cuda:N or mps")
+    if not is_device(cfg.device):
+        raise TrainingError(unknown_device_text(cfg.device))
     if cfg.max_length > 8192:
         raise TrainingError(f"max_length {cfg.max_length} is beyond what any bundled model reads (8192)")
 

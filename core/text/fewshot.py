@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from core.text.config import DEVICES, TrainingError, _is_number
+from core.runs.device import is_device, unknown_device_text
+from core.text.config import TrainingError, _is_number
 
 BODY_DIR = "body"
 HEAD_FILE = "head.skops"
@@ -59,8 +60,8 @@ def build_config(model_kind: str, options: dict[str, Any]) -> dict[str, Any]:
         raise TrainingError(f"seed must be a whole number ≥ 0, got {cfg.seed!r}")
     if not _is_number(cfg.learning_rate) or cfg.learning_rate <= 0:
         raise TrainingError(f"learning_rate must be a number > 0, got {cfg.learning_rate!r}")
-    if str(cfg.device).lower() not in DEVICES and not str(cfg.device).lower().startswith("cuda:"):
-        raise TrainingError(f"unknown device {cfg.device!r}: use auto, cpu, cuda, cuda:N or mps")
+    if not is_device(cfg.device):
+        raise TrainingError(unknown_device_text(cfg.device))
     return asdict(cfg)
 
 
