@@ -10,8 +10,10 @@ from sqlalchemy.orm import Session
 from db.models import ApiKey, utcnow
 
 
-def add_key(s: Session, *, name: str, prefix: str, salt: str, secret_hash: str) -> ApiKey:
-    key = ApiKey(name=name, prefix=prefix, salt=salt, secret_hash=secret_hash, created_at=utcnow())
+def add_key(s: Session, *, name: str, prefix: str, salt: str, secret_hash: str,
+            run_ids: list[int] | None = None, read_only: bool = False) -> ApiKey:
+    key = ApiKey(name=name, prefix=prefix, salt=salt, secret_hash=secret_hash, created_at=utcnow(),
+                 run_ids=run_ids, read_only=read_only)
     s.add(key)
     s.flush()
     return key

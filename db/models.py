@@ -11,10 +11,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, DateTime, Enum, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import false as sa_false
 from sqlalchemy import text as sa_text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from db.enums import ReviewVerdict, RunStatus, TaskKind
+
+MAX_ID = 2**31 - 1  # the largest id every database holds: PostgreSQL's INTEGER (SQLite's go to 2^63-1)
 
 
 def utcnow() -> datetime:
@@ -196,6 +199,9 @@ class ApiKey(Base):
     secret_hash: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Its scope: the run ids it may call (None: every run), and whether it may only list runs (GET /v1/runs).
+    run_ids: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    read_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
 
 
 class LabelClass(Base):

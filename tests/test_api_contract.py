@@ -55,9 +55,10 @@ def test_live_server_keeps_the_contract(make_served_run, interactions_dataset: i
         predict, recommend = f"{url}/v1/runs/{text_run}/predict", f"{url}/v1/runs/{rec_run}/recommend"
         # Run ids past the database's integer are a malformed parameter, not a crash (was 500, OverflowError).
         for path in ("predict", "recommend"):
-            detail = _error_body(httpx.post(f"{url}/v1/runs/{MAX_RUN_ID + 1}/{path}", json={"texts": ["hi"]},
-                                            headers=auth), 422, "invalid_request")
-            assert "run_id" in detail
+            for run_id in (MAX_RUN_ID + 1, 2**63, 10**30):
+                detail = _error_body(httpx.post(f"{url}/v1/runs/{run_id}/{path}", json={"texts": ["hi"]},
+                                                headers=auth), 422, "invalid_request")
+                assert "run_id" in detail
         # Bodies FastAPI could not decode (was a bare {"detail": ...} with 400).
         json_type = {**auth, "Content-Type": "application/json"}
         assert "UTF-8" in _error_body(httpx.post(predict, content=b'{"texts": ["\xff"]}', headers=json_type), 422)

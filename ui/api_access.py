@@ -9,6 +9,8 @@ from core.api.keys import create_key, list_keys, revoke_key
 from core.api.snippets import KEY_ENV, Snippets, predict_snippets, recommend_snippets
 from core.errors import ProtolabError
 from db import read_scope, session_scope
+from db import runs as run_queries
+from db.enums import RunStatus
 
 
 def use_from_code(run_id: int, *, texts: list[str] | None = None, user: str | None = None,
@@ -40,21 +42,28 @@ def _manage_keys() -> None:
     st.markdown("**API keys**")
     with read_scope() as s:
         keys = list_keys(s, include_revoked=False)
+        runs = {r.id: f"{r.id}: {r.name or r.model_kind}" for r in
+                run_queries.list_runs(s, statuses=[RunStatus.COMPLETED], models_only=True)}
     if keys:
-        st.caption(" · ".join(f"`{k.name}` (pl_{k.prefix}_…, created {k.created_at:%Y-%m-%d})" for k in keys))
+        st.caption(" · ".join(f"`{k.name}` (pl_{k.prefix}_…, {k.scope}, created {k.created_at:%Y-%m-%d})"
+                              for k in keys))
     else:
         st.caption("No active key yet: every call to the API needs one.")
     left, right = st.columns(2)
     with left:
         name = st.text_input("New key's name", key="api_key_name", placeholder="e.g. crm-app")
+        chosen_runs = st.multiselect("Runs it may call", list(runs), key="api_key_runs", format_func=runs.get,
+                                     placeholder="Every run", help="Leave empty for every run; the API answers "
+                                     "403 for any other run.")
+        read_only = st.checkbox("List runs only (no predictions)", key="api_key_read_only")
         if st.button("Create key", key="api_key_create", disabled=not name.strip()):
             try:
                 with session_scope() as s:
-                    info, key = create_key(s, name)
+                    info, key = create_key(s, name, run_ids=chosen_runs or None, read_only=read_only)
             except ProtolabError as exc:
                 st.warning(str(exc))
             else:
-                st.success(f"Key `{info.name}` created. Copy it now: it is not shown again.")
+                st.success(f"Key `{info.name}` created ({info.scope}). Copy it now: it is not shown again.")
                 st.code(key, language=None)
     with right:
         names = [k.name for k in keys]

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Path
+from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.security import HTTPBearer
 
 from core import __version__
@@ -26,6 +26,7 @@ from core.api.contract import (
     request_models,
 )
 from core.api.gate import BodyLimit, KeyGate
+from core.api.keys import KeyInfo
 from core.api.served import ApiError, ServedModels, ServedRun
 from db.enums import TaskKind
 
@@ -65,11 +66,13 @@ def create_app(models: ServedModels, *, require_key: bool = True, limits: Limits
                 "version": __version__}
 
     @router.get("/runs", tags=["runs"], responses=documented(*auth))
-    def list_runs() -> dict[str, Any]:
-        """What this server serves, with each run's test metrics and its endpoint."""
-        return {"runs": [r.describe() for r in sorted(models.runs.values(), key=lambda r: r.run_id)]}
+    def list_runs(request: Request) -> dict[str, Any]:
+        """What this server serves (of the runs the key may call), with each run's test metrics and endpoint."""
+        key: KeyInfo | None = getattr(request.state, "api_key", None)
+        shown = [r for r in models.runs.values() if key is None or key.run_ids is None or r.run_id in key.run_ids]
+        return {"runs": [r.describe() for r in sorted(shown, key=lambda r: r.run_id)]}
 
-    run_errors = documented(400, *auth, 403, 404, 409, 410, 413, 422)
+    run_errors = documented(400, *auth, *((403,) if require_key else ()), 404, 409, 410, 413, 422)
 
     @router.post("/runs/{run_id}/predict", response_model=PredictResponse, tags=["predict"], responses=run_errors)
     async def predict(run_id: RunId, body: PredictRequest) -> dict[str, Any]:

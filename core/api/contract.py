@@ -19,10 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringC
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.api.served import ApiError
+from db.models import MAX_ID
 
 log = logging.getLogger(__name__)
 
-MAX_RUN_ID = 2**63 - 1  # the database's integer: a larger id cannot name a run (SQLite overflows on it)
+MAX_RUN_ID = MAX_ID  # a larger id cannot name a run (SQLite overflows on it)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""The two ASGI layers in front of the routes: the key check (before a byte of the body is read or parsed, so a
-caller without a key hears 401 whatever it sent) and the body reader (size cap, charset).
+"""The two ASGI layers in front of the routes: the key check with its scope (before a byte of the body is read
+or parsed, so a caller without a key hears 401, and one outside its scope 403, whatever it sent) and the body
+reader (size cap, charset).
 
 Both answer with the contract's error body themselves: they sit outside FastAPI's exception handlers.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from email.message import Message
 from typing import Any
@@ -20,6 +22,9 @@ log = logging.getLogger(__name__)
 
 KEY_CACHE_S = 5.0  # a verified key is trusted this long: a revoked key stops working within these seconds
 _CACHE_MAX = 1000  # a flood of distinct keys must not grow memory without bound
+# What the router would send to predict or recommend: the run id segment as Starlette matches it ([^/]+), so
+# a key limited to some runs cannot slip past with "+5" or "05" spellings that the route reads as run 5.
+_RUN_CALL = re.compile(r"^/v1/runs/([^/]+)/(?:predict|recommend)/?$")
 
 
 class KeyGate:
@@ -37,6 +42,12 @@ class KeyGate:
         refusal, info = await self._check(headers.get(b"authorization", b"").decode("latin-1"))
         if refusal is not None:
             return await refusal(scope, receive, send)
+        called = _RUN_CALL.match(path)
+        if called is not None and info is not None:  # its scope, before the body too
+            digits = called.group(1)
+            refused = info.refusal(int(digits) if digits.isascii() and digits.isdigit() else None)
+            if refused is not None:
+                return await error_response(403, *refused)(scope, receive, send)
         scope.setdefault("state", {})["api_key"] = info
         await self.app(scope, receive, send)
 
