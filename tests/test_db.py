@@ -116,9 +116,11 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(protolab_home: Path) -> None:
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
 
 
-def _write_points(url: str, run_id: int, worker: int, n: int) -> None:
+def _write_points(url: str, run_id: int, worker: int, n: int, start) -> None:  # noqa: ANN001
     os.environ["DATABASE_URL"] = url
     dispose_engines()
+    init_db(url)  # connected and migrated before the start line, so the writes themselves overlap
+    start.wait(300)
     for i in range(n):
         with session_scope(url) as s:
             run_queries.add_metric_points(s, run_id, [{"name": f"w{worker}", "value": float(i), "step": i}])
@@ -134,11 +136,14 @@ def test_two_processes_write_at_once(db_url: str) -> None:
                                         config={}).id
     dispose_engines()
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_write_points, args=(db_url, run_id, w, 150)) for w in (1, 2)]
+    # Both start writing together, whenever each has started up (which a busy machine can make slow): the
+    # writes overlap on every run, and the only time limits are generous bounds, not how fast the box is.
+    start = ctx.Barrier(2)
+    procs = [ctx.Process(target=_write_points, args=(db_url, run_id, w, 150, start)) for w in (1, 2)]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(120)
+        p.join(600)
     assert [p.exitcode for p in procs] == [0, 0]
     with session_scope(db_url) as s:
         names = [p.name for p in run_queries.metric_points(s, run_id)]

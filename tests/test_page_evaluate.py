@@ -226,7 +226,9 @@ def test_clicking_a_confusion_cell_filters_the_mistakes_in_chromium(protolab_hom
     """In a real browser (streamlit run + Chromium), a click on a cell fills the two error filters."""
     import time
 
-    from tests.e2e.conftest import CHROMIUM_ARGS, chromium_or_skip, start_server
+    from playwright.sync_api import expect
+
+    from tests.e2e.conftest import CHROMIUM_ARGS, chromium_or_skip, start_server, wait_until_drawn
 
     executable = chromium_or_skip()
     ds = noisy_dataset()
@@ -248,26 +250,17 @@ def test_clicking_a_confusion_cell_filters_the_mistakes_in_chromium(protolab_hom
             chart = page.locator(".js-plotly-plot").nth(1)
             chart.scroll_into_view_if_needed()
             cell = chart.locator(".scatterlayer .point").nth(1)  # row 0 (true labels[0]), column 1
-            cell.wait_for()
-            boxes = page.get_by_test_id("stSelectbox")
-            values = ["(any)", "(any)"]
-            for _ in range(3):  # a click that lands while the chart is still being laid out is lost: retry
-                time.sleep(1.0)
-                cell.scroll_into_view_if_needed()
-                box = cell.bounding_box()
-                page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-                deadline = time.time() + 15
-                while time.time() < deadline and values == ["(any)", "(any)"]:  # the click reruns the script
-                    time.sleep(0.3)
-                    values = [boxes.nth(i).locator("input").first.input_value() for i in (1, 2)]
-                if values != ["(any)", "(any)"]:
-                    break
+            # A click that lands while the chart is still being laid out is lost: click once it has settled.
+            box = wait_until_drawn(page, chart, cell)
+            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            boxes = page.get_by_test_id("stSelectbox")  # the click reruns the script, which fills both filters
+            expect(boxes.nth(1).locator("input").first).to_have_value(labels[0], timeout=60_000)
+            expect(boxes.nth(2).locator("input").first).to_have_value(labels[1], timeout=60_000)
             page.get_by_text(f"{matrix[0][1]} mistakes of").first.wait_for()
             browser.close()
     finally:
         server.stop()
         time.sleep(0.2)
-    assert values == [labels[0], labels[1]]
 
 
 def test_saved_version_retrains_in_one_click(completed_classification_run: int, classification_dataset: int,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -93,30 +92,26 @@ def _hold_write_lock(url: str, ready, release) -> None:  # noqa: ANN001
         conn.exec_driver_sql("BEGIN IMMEDIATE")
         conn.execute(text("UPDATE runs SET progress = 0.5"))
         ready.set()
-        release.wait(30)
+        release.wait(120)  # longer than a reader's busy timeout (30 s): a reader that waited would fail, not pass
         conn.rollback()
 
 
 def test_readers_do_not_wait_for_a_writer(completed_classification_run: int, capsys) -> None:  # noqa: ANN001
     from core.settings import load_settings
 
-    AppTest.from_file("../pages/home.py", default_timeout=30).run()  # imports warm, so the timing below is the reads
     ctx = multiprocessing.get_context("spawn")
     ready, release = ctx.Event(), ctx.Event()
     writer = ctx.Process(target=_hold_write_lock, args=(load_settings().database_url, ready, release))
     writer.start()
     try:
         assert ready.wait(60)
-        start = time.monotonic()
         assert main(["runs", "list", "--json"]) == 0
         assert json.loads(capsys.readouterr().out)[0]["run_id"] == completed_classification_run
-        cli_s = time.monotonic() - start
-        at = AppTest.from_file("../pages/home.py", default_timeout=30).run()
+        at = AppTest.from_file("../pages/home.py", default_timeout=60).run()
         assert not at.exception
-        page_s = time.monotonic() - start - cli_s
         assert any(f"#{completed_classification_run}" in m.value for m in at.markdown)
-        # Both read while the write lock is held (one waiting for it would sit out the 30 s busy timeout).
-        assert cli_s < 1.0 and page_s < 1.0, (cli_s, page_s)
+        # Both read while the write lock was held throughout: the writer lets go only when released below.
+        assert writer.is_alive() and not release.is_set()
     finally:
         release.set()
         writer.join(30)

@@ -139,3 +139,25 @@ def page(browser, request: pytest.FixtureRequest) -> Iterator[object]:  # noqa: 
 
 def wait_for_text(pg, text: str, timeout_ms: int = 30_000) -> None:  # noqa: ANN001
     pg.get_by_text(text, exact=False).first.wait_for(state="visible", timeout=timeout_ms)
+
+
+def wait_until_drawn(pg, chart, target, timeout_s: float = 60.0) -> dict[str, float]:  # noqa: ANN001
+    """Wait until no script run is going on, the Plotly `chart` has finished drawing, and `target` (an element
+    inside it) sits still in view; return `target`'s bounding box. A click before that can be lost in a redraw."""
+    pg.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
+        timeout=timeout_s * 1000)
+    target.wait_for(state="visible", timeout=timeout_s * 1000)
+    # Plotly keeps the promises of a redraw in gd._promises until it is done.
+    pg.wait_for_function("gd => gd._fullLayout && !(gd._promises && gd._promises.length) && !gd._transitioning",
+                         arg=chart.element_handle(), timeout=timeout_s * 1000)
+    deadline, last = time.monotonic() + timeout_s, None
+    while time.monotonic() < deadline:
+        target.scroll_into_view_if_needed()
+        box = target.bounding_box()
+        if box is not None and box == last:  # the same place twice in a row, a quarter second apart
+            return box
+        last = box
+        time.sleep(0.25)
+    raise AssertionError(f"{target} kept moving for {timeout_s:.0f} s")

@@ -105,7 +105,8 @@ def test_upload_train_lstm_evaluate_and_demo_sentiment(server: Server, page, tmp
     wait_for_text(page, "Saved 'journey reviews'")
     no_errors(page, server)
 
-    # 2. Train: a one-epoch LSTM, short texts, no pretrained embeddings (fast on CPU).
+    # 2. Train: a three-epoch LSTM, short texts, no pretrained embeddings (fast on CPU). Measured on this data:
+    # 1 epoch already scores test macro-F1 1.0 and p(positive) 0.72 for the sentence of step 4; more epochs, surer.
     page.goto(server.url + "/train")
     dataset_box = page.get_by_role("combobox", name="Dataset", exact=True)
     dataset_box.wait_for()
@@ -115,7 +116,7 @@ def test_upload_train_lstm_evaluate_and_demo_sentiment(server: Server, page, tmp
     page.get_by_text("Start from MiniLM's word embeddings").click()
     settle(page)
     page.get_by_text("Settings").first.click()
-    type_into(page, "Epochs", "1")
+    type_into(page, "Epochs", "3")
     type_into(page, "Max length (tokens)", "32")
     click(page, "▶ Start")
     wait_for_text(page, "Run #1")
@@ -134,7 +135,7 @@ def test_upload_train_lstm_evaluate_and_demo_sentiment(server: Server, page, tmp
     # 4. Sentiment demo: type a sentence, get a label with its confidence.
     page.goto(server.url + "/sentiment")
     prediction = analyse_sentence(page, "I love this wonderful product, it is perfect and amazing")
-    assert "positive" in prediction or "negative" in prediction, prediction
+    assert "positive" in prediction and "negative" not in prediction, prediction  # words of the positive class
     wait_for_text(page, "Why")
     no_errors(page, server)
 
