@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringC
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.api.served import ApiError
+from core.metric_keys import DISPLAY_K
 from db.models import MAX_ID
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ def request_models(limits: Limits) -> tuple[type[BaseModel], type[BaseModel]]:
                                  json_schema_extra=_no_default)
         like: Identifier | Annotated[list[Identifier], Field(min_length=1, max_length=limits.max_likes)] = Field(
             None, description="an item (or items) a new visitor likes", json_schema_extra=_no_default)
-        k: int = Field(10, ge=1, le=limits.max_k, description="how many items to return")
+        k: int = Field(DISPLAY_K, ge=1, le=limits.max_k, description="how many items to return")
 
         @model_validator(mode="after")
         def _exactly_one(self) -> RecommendRequest:
