@@ -13,7 +13,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.errors import ProtolabError
 from core.settings import run_dir
+
+
+class DiskSpaceError(ProtolabError):
+    """Too little free space on the disk a run writes to: said before it starts, with what is free and where."""
+
+
+def free_space(folder: Path) -> tuple[int, Path]:
+    """(free bytes, the folder measured): the file system of `folder`, or of its nearest existing parent."""
+    folder = Path(folder)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free, folder
+
+
+def free_text(folder: Path) -> str:
+    """'416 KB free on /data/runs': what a run's reason adds when a write found no room."""
+    free, measured = free_space(folder)
+    return f"{_size(free)} free on {measured}"
+
+
+def check_room(folder: Path, need_mb: int, what: str) -> None:
+    """DiskSpaceError unless `folder`'s disk has `need_mb` free: a run that cannot fit its model and checkpoint
+    is refused before it starts, not after an hour of training."""
+    free, measured = free_space(folder)
+    if free < need_mb * 1024**2:
+        raise DiskSpaceError(f"the disk is full: {_size(free)} free on {measured}; {what} needs at least about "
+                             f"{need_mb} MB for its model and checkpoint (free some space or move PROTOLAB_HOME)")
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024**3:.1f} GB" if n >= 1024**3 else f"{n / 1024**2:.1f} MB" if n >= 1024**2 else f"{n // 1024} KB"
 
 
 @dataclass(frozen=True)

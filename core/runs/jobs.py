@@ -27,7 +27,7 @@ from core import settings
 from core.errors import ProtolabError
 from core.names import check_name
 from core.runs import queue, registry
-from core.runs.files import RunFiles
+from core.runs.files import RunFiles, free_text
 from core.settings import load_settings
 from db import after_commit, read_scope, session_scope
 from db import runs as run_queries
@@ -132,12 +132,18 @@ def worker_env() -> dict[str, str]:
     return env
 
 
+EXIT_DISK_FULL = 28  # a worker's exit code (ENOSPC's number) when the disk was too full to record its failure
+
+
 def disk_error_text(exc: OSError, folder: Path) -> str:
     """A one-line explanation of a failed write, naming the folder (never a database URL)."""
     reasons = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exhausted",
                errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
                errno.EPERM: "permission denied", errno.ENOTDIR: "a part of the path is a file, not a folder"}
-    reason = reasons.get(exc.errno or -1, exc.strerror or str(exc))
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason = f"{reasons[exc.errno]}: {free_text(folder)}"  # "the disk is full: 416 KB free on /data"
+    else:
+        reason = reasons.get(exc.errno or -1, exc.strerror or str(exc))
     return f"cannot write to {folder}: {reason} (check PROTOLAB_HOME and free disk space)"
 
 
@@ -153,6 +159,15 @@ def _watch_worker(proc: subprocess.Popen, run_id: int, database_url: str, files:
     else:
         how = f"exited with code {code}"
     try:
+        if code == EXIT_DISK_FULL:
+            reason = disk_error_text(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), files.root)
+            with session_scope(database_url) as s:
+                run = run_queries.get_run(s, run_id)
+                if run is not None and run.status.is_active:
+                    run.status, run.finished_at, run.error = RunStatus.FAILED, utcnow(), reason
+                    run.status_text = "failed: could not write files"
+                    log.warning("run %d marked failed: %s", run_id, reason)
+            return
         with session_scope(database_url) as s:
             run = run_queries.get_run(s, run_id)
             # Under torchrun run.pid is rank 0's pid, not the launcher's; check that one too.

@@ -72,6 +72,9 @@ class ModelKind:
     short: str = ""  # the name in charts and sentences ("SetFit"); "" = the label
     job: str | None = None  # the job kind that trains it on a dataset still being labelled (SetFit: the retrain)
     offered: bool = True  # False: only its own page starts it (the Label page's retrains), so no picker offers it
+    # Roughly what a run writes (model + checkpoint, MB): a run is refused before it starts with less free space.
+    # A floor, not a promise: a big vocabulary or catalogue writes more.
+    disk_mb: int = 10
 
     @property
     def headline(self) -> Headline:
@@ -200,19 +203,19 @@ for _kind in (
     ModelKind("transformer", TaskKind.CLASSIFICATION, "Transformer (fine-tune)",
               "the most accurate; fine-tunes a pretrained model (MiniLM by default), best on a GPU",
               _TEXT_CONFIG, _TEXT_EXECUTE, _TEXT_LOAD, devices=_GPU, multi_gpu=True, has_epochs=True,
-              options=_NEURAL_OPTIONS, settings=_NEURAL_SETTINGS),
+              options=_NEURAL_OPTIONS, settings=_NEURAL_SETTINGS, disk_mb=400),
     ModelKind("lstm", TaskKind.CLASSIFICATION, "LSTM (BiLSTM on subwords)",
               "a small recurrent network: fast to train, even on a CPU",
               _TEXT_CONFIG, _TEXT_EXECUTE, _TEXT_LOAD, devices=_GPU, multi_gpu=True, has_epochs=True,
               options=_NEURAL_OPTIONS,
-              settings=(*_NEURAL_SETTINGS, "init_embeddings")),
+              settings=(*_NEURAL_SETTINGS, "init_embeddings"), disk_mb=100),
     ModelKind("tfidf", TaskKind.CLASSIFICATION, "TF-IDF + logistic regression (fast baseline)",
               "the baseline every model must beat: word and bigram counts on a CPU; seconds for a few thousand "
               "texts, about a minute for 30,000 (Estimate says how long)",
               _TEXT_CONFIG, _TEXT_EXECUTE, "core.text.serving:load_tfidf_classifier",
               options=("seed", "class_weights"),
               settings=("seed", "class_weights", "tfidf_ngram_max", "tfidf_min_df", "tfidf_max_features",
-                        "tfidf_c")),
+                        "tfidf_c"), disk_mb=20),
     ModelKind("setfit", TaskKind.CLASSIFICATION, "SetFit (few-shot, from 8 examples a class)",
               "contrastive fine-tuning of MiniLM + a logistic head: the best with few labels; minutes on a CPU",
               "core.text.fewshot:build_config", "core.text.fewshot_run:execute_run",
@@ -220,10 +223,11 @@ for _kind in (
               options=("model_id", "epochs", "batch_size", "learning_rate", "max_length", "seed", "device",
                        "class_weights", "num_iterations", "max_pairs"),
               settings=("model_id", "epochs", "batch_size", "learning_rate", "max_length", "seed",
-                        "class_weights", "num_iterations", "max_pairs"), short="SetFit", job=LABEL_RETRAIN_KIND),
+                        "class_weights", "num_iterations", "max_pairs"), short="SetFit", job=LABEL_RETRAIN_KIND,
+              disk_mb=200),
     ModelKind("ease", TaskKind.INTERACTIONS, "EASE (linear item model; best on MovieLens)",
               "the strongest item-to-item model on small catalogues; seconds",
-              _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, options=_REC_OPTIONS),
+              _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, options=_REC_OPTIONS, disk_mb=50),
     ModelKind("itemknn", TaskKind.INTERACTIONS, "Item k-NN (cosine)",
               "people who liked this also liked: simple, explainable",
               _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, options=_REC_OPTIONS),
@@ -247,7 +251,8 @@ for _kind in (
     ModelKind(LABEL_RETRAIN_KIND, TaskKind.CLASSIFICATION, "SetFit on the labels so far (Label page)",
               "the Label page's background retrain: suggestions and uncertainty for the texts still unlabelled",
               "core.text.fewshot:build_config", "core.labelling.retrain:execute_retrain",
-              "core.text.fewshot_run:load_setfit_classifier", devices=_GPU, short="SetFit", offered=False),
+              "core.text.fewshot_run:load_setfit_classifier", devices=_GPU, short="SetFit", offered=False,
+              disk_mb=200),
     ModelKind("label_curve", TaskKind.CLASSIFICATION, "How many labels do I need (label curve)",
               "macro-F1 of SetFit, TF-IDF and the Transformer at 8-64 labels a class (a job, not a model)",
               "core.labelling.curve_job:build_config", "core.labelling.curve_job:execute_label_curve",

@@ -31,8 +31,8 @@ from core.errors import ProtolabError
 from core.logs import configure_logging
 from core.runs import queue, registry
 from core.runs.device import describe_compute
-from core.runs.files import RunFiles
-from core.runs.jobs import HEARTBEAT_INTERVAL_S, disk_error_text, reap_dead_runs
+from core.runs.files import RunFiles, check_room
+from core.runs.jobs import EXIT_DISK_FULL, HEARTBEAT_INTERVAL_S, disk_error_text, reap_dead_runs
 from db import runs as run_queries
 from db import session_scope, with_retry
 from db import workers as worker_queries
@@ -274,6 +274,9 @@ def execute(run_id: int) -> RunStatus:
             if status != RunStatus.RUNNING:
                 return status
         _check_dataset_files(ctx)
+        if ctx.is_main:
+            kind = registry.get_kind(ctx.model_kind)
+            check_room(ctx.artifact_dir, kind.disk_mb, f"a {kind.short_label} run")
         metrics = registry.get_kind(ctx.model_kind).executor()(ctx)
         if ctx.cancelled:
             raise RunCancelled()
@@ -401,7 +404,15 @@ def main(argv: list[str] | None = None) -> int:
     if claim_id() is not None:
         _die_with_parent()
         signal.signal(signal.SIGTERM, lambda _sig, _frame: _handback.set())
-    status = execute(int(args[0]))
+    try:
+        status = execute(int(args[0]))
+    except Exception as exc:
+        if disk_errno(exc) is None:
+            raise
+        # Not even the failure could be written (the database shares the full disk): the exit code says why,
+        # and the process that watches this one writes the reason once it can.
+        log.error("run %s: the disk is full; the run's status could not be written: %s", args[0], exc)
+        return EXIT_DISK_FULL
     return 0 if status in (RunStatus.COMPLETED, RunStatus.CANCELLED, RunStatus.QUEUED) else 1
 
 
