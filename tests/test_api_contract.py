@@ -102,7 +102,7 @@ def test_schema_documents_every_refusal_as_the_error_body(make_served_run) -> No
     predict = schema["paths"]["/v1/runs/{run_id}/predict"]["post"]
     documented = {code: r["content"]["application/json"]["schema"] for code, r in predict["responses"].items()
                   if code != "200"}
-    assert set(documented) == {"400", "401", "403", "404", "409", "410", "413", "422"}
+    assert set(documented) == {"400", "401", "403", "404", "408", "409", "410", "413", "422"}
     assert all(s == error_ref for s in documented.values())  # 422 was FastAPI's array of errors
     assert "HTTPValidationError" not in json.dumps(schema)
     body = schema["components"]["schemas"]["PredictRequest"]

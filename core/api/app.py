@@ -49,7 +49,7 @@ def create_app(models: ServedModels, *, require_key: bool = True, limits: Limits
                               "Send `Authorization: Bearer KEY` (from `protolab keys create`) to every /v1 call. "
                               'Every refusal is `{"error": CODE, "detail": MESSAGE}`.')
     app.state.models, app.state.limits = models, limits
-    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes, timeout_s=limits.body_timeout_s)
     if require_key:  # outermost: the key is checked before the body is read
         app.add_middleware(KeyGate)
     add_error_handlers(app, limits)
@@ -72,7 +72,7 @@ def create_app(models: ServedModels, *, require_key: bool = True, limits: Limits
         shown = [r for r in models.runs.values() if key is None or key.run_ids is None or r.run_id in key.run_ids]
         return {"runs": [r.describe() for r in sorted(shown, key=lambda r: r.run_id)]}
 
-    run_errors = documented(400, *auth, *((403,) if require_key else ()), 404, 409, 410, 413, 422)
+    run_errors = documented(400, *auth, *((403,) if require_key else ()), 404, 408, 409, 410, 413, 422)
 
     @router.post("/runs/{run_id}/predict", response_model=PredictResponse, tags=["predict"], responses=run_errors)
     async def predict(run_id: RunId, body: PredictRequest) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Request
@@ -18,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.api.limits import Limits
 from core.api.served import ApiError
 from core.metric_keys import DISPLAY_K
 from db.models import MAX_ID
@@ -25,15 +25,6 @@ from db.models import MAX_ID
 log = logging.getLogger(__name__)
 
 MAX_RUN_ID = MAX_ID  # a larger id cannot name a run (SQLite overflows on it)
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_texts: int = 256  # texts in one predict request
-    max_chars: int = 20_000  # characters in one text (a long review, not a book)
-    max_body_bytes: int = 2_000_000  # the whole request body
-    max_k: int = 100  # recommendations in one answer
-    max_likes: int = 1_000  # liked items in one recommend request
 
 
 class ErrorBody(BaseModel):

@@ -81,11 +81,12 @@ def _lookup(token: str) -> KeyInfo | None:
 
 
 class BodyLimit:
-    """Refuse request bodies over `limit` bytes with 413 (from Content-Length, or while they stream in), and
-    hand the routes UTF-8: a body in another declared charset is decoded here (JSON's parser reads UTF-8 only)."""
+    """Refuse request bodies over `limit` bytes with 413 (from Content-Length, or while they stream in) and
+    bodies that take over `timeout_s` with 408, and hand the routes UTF-8: a body in another declared charset
+    is decoded here (JSON's parser reads UTF-8 only)."""
 
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: Any, limit: int, timeout_s: float = 10.0) -> None:
+        self.app, self.limit, self.timeout_s = app, limit, timeout_s
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -99,8 +100,15 @@ class BodyLimit:
         # Read the body here, bounded, and hand it on whole. (Raising from inside receive() would reach
         # FastAPI's body parser, which turns any error into a vague 400.)
         body, more = b"", True
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
         while more:
-            message = await receive()
+            try:  # the whole body within the deadline: a client that declares 1000 bytes and sends 20 is answered
+                message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
+            except TimeoutError:
+                log.info("a request body from %s did not arrive within %g s", scope.get("client"), self.timeout_s)
+                late = error_response(408, "body_timeout", f"the request body did not arrive within "
+                                                           f"{self.timeout_s:g} s", {"Connection": "close"})
+                return await late(scope, receive, send)
             if message["type"] != "http.request":
                 return  # the client went away
             body += message.get("body", b"")

@@ -11,6 +11,7 @@ import argparse
 import ipaddress
 import logging
 
+from core.api.limits import Limits, ServerLimits
 from core.cli import CliError
 
 log = logging.getLogger(__name__)
@@ -30,10 +31,9 @@ def is_loopback(host: str) -> bool:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from core.api.app import create_app
     from core.api.served import ServedModels
+    from core.api.server import serve
     from db import read_scope
 
     if args.no_auth and not is_loopback(args.host):
@@ -59,10 +59,16 @@ def _serve(args: argparse.Namespace) -> int:
             if not list_keys(s, include_revoked=False):
                 log.warning("no API key exists yet: create one with `protolab keys create --name NAME` (every /v1 "
                             "call needs 'Authorization: Bearer KEY')")
-    app = create_app(models, require_key=not args.no_auth)
+    for flag in ("header_timeout", "body_timeout", "max_connections"):
+        if getattr(args, flag) <= 0:
+            raise CliError(f"--{flag.replace('_', '-')} must be above 0 (got {getattr(args, flag)})")
+    app = create_app(models, require_key=not args.no_auth, limits=Limits(body_timeout_s=args.body_timeout))
     shown = f"[{args.host}]" if ":" in args.host else args.host
     log.info("serving on http://%s:%d (docs: /docs)%s", shown, args.port, " WITHOUT auth" if args.no_auth else "")
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.log_level == "debug")
+    limits = ServerLimits(header_timeout_s=args.header_timeout, max_connections=args.max_connections,
+                          max_concurrency=max(args.max_connections, ServerLimits.max_concurrency))
+    serve(app, host=args.host, port=args.port, limits=limits, log_level=args.log_level,
+          access_log=args.log_level == "debug")
     return 0
 
 
@@ -76,6 +82,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
                    help="what runs Transformer and LSTM models: PyTorch, or onnxruntime on an ONNX export kept in "
                         "the run's folder (exported on first use)")
+    p.add_argument("--header-timeout", type=float, default=ServerLimits.header_timeout_s, metavar="S",
+                   help="close a connection whose request headers take longer (default: %(default)g s)")
+    p.add_argument("--body-timeout", type=float, default=Limits.body_timeout_s, metavar="S",
+                   help="answer 408 to a request whose body takes longer (default: %(default)g s)")
+    p.add_argument("--max-connections", type=int, default=ServerLimits.max_connections, metavar="N",
+                   help="open connections at once; more are answered 503 (default: %(default)d)")
     p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
                    help=argparse.SUPPRESS)
     p.set_defaults(handler=_serve, logging_level=logging.INFO)  # a daemon: what it does is its log
