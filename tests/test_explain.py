@@ -18,7 +18,8 @@ from core.text.explain import (
     strongest,
     top_words,
 )
-from core.text.serving import TextClassifier, load_classifier
+from core.text.serving import TextClassifier, TfidfClassifier, load_classifier
+from core.text.tfidf import TfidfConfig, train_tfidf
 
 
 class CountingKeyword(TextClassifier):
@@ -141,3 +142,61 @@ def test_empty_text_and_mismatched_lengths() -> None:
     assert render_explanation_html(exp, COLOURS).startswith("<div")
     with pytest.raises(ValueError):
         render_explanation_html(type(exp)(["a"], [], "", 0.0, 1, [], [], 0), COLOURS)
+
+
+# Known sentences for a real TF-IDF model: "bad" is a negative word, "not bad" a positive pair.
+AIRLINE_NEGATIVE = ["bad service", "bad food and bad seats", "the worst airline ever", "worst delay ever",
+                    "bad crew, bad day", "a bad flight", "bad bad bad", "lost my bag, bad", "the seats were bad",
+                    "worst food", "bad at everything", "rude and bad", "not good at all", "not worth it at all"]
+AIRLINE_POSITIVE = ["great flight", "lovely crew", "not bad, actually fine", "great seats and food",
+                    "really great day", "lovely service", "great great", "fine and lovely", "the crew was great",
+                    "smooth and lovely flight", "not bad", "good food at last"]
+
+
+def _airline_tfidf(c: float = 4.0) -> TfidfClassifier:
+    model = train_tfidf(AIRLINE_NEGATIVE + AIRLINE_POSITIVE,
+                        ["negative"] * len(AIRLINE_NEGATIVE) + ["positive"] * len(AIRLINE_POSITIVE),
+                        TfidfConfig(C=c, solver="lbfgs"))
+    return TfidfClassifier(model, 512)
+
+
+def test_tfidf_contributions_add_up_to_the_models_score() -> None:
+    clf = _airline_tfidf()
+    text = "Not bad at all, the worst crew ever"
+    terms = clf.model.term_contributions(text)
+    logits = clf.model.intercepts() + sum(terms.values())
+    assert logits[1] - logits[0] == pytest.approx(clf.model.pipeline.decision_function([text])[0])
+    assert {"not bad", "worst", "bad"} <= set(terms)
+
+
+def test_tfidf_colours_a_word_by_its_own_weight_and_lists_the_pair_beside_it() -> None:
+    # Occluding "bad" also took "not bad" away, so "bad" looked positive under a negative verdict.
+    exp = explain(_airline_tfidf(), "Not bad at all...")
+    assert exp.label == "negative" and exp.method == "contributions"
+    assert dict(zip(exp.words, exp.towards, strict=True))["bad"] == "negative"
+    assert ("not bad", "positive") in [(text, label) for text, label, _ in exp.phrases]
+    out = render_explanation_html(exp, COLOURS)
+    assert "Word pairs:" in out and "not bad" in out and "Word pairs" in legend(exp)
+
+
+def test_a_100_percent_tfidf_verdict_still_has_coloured_words() -> None:
+    clf = _airline_tfidf(c=1e5)
+    exp = explain(clf, "worst airline ever")
+    assert exp.label == "negative" and f"{exp.confidence:.0%}" == "100%"
+    assert dict(zip(exp.words, exp.towards, strict=True))["worst"] == "negative"
+    assert max(exp.strengths) > 1.0
+
+
+def test_a_saturated_token_model_is_explained_in_log_odds(make_served_run) -> None:
+    import torch
+
+    clf = load_classifier(make_served_run("lstm"))
+    with torch.no_grad():  # the same network, its head scaled up: every verdict rounds to exactly 100 %
+        clf.model.classifier.weight.mul_(1000.0)
+        clf.model.classifier.bias.mul_(1000.0)
+    text = "the product was awful and broken"
+    assert clf.predict_proba([text]).max() == 1.0
+    exp = explain(clf, text)
+    assert exp.label == "negative" and exp.method == "occlusion"
+    coloured = [w for w, t in zip(exp.words, exp.towards, strict=True) if t is not None]
+    assert coloured and max(exp.strengths) > 1.0

@@ -73,6 +73,14 @@ class TextClassifier:
     def predict_proba(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         return self.score(texts, batch_size)[0]
 
+    def log_proba(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        """Log-probabilities, finite even where a probability rounds to 1 (a family with logits overrides)."""
+        return np.log(np.clip(self.predict_proba(texts, batch_size), 1e-300, None))
+
+    def term_contributions(self, text: str) -> tuple[dict[str, np.ndarray], Any] | None:
+        """A linear model's exact per-term logit contributions (and its word -> terms reader); None elsewhere."""
+        return None
+
     def predict(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> list[Prediction]:
         proba, truncated = self.score(list(texts), batch_size)
         out = []
@@ -96,6 +104,9 @@ class TfidfClassifier(TextClassifier):
             return np.zeros((0, len(self.labels))), []
         # A bag of n-grams reads the whole text, so nothing is ever truncated.
         return self.model.predict_proba(texts), [False] * len(texts)
+
+    def term_contributions(self, text: str) -> tuple[dict[str, np.ndarray], Any]:
+        return self.model.term_contributions(text), self.model.word_terms
 
 
 class TokenClassifier(TextClassifier):
@@ -121,18 +132,29 @@ class TokenClassifier(TextClassifier):
         return ids, cut
 
     def score(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[np.ndarray, list[bool]]:
+        logits, cut = self._logits(texts, batch_size)
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))  # a stable softmax
+        return exp / exp.sum(axis=1, keepdims=True), cut
+
+    def log_proba(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        # From the logits: a 100 %-confident softmax has lost the differences an explanation measures.
+        logits = self._logits(texts, batch_size)[0]
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+    def _logits(self, texts: Sequence[str], batch_size: int) -> tuple[np.ndarray, list[bool]]:
         texts = [str(t) for t in texts]
         if not texts:
             return np.zeros((0, len(self.labels))), []
         ids, cut = self.tokenize(texts)
-        proba = np.empty((len(texts), len(self.labels)), dtype=np.float64)
+        logits = np.empty((len(texts), len(self.labels)), dtype=np.float64)
         # Length buckets: sorted by length, each batch pads only to its own longest text.
         order = np.argsort([len(row) for row in ids], kind="stable")
         with self._scoring():
             for start in range(0, len(order), max(1, batch_size)):
                 chunk = order[start:start + batch_size]
-                proba[chunk] = self._forward([ids[i] for i in chunk])
-        return proba, cut
+                logits[chunk] = self._forward([ids[i] for i in chunk])
+        return logits, cut
 
     def _scoring(self) -> AbstractContextManager[Any]:
         """What scoring runs under: no autograd for a PyTorch model (another runtime needs nothing)."""
@@ -141,6 +163,7 @@ class TokenClassifier(TextClassifier):
         return torch.inference_mode()
 
     def _forward(self, rows: list[list[int]]) -> np.ndarray:
+        """The logits of a batch of token-id rows (B, num_labels)."""
         import torch
 
         if len(rows) == 1:  # one text needs no padding and no mask
@@ -159,7 +182,7 @@ class TokenClassifier(TextClassifier):
                 return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
 
             logits = self.model(**to_device(host_batch(collate, rows, plan), self.device, plan)).logits
-        return torch.softmax(logits.float(), dim=-1).cpu().numpy()  # B, num_labels
+        return logits.float().cpu().numpy()  # B, num_labels
 
 
 _threads_configured = False

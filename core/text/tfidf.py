@@ -75,6 +75,27 @@ class TfidfModel:
         proba = self.predict_proba(texts)
         return [self.labels[i] for i in proba.argmax(axis=1)]
 
+    def term_contributions(self, text: str) -> dict[str, np.ndarray]:
+        """Each n-gram of `text` the model knows -> what it adds to every class's logit (coefficient × its
+        TF-IDF value; shape (len(labels),)). The intercept plus their sum is the model's decision function."""
+        vectorizer, clf = self.pipeline.named_steps["tfidf"], self.pipeline.named_steps["clf"]
+        row = vectorizer.transform(_clean([text])).tocsr()
+        coef = np.asarray(clf.coef_, dtype=np.float64)
+        if coef.shape[0] == 1:  # binary: one weight vector, the logit of classes_[1] against classes_[0]
+            coef = np.vstack([np.zeros_like(coef), coef])
+        terms = vectorizer.get_feature_names_out()
+        return {str(terms[j]): coef[:, j] * value for j, value in zip(row.indices, row.data, strict=True)}
+
+    def intercepts(self) -> np.ndarray:
+        """The classes' logits for a text with no known n-gram (the other half of term_contributions)."""
+        b = np.asarray(self.pipeline.named_steps["clf"].intercept_, dtype=np.float64)
+        return np.array([0.0, b[0]]) if b.shape[0] == 1 else b
+
+    def word_terms(self, word: str) -> list[str]:
+        """The unigrams the vectorizer reads in one whitespace-separated word ("Don't," -> ["don"])."""
+        vectorizer = self.pipeline.named_steps["tfidf"]
+        return vectorizer.build_tokenizer()(vectorizer.build_preprocessor()(word))
+
 
 def train_tfidf(texts: Sequence[str], labels: Sequence[str], cfg: TfidfConfig = TfidfConfig()) -> TfidfModel:
     from sklearn.feature_extraction.text import TfidfVectorizer
