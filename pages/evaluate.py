@@ -22,7 +22,7 @@ by_id = {r["id"]: r for r in rows}
 mode = st.segmented_control("View", ["One run", "Compare runs"], default="One run", key="mode")
 
 if mode == "Compare runs":
-    views.comparison(rows)
+    views.comparison(rows, current=st.session_state.get("_evaluated_run", url_state.url_run_id()))
 else:
     wanted = url_state.url_run_id()
     ids = list(by_id)
@@ -31,6 +31,7 @@ else:
         st.warning(missing)
     left, right = st.columns([3, 1])
     run_id = left.selectbox("Run", ids, index=start, key="run", format_func=lambda i: by_id[i]["label"])
+    st.session_state["_evaluated_run"] = run_id  # Compare opens on it (the selectbox's state goes when hidden)
     split = "test"
     if by_id[run_id]["task"] == "classification":
         split = right.radio("Split", ["test", "validation"], horizontal=True, key="split")

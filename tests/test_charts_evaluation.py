@@ -71,13 +71,21 @@ def test_learning_curves_loss_by_step_and_validation_by_epoch() -> None:
 
 
 def test_comparison_bars_and_overlaid_curves() -> None:
-    fig = charts.comparison_bars({"#1 a": {"accuracy": 0.8, "macro_f1": 0.7}, "#2 b": {"accuracy": 0.9}},
-                                 ["accuracy", "macro_f1"])
-    assert [t.name for t in fig.data] == ["#1 a", "#2 b"] and list(fig.data[1].y) == [0.9, None]
+    names = {1: "#1 a", 2: "#2 b"}
+    fig = charts.comparison_bars({2: {"accuracy": 0.9}, 1: {"accuracy": 0.8, "macro_f1": 0.7}},
+                                 ["accuracy", "macro_f1"], names)
+    assert [t.name for t in fig.data] == ["#2 b", "#1 a"] and list(fig.data[0].y) == [0.9, None]
     points = pd.DataFrame([{"run_id": r, "name": "macro_f1", "split": "validation", "step": e, "epoch": float(e),
                             "value": 0.1 * r + e / 10} for r in (1, 2) for e in (1, 2, 3)])
-    fig = charts.overlaid_learning_curves(points, {1: "#1 a", 2: "#2 b"})
-    assert [t.name for t in fig.data] == ["#1 a", "#2 b"] and list(fig.data[1].x) == [1.0, 2.0, 3.0]
+    curves = charts.overlaid_learning_curves(points, names)
+    assert [t.name for t in curves.data] == ["#1 a", "#2 b"] and list(curves.data[1].x) == [1.0, 2.0, 3.0]
+    # Drawn in different orders, each run keeps its one colour.
+    assert {t.name: t.marker.color for t in fig.data} == {t.name: t.line.color for t in curves.data}
+    assert fig.data[0].marker.color == charts.run_colour(2) != charts.run_colour(1)
+
+
+def test_run_colours_differ_for_nearby_runs() -> None:
+    assert len({charts.run_colour(i) for i in range(100, 124)}) == 24
 
 
 def test_metric_vs_k_single_and_comparison() -> None:
@@ -86,8 +94,9 @@ def test_metric_vs_k_single_and_comparison() -> None:
     fig = charts.metric_vs_k(by_k, ["ndcg", "precision"])
     assert [t.name for t in fig.data] == ["ndcg", "precision"]
     assert list(fig.data[0].x) == [1, 5, 10] and list(fig.data[0].y) == [0.1, 0.2, 0.3]
-    cmp = charts.metric_vs_k_comparison({"#1": by_k, "#2": {1: {"ndcg": 0.5}}}, "ndcg")
+    cmp = charts.metric_vs_k_comparison({1: by_k, 2: {1: {"ndcg": 0.5}}}, {1: "#1", 2: "#2"}, "ndcg")
     assert [t.name for t in cmp.data] == ["#1", "#2"] and list(cmp.data[1].y) == [0.5]
+    assert cmp.data[1].line.color == charts.run_colour(2)
 
 
 def test_threshold_chart_three_lines() -> None:

@@ -137,6 +137,23 @@ def test_comparison_of_classification_runs(two_runs: tuple[int, int]) -> None:
     assert sum("Sam" in m.value and "comparing" in m.value for m in at.markdown) == 1  # shown once
 
 
+def test_compare_opens_on_the_current_runs_dataset_with_its_baseline_in_one_colour_each(
+        completed_classification_run: int, two_runs: tuple[int, int]) -> None:
+    baseline, lstm = two_runs  # on a dataset created after the other run's, so not the first in the list
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["run"] = str(lstm)
+    at.run()
+    at.segmented_control(key="mode").set_value("Compare runs").run()
+    assert not at.exception
+    box = at.selectbox(key="cmp_dataset")
+    assert box.options == ["tiny-sentiment", "noisy <b>sentiment</b>"] and box.index == 1
+    assert at.multiselect(key="cmp_runs").value == [lstm, baseline]
+    found = charts(at)
+    bars = {t["name"]: t["marker"]["color"] for t in found["cmp_bars"]["data"]}
+    lines = {t["name"]: t["line"]["color"] for t in found["cmp_curves"]["data"]}
+    assert bars == lines and len(set(bars.values())) == 2
+
+
 def test_comparison_of_recommender_runs(interactions_dataset: int) -> None:
     store_ranking_run(interactions_dataset, model_kind="popularity", scale=0.5)
     store_ranking_run(interactions_dataset, model_kind="itemknn", scale=1.0)

@@ -296,9 +296,22 @@ def retrain_panel(run_id: int) -> None:
 
 # --- several runs ---------------------------------------------------------------------------
 
-def comparison(rows: list[dict[str, Any]]) -> None:
-    groups = {r["group"]: r for r in rows}
+def compare_preset(current: int | None) -> list[int]:
+    """The runs Compare opens on: a retrain beside the run it came from, else the current run and its
+    TF-IDF baseline (the first is the run whose dataset is shown)."""
     preset = st.session_state.get("compare_preset") or []
+    if current is None or (preset and preset[0] == current):
+        return preset
+    with read_scope() as s:
+        run = run_queries.get_run(s, current)
+        baseline = compare.baseline_run(s, run) if run is not None and not predictions.is_ranking(run) else None
+        return [current] + ([baseline.id] if baseline is not None else [])
+
+
+def comparison(rows: list[dict[str, Any]], current: int | None = None) -> None:
+    """Several runs of one dataset (with its versions) side by side, opened on `current` and its baseline."""
+    groups = {r["group"]: r for r in rows}
+    preset = compare_preset(current)
     by_id = {r["id"]: r for r in rows}
     options = sorted(groups)
     default = options.index(by_id[preset[0]]["group"]) if preset and preset[0] in by_id else 0
@@ -313,6 +326,8 @@ def comparison(rows: list[dict[str, Any]]) -> None:
             c: st.column_config.Column(f"{c} ≠", help="differs between runs") for c in differing if c in board})
         st.caption("Sorted by the headline metric; click a column to sort. ≠ marks hyperparameters that differ.")
         valid_preset = [i for i in preset if i in ids]
+        if len(valid_preset) == 1:  # no baseline: the best other run beside it
+            valid_preset += [i for i in board["run"].tolist() if i not in valid_preset][:1]
         chosen = st.multiselect("Runs to compare", board["run"].tolist(), key="cmp_runs",
                                 default=valid_preset or board["run"].head(3).tolist(),
                                 format_func=lambda i: by_id[i]["label"])
@@ -344,7 +359,7 @@ def _comparison_charts(runs: list[Any], points: pd.DataFrame) -> None:
     _plotly(charts.runs_compared(runs, names), key="cmp_bars")
     if ranking:
         metric = st.selectbox("Metric at K", list(RANKING_METRICS), key="cmp_k_metric")
-        _plotly(charts.metric_vs_k_comparison({names[r.id]: compare.ranking_by_k(r) for r in runs}, metric),
+        _plotly(charts.metric_vs_k_comparison({r.id: compare.ranking_by_k(r) for r in runs}, names, metric),
                 key="cmp_k_chart")
     elif not points.empty:
         curves = sorted({f"{sp}:{n}" for n, sp in points[["name", "split"]].drop_duplicates().itertuples(index=False)})

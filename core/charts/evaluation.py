@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from core.evaluation.analysis import Calibration, Curve
@@ -19,6 +20,12 @@ from core.evaluation.predictions import is_ranking
 from core.metric_keys import compared_keys
 
 PRF = (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1"))
+RUN_PALETTE = tuple(qualitative.Dark24)  # 24 distinct colours: runs with nearby ids never share one
+
+
+def run_colour(run_id: int) -> str:
+    """The one colour of run `run_id` in every chart, whatever the order its traces are drawn in."""
+    return RUN_PALETTE[int(run_id) % len(RUN_PALETTE)]
 
 
 def _layout(fig: go.Figure, title: str, **kwargs: Any) -> go.Figure:
@@ -129,11 +136,13 @@ def learning_curves(points: pd.DataFrame) -> go.Figure:
     return _layout(fig, "Learning curves")
 
 
-def comparison_bars(rows: Mapping[str, Mapping[str, float | None]], metrics: Sequence[str]) -> go.Figure:
-    """Grouped bars: one trace per run (key = run label), one group per metric."""
+def comparison_bars(rows: Mapping[int, Mapping[str, float | None]], metrics: Sequence[str],
+                    names: Mapping[int, str]) -> go.Figure:
+    """Grouped bars: one trace per run (key = run id, drawn in run_colour), one group per metric."""
     fig = go.Figure()
-    for run_name, values in rows.items():
-        fig.add_trace(go.Bar(name=run_name, x=list(metrics), y=[values.get(m) for m in metrics]))
+    for run_id, values in rows.items():
+        fig.add_trace(go.Bar(name=names.get(run_id, f"#{run_id}"), x=list(metrics), y=[values.get(m) for m in metrics],
+                             marker_color=run_colour(run_id)))
     return _layout(fig, "Runs compared", barmode="group")
 
 
@@ -141,8 +150,8 @@ def runs_compared(runs: Sequence[Any], names: Mapping[int, str]) -> go.Figure:
     """The bars of a comparison of runs (Evaluate's Compare and the HTML report): each compared metric, a bar per
     run named by `names[run.id]`; recommenders at the display K."""
     metrics = compared_keys(ranking=any(is_ranking(r) for r in runs))
-    values = {names[r.id]: ranking_metrics_at(r) if is_ranking(r) else (r.metrics or {}) for r in runs}
-    return comparison_bars({name: {m: v.get(m) for m in metrics} for name, v in values.items()}, metrics)
+    values = {r.id: ranking_metrics_at(r) if is_ranking(r) else (r.metrics or {}) for r in runs}
+    return comparison_bars({i: {m: v.get(m) for m in metrics} for i, v in values.items()}, metrics, names)
 
 
 def overlaid_learning_curves(points: pd.DataFrame, names: Mapping[int, str], metric: str = "macro_f1",
@@ -154,7 +163,7 @@ def overlaid_learning_curves(points: pd.DataFrame, names: Mapping[int, str], met
         for run_id, group in sel.groupby("run_id", sort=True):
             x = group["epoch"].where(group["epoch"].notna(), group["step"]) if split != "train" else group["step"]
             fig.add_trace(go.Scatter(x=x, y=group["value"], mode="lines+markers",
-                                     name=names.get(int(run_id), f"#{run_id}")))
+                                     name=names.get(int(run_id), f"#{run_id}"), line_color=run_colour(int(run_id))))
     fig.update_xaxes(title="epoch" if split != "train" else "step")
     fig.update_yaxes(title=metric)
     return _layout(fig, f"{split} {metric} by run")
@@ -171,12 +180,14 @@ def metric_vs_k(by_k: Mapping[int, Mapping[str, float]], metrics: Sequence[str] 
     return _layout(fig, "Ranking metrics at K")
 
 
-def metric_vs_k_comparison(runs: Mapping[str, Mapping[int, Mapping[str, float]]], metric: str = "ndcg") -> go.Figure:
-    """One line per run of one ranking metric against K."""
+def metric_vs_k_comparison(runs: Mapping[int, Mapping[int, Mapping[str, float]]], names: Mapping[int, str],
+                           metric: str = "ndcg") -> go.Figure:
+    """One line per run (key = run id, drawn in run_colour) of one ranking metric against K."""
     fig = go.Figure()
-    for name, by_k in runs.items():
+    for run_id, by_k in runs.items():
         ks = sorted(by_k)
-        fig.add_trace(go.Scatter(x=ks, y=[by_k[k].get(metric) for k in ks], mode="lines+markers", name=name))
+        fig.add_trace(go.Scatter(x=ks, y=[by_k[k].get(metric) for k in ks], mode="lines+markers",
+                                 name=names.get(run_id, f"#{run_id}"), line_color=run_colour(run_id)))
     fig.update_xaxes(title="K", type="category")
     fig.update_yaxes(title=metric)
     return _layout(fig, f"{metric}@K by run")

@@ -174,7 +174,7 @@ def comparison_report(runs: Sequence[Run], points: pd.DataFrame | None = None) -
     if differing:
         body.append(f"<p>Hyperparameters that differ (highlighted): {esc(', '.join(differing))}</p>")
     if any(predictions.is_ranking(r) for r in runs):
-        body.append(_figure(charts.metric_vs_k_comparison({names[r.id]: comparison.ranking_by_k(r) for r in runs})))
+        body.append(_figure(charts.metric_vs_k_comparison({r.id: comparison.ranking_by_k(r) for r in runs}, names)))
     elif points is not None and not points.empty:
         body.append(_figure(charts.overlaid_learning_curves(points, names)))
     for run in runs:
