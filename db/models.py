@@ -90,6 +90,8 @@ class Run(Base):
     # e.g. OOM retries and resumes, in order
     events: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default=sa_text("'[]'"))
     parent_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    # Chosen on purpose for demos: presentation mode shows a pinned run first, even a weak one
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
 
     dataset: Mapped[Dataset] = relationship(back_populates="runs")
     reviews: Mapped[list[Review]] = relationship(

@@ -169,6 +169,15 @@ def active_runs(s: Session) -> Sequence[Run]:
                      .order_by(Run.id)).all()
 
 
+def set_pinned(s: Session, run: Run, pinned: bool) -> None:
+    """Pin a run for demos (the one pinned run of its task: pinning another unpins it), or unpin it."""
+    if pinned:
+        s.execute(update(Run).where(Run.task == run.task, Run.id != run.id, Run.pinned.is_(True))
+                  .values(pinned=False))
+    run.pinned = pinned
+    s.flush()
+
+
 def delete_run(s: Session, run: Run) -> None:
     s.delete(run)
 

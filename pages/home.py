@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from core.evaluation.weakness import run_weakness
 from core.runs.device import describe_compute
 from core.runs.registry import headline_of
 from core.settings import load_settings, redact_url
@@ -25,7 +26,7 @@ with read_scope() as s:
     n_datasets = dataset_queries.count_datasets(s)
     runs_by_status = run_queries.count_runs(s)
     recent = [(r.id, r.name or f"{r.model_kind} on {r.dataset.name}", r.status, r.model_kind, r.task,
-               r.created_at, r.duration_s, r.metrics or {})
+               r.created_at, r.duration_s, r.metrics or {}, run_weakness(r, s))
               for r in run_queries.list_runs(s, limit=8)]
 
 c1, c2, c3, c4 = st.columns(4)
@@ -40,11 +41,12 @@ if not recent:
             "then start a run on **Train**.")
     page_link("pages/datasets.py", "Go to Datasets", "📂")
 else:
-    for run_id, name, status, model, task, created, duration, metrics in recent:
+    for run_id, name, status, model, task, created, duration, metrics, weakness in recent:
         score = headline_of(model, task, metrics)
         score_text = f" · {score[0].label} {score[1]:.3f}" if score[1] is not None else ""
+        weak = " · :orange-badge[⚠ weak: not above its baselines]" if weakness.weak else ""
         st.markdown(f"{status_chip(status)} **#{run_id} {name}** · {model} · {format_when(created)} · "
-                    f"{format_duration(duration)}{score_text}")
+                    f"{format_duration(duration)}{score_text}{weak}", help=weakness.reason)
 
 st.subheader("Where it runs")
 settings = load_settings()

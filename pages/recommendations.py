@@ -9,6 +9,7 @@ from core.charts.recommendations import recommendation_scores
 from core.errors import ProtolabError
 from core.evaluation.cards import recommender_card
 from core.evaluation.comparison import ranking_metrics_at
+from core.evaluation.demo_choice import DEMO_ORDER_HELP
 from core.metric_keys import DISPLAY_K, at_k
 from core.recs.serving import load_recommender, recommender_runs
 from core.recs.similarity import DEFAULT_DAMPED
@@ -37,7 +38,7 @@ ensure_db()
 present = bool(st.session_state.get("present"))
 st.title("🎬 Recommendations demo")
 with read_scope() as s:
-    runs = recommender_runs(s)
+    runs = recommender_runs(s, present=present)  # in demo order; presentation mode leaves out weak runs
 if not runs:
     empty_state("No trained recommender to demo yet. Upload an interactions file (user, item, optional rating and "
                 "timestamp) on **Datasets**, train a recommender on **Train**, and it appears here once it "
@@ -45,8 +46,7 @@ if not runs:
 
 by_id = {r.run_id: r for r in runs}
 rank = {run_id: n for n, run_id in enumerate(by_id, start=1)}
-run = by_id[st.selectbox("Model", list(by_id), key="run",
-                         help=f"Completed recommender runs, best NDCG@{DISPLAY_K} first.",
+run = by_id[st.selectbox("Model", list(by_id), key="run", help=DEMO_ORDER_HELP,
                          format_func=lambda i: f"Model {rank[i]} · {by_id[i].dataset_name}" if present
                          else by_id[i].title)]
 try:

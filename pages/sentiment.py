@@ -8,6 +8,7 @@ import streamlit as st
 from core.charts.sentiment import label_colours, label_distribution, probability_bars
 from core.errors import ProtolabError
 from core.evaluation.cards import classifier_card
+from core.evaluation.demo_choice import DEMO_ORDER_HELP
 from core.text.batch_scoring import read_upload, results_csv, score_frame, text_columns
 from core.text.explain import explain, legend, render_explanation_html
 from core.text.language import example_sentences
@@ -42,18 +43,19 @@ ensure_db()
 present = bool(st.session_state.get("present"))
 st.title("💬 Sentiment demo")
 with read_scope() as s:
-    completed = servable_runs(s)
+    completed = servable_runs(s, present=present)  # in demo order; presentation mode leaves out weak runs
 runs = [r for r in completed if r.has_artifacts]
 if missing := [f"#{r.run_id}" for r in completed if not r.has_artifacts]:
     st.warning(f"The model files of run {', '.join(missing)} are missing from the data folder, so it cannot be "
                "demoed; train it again on **Train**.")
 if not runs:
-    empty_state("No trained model to demo yet. Upload labelled text on **Datasets**, train a model on **Train**, "
+    empty_state("No trained model to demo yet (a model that is no better than its baselines is not shown here "
+                "unless it is pinned for demos). Upload labelled text on **Datasets**, train a model on **Train**, "
                 "and it will appear here as soon as the run completes.", present=present)
 
 by_id = {r.run_id: r for r in runs}
 rank = {run_id: n for n, run_id in enumerate(by_id, start=1)}
-run = by_id[st.selectbox("Model", list(by_id), key="run", help="Completed classification runs, best macro-F1 first.",
+run = by_id[st.selectbox("Model", list(by_id), key="run", help=DEMO_ORDER_HELP,
                          format_func=lambda i: f"Model {rank[i]} · {by_id[i].dataset_name}" if present
                          else by_id[i].title)]
 with st.container(border=True):
@@ -75,7 +77,8 @@ with st.container(border=True):
                f"({model.precision}) · {reads}")
     if present:  # the audience gets what it does and how good it is in plain words; numbers on request
         card = classifier_card(labels=model.labels, accuracy=accuracy, dataset_name=run.dataset_name,
-                               technical=f"{run.title} · {details}", n_test=run.n_test)
+                               technical=f"{run.title} · {details}", n_test=run.n_test,
+                               accuracy_interval=run.interval("accuracy"))
         st.subheader(card.title)
         st.markdown(f"{card.what}  \n**{card.how_good}**")
         with st.expander("Technical details"):

@@ -6,6 +6,7 @@ The run trains in its own worker process (core.runs.jobs); this page only reads 
 import streamlit as st
 
 from core.charts.training import loss_curve, validation_curve
+from core.evaluation.weakness import run_weakness
 from core.metric_keys import DISPLAY_K
 from core.runs import jobs
 from core.runs.files import RunFiles
@@ -57,7 +58,7 @@ def _snapshot(run_id: int) -> dict | None:
             return None
         return {"id": run.id, "status": run.status, "progress": run.progress, "text": run.status_text or "",
                 "model": run.model_kind, "dataset": run.dataset.name, "task": run.task, "device": run.device,
-                "error": run.error,
+                "error": run.error, "weakness": run_weakness(run, s),
                 "metrics": run.metrics or {}, "events": run.events or [], "duration": run.duration_s}
 
 
@@ -98,6 +99,8 @@ def live_panel(run_id: int, was_active: bool) -> None:
             k1.metric("Test macro-F1", f"{m.get('macro_f1', 0):.3f}")
             k2.metric("Test accuracy", f"{m.get('accuracy', 0):.3f}")
             k3.metric("Train samples/s", f"{m.get('train_samples_per_s', 0):,.0f}")
+        if run["weakness"].weak:
+            st.warning(f"Weak run: {run['weakness'].reason}. It is never picked by default for a demo.", icon="⚠️")
         page_link("pages/evaluate.py", "Evaluate this run", "📊", query_params={"run": str(run_id)})
     if run["status"] == RunStatus.FAILED:
         st.error(run["error"] or "The run failed without a message.")
@@ -121,7 +124,8 @@ def live_charts(run_id: int) -> None:
 
 def _score(run: Run) -> str:
     text = headline_of(run.model_kind, run.task, run.metrics)[0].text(run.metrics)
-    return f" · {text}" if text else ""
+    weak = " · ⚠ weak" if run_weakness(run).weak else ""
+    return (f" · {text}" if text else "") + weak
 
 
 def _recent() -> list[tuple]:

@@ -101,11 +101,12 @@ def test_migrations_upgrade_a_database_created_at_the_first_revision(db_url: str
     dispose_engines()
     init_db(db_url)
     engine = get_engine(db_url)
-    assert {"events", "parent_run_id"} <= {c["name"] for c in inspect(engine).get_columns("runs")}
+    assert {"events", "parent_run_id", "pinned"} <= {c["name"] for c in inspect(engine).get_columns("runs")}
     assert "reviews" in inspect(engine).get_table_names()
     with session_scope(db_url) as s:
         run = s.scalars(select(Run)).one()
         assert run.metrics == {"macro_f1": 0.7} and run.events == [] and run.status is RunStatus.COMPLETED
+        assert run.pinned is False  # 0009: an old run is not pinned for demos
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(protolab_home: Path) -> None:
@@ -198,13 +199,19 @@ def test_migration_0008_moves_setfit_runs_of_datasets_being_labelled_to_the_retr
     from sqlalchemy.orm import Session
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    upgrade_database(url, "0007")  # 0008 changes no table, so today's models write a 0007 database
+    upgrade_database(url, "0007")
     engine = create_engine(url)
-    with Session(engine) as s, s.begin():
-        for name, mapping in (("pool", {"unlabelled": True}), ("labelled", {"text": "text"})):
-            dataset = Dataset(name=name, task=TaskKind.CLASSIFICATION, mapping=mapping, content_hash="x",
-                              storage_path=name)
-            s.add(Run(dataset=dataset, task=TaskKind.CLASSIFICATION, model_kind="setfit"))
+    # Plain SQL with the 0007 columns only: today's models have columns later revisions add (runs.pinned).
+    with engine.begin() as conn:
+        for name, mapping in (("pool", '{"unlabelled": true}'), ("labelled", '{"text": "text"}')):
+            conn.execute(text("INSERT INTO datasets (name, task, mapping, content_hash, row_count, split_counts, "
+                              "stats, warnings, storage_path, changes, created_at) VALUES (:name, 'classification', "
+                              ":mapping, 'x', 0, '{}', '{}', '[]', :name, '{}', CURRENT_TIMESTAMP)"),
+                         {"name": name, "mapping": mapping})
+            conn.execute(text("INSERT INTO runs (dataset_id, task, model_kind, config, status, progress, "
+                              "cancel_requested, metrics, events, created_at) SELECT id, 'classification', 'setfit', "
+                              "'{}', 'queued', 0.0, false, '{}', '[]', CURRENT_TIMESTAMP FROM datasets "
+                              "WHERE name = :name"), {"name": name})
     upgrade_database(url, "head")
     with Session(engine) as s:
         kinds = {run.dataset.name: run.model_kind for run in s.scalars(select(Run))}

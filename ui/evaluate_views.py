@@ -15,8 +15,9 @@ from core.charts import evaluation as charts
 from core.data import versions
 from core.errors import ProtolabError
 from core.evaluation import comparison as compare
-from core.evaluation import predictions, testsets
+from core.evaluation import predictions, testsets, uncertainty
 from core.evaluation.analysis import SplitAnalysis, analyse_split, misclassified
+from core.evaluation.weakness import run_weakness
 from core.health.lookup import audit_flags, zero_label_scores
 from core.metric_keys import RANKING_METRICS
 from core.recs.config import protocol_text
@@ -97,6 +98,10 @@ def single_run(run_id: int, split: str) -> None:
             return
         baseline = compare.baseline_run(s, run) if not predictions.is_ranking(run) else None
         dataset_name = run.dataset.name
+        weakness, pinned = run_weakness(run, s), bool(run.pinned)
+    if weakness.weak:
+        st.warning(f"Weak run: {weakness.reason}. It is never a default for demos.", icon="⚠️")
+    pin_control(run_id, pinned)
     st.caption(f"{run.model_kind} on **{dataset_name}** · device {run.device or run.metrics.get('device', '-')} · "
                f"trained in {run.metrics.get('train_time_s', run.duration_s) or 0:.1f} s")
     if predictions.is_ranking(run):
@@ -106,6 +111,16 @@ def single_run(run_id: int, split: str) -> None:
         label_curve_section(run)  # only for runs trained on few labels
     downloads([run_id], split)
     review_panel([run_id], key_prefix="run")
+
+
+def pin_control(run_id: int, pinned: bool) -> None:
+    """The run chosen on purpose for demos: presentation mode shows the pinned run of its task first."""
+    label = "📌 Unpin from demos" if pinned else "📌 Pin for demos"
+    if st.button(label, key="pin_demo", help="The demo pages and presentation mode show the pinned run first "
+                                             "(one per task), even a weak one."):
+        with session_scope() as s:
+            jobs.set_demo_pin(s, run_id, not pinned)
+        st.rerun()
 
 
 def ranking_view(run: Any) -> None:
@@ -138,14 +153,18 @@ def classification_view(run: Any, split: str, baseline: Any) -> None:
         st.warning(f"The TF-IDF baseline ({compare.run_label(baseline)}) was scored on a different test set: "
                    "its column is left out.", icon="⚠️")
         baseline = None
-    table = compare.headline_table(report, compare.baseline_report(baseline, split), zero_label)
+    intervals = uncertainty.run_intervals(run, split)
+    table = compare.headline_table(report, compare.baseline_report(baseline, split), zero_label, intervals)
     if baseline is None:  # an empty column of "None" says less than the caption below
         table = table.drop(columns=["TF-IDF baseline"])
     st.dataframe(table, hide_index=True, key="headline", column_config={
         c: st.column_config.NumberColumn(format="%.3f")
         for c in ("this run", "TF-IDF baseline", "majority class", compare.ZERO_LABEL_COLUMN)})
     st.caption(compare.baseline_caption(run, baseline)
-               + f" · Majority class '{report.get('majority_label', '?')}' = {report.get('majority_rate', 0):.3f}")
+               + f" · Majority class '{report.get('majority_label', '?')}' = {report.get('majority_rate', 0):.3f}"
+               + (" · 95 % intervals: bootstrap over the split's rows" if intervals else ""))
+    for warning in uncertainty.run_warnings(run) if split == "test" else []:
+        st.warning(warning, icon="📏")
     # Learning curves only for kinds that train in epochs: a TF-IDF run has none to draw.
     names = ["Per class", "Confusion matrix", "ROC / PR", "Calibration", "Threshold"]
     epochs = compare.has_epochs(run)
@@ -345,12 +364,33 @@ def test_set_warning(runs: list[Any]) -> None:
     """Runs scored on different test sets are said to be so, and compared on the test rows they share."""
     check = testsets.check_test_sets(runs)
     if check.same:
+        tell_apart(runs)
         return
     st.warning(check.message, icon="⚠️")
     if check.shared_rows:
         shared = testsets.scores_on_shared_rows([r.id for r in runs])
         st.dataframe(shared, hide_index=True, key="cmp_shared", column_config={
             c: st.column_config.NumberColumn(format="%.3f") for c in testsets.SHARED_KEYS})
+
+
+def tell_apart(runs: list[Any]) -> None:
+    """Whether the shared test set can tell the two best runs apart (a paired bootstrap of their macro-F1)."""
+    if any(predictions.is_ranking(r) for r in runs):
+        return
+    best = sorted(runs, key=lambda r: -float((r.metrics or {}).get("macro_f1") or 0.0))[:2]
+    try:
+        diff = testsets.paired_difference_on_shared_rows(best[0].id, best[1].id)
+    except predictions.ArtifactsMissing:
+        return
+    if diff is None:
+        return
+    a, b = compare.run_label(best[0]), compare.run_label(best[1])
+    if diff[0] <= 0.0 <= diff[1]:
+        st.warning(f"This test set is too small to tell {a} and {b} apart: the difference in macro-F1 is between "
+                   f"{diff[0]:+.3f} and {diff[1]:+.3f} (95 %, paired bootstrap), which includes no difference.",
+                   icon="📏")
+    else:
+        st.caption(f"{a} beats {b} by {diff[0]:.3f} to {diff[1]:.3f} macro-F1 on this test set (95 %, paired).")
 
 
 def _comparison_charts(runs: list[Any], points: pd.DataFrame) -> None:

@@ -15,6 +15,7 @@ from core.metric_keys import CLASSIFICATION_METRICS
 def evaluation_summary(run_id: int, split: str = "test") -> dict[str, Any]:
     """The JSON shape printed by `protolab eval`."""
     from core.evaluation import comparison, predictions
+    from core.evaluation.uncertainty import intervals_json, run_intervals
     from db import read_scope
     from db import runs as run_queries
 
@@ -26,10 +27,11 @@ def evaluation_summary(run_id: int, split: str = "test") -> dict[str, Any]:
             m = run.metrics or {}
             by_k = {str(k): v for k, v in comparison.ranking_by_k(run).items()}
             out.update({"metrics": comparison.ranking_headline(run), "k": m.get("k"), "by_k": by_k,
-                        "protocol": m.get("protocol")})
+                        "protocol": m.get("protocol"), "intervals": intervals_json(run_intervals(run))})
             return out
         split = predictions.normalise_split(split)
         report = predictions.split_report(run, split)
+        intervals = run_intervals(run, split)
     out.update({"split": split, "n": report.get("n"), "labels": report.get("labels", []),
                 **{k: report.get(k) for k in CLASSIFICATION_METRICS},
                 "majority_rate": report.get("majority_rate"), "per_class": report.get("per_class", {}),
@@ -37,6 +39,8 @@ def evaluation_summary(run_id: int, split: str = "test") -> dict[str, Any]:
     for key in ("macro_roc_auc", "roc_auc", "average_precision"):
         if key in report:
             out[key] = report[key]
+    # 95 % bootstrap intervals over the split's rows (issue 24): how far each figure could move
+    out["intervals"] = intervals_json(intervals)
     return out
 
 
@@ -50,6 +54,9 @@ def _print_text(summary: dict[str, Any]) -> None:
     for key in (*CLASSIFICATION_METRICS, "majority_rate"):
         if summary.get(key) is not None:
             print(f"  {key:>18}: {summary[key]:.4f}")
+    for key, iv in summary.get("intervals", {}).items():
+        print(f"  {'95 % interval':>18}: {key} {iv['ci_low']:.4f} – {iv['ci_high']:.4f} "
+              f"(bootstrap over {iv['n']} rows)")
     print(f"  {'class':<20} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}")
     for label, m in summary["per_class"].items():
         print(f"  {label[:20]:<20} {m['precision']:>9.4f} {m['recall']:>9.4f} {m['f1']:>9.4f} {m['support']:>8}")

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from core.cli import CliError, print_json
+from core.evaluation.weakness import run_weakness
 from core.runs.registry import headline_of
 from db.enums import RunStatus
 from db.models import Run
@@ -21,6 +22,8 @@ def run_summary(run: Run) -> dict[str, Any]:
         "events": run.events or [], "created_at": run.created_at, "started_at": run.started_at,
         "finished_at": run.finished_at, "duration_s": run.duration_s, "artifact_path": run.artifact_path,
         "parent_run_id": run.parent_run_id, "headline": _headline(run),
+        # Not above its baselines by more than its interval (issue 24): never a default anywhere
+        **run_weakness(run).as_dict(), "pinned": bool(run.pinned),
     }
 
 
@@ -49,7 +52,8 @@ def _list(args: argparse.Namespace) -> int:
         headline = r["headline"]
         f1_text = f"{headline['metric']} {headline['value']:.3f}" if headline["value"] is not None else "-"
         print(f"{r['run_id']:>4}  {r['status']:<10} {r['model']:<12} {str(r['dataset'])[:24]:<24} "
-              f"{f1_text:>14}  {r['progress'] * 100:5.1f}%  {r['status_text'] or ''}")
+              f"{f1_text:>14}  {r['progress'] * 100:5.1f}%  {r['status_text'] or ''}"
+              + ("  [weak: not above its baselines]" if r["weak"] else ""))
     return 0
 
 
@@ -92,6 +96,16 @@ def _resume(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pin(args: argparse.Namespace, pinned: bool) -> int:
+    from core.runs.jobs import set_demo_pin
+    from db import session_scope
+
+    with session_scope() as s:
+        set_demo_pin(s, args.run_id, pinned)
+    print(f"run {args.run_id}: {'pinned for demos' if pinned else 'no longer pinned for demos'}")
+    return 0
+
+
 def _rm(args: argparse.Namespace) -> int:
     from core.runs.files import RunFiles
     from db import after_commit, session_scope
@@ -118,7 +132,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ls.set_defaults(handler=_list)
     for name, handler, help_text in [("show", _show, "one run in full"), ("cancel", _cancel, "stop a run"),
                                      ("resume", _resume, "resume a failed/cancelled run from its checkpoint"),
-                                     ("rm", _rm, "delete a finished run and its artifacts")]:
+                                     ("rm", _rm, "delete a finished run and its artifacts"),
+                                     ("pin", lambda a: _pin(a, True), "show this run first in demos and presentation "
+                                                                      "mode (one per task; even a weak run)"),
+                                     ("unpin", lambda a: _pin(a, False), "stop pinning this run for demos")]:
         sp = sub.add_parser(name, help=help_text)
         sp.add_argument("run_id", type=int, metavar="ID")
         if name == "show":

@@ -39,15 +39,28 @@ def _choices(labels: Sequence[str]) -> str:
     return f"whether it is {', '.join(labels[:-1])} or {labels[-1]}" if len(labels) > 1 else f"if it is {labels[0]}"
 
 
+def likely_range(rate: float, low: float, high: float) -> str:
+    """A 95 % interval in the words of `times_in_ten`: "between 7 and 9", or in hundredths when tens hide it."""
+    scale = 100 if "in 100" in times_in_ten(rate) else 10
+    lo, hi = round(min(max(low, 0.0), 1.0) * scale), round(min(max(high, 0.0), 1.0) * scale)
+    if lo == hi and scale == 10:
+        return f"between {round(low * 100)} and {round(high * 100)} times in 100"
+    return f"between {lo} and {hi}"
+
+
 def classifier_card(*, labels: Sequence[str], accuracy: float | None, dataset_name: str, technical: str,
-                    n_test: int | None = None, items: str = "texts") -> ModelCard:
-    """The card of a text classifier: which labels it gives, how often it was right on unseen `items`."""
+                    n_test: int | None = None, items: str = "texts",
+                    accuracy_interval: tuple[float, float] | None = None) -> ModelCard:
+    """The card of a text classifier: which labels it gives, how often it was right on unseen `items`, and
+    (with its 95 % interval) how far that could move on a test of this size."""
     what = f"Reads a text and says {_choices(labels)}."
     if accuracy is None:
         how_good = "It has not been scored on held-out examples yet, so treat its answers as a first impression."
     else:
         unseen = f"{n_test:,} {items}" if n_test else items
-        how_good = f"It was right {times_in_ten(accuracy)} on {unseen} it never saw during training."
+        spread = (f" — {likely_range(accuracy, *accuracy_interval)} on a test this size —"
+                  if accuracy_interval is not None else "")
+        how_good = f"It was right {times_in_ten(accuracy)}{spread} on {unseen} it never saw during training."
     return ModelCard(title=f"A model trained on {dataset_name}", what=what, how_good=how_good, technical=technical)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from core.evaluation.predictions import EvaluationError, is_ranking, split_report
+from core.evaluation.uncertainty import Interval, interval_from_dict
 from core.metric_keys import (
     CLASSIFICATION_HEADLINE,
     CLASSIFICATION_METRICS,
@@ -25,12 +26,14 @@ from db import runs as run_queries
 from db.models import Dataset, Run
 
 # The metric keys a leaderboard shows, the only ones run_queries.run_records extracts from Run.metrics.
-RECORD_METRICS = (*CLASSIFICATION_METRICS, "train_time_s", "device", "k", "by_k", "test_set", *ranking_keys())
+RECORD_METRICS = (*CLASSIFICATION_METRICS, "train_time_s", "device", "k", "by_k", "test_set", "intervals",
+                  *ranking_keys())
 # Config keys shown in a leaderboard even when every run agrees on them.
 KEY_HYPERPARAMETERS = ("model_id", "epochs", "batch_size", "learning_rate", "max_length", "k", "factors", "seed")
 METRIC_FRAME_COLUMNS = ["run_id", "name", "split", "step", "epoch", "value"]
 BASELINE_KIND = "tfidf"
 ZERO_LABEL_COLUMN = "no labels (zero-label)"
+INTERVAL_COLUMN = "95 % interval"
 
 
 def baseline_run(s: Any, run: Any) -> Run | None:
@@ -79,13 +82,17 @@ def majority_scores(report: dict[str, Any]) -> dict[str, float]:
 
 
 def headline_table(report: dict[str, Any], baseline: dict[str, Any] | None,
-                   zero_label: dict[str, Any] | None = None) -> pd.DataFrame:
+                   zero_label: dict[str, Any] | None = None, intervals: dict[str, Interval] | None = None,
+                   ) -> pd.DataFrame:
     """Each headline metric beside the TF-IDF baseline's and what the majority class would score; with
-    `zero_label` (a data audit's figures for the split) also what label names alone score."""
+    `zero_label` (a data audit's figures for the split) also what label names alone score, and with
+    `intervals` the run's 95 % bootstrap interval next to its figure."""
     majority = majority_scores(report)
     rows = []
     for key in CLASSIFICATION_METRICS:
         row: dict[str, Any] = {"metric": key.replace("_", " "), "this run": report.get(key)}
+        if intervals:
+            row[INTERVAL_COLUMN] = interval_text(intervals.get(key))
         row["TF-IDF baseline"] = baseline.get(key) if baseline else None
         row["majority class"] = majority[key]
         if zero_label:
@@ -127,6 +134,7 @@ def leaderboard(runs: Sequence[Any], sort_by: str | None = None) -> pd.DataFrame
         row: dict[str, Any] = {"run": r.id, "name": r.name or "", "model": r.model_kind, "dataset": r.dataset_id}
         values = ranking_metrics_at(r) if is_ranking(r) else m
         row.update({k: values.get(k) for k in metric_keys})
+        row[f"{metric_keys[0]} {INTERVAL_COLUMN}"] = interval_text(stored_interval(m, metric_keys[0]))
         row.update({k: _plain(settings[r.id].get(k)) for k in params})
         row["test set"] = test_set_label(m.get("test_set"))
         row["duration_s"] = m.get("train_time_s", r.duration_s)
@@ -137,6 +145,15 @@ def leaderboard(runs: Sequence[Any], sort_by: str | None = None) -> pd.DataFrame
     if not frame.empty and sort_by in frame.columns:
         frame = frame.sort_values(sort_by, ascending=False, na_position="last", kind="stable")
     return frame.reset_index(drop=True)
+
+
+def interval_text(interval: Interval | None) -> str:
+    return f"{interval.ci_low:.3f} – {interval.ci_high:.3f}" if interval is not None else "-"
+
+
+def stored_interval(metrics: dict[str, Any], key: str, split: str = "test") -> Interval | None:
+    """An interval stored on a run when it completed (runs from before intervals have none)."""
+    return interval_from_dict((((metrics or {}).get("intervals") or {}).get(split) or {}).get(key))
 
 
 def test_set_label(stored: Any) -> str:

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 
 from core.charts import evaluation as charts
 from core.data.storage import ROW_ID
-from core.evaluation import comparison, predictions
+from core.evaluation import comparison, predictions, testsets, uncertainty
 from core.evaluation.analysis import analyse_split, misclassified
 from db.models import Run
 
@@ -115,9 +115,11 @@ def _classification_body(run: Run, split: str) -> str:
     report = predictions.split_report(run, split)
     session = object_session(run)
     baseline = comparison.baseline_run(session, run) if session is not None else None
-    table = comparison.headline_table(report, comparison.baseline_report(baseline, split))
+    table = comparison.headline_table(report, comparison.baseline_report(baseline, split),
+                                      intervals=uncertainty.run_intervals(run, split))
     parts = [f"<h2>Headline metrics ({esc(split)} split)</h2>",
              _table(table if baseline else table.drop(columns=["TF-IDF baseline"]))]
+    parts += [f'<p class="warn">{esc(w)}</p>' for w in (uncertainty.run_warnings(run) if split == "test" else [])]
     if baseline:
         label = esc(comparison.run_label(baseline))
         parts.append(f'<p class="muted">TF-IDF baseline: {label} ({esc(split)} split).</p>')
@@ -171,6 +173,9 @@ def comparison_report(runs: Sequence[Run], points: pd.DataFrame | None = None) -
     board = comparison.leaderboard(runs)
     names = {r.id: comparison.run_label(r) for r in runs}
     body = ["<h2>Leaderboard</h2>", _table(board, highlight=differing), _figure(charts.runs_compared(runs, names))]
+    check = testsets.check_test_sets(runs)
+    if not check.same:
+        body.append(f'<p class="warn">{esc(check.message)}</p>')
     if differing:
         body.append(f"<p>Hyperparameters that differ (highlighted): {esc(', '.join(differing))}</p>")
     if any(predictions.is_ranking(r) for r in runs):

@@ -19,6 +19,7 @@ import pandas as pd
 from core.data.storage import ROW_ID
 from core.evaluation.metrics import classification_report, headline
 from core.evaluation.predictions import ArtifactsMissing, is_ranking, load_predictions
+from core.evaluation.uncertainty import bootstrap_class_scores, paired_difference
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,22 @@ def scores_on_shared_rows(run_ids: Sequence[int]) -> pd.DataFrame:
         report = headline(classification_report(mine["label"].tolist(), mine["pred"].tolist(), labels))
         rows.append({"run": run_id, "rows": len(mine), **{k: report[k] for k in SHARED_KEYS}})
     return pd.DataFrame(rows)
+
+
+def paired_difference_on_shared_rows(a_id: int, b_id: int, key: str = "macro_f1") -> tuple[float, float] | None:
+    """The 95 % interval of run A's score minus run B's, resampling the test rows both hold, pair by pair
+    (None when they share none). An interval containing 0 says this test set cannot tell them apart."""
+    keys = shared_row_keys([a_id, b_id])
+    if not keys:
+        return None
+    order = sorted(keys)
+    scores = []
+    for run_id in (a_id, b_id):
+        frame = load_predictions(run_id, "test")
+        frame = frame.assign(_key=_row_keys(frame)).drop_duplicates("_key").set_index("_key").loc[order]
+        labels = sorted(set(frame["label"]) | set(frame["pred"]))
+        scores.append(bootstrap_class_scores(frame["label"].tolist(), frame["pred"].tolist(), labels))
+    return paired_difference(scores[0], scores[1], key)
 
 
 def _row_keys(frame: pd.DataFrame) -> list[str]:

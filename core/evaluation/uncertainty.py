@@ -7,11 +7,16 @@ pair (`paired_difference`), which is what "can this test set tell them apart?" a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+
+from core.evaluation.predictions import ArtifactsMissing, is_ranking, load_predictions, normalise_split
+
+log = logging.getLogger(__name__)
 
 N_RESAMPLES = 1000
 LEVEL = 0.95
@@ -124,6 +129,35 @@ def _interval(value: float, samples: np.ndarray, n: int, level: float) -> Interv
     low, high = np.percentile(samples, [tail, 100 - tail])
     # A percentile interval of a skewed score can miss the score itself by a hair; it never should.
     return Interval(value, float(min(low, value)), float(max(high, value)), n)
+
+
+def intervals_json(intervals: dict[str, Interval]) -> dict[str, dict[str, Any]]:
+    return {k: iv.as_dict() for k, iv in intervals.items()}
+
+
+def run_intervals(run: Any, split: str = "test") -> dict[str, Interval]:
+    """A run's intervals on one split: stored when it completed, else computed from its prediction file."""
+    split = normalise_split(split)
+    stored = ((run.metrics or {}).get("intervals") or {}).get(split) or {}
+    found = {k: iv for k, v in stored.items() if (iv := interval_from_dict(v)) is not None}
+    if found or is_ranking(run):
+        return found
+    try:
+        frame = load_predictions(run.id, split)
+    except ArtifactsMissing as exc:
+        log.info("run %s: no %s intervals (%s)", run.id, split, exc)
+        return {}
+    labels = [*((run.metrics or {}).get("labels") or [])]
+    labels += sorted(set(frame["label"]) - set(labels))
+    return class_intervals(frame["label"].tolist(), frame["pred"].tolist(), labels)
+
+
+def run_warnings(run: Any) -> list[str]:
+    """What a reader of a classification run's test score must know: too few rows, or validation disagrees."""
+    test, validation = run_intervals(run, "test"), run_intervals(run, "validation")
+    found = (too_small_warning(test.get("macro_f1")),
+             disagreement_warning(test.get("macro_f1"), validation.get("macro_f1")))
+    return [w for w in found if w]
 
 
 def too_small_warning(interval: Interval | None, metric: str = "macro-F1") -> str | None:

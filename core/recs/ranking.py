@@ -47,13 +47,16 @@ def metrics_from_hits(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> dict[
 class RankingAccumulator:
     """Collects top-K lists batch by batch and reports mean metrics per K (memory: O(users x max K))."""
 
-    def __init__(self, ks: Iterable[int], n_catalogue: int) -> None:
+    def __init__(self, ks: Iterable[int], n_catalogue: int, keep_k: int | None = None) -> None:
         self.ks = sorted({int(k) for k in ks})
         self.n_catalogue = max(int(n_catalogue), 1)
         # Every metric but coverage (the last), which has no per-user sum.
         self._sums = {k: dict.fromkeys(RANKING_METRICS[:-1], 0.0) for k in self.ks}
         self._items = {k: np.zeros(self.n_catalogue, dtype=bool) for k in self.ks}
         self.n_users = 0
+        # Per-user values at one K, for bootstrap intervals (one float per user and metric)
+        self.keep_k = keep_k if keep_k in self.ks else None
+        self._per_user: dict[str, list[np.ndarray]] = {name: [] for name in RANKING_METRICS[:-1]}
 
     def add(self, top: np.ndarray, relevant: np.ndarray, n_relevant: np.ndarray | None = None) -> None:
         """top: (U, >=max K) ranked item indices; relevant: (U, n_items) boolean.
@@ -70,8 +73,16 @@ class RankingAccumulator:
         for k in self.ks:
             for name, values in metrics_from_hits(hits, n_relevant, k).items():
                 self._sums[k][name] += float(values.sum())
+                if k == self.keep_k:
+                    self._per_user[name].append(np.asarray(values, dtype=float))
             self._items[k][top[:, :k].ravel()] = True
         self.n_users += len(top)
+
+    def per_user(self) -> dict[str, np.ndarray]:
+        """{metric: (users,)} at `keep_k` (empty without one)."""
+        if self.keep_k is None:
+            return {}
+        return {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in self._per_user.items()}
 
     def result(self) -> dict[int, dict[str, float]]:
         out: dict[int, dict[str, float]] = {}

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from core.evaluation.demo_choice import DemoStanding, demo_standing, order_for_demo
 from core.metric_keys import DISPLAY_K
 from core.recs.encoding import Interactions, encode
 from core.recs.models import RecommenderError, UserBatch
@@ -233,15 +234,20 @@ class RecommenderRun:
     ndcg: float | None  # NDCG at the display K when measured, else NDCG at the run's K
     finished_at: Any
     metrics: dict[str, Any]
+    standing: DemoStanding | None = None  # pinned, weak, lower bound: the demo order
 
     @property
     def title(self) -> str:
         score = f"NDCG@{DISPLAY_K} {self.ndcg:.3f}" if self.ndcg is not None else "not evaluated"
-        return f"#{self.run_id} {self.model_kind} on {self.dataset_name} ({score})"
+        weak = self.standing is not None and self.standing.weakness.weak
+        pinned = self.standing is not None and self.standing.pinned
+        marks = (" · 📌 pinned for demos" if pinned else "") + (" · ⚠ weak" if weak else "")
+        return f"#{self.run_id} {self.model_kind} on {self.dataset_name} ({score}){marks}"
 
 
-def recommender_runs(s: Session) -> list[RecommenderRun]:
-    """Completed recommender runs that saved a model, best NDCG at the display K first (in the caller's session)."""
+def recommender_runs(s: Session, *, present: bool = False) -> list[RecommenderRun]:
+    """Completed recommender runs that saved a model, in demo order (pinned, then the best lower bound of
+    NDCG among runs above the popularity baseline; weak runs last, or left out in presentation mode)."""
     from db import runs as run_queries
     from db.enums import RunStatus, TaskKind
 
@@ -252,5 +258,6 @@ def recommender_runs(s: Session) -> list[RecommenderRun]:
         metrics = dict(run.metrics or {})
         ndcg = registry.headline_of(run.model_kind, run.task, metrics)[1]
         found.append(RecommenderRun(run.id, run.model_kind, run.dataset.name, int(metrics.get("k", DISPLAY_K)),
-                                    ndcg, run.finished_at, metrics))
-    return sorted(found, key=lambda r: (r.ndcg is None, -(r.ndcg or 0.0), -r.run_id))
+                                    ndcg, run.finished_at, metrics, demo_standing(run, s)))
+    found.sort(key=lambda r: (r.ndcg is None, -(r.ndcg or 0.0), -r.run_id))
+    return order_for_demo(found, {r.run_id: r.standing for r in found}, lambda r: r.run_id, present=present)

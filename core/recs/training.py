@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from core.evaluation.uncertainty import mean_interval
 from core.recs.config import RecommenderConfig, check, parse_config
 from core.recs.encoding import Interactions, index_train
 from core.recs.models import Bpr, Content, Ease, ItemKnn, Popularity, RecommenderError
@@ -78,8 +79,11 @@ def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> n
 
 
 def evaluate_model(model: Any, data: Interactions, test: pd.DataFrame, ks: Iterable[int],
-                   batch_size: int = 1024) -> tuple[dict[int, dict[str, float]], int]:
-    """Mean ranking metrics over users present in train and test; seen training items are excluded."""
+                   batch_size: int = 1024, per_user: dict[str, np.ndarray] | None = None,
+                   per_user_k: int | None = None) -> tuple[dict[int, dict[str, float]], int]:
+    """Mean ranking metrics over users present in train and test; seen training items are excluded.
+
+    With a `per_user` dict, it is filled with each user's metrics at `per_user_k` (for intervals)."""
     ks = sorted({int(k) for k in ks})
     uidx, iidx = data.user_index, data.item_index
     test = test.assign(_u=test["user"].astype(str).map(uidx), _i=test["item"].astype(str).map(iidx))
@@ -88,7 +92,7 @@ def evaluate_model(model: Any, data: Interactions, test: pd.DataFrame, ks: Itera
     n_relevant = test.groupby("_u")["item"].nunique()
     known = test[test["_i"].notna()].drop_duplicates(["_u", "_i"])
     users = np.sort(n_relevant.index.to_numpy(dtype=np.int64))
-    acc = RankingAccumulator(ks, len(data.item_ids))
+    acc = RankingAccumulator(ks, len(data.item_ids), keep_k=per_user_k if per_user is not None else None)
     rel = sp.csr_matrix((np.ones(len(known), dtype=bool), (known["_u"].astype(int), known["_i"].astype(int))),
                         shape=data.matrix.shape)
     for start in range(0, len(users), batch_size):
@@ -96,6 +100,8 @@ def evaluate_model(model: Any, data: Interactions, test: pd.DataFrame, ks: Itera
         batch = data.batch(chunk)
         top = top_k(model.score(batch), max(ks), batch.rows)
         acc.add(top, rel[chunk].toarray(), n_relevant.loc[chunk].to_numpy())
+    if per_user is not None:
+        per_user.update(acc.per_user())
     return acc.result(), acc.n_users
 
 
@@ -147,7 +153,12 @@ def execute_run(ctx: Any) -> dict[str, Any]:
     train_time = time.perf_counter() - start
     ctx.raise_if_cancelled()
     ctx.progress(0.88, "evaluating on the test split", force=True)
-    by_k, n_scored = evaluate_model(model, data, test, ks=sorted({*DEFAULT_KS, cfg.k}))
+    per_user: dict[str, np.ndarray] = {}
+    by_k, n_scored = evaluate_model(model, data, test, ks=sorted({*DEFAULT_KS, cfg.k}), per_user=per_user,
+                                    per_user_k=cfg.k)
+    # 95 % bootstrap intervals over the test users (issue 24), at the run's K
+    intervals = {f"{name}@{cfg.k}": iv.as_dict() for name, values in per_user.items()
+                 if (iv := mean_interval(values)) is not None}
     check(n_scored > 0, "no user appears in both the train and the test split: nothing to evaluate")
     for k, values in by_k.items():
         for name, value in values.items():
@@ -163,7 +174,7 @@ def execute_run(ctx: Any) -> dict[str, Any]:
     return metrics_dict(by_k, cfg.k, n_users_scored=n_scored, train_time_s=round(train_time, 3),
                         protocol=cfg.split_protocol, n_train=len(train), n_test=len(test),
                         baseline={"kind": "popularity", "by_k": {str(k): v for k, v in sorted(baseline.items())}},
-                        n_users=len(data.user_ids), n_items=len(data.item_ids))
+                        n_users=len(data.user_ids), n_items=len(data.item_ids), intervals={"test": intervals})
 
 
 # --- saving, and the class that reloads each kind ------------------------------------

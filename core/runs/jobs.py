@@ -32,7 +32,7 @@ from core.settings import load_settings
 from db import after_commit, read_scope, session_scope
 from db import runs as run_queries
 from db import workers as worker_queries
-from db.enums import RunStatus, TaskKind
+from db.enums import JOB_KINDS, RunStatus, TaskKind
 from db.models import Run, Worker, utcnow
 
 log = logging.getLogger(__name__)
@@ -209,6 +209,15 @@ def resume_run(s: Session, run_id: int) -> None:
     worker_queries.delete_claims(s, run_id)  # where it ran before; the fleet may claim it afresh
     gpus = int(run.config.get("gpus", 1) or 1)
     after_commit(s, lambda: dispatch(run_id, gpus=gpus))
+
+
+def set_demo_pin(s: Session, run_id: int, pinned: bool) -> None:
+    """Pin a completed model run for demos (or unpin it), in the caller's transaction."""
+    run = _require(s, run_id)
+    if pinned and (run.status != RunStatus.COMPLETED or run.model_kind in JOB_KINDS):
+        raise JobError(f"run {run_id} is {run.status.value if run.status != RunStatus.COMPLETED else 'a job'}; "
+                       "only a completed model run can be pinned for demos")
+    run_queries.set_pinned(s, run, pinned)
 
 
 def retrain(s: Session, run_id: int, dataset_id: int) -> int:

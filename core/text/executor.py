@@ -271,13 +271,15 @@ def _finish(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame], labels:
     from core.data.versions import test_set_name
     from core.evaluation.metrics import classification_report, headline
     from core.evaluation.testsets import describe_test_set
+    from core.evaluation.uncertainty import class_intervals, intervals_json
 
-    reports = {}
+    reports, intervals = {}, {}
     ctx.files.predictions_dir.mkdir(parents=True, exist_ok=True)
     for split, proba in probas.items():
         frame = splits[split]
         pred = [labels[i] for i in proba.argmax(axis=1)] if len(proba) else []
         reports[split] = classification_report(frame["label"].tolist(), pred, labels, proba)
+        intervals[split] = intervals_json(class_intervals(frame["label"].tolist(), pred, labels))
         pd.DataFrame({"text": frame["text"], "label": frame["label"], ROW_ID: frame[ROW_ID], "pred": pred,
                       "confidence": proba.max(axis=1) if len(proba) else [],
                       "proba": [row.tolist() for row in proba]}).to_parquet(ctx.files.predictions(split), index=False)
@@ -291,7 +293,7 @@ def _finish(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame], labels:
     own = splits["test"] is not splits["validation"]
     set_name = test_set_name(dataset) if own else "validation split (no test split)"
     return {**headline(reports["test"]), "split": "test", "labels": labels, "reports": reports,
-            "test_set": describe_test_set(splits["test"], set_name),
+            "test_set": describe_test_set(splits["test"], set_name), "intervals": intervals,
             "best_epoch": int(best_epoch), "train_samples_per_s": float(samples_per_s),
             "train_time_s": float(train_time_s), "device": device}
 

@@ -9,7 +9,7 @@ import os
 import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 
 from core import settings
 from core.errors import ProtolabError
+from core.evaluation.demo_choice import DemoStanding, demo_standing, order_for_demo
+from core.evaluation.uncertainty import Interval, run_intervals
 from core.runs import registry
 from core.runs.files import RunFiles
 from db import runs as run_queries
@@ -371,6 +373,20 @@ class ServableRun:
     metrics: dict[str, Any]
     has_artifacts: bool
     n_test: int | None = None  # texts in the test split the metrics were measured on
+    intervals: dict[str, Interval] = field(default_factory=dict)  # test accuracy / macro-F1, 95 % bootstrap
+    standing: DemoStanding | None = None  # pinned, weak, lower bound: the demo order
+
+    @property
+    def weak(self) -> bool:
+        return self.standing is not None and self.standing.weakness.weak
+
+    @property
+    def pinned(self) -> bool:
+        return self.standing is not None and self.standing.pinned
+
+    def interval(self, key: str) -> tuple[float, float] | None:
+        found = self.intervals.get(key)
+        return (found.ci_low, found.ci_high) if found is not None else None
 
     @property
     def macro_f1(self) -> float | None:
@@ -380,14 +396,17 @@ class ServableRun:
     @property
     def title(self) -> str:
         f1 = f" · macro-F1 {self.macro_f1:.3f}" if self.macro_f1 is not None else ""
-        return f"#{self.run_id} {self.name}{f1}"
+        marks = (" · 📌 pinned for demos" if self.pinned else "") + (" · ⚠ weak" if self.weak else "")
+        return f"#{self.run_id} {self.name}{f1}{marks}"
 
 
-def servable_runs(s: Session) -> list[ServableRun]:
-    """Completed classification runs, best macro-F1 first (runs without a score last, newest first)."""
+def servable_runs(s: Session, *, present: bool = False) -> list[ServableRun]:
+    """Completed classification runs in demo order (core.evaluation.demo_choice): the pinned one, then the best
+    lower bound among runs that beat their baselines on the largest test set, weak runs last; in presentation
+    mode weak runs are left out unless pinned."""
     rows = run_queries.list_runs(s, task=TaskKind.CLASSIFICATION, statuses=[RunStatus.COMPLETED], models_only=True)
-    found = [_servable(r) for r in rows]
-    return sorted(found, key=lambda r: -(r.macro_f1 if r.macro_f1 is not None else -1.0))
+    found = sorted((_servable(r) for r in rows), key=lambda r: -(r.macro_f1 if r.macro_f1 is not None else -1.0))
+    return order_for_demo(found, {r.run_id: r.standing for r in found}, lambda r: r.run_id, present=present)
 
 
 def servable_run(s: Session, run_id: int) -> ServableRun:
@@ -406,7 +425,8 @@ def _servable(run: Any) -> ServableRun:
         run_id=run.id, name=run.name or f"{run.model_kind} on {run.dataset.name}", model_kind=run.model_kind,
         model_id=config.get("model_id"), dataset_id=run.dataset_id, dataset_name=run.dataset.name,
         finished_at=run.finished_at, device=run.device, metrics=headline,
-        has_artifacts=RunFiles.of(run.id).has_model(), n_test=_test_size(metrics),
+        has_artifacts=RunFiles.of(run.id).has_model(), n_test=_test_size(metrics), intervals=run_intervals(run),
+        standing=demo_standing(run),
     )
 
 
