@@ -106,7 +106,7 @@ def test_migrations_upgrade_a_database_created_at_the_first_revision(db_url: str
     with session_scope(db_url) as s:
         run = s.scalars(select(Run)).one()
         assert run.metrics == {"macro_f1": 0.7} and run.events == [] and run.status is RunStatus.COMPLETED
-        assert run.pinned is False  # 0009: an old run is not pinned for demos
+        assert run.pinned is False  # 0010: an old run is not pinned for demos
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(protolab_home: Path) -> None:
