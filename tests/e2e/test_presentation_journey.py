@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from tests.e2e.conftest import Server, wait_for_text
+from tests.e2e.conftest import Server, start_server, wait_for_text
 
 pytestmark = pytest.mark.e2e
 
@@ -53,3 +55,31 @@ def test_a_workbench_url_in_presentation_mode_shows_no_workbench_page(server: Se
     page.wait_for_timeout(1000)
     assert page.locator("h1").filter(has_text="Train").count() == 0
     assert _workbench_links(page) == []
+
+
+def test_presentation_mode_shows_the_run_pinned_for_demos(protolab_home, make_served_run, page) -> None:  # noqa: ANN001
+    """A weak run stays out of presentation mode until someone pins it on purpose; then it is the one shown."""
+    from db import runs as run_queries
+    from db import session_scope
+
+    good, weak = make_served_run("tfidf", macro_f1=0.9), make_served_run("tfidf", macro_f1=0.3)
+    report = {"n": 60, "labels": ["negative", "positive"], "majority_rate": 0.5, "accuracy": 0.5, "macro_f1": 1 / 3}
+    with session_scope() as s:  # majority-class level: weak
+        run_queries.get_run(s, weak).metrics = {"accuracy": 0.5, "macro_f1": 1 / 3, "reports": {"test": report}}
+    server = start_server(protolab_home)
+    try:
+        def shown_run() -> str:
+            page.goto(server.url + "/?present=1")
+            wait_for_text(page, "Sentiment demo")
+            page.get_by_text("Technical details").first.click()
+            line = page.get_by_text(re.compile(r"served on")).first  # the technical line, in the expander
+            line.wait_for()
+            return line.inner_text()
+
+        assert f"#{good} " in shown_run()
+        with session_scope() as s:
+            run_queries.set_pinned(s, run_queries.get_run(s, weak), True)
+        technical = shown_run()
+        assert f"#{weak} " in technical and "pinned for demos" in technical
+    finally:
+        server.stop()
