@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from pathlib import Path
@@ -51,8 +52,25 @@ def test_run_report_is_self_contained_with_all_sections(completed_classification
     assert external_references(page) == []
     assert page.count('class="plotly-graph-div"') >= 5  # per-class, confusion, ROC, PR, reliability
     for section in ("<h2>Dataset</h2>", "<h2>Model</h2>", "Hyperparameters", "Headline metrics",
-                    "Sample of predictions", "tiny-sentiment", "learning_rate"):
+                    "Sample of predictions", "tiny-sentiment", "<td>seed</td>"):
         assert section in page
+
+
+def test_a_transformer_report_names_its_model_and_shows_only_its_settings(classification_dataset: int) -> None:
+    from core.text.config import TrainConfig
+
+    labels, preds = sklearn_predictions(classification_dataset)
+    config = dataclasses.asdict(TrainConfig(learning_rate=5e-5))  # every kind's fields, as a run stores them
+    run_id = store_completed_run(classification_dataset, labels, preds, model_kind="transformer", config=config)
+    with session_scope() as s:
+        run = run_queries.get_run(s, run_id)
+        run.metrics = {**run.metrics, "train_time_s": 79.6882}
+    page = build_report([run_id])
+    assert "MiniLM-L6" in page and "sentence-transformers/all-MiniLM-L6-v2" in page
+    assert "Transformer (fine-tune)" in page
+    assert "init embeddings" not in page and "tfidf" not in page.lower().replace("tf-idf baseline", "")
+    assert "<td>learning rate</td><td>0.00005</td>" in page
+    assert "79.6882" not in page and "<td>1m 19s</td>" in page
 
 
 def test_user_strings_are_escaped_everywhere() -> None:

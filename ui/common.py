@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import streamlit as st
 
 from core.auth import verify_password
+from core.formatting import format_duration as format_duration  # pages import it from here
 from core.settings import PASSWORD_HASH
 from db.enums import RunStatus
 
@@ -63,17 +64,6 @@ def ensure_db() -> None:
 
 def status_chip(status: RunStatus) -> str:
     return STATUS_CHIPS.get(status, status.value)
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m {seconds % 60:02d}s"
-    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
 
 
 def format_when(ts: datetime | None) -> str:

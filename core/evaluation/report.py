@@ -18,6 +18,9 @@ from core.charts import evaluation as charts
 from core.data.storage import ROW_ID
 from core.evaluation import comparison, predictions, testsets, uncertainty
 from core.evaluation.analysis import analyse_split, misclassified
+from core.formatting import format_duration, format_setting
+from core.runs.registry import find_kind
+from core.text.pretrained import model_name
 from db.models import Run
 
 SAMPLE_ROWS = 25
@@ -64,6 +67,15 @@ def _cell_repr(value: Any) -> Any:
     return value if isinstance(value, (int, float, str, bool)) or value is None else repr(value)
 
 
+def _settings_table(run: Run) -> str:
+    """Only the settings the run's kind reads (the registry knows them), the pretrained model by name."""
+    settings = comparison.settings_of(run)
+    if "model_id" in settings:
+        settings["model_id"] = model_name(settings["model_id"])
+    rows = {name.replace("_", " "): format_setting(value) for name, value in settings.items()}
+    return _table(pd.DataFrame({"setting": list(rows), "value": list(rows.values())}))
+
+
 def _figure(fig: go.Figure) -> str:
     return f'<div class="chart">{fig.to_html(full_html=False, include_plotlyjs=False, default_height=420)}</div>'
 
@@ -95,10 +107,13 @@ def _dataset_section(run: Run) -> str:
 
 def _model_section(run: Run) -> str:
     metrics = run.metrics or {}
-    info = {"run": comparison.run_label(run), "model": run.model_kind,
-            "device": run.device or metrics.get("device"),
-            "training time (s)": metrics.get("train_time_s", run.duration_s)}
-    return "<h2>Model</h2>" + _dict_table(info) + "<h3>Hyperparameters</h3>" + _dict_table(dict(run.config or {}))
+    kind = find_kind(run.model_kind)
+    info = {"run": comparison.run_label(run), "model": kind.label if kind is not None else run.model_kind}
+    if "model_id" in comparison.settings_of(run):
+        info["pretrained model"] = model_name((run.config or {}).get("model_id"))
+    info["device"] = run.device or metrics.get("device")
+    info["training time"] = format_duration(metrics.get("train_time_s", run.duration_s))
+    return "<h2>Model</h2>" + _dict_table(info) + "<h3>Hyperparameters</h3>" + _settings_table(run)
 
 
 def _reviews_section(run: Run) -> str:
@@ -183,8 +198,7 @@ def comparison_report(runs: Sequence[Run], points: pd.DataFrame | None = None) -
     elif points is not None and not points.empty:
         body.append(_figure(charts.overlaid_learning_curves(points, names)))
     for run in runs:
-        body.append(f"<h2>{esc(comparison.run_label(run))}</h2>" + _dict_table(dict(run.config or {}))
-                    + _reviews_section(run))
+        body.append(f"<h2>{esc(comparison.run_label(run))}</h2>" + _settings_table(run) + _reviews_section(run))
     return _page(f"Protolab comparison of {len(runs)} runs", "".join(body))
 
 

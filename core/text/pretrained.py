@@ -22,6 +22,14 @@ WELL_KNOWN_MODELS = {
 }
 
 
+def model_name(model_id: str | None) -> str:
+    """What a run's `model_id` setting means, for people: None is the bundled MiniLM, a known id its name."""
+    if not model_id or model_id in {"all-MiniLM-L6-v2", "default"}:
+        model_id = DEFAULT_MODEL_ID
+    known = WELL_KNOWN_MODELS.get(model_id)
+    return f"{known}: {model_id}" if known else model_id
+
+
 class ModelNotAvailable(ProtolabError):
     """A model id that is neither bundled, a local folder, nor reachable on the hub."""
 
