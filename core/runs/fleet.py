@@ -151,12 +151,25 @@ class FleetWorker:
             _survive("send a heartbeat", lambda state=state: self._touch(state))
 
     def _touch(self, state: str) -> None:
-        waiting = [child.run_id for child in list(self.children.values())]
+        children = list(self.children.values())
         with session_scope() as s:
             worker_queries.touch_worker(s, self.worker_id, state)
             # A claimed run is still "queued" until its worker process flips it to running, which for a multi-node
             # run waits for the other nodes to join the rendezvous: meanwhile this daemon vouches for it.
-            worker_queries.touch_queued_runs(s, waiting)
+            worker_queries.touch_queued_runs(s, [child.run_id for child in children])
+            withdrawn = [c for c in children if not worker_queries.claim_exists(s, c.claim_id)]
+        if not self.draining.is_set():
+            for child in withdrawn:
+                self._stop_withdrawn(child)
+
+    def _stop_withdrawn(self, child: Child) -> None:
+        """The run went back to the queue without this child (a lost node of a multi-node run, or this daemon
+        presumed dead): stop what is left of it, or torchrun holds this slot waiting for the lost peer."""
+        if child.proc.poll() is None:
+            log.warning("run %d: its claim here was withdrawn (the run went back to the queue); stopping node %d "
+                        "(pid %d)", child.run_id, child.node_rank + 1, child.proc.pid)
+            with contextlib.suppress(ProcessLookupError):
+                child.proc.kill()
 
     # --- the loop ----------------------------------------------------------------------------------------
     def serve(self, stop: threading.Event) -> None:

@@ -297,6 +297,8 @@ def execute(run_id: int) -> RunStatus:
         _finish_stopped(ctx, RunStatus.FAILED, "failed", str(exc))
         return RunStatus.FAILED
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the run row
+        if int(ctx.config.get("nodes", 1) or 1) > 1 and claim_id() is not None and _peer_lost(exc):
+            return _requeue_lost_node(ctx, exc)
         disk = disk_errno(exc)
         if disk is not None and not isinstance(exc, KeyboardInterrupt):
             # Disk full or unwritable PROTOLAB_HOME (while saving a checkpoint, say): say so in one line.
@@ -321,6 +323,41 @@ def _check_dataset_files(ctx: RunContext) -> None:
         raise ProtolabError(
             f"the files of dataset {ctx.dataset_id} are not at {folder} on {socket.gethostname()}: every worker must "
             "see the same PROTOLAB_HOME as the app (a shared folder such as NFS; see the README, 'Several machines')")
+
+
+# How a lost peer of a multi-node run shows on the survivors: torch's distributed errors, or gloo's socket errors
+# surfacing as a RuntimeError (torch 2.x words them this way).
+_PEER_ERRORS = ("DistError", "DistBackendError", "DistNetworkError", "DistStoreError")
+_PEER_TEXTS = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "Connection refused")
+
+
+def _peer_lost(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) says another node of the run went away."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if any(c.__name__ in _PEER_ERRORS for c in type(exc).__mro__) or any(t in str(exc) for t in _PEER_TEXTS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _requeue_lost_node(ctx: RunContext, exc: BaseException) -> RunStatus:
+    """A node of a multi-node run was lost: like a single-node run whose machine died, the run goes back to the
+    queue and resumes from its last checkpoint (queue.requeue_run; after MAX_LOSSES it fails, saying so)."""
+    if not ctx.is_main:
+        return RunStatus.QUEUED
+    _last_flush(ctx)
+    with contextlib.suppress(OSError):
+        ctx.files.mark_incomplete("a node was lost")
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    reason = f"a node of this {ctx.config.get('nodes')}-node run was lost ({type(exc).__name__}: {first})"
+    with session_scope() as s:
+        run = s.get(Run, ctx.run_id, with_for_update=True)
+        if run is None or not run.status.is_active:
+            return run.status if run is not None else RunStatus.FAILED
+        log.warning("run %d back to the queue: %s", ctx.run_id, reason)
+        return queue.requeue_run(s, run, reason, lost=True)
 
 
 def _hand_back(ctx: RunContext) -> RunStatus:
