@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
+import secrets
 from datetime import UTC, datetime
 
 import streamlit as st
 
+from core import auth
 from core.auth import verify_password
 from core.formatting import format_duration as format_duration  # pages import it from here
 from core.settings import PASSWORD_HASH
@@ -97,11 +100,27 @@ def require_password() -> bool:
         password = st.text_input("Password", type="password", key="login_password")
         submitted = st.form_submit_button("Sign in")
     if submitted:
+        keys = _login_keys()
+        throttle = auth.LOGIN_THROTTLE
+        wait = throttle.wait_left(*keys)
+        if wait > 0:  # refused unchecked: guessing gets no faster by clicking
+            st.error(f"Too many wrong passwords: try again in {math.ceil(wait)} s.")
+            return False
         if verify_password(password, stored):
+            throttle.succeeded(*keys)
             st.session_state["_authenticated"] = True
             st.rerun()
-        st.error("Wrong password.")
+        wait = throttle.failed(*keys)
+        st.error("Wrong password." + (f" Wait {math.ceil(wait)} s before the next try." if wait else ""))
     return False
+
+
+def _login_keys() -> tuple[str, ...]:
+    """Who the wrong passwords count against: this browser session, and its client address when Streamlit
+    knows it (not on localhost; behind a proxy it is the proxy's, shared by everyone behind it)."""
+    session = st.session_state.setdefault("_login_session", secrets.token_hex(8))
+    address = st.context.ip_address
+    return (f"session {session}",) + ((f"address {address}",) if address else ())
 
 
 def page_link(path: str, label: str, icon: str | None = None, query_params: dict[str, str] | None = None) -> None:
