@@ -70,7 +70,9 @@ def prepare(table: ParsedTable, task: str, split: SplitConfig, fid: str) -> Prep
     cols = list(table.frame.columns)
     if task == "classification":
         guess = guess_classification(table.frame)
-        if st.checkbox("No labels yet (label the texts on the Label page)", key=f"unlabelled_{fid}"):
+        # Ticked from the start when no column looks like labels (a file of texts alone).
+        if st.checkbox("No labels yet (label the texts on the Label page)", value=guess.label is None,
+                       key=f"unlabelled_{fid}"):
             return prepare_unlabelled(table, pick("Text column", cols, guess.text, f"map_text_{fid}"))
         mapping = ClassificationMapping(pick("Text column", cols, guess.text, f"map_text_{fid}"),
                                         pick("Label column", cols, guess.label, f"map_label_{fid}"))
@@ -128,8 +130,9 @@ def add_dataset() -> None:
     prepared = prepare(table, task, SplitConfig(parse_fractions(fractions), seed, method), fid)
     for warning in prepared.warnings:
         st.warning(warning)
-    st.success(f"Checks passed: {len(prepared.frame):,} rows, splits "
-               f"{prepared.frame['split'].value_counts().to_dict()}")
+    counts = prepared.frame["split"].value_counts()
+    st.success(f"Checks passed: {len(prepared.frame):,} rows; "
+               + ", ".join(f"{counts.get(name, 0):,} {name}" for name in SPLIT_NAMES))
     with read_scope() as s:
         same = ds.find_same_content(s, prepared)
         same_name = same.name if same else None
@@ -161,6 +164,8 @@ def inspect(summary: dict) -> None:
         st.plotly_chart(charts.class_balance(profile["classes"], profile["imbalance_ratio"]), key="chart_classes")
         st.plotly_chart(charts.text_length_histogram(profile["chars"], profile["tokens"]), key="chart_lengths")
         st.caption(f"{profile['duplicates']} exact duplicate texts; {stats.get('long_texts', 0)} over-long texts")
+        if len(profile["samples"]) < len(profile["classes"]):
+            st.caption(f"Examples from the {len(profile['samples'])} largest of {len(profile['classes'])} classes")
         for label, texts in profile["samples"].items():
             st.markdown(f"**{label}**: " + " · ".join(texts))
     else:

@@ -108,7 +108,9 @@ def test_labelled_rows_become_a_normal_dataset_version(pool_id: int) -> None:
     with session_scope() as s:
         version = pool.save_labelled_version(s, pool_id)
         version_id, name, parent = version.id, version.name, version.parent_id
-    assert name == "tickets labelled v2" and parent == pool_id
+    assert name == "tickets labelled" and parent == pool_id  # the first one: no "v2" before there is a v1
+    with session_scope() as s:
+        assert pool.save_labelled_version(s, pool_id).name == "tickets labelled v2"
     with read_scope() as s:
         stored = ds._get(s, version_id)
         assert not pool.is_unlabelled(stored)

@@ -97,3 +97,32 @@ def test_marks_table_shows_relabel_before_the_long_text() -> None:
     marks = at.dataframe(key=f"marks_{run}_test_(any)_(any)")
     order = list(marks.proto.column_order)
     assert order[:3] == ["row", "exclude", "relabel_to"] and order[-1] == "text"
+
+
+def test_a_file_of_texts_alone_starts_as_no_labels_yet() -> None:
+    at = datasets_page()
+    frame = pd.DataFrame({"text": [f"a support ticket about screen {i}" for i in range(12)]})
+    at.file_uploader(key="upload").set_value(("tickets.csv", frame.to_csv(index=False).encode(), "text/csv"))
+    at.run()
+    assert not at.error and at.checkbox(key=form_key(at, "unlabelled")).value
+    at.checkbox(key=form_key(at, "unlabelled")).uncheck().run()  # unticked, the one column says what to do
+    assert ["No labels" in e.value and "one column" in e.value for e in at.error] == [True]
+
+
+def test_checks_passed_names_the_split_sizes_in_words() -> None:
+    at = datasets_page()
+    frame = pd.DataFrame({"text": [f"a review number {i}" for i in range(30)], "label": ["a", "b", "c"] * 10})
+    at.file_uploader(key="upload").set_value(("r.csv", frame.to_csv(index=False).encode(), "text/csv"))
+    at.run()
+    [passed] = [s.value for s in at.success if "Checks passed" in s.value]
+    assert passed == "Checks passed: 30 rows; 24 train, 3 validation, 3 test"
+
+
+def test_the_profile_shows_short_examples_of_a_few_classes() -> None:
+    from core.data.profiling import SAMPLE_CHARS, SAMPLE_CLASSES, classification_profile
+
+    frame = pd.DataFrame({"text": [f"class {i % 31} " + "long review " * 100 for i in range(310)],
+                          "label": [f"c{i % 31}" for i in range(310)]})
+    profile = classification_profile(frame)
+    assert len(profile["classes"]) == 31 and len(profile["samples"]) == SAMPLE_CLASSES < 31
+    assert all(len(t) <= SAMPLE_CHARS + 1 for texts in profile["samples"].values() for t in texts)

@@ -226,6 +226,9 @@ def require_columns(table: ParsedTable, mapping: dict[str, str | None], optional
         if col:
             roles_of.setdefault(col, []).append(role)
     for col, roles in roles_of.items():
+        if {"text", "label"} <= set(roles) and len(cols) == 1:  # a file of texts alone: nothing else to pick
+            raise DatasetError(f"{table.filename} has one column, '{col}': texts without labels? Tick \"No labels "
+                               "yet\" and label them on the Label page")
         if len(roles) > 1:
             raise DatasetError(f"{table.filename}: column '{col}' is mapped as both {' and '.join(roles)}; "
                                "pick a different column for each role")

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 
 TOKEN_SAMPLE = 2000  # tokenizing every row of a large set would keep the page waiting
+SAMPLE_CLASSES = 8  # example texts for this many of the largest classes (31 classes made a 7,000 px page)
+SAMPLE_CHARS = 200  # each example cut to this many characters
 
 
 def default_token_counter() -> Callable[[list[str]], list[int]]:
@@ -26,6 +28,10 @@ def default_token_counter() -> Callable[[list[str]], list[int]]:
     return count
 
 
+def _shorten(text: str) -> str:
+    return text if len(text) <= SAMPLE_CHARS else text[:SAMPLE_CHARS].rstrip() + "…"
+
+
 def classification_profile(frame: pd.DataFrame, count_tokens: Callable[[list[str]], list[int]] | None = None,
                            samples_per_class: int = 3, seed: int = 0) -> dict[str, Any]:
     """Rows, class balance, text lengths (characters; tokens on a sample), duplicates, sample rows per class."""
@@ -33,8 +39,11 @@ def classification_profile(frame: pd.DataFrame, count_tokens: Callable[[list[str
     chars = frame["text"].str.len().to_numpy()
     sample = frame["text"].sample(min(TOKEN_SAMPLE, len(frame)), random_state=seed).tolist()
     tokens = np.asarray(count_tokens(sample), dtype=int) if count_tokens and sample else None
-    samples = {label: group.head(samples_per_class)["text"].tolist()
-               for label, group in frame.sample(frac=1.0, random_state=seed).groupby("label")}
+    # A page of examples, not of reviews: the largest classes only, each example cut short.
+    shown = list(classes)[:SAMPLE_CLASSES]
+    groups = {str(k): g for k, g in frame.sample(frac=1.0, random_state=seed).groupby("label")}
+    samples = {label: [_shorten(t) for t in groups[label].head(samples_per_class)["text"]]
+               for label in shown if label in groups}
     ratio = max(classes.values()) / min(classes.values()) if classes else 1.0
     return {"rows": len(frame), "classes": classes, "imbalance_ratio": round(ratio, 2),
             "imbalanced": ratio >= 3, "chars": chars, "tokens": tokens,

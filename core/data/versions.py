@@ -181,7 +181,11 @@ def _apply_changes(frame: pd.DataFrame, changes: Sequence[dict[str, Any]]) -> tu
     return frame[keep].reset_index(drop=True), applied
 
 
-def _free_name(s: Any, base: str) -> str:
+def _free_name(s: Any, base: str, *, plain_first: bool = False) -> str:
+    """`base vN` for the first free N from 2 (a version of "reviews" is "reviews v2"); with `plain_first`, `base`
+    itself while it is free (the first labelled version of a pool is "tickets labelled", not "... v2")."""
+    if plain_first and dataset_queries.get_dataset_by_name(s, base[:200]) is None:
+        return base[:200]
     head, _, tail = base.rpartition(" v")
     stem = head if head and tail.isdigit() else base
     for n in range(2, 10_000):

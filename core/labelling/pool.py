@@ -170,7 +170,7 @@ def save_labelled_version(s: Session, dataset_id: int, name: str | None = None, 
     frame = labelled_frame(load_frame(pool)["text"], state)
     table = ParsedTable(frame[["text", "label"]], f"the labels of '{pool.name}'", "labels", None, header_rows=0)
     prepared = prepare_classification(table, ClassificationMapping("text", "label"), SplitConfig(fractions, seed))
-    version_name = check_name(name) if name else _free_name(s, f"{pool.name} labelled")
+    version_name = check_name(name) if name else _free_name(s, f"{pool.name} labelled", plain_first=True)
     if dataset_queries.get_dataset_by_name(s, version_name) is not None:
         raise LabellingError(f"a dataset named '{version_name}' already exists; choose another name")
     changes = {"labelled_from": pool.id, "labelled_rows": len(frame), "label_counts": state.counts}
