@@ -11,8 +11,11 @@ import streamlit as st
 
 from core import auth
 from core.auth import verify_password
+from core.data.storage import remove_orphans
 from core.formatting import format_duration as format_duration  # pages import it from here
-from core.settings import PASSWORD_HASH
+from core.runs.jobs import start_watchdog
+from core.settings import PASSWORD_HASH, load_settings
+from db import init_db, read_scope
 from db.enums import RunStatus
 
 log = logging.getLogger(__name__)
@@ -31,9 +34,6 @@ def _migrated(url: str) -> bool:
     """Once per server process and database: migrate, sweep dataset folders no row owns (left by a
     crash or a rolled-back import), and start the dead-worker watchdog so a killed run is marked
     failed within seconds even when nobody has a page open."""
-    from core.data.storage import remove_orphans
-    from core.runs.jobs import start_watchdog
-    from db import init_db, read_scope
 
     init_db(url)
     with read_scope(url) as s:
@@ -52,7 +52,6 @@ def ensure_db() -> None:
     """
     from streamlit.runtime.pages_manager import PagesManager
 
-    from core.settings import load_settings
 
     # (AppTest resets that flag on every run and routes pages itself, so there it is left alone.)
     if PagesManager.uses_pages_directory and not st.config.get_option("global.appTest"):

@@ -17,6 +17,7 @@ from core.errors import ProtolabError
 from core.evaluation import comparison as compare
 from core.evaluation import predictions, testsets, uncertainty
 from core.evaluation.analysis import SplitAnalysis, analyse_split, misclassified
+from core.evaluation.report import build_report
 from core.evaluation.weakness import run_weakness
 from core.health.lookup import audit_flags, zero_label_scores
 from core.metric_keys import RANKING_METRICS
@@ -447,8 +448,6 @@ def review_panel(run_ids: list[int], key_prefix: str) -> None:
 
 
 def downloads(run_ids: list[int], split: str) -> None:
-    from core.evaluation.report import build_report
-
     left, right = st.columns(2)
     left.download_button("Download report (HTML)", data=lambda: build_report(run_ids, split),
                          file_name=f"protolab-report-{'-'.join(map(str, run_ids))}.html", mime="text/html",

@@ -15,6 +15,7 @@ from core.charts.labelling import label_curve as label_curve_chart
 from core.errors import ProtolabError
 from core.labelling import curve_job
 from core.labelling.label_curve import LabelCurveConfig, aggregate, is_small_training_set, read_curve
+from db import datasets as dataset_queries
 from db import read_scope, session_scope
 from db import runs as run_queries
 from db.enums import RunStatus
@@ -23,7 +24,6 @@ from db.enums import RunStatus
 @st.cache_data(show_spinner=False, max_entries=32)
 def cached_train_counts(dataset_id: int) -> dict[str, int]:
     """A dataset's files never change (an edit is a new version with its own id), so its counts keep."""
-    from db import datasets as dataset_queries
 
     with read_scope() as s:
         dataset = dataset_queries.get_dataset(s, dataset_id)

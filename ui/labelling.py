@@ -14,6 +14,7 @@ from core.labelling import pool as labels
 from core.labelling import retrain
 from core.labelling.strategy import Clusters, choose_next
 from core.runs.device import DEVICES
+from core.text.fewshot import SetFitConfig
 from db import read_scope, session_scope
 from db import runs as run_queries
 from db.models import Dataset
@@ -194,7 +195,6 @@ def save_version(dataset_id: int, state: labels.LabelState) -> None:
 
 def setfit_settings(c1, c2, c3) -> dict:  # noqa: ANN001 - three Streamlit columns
     """The Train page's settings for a SetFit run (defaults from core.text.fewshot.SetFitConfig)."""
-    from core.text.fewshot import SetFitConfig
 
     d = SetFitConfig()
     return {

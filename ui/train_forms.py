@@ -15,6 +15,7 @@ from core.labelling.pool import kind_to_train
 from core.recs.config import protocol_text
 from core.runs import jobs, registry
 from core.runs.device import DEVICES, describe_compute
+from core.runs.estimates import estimate_any
 from core.text.config import DEFAULT_LEARNING_RATE
 from core.text.language import suggested_model_id
 from core.text.pretrained import DEFAULT_MODEL_ID, WELL_KNOWN_MODELS
@@ -23,6 +24,7 @@ from db import read_scope, session_scope
 from db.enums import TaskKind
 from ui import url_state
 from ui.common import format_duration
+from ui.labelling import setfit_settings
 from ui.language import dataset_language_of
 
 OTHER = "other (Hugging Face id or local folder)"
@@ -68,8 +70,6 @@ def classification_form(dataset_id: int, run_model: str | None = None) -> None:
             options["tfidf_ngram_max"] = c2.number_input("Longest word n-gram", 1, 3, 2, key="tfidf_ngram_max")
             options["tfidf_min_df"] = c3.number_input("Min. document frequency", 1, 100, 1, key="tfidf_min_df")
         elif family == "setfit":
-            from ui.labelling import setfit_settings
-
             options.update(setfit_settings(c1, c2, c3))
         else:
             options["epochs"] = c1.number_input("Epochs", 1, 100, 3, key="epochs",
@@ -122,7 +122,6 @@ def classification_form(dataset_id: int, run_model: str | None = None) -> None:
 
 def show_estimate(dataset_id: int, model_kind: str, config: Callable[[], dict]) -> None:
     """Measure a probe of the run and say how long the whole run will take, and where the time goes."""
-    from core.runs.estimates import estimate_any
 
     try:
         with read_scope() as s:

@@ -28,6 +28,8 @@ from core.api.contract import (
 from core.api.gate import BodyLimit, KeyGate
 from core.api.keys import KeyInfo
 from core.api.served import ApiError, ServedModels, ServedRun
+from core.recs.models import RecommenderError
+from core.text.serving import LOW_CONFIDENCE
 from db.enums import TaskKind
 
 log = logging.getLogger(__name__)
@@ -104,7 +106,6 @@ def create_app(models: ServedModels, *, require_key: bool = True, limits: Limits
                 return model.recommend(str(body.user), body.k)
             return model.recommend_for_likes([str(x) for x in likes], body.k)
 
-        from core.recs.models import RecommenderError
 
         try:
             recs = await asyncio.get_running_loop().run_in_executor(None, rank)
@@ -119,8 +120,6 @@ def create_app(models: ServedModels, *, require_key: bool = True, limits: Limits
 
 
 def _low_confidence() -> float:
-    from core.text.serving import LOW_CONFIDENCE
-
     return LOW_CONFIDENCE
 
 

@@ -14,7 +14,14 @@ from typing import Any
 
 from core.api.batching import BatchConfig, MicroBatcher, serving_workers
 from core.errors import ProtolabError
+from core.export.exporting import load_run_onnx
+from core.export.onnx import inference_threads
 from core.metric_keys import CLASSIFICATION_METRICS
+from core.recs.serving import load_recommender
+from core.runs import registry
+from core.text.serving import load_classifier
+from db import read_scope
+from db import runs as run_queries
 from db.enums import RunStatus, TaskKind
 
 RUNTIMES = ("torch", "onnx")
@@ -74,8 +81,6 @@ class ServedModels:
             raise ProtolabError(f"unknown runtime {runtime!r}: use one of {', '.join(RUNTIMES)}")
         self.only = list(dict.fromkeys(int(r) for r in run_ids)) if run_ids else None
         if batch is None:
-            from core.export.onnx import inference_threads
-
             batch = BatchConfig(workers=serving_workers(inference_threads()))
         self.runtime, self.batch = runtime, batch
         self.runs: dict[int, ServedRun] = {}
@@ -83,8 +88,6 @@ class ServedModels:
 
     def load(self) -> list[ServedRun]:
         """Load the runs to serve now: the given ones (each must be a completed run) or every completed one."""
-        from db import read_scope
-        from db import runs as run_queries
 
         with read_scope() as s:
             if self.only is not None:
@@ -110,7 +113,6 @@ class ServedModels:
                 served = ", ".join(map(str, self.only))
                 raise ApiError(404, "unknown_run", f"run {run_id} is not served here (this server serves runs "
                                                    f"{served}); see GET /v1/runs")
-            from db import read_scope
 
             with read_scope() as s:
                 entry = self._entry(self._completed(s, run_id, status=404))
@@ -124,8 +126,6 @@ class ServedModels:
                 run.batcher.close()
 
     def _completed(self, s: Any, run_id: int, status: int | None = None) -> Any:
-        from db import runs as run_queries
-
         run = run_queries.get_run(s, run_id)
         if run is None:
             if status is None:
@@ -139,8 +139,6 @@ class ServedModels:
         return run
 
     def _entry(self, run: Any) -> ServedRun:
-        from core.runs import registry
-
         metrics = dict(run.metrics or {})
         test = metrics.get("test") if isinstance(metrics.get("test"), dict) else {}
         numbers = _numbers({**test, **metrics})
@@ -160,19 +158,13 @@ class ServedModels:
                 entry.model, entry.runtime = self._load_classifier(entry)
                 entry.batcher = MicroBatcher(entry.model.score, self.batch)
             else:
-                from core.recs.serving import load_recommender
-
                 entry.model, entry.runtime = load_recommender(entry.run_id), "numpy"
         except ProtolabError as exc:
             entry.model, entry.error = None, str(exc)
 
     def _load_classifier(self, entry: ServedRun) -> tuple[Any, str]:
-        from core.text.serving import load_classifier
-
         if entry.model_kind == "tfidf":
             return load_classifier(entry.run_id), "sklearn"
         if self.runtime == "onnx":
-            from core.export.exporting import load_run_onnx
-
             return load_run_onnx(entry.run_id), "onnx"
         return load_classifier(entry.run_id), "torch"

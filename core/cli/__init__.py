@@ -19,6 +19,8 @@ from typing import Any
 from core import __version__, settings
 from core.errors import ProtolabError
 from core.logs import configure_logging
+from core.settings import load_settings, redact_url
+from db import init_db
 
 EXIT_USER_ERROR = 1
 EXIT_USAGE = 2
@@ -59,8 +61,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        from db import init_db
-
         init_db()  # migrations are applied at start-up, so an old database just works
         return int(handler(args) or 0)
     except ProtolabError as exc:
@@ -78,8 +78,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sqlalchemy.exc import OperationalError
 
         if isinstance(exc, OperationalError):
-            from core.settings import load_settings, redact_url
-
             url = redact_url(load_settings().database_url)
             reason = (str(exc.orig).strip().splitlines() or ["unknown error"])[0]
             print(f"protolab: error: cannot use the database at {url}: {reason}", file=sys.stderr)

@@ -11,28 +11,37 @@ from pathlib import Path
 from typing import Any
 
 from core.cli import CliError, print_json
-from core.health.audit import CERTAINTY
+from core.cli.train import queued_or_finished
+from core.data import datasets as ds
+from core.data.classification import prepare_classification
+from core.data.datasets import delete_dataset, runs_to_delete, summarize
+from core.data.demo import load_demo_dataset
+from core.data.interactions import prepare_interactions
+from core.data.mapping import guess_catalogue, guess_classification, guess_interactions
+from core.data.splits import parse_fractions
+from core.data.storage import remove_orphans
+from core.data.types import (
+    CatalogueMapping,
+    ClassificationMapping,
+    CleanOptions,
+    DuplicateContent,
+    InteractionsMapping,
+    SplitConfig,
+)
+from core.data.unlabelled import prepare_unlabelled
+from core.data.versions import create_dataset_version, pending_test_marks, test_set_name
+from core.health.audit import CERTAINTY, AuditConfig
 from core.health.duplicates import SIMILARITY
+from core.health.jobs import audit_dataset, automatic_changes
+from core.labelling.curve_job import start_label_curve
+from core.labelling.label_curve import aggregate, read_curve
+from db import audits as audit_queries
+from db import datasets as dataset_queries
+from db import read_scope, session_scope
 from db.enums import RunStatus
 
 
 def _add(args: argparse.Namespace) -> int:
-    from core.data import datasets as ds
-    from core.data.classification import prepare_classification
-    from core.data.interactions import prepare_interactions
-    from core.data.mapping import guess_catalogue, guess_classification, guess_interactions
-    from core.data.splits import parse_fractions
-    from core.data.storage import remove_orphans
-    from core.data.types import (
-        CatalogueMapping,
-        ClassificationMapping,
-        CleanOptions,
-        DuplicateContent,
-        InteractionsMapping,
-        SplitConfig,
-    )
-    from db import read_scope, session_scope
-
     with read_scope() as s:  # the CLI has no start-up of its own: an import is when leftovers matter
         remove_orphans(s)
     table = ds.read_table(args.path)
@@ -80,8 +89,6 @@ def _add(args: argparse.Namespace) -> int:
 
 def _prepare_unlabelled(args: argparse.Namespace, table: Any) -> Any:
     """Texts only, to be labelled on the Label page: --text-col (or the guessed text column), no label column."""
-    from core.data.mapping import guess_classification
-    from core.data.unlabelled import prepare_unlabelled
 
     if args.task != "classification":
         raise CliError("--unlabelled applies to --task classification only")
@@ -98,10 +105,6 @@ def _optional(given: str | None, guessed: str | None) -> str | None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from core.data.datasets import summarize
-    from db import datasets as dataset_queries
-    from db import read_scope
-
     with read_scope() as s:
         rows = [summarize(d) for d in dataset_queries.list_datasets(s)]
     if args.json:
@@ -119,8 +122,6 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _find(s: Any, name: str) -> Any:
-    from db import datasets as dataset_queries
-
     dataset = dataset_queries.find_dataset(s, name)
     if dataset is None:
         raise CliError(f"no dataset named {name!r} (see `protolab datasets list`)")
@@ -128,9 +129,6 @@ def _find(s: Any, name: str) -> Any:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from core.data.datasets import summarize
-    from db import read_scope
-
     with read_scope() as s:
         summary = summarize(_find(s, args.name))
     if args.json:
@@ -145,9 +143,6 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _rm(args: argparse.Namespace) -> int:
-    from core.data.datasets import delete_dataset, runs_to_delete
-    from db import session_scope
-
     with session_scope() as s:  # one transaction: the runs we warn about are the runs we delete
         dataset = _find(s, args.name)
         name, runs = dataset.name, runs_to_delete(s, dataset.id)
@@ -160,9 +155,6 @@ def _rm(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from core.data.datasets import summarize
-    from core.data.demo import load_demo_dataset
-
     summary = summarize(load_demo_dataset(args.demo))
     if args.json:
         print_json(summary)
@@ -172,10 +164,6 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from core.health.audit import AuditConfig
-    from core.health.jobs import audit_dataset
-    from db import read_scope
-
     with read_scope() as s:
         dataset = _find(s, args.name)
         name, dataset_id = dataset.name, dataset.id
@@ -213,11 +201,6 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _version(args: argparse.Namespace) -> int:
-    from core.data.versions import create_dataset_version, pending_test_marks, test_set_name
-    from core.health.jobs import automatic_changes
-    from db import audits as audit_queries
-    from db import session_scope
-
     if not (args.relabel_suggested or args.exclude_duplicates or args.exclude_possible):
         raise CliError("say what the new version changes: --relabel-suggested, --exclude-duplicates and/or "
                        "--exclude-possible")
@@ -252,10 +235,6 @@ def _version(args: argparse.Namespace) -> int:
 
 def _label_curve(args: argparse.Namespace) -> int:
     """Queue the label curve of a dataset (a background run); with --wait, print the curve and its reading."""
-    from core.cli.train import queued_or_finished
-    from core.labelling.curve_job import start_label_curve
-    from core.labelling.label_curve import aggregate, read_curve
-    from db import session_scope
 
     options: dict[str, Any] = {"seeds": args.seeds, "device": args.device}
     if args.models:
@@ -287,8 +266,6 @@ def _label_curve(args: argparse.Namespace) -> int:
 
 
 def _exists(s: Any, name: str) -> bool:
-    from db import datasets as dataset_queries
-
     return dataset_queries.get_dataset_by_name(s, name) is not None
 
 

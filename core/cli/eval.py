@@ -9,15 +9,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from core.cli import print_json
+from core.evaluation import comparison, predictions
+from core.evaluation.uncertainty import intervals_json, run_intervals
 from core.metric_keys import CLASSIFICATION_METRICS
+from db import read_scope
+from db import runs as run_queries
 
 
 def evaluation_summary(run_id: int, split: str = "test") -> dict[str, Any]:
     """The JSON shape printed by `protolab eval`."""
-    from core.evaluation import comparison, predictions
-    from core.evaluation.uncertainty import intervals_json, run_intervals
-    from db import read_scope
-    from db import runs as run_queries
 
     with read_scope() as s:
         run = predictions.require_completed(run_queries.get_run(s, run_id), run_id)
@@ -66,8 +67,6 @@ def _print_text(summary: dict[str, Any]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from core.cli import print_json
-
     summary = evaluation_summary(args.run_id, args.split)
     if args.json:
         print_json(summary)

@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 
 from core.cli import print_json
+from core.export.exporting import FORMATS, export_run
 
 
 def _export(args: argparse.Namespace) -> int:
-    from core.export.exporting import export_run
-
     if not args.json and sys.stderr.isatty():
         print(f"exporting run {args.run} as {args.format}…", file=sys.stderr, flush=True)
     result = export_run(args.run, args.format, Path(args.output), overwrite=args.force)
@@ -31,8 +30,6 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from core.export.exporting import FORMATS
-
     p = subparsers.add_parser("export", help="export a text classifier: ONNX, int8 ONNX, Hugging Face, skops")
     p.add_argument("--run", type=int, required=True, metavar="ID", help="a completed classification run")
     p.add_argument("--format", required=True, choices=FORMATS,

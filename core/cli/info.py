@@ -6,15 +6,15 @@ import argparse
 from typing import Any
 
 from core import __version__
+from core.cli import print_json
 from core.runs.device import describe_compute
 from core.settings import load_settings, redact_url
+from db import datasets as dataset_queries
+from db import read_scope
+from db import runs as run_queries
 
 
 def collect_info() -> dict[str, Any]:
-    from db import datasets as dataset_queries
-    from db import read_scope
-    from db import runs as run_queries
-
     settings = load_settings()
     compute = describe_compute()
     with read_scope() as s:
@@ -34,8 +34,6 @@ def collect_info() -> dict[str, Any]:
 def _run(args: argparse.Namespace) -> int:
     info = collect_info()
     if args.json:
-        from core.cli import print_json
-
         print_json(info)
         return 0
     print(f"Protolab {info['version']}")

@@ -7,18 +7,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from core.api.keys import KeyInfo, create_key, list_keys, parse_run_ids, revoke_key
 from core.cli import CliError, print_json
-
-if TYPE_CHECKING:
-    from core.api.keys import KeyInfo
+from db import read_scope, session_scope
 
 
 def _create(args: argparse.Namespace) -> int:
-    from core.api.keys import create_key, parse_run_ids
-    from db import session_scope
-
     runs = parse_run_ids(args.runs) if args.runs is not None else None
     with session_scope() as s:
         info, key = create_key(s, args.name, run_ids=runs, read_only=args.read_only)
@@ -33,9 +29,6 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from core.api.keys import list_keys
-    from db import read_scope
-
     with read_scope() as s:
         keys = list_keys(s, include_revoked=args.all)
     if args.json:
@@ -57,9 +50,6 @@ def _scope_fields(info: KeyInfo) -> dict[str, Any]:
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    from core.api.keys import revoke_key
-    from db import session_scope
-
     with session_scope() as s:
         info = revoke_key(s, args.name)
     print(f"revoked API key {info.name!r} (pl_{info.prefix}_…); a running server refuses it within seconds")

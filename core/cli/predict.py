@@ -11,12 +11,12 @@ from pathlib import Path
 
 from core.cli import CliError, print_json
 from core.export.destination import check_output
+from core.text.batch_scoring import read_upload, results_csv, score_frame
+from core.text.serving import InputError, clean_text, load_classifier, servable_run
+from db import read_scope
 
 
 def _texts(args: argparse.Namespace) -> int:
-    from core.text.serving import InputError, clean_text, load_classifier, servable_run
-    from db import read_scope
-
     with read_scope() as s:
         servable_run(s, args.run)
     try:
@@ -38,10 +38,6 @@ def _texts(args: argparse.Namespace) -> int:
 
 
 def _file(args: argparse.Namespace) -> int:
-    from core.text.batch_scoring import read_upload, results_csv, score_frame
-    from core.text.serving import load_classifier, servable_run
-    from db import read_scope
-
     if args.output not in (None, "-"):
         check_output(args.output)  # before any work: never over the database or a run's files
     path = Path(args.file)

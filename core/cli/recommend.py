@@ -6,14 +6,13 @@ import argparse
 from typing import Any
 
 from core.cli import CliError, print_json
+from core.recs.serving import load_recommender
+from core.runs.jobs import completed_run
+from db import read_scope
+from db.enums import TaskKind
 
 
 def _run(args: argparse.Namespace) -> int:
-    from core.recs.serving import load_recommender
-    from core.runs.jobs import completed_run
-    from db import read_scope
-    from db.enums import TaskKind
-
     if bool(args.user) == bool(args.like):
         raise CliError("give either --user U or one or more --like ITEM")
     if args.k < 1:

@@ -8,13 +8,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from core.cli import CliError
+from core.evaluation.report import build_report
 from core.export.destination import check_output
 
 
 def _run(args: argparse.Namespace) -> int:
-    from core.cli import CliError
-    from core.evaluation.report import build_report
-
     out = Path(args.output)
     check_output(out)  # before the report is built: never over the database or a run's files
     page = build_report(args.run_ids, split=args.split)

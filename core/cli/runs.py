@@ -7,7 +7,11 @@ from typing import Any
 
 from core.cli import CliError, print_json
 from core.evaluation.weakness import run_weakness
+from core.runs.files import RunFiles
+from core.runs.jobs import cancel_run, reap_dead_runs, resume_run, set_demo_pin
 from core.runs.registry import headline_of
+from db import after_commit, read_scope, session_scope
+from db import runs as run_queries
 from db.enums import RunStatus
 from db.models import Run
 
@@ -34,10 +38,6 @@ def _headline(run: Run) -> dict[str, Any]:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from core.runs.jobs import reap_dead_runs
-    from db import read_scope
-    from db import runs as run_queries
-
     reap_dead_runs()
     with read_scope() as s:
         runs = [run_summary(r) for r in run_queries.list_runs(s, limit=args.limit)]
@@ -58,10 +58,6 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from core.runs.jobs import reap_dead_runs
-    from db import read_scope
-    from db import runs as run_queries
-
     reap_dead_runs()
     with read_scope() as s:
         run = run_queries.get_run(s, args.run_id)
@@ -77,9 +73,6 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    from core.runs.jobs import cancel_run
-    from db import session_scope
-
     with session_scope() as s:
         status = cancel_run(s, args.run_id)
     print(f"run {args.run_id}: {'cancelled' if status is RunStatus.CANCELLED else 'cancel requested'}")
@@ -87,9 +80,6 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from core.runs.jobs import resume_run
-    from db import session_scope
-
     with session_scope() as s:
         resume_run(s, args.run_id)
     print(f"run {args.run_id}: queued to resume from its last checkpoint")
@@ -97,9 +87,6 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _pin(args: argparse.Namespace, pinned: bool) -> int:
-    from core.runs.jobs import set_demo_pin
-    from db import session_scope
-
     with session_scope() as s:
         set_demo_pin(s, args.run_id, pinned)
     print(f"run {args.run_id}: {'pinned for demos' if pinned else 'no longer pinned for demos'}")
@@ -107,10 +94,6 @@ def _pin(args: argparse.Namespace, pinned: bool) -> int:
 
 
 def _rm(args: argparse.Namespace) -> int:
-    from core.runs.files import RunFiles
-    from db import after_commit, session_scope
-    from db import runs as run_queries
-
     with session_scope() as s:
         run = run_queries.get_run(s, args.run_id)
         if run is None:

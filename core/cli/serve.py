@@ -11,8 +11,13 @@ import argparse
 import ipaddress
 import logging
 
+from core.api.app import create_app
+from core.api.keys import list_keys
 from core.api.limits import Limits, ServerLimits
+from core.api.served import ServedModels
+from core.api.server import serve
 from core.cli import CliError
+from db import read_scope
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +36,6 @@ def is_loopback(host: str) -> bool:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from core.api.app import create_app
-    from core.api.served import ServedModels
-    from core.api.server import serve
-    from db import read_scope
-
     if args.no_auth and not is_loopback(args.host):
         raise CliError(f"--no-auth is only allowed on a loopback address (127.0.0.1, ::1, localhost), not "
                        f"{args.host!r}: anyone who can reach it could call the API. Create a key with "
@@ -53,8 +53,6 @@ def _serve(args: argparse.Namespace) -> int:
     if not runs:
         log.info("no completed runs yet; runs that complete while the server is up are served on first request")
     if not args.no_auth:
-        from core.api.keys import list_keys
-
         with read_scope() as s:
             if not list_keys(s, include_revoked=False):
                 log.warning("no API key exists yet: create one with `protolab keys create --name NAME` (every /v1 "

@@ -9,7 +9,16 @@ from typing import Any
 
 from core import settings
 from core.cli import CliError, print_json
-from core.runs import registry
+from core.cli.runs import run_summary
+from core.labelling.pool import kind_to_train
+from core.runs import queue, registry
+from core.runs.device import describe_compute
+from core.runs.jobs import reap_dead_runs, start_run
+from core.runs.queue import LOST_POLICY_KEY
+from db import datasets as dataset_queries
+from db import read_scope, session_scope
+from db import runs as run_queries
+from db import workers as worker_queries
 from db.enums import RunStatus
 
 # CLI flag -> config key handed to the kind's build_config (only flags the user gave are passed on).
@@ -20,10 +29,6 @@ OPTION_KEYS = ("model_id", "epochs", "batch_size", "learning_rate", "max_length"
 
 
 def _run(args: argparse.Namespace) -> int:
-    from core.runs.jobs import start_run
-    from db import datasets as dataset_queries
-    from db import session_scope
-
     kind = registry.get_kind(args.model)
     options = {key: getattr(args, key) for key in OPTION_KEYS if getattr(args, key, None) is not None}
     options.update(_auto_batch_options(kind.name, options, quiet=args.json))
@@ -31,8 +36,6 @@ def _run(args: argparse.Namespace) -> int:
     if args.nodes is not None:
         config = with_nodes(config, args.nodes, kind.name)
     if args.if_worker_lost == "fail":
-        from core.runs.queue import LOST_POLICY_KEY
-
         config = {**config, LOST_POLICY_KEY: "fail"}
     with session_scope() as s:
         dataset = dataset_queries.find_dataset(s, args.dataset)
@@ -41,7 +44,6 @@ def _run(args: argparse.Namespace) -> int:
         if kind.task != dataset.task:
             wanted = "a classification" if kind.task.value == "classification" else "an interactions"
             raise CliError(f"model {args.model!r} needs {wanted} dataset; {args.dataset!r} is {dataset.task.value}")
-        from core.labelling.pool import kind_to_train
 
         run_id = start_run(s, dataset_id=dataset.id, model_kind=kind_to_train(dataset, kind.name), config=config,
                            name=args.name)
@@ -78,9 +80,6 @@ def with_nodes(config: dict[str, Any], nodes: int, kind_name: str) -> dict[str, 
 
 def _warn_if_no_worker_fits(config: dict[str, Any]) -> None:
     """With a fleet, say at once when no live worker can ever take this run, instead of waiting silently."""
-    from core.runs import queue
-    from db import read_scope
-    from db import workers as worker_queries
 
     if queue.dispatch_mode() != "queue":
         return
@@ -98,7 +97,6 @@ def _auto_batch_options(kind: str, options: dict[str, Any], *, quiet: bool) -> d
         del options["batch_size"]
     elif "batch_size" in options or kind not in AUTO_BATCH_KINDS:
         return {}
-    from core.runs.device import describe_compute
 
     if not quiet and describe_compute().kind == "cuda" and options.get("device", "auto") != "cpu":
         print("batch size: chosen from a GPU memory probe when the run starts (--batch-size N fixes it)",
@@ -128,10 +126,6 @@ def queued_or_finished(run_id: int, args: argparse.Namespace) -> dict[str, Any] 
 
 def wait_for_run(run_id: int, *, quiet: bool = False, poll_s: float = 0.5) -> dict[str, Any]:
     """Poll the run until it finishes, drawing a progress bar on stderr; returns its summary."""
-    from core.cli.runs import run_summary
-    from core.runs.jobs import reap_dead_runs
-    from db import read_scope
-    from db import runs as run_queries
 
     last_reap = 0.0
     while True:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 
+from core.runs.fleet import build_options, run_daemon
+
 
 def _run(args: argparse.Namespace) -> int:
-    from core.runs.fleet import build_options, run_daemon
-
     return run_daemon(build_options(args.name, args.devices, args.max_parallel))
 
 

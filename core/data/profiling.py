@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.text.pretrained import load_tokenizer
+
 TOKEN_SAMPLE = 2000  # tokenizing every row of a large set would keep the page waiting
 SAMPLE_CLASSES = 8  # example texts for this many of the largest classes (31 classes made a 7,000 px page)
 SAMPLE_CHARS = 200  # each example cut to this many characters
@@ -18,7 +20,6 @@ SAMPLE_CHARS = 200  # each example cut to this many characters
 
 def default_token_counter() -> Callable[[list[str]], list[int]]:
     """Token counts with the default model's tokenizer (bundled, offline)."""
-    from core.text.pretrained import load_tokenizer
 
     tokenizer = load_tokenizer()
 

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from core.data.splits import canonical_prediction_split
+from core.data.spreadsheet import to_safe_csv
 from core.errors import ProtolabError
 from core.runs.files import RunFiles
 from db.enums import RunStatus, TaskKind
@@ -102,7 +103,6 @@ def is_ranking(run: Any) -> bool:
 
 def predictions_csv(run_id: int, split: str) -> bytes:
     """The split's predictions as a spreadsheet-safe CSV (no cell can start a formula)."""
-    from core.data.spreadsheet import to_safe_csv
 
     frame = load_predictions(run_id, split).drop(columns=["proba"], errors="ignore")
     frame = frame.assign(correct=frame["label"] == frame["pred"])

@@ -21,6 +21,8 @@ from core.evaluation.analysis import analyse_split, misclassified
 from core.formatting import format_duration, format_setting
 from core.runs.registry import find_kind
 from core.text.pretrained import model_name
+from db import read_scope
+from db import runs as run_queries
 from db.models import Run
 
 SAMPLE_ROWS = 25
@@ -204,8 +206,6 @@ def comparison_report(runs: Sequence[Run], points: pd.DataFrame | None = None) -
 
 def build_report(run_ids: Sequence[int], split: str = "test") -> str:
     """Load the runs and render one run's report, or a comparison when several ids are given."""
-    from db import read_scope
-    from db import runs as run_queries
 
     if not run_ids:
         raise predictions.EvaluationError("give at least one run id")

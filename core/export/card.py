@@ -10,8 +10,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from core.evaluation.comparison import majority_scores
+from core.evaluation.comparison import baseline_report, baseline_run, majority_scores, run_label
+from core.evaluation.predictions import EvaluationError, split_report
 from core.metric_keys import CLASSIFICATION_METRICS
+from core.runs import registry
+from core.text.tfidf import TRUSTED_TYPES
+from db import runs as run_queries
 
 FORMAT_NAMES = {"onnx": "ONNX (fp32)", "onnx-int8": "ONNX, int8 dynamic quantisation",
                 "hf": "Hugging Face transformers folder (save_pretrained)", "skops": "scikit-learn pipeline (skops)"}
@@ -68,7 +72,6 @@ from transformers import pipeline
 classify = pipeline("text-classification", model=".")  # this folder
 print(classify("great service"))
 ```"""
-    from core.text.tfidf import TRUSTED_TYPES
 
     trusted = ",\n    ".join(f'"{t}"' for t in TRUSTED_TYPES)
     return f"""```python
@@ -145,10 +148,6 @@ def model_card(f: CardFacts) -> str:
 
 def card_facts(s: Any, run_id: int, fmt: str, labels: list[str], max_length: int | None) -> CardFacts:
     """The facts of a completed run's card, read in the caller's session."""
-    from core.evaluation.comparison import baseline_report, baseline_run, run_label
-    from core.evaluation.predictions import EvaluationError, split_report
-    from core.runs import registry
-    from db import runs as run_queries
 
     run = run_queries.get_run(s, run_id)
     assert run is not None

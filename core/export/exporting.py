@@ -14,18 +14,27 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core import settings
 from core.errors import ProtolabError
+from core.export.card import card_facts, model_card
 from core.export.destination import EXPORT_MARKER, check_export_folder
+from core.export.onnx import (
+    INFO_FILE,
+    MODEL_FILE,
+    OnnxClassifier,
+    OnnxExportError,
+    export_onnx,
+    load_onnx_folder,
+    quantize_int8,
+    write_info,
+)
 from core.runs.files import RunFiles
-
-if TYPE_CHECKING:
-    from core.export.onnx import OnnxClassifier
-    from core.text.serving import TokenClassifier
+from core.text import tfidf
+from core.text.serving import ArtifactError, TokenClassifier, load_classifier, servable_run
+from db import read_scope
 
 FORMATS = ("onnx", "onnx-int8", "hf", "skops")
 SUPPORTED = {"transformer": ("onnx", "onnx-int8", "hf"), "lstm": ("onnx", "onnx-int8"), "tfidf": ("skops",)}
@@ -70,9 +79,6 @@ def export_run(run_id: int, fmt: str, out_dir: Path, *, overwrite: bool = False)
 
     `out_dir` is never inside the data folder, never holds it, and is replaced only when the marker file of an
     earlier export is in it (core.export.destination)."""
-    from core.export.card import card_facts, model_card
-    from core.text.serving import servable_run
-    from db import read_scope
 
     shown = Path(out_dir)
     out_dir = check_export_folder(shown, replace=overwrite)
@@ -104,10 +110,8 @@ def export_run(run_id: int, fmt: str, out_dir: Path, *, overwrite: bool = False)
 def _write_model(run_id: int, files: RunFiles, fmt: str, work: Path) -> tuple[list[str], int, float | None]:
     """Write the model files of `fmt` into `work`: (labels in output order, max length, ONNX parity)."""
     if fmt == "skops":
-        from core.text.tfidf import MODEL_FILE, load_tfidf
-
-        model = load_tfidf(files.model)  # checks the file is what it claims before it is handed on
-        shutil.copy2(files.model / MODEL_FILE, work / MODEL_FILE)
+        model = tfidf.load_tfidf(files.model)  # checks the file is what it claims before it is handed on
+        shutil.copy2(files.model / tfidf.MODEL_FILE, work / tfidf.MODEL_FILE)
         return list(model.labels), 0, None
     classifier = _fp32_classifier(run_id)
     if fmt == "hf":
@@ -124,7 +128,6 @@ def write_onnx(classifier: TokenClassifier, folder: Path, *, run_id: int | None,
     """model.onnx (+ tokenizer and protolab.json) in `folder`; the fp32 graph is first checked against PyTorch.
 
     Returns the largest probability difference measured (fp32 graph vs PyTorch)."""
-    from core.export.onnx import MODEL_FILE, export_onnx, load_onnx_folder, quantize_int8, write_info
 
     folder.mkdir(parents=True, exist_ok=True)
     fp32 = folder / MODEL_FILE
@@ -152,7 +155,6 @@ _precision_lock = threading.Lock()
 def _fp32_classifier(run_id: int) -> TokenClassifier:
     """The run's PyTorch classifier on the CPU in fp32. Loaded in fp32, not loaded in bf16 (where the CPU has it)
     and cast back: the bf16 round trip rounds every weight, and the export would drift from the model."""
-    from core.text.serving import TokenClassifier, load_classifier
 
     variable = settings.INFERENCE_PRECISION.name
     with _precision_lock:  # the loader reads the precision from the environment
@@ -172,8 +174,6 @@ def _fp32_classifier(run_id: int) -> TokenClassifier:
 
 def load_run_onnx(run_id: int) -> OnnxClassifier:
     """The run's classifier on onnxruntime, from its folder's ONNX export (made now if there is none yet)."""
-    from core.export.onnx import INFO_FILE, OnnxExportError, load_onnx_folder
-    from core.text.serving import ArtifactError
 
     files = RunFiles.of(run_id)
     if not files.has_model():

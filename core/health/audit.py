@@ -23,6 +23,9 @@ import pandas as pd
 
 from core.errors import ProtolabError
 from core.health.duplicates import _MENTION, _URL, SIMILARITY, find_duplicates, normalise_text
+from core.health.embeddings import Encoder
+from core.health.zero_label import zero_label_report
+from core.runs.device import one_blas_thread
 from core.text.tfidf import TfidfConfig
 
 SPLIT_ORDER = {"train": 0, "validation": 1, "test": 2}
@@ -108,8 +111,6 @@ def run_audit(frame: pd.DataFrame, cfg: AuditConfig = AuditConfig(), *,
     splits = frame["split"].astype(str).to_numpy()
     embeddings = None
     if cfg.embeddings:  # first: the label-error probabilities use them too
-        from core.health.embeddings import Encoder
-
         on_progress(0.02, "embedding texts with MiniLM")
         encoder = Encoder()
         embeddings = encoder.encode(texts, on_batch=lambda done, total: on_progress(
@@ -135,8 +136,6 @@ def run_audit(frame: pd.DataFrame, cfg: AuditConfig = AuditConfig(), *,
     small = small_classes(labels, splits)
     zero = None
     if embeddings is not None:
-        from core.health.zero_label import zero_label_report
-
         on_progress(0.92, "scoring the zero-label baseline")
         zero = zero_label_report(embeddings, labels, splits, sorted(set(labels)), dict(cfg.label_descriptions),
                                  encoder)
@@ -172,7 +171,6 @@ def cv_probabilities(texts: Sequence[str], labels: np.ndarray, cfg: AuditConfig,
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
 
-    from core.runs.device import one_blas_thread
 
     counts = Counter(labels.tolist())
     names = sorted(c for c, n in counts.items() if n >= 2)

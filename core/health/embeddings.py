@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from core.text.pretrained import DEFAULT_MODEL_ID, load_tokenizer, resolve_model_path
+from core.text.serving import configure_torch_threads
 
 EMBED_BATCH = 64
 EMBED_MAX_LENGTH = 128
@@ -24,7 +25,6 @@ class Encoder:
         from transformers import AutoModel
         from transformers.utils import logging as hf_logging
 
-        from core.text.serving import configure_torch_threads
 
         configure_torch_threads()
         hf_logging.disable_progress_bar()  # a bar per load would fill worker logs and the CLI's stderr

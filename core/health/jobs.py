@@ -15,7 +15,11 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from core.data.storage import load_frame
+from core.evaluation.analysis import proba_matrix
+from core.evaluation.predictions import SPLITS, load_meta, load_predictions
 from core.health.audit import AuditCancelled, AuditConfig, AuditError, AuditResult, parse_source, run_audit
+from core.runs.jobs import completed_run, start_run
+from core.runs.worker import RunCancelled
 from db import audits as audit_queries
 from db import datasets as dataset_queries
 from db import read_scope, session_scope
@@ -40,7 +44,6 @@ def config_from_dict(config: dict[str, Any]) -> AuditConfig:
 
 def start_audit(s: Session, dataset_id: int, options: dict[str, Any] | None = None) -> int:
     """Queue an audit of a dataset in the caller's transaction (its worker starts after commit); the run id."""
-    from core.runs.jobs import start_run
 
     dataset = _classification_dataset(s, dataset_id)
     config = build_config(AUDIT_KIND, dict(options or {}))
@@ -52,7 +55,6 @@ def start_audit(s: Session, dataset_id: int, options: dict[str, Any] | None = No
 
 def execute_audit(ctx: Any) -> dict[str, Any]:
     """The worker's entry point for a data_audit run: audit, store, return the counts as the run's metrics."""
-    from core.runs.worker import RunCancelled
 
     try:
         result = audit_dataset(ctx.dataset_id, config_from_dict(ctx.config), run_id=ctx.run_id,
@@ -84,9 +86,6 @@ def audit_dataset(dataset_id: int, cfg: AuditConfig, *, run_id: int | None = Non
 def run_probabilities(s: Session, dataset: Dataset, run_id: int,
                       frame: pd.DataFrame | None) -> tuple[np.ndarray, list[str], np.ndarray] | None:
     """A completed run's held-out probabilities (validation and test) matched to the dataset's rows."""
-    from core.evaluation.analysis import proba_matrix
-    from core.evaluation.predictions import SPLITS, load_meta, load_predictions
-    from core.runs.jobs import completed_run
 
     run = completed_run(s, run_id, TaskKind.CLASSIFICATION, "be an audit source")
     if run.dataset_id != dataset.id:

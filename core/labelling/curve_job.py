@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from core.data.storage import load_frame, load_split
 from core.labelling.label_curve import (
     LabelCurveCancelled,
     LabelCurveConfig,
@@ -22,7 +23,10 @@ from core.labelling.label_curve import (
     curve_device,
     measure_label_curve,
 )
+from core.labelling.pool import is_unlabelled
 from core.runs.files import RunFiles
+from core.runs.jobs import start_run
+from core.runs.worker import RunCancelled
 from db import datasets as dataset_queries
 from db import runs as run_queries
 from db.enums import LABEL_CURVE_KIND, RunStatus, TaskKind
@@ -42,7 +46,6 @@ def build_config(name: str, options: dict[str, Any]) -> dict[str, Any]:
 def start_label_curve(s: Session, dataset_id: int, options: dict[str, Any] | None = None) -> int:
     """Queue the label curve of a dataset in the caller's transaction (its worker starts after commit); the run
     id. A dataset whose smallest class cannot fill the smallest size is refused now, not minutes later."""
-    from core.runs.jobs import start_run
 
     dataset = _labelled_dataset(s, dataset_id)
     config = build_config(LABEL_CURVE_KIND, dict(options or {}))
@@ -58,8 +61,6 @@ def start_label_curve(s: Session, dataset_id: int, options: dict[str, Any] | Non
 
 def execute_label_curve(ctx: Any) -> dict[str, Any]:
     """The worker's entry point: score every (model, size, seed), writing the scores so far after each one."""
-    from core.data.storage import load_frame
-    from core.runs.worker import RunCancelled
 
     cfg = config_from_dict(ctx.config)
     ctx.progress(0.0, "loading data", force=True)
@@ -99,15 +100,12 @@ def latest_curve_run(s: Session, dataset_id: int) -> Run | None:
 def train_counts(dataset: Dataset) -> dict[str, int]:
     """Labelled examples of each class in a dataset's training split (read from its files: a version's stored
     stats may describe its parent's splits)."""
-    from core.data.storage import load_split
 
     labels = load_split(dataset, "train")["label"]
     return {str(k): int(v) for k, v in labels[labels.notna()].astype(str).value_counts().items()}
 
 
 def _labelled_dataset(s: Session, dataset_id: int) -> Dataset:
-    from core.labelling.pool import is_unlabelled
-
     dataset = dataset_queries.get_dataset(s, dataset_id)
     if dataset is None:
         raise LabelCurveError(f"no dataset with id {dataset_id}")

@@ -17,6 +17,11 @@ import pandas as pd
 
 from core.errors import ProtolabError
 from core.runs.device import is_device, unknown_device_text
+from core.text import config as text_config
+from core.text import executor, loop
+from core.text.batching import TokenBatches, encode_texts
+from core.text.fewshot import SetFitConfig, resolve, train_setfit
+from core.text.tfidf import TfidfConfig, train_tfidf
 
 MODEL_LABELS = {"setfit": "SetFit", "tfidf": "TF-IDF", "transformer": "Transformer"}
 # A gain at least this large between the last two sizes reads as "labelling more pays off". With one seed and
@@ -133,8 +138,6 @@ Trainer = Callable[..., tuple[list[str], float]]
 def fit_setfit(train: pd.DataFrame, test_texts: list[str], labels: list[str], seed: int, cfg: LabelCurveConfig, *,
                device: str = "cpu", on_fraction: Callable[[float], None] = lambda f: None,
                should_stop: Callable[[], bool] = lambda: False) -> tuple[list[str], float]:
-    from core.text.fewshot import SetFitConfig, train_setfit
-
     scfg = SetFitConfig(num_iterations=cfg.setfit_num_iterations, max_pairs=cfg.setfit_max_pairs,
                         max_length=cfg.max_length, seed=seed, device=device)
     start = time.perf_counter()
@@ -150,8 +153,6 @@ def fit_setfit(train: pd.DataFrame, test_texts: list[str], labels: list[str], se
 def fit_tfidf(train: pd.DataFrame, test_texts: list[str], labels: list[str], seed: int, cfg: LabelCurveConfig, *,
               device: str = "cpu", on_fraction: Callable[[float], None] = lambda f: None,
               should_stop: Callable[[], bool] = lambda: False) -> tuple[list[str], float]:
-    from core.text.tfidf import TfidfConfig, train_tfidf
-
     start = time.perf_counter()
     model = train_tfidf(train["text"].tolist(), train["label"].tolist(), TfidfConfig(seed=seed))
     seconds = time.perf_counter() - start
@@ -164,9 +165,6 @@ def fit_transformer(train: pd.DataFrame, test_texts: list[str], labels: list[str
                     should_stop: Callable[[], bool] = lambda: False) -> tuple[list[str], float]:
     """MiniLM fine-tuned on the examples. No early stopping: too few examples to hold a validation split out,
     so the loop validates on the training sample (it only reports; patience 0 never stops)."""
-    from core.text import config as text_config
-    from core.text import executor, loop
-    from core.text.batching import TokenBatches, encode_texts
 
     tcfg = text_config.config_from_dict(text_config.build_config("transformer", {
         "epochs": cfg.transformer_epochs, "batch_size": cfg.transformer_batch_size, "max_length": cfg.max_length,
@@ -262,7 +260,6 @@ def curve_device(cfg: LabelCurveConfig) -> str:
     """Where SetFit and the Transformer train (cfg.device resolved); TF-IDF alone needs only the CPU."""
     if not ({"setfit", "transformer"} & set(cfg.models)):
         return "cpu"
-    from core.text.fewshot import resolve
 
     return resolve(cfg.device)
 

@@ -14,7 +14,11 @@ from dataclasses import dataclass
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from core.data.types import DatasetError
+from core.data.classification import prepare_classification
+from core.data.datasets import check_name
+from core.data.storage import load_frame, write_dataset
+from core.data.types import ClassificationMapping, DatasetError, ParsedTable, SplitConfig
+from core.data.versions import _free_name
 from core.runs import registry
 from db import datasets as dataset_queries
 from db import labelling as label_queries
@@ -157,11 +161,6 @@ def labelled_frame(texts: pd.Series, state: LabelState) -> pd.DataFrame:
 def save_labelled_version(s: Session, dataset_id: int, name: str | None = None, *, seed: int = 42,
                           fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> Dataset:
     """Store the labelled rows as a new, normal labelled dataset (split stratified by label) linked to the pool."""
-    from core.data.classification import prepare_classification
-    from core.data.datasets import check_name
-    from core.data.storage import load_frame, write_dataset
-    from core.data.types import ClassificationMapping, ParsedTable, SplitConfig
-    from core.data.versions import _free_name
 
     pool = _pool(s, dataset_id)
     state = label_state(s, pool.id)

@@ -14,9 +14,17 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from core.runs import registry
+from core.data.storage import load_frame
+from core.labelling.pool import label_state, labelled_frame
+from core.labelling.strategy import embed_pool
+from core.runs import jobs, registry
 from core.runs.files import RunFiles
+from core.settings import dataset_dir
+from core.text.config import TrainingError
+from core.text.fewshot import config_from_dict, cross_validated_scores, resolve, save_fewshot, train_on
+from core.text.serving import ArtifactError, read_meta
 from db import labelling as label_queries
+from db import read_scope
 from db.enums import LABEL_RETRAIN_KIND, RunStatus
 from db.models import Dataset
 
@@ -53,7 +61,6 @@ class RetrainStatus:
 
 def execute_retrain(ctx: Any) -> dict[str, Any]:
     """The retrain job's executor (core.runs.worker calls it): SetFit on the labels given so far."""
-    from core.text.fewshot import config_from_dict
 
     cfg = config_from_dict(ctx.config)
     ctx.progress(0.0, "loading data", force=True)
@@ -62,13 +69,6 @@ def execute_retrain(ctx: Any) -> dict[str, Any]:
 
 def execute_pool_run(ctx: Any, cfg: Any, dataset: Dataset) -> dict[str, Any]:
     """Train on the labels given so far, score every text, save the model and the pool's probabilities."""
-    from core.data.storage import load_frame
-    from core.labelling.pool import label_state, labelled_frame
-    from core.labelling.strategy import embed_pool
-    from core.settings import dataset_dir
-    from core.text.config import TrainingError
-    from core.text.fewshot import cross_validated_scores, resolve, save_fewshot, train_on
-    from db import read_scope
 
     with read_scope() as s:
         state = label_state(s, dataset.id)
@@ -121,7 +121,6 @@ def should_retrain(status: RetrainStatus, every: int, class_counts: dict[str, in
 
 def start_retrain(s: Session, dataset_id: int, dataset_name: str, options: dict[str, Any] | None = None) -> int:
     """Queue a SetFit run on the dataset being labelled (its worker starts when `s` commits)."""
-    from core.runs import jobs
 
     config = registry.get_kind(RETRAIN_KIND).make_config({**RETRAIN_OPTIONS, **(options or {})})
     return jobs.start_run(s, dataset_id=dataset_id, model_kind=RETRAIN_KIND, config=config,
@@ -130,7 +129,6 @@ def start_retrain(s: Session, dataset_id: int, dataset_name: str, options: dict[
 
 def pool_scores(run_id: int) -> PoolScores | None:
     """The probabilities a completed retrain gave every text (None when its files are gone)."""
-    from core.text.serving import ArtifactError, read_meta
 
     files = RunFiles.of(run_id)
     path = files.predictions(POOL_SPLIT)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.text.fewshot import load_encoder
+
 STRATEGIES = ("auto", "diverse", "uncertain", "random")
 # Two labelling rounds (24 each) of diverse texts: on the tweets corpus one round of 24 clusters left the
 # uncertainty phase starting from too weak a model (bench/few_shot.py: it trailed random in rounds 2-9); 48 reached
@@ -123,7 +125,6 @@ def embed_pool(texts: list[str], folder: Path | None = None, batch_size: int = 6
         cached = np.load(cache)
         if len(cached) == len(texts):
             return cached
-    from core.text.fewshot import load_encoder
 
     encoder = load_encoder(None, "cpu")
     vectors = np.asarray(encoder.encode(texts, batch_size=batch_size, show_progress_bar=False,

@@ -16,8 +16,14 @@ from typing import Any
 
 import numpy as np
 
+from core.data.storage import load_frame, load_items
 from core.recs.config import check, parse_config
+from core.recs.encoding import index_train
 from core.recs.ranking import DEFAULT_KS
+from core.recs.splits import split_interactions
+from core.recs.training import evaluate_model, save_model, train_model
+from core.runs import registry
+from core.runs.device import resolve_device
 from core.runs.timing import preload, startup_seconds
 from core.text.estimate import Estimate, _estimate
 
@@ -28,12 +34,6 @@ EPOCH_KINDS = ("bpr", "sequential")
 
 def estimate_recommender(dataset: Any, model_kind: str, config: dict[str, Any]) -> Estimate:
     """Time of a recommender run on `dataset` with `config` (as stored on the run), measured on a user sample."""
-    from core.data.storage import load_frame, load_items
-    from core.recs.encoding import index_train
-    from core.recs.splits import split_interactions
-    from core.recs.training import evaluate_model, save_model, train_model
-    from core.runs import registry
-    from core.runs.device import resolve_device
 
     cfg = parse_config(model_kind, config)
     check(dataset is not None, "that dataset no longer exists")

@@ -15,6 +15,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from core.errors import ProtolabError
+from core.runs.device import CpuThreadGovernor
+from core.text.pretrained import resolve_model_path
 
 EpochCallback = Callable[[int, float], None]  # (epoch, train loss)
 
@@ -163,7 +165,6 @@ class Bpr:
             should_stop: Callable[[], bool]) -> Bpr:
         import torch
 
-        from core.runs.device import CpuThreadGovernor
 
         torch.manual_seed(seed)
         gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -253,7 +254,6 @@ def embed_texts(texts: list[str], model_id: str | None, device: str) -> np.ndarr
     """Mean-pooled, L2-normalised sentence embeddings (bundled MiniLM by default; never downloads it)."""
     from sentence_transformers import SentenceTransformer
 
-    from core.text.pretrained import resolve_model_path
 
     model = SentenceTransformer(resolve_model_path(model_id), device=device)
     return model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from core.recs.models import EpochCallback, UserBatch
+from core.runs.device import CpuThreadGovernor
 
 
 def _build_net(n_items: int, hidden: int, dropout: float):
@@ -55,7 +56,6 @@ class Sequential:
             on_epoch: EpochCallback, should_stop: Callable[[], bool]) -> Sequential:
         import torch
 
-        from core.runs.device import CpuThreadGovernor
 
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)

@@ -32,6 +32,8 @@ from core.recs.training import (
 )
 from core.runs import registry
 from core.runs.files import RunFiles
+from db import runs as run_queries
+from db.enums import RunStatus, TaskKind
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -248,8 +250,6 @@ class RecommenderRun:
 def recommender_runs(s: Session, *, present: bool = False) -> list[RecommenderRun]:
     """Completed recommender runs that saved a model, in demo order (pinned, then the best lower bound of
     NDCG among runs above the popularity baseline; weak runs last, or left out in presentation mode)."""
-    from db import runs as run_queries
-    from db.enums import RunStatus, TaskKind
 
     found = []
     for run in run_queries.list_runs(s, task=TaskKind.INTERACTIONS, statuses=[RunStatus.COMPLETED]):

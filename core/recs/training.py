@@ -16,13 +16,16 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from core.data.storage import load_frame, load_items
 from core.evaluation.uncertainty import mean_interval
 from core.recs.config import RecommenderConfig, check, parse_config
 from core.recs.encoding import Interactions, index_train
-from core.recs.models import Bpr, Content, Ease, ItemKnn, Popularity, RecommenderError
+from core.recs.models import Bpr, Content, Ease, ItemKnn, Popularity, RecommenderError, embed_texts, item_texts
 from core.recs.ranking import DEFAULT_KS, RankingAccumulator
+from core.recs.sequential import Sequential
 from core.recs.splits import split_interactions
 from core.runs import registry
+from core.runs.device import resolve_device
 from core.runs.timing import format_eta, remaining_seconds
 
 # Inside the run's model/ folder. INDEX_FILE was "meta.json" before runs kept one meta.json at their top.
@@ -48,15 +51,11 @@ def train_model(kind: str, cfg: RecommenderConfig, data: Interactions, *, catalo
                        learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay, seed=cfg.seed,
                        device=device, on_epoch=on_epoch, should_stop=should_stop)
     if kind == "sequential":
-        from core.recs.sequential import Sequential
-
         return Sequential.fit(data.sequences, len(data.item_ids), factors=cfg.factors, epochs=cfg.epochs,
                               batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
                               max_length=cfg.max_length, dropout=cfg.dropout, seed=cfg.seed, device=device,
                               on_epoch=on_epoch, should_stop=should_stop)
     if kind == "content":
-        from core.recs.models import embed_texts, item_texts
-
         if catalogue is None:
             raise RecommenderError("the content recommender needs an item catalogue (titles, genres or text); "
                                    "this dataset has none: re-import it with an items file")
@@ -119,8 +118,6 @@ def metrics_dict(by_k: dict[int, dict[str, float]], k: int, **extra: Any) -> dic
 
 def execute_run(ctx: Any) -> dict[str, Any]:
     """Load, split, train, evaluate and save one recommender run (called by core.runs.worker)."""
-    from core.data.storage import load_frame, load_items
-    from core.runs.device import resolve_device
 
     cfg = parse_config(ctx.model_kind, ctx.config)
     kind = ctx.model_kind
@@ -202,8 +199,6 @@ def save_model(folder: Path, kind: str, cfg: RecommenderConfig, model: Any, data
 def model_class(kind: str) -> Any:
     """The model class that saved `kind` (its from_arrays reloads it)."""
     if kind == "sequential":
-        from core.recs.sequential import Sequential
-
         return Sequential
     if kind not in MODEL_CLASSES:
         raise RecommenderError(f"saved model has an unknown kind {kind!r}")

@@ -29,8 +29,10 @@ from core.names import check_name
 from core.runs import jobs, queue
 from core.runs.device import describe_compute
 from core.runs.files import RunFiles
+from core.settings import load_settings, redact_url
 from db import session_scope, with_retry
 from db import workers as worker_queries
+from db.enums import RunStatus
 from db.models import Run, utcnow
 
 log = logging.getLogger(__name__)
@@ -263,8 +265,6 @@ class FleetWorker:
                  proc.pid)
 
     def _fail_claim(self, run_id: int, claim_id: int, message: str) -> None:
-        from db.enums import RunStatus
-
         with session_scope() as s:
             run = s.get(Run, run_id, with_for_update=True)
             if run is not None and run.status.is_active and worker_queries.claim_exists(s, claim_id):
@@ -285,7 +285,6 @@ class FleetWorker:
     def _after_exit(self, child: Child, code: int) -> None:
         """A child that exited while its run is still ours and active died without reporting: as on one machine,
         the run fails with the reason (during a drain it is requeued instead)."""
-        from db.enums import RunStatus
 
         with session_scope() as s:
             run = s.get(Run, child.run_id, with_for_update=True)
@@ -374,7 +373,6 @@ def _survive(what: str, call: Callable[[], Any]) -> None:
 
 def run_daemon(options: WorkerOptions) -> int:
     """`protolab worker`: serve until SIGTERM or Ctrl-C, then drain. The exit code."""
-    from core.settings import load_settings, redact_url
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from core.runs import registry
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # What a worker of each kind imports before and during its work, beyond its executor's module: the
@@ -35,7 +37,6 @@ def worker_imports(model_kind: str) -> tuple[str, ...]:
 def preload(model_kind: str) -> None:
     """Import what a run of `model_kind` imports, in this process, so a probe times work and not imports
     (the first estimate in a fresh server would otherwise count several seconds of imports twice)."""
-    from core.runs import registry
 
     registry.get_kind(model_kind).executor()
     for module in worker_imports(model_kind):

@@ -33,6 +33,7 @@ from core.runs import queue, registry
 from core.runs.device import describe_compute
 from core.runs.files import RunFiles, check_room
 from core.runs.jobs import EXIT_DISK_FULL, HEARTBEAT_INTERVAL_S, disk_error_text, reap_dead_runs
+from core.settings import dataset_dir
 from db import runs as run_queries
 from db import session_scope, with_retry
 from db import workers as worker_queries
@@ -316,7 +317,6 @@ def execute(run_id: int) -> RunStatus:
 
 def _check_dataset_files(ctx: RunContext) -> None:
     """Fail in one line when this machine cannot see the dataset (a worker without the shared data folder)."""
-    from core.settings import dataset_dir
 
     folder = dataset_dir(ctx.dataset_id)
     if not folder.is_dir() or not any(folder.iterdir()):

@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.data.datasets import read_table
 from core.data.spreadsheet import to_safe_csv
+from core.data.types import DatasetError
 from core.errors import ProtolabError
 from core.text.serving import TextClassifier
 
@@ -39,8 +41,6 @@ class BatchResult:
 
 def read_upload(data: bytes | Path, filename: str) -> pd.DataFrame:
     """CSV/TSV/Excel/JSON/Parquet bytes (or a file the CLI was given) as a frame, or BatchInputError."""
-    from core.data.datasets import read_table
-    from core.data.types import DatasetError
 
     try:
         frame = read_table(data, filename).frame

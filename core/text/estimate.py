@@ -18,11 +18,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.runs.timing import preload, startup_seconds
+from core.data.storage import load_split
+from core.runs.device import resolve_device
+from core.runs.timing import format_eta, preload, startup_seconds
 from core.text.batching import TokenBatches, encode_texts
 from core.text.config import TrainConfig, TrainingError, build_config, config_from_dict, replace_config
-from core.text.executor import build_model
-from core.text.loop import TrainingLoop, free_cuda_memory, resolve_train_device, seed_everything
+from core.text.executor import EVAL_BATCH_FACTOR, build_model
+from core.text.loop import (
+    TrainingLoop,
+    free_cuda_memory,
+    predict_proba,
+    resolve_train_device,
+    seed_everything,
+    training_precision,
+)
+from core.text.tfidf import TfidfConfig, save_tfidf, train_tfidf
 from db.models import Dataset
 
 
@@ -37,7 +47,6 @@ class Estimate:
 
     def breakdown(self) -> str:
         """'start-up 11s · training 40s · evaluation <1s': where the time goes, in the run's order."""
-        from core.runs.timing import format_eta
 
         return " · ".join(f"{name} {format_eta(sec) if sec >= 1 else '<1s'}" for name, sec in self.parts.items())
 
@@ -52,7 +61,6 @@ GPU_MEMORY_HEADROOM = 0.9  # warn above this share of the card's memory
 
 def estimate_run(dataset: Dataset | None, model_kind: str, config: dict[str, Any]) -> Estimate:
     """Time (and, on CUDA, peak memory) of a run on `dataset`, from a short measured probe on a sample of its data."""
-    from core.data.storage import load_split
 
     cfg = config_from_dict(build_config(model_kind, {k: v for k, v in config.items() if k != "resume"}))
     if dataset is None:
@@ -77,8 +85,6 @@ def estimate_run(dataset: Dataset | None, model_kind: str, config: dict[str, Any
 
 def _estimate_tfidf(train: pd.DataFrame, cfg: TrainConfig, n_train: int, n_eval: int,
                     parts: dict[str, float]) -> Estimate:
-    from core.text.tfidf import TfidfConfig, save_tfidf, train_tfidf
-
     sample = train.sample(n=min(n_train, 2000), random_state=cfg.seed)
     if sample["label"].astype(str).nunique() < 2:
         raise TrainingError("the training split needs at least two different labels")
@@ -104,7 +110,6 @@ def _estimate_neural(train: pd.DataFrame, cfg: TrainConfig, family: str, n_train
                      parts: dict[str, float]) -> Estimate:
     import torch
 
-    from core.runs.device import resolve_device
 
     device = resolve_train_device(cfg.device, resolve_device)
     labels = sorted(set(train["label"].astype(str)))
@@ -157,8 +162,6 @@ def _time_steps(loop: TrainingLoop, batches: TokenBatches, probe: list[np.ndarra
 
 def _eval_seconds_per_sample(loop: TrainingLoop, batches: TokenBatches, cfg: TrainConfig, device: str) -> float:
     """Seconds per example of evaluation, timed as the executor runs it: no gradients, batches twice as big."""
-    from core.text.executor import EVAL_BATCH_FACTOR
-    from core.text.loop import predict_proba, training_precision
 
     probe = TokenBatches(batches.ids, None, batches.pad_id, cfg.batch_size * EVAL_BATCH_FACTOR, shuffle=False)
     dtype = training_precision(device)[0]

@@ -12,10 +12,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.data.storage import ROW_ID, load_split
+from core.data.versions import test_set_name
+from core.evaluation.metrics import classification_report, headline
+from core.evaluation.testsets import describe_test_set
+from core.evaluation.uncertainty import class_intervals, intervals_json
 from core.runs import distributed
+from core.runs.device import resolve_device
 from core.runs.timing import format_eta
 from core.text.batching import TokenBatches, encode_texts
 from core.text.config import DEFAULT_LEARNING_RATE, TrainConfig, TrainingError, config_from_dict, replace_config
+from core.text.gpu_batch import choose_gpu_batch
 from core.text.loop import (
     EpochLog,
     StepLog,
@@ -28,6 +35,8 @@ from core.text.loop import (
     training_precision,
     validation_scores,
 )
+from core.text.pretrained import ModelNotAvailable, load_tokenizer, resolve_model_path
+from core.text.tfidf import TfidfConfig, save_tfidf, train_tfidf
 
 EVAL_BATCH_FACTOR = 2  # evaluation has no backward pass, so it affords bigger batches
 DDP_STOP_CHECK_EVERY = 5  # micro-batches between cancel checks under DDP, where each check synchronises all ranks
@@ -52,7 +61,6 @@ def execute_run(ctx: Any) -> dict[str, Any]:
 
 def load_splits(dataset: Any, seed: int = 42) -> dict[str, pd.DataFrame]:
     """train/validation/test frames (text, label as str); a missing validation split is cut from train."""
-    from core.data.storage import ROW_ID, load_split
 
     frames = {}
     for split in ("train", "validation", "test"):
@@ -81,8 +89,6 @@ def label_order(splits: dict[str, pd.DataFrame]) -> list[str]:
 
 
 def _execute_tfidf(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame], labels: list[str]) -> dict:
-    from core.text.tfidf import TfidfConfig, save_tfidf, train_tfidf
-
     ctx.set_device("cpu")
     ctx.progress(0.1, "fitting TF-IDF + logistic regression", force=True)
     tcfg = TfidfConfig.of_run(cfg)
@@ -111,8 +117,6 @@ def _execute_tfidf(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame], 
 
 
 def _execute_neural(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame], labels: list[str]) -> dict:
-    from core.runs.device import resolve_device
-
     world = distributed.current_world()
     device = resolve_train_device(cfg.device, resolve_device)
     if world.distributed:
@@ -179,7 +183,6 @@ def _execute_neural(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame],
 
 def _choose_gpu_batch(ctx: Any, cfg: TrainConfig, model: Any, tokenizer: Any, n_train: int, device: str) -> TrainConfig:
     """The config with the batch size (and learning rate) a GPU memory probe picked; says so on the run."""
-    from core.text.gpu_batch import choose_gpu_batch
 
     ctx.progress(0.0, "choosing the batch size from a GPU memory probe", force=True)
     choice = choose_gpu_batch(model, cfg, n_train, device, tokenizer.cls_token_id or 1)
@@ -215,12 +218,11 @@ def _stop_if_cancelled(ctx: Any, force: bool = False) -> None:
 
 def build_model(family: str, cfg: TrainConfig, labels: Sequence[str]) -> tuple[Any, Any]:
     """(model, tokenizer) for a neural family, with fresh classification head(s) for `labels`."""
-    from core.text.pretrained import ModelNotAvailable, load_tokenizer, resolve_model_path
 
     tokenizer = load_tokenizer(cfg.model_id)
     source = resolve_model_path(cfg.model_id)
     if family == "lstm":
-        from core.text.lstm import LSTMConfig, build_lstm
+        from core.text.lstm import LSTMConfig, build_lstm  # torch at its top: not on a page's path
 
         model = build_lstm(len(tokenizer), len(labels), tokenizer.pad_token_id or 0,
                            LSTMConfig(dropout=cfg.lstm_dropout),
@@ -252,7 +254,7 @@ def save_model(family: str, model: Any, tokenizer: Any, labels: Sequence[str], f
     """Save into the run's model folder in the family's reloadable form (safetensors, no pickle)."""
     folder.mkdir(parents=True, exist_ok=True)
     if family == "lstm":
-        from core.text.lstm import save_lstm
+        from core.text.lstm import save_lstm  # torch at its top: not on a page's path
 
         model.labels = list(labels)
         save_lstm(model, folder, tokenizer, labels=list(labels))
@@ -267,11 +269,6 @@ def _finish(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame], labels:
             probas: dict[str, np.ndarray], *, best_epoch: int, samples_per_s: float, train_time_s: float,
             device: str) -> dict[str, Any]:
     """Write meta.json and the prediction files; return the run's final metrics."""
-    from core.data.storage import ROW_ID
-    from core.data.versions import test_set_name
-    from core.evaluation.metrics import classification_report, headline
-    from core.evaluation.testsets import describe_test_set
-    from core.evaluation.uncertainty import class_intervals, intervals_json
 
     reports, intervals = {}, {}
     ctx.files.predictions_dir.mkdir(parents=True, exist_ok=True)

@@ -18,8 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from core.runs.device import is_device, unknown_device_text
+from core.errors import ProtolabError
+from core.runs.device import is_device, one_blas_thread, resolve_device, unknown_device_text
 from core.text.config import TrainingError, _is_number
+from core.text.executor import _stop_if_cancelled, format_eta
+from core.text.loop import resolve_train_device
+from core.text.pretrained import ModelNotAvailable, resolve_model_path
 
 BODY_DIR = "body"
 HEAD_FILE = "head.skops"
@@ -107,8 +111,6 @@ class FewShotModel:
 
 
 def encoder_path(model_id: str | None) -> str:
-    from core.text.pretrained import resolve_model_path
-
     return resolve_model_path(model_id)
 
 
@@ -116,7 +118,6 @@ def load_encoder(model_id: str | None, device: str = "cpu", max_length: int = 12
     """The sentence-transformers encoder (the bundled MiniLM by default), offline."""
     from sentence_transformers import SentenceTransformer
 
-    from core.text.pretrained import ModelNotAvailable
 
     try:
         body = SentenceTransformer(encoder_path(model_id), device=device, local_files_only=True)
@@ -137,7 +138,6 @@ def train_setfit(texts: Sequence[str], labels: Sequence[str], label_names: Seque
     from sklearn.linear_model import LogisticRegression
     from transformers import TrainerCallback
 
-    from core.runs.device import one_blas_thread
 
     label_names = [str(x) for x in label_names]
     y = [label_names.index(str(label)) for label in labels]
@@ -178,16 +178,12 @@ def train_setfit(texts: Sequence[str], labels: Sequence[str], label_names: Seque
 
 
 def resolve(requested: str) -> str:
-    from core.runs.device import resolve_device
-    from core.text.loop import resolve_train_device
-
     return resolve_train_device(requested, resolve_device)
 
 
 def train_on(ctx: Any, cfg: Any, texts: Sequence[str], labels: Sequence[str], label_names: Sequence[str],
              device: str) -> tuple[FewShotModel, float]:
     """Train for a worker run, with progress and cancellation through its context: (the model, seconds training)."""
-    from core.text.executor import _stop_if_cancelled, format_eta
 
     ctx.progress(0.02, f"loading the sentence encoder · {len(texts)} labelled examples", force=True)
 
@@ -224,7 +220,6 @@ def load_fewshot(folder: Path, device: str = "cpu") -> FewShotModel:
     import skops.io as sio
     from sentence_transformers import SentenceTransformer
 
-    from core.errors import ProtolabError
 
     folder = Path(folder)
     try:
@@ -249,7 +244,6 @@ def cross_validated_scores(embeddings: np.ndarray, y: Sequence[int], folds: int 
     from sklearn.metrics import f1_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    from core.runs.device import one_blas_thread
 
     y = np.asarray(y)
     counts = np.bincount(y)

@@ -11,10 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from core.evaluation.metrics import validation_scores
+from core.runs.device import resolve_device
 from core.runs.files import RunFiles
 from core.text.executor import _finish, label_order, load_splits
 from core.text.fewshot import FewShotModel, config_from_dict, load_fewshot, resolve, save_fewshot, train_on
-from core.text.serving import DEFAULT_BATCH_SIZE, TextClassifier, read_meta
+from core.text.serving import DEFAULT_BATCH_SIZE, ArtifactError, TextClassifier, configure_torch_threads, read_meta
 
 
 def execute_run(ctx: Any) -> dict[str, Any]:
@@ -29,7 +31,6 @@ def execute_run(ctx: Any) -> dict[str, Any]:
                                  labels, device)
     ctx.progress(0.9, "predicting validation and test sets", force=True)
     probas = {split: model.predict_proba(splits[split]["text"].tolist()) for split in ("validation", "test")}
-    from core.evaluation.metrics import validation_scores
 
     y_val = np.array([labels.index(v) for v in splits["validation"]["label"]])
     for name, value in validation_scores(y_val, probas["validation"]).items():
@@ -54,8 +55,6 @@ class SetFitClassifier(TextClassifier):
 
 def load_setfit_classifier(files: RunFiles, device: str = "auto") -> SetFitClassifier:
     """The SetFit kind's loader."""
-    from core.runs.device import resolve_device
-    from core.text.serving import ArtifactError, configure_torch_threads
 
     meta = read_meta(files)
     configure_torch_threads()

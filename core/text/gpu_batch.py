@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from core.text.loop import _cpu_state, count_parameters, free_cuda_memory, training_precision
+
 MAX_AUTO_BATCH = 256
 MIN_STEPS_PER_EPOCH = 8  # a small dataset keeps enough optimizer steps for warm-up and early stopping
 PROBE_HEADROOM = 0.8  # share of the card a probed step may use: real batches vary, the allocator fragments
@@ -67,7 +69,6 @@ def choose_gpu_batch(model: Any, cfg: Any, n_train: int, device: str, token_id: 
     """Probe training steps at each candidate size on `device` (CUDA), then put the weights back as they were."""
     import torch
 
-    from core.text.loop import _cpu_state, count_parameters, free_cuda_memory, training_precision
 
     candidates = batch_candidates(cfg.batch_size, n_train)
     total = int(torch.cuda.get_device_properties(device).total_memory)

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from core.data.storage import load_split
+
 SAMPLE_TEXTS = 300
 MIN_WORDS = 20  # below this there is too little to say anything
 MULTILINGUAL_MODEL_ID = "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2"
@@ -102,7 +104,6 @@ def _latin_language(texts: Sequence[str]) -> LanguageGuess | None:
 
 def dataset_language(dataset: Any) -> LanguageGuess | None:
     """The language of a classification dataset's training texts (a sample); None for interactions or little text."""
-    from core.data.storage import load_split
 
     if str(getattr(dataset.task, "value", dataset.task)) != "classification":
         return None

@@ -19,10 +19,11 @@ import numpy as np
 from core import settings
 from core.evaluation.metrics import validation_scores
 from core.runs import distributed
-from core.runs.device import CpuThreadGovernor, governor_for_run
+from core.runs.device import CpuThreadGovernor, governor_for_run, resolve_device
 from core.text.batching import TokenBatches
 from core.text.config import TrainConfig, TrainingError
 from core.text.feed import LossMeter, Prefetcher, gpu_memory_bytes, host_batch, tf32_matmuls, to_device, transfer_plan
+from core.text.serving import native_bf16_cpu
 
 # The training loss is read from the device (one host sync) on step 1, every LOSS_EVERY_STEPS optimizer steps and
 # on the last step; the value read is the mean since the previous read. Every other StepLog has loss None.
@@ -113,7 +114,6 @@ def train_classifier(
     `checkpoint_dir` gets a resumable checkpoint after every epoch; `resume_dir` continues from one.
     CUDA out-of-memory halves the batch and doubles accumulation (same effective batch) until batch 1.
     """
-    from core.runs.device import resolve_device
 
     device = device or resolve_train_device(cfg.device, resolve_device)
     loop = TrainingLoop(model, train_batches, val_batches, cfg, device, on_step, on_epoch, should_stop, checkpoint_dir)
@@ -449,9 +449,7 @@ def _cpu_bf16() -> bool:
         return forced == "bf16"
     if CPU_BF16 is not None:
         return CPU_BF16
-    from core.text.serving import native_bf16_cpu  # emulated bf16 is slower than fp32, so only where native
-
-    return native_bf16_cpu()
+    return native_bf16_cpu()  # emulated bf16 is slower than fp32, so only where native
 
 
 def _adamw(model: Any, cfg: TrainConfig, device: str) -> Any:

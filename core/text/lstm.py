@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from core.errors import ProtolabError
+from core.text.pretrained import ModelNotAvailable, resolve_model_path
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -134,7 +135,6 @@ def pretrained_word_embeddings(source: str) -> torch.Tensor:
     """The (vocab, dim) word-embedding matrix of a Hugging Face model folder or id."""
     from transformers import AutoModel
 
-    from core.text.pretrained import ModelNotAvailable, resolve_model_path
 
     try:
         encoder = AutoModel.from_pretrained(resolve_model_path(source))

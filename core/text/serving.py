@@ -21,7 +21,12 @@ from core.errors import ProtolabError
 from core.evaluation.demo_choice import DemoStanding, demo_standing, order_for_demo
 from core.evaluation.uncertainty import Interval, run_intervals
 from core.runs import registry
+from core.runs.device import resolve_device
 from core.runs.files import RunFiles
+from core.runs.jobs import completed_run
+from core.text.batching import pad_rows
+from core.text.feed import host_batch, to_device, transfer_plan
+from core.text.tfidf import load_tfidf
 from db import runs as run_queries
 from db.enums import RunStatus, TaskKind
 
@@ -172,9 +177,6 @@ class TokenClassifier(TextClassifier):
             input_ids = torch.tensor(rows, device=self.device)
             logits = self.model(input_ids=input_ids).logits
         else:
-            from core.text.batching import pad_rows
-            from core.text.feed import host_batch, to_device, transfer_plan
-
             # As in training: whole-array padding, and on CUDA pinned memory, asynchronous copies and widths
             # rounded to a multiple of 8 (issue 13: per-row tensor building was host overhead on a GPU).
             plan = transfer_plan(self.device)
@@ -298,21 +300,19 @@ def load_classifier(run_id: int, device: str = "auto") -> TextClassifier:
 
 def load_tfidf_classifier(files: RunFiles, device: str = "cpu") -> TfidfClassifier:
     """The TF-IDF kind's loader (always on the CPU)."""
-    from core.text.tfidf import load_tfidf
 
     return TfidfClassifier(load_tfidf(files.model), read_meta(files).max_length)
 
 
 def load_token_classifier(files: RunFiles, device: str = "auto") -> TokenClassifier:
     """The Transformer and LSTM kinds' loader."""
-    from core.runs.device import resolve_device
 
     meta, folder = read_meta(files), files.model
     configure_torch_threads()
     device = resolve_device("auto" if device == "auto" else device)
     precision = "fp32"  # the LSTM stays in fp32 (small and already fast; bf16 LSTM kernels not measured)
     if meta.family == "lstm":
-        from core.text.lstm import load_lstm
+        from core.text.lstm import load_lstm  # torch at its top: the demo pages import this module
 
         model, tokenizer = load_lstm(folder, device)
         labels = [str(x) for x in (model.labels or meta.labels)]
@@ -411,7 +411,6 @@ def servable_runs(s: Session, *, present: bool = False) -> list[ServableRun]:
 
 def servable_run(s: Session, run_id: int) -> ServableRun:
     """One run that the demo or CLI can serve, or a ProtolabError saying why not."""
-    from core.runs.jobs import completed_run
 
     return _servable(completed_run(s, run_id, TaskKind.CLASSIFICATION, "predict"))
 

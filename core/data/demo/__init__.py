@@ -19,6 +19,8 @@ from core.data.types import (
     PreparedDataset,
     SplitConfig,
 )
+from db import datasets as dataset_queries
+from db import session_scope
 from db.models import Dataset
 
 HERE = Path(__file__).resolve().parent
@@ -53,8 +55,6 @@ def prepare_demo(name: str) -> PreparedDataset:
 
 def load_demo_dataset(name: str) -> Dataset:
     """Store demo dataset `name` (once: a second call returns the stored one) and return its row."""
-    from db import datasets as dataset_queries
-    from db import session_scope
 
     prepared = prepare_demo(name)
     with session_scope() as s:
