@@ -161,7 +161,7 @@ def runs_with_stale_heartbeat(s: Session, older_than_s: float) -> Sequence[Run]:
     """Runs that claim to be active but whose worker has not reported for `older_than_s` seconds."""
     cutoff = utcnow() - timedelta(seconds=older_than_s)
     q = select(Run).where(Run.status.in_([RunStatus.RUNNING, RunStatus.QUEUED]))
-    return [r for r in s.scalars(q).all() if r.heartbeat_at is not None and _aware(r.heartbeat_at) < cutoff]
+    return [r for r in s.scalars(q).all() if r.heartbeat_at is not None and as_utc(r.heartbeat_at) < cutoff]
 
 
 def active_runs(s: Session) -> Sequence[Run]:
@@ -182,7 +182,7 @@ def delete_run(s: Session, run: Run) -> None:
     s.delete(run)
 
 
-def _aware(ts: datetime) -> datetime:
+def as_utc(ts: datetime) -> datetime:
     # SQLite hands back naive datetimes even for timezone=True columns; they are UTC.
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 

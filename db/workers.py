@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from db.enums import RunStatus
 from db.models import Run, RunClaim, Worker, utcnow
-from db.runs import _aware
+from db.runs import as_utc
 
 
 def get_worker_by_name(s: Session, name: str) -> Worker | None:
@@ -41,7 +41,7 @@ def live_workers(s: Session, within_s: float) -> list[Worker]:
     """Workers taking or finishing work whose last heartbeat is at most `within_s` seconds old."""
     cutoff = utcnow() - timedelta(seconds=within_s)
     q = select(Worker).where(Worker.state.in_(["online", "draining"])).order_by(Worker.name)
-    return [w for w in s.scalars(q).all() if _aware(w.heartbeat_at) >= cutoff]
+    return [w for w in s.scalars(q).all() if as_utc(w.heartbeat_at) >= cutoff]
 
 
 def any_live_worker(s: Session, within_s: float) -> bool:
@@ -52,7 +52,7 @@ def silent_workers(s: Session, older_than_s: float) -> list[Worker]:
     """Workers that claim to be online or draining but have not sent a heartbeat for `older_than_s` seconds."""
     cutoff = utcnow() - timedelta(seconds=older_than_s)
     q = select(Worker).where(Worker.state.in_(["online", "draining"]))
-    return [w for w in s.scalars(q).all() if _aware(w.heartbeat_at) < cutoff]
+    return [w for w in s.scalars(q).all() if as_utc(w.heartbeat_at) < cutoff]
 
 
 def touch_queued_runs(s: Session, run_ids: Iterable[int]) -> None:

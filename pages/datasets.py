@@ -11,7 +11,7 @@ from core.data.classification import prepare_classification
 from core.data.demo import DEMOS, load_demo_dataset
 from core.data.interactions import prepare_interactions
 from core.data.mapping import guess_catalogue, guess_classification, guess_interactions
-from core.data.profiling import classification_profile, default_token_counter, interactions_profile
+from core.data.profiling import classification_profile, interactions_profile
 from core.data.splits import parse_fractions
 from core.data.storage import load_frame
 from core.data.types import (
@@ -26,6 +26,7 @@ from core.data.types import (
 )
 from core.data.unlabelled import prepare_unlabelled
 from core.errors import ProtolabError
+from core.text.pretrained import default_token_counter
 from db import datasets as dataset_queries
 from db import read_scope, session_scope
 from ui.common import ensure_db

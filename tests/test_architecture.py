@@ -81,6 +81,61 @@ def test_cycle_finder_finds_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
+# core's packages, lowest first: a module may import from its own package and from those before it, never from
+# one after it (db/ sits below all of core and imports none of it). A new package takes its place here.
+PACKAGE_ORDER = ("core", "core.errors", "core.names", "core.metric_keys", "core.settings", "core.logs", "core.auth",
+                 "core.runs", "core.data", "core.evaluation", "core.charts", "core.text", "core.recs", "core.labelling",
+                 "core.health", "core.export", "core.api", "core.cli")
+
+
+def _package(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def _order_breaks(graph: dict[str, set[str]], order: tuple[str, ...]) -> list[str]:
+    rank = {package: i for i, package in enumerate(order)}
+    return sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets
+                  if a.startswith("core") and b.startswith("core") and rank[_package(b)] > rank[_package(a)])
+
+
+def test_core_packages_import_only_downwards() -> None:
+    """No import, at the top or inside a function, points up the declared order: cycles between packages (not only
+    between modules) cannot form, and the arrows between packages can be read off one line."""
+    graph = {name: (_imports(path) & set(MODULES)) - {name} for name, path in MODULES.items()}
+    assert {_package(name) for name in MODULES if name.startswith("core")} == set(PACKAGE_ORDER)
+    assert _order_breaks(graph, PACKAGE_ORDER) == []
+
+
+def test_order_check_finds_an_upward_import() -> None:
+    graph = {"core.data.reading": {"core.text.loop", "core.errors"}, "core.text.loop": {"core.data.reading"}}
+    assert _order_breaks(graph, ("core.errors", "core.data", "core.text")) == ["core.data.reading -> core.text.loop"]
+
+
+def _private_uses(tree: ast.AST) -> list[str]:
+    """Names with a leading underscore taken from another project module: `from m import _x` or `m._x`."""
+    found, modules = [], set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES:
+            found += [f"{node.module}.{a.name}" for a in node.names if a.name.startswith("_")
+                      and not a.name.startswith("__")]
+            modules |= {a.asname or a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            modules |= {a.asname for a in node.names if a.asname and a.name.split(".")[0] in PACKAGES}
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
+                and node.attr.startswith("_") and not node.attr.startswith("__")):
+            found.append(f"{node.value.id}.{node.attr}")
+    return found
+
+
+def test_no_module_uses_another_modules_private_names() -> None:
+    """A leading underscore means "only this module relies on it": a name others need is made public."""
+    offenders = {name: uses for name, path in MODULES.items() if (uses := _private_uses(ast.parse(path.read_text())))}
+    assert offenders == {}
+    assert _private_uses(ast.parse("from db import runs as q\nfrom core.x import _y\nq._aware(1)")) == [
+        "core.x._y", "q._aware"]
+
+
 def test_core_never_imports_streamlit_pages_or_ui() -> None:
     offenders = {name: sorted(i for i in _imports(path) if i.split(".")[0] in ("streamlit", "pages", "ui"))
                  for name, path in MODULES.items() if name.startswith("core")}

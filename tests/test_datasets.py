@@ -477,7 +477,7 @@ def test_profiles_and_charts() -> None:
 
 
 def test_default_tokenizer_counts_tokens() -> None:
-    from core.data.profiling import default_token_counter
+    from core.text.pretrained import default_token_counter
 
     counts = default_token_counter()(["hello world", "a much longer sentence with several words in it"])
     assert counts[0] < counts[1]

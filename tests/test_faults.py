@@ -21,6 +21,7 @@ import pytest
 
 from core import settings
 from core.runs import jobs, worker
+from core.runs.context import RunContext
 from core.runs.files import RunFiles
 from core.settings import load_settings, run_dir
 from db import runs as run_queries
@@ -39,7 +40,7 @@ WORKER_SCRIPT = ("import sys, dataclasses, core.runs.worker as w, core.runs.regi
 
 # --- executors run inside the worker processes ---------------------------------------------
 
-def slow_executor(ctx: worker.RunContext) -> dict[str, Any]:
+def slow_executor(ctx: RunContext) -> dict[str, Any]:
     """Sixty seconds of 'training' that reports progress and writes a checkpoint every step."""
     for step in range(1, 301):
         ctx.raise_if_cancelled()
@@ -50,7 +51,7 @@ def slow_executor(ctx: worker.RunContext) -> dict[str, Any]:
     return {"macro_f1": 0.5}
 
 
-def watching_executor(ctx: worker.RunContext) -> dict[str, Any]:
+def watching_executor(ctx: RunContext) -> dict[str, Any]:
     """Keeps running (as a long run would) until every other run has stopped being active."""
     deadline = time.monotonic() + 45
     step = 0
@@ -65,7 +66,7 @@ def watching_executor(ctx: worker.RunContext) -> dict[str, Any]:
     return {"macro_f1": 0.75, "steps": step}
 
 
-def medium_executor(ctx: worker.RunContext) -> dict[str, Any]:
+def medium_executor(ctx: RunContext) -> dict[str, Any]:
     """About fifteen seconds of steady progress (long enough to restart a server in the middle)."""
     for step in range(1, 61):
         ctx.raise_if_cancelled()
@@ -75,7 +76,7 @@ def medium_executor(ctx: worker.RunContext) -> dict[str, Any]:
     return {"macro_f1": 0.66}
 
 
-def quick_executor(ctx: worker.RunContext) -> dict[str, Any]:
+def quick_executor(ctx: RunContext) -> dict[str, Any]:
     for step in range(1, 6):
         ctx.log_metric("train_loss", 1.0 / step, step=step)
         ctx.progress(step / 5, f"step {step}/5", force=True)
@@ -83,12 +84,12 @@ def quick_executor(ctx: worker.RunContext) -> dict[str, Any]:
     return {"macro_f1": 0.8}
 
 
-def disk_full_executor(ctx: worker.RunContext) -> dict[str, Any]:
+def disk_full_executor(ctx: RunContext) -> dict[str, Any]:
     ctx.progress(0.5, "saving a checkpoint", force=True)
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(ctx.artifact_dir / "checkpoint" / "model.safetensors"))
 
 
-def library_disk_full_executor(ctx: worker.RunContext) -> dict[str, Any]:
+def library_disk_full_executor(ctx: RunContext) -> dict[str, Any]:
     """Disk full as the libraries that write checkpoints report it (not as an OSError)."""
     from safetensors import SafetensorError
 

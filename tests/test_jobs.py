@@ -118,7 +118,7 @@ def test_second_run_on_a_busy_device_waits_its_turn(classification_dataset: int,
     first, second = _queued_run(classification_dataset), _queued_run(classification_dataset)
     with session_scope() as s:
         run_queries.get_run(s, first).status = RunStatus.RUNNING
-    ctx = worker.RunContext(run_id=second, task=TaskKind.CLASSIFICATION, model_kind="tfidf", config={},
+    ctx = worker.WorkerContext(run_id=second, task=TaskKind.CLASSIFICATION, model_kind="tfidf", config={},
                             dataset_id=classification_dataset, artifact_dir=run_dir(second))
     polls = []
 

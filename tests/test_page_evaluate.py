@@ -186,7 +186,7 @@ def test_real_tfidf_run_from_the_worker_is_evaluated(classification_dataset: int
     from pathlib import Path
 
     from core.cli import main
-    from core.evaluation.report import build_report
+    from core.export.report import build_report
     from core.text.config import build_config
 
     with session_scope() as s:

@@ -1,4 +1,4 @@
-"""core.evaluation.report: self-contained HTML (plotly inline, no external links), escaping, a real-browser check."""
+"""core.export.report: self-contained HTML (plotly inline, no external links), escaping, a real-browser check."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from conftest import sentiment_frame, sklearn_predictions, store_completed_run, store_ranking_run, with_splits
 
-from core.evaluation.report import build_report
+from core.export.report import build_report
 from db import runs as run_queries
 from db import session_scope
 from db.enums import ReviewVerdict, TaskKind

@@ -278,7 +278,7 @@ def test_reports_escape_names_texts_labels_configs_and_comments() -> None:
     import numpy as np
 
     from core.data.storage import write_dataset
-    from core.evaluation.report import build_report
+    from core.export.report import build_report
     from db.enums import ReviewVerdict
     from tests.conftest import sentiment_frame, store_completed_run, with_splits
 
@@ -495,7 +495,7 @@ def test_cli_never_crashes_on_random_arguments(argv: list[str], capsys: pytest.C
 
 def test_report_json_for_config_is_plain() -> None:
     # The report's config table shows repr() of nested values; make sure it cannot smuggle markup.
-    from core.evaluation.report import _dict_table
+    from core.export.report import _dict_table
 
     html = _dict_table({"nested": {"k": SCRIPT}, "list": [IMG]})
     assert "<script" not in html and "<img" not in html

@@ -5,6 +5,7 @@ Runs execute_run in-process with a recording context; tests/test_worker_runs.py 
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,9 @@ import pytest
 import torch
 from torch import nn
 
+from core.runs.context import RunContext
 from core.runs.files import RunFiles
+from core.runs.worker import WorkerContext
 from core.text.batching import TokenBatches, bucketed_order
 from core.text.config import TrainConfig, TrainingError, build_config
 from core.text.executor import execute_run
@@ -87,6 +90,32 @@ class RecordingContext:
 def make_ctx(tmp_path: Path, dataset_id: int, kind: str, **options: Any) -> RecordingContext:
     config = build_config(kind, options)
     return RecordingContext(model_kind=kind, config=config, dataset_id=dataset_id, artifact_dir=tmp_path / "run")
+
+
+def _shape_of(cls: type) -> dict[str, Any]:
+    """The executor-facing members of `cls`: data fields by name, properties as such, methods by signature."""
+    names = set(RunContext.__annotations__) | {n for n in vars(RunContext) if not n.startswith("_")}
+    shape: dict[str, Any] = {}
+    for name in sorted(names):
+        member = inspect.getattr_static(cls, name, None)
+        if isinstance(member, property):
+            shape[name] = "property"
+        elif callable(member):
+            shape[name] = [(p.name, p.kind, p.default) for p in inspect.signature(member).parameters.values()]
+        else:
+            shape[name] = "field" if name in getattr(cls, "__dataclass_fields__", vars(cls).get("__annotations__", {}))\
+                else None
+    return shape
+
+
+@pytest.mark.parametrize("implementation", [RecordingContext, WorkerContext])
+def test_contexts_an_executor_gets_have_the_run_context_shape(implementation: type, tmp_path: Path) -> None:
+    """The worker's context and this file's recording double both implement core.runs.context.RunContext."""
+    expected = {name: ("field" if kind is None else kind) for name, kind in _shape_of(RunContext).items()}
+    assert _shape_of(implementation) == expected
+    ctx: RunContext = implementation(run_id=1, task=TaskKind.CLASSIFICATION, model_kind="tfidf", config={},
+                                     dataset_id=1, artifact_dir=tmp_path)
+    assert isinstance(ctx, RunContext)
 
 
 # --- configs ---------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.errors import ProtolabError
-from core.runs.worker import RunContext
+from core.runs.context import RunContext
 
 
 def counting_executor(ctx: RunContext) -> dict[str, Any]:

@@ -17,8 +17,8 @@ from core.errors import ProtolabError
 from core.evaluation import comparison as compare
 from core.evaluation import predictions, testsets, uncertainty
 from core.evaluation.analysis import SplitAnalysis, analyse_split, misclassified
-from core.evaluation.report import build_report
 from core.evaluation.weakness import run_weakness
+from core.export.report import build_report
 from core.health.lookup import audit_flags, zero_label_scores
 from core.metric_keys import RANKING_METRICS
 from core.recs.config import protocol_text

@@ -9,8 +9,8 @@ import argparse
 from pathlib import Path
 
 from core.cli import CliError
-from core.evaluation.report import build_report
 from core.export.destination import check_output
+from core.export.report import build_report
 
 
 def _run(args: argparse.Namespace) -> int:

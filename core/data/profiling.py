@@ -1,6 +1,7 @@
 """Profiles of stored datasets: the numbers behind the Datasets page charts.
 
-Pure functions over the canonical frames of core.data.storage; token counts use the default tokenizer.
+Pure functions over the canonical frames of core.data.storage; token counts come from the caller's counter
+(core.text.pretrained.default_token_counter on the Datasets page).
 """
 
 from __future__ import annotations
@@ -11,22 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.text.pretrained import load_tokenizer
-
 TOKEN_SAMPLE = 2000  # tokenizing every row of a large set would keep the page waiting
 SAMPLE_CLASSES = 8  # example texts for this many of the largest classes (31 classes made a 7,000 px page)
 SAMPLE_CHARS = 200  # each example cut to this many characters
-
-
-def default_token_counter() -> Callable[[list[str]], list[int]]:
-    """Token counts with the default model's tokenizer (bundled, offline)."""
-
-    tokenizer = load_tokenizer()
-
-    def count(texts: list[str]) -> list[int]:
-        return [len(ids) for ids in tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]]
-
-    return count
 
 
 def _shorten(text: str) -> str:

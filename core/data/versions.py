@@ -92,7 +92,7 @@ def create_dataset_version(s: Any, parent_dataset_id: int, changes: Sequence[dic
     frame, applied = _apply_changes(load_frame(parent), to_apply)
     if frame.empty or frame[frame["split"] == "train"].empty:
         raise VersionError("these exclusions would leave no training rows")
-    version_name = name or _free_name(s, parent.name)
+    version_name = name or free_name(s, parent.name)
     stats = {**(parent.stats or {}), "classes": frame["label"].value_counts().to_dict(),
              "test_set": _next_test_set(parent) if new_test_set else {"name": test_set_name(parent)}}
     counts = {a: sum(c["rows"] for c in applied if c["action"] == a) for a in ("relabel", "exclude")}
@@ -181,7 +181,7 @@ def _apply_changes(frame: pd.DataFrame, changes: Sequence[dict[str, Any]]) -> tu
     return frame[keep].reset_index(drop=True), applied
 
 
-def _free_name(s: Any, base: str, *, plain_first: bool = False) -> str:
+def free_name(s: Any, base: str, *, plain_first: bool = False) -> str:
     """`base vN` for the first free N from 2 (a version of "reviews" is "reviews v2"); with `plain_first`, `base`
     itself while it is free (the first labelled version of a pool is "tickets labelled", not "... v2")."""
     if plain_first and dataset_queries.get_dataset_by_name(s, base[:200]) is None:

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import ProtolabError
-from core.health.duplicates import _MENTION, _URL, SIMILARITY, find_duplicates, normalise_text
+from core.health.duplicates import MENTION_PATTERN, SIMILARITY, URL_PATTERN, find_duplicates, normalise_text
 from core.health.embeddings import Encoder
 from core.health.zero_label import zero_label_report
 from core.runs.device import one_blas_thread
@@ -280,7 +280,7 @@ def oddities(texts: Sequence[str], long_factor: float = 10.0) -> pd.DataFrame:
     main = counted.most_common(1)[0][0] if counted else None
     rows, kinds = [], []
     for i, text in enumerate(texts):
-        words = re.sub(r"[\W_]+", "", _MENTION.sub(" ", _URL.sub(" ", text)))
+        words = re.sub(r"[\W_]+", "", MENTION_PATTERN.sub(" ", URL_PATTERN.sub(" ", text)))
         kind = ("empty" if len(words) < 2 else "long" if lengths[i] > long_limit
                 else "other_script" if scripts[i] and main and scripts[i] != main else None)
         if kind:

@@ -17,14 +17,14 @@ import pandas as pd
 SIMILARITY = 0.95  # the cosine above which two texts are near-duplicates (the audit's default)
 
 SPLIT_RANK = {"train": 0, "validation": 1, "test": 2}
-_URL = re.compile(r"https?://\S+|www\.\S+")
-_MENTION = re.compile(r"@\w+")
+URL_PATTERN = re.compile(r"https?://\S+|www\.\S+")
+MENTION_PATTERN = re.compile(r"@\w+")
 _NON_WORD = re.compile(r"[\W_]+")
 
 
 def normalise_text(text: str) -> str:
     """Lower case, links and @mentions dropped, punctuation and spacing collapsed: "RT @a: Hi!! http://x" -> "rt hi"."""
-    text = _MENTION.sub(" ", _URL.sub(" ", str(text).lower()))
+    text = MENTION_PATTERN.sub(" ", URL_PATTERN.sub(" ", str(text).lower()))
     return " ".join(_NON_WORD.sub(" ", text).split())
 
 

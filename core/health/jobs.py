@@ -18,6 +18,7 @@ from core.data.storage import load_frame
 from core.evaluation.analysis import proba_matrix
 from core.evaluation.predictions import SPLITS, load_meta, load_predictions
 from core.health.audit import AuditCancelled, AuditConfig, AuditError, AuditResult, parse_source, run_audit
+from core.runs.context import RunContext
 from core.runs.jobs import completed_run, start_run
 from core.runs.worker import RunCancelled
 from db import audits as audit_queries
@@ -53,7 +54,7 @@ def start_audit(s: Session, dataset_id: int, options: dict[str, Any] | None = No
                      name=f"data audit of {dataset.name}"[:200])
 
 
-def execute_audit(ctx: Any) -> dict[str, Any]:
+def execute_audit(ctx: RunContext) -> dict[str, Any]:
     """The worker's entry point for a data_audit run: audit, store, return the counts as the run's metrics."""
 
     try:

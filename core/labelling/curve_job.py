@@ -24,6 +24,7 @@ from core.labelling.label_curve import (
     measure_label_curve,
 )
 from core.labelling.pool import is_unlabelled
+from core.runs.context import RunContext
 from core.runs.files import RunFiles
 from core.runs.jobs import start_run
 from core.runs.worker import RunCancelled
@@ -59,7 +60,7 @@ def start_label_curve(s: Session, dataset_id: int, options: dict[str, Any] | Non
                      name=f"label curve of {dataset.name}"[:200])
 
 
-def execute_label_curve(ctx: Any) -> dict[str, Any]:
+def execute_label_curve(ctx: RunContext) -> dict[str, Any]:
     """The worker's entry point: score every (model, size, seed), writing the scores so far after each one."""
 
     cfg = config_from_dict(ctx.config)

@@ -18,7 +18,7 @@ from core.data.classification import prepare_classification
 from core.data.datasets import check_name
 from core.data.storage import load_frame, write_dataset
 from core.data.types import ClassificationMapping, DatasetError, ParsedTable, SplitConfig
-from core.data.versions import _free_name
+from core.data.versions import free_name
 from core.runs import registry
 from db import datasets as dataset_queries
 from db import labelling as label_queries
@@ -169,7 +169,7 @@ def save_labelled_version(s: Session, dataset_id: int, name: str | None = None, 
     frame = labelled_frame(load_frame(pool)["text"], state)
     table = ParsedTable(frame[["text", "label"]], f"the labels of '{pool.name}'", "labels", None, header_rows=0)
     prepared = prepare_classification(table, ClassificationMapping("text", "label"), SplitConfig(fractions, seed))
-    version_name = check_name(name) if name else _free_name(s, f"{pool.name} labelled", plain_first=True)
+    version_name = check_name(name) if name else free_name(s, f"{pool.name} labelled", plain_first=True)
     if dataset_queries.get_dataset_by_name(s, version_name) is not None:
         raise LabellingError(f"a dataset named '{version_name}' already exists; choose another name")
     changes = {"labelled_from": pool.id, "labelled_rows": len(frame), "label_counts": state.counts}

@@ -18,6 +18,7 @@ from core.data.storage import load_frame
 from core.labelling.pool import label_state, labelled_frame
 from core.labelling.strategy import embed_pool
 from core.runs import jobs, registry
+from core.runs.context import RunContext
 from core.runs.files import RunFiles
 from core.settings import dataset_dir
 from core.text.config import TrainingError
@@ -59,7 +60,7 @@ class RetrainStatus:
     new_labels: int  # labels given since the latest retrain started
 
 
-def execute_retrain(ctx: Any) -> dict[str, Any]:
+def execute_retrain(ctx: RunContext) -> dict[str, Any]:
     """The retrain job's executor (core.runs.worker calls it): SetFit on the labels given so far."""
 
     cfg = config_from_dict(ctx.config)
@@ -67,7 +68,7 @@ def execute_retrain(ctx: Any) -> dict[str, Any]:
     return execute_pool_run(ctx, cfg, ctx.dataset())
 
 
-def execute_pool_run(ctx: Any, cfg: Any, dataset: Dataset) -> dict[str, Any]:
+def execute_pool_run(ctx: RunContext, cfg: Any, dataset: Dataset) -> dict[str, Any]:
     """Train on the labels given so far, score every text, save the model and the pool's probabilities."""
 
     with read_scope() as s:

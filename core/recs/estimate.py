@@ -25,7 +25,7 @@ from core.recs.training import evaluate_model, save_model, train_model
 from core.runs import registry
 from core.runs.device import resolve_device
 from core.runs.timing import preload, startup_seconds
-from core.text.estimate import Estimate, _estimate
+from core.text.estimate import Estimate, estimate_from_parts
 
 PROBE_INTERACTIONS = 20_000  # training interactions the probe fits on (all of them in smaller datasets)
 PROBE_EPOCHS = 3  # the first epoch also pays set-up costs; the quickest of the later ones is the epoch time
@@ -74,7 +74,7 @@ def estimate_recommender(dataset: Any, model_kind: str, config: dict[str, Any]) 
         start = time.perf_counter()
         save_model(Path(folder), model_kind, cfg, model, data, frame, catalogue)
         parts["saving"] = (time.perf_counter() - start) * items_scale
-    return _estimate(parts, peak_memory_bytes=None, warning=None,
+    return estimate_from_parts(parts, peak_memory_bytes=None, warning=None,
                      samples_per_s=len(train) * min(epochs, PROBE_EPOCHS) / max(fit, 1e-9), device=device)
 
 

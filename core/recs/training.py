@@ -25,6 +25,7 @@ from core.recs.ranking import DEFAULT_KS, RankingAccumulator
 from core.recs.sequential import Sequential
 from core.recs.splits import split_interactions
 from core.runs import registry
+from core.runs.context import RunContext
 from core.runs.device import resolve_device
 from core.runs.timing import format_eta, remaining_seconds
 
@@ -116,7 +117,7 @@ def metrics_dict(by_k: dict[int, dict[str, float]], k: int, **extra: Any) -> dic
 
 # --- the worker's executor ----------------------------------------------------------------
 
-def execute_run(ctx: Any) -> dict[str, Any]:
+def execute_run(ctx: RunContext) -> dict[str, Any]:
     """Load, split, train, evaluate and save one recommender run (called by core.runs.worker)."""
 
     cfg = parse_config(ctx.model_kind, ctx.config)

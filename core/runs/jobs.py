@@ -279,7 +279,7 @@ def _retire_silent_worker(s: Session, worker_id: int) -> list[int]:
     worker = s.get(Worker, worker_id, with_for_update=True, populate_existing=True)
     cutoff = utcnow() - timedelta(seconds=settings.WORKER_STALE_AFTER_S.get())
     if (worker is None or worker.state not in ("online", "draining")
-            or run_queries._aware(worker.heartbeat_at) >= cutoff):
+            or run_queries.as_utc(worker.heartbeat_at) >= cutoff):
         return []
     worker.state = "lost"
     log.warning("worker %s on %s is lost: no heartbeat for over %.0f s", worker.name, worker.host,
@@ -314,7 +314,7 @@ def _death_reason(run: Run, host: str, now) -> str | None:  # noqa: ANN001
     if run.pid is not None and run.host == host and not _worker_alive(run.pid):
         return f"the worker process (pid {run.pid}) ended without reporting: killed or crashed"
     stale_after_s = settings.STALE_AFTER_S.get()
-    if run.heartbeat_at is not None and (now - run_queries._aware(run.heartbeat_at)).total_seconds() > stale_after_s:
+    if run.heartbeat_at is not None and (now - run_queries.as_utc(run.heartbeat_at)).total_seconds() > stale_after_s:
         return f"the worker stopped sending heartbeats for over {stale_after_s:.0f} s"
     return None
 

@@ -62,6 +62,8 @@ class ModelKind:
     build_config: str  # "module:function" (name, options) -> full, validated config dict
     execute: str  # "module:function" (RunContext) -> final metrics; the worker calls it
     load: str | None = None  # "module:function" (RunFiles, device) -> the served model (None: not servable)
+    # "module:function" (dataset, kind name, config) -> its pre-flight Estimate (None: no estimate for it yet)
+    estimate: str | None = None
     devices: tuple[str, ...] = ("cpu",)  # the device kinds it can use; "cpu" only = never on a GPU
     multi_gpu: bool = False  # can train on several GPUs with DistributedDataParallel
     has_epochs: bool = False  # reports loss per step/epoch (runs without epochs show no epoch panels)
@@ -99,6 +101,9 @@ class ModelKind:
 
     def executor(self) -> Callable[[Any], dict[str, Any]]:
         return resolve(self.execute)
+
+    def estimator(self) -> Callable[..., Any] | None:
+        return resolve(self.estimate) if self.estimate else None
 
     def loader(self) -> Callable[..., Any]:
         if self.load is None:
@@ -193,6 +198,7 @@ _TEXT_CONFIG, _TEXT_EXECUTE, _TEXT_LOAD = "core.text.config:build_config", "core
     "core.text.serving:load_token_classifier"
 _REC_CONFIG, _REC_EXECUTE, _REC_LOAD = "core.recs.config:build_config", "core.recs.training:execute_run", \
     "core.recs.serving:load_run_model"
+_TEXT_ESTIMATE, _REC_ESTIMATE = "core.text.estimate:estimate_run", "core.recs.estimate:estimate_recommender"
 _NEURAL_OPTIONS = ("model_id", "epochs", "batch_size", "learning_rate", "max_length", "patience", "warmup_ratio",
                    "weight_decay", "seed", "device", "gpus", "class_weights")
 _NEURAL_SETTINGS = (*_NEURAL_OPTIONS, "grad_accum_steps", "max_grad_norm")
@@ -203,19 +209,19 @@ for _kind in (
     ModelKind("transformer", TaskKind.CLASSIFICATION, "Transformer (fine-tune)",
               "the most accurate; fine-tunes a pretrained model (MiniLM by default), best on a GPU",
               _TEXT_CONFIG, _TEXT_EXECUTE, _TEXT_LOAD, devices=_GPU, multi_gpu=True, has_epochs=True,
-              options=_NEURAL_OPTIONS, settings=_NEURAL_SETTINGS, disk_mb=400),
+              options=_NEURAL_OPTIONS, settings=_NEURAL_SETTINGS, disk_mb=400, estimate=_TEXT_ESTIMATE),
     ModelKind("lstm", TaskKind.CLASSIFICATION, "LSTM (BiLSTM on subwords)",
               "a small recurrent network: fast to train, even on a CPU",
               _TEXT_CONFIG, _TEXT_EXECUTE, _TEXT_LOAD, devices=_GPU, multi_gpu=True, has_epochs=True,
               options=_NEURAL_OPTIONS,
-              settings=(*_NEURAL_SETTINGS, "init_embeddings"), disk_mb=100),
+              settings=(*_NEURAL_SETTINGS, "init_embeddings"), disk_mb=100, estimate=_TEXT_ESTIMATE),
     ModelKind("tfidf", TaskKind.CLASSIFICATION, "TF-IDF + logistic regression (fast baseline)",
               "the baseline every model must beat: word and bigram counts on a CPU; seconds for a few thousand "
               "texts, about a minute for 30,000 (Estimate says how long)",
               _TEXT_CONFIG, _TEXT_EXECUTE, "core.text.serving:load_tfidf_classifier",
               options=("seed", "class_weights"),
               settings=("seed", "class_weights", "tfidf_ngram_max", "tfidf_min_df", "tfidf_max_features",
-                        "tfidf_c"), disk_mb=20),
+                        "tfidf_c"), disk_mb=20, estimate=_TEXT_ESTIMATE),
     ModelKind("setfit", TaskKind.CLASSIFICATION, "SetFit (few-shot, from 8 examples a class)",
               "contrastive fine-tuning of MiniLM + a logistic head: the best with few labels; minutes on a CPU",
               "core.text.fewshot:build_config", "core.text.fewshot_run:execute_run",
@@ -227,24 +233,25 @@ for _kind in (
               disk_mb=200),
     ModelKind("ease", TaskKind.INTERACTIONS, "EASE (linear item model; best on MovieLens)",
               "the strongest item-to-item model on small catalogues; seconds",
-              _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, options=_REC_OPTIONS, disk_mb=50),
+              _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, options=_REC_OPTIONS, disk_mb=50, estimate=_REC_ESTIMATE),
     ModelKind("itemknn", TaskKind.INTERACTIONS, "Item k-NN (cosine)",
               "people who liked this also liked: simple, explainable",
-              _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, options=_REC_OPTIONS),
+              _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, estimate=_REC_ESTIMATE, options=_REC_OPTIONS),
     ModelKind("bpr", TaskKind.INTERACTIONS, "BPR matrix factorisation",
               "learned user and item factors; uses a GPU when there is one",
-              _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, devices=_GPU, has_epochs=True,
+              _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, estimate=_REC_ESTIMATE, devices=_GPU, has_epochs=True,
               options=(*_REC_OPTIONS, "factors", "epochs", "device")),
     ModelKind("sequential", TaskKind.INTERACTIONS, "GRU over each user's history",
               "predicts the next item from the order of a user's history; use a leave-last-out split",
-              _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, devices=_GPU, has_epochs=True,
+              _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, estimate=_REC_ESTIMATE, devices=_GPU, has_epochs=True,
               options=(*_REC_OPTIONS, "factors", "epochs", "device")),
     ModelKind("content", TaskKind.INTERACTIONS, "Content (catalogue text) + k-NN",
               "recommends from item titles and descriptions, so new items get recommended too",
-              _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, devices=_GPU, options=(*_REC_OPTIONS, "model_id", "device")),
+              _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, estimate=_REC_ESTIMATE, devices=_GPU,
+              options=(*_REC_OPTIONS, "model_id", "device")),
     ModelKind("popularity", TaskKind.INTERACTIONS, "Popularity (baseline)",
               "the most popular items for everyone: the baseline",
-              _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, options=_REC_OPTIONS),
+              _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, estimate=_REC_ESTIMATE, options=_REC_OPTIONS),
     ModelKind("data_audit", TaskKind.CLASSIFICATION, "Data health audit",
               "label errors, near-duplicates, leakage and oddities of a dataset (a job, not a model)",
               "core.health.jobs:build_config", "core.health.jobs:execute_audit"),

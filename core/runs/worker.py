@@ -1,8 +1,8 @@
 """The background worker: `python -m core.runs.worker RUN_ID` runs one run and reports to the database.
 
-It waits its turn in the per-device queue, then hands a RunContext to the executor that the run's model
-kind names in core.runs.registry. Progress, metric points and a heartbeat go to the database; the worker
-itself never touches the UI. Under torchrun only rank 0 writes.
+It waits its turn in the per-device queue, then hands a WorkerContext (the core.runs.context.RunContext of the
+database) to the executor that the run's model kind names in core.runs.registry. Progress, metric points and a
+heartbeat go to the database; the worker itself never touches the UI. Under torchrun only rank 0 writes.
 
 A worker started by a fleet daemon (core.runs.fleet, PROTOLAB_CLAIM_ID set) skips the per-device queue (the
 daemon already gave it its devices), dies with its daemon, stops if its claim is taken away, and on SIGTERM
@@ -63,8 +63,8 @@ class RunCancelled(Exception):
 
 
 @dataclass
-class RunContext:
-    """What an executor gets: the run's settings and the callbacks to report through."""
+class WorkerContext:
+    """The RunContext of a worker process: reports go to the run's row (buffered, at most every PROGRESS_EVERY_S)."""
 
     run_id: int
     task: TaskKind
@@ -197,7 +197,7 @@ def device_queue_key(config: dict[str, Any]) -> str:
     return requested.split(":")[0]
 
 
-def _wait_for_turn(run_id: int, queue_key: str, ctx: RunContext) -> bool:
+def _wait_for_turn(run_id: int, queue_key: str, ctx: WorkerContext) -> bool:
     """Block while the device is busy; False if the run was cancelled meanwhile."""
     polls = 0
     while True:
@@ -249,7 +249,7 @@ def execute(run_id: int) -> RunStatus:
         if rank == 0 and run.status != RunStatus.QUEUED:
             log.warning("run %d is %s; nothing to do", run_id, run.status.value)
             return run.status
-        ctx = RunContext(run_id=run.id, task=run.task, model_kind=run.model_kind, config=dict(run.config),
+        ctx = WorkerContext(run_id=run.id, task=run.task, model_kind=run.model_kind, config=dict(run.config),
                          dataset_id=run.dataset_id, artifact_dir=RunFiles.of(run.id).root, rank=rank,
                          world_size=world_size)
         if ctx.is_main:
@@ -315,7 +315,7 @@ def execute(run_id: int) -> RunStatus:
         stop_heartbeat.set()
 
 
-def _check_dataset_files(ctx: RunContext) -> None:
+def _check_dataset_files(ctx: WorkerContext) -> None:
     """Fail in one line when this machine cannot see the dataset (a worker without the shared data folder)."""
 
     folder = dataset_dir(ctx.dataset_id)
@@ -342,7 +342,7 @@ def _peer_lost(exc: BaseException) -> bool:
     return False
 
 
-def _requeue_lost_node(ctx: RunContext, exc: BaseException) -> RunStatus:
+def _requeue_lost_node(ctx: WorkerContext, exc: BaseException) -> RunStatus:
     """A node of a multi-node run was lost: like a single-node run whose machine died, the run goes back to the
     queue and resumes from its last checkpoint (queue.requeue_run; after MAX_LOSSES it fails, saying so)."""
     if not ctx.is_main:
@@ -360,7 +360,7 @@ def _requeue_lost_node(ctx: RunContext, exc: BaseException) -> RunStatus:
         return queue.requeue_run(s, run, reason, lost=True)
 
 
-def _hand_back(ctx: RunContext) -> RunStatus:
+def _hand_back(ctx: WorkerContext) -> RunStatus:
     """SIGTERM from the fleet daemon: the step is finished and the checkpoint written; requeue the run."""
     if not ctx.is_main:
         return RunStatus.QUEUED
@@ -404,12 +404,12 @@ def disk_errno(exc: BaseException) -> int | None:
     return None
 
 
-def _failed_folder(exc: BaseException, ctx: RunContext) -> Path:
+def _failed_folder(exc: BaseException, ctx: WorkerContext) -> Path:
     filename = getattr(exc, "filename", None)
     return Path(filename).parent if filename else ctx.artifact_dir
 
 
-def _last_flush(ctx: RunContext) -> None:
+def _last_flush(ctx: WorkerContext) -> None:
     """Write what is buffered before the run stops; the stop itself must go on if the database refuses."""
     try:
         ctx.flush()
@@ -418,7 +418,7 @@ def _last_flush(ctx: RunContext) -> None:
                     type(exc).__name__, exc)
 
 
-def _finish_stopped(ctx: RunContext, status: RunStatus, text: str, error: str | None) -> None:
+def _finish_stopped(ctx: WorkerContext, status: RunStatus, text: str, error: str | None) -> None:
     if status == RunStatus.FAILED:
         log.error("run %d failed: %s", ctx.run_id, (error or text).strip().split("\n", 1)[0])
     else:

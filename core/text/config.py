@@ -77,11 +77,11 @@ def _validate(cfg: TrainConfig) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise TrainingError(f"{name} must be a whole number ≥ 0, got {value!r}")
     for name in ("learning_rate", "max_grad_norm", "tfidf_c"):
-        if not _is_number(getattr(cfg, name)) or getattr(cfg, name) <= 0:
+        if not is_number(getattr(cfg, name)) or getattr(cfg, name) <= 0:
             raise TrainingError(f"{name} must be a number > 0, got {getattr(cfg, name)!r}")
-    if not _is_number(cfg.warmup_ratio) or not 0 <= cfg.warmup_ratio < 1:
+    if not is_number(cfg.warmup_ratio) or not 0 <= cfg.warmup_ratio < 1:
         raise TrainingError(f"warmup_ratio must be in [0, 1), got {cfg.warmup_ratio!r}")
-    if not _is_number(cfg.weight_decay) or cfg.weight_decay < 0:
+    if not is_number(cfg.weight_decay) or cfg.weight_decay < 0:
         raise TrainingError(f"weight_decay must be ≥ 0, got {cfg.weight_decay!r}")
     if not is_device(cfg.device):
         raise TrainingError(unknown_device_text(cfg.device))
@@ -89,7 +89,7 @@ def _validate(cfg: TrainConfig) -> None:
         raise TrainingError(f"max_length {cfg.max_length} is beyond what any bundled model reads (8192)")
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 

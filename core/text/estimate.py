@@ -51,7 +51,7 @@ class Estimate:
         return " · ".join(f"{name} {format_eta(sec) if sec >= 1 else '<1s'}" for name, sec in self.parts.items())
 
 
-def _estimate(parts: dict[str, float], **kwargs: Any) -> Estimate:
+def estimate_from_parts(parts: dict[str, float], **kwargs: Any) -> Estimate:
     return Estimate(seconds=sum(parts.values()), parts={k: round(v, 3) for k, v in parts.items()}, **kwargs)
 
 
@@ -102,7 +102,7 @@ def _estimate_tfidf(train: pd.DataFrame, cfg: TrainConfig, n_train: int, n_eval:
     # Fitting grows a little faster than the rows (a larger vocabulary, more solver iterations): the 1.2.
     parts |= {"training": per_row * n_train * 1.2, "evaluation": per_eval_row * n_eval,
               "saving": save_seconds * max(1.0, n_train / len(sample)) ** 0.5}
-    return _estimate(parts, peak_memory_bytes=None, warning=None, samples_per_s=1.0 / max(per_row, 1e-9),
+    return estimate_from_parts(parts, peak_memory_bytes=None, warning=None, samples_per_s=1.0 / max(per_row, 1e-9),
                      device="cpu")
 
 
@@ -150,7 +150,8 @@ def _estimate_neural(train: pd.DataFrame, cfg: TrainConfig, family: str, n_train
     del loop, model
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
-    return _estimate(parts, peak_memory_bytes=peak, warning=warning, samples_per_s=1.0 / per_sample, device=device)
+    return estimate_from_parts(parts, peak_memory_bytes=peak, warning=warning, samples_per_s=1.0 / per_sample,
+                               device=device)
 
 
 def _time_steps(loop: TrainingLoop, batches: TokenBatches, probe: list[np.ndarray]) -> float:

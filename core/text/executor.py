@@ -18,6 +18,7 @@ from core.evaluation.metrics import classification_report, headline
 from core.evaluation.testsets import describe_test_set
 from core.evaluation.uncertainty import class_intervals, intervals_json
 from core.runs import distributed
+from core.runs.context import RunContext
 from core.runs.device import resolve_device
 from core.runs.timing import format_eta
 from core.text.batching import TokenBatches, encode_texts
@@ -46,7 +47,7 @@ DDP_STOP_CHECK_EVERY = 5  # micro-batches between cancel checks under DDP, where
 
 
 
-def execute_run(ctx: Any) -> dict[str, Any]:
+def execute_run(ctx: RunContext) -> dict[str, Any]:
     """Train one classification run for core.runs.worker: load splits, train, save model/predictions, return metrics."""
     cfg = config_from_dict(ctx.config)
     if ctx.model_kind not in DEFAULT_LEARNING_RATE:  # the kinds this executor knows how to build
@@ -88,14 +89,14 @@ def label_order(splits: dict[str, pd.DataFrame]) -> list[str]:
     return labels
 
 
-def _execute_tfidf(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame], labels: list[str]) -> dict:
+def _execute_tfidf(ctx: RunContext, cfg: TrainConfig, splits: dict[str, pd.DataFrame], labels: list[str]) -> dict:
     ctx.set_device("cpu")
     ctx.progress(0.1, "fitting TF-IDF + logistic regression", force=True)
     tcfg = TfidfConfig.of_run(cfg)
     start = time.perf_counter()
     model = train_tfidf(splits["train"]["text"].tolist(), splits["train"]["label"].tolist(), tcfg)
     seconds = time.perf_counter() - start
-    _stop_if_cancelled(ctx)
+    stop_if_cancelled(ctx)
 
     def proba_of(frame: pd.DataFrame) -> np.ndarray:  # columns in `labels` order (train may lack some)
         raw = model.predict_proba(frame["text"].tolist())
@@ -112,11 +113,11 @@ def _execute_tfidf(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame], 
     if ctx.is_main:
         save_tfidf(model, ctx.files.model)
     samples_per_s = len(splits["train"]) / max(seconds, 1e-9)
-    return _finish(ctx, cfg, splits, labels, probas, best_epoch=1, samples_per_s=samples_per_s,
+    return finish_run(ctx, cfg, splits, labels, probas, best_epoch=1, samples_per_s=samples_per_s,
                    train_time_s=seconds, device="cpu")
 
 
-def _execute_neural(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame], labels: list[str]) -> dict:
+def _execute_neural(ctx: RunContext, cfg: TrainConfig, splits: dict[str, pd.DataFrame], labels: list[str]) -> dict:
     world = distributed.current_world()
     device = resolve_train_device(cfg.device, resolve_device)
     if world.distributed:
@@ -153,7 +154,7 @@ def _execute_neural(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame],
             checkpoint_dir=checkpoint if ctx.is_main else None,
             resume_dir=checkpoint if ctx.config.get("resume") else None)
         if result.stopped:
-            _stop_if_cancelled(ctx, force=True)
+            stop_if_cancelled(ctx, force=True)
         if not ctx.is_main:
             return {}
         core_model = getattr(model, "module", model)
@@ -171,7 +172,7 @@ def _execute_neural(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame],
                            "message": f"trained with batch size {result.batch_size} and gradient accumulation "
                                       f"{result.grad_accum_steps} (configured {cfg.batch_size} and "
                                       f"{cfg.grad_accum_steps})"})
-        metrics = _finish(ctx, cfg, splits, labels, probas, best_epoch=result.state.best_epoch,
+        metrics = finish_run(ctx, cfg, splits, labels, probas, best_epoch=result.state.best_epoch,
                           samples_per_s=result.samples_per_s, train_time_s=result.train_time_s, device=device)
         # What ran, next to what was asked (the run's config keeps the request).
         return {**metrics, "trained_batch_size": result.batch_size,
@@ -181,7 +182,8 @@ def _execute_neural(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame],
             distributed.destroy_process_group()
 
 
-def _choose_gpu_batch(ctx: Any, cfg: TrainConfig, model: Any, tokenizer: Any, n_train: int, device: str) -> TrainConfig:
+def _choose_gpu_batch(ctx: RunContext, cfg: TrainConfig, model: Any, tokenizer: Any, n_train: int,
+                      device: str) -> TrainConfig:
     """The config with the batch size (and learning rate) a GPU memory probe picked; says so on the run."""
 
     ctx.progress(0.0, "choosing the batch size from a GPU memory probe", force=True)
@@ -193,7 +195,7 @@ def _choose_gpu_batch(ctx: Any, cfg: TrainConfig, model: Any, tokenizer: Any, n_
     return replace_config(cfg, batch_size=choice.batch_size, learning_rate=choice.learning_rate)
 
 
-def stop_check(ctx: Any, device: str, distributed_run: bool, every: int = DDP_STOP_CHECK_EVERY) -> Any:
+def stop_check(ctx: RunContext, device: str, distributed_run: bool, every: int = DDP_STOP_CHECK_EVERY) -> Any:
     """The loop's should_stop: the worker's cancel flag; under DDP rank 0's flag broadcast (a collective and a host
     sync) on every `every`-th call only. Every rank calls it once per micro-batch, so the ranks stay in step."""
     if not distributed_run:
@@ -208,7 +210,7 @@ def stop_check(ctx: Any, device: str, distributed_run: bool, every: int = DDP_ST
     return check
 
 
-def _stop_if_cancelled(ctx: Any, force: bool = False) -> None:
+def stop_if_cancelled(ctx: RunContext, force: bool = False) -> None:
     # Raised through the context: under `python -m core.runs.worker` the worker's RunCancelled lives in
     # __main__, so a class imported from core.runs.worker here would not be the one it catches.
     if force:
@@ -265,7 +267,7 @@ def save_model(family: str, model: Any, tokenizer: Any, labels: Sequence[str], f
     tokenizer.save_pretrained(folder)
 
 
-def _finish(ctx: Any, cfg: TrainConfig, splits: dict[str, pd.DataFrame], labels: list[str],
+def finish_run(ctx: RunContext, cfg: TrainConfig, splits: dict[str, pd.DataFrame], labels: list[str],
             probas: dict[str, np.ndarray], *, best_epoch: int, samples_per_s: float, train_time_s: float,
             device: str) -> dict[str, Any]:
     """Write meta.json and the prediction files; return the run's final metrics."""
@@ -303,7 +305,7 @@ class _Reporter:
     validation; before that, a forward pass is taken as a third of a training step.
     """
 
-    def __init__(self, ctx: Any, cfg: TrainConfig, n_val: int = 0, n_test: int = 0) -> None:
+    def __init__(self, ctx: RunContext, cfg: TrainConfig, n_val: int = 0, n_test: int = 0) -> None:
         self.ctx, self.cfg, self.n_val, self.n_test = ctx, cfg, n_val, n_test
         self.eval_s_per_sample: float | None = None
         self.last_step_at: float | None = None

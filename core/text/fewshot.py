@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from core.errors import ProtolabError
+from core.runs.context import RunContext
 from core.runs.device import is_device, one_blas_thread, resolve_device, unknown_device_text
-from core.text.config import TrainingError, _is_number
-from core.text.executor import _stop_if_cancelled, format_eta
+from core.text.config import TrainingError, is_number
+from core.text.executor import format_eta, stop_if_cancelled
 from core.text.loop import resolve_train_device
 from core.text.pretrained import ModelNotAvailable, resolve_model_path
 
@@ -62,7 +63,7 @@ def build_config(model_kind: str, options: dict[str, Any]) -> dict[str, Any]:
             raise TrainingError(f"{name} must be a positive whole number, got {value!r}")
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise TrainingError(f"seed must be a whole number ≥ 0, got {cfg.seed!r}")
-    if not _is_number(cfg.learning_rate) or cfg.learning_rate <= 0:
+    if not is_number(cfg.learning_rate) or cfg.learning_rate <= 0:
         raise TrainingError(f"learning_rate must be a number > 0, got {cfg.learning_rate!r}")
     if not is_device(cfg.device):
         raise TrainingError(unknown_device_text(cfg.device))
@@ -181,7 +182,7 @@ def resolve(requested: str) -> str:
     return resolve_train_device(requested, resolve_device)
 
 
-def train_on(ctx: Any, cfg: Any, texts: Sequence[str], labels: Sequence[str], label_names: Sequence[str],
+def train_on(ctx: RunContext, cfg: Any, texts: Sequence[str], labels: Sequence[str], label_names: Sequence[str],
              device: str) -> tuple[FewShotModel, float]:
     """Train for a worker run, with progress and cancellation through its context: (the model, seconds training)."""
 
@@ -197,7 +198,7 @@ def train_on(ctx: Any, cfg: Any, texts: Sequence[str], labels: Sequence[str], la
     start = time.perf_counter()
     model = train_setfit(texts, labels, label_names, cfg, device=device, on_step=on_step,
                          should_stop=ctx.should_stop)
-    _stop_if_cancelled(ctx)
+    stop_if_cancelled(ctx)
     return model, time.perf_counter() - start
 
 

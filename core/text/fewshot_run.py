@@ -12,14 +12,15 @@ from typing import Any
 import numpy as np
 
 from core.evaluation.metrics import validation_scores
+from core.runs.context import RunContext
 from core.runs.device import resolve_device
 from core.runs.files import RunFiles
-from core.text.executor import _finish, label_order, load_splits
+from core.text.executor import finish_run, label_order, load_splits
 from core.text.fewshot import FewShotModel, config_from_dict, load_fewshot, resolve, save_fewshot, train_on
 from core.text.serving import DEFAULT_BATCH_SIZE, ArtifactError, TextClassifier, configure_torch_threads, read_meta
 
 
-def execute_run(ctx: Any) -> dict[str, Any]:
+def execute_run(ctx: RunContext) -> dict[str, Any]:
     """Train one SetFit run for core.runs.worker; returns the run's final metrics."""
     cfg = config_from_dict(ctx.config)
     ctx.progress(0.0, "loading data", force=True)
@@ -36,7 +37,7 @@ def execute_run(ctx: Any) -> dict[str, Any]:
     for name, value in validation_scores(y_val, probas["validation"]).items():
         ctx.log_metric(name, value, step=1, epoch=1.0, split="validation")
     save_fewshot(model, ctx.files.model)
-    return _finish(ctx, cfg, splits, labels, probas, best_epoch=1,
+    return finish_run(ctx, cfg, splits, labels, probas, best_epoch=1,
                    samples_per_s=len(splits["train"]) / max(train_time, 1e-9), train_time_s=train_time, device=device)
 
 

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from core.text.loop import _cpu_state, count_parameters, free_cuda_memory, training_precision
+from core.text.loop import count_parameters, cpu_state_dict, free_cuda_memory, training_precision
 
 MAX_AUTO_BATCH = 256
 MIN_STEPS_PER_EPOCH = 8  # a small dataset keeps enough optimizer steps for warm-up and early stopping
@@ -72,7 +72,7 @@ def choose_gpu_batch(model: Any, cfg: Any, n_train: int, device: str, token_id: 
 
     candidates = batch_candidates(cfg.batch_size, n_train)
     total = int(torch.cuda.get_device_properties(device).total_memory)
-    saved = _cpu_state(model)
+    saved = cpu_state_dict(model)
     model.to(device).train()
     dtype, _ = training_precision(device, count_parameters(model))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)

