@@ -6,6 +6,7 @@ can read and write at once; PostgreSQL is used as it comes.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -17,6 +18,8 @@ from typing import TypeVar
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -187,5 +190,8 @@ def with_retry(fn: Callable[[], T], attempts: int = 5, delay_s: float = 0.2) -> 
         except OperationalError as exc:
             if "locked" not in str(exc).lower() or attempt == attempts - 1:
                 raise
+            # Routine under write contention; only the last failure (raised) is the caller's to report.
+            log.debug("the database is locked (attempt %d of %d); trying again in %.1f s", attempt + 1, attempts,
+                      delay_s * (2**attempt))
             time.sleep(delay_s * (2**attempt))
     raise AssertionError("unreachable")
