@@ -19,6 +19,12 @@ import pytest
 from db import dispose_engines, session_scope
 from db.enums import TaskKind
 
+# Tests never reach for the hub. Set for the whole session as well as per test: huggingface_hub reads these once,
+# when it is first imported, and a test module imports it at collection, before any fixture has run; without
+# this an unknown model id waits on network retries instead of failing at once.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
 
 @pytest.fixture(autouse=True)
 def protolab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
