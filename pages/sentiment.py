@@ -6,6 +6,7 @@ One text with its label, probabilities and the words behind them; or a whole fil
 import streamlit as st
 
 from core.charts.sentiment import label_colours, label_distribution, probability_bars
+from core.data.spreadsheet import formula_like_cells
 from core.errors import ProtolabError
 from core.evaluation.cards import classifier_card
 from core.evaluation.demo_choice import DEMO_ORDER_HELP
@@ -149,5 +150,8 @@ with batch:
                 st.dataframe(result.frame.head(100), hide_index=True)
                 st.download_button("Download scored CSV", results_csv(result), key="download",
                                    file_name=f"scored-run{run.run_id}.csv", mime="text/csv")
+                if quoted := formula_like_cells(result.frame):
+                    st.caption(f"{quoted:,} cells start with =, +, -, @ or a tab: the CSV puts a ' before each, "
+                               "so a spreadsheet shows them as text instead of running them as formulas.")
 
 use_from_code(run.run_id, texts=[examples[0]], present=present)

@@ -37,6 +37,8 @@ def test_sentiment_page_shows_snippets_and_manages_keys(make_served_run) -> None
     at.button(key="api_key_create").click().run()
     assert not at.exception, at.exception
     assert "not shown again" in at.success[0].value
+    captions = " ".join(c.value for c in at.caption)
+    assert "No active key yet" not in captions and "`crm-app`" in captions  # listed at once
     key = next(c.value for c in at.code if c.value.startswith("pl_"))
     with read_scope() as s:
         assert verify_key(s, key).name == "crm-app"

@@ -132,6 +132,16 @@ def test_excel_upload_is_scored(make_served_run) -> None:
     assert not at.exception and at.get("download_button")
 
 
+def test_the_download_says_which_cells_it_quotes(make_served_run) -> None:
+    make_served_run("tfidf")
+    at = page()
+    csv = b"comment\n@united worst airline ever\nlove it great\n=1+1 awful\n"
+    at.file_uploader(key="upload").upload("r.csv", csv, "text/csv").run()
+    at.button(key="score").click().run()
+    assert not at.exception
+    assert any(c.value.startswith("2 cells start with =, +, -, @") for c in at.caption)
+
+
 def test_runs_without_files_are_not_offered_and_damaged_ones_explain_themselves(make_served_run) -> None:
     gone = make_served_run("tfidf", macro_f1=0.95)
     shutil.rmtree(run_dir(gone))

@@ -49,6 +49,10 @@ def _manage_keys() -> None:
                               for k in keys))
     else:
         st.caption("No active key yet: every call to the API needs one.")
+    if created := st.session_state.pop("_created_api_key", None):  # shown once, after the list above re-read
+        message, key = created
+        st.success(message)
+        st.code(key, language=None)
     left, right = st.columns(2)
     with left:
         name = st.text_input("New key's name", key="api_key_name", placeholder="e.g. crm-app")
@@ -63,8 +67,10 @@ def _manage_keys() -> None:
             except ProtolabError as exc:
                 st.warning(str(exc))
             else:
-                st.success(f"Key `{info.name}` created ({info.scope}). Copy it now: it is not shown again.")
-                st.code(key, language=None)
+                # Rerun so the list above includes it (it said "No active key yet" beside the new key).
+                st.session_state["_created_api_key"] = (
+                    f"Key `{info.name}` created ({info.scope}). Copy it now: it is not shown again.", key)
+                st.rerun()
     with right:
         names = [k.name for k in keys]
         chosen = st.selectbox("Revoke a key", names, key="api_key_pick", index=None, placeholder="Pick a key",

@@ -20,6 +20,12 @@ def neutralise_cell(value: Any) -> Any:
     return value
 
 
+def formula_like_cells(frame: pd.DataFrame) -> int:
+    """How many text cells safe_frame prefixes with a quote (the download's caption says so)."""
+    return int(sum(frame[c].map(lambda v: isinstance(v, str) and v.startswith(FORMULA_PREFIXES)).sum()
+                   for c in frame.columns if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c])))
+
+
 def safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy of `frame` whose text cells (and column names) cannot run as formulas."""
     out = frame.copy()
