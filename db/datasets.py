@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.enums import TaskKind
 from db.models import Dataset, Run
 
 
@@ -27,14 +26,14 @@ def find_dataset(s: Session, name_or_id: str) -> Dataset | None:
     return found
 
 
-def find_by_hash(s: Session, content_hash: str, task: TaskKind | None = None) -> Dataset | None:
+def find_by_hash(s: Session, content_hash: str, task: str | None = None) -> Dataset | None:
     q = select(Dataset).where(Dataset.content_hash == content_hash)
     if task is not None:
         q = q.where(Dataset.task == task)
     return s.scalar(q.order_by(Dataset.id).limit(1))
 
 
-def list_datasets(s: Session, task: TaskKind | None = None) -> Sequence[Dataset]:
+def list_datasets(s: Session, task: str | None = None) -> Sequence[Dataset]:
     q = select(Dataset).order_by(Dataset.created_at.desc(), Dataset.id.desc())
     if task is not None:
         q = q.where(Dataset.task == task)

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, DateTime, Enum, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy import false as sa_false
 from sqlalchemy import text as sa_text
+from sqlalchemy import types as sa_types
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from db.enums import ReviewVerdict, RunStatus, TaskKind
@@ -35,12 +36,31 @@ def _str_enum(cls: type[enum.Enum]) -> Enum:
                 validate_strings=True)
 
 
+class _TaskName(sa_types.TypeDecorator[str]):
+    """A task's name as a short string: a TaskKind for the built-in tasks, the plain name for a task a plugin
+    registers (core.tasks), which no enum here can list."""
+
+    impl = String(16)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        return None if value is None else str(value)
+
+    def process_result_value(self, value: Any, dialect: Any) -> str | None:
+        if value is None:
+            return None
+        try:
+            return TaskKind(value)
+        except ValueError:  # a plugin's task
+            return str(value)
+
+
 class Dataset(Base):
     __tablename__ = "datasets"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    task: Mapped[TaskKind] = mapped_column(_str_enum(TaskKind), index=True)
+    task: Mapped[str] = mapped_column(_TaskName(), index=True)  # a TaskKind for the built-in tasks
     source_filename: Mapped[str | None] = mapped_column(String(500))  # shown to users, never used as a path
     mapping: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
@@ -60,7 +80,7 @@ class Dataset(Base):
     parent: Mapped[Dataset | None] = relationship(remote_side="Dataset.id")
 
     def __repr__(self) -> str:
-        return f"Dataset(id={self.id}, name={self.name!r}, task={self.task.value})"
+        return f"Dataset(id={self.id}, name={self.name!r}, task={self.task})"
 
 
 class Run(Base):
@@ -70,7 +90,7 @@ class Run(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str | None] = mapped_column(String(200))
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
-    task: Mapped[TaskKind] = mapped_column(_str_enum(TaskKind))
+    task: Mapped[str] = mapped_column(_TaskName())  # a TaskKind for the built-in tasks
     model_kind: Mapped[str] = mapped_column(String(40))
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[RunStatus] = mapped_column(_str_enum(RunStatus), default=RunStatus.QUEUED, index=True)

@@ -10,12 +10,12 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from db.enums import JOB_KINDS, ReviewVerdict, RunStatus, TaskKind
+from db.enums import JOB_KINDS, ReviewVerdict, RunStatus
 from db.models import MetricPoint, Review, Run, utcnow
 
 
 def create_run(
-    s: Session, *, dataset_id: int, task: TaskKind, model_kind: str, config: dict[str, Any],
+    s: Session, *, dataset_id: int, task: str, model_kind: str, config: dict[str, Any],
     name: str | None = None, parent_run_id: int | None = None, device: str | None = None,
 ) -> Run:
     run = Run(dataset_id=dataset_id, task=task, model_kind=model_kind, config=config, name=name,
@@ -31,7 +31,7 @@ def get_run(s: Session, run_id: int) -> Run | None:
 
 
 def list_runs(
-    s: Session, *, dataset_id: int | None = None, task: TaskKind | None = None,
+    s: Session, *, dataset_id: int | None = None, task: str | None = None,
     statuses: Iterable[RunStatus] | None = None, limit: int | None = None, models_only: bool = False,
 ) -> Sequence[Run]:
     # Every list shows the run's dataset: load them in one query, not one per run.
@@ -75,7 +75,7 @@ class RunRecord:
     id: int
     name: str | None
     model_kind: str
-    task: TaskKind
+    task: str  # a TaskKind for the built-in tasks
     dataset_id: int
     config: dict[str, Any]
     metrics: dict[str, Any]

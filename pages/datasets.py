@@ -7,98 +7,27 @@ import streamlit as st
 
 from core.charts import datasets as charts
 from core.data import datasets as ds
-from core.data.classification import prepare_classification
 from core.data.demo import DEMOS, load_demo_dataset
-from core.data.interactions import prepare_interactions
-from core.data.mapping import guess_catalogue, guess_classification, guess_interactions
-from core.data.profiling import classification_profile, interactions_profile
 from core.data.splits import parse_fractions
 from core.data.storage import load_frame
-from core.data.types import (
-    SPLIT_NAMES,
-    CatalogueMapping,
-    ClassificationMapping,
-    CleanOptions,
-    InteractionsMapping,
-    ParsedTable,
-    PreparedDataset,
-    SplitConfig,
-)
-from core.data.unlabelled import prepare_unlabelled
+from core.data.types import SPLIT_NAMES, SplitConfig
 from core.errors import ProtolabError
-from core.text.pretrained import default_token_counter
+from core.tasks import all_tasks, get_task
 from db import datasets as dataset_queries
 from db import read_scope, session_scope
 from ui.common import ensure_db
 from ui.data_health import data_health_tab
+from ui.dataset_forms import read_upload
 
 ensure_db()
 st.title("📂 Datasets")
-NONE = "(none)"
-
-
-@st.cache_data(show_spinner="Reading the file…", max_entries=4)
-def read_upload(data: bytes, filename: str) -> ParsedTable:
-    return ds.read_table(data, filename)
-
-
-@st.cache_resource(show_spinner=False)
-def token_counter():  # noqa: ANN201 - a closure over the cached tokenizer
-    return default_token_counter()
 
 
 @st.cache_data(show_spinner="Profiling…", max_entries=8)
 def profile_of(dataset_id: int, content_hash: str, task: str) -> dict:
     with read_scope() as s:
         frame = load_frame(dataset_queries.get_dataset(s, dataset_id))
-    if task != "classification":
-        return interactions_profile(frame)
-    try:
-        counter = token_counter()
-    except ProtolabError:  # no tokenizer available: character lengths only
-        counter = None
-    return classification_profile(frame, counter)
-
-
-def pick(label: str, columns: list[str], guess: str | None, key: str, optional: bool = False) -> str | None:
-    options = ([NONE] if optional else []) + columns
-    value = st.selectbox(label, options, index=options.index(guess) if guess in options else 0, key=key)
-    return None if value == NONE else value
-
-
-def prepare(table: ParsedTable, task: str, split: SplitConfig, fid: str) -> PreparedDataset:
-    """The mapping widgets, keyed by the upload's file id `fid` (add_dataset says why)."""
-    cols = list(table.frame.columns)
-    if task == "classification":
-        guess = guess_classification(table.frame)
-        # Ticked from the start when no column looks like labels (a file of texts alone).
-        if st.checkbox("No labels yet (label the texts on the Label page)", value=guess.label is None,
-                       key=f"unlabelled_{fid}"):
-            return prepare_unlabelled(table, pick("Text column", cols, guess.text, f"map_text_{fid}"))
-        mapping = ClassificationMapping(pick("Text column", cols, guess.text, f"map_text_{fid}"),
-                                        pick("Label column", cols, guess.label, f"map_label_{fid}"))
-        options = CleanOptions(drop_duplicates=st.checkbox("Drop exact duplicate texts", key=f"drop_dups_{fid}"),
-                               drop_rare_classes=st.checkbox("Drop classes too small for every split",
-                                                             key=f"drop_rare_{fid}"))
-        return prepare_classification(table, mapping, split, options)
-    guess = guess_interactions(table.frame)
-    mapping = InteractionsMapping(
-        pick("User column", cols, guess.user, f"map_user_{fid}"),
-        pick("Item column", cols, guess.item, f"map_item_{fid}"),
-        pick("Rating column", cols, guess.rating, f"map_rating_{fid}", True),
-        pick("Timestamp column", cols, guess.timestamp, f"map_timestamp_{fid}", True))
-    items_file = st.file_uploader("Item catalogue (optional)", key=f"items_upload_{fid}")
-    items, items_mapping = None, None
-    if items_file is not None:
-        items = read_upload(items_file.getvalue(), items_file.name)
-        g = guess_catalogue(items.frame, id_hint=mapping.item)
-        icols, cid = list(items.frame.columns), items_file.file_id  # keyed by the catalogue file too
-        items_mapping = CatalogueMapping(
-            pick("Catalogue item id", icols, g.item, f"map_item_id_{cid}"),
-            pick("Title", icols, g.title, f"map_title_{cid}"),
-            pick("Description", icols, g.text, f"map_item_text_{cid}", True),
-            pick("Genres", icols, g.genres, f"map_genres_{cid}", True))
-    return prepare_interactions(table, mapping, split, items, items_mapping)
+    return get_task(task).part("profile")(frame)
 
 
 def add_dataset() -> None:
@@ -108,7 +37,8 @@ def add_dataset() -> None:
             row = load_demo_dataset(demo.name)
             col.success(f"Loaded '{row.name}' ({row.row_count} rows)")
     st.subheader("Upload your own")
-    task = st.radio("Task", ["classification", "interactions"], key="task", horizontal=True)
+    tasks = {str(t.name): t for t in all_tasks()}
+    task = tasks[st.radio("Task", list(tasks), key="task", horizontal=True, format_func=lambda n: tasks[n].label)]
     upload = st.file_uploader("CSV, TSV, JSON, JSON Lines, Parquet or .xlsx (also .gz / .zip)", key="upload")
     if upload is None:
         return
@@ -123,12 +53,10 @@ def add_dataset() -> None:
     left, right = st.columns(2)
     fractions = left.text_input("Split train,validation,test", "0.8,0.1,0.1", key=f"split_{fid}")
     seed = int(right.number_input("Seed", value=42, step=1, key=f"seed_{fid}"))
-    method = "stratified"
-    if task == "interactions":
-        method = {"per-user random": "random", "leave last out (by time)": "time"}[
-            st.radio("Split", ["per-user random", "leave last out (by time)"], key=f"split_method_{fid}",
-                     horizontal=True)]
-    prepared = prepare(table, task, SplitConfig(parse_fractions(fractions), seed, method), fid)
+    said = [said for said, _ in task.split_methods]
+    method = task.split_method(st.radio("Split", said, key=f"split_method_{fid}", horizontal=True)
+                               if len(said) > 1 else said[0])
+    prepared = task.part("upload")(table, SplitConfig(parse_fractions(fractions), seed, method), fid)
     for warning in prepared.warnings:
         st.warning(warning)
     counts = prepared.frame["split"].value_counts()
@@ -149,7 +77,6 @@ def add_dataset() -> None:
 
 
 def inspect(summary: dict) -> None:
-    stats = summary["stats"]
     cols = st.columns(3)
     cols[0].metric("Rows", f"{summary['rows']:,}")
     cols[1].metric("Encoding", summary["encoding"] or "n/a")
@@ -160,22 +87,7 @@ def inspect(summary: dict) -> None:
         st.info("Unlabelled texts: define a label set and label them on the Label page.")
         return
     profile = profile_of(summary["id"], summary["content_hash"], summary["task"])
-    if summary["task"] == "classification":
-        cols[2].metric("Classes", len(summary["classes"]))
-        st.plotly_chart(charts.class_balance(profile["classes"], profile["imbalance_ratio"]), key="chart_classes")
-        st.plotly_chart(charts.text_length_histogram(profile["chars"], profile["tokens"]), key="chart_lengths")
-        st.caption(f"{profile['duplicates']} exact duplicate texts; {stats.get('long_texts', 0)} over-long texts")
-        if len(profile["samples"]) < len(profile["classes"]):
-            st.caption(f"Examples from the {len(profile['samples'])} largest of {len(profile['classes'])} classes")
-        for label, texts in profile["samples"].items():
-            st.markdown(f"**{label}**: " + " · ".join(texts))
-    else:
-        cols[2].metric("Users / items", f"{profile['users']:,} / {profile['items']:,}")
-        st.caption(f"{profile['interactions']:,} interactions, sparsity {profile['sparsity']:.2%}")
-        if profile["ratings"] is not None:
-            st.plotly_chart(charts.rating_histogram(profile["ratings"]), key="chart_ratings")
-        st.plotly_chart(charts.long_tail(profile["per_user"], "user"), key="chart_users")
-        st.plotly_chart(charts.long_tail(profile["per_item"], "item"), key="chart_items")
+    get_task(summary["task"]).part("inspect")(summary, profile, cols[2])
 
 
 def manage(summary: dict) -> None:

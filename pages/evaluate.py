@@ -5,6 +5,7 @@ Reads metrics stored on finished runs; the sections are drawn by ui.evaluate_vie
 
 import streamlit as st
 
+from core.tasks import get_task
 from ui import evaluate_views as views
 from ui import url_state
 from ui.common import ensure_db, page_link
@@ -32,7 +33,6 @@ else:
     left, right = st.columns([3, 1])
     run_id = left.selectbox("Run", ids, index=start, key="run", format_func=lambda i: by_id[i]["label"])
     st.session_state["_evaluated_run"] = run_id  # Compare opens on it (the selectbox's state goes when hidden)
-    split = "test"
-    if by_id[run_id]["task"] == "classification":
-        split = right.radio("Split", ["test", "validation"], horizontal=True, key="split")
+    splits = get_task(by_id[run_id]["task"]).evaluate_splits
+    split = right.radio("Split", splits, horizontal=True, key="split") if len(splits) > 1 else splits[0]
     views.single_run(run_id, split)

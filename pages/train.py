@@ -7,19 +7,18 @@ import streamlit as st
 
 from core.charts.training import loss_curve, validation_curve
 from core.evaluation.weakness import run_weakness
-from core.metric_keys import DISPLAY_K
 from core.runs import jobs
 from core.runs.files import RunFiles
 from core.runs.registry import find_kind, headline_of
+from core.tasks import get_task
 from db import datasets as dataset_queries
 from db import read_scope, session_scope
 from db import runs as run_queries
-from db.enums import RunStatus, TaskKind
+from db.enums import RunStatus
 from db.models import Run
 from ui import url_state
 from ui.common import ensure_db, format_duration, format_when, page_link, status_chip
 from ui.fleet_views import show_placement
-from ui.train_forms import classification_form, recommender_form
 
 # The progress bar refreshes every second; the curves every 5 s (a point arrives every 5 steps anyway).
 CHARTS_REFRESH = "5s"
@@ -29,8 +28,7 @@ st.title("🏋️ Train")
 jobs.reap_dead_runs()  # a worker that died shows as failed, not as running forever
 
 with read_scope() as s:
-    datasets = {d.id: (f"{d.name} ({d.row_count:,} rows · "
-                       f"{'labelled texts' if d.task is TaskKind.CLASSIFICATION else 'interactions'})", d.task)
+    datasets = {d.id: (f"{d.name} ({d.row_count:,} rows · {get_task(d.task).holds})", get_task(d.task))
                 for d in dataset_queries.list_datasets(s)}
 if not datasets:
     st.info("No dataset yet: upload labelled texts or user–item interactions (or load a demo dataset) first.")
@@ -43,11 +41,7 @@ url_run = url_state.run_choice(url_state.url_run_id())
 dataset_id = st.selectbox("Dataset", list(datasets), format_func=lambda i: datasets[i][0], key="dataset",
                           index=url_state.url_index("dataset", list(datasets), url_run and url_run[0]))
 url_state.remember("dataset", dataset_id)
-task = datasets[dataset_id][1]
-if task is TaskKind.INTERACTIONS:
-    recommender_form(dataset_id, url_run and url_run[1])
-else:
-    classification_form(dataset_id, url_run and url_run[1])
+datasets[dataset_id][1].part("train_form")(dataset_id, url_run and url_run[1])
 
 
 # --- the live panel ---------------------------------------------------------------------------------
@@ -88,17 +82,9 @@ def live_panel(run_id: int, was_active: bool) -> None:
             jobs.cancel_run(s, run_id)
         st.toast(f"Cancelling run #{run_id}…")
     if run["status"] == RunStatus.COMPLETED:
-        m = run["metrics"]
-        k1, k2, k3 = st.columns(3)
-        if run["task"] is TaskKind.INTERACTIONS:
-            k = m.get("k", DISPLAY_K)
-            k1.metric(f"Test NDCG@{k}", f"{m.get(f'ndcg@{k}', 0):.3f}")
-            k2.metric(f"Test recall@{k}", f"{m.get(f'recall@{k}', 0):.3f}")
-            k3.metric("Catalogue coverage", f"{m.get('coverage', 0):.1%}")
-        else:
-            k1.metric("Test macro-F1", f"{m.get('macro_f1', 0):.3f}")
-            k2.metric("Test accuracy", f"{m.get('accuracy', 0):.3f}")
-            k3.metric("Train samples/s", f"{m.get('train_samples_per_s', 0):,.0f}")
+        figures = get_task(run["task"]).summary
+        for column, figure in zip(st.columns(len(figures)), figures, strict=True):
+            column.metric(*figure.show(run["metrics"]))
         if run["weakness"].weak:
             st.warning(f"Weak run: {run['weakness'].reason}. It is never picked by default for a demo.", icon="⚠️")
         page_link("pages/evaluate.py", "Evaluate this run", "📊", query_params={"run": str(run_id)})

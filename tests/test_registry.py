@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+from pathlib import Path
 
+import pandas as pd
 import pytest
+from fastapi.testclient import TestClient
 from streamlit.testing.v1 import AppTest
 
-from core import settings
+from core import settings, tasks
+from core.api.app import create_app
+from core.api.served import ServedModels
 from core.cli import main
+from core.data.storage import load_split
 from core.runs import registry
 from core.runs.files import RunFiles
 from core.text.serving import load_classifier
+from db import datasets as dataset_queries
+from db import session_scope
 from db.enums import TaskKind
 from tests.conftest import store_ranking_run
+from tests.helpers import form_key
 
 
 def test_every_built_in_kind_builds_its_default_config() -> None:
@@ -81,6 +90,60 @@ def test_a_new_kind_is_one_entry_and_its_module(toy_kind: str, classification_da
     # The Train page offers it beside the built-in kinds.
     at = AppTest.from_file("../pages/train.py", default_timeout=60).run()
     assert "Toy majority" in at.radio(key="family").options
+
+
+@pytest.fixture
+def toy_task(monkeypatch: pytest.MonkeyPatch) -> str:
+    """tests.toy_task (a task and its one model kind) loaded as a plugin, here and in every worker it starts."""
+    monkeypatch.setenv(settings.MODEL_KINDS.name, "tests.toy_task")
+    monkeypatch.setattr(registry._registry, "kinds", dict(registry._registry.kinds))
+    monkeypatch.setattr(registry._registry, "plugins_loaded", False)
+    monkeypatch.setattr(tasks._tasks, "tasks", dict(tasks._tasks.tasks))
+    monkeypatch.setattr(tasks._tasks, "plugins_loaded", False)
+    import importlib
+
+    import tests.toy_task
+
+    importlib.reload(tests.toy_task)  # registers again into this test's copies of the registries
+    return tests.toy_task.TASK
+
+
+def test_a_new_task_is_one_entry_a_kind_and_their_module(toy_task: str, capsys) -> None:  # noqa: ANN001
+    root = Path(__file__).resolve().parents[1]
+    outside = [p for d in ("core", "db", "ui", "pages") for p in (root / d).rglob("*.py")] + [root / "app.py"]
+    assert not [p for p in outside if toy_task in p.read_text() or "toy_task" in p.read_text()]
+    # Upload on the Datasets page: the task is offered, its own mapping widgets map and validate the file.
+    rows = pd.DataFrame({"text": [f"text {i}" for i in range(20)], "score": [i % 5 for i in range(20)]})
+    at = AppTest.from_file("../pages/datasets.py", default_timeout=60).run()
+    at.radio(key="task").set_value(toy_task).run()
+    at.file_uploader(key="upload").set_value(("scores.csv", rows.to_csv(index=False).encode(), "text/csv")).run()
+    assert at.selectbox(key=form_key(at, "map_score")).value == "score"
+    at.text_input(key=form_key(at, "name")).set_value("toy scores").run()
+    at.button(key=form_key(at, "save")).click().run()
+    assert not at.exception and any("Saved 'toy scores'" in m.value for m in at.success)
+    assert "Mean score" in [m.label for m in at.metric]  # the stored dataset, inspected by its task's view
+    # Train in a real worker process, which loads the plugin itself.
+    code = main(["train", "--dataset", "toy scores", "--model", "toy-mean", "--wait", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and summary["status"] == "completed", summary
+    run_id = summary["run_id"]
+    assert summary["headline"]["metric"] == "MAE"
+    # The Train page shows its form and the run's figures; Evaluate draws the run with the task's view.
+    at = AppTest.from_file("../pages/train.py", default_timeout=60).run()
+    assert not at.exception and at.button(key="toy_start")
+    assert [m.label for m in at.metric] == ["Test MAE"]
+    at = AppTest.from_file("../pages/evaluate.py", default_timeout=60).run()
+    assert not at.exception and [m.label for m in at.metric] == ["Test MAE"]
+    assert at.metric[0].value == f"{summary['headline']['value']:.3f}"
+    # Serve: the API lists the run with its task's endpoint and answers through the task's serve function.
+    models = ServedModels([run_id])
+    models.load()
+    client = TestClient(create_app(models, require_key=False))
+    assert client.get("/v1/runs").json()["runs"][0]["endpoint"] == f"/v1/runs/{run_id}/score"
+    answer = client.post(f"/v1/runs/{run_id}/score", json={"texts": ["a", "b"]}).json()
+    with session_scope() as s:
+        stored = load_split(dataset_queries.get_dataset_by_name(s, "toy scores"), "train")["score"].mean()
+    assert answer["scores"] == [pytest.approx(stored)] * 2
 
 
 def _hold_write_lock(url: str, ready, release) -> None:  # noqa: ANN001

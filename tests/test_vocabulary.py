@@ -9,7 +9,7 @@ import pytest
 
 from core.metric_keys import DISPLAY_K, RANKING_METRICS, at_k, compared_keys, ranking_keys
 from core.runs.device import DEVICES, is_device
-from core.runs.registry import HEADLINES
+from core.tasks import get_task
 from db.enums import TaskKind
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,8 +39,9 @@ def test_spelled_once(what: str, pattern: str, home: tuple[str, ...]) -> None:
 def test_the_keys_read_as_runs_store_them() -> None:
     assert ranking_keys() == [f"{name}@{DISPLAY_K}" for name in RANKING_METRICS[:-1]] + ["coverage"]
     assert at_k("recall", 5) == "recall@5" and at_k("coverage", 5) == "coverage"
-    assert compared_keys(ranking=True)[0] == HEADLINES[TaskKind.INTERACTIONS].key
-    assert HEADLINES[TaskKind.CLASSIFICATION].key in compared_keys(ranking=False)
+    assert compared_keys(ranking=True)[0] == get_task(TaskKind.INTERACTIONS).headline.key
+    assert get_task(TaskKind.CLASSIFICATION).headline.key in compared_keys(ranking=False)
+    assert list(get_task(TaskKind.INTERACTIONS).metrics) == compared_keys(ranking=True)
 
 
 def test_devices() -> None:

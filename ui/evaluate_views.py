@@ -20,10 +20,12 @@ from core.evaluation.analysis import SplitAnalysis, analyse_split, misclassified
 from core.evaluation.weakness import run_weakness
 from core.export.report import build_report
 from core.health.lookup import audit_flags, zero_label_scores
+from core.labelling.pool import is_unlabelled
 from core.metric_keys import RANKING_METRICS
 from core.recs.config import protocol_text
 from core.runs import jobs
 from core.runs.registry import headline_of
+from core.tasks import get_task
 from db import datasets as dataset_queries
 from db import read_scope, session_scope
 from db import runs as run_queries
@@ -71,14 +73,14 @@ def completed_runs() -> list[dict[str, Any]]:
         records = run_queries.run_records(s, compare.RECORD_METRICS)
     names = {d.id: d.name for d in datasets}
     # Retrains behind the Label page have no test split to evaluate on; the Label page shows their learning curve.
-    being_labelled = {d.id for d in datasets if (d.mapping or {}).get("unlabelled")}
+    being_labelled = {d.id for d in datasets if is_unlabelled(d)}
     rows = []
     for r in records:
         if r.dataset_id in being_labelled:
             continue
         headline, score = headline_of(r.model_kind, r.task, r.metrics)
         group = compare.lineage_root(datasets, r.dataset_id)
-        rows.append({"id": r.id, "task": r.task.value, "dataset_id": r.dataset_id, "group": group,
+        rows.append({"id": r.id, "task": str(r.task), "dataset_id": r.dataset_id, "group": group,
                      "group_name": names.get(group, f"dataset #{group}"),
                      "label": f"{compare.run_label(r)} · {r.model_kind} · {names.get(r.dataset_id, '?')}"
                               + (f" · {headline.label} {score:.3f}" if score is not None else "")})
@@ -97,7 +99,6 @@ def single_run(run_id: int, split: str) -> None:
         if run is None or run.status != RunStatus.COMPLETED:
             st.error(f"Run {run_id} is not a completed run.")
             return
-        baseline = compare.baseline_run(s, run) if not predictions.is_ranking(run) else None
         dataset_name = run.dataset.name
         weakness, pinned = run_weakness(run, s), bool(run.pinned)
     if weakness.weak:
@@ -105,11 +106,7 @@ def single_run(run_id: int, split: str) -> None:
     pin_control(run_id, pinned)
     st.caption(f"{run.model_kind} on **{dataset_name}** · device {run.device or run.metrics.get('device', '-')} · "
                f"trained in {run.metrics.get('train_time_s', run.duration_s) or 0:.1f} s")
-    if predictions.is_ranking(run):
-        ranking_view(run)
-    else:
-        classification_view(run, split, baseline)
-        label_curve_section(run)  # only for runs trained on few labels
+    get_task(run.task).part("evaluate")(run, split)
     downloads([run_id], split)
     review_panel([run_id], key_prefix="run")
 
@@ -124,7 +121,8 @@ def pin_control(run_id: int, pinned: bool) -> None:
         st.rerun()
 
 
-def ranking_view(run: Any) -> None:
+def ranking_view(run: Any, split: str = "test") -> None:
+    """A recommender run: its ranking figures against the popularity baseline and by K (always the test split)."""
     head = compare.ranking_headline(run)
     cols = st.columns(max(len(head), 1))
     for col, (key, value) in zip(cols, head.items(), strict=False):
@@ -140,6 +138,14 @@ def ranking_view(run: Any) -> None:
         st.dataframe(pd.DataFrame(by_k).T.rename_axis("K"), key="rank_k_table")
     if run.metrics.get("protocol"):
         st.caption(f"Evaluated on: {protocol_text(run.metrics['protocol'])}")
+
+
+def classification_run(run: Any, split: str) -> None:
+    """A classification run: its figures against the TF-IDF baseline, then the label curve of a few-label run."""
+    with read_scope() as s:
+        baseline = compare.baseline_run(s, run)
+    classification_view(run, split, baseline)
+    label_curve_section(run)  # only for runs trained on few labels
 
 
 def classification_view(run: Any, split: str, baseline: Any) -> None:
@@ -205,6 +211,22 @@ def classification_view(run: Any, split: str, baseline: Any) -> None:
     with tabs["Threshold"]:
         threshold_view(analysis)
     error_analysis(run, split, report["labels"])
+
+
+def ranking_comparison(runs: list[Any], points: pd.DataFrame, names: dict[int, str]) -> None:
+    metric = st.selectbox("Metric at K", list(RANKING_METRICS), key="cmp_k_metric")
+    _plotly(charts.metric_vs_k_comparison({r.id: compare.ranking_by_k(r) for r in runs}, names, metric),
+            key="cmp_k_chart")
+
+
+def classification_comparison(runs: list[Any], points: pd.DataFrame, names: dict[int, str]) -> None:
+    if points.empty:
+        return
+    curves = sorted({f"{sp}:{n}" for n, sp in points[["name", "split"]].drop_duplicates().itertuples(index=False)})
+    picked = st.selectbox("Learning curve", curves, key="cmp_curve",
+                          index=curves.index("validation:macro_f1") if "validation:macro_f1" in curves else 0)
+    split, name = picked.split(":", 1)
+    _plotly(charts.overlaid_learning_curves(points, names, name, split), key="cmp_curves")
 
 
 def threshold_view(analysis: SplitAnalysis) -> None:
@@ -396,18 +418,8 @@ def tell_apart(runs: list[Any]) -> None:
 
 def _comparison_charts(runs: list[Any], points: pd.DataFrame) -> None:
     names = {r.id: compare.run_label(r) for r in runs}
-    ranking = any(predictions.is_ranking(r) for r in runs)
     _plotly(charts.runs_compared(runs, names), key="cmp_bars")
-    if ranking:
-        metric = st.selectbox("Metric at K", list(RANKING_METRICS), key="cmp_k_metric")
-        _plotly(charts.metric_vs_k_comparison({r.id: compare.ranking_by_k(r) for r in runs}, names, metric),
-                key="cmp_k_chart")
-    elif not points.empty:
-        curves = sorted({f"{sp}:{n}" for n, sp in points[["name", "split"]].drop_duplicates().itertuples(index=False)})
-        picked = st.selectbox("Learning curve", curves, key="cmp_curve",
-                              index=curves.index("validation:macro_f1") if "validation:macro_f1" in curves else 0)
-        split, name = picked.split(":", 1)
-        _plotly(charts.overlaid_learning_curves(points, names, name, split), key="cmp_curves")
+    get_task(runs[0].task).part("compare")(runs, points, names)  # the runs of one dataset's lineage: one task
     differing = compare.config_differences(runs)
     configs = pd.DataFrame([{"run": names[r.id], **{k: repr(v) for k, v in compare.settings_of(r).items()}}
                             for r in runs])

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, Path, Request
 from fastapi.security import HTTPBearer
 
 from core import __version__
@@ -29,6 +29,7 @@ from core.api.gate import BodyLimit, KeyGate
 from core.api.keys import KeyInfo
 from core.api.served import ApiError, ServedModels, ServedRun
 from core.recs.models import RecommenderError
+from core.tasks import Task, all_tasks, get_task
 from core.text.serving import LOW_CONFIDENCE
 from db.enums import TaskKind
 
@@ -115,22 +116,35 @@ def create_app(models: ServedModels, *, require_key: bool = True, limits: Limits
                  for item, score, reason in recs]
         return {"run_id": run_id, "model": run.model_kind, "items": items}
 
+    for task in all_tasks():  # a task without a typed endpoint above: its entry's serve function answers
+        if task.serve is not None:
+            router.post(f"/runs/{{run_id}}/{task.verb}", tags=[str(task.name)],
+                        responses=run_errors)(_task_endpoint(models, task))
     app.include_router(router)
     return app
+
+
+def _task_endpoint(models: ServedModels, task: Task) -> Any:
+    async def answer(run_id: RunId, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+        run = await _served(models, run_id, task.name)
+        return {"run_id": run_id, "model": run.model_kind,
+                **await asyncio.to_thread(task.part("serve"), run.model, body)}
+
+    return answer
 
 
 def _low_confidence() -> float:
     return LOW_CONFIDENCE
 
 
-async def _served(models: ServedModels, run_id: int, task: TaskKind) -> ServedRun:
+async def _served(models: ServedModels, run_id: int, task: str) -> ServedRun:
     run = models.get(run_id)
     if run is None:  # not loaded yet: look it up (and load it) off the event loop
         run = await asyncio.to_thread(models.find, run_id)
-    if run.task is not task:
-        have = "a classification" if run.task is TaskKind.CLASSIFICATION else "a recommender"
-        use = "predict" if run.task is TaskKind.CLASSIFICATION else "recommend"
-        raise ApiError(400, "wrong_task", f"run {run_id} is {have} run: call POST /v1/runs/{run_id}/{use} instead")
+    if run.task != task:
+        have = get_task(run.task)
+        raise ApiError(400, "wrong_task", f"run {run_id} is {have.run_noun}: call POST {have.endpoint(run_id)} "
+                                          "instead")
     if not run.ready:
         raise ApiError(410, "files_gone", f"run {run_id} cannot be served: {run.error}")
     return run

@@ -19,6 +19,7 @@ from core.export.onnx import inference_threads
 from core.metric_keys import CLASSIFICATION_METRICS
 from core.recs.serving import load_recommender
 from core.runs import registry
+from core.tasks import get_task
 from core.text.serving import load_classifier
 from db import read_scope
 from db import runs as run_queries
@@ -38,7 +39,7 @@ class ApiError(ProtolabError):
 @dataclass
 class ServedRun:
     run_id: int
-    task: TaskKind
+    task: str  # a task entry's name (core.tasks)
     model_kind: str
     name: str
     dataset_name: str
@@ -53,11 +54,10 @@ class ServedRun:
         return self.model is not None
 
     def describe(self) -> dict[str, Any]:
-        verb = "predict" if self.task is TaskKind.CLASSIFICATION else "recommend"
         out: dict[str, Any] = {
-            "id": self.run_id, "task": self.task.value, "model": self.model_kind, "name": self.name,
+            "id": self.run_id, "task": str(self.task), "model": self.model_kind, "name": self.name,
             "dataset": self.dataset_name, "metrics": self.metrics, "runtime": self.runtime,
-            "status": "ready" if self.ready else "unavailable", "endpoint": f"/v1/runs/{self.run_id}/{verb}"}
+            "status": "ready" if self.ready else "unavailable", "endpoint": get_task(self.task).endpoint(self.run_id)}
         if self.task is TaskKind.CLASSIFICATION and self.ready:
             out["labels"] = list(self.model.labels)
         if self.error:
@@ -144,8 +144,10 @@ class ServedModels:
         numbers = _numbers({**test, **metrics})
         if run.task is TaskKind.INTERACTIONS:  # the ranking figures at the run's K, not every K measured
             numbers = {k: v for k, v in numbers.items() if "@" in k or k == "coverage"}
-        else:  # the test figures, not timings or epoch counts
+        elif run.task is TaskKind.CLASSIFICATION:  # the test figures, not timings or epoch counts
             numbers = {k: v for k, v in numbers.items() if k in CLASSIFICATION_METRICS}
+        else:  # a plugin's task: the figures its entry lists
+            numbers = {k: v for k, v in numbers.items() if k in get_task(run.task).metrics}
         headline, _ = registry.headline_of(run.model_kind, run.task, metrics)
         numbers = dict(sorted(numbers.items(), key=lambda kv: kv[0] != headline.key))  # headline first
         return ServedRun(run_id=run.id, task=run.task, model_kind=run.model_kind,
@@ -154,7 +156,13 @@ class ServedModels:
 
     def _load_model(self, entry: ServedRun) -> None:
         try:
-            if entry.task is TaskKind.CLASSIFICATION:
+            if get_task(entry.task).serve is not None:  # answered by its task's serve function: the kind's loader
+                from core.runs import registry
+                from core.runs.files import RunFiles
+
+                entry.model = registry.get_kind(entry.model_kind).loader()(RunFiles.of(entry.run_id))
+                entry.runtime = "python"
+            elif entry.task is TaskKind.CLASSIFICATION:
                 entry.model, entry.runtime = self._load_classifier(entry)
                 entry.batcher = MicroBatcher(entry.model.score, self.batch)
             else:

@@ -15,9 +15,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from core.evaluation.analysis import Calibration, Curve
-from core.evaluation.comparison import ranking_metrics_at
-from core.evaluation.predictions import is_ranking
-from core.metric_keys import compared_keys
+from core.tasks import get_task
 
 PRF = (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1"))
 RUN_PALETTE = tuple(qualitative.Dark24)  # 24 distinct colours: runs with nearby ids never share one
@@ -149,8 +147,9 @@ def comparison_bars(rows: Mapping[int, Mapping[str, float | None]], metrics: Seq
 def runs_compared(runs: Sequence[Any], names: Mapping[int, str]) -> go.Figure:
     """The bars of a comparison of runs (Evaluate's Compare and the HTML report): each compared metric, a bar per
     run named by `names[run.id]`; recommenders at the display K."""
-    metrics = compared_keys(ranking=any(is_ranking(r) for r in runs))
-    values = {r.id: ranking_metrics_at(r) if is_ranking(r) else (r.metrics or {}) for r in runs}
+    task = get_task(runs[0].task)  # the runs of one dataset's lineage: one task, whose entry lists the metrics
+    metrics = list(task.metrics)
+    values = {r.id: task.values_for_compare(r) for r in runs}
     return comparison_bars({i: {m: v.get(m) for m in metrics} for i, v in values.items()}, metrics, names)
 
 

@@ -35,6 +35,7 @@ from core.health.duplicates import SIMILARITY
 from core.health.jobs import audit_dataset, automatic_changes
 from core.labelling.curve_job import start_label_curve
 from core.labelling.label_curve import aggregate, read_curve
+from core.tasks import all_tasks, get_task
 from db import audits as audit_queries
 from db import datasets as dataset_queries
 from db import read_scope, session_scope
@@ -44,31 +45,14 @@ from db.enums import RunStatus
 def _add(args: argparse.Namespace) -> int:
     with read_scope() as s:  # the CLI has no start-up of its own: an import is when leftovers matter
         remove_orphans(s)
+    task = get_task(args.task)
+    if task.cli_prepare is None:
+        raise CliError(f"{task.label} datasets are added on the Datasets page, not with `protolab datasets add`")
     table = ds.read_table(args.path)
     split_kw: dict[str, Any] = {"seed": args.seed}
     if args.split:
         split_kw["fractions"] = parse_fractions(args.split)
-    if args.unlabelled:
-        prepared = _prepare_unlabelled(args, table)
-    elif args.task == "classification":
-        guess = guess_classification(table.frame)
-        mapping = ClassificationMapping(text=args.text_col or guess.text, label=args.label_col or guess.label)
-        options = CleanOptions(drop_duplicates=args.drop_duplicates, drop_rare_classes=args.drop_rare_classes)
-        prepared = prepare_classification(table, mapping, SplitConfig(**split_kw), options)
-    else:
-        guess = guess_interactions(table.frame)
-        mapping = InteractionsMapping(
-            user=args.user_col or guess.user, item=args.item_col or guess.item,
-            rating=_optional(args.rating_col, guess.rating), timestamp=_optional(args.timestamp_col, guess.timestamp))
-        items = ds.read_table(args.items) if args.items else None
-        items_mapping = None
-        if items is not None:
-            g = guess_catalogue(items.frame, id_hint=mapping.item)
-            items_mapping = CatalogueMapping(item=args.item_id_col or g.item, title=args.title_col or g.title,
-                                             text=g.text, genres=g.genres)
-        method = "time" if args.split_method == "time" else "random"
-        prepared = prepare_interactions(table, mapping, SplitConfig(method=method, **split_kw), items,
-                                        items_mapping)
+    prepared = task.part("cli_prepare")(args, table, split_kw)
     try:
         with session_scope() as s:
             name = args.name or name_from_path(args.path)
@@ -87,11 +71,36 @@ def _add(args: argparse.Namespace) -> int:
     return 0
 
 
+def prepare_classification_args(args: argparse.Namespace, table: Any, split_kw: dict[str, Any]) -> Any:
+    """`datasets add --task classification`: --text-col/--label-col (or the guessed ones), or --unlabelled."""
+    if args.unlabelled:
+        return _prepare_unlabelled(args, table)
+    guess = guess_classification(table.frame)
+    mapping = ClassificationMapping(text=args.text_col or guess.text, label=args.label_col or guess.label)
+    options = CleanOptions(drop_duplicates=args.drop_duplicates, drop_rare_classes=args.drop_rare_classes)
+    return prepare_classification(table, mapping, SplitConfig(**split_kw), options)
+
+
+def prepare_interactions_args(args: argparse.Namespace, table: Any, split_kw: dict[str, Any]) -> Any:
+    """`datasets add --task interactions`: user/item/rating/timestamp columns, an optional --items catalogue."""
+    if args.unlabelled:
+        raise CliError("--unlabelled applies to --task classification only")
+    guess = guess_interactions(table.frame)
+    mapping = InteractionsMapping(
+        user=args.user_col or guess.user, item=args.item_col or guess.item,
+        rating=_optional(args.rating_col, guess.rating), timestamp=_optional(args.timestamp_col, guess.timestamp))
+    items = ds.read_table(args.items) if args.items else None
+    items_mapping = None
+    if items is not None:
+        g = guess_catalogue(items.frame, id_hint=mapping.item)
+        items_mapping = CatalogueMapping(item=args.item_id_col or g.item, title=args.title_col or g.title,
+                                         text=g.text, genres=g.genres)
+    method = "time" if args.split_method == "time" else "random"
+    return prepare_interactions(table, mapping, SplitConfig(method=method, **split_kw), items, items_mapping)
+
+
 def _prepare_unlabelled(args: argparse.Namespace, table: Any) -> Any:
     """Texts only, to be labelled on the Label page: --text-col (or the guessed text column), no label column."""
-
-    if args.task != "classification":
-        raise CliError("--unlabelled applies to --task classification only")
     if args.label_col:
         raise CliError("--unlabelled takes no --label-col: the labels are given on the Label page")
     return prepare_unlabelled(table, args.text_col or guess_classification(table.frame).text)
@@ -283,7 +292,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add = sub.add_parser("add", help="import a CSV/TSV/JSON/JSONL/Parquet/XLSX file (optionally .gz/.zip)")
     add.add_argument("path", metavar="PATH")
     add.add_argument("--name", help="the dataset's name (default: the file's name without its extensions)")
-    add.add_argument("--task", required=True, choices=("classification", "interactions"))
+    add.add_argument("--task", required=True, choices=[str(t.name) for t in all_tasks()])
     add.add_argument("--text-col")
     add.add_argument("--label-col")
     add.add_argument("--user-col")

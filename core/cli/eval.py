@@ -23,7 +23,7 @@ def evaluation_summary(run_id: int, split: str = "test") -> dict[str, Any]:
     with read_scope() as s:
         run = predictions.require_completed(run_queries.get_run(s, run_id), run_id)
         out: dict[str, Any] = {"run_id": run.id, "name": run.name, "model": run.model_kind,
-                               "task": run.task.value, "dataset": run.dataset.name}
+                               "task": str(run.task), "dataset": run.dataset.name}
         if predictions.is_ranking(run):
             m = run.metrics or {}
             by_k = {str(k): v for k, v in comparison.ranking_by_k(run).items()}

@@ -20,7 +20,7 @@ def run_summary(run: Run) -> dict[str, Any]:
     """The JSON shape of a run, shared by `runs show --json` and `train --json`."""
     return {
         "run_id": run.id, "name": run.name, "dataset": run.dataset.name if run.dataset else None,
-        "dataset_id": run.dataset_id, "task": run.task.value, "model": run.model_kind,
+        "dataset_id": run.dataset_id, "task": str(run.task), "model": run.model_kind,
         "status": run.status.value, "progress": round(run.progress or 0.0, 4), "status_text": run.status_text,
         "device": run.device, "config": run.config, "metrics": run.metrics or {}, "error": run.error,
         "events": run.events or [], "created_at": run.created_at, "started_at": run.started_at,

@@ -48,7 +48,7 @@ def _serve(args: argparse.Namespace) -> int:
     runs = models.load()
     for run in runs:
         state = f"ready ({run.runtime})" if run.ready else f"UNAVAILABLE: {run.error}"
-        (log.info if run.ready else log.warning)("run %4d  %-14s %-12s %s", run.run_id, run.task.value,
+        (log.info if run.ready else log.warning)("run %4d  %-14s %-12s %s", run.run_id, str(run.task),
                                                  run.model_kind, state)
     if not runs:
         log.info("no completed runs yet; runs that complete while the server is up are served on first request")

@@ -15,6 +15,7 @@ from core.runs import queue, registry
 from core.runs.device import describe_compute
 from core.runs.jobs import reap_dead_runs, start_run
 from core.runs.queue import LOST_POLICY_KEY
+from core.tasks import get_task
 from db import datasets as dataset_queries
 from db import read_scope, session_scope
 from db import runs as run_queries
@@ -42,8 +43,8 @@ def _run(args: argparse.Namespace) -> int:
         if dataset is None:
             raise CliError(f"no dataset named {args.dataset!r} (see `protolab datasets list`)")
         if kind.task != dataset.task:
-            wanted = "a classification" if kind.task.value == "classification" else "an interactions"
-            raise CliError(f"model {args.model!r} needs {wanted} dataset; {args.dataset!r} is {dataset.task.value}")
+            raise CliError(f"model {args.model!r} needs a dataset of {get_task(kind.task).holds}; {args.dataset!r} "
+                           f"holds {get_task(dataset.task).holds}")
 
         run_id = start_run(s, dataset_id=dataset.id, model_kind=kind_to_train(dataset, kind.name), config=config,
                            name=args.name)

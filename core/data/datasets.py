@@ -16,9 +16,9 @@ from core.data.reading import parse_upload
 from core.data.storage import delete_dataset_files, write_dataset
 from core.data.types import DatasetError, DuplicateContent, ParsedTable, PreparedDataset
 from core.runs.files import RunFiles
+from core.tasks import get_task
 from db import after_commit
 from db import datasets as dataset_queries
-from db.enums import TaskKind
 from db.models import Dataset
 
 MAX_NAME_CHARS = 200
@@ -115,15 +115,10 @@ def summarize(dataset: Dataset) -> dict[str, Any]:
     """The JSON shape of a stored dataset (CLI `show --json`, page header)."""
     stats = dataset.stats or {}
     out: dict[str, Any] = {
-        "id": dataset.id, "name": dataset.name, "task": dataset.task.value, "rows": dataset.row_count,
+        "id": dataset.id, "name": dataset.name, "task": str(dataset.task), "rows": dataset.row_count,
         "splits": dataset.split_counts or {}, "encoding": dataset.encoding, "warnings": dataset.warnings or [],
         "mapping": dataset.mapping or {}, "content_hash": dataset.content_hash,
         "source_filename": dataset.source_filename, "created_at": dataset.created_at}
-    if dataset.task == TaskKind.CLASSIFICATION:
-        out["classes"] = stats.get("classes", {})
-    else:
-        for key in ("users", "items", "interactions", "sparsity", "catalogue_items"):
-            if key in stats:
-                out[key] = stats[key]
+    out.update({key: stats[key] for key in get_task(dataset.task).stats_keys if key in stats})
     out["stats"] = stats
     return out

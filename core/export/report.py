@@ -95,7 +95,7 @@ def _page(title: str, body: str) -> str:
 
 def _dataset_section(run: Run) -> str:
     ds = run.dataset
-    info = {"name": ds.name, "task": ds.task.value, "rows": ds.row_count,
+    info = {"name": ds.name, "task": str(ds.task), "rows": ds.row_count,
             "splits": ", ".join(f"{k}: {v}" for k, v in (ds.split_counts or {}).items())}
     classes = (ds.stats or {}).get("classes")
     if classes:

@@ -130,7 +130,7 @@ def _classification_dataset(s: Session, dataset_id: int) -> Dataset:
     if dataset is None:
         raise AuditError(f"no dataset with id {dataset_id}")
     if dataset.task != TaskKind.CLASSIFICATION:
-        raise AuditError(f"dataset '{dataset.name}' holds {dataset.task.value}: only classification datasets "
+        raise AuditError(f"dataset '{dataset.name}' holds {dataset.task}: only classification datasets "
                          "can be audited")
     return dataset
 

@@ -111,7 +111,7 @@ def _labelled_dataset(s: Session, dataset_id: int) -> Dataset:
     if dataset is None:
         raise LabelCurveError(f"no dataset with id {dataset_id}")
     if dataset.task != TaskKind.CLASSIFICATION:
-        raise LabelCurveError(f"dataset '{dataset.name}' holds {dataset.task.value}: a label curve needs a "
+        raise LabelCurveError(f"dataset '{dataset.name}' holds {dataset.task}: a label curve needs a "
                               "classification dataset")
     if is_unlabelled(dataset):
         raise LabelCurveError(f"dataset '{dataset.name}' is still being labelled: save its labels as a version on "

@@ -95,7 +95,7 @@ def execute_pool_run(ctx: RunContext, cfg: Any, dataset: Dataset) -> dict[str, A
                  ).to_parquet(files.predictions(POOL_SPLIT), index=False)
     save_fewshot(model, files.model)
     # meta.json names the model it saved (SetFit), not the job, so serving loads it like any SetFit run.
-    files.write_meta({"kind": registry.model_of_job(ctx.model_kind).name, "task": "classification", "labels": names,
+    files.write_meta({"kind": registry.model_of_job(ctx.model_kind).name, "task": str(ctx.task), "labels": names,
                       "max_length": cfg.max_length, "model_id": cfg.model_id, "dataset_id": ctx.dataset_id,
                       "pool": True, "n_labels": len(labelled)})
     metrics: dict[str, Any] = {"n_labels": len(labelled), "labels": names, "label_counts": state.counts,

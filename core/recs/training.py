@@ -167,7 +167,7 @@ def execute_run(ctx: RunContext) -> dict[str, Any]:
                                                                 ks=sorted(by_k))[0]
     ctx.progress(0.95, "saving the model", force=True)
     save_model(ctx.files.model, kind, cfg, model, data, frame, catalogue)
-    ctx.files.write_meta({"kind": kind, "task": "interactions", "dataset_id": ctx.dataset_id,
+    ctx.files.write_meta({"kind": kind, "task": str(ctx.task), "dataset_id": ctx.dataset_id,
                           "format_version": FORMAT_VERSION})
     return metrics_dict(by_k, cfg.k, n_users_scored=n_scored, train_time_s=round(train_time, 3),
                         protocol=cfg.split_protocol, n_train=len(train), n_test=len(test),

@@ -29,10 +29,11 @@ from core.names import check_name
 from core.runs import queue, registry
 from core.runs.files import RunFiles, free_text
 from core.settings import load_settings
+from core.tasks import get_task
 from db import after_commit, read_scope, session_scope
 from db import runs as run_queries
 from db import workers as worker_queries
-from db.enums import JOB_KINDS, RunStatus, TaskKind
+from db.enums import JOB_KINDS, RunStatus
 from db.models import Run, Worker, utcnow
 
 log = logging.getLogger(__name__)
@@ -380,14 +381,13 @@ def _worker_alive(pid: int) -> bool:
     return "core.runs.worker" in cmdline
 
 
-def completed_run(s, run_id: int, task: TaskKind, use: str) -> Run:  # noqa: ANN001
+def completed_run(s, run_id: int, task: str, use: str) -> Run:  # noqa: ANN001
     """The completed run `run_id` of `task`, or a JobError saying why it cannot `use` (e.g. "predict")."""
     run = run_queries.get_run(s, run_id)
     if run is None:
         raise JobError(f"no run with id {run_id} (see `protolab runs list`)")
     if run.task != task:
-        wanted = "a classification" if task is TaskKind.CLASSIFICATION else "a recommender"
-        raise JobError(f"run {run_id} is a {run.task.value} run; {use} needs {wanted} run")
+        raise JobError(f"run {run_id} is a {run.task} run; {use} needs {get_task(task).run_noun}")
     if run.status != RunStatus.COMPLETED:
         raise JobError(f"run {run_id} is {run.status.value}; only completed runs can {use}")
     return run

@@ -8,15 +8,13 @@ PROTOLAB_MODEL_KINDS (comma-separated), imported here in every process, the work
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import settings
 from core.errors import ProtolabError
-from core.metric_keys import CLASSIFICATION_HEADLINE, DISPLAY_K, at_k
 from core.runs.device import DEVICE_KINDS
+from core.tasks import Headline, get_task, load_plugins, resolve
 from db.enums import JOB_KINDS, LABEL_RETRAIN_KIND, TaskKind
 
 
@@ -25,38 +23,11 @@ class UnknownModelKind(ProtolabError):
 
 
 @dataclass(frozen=True)
-class Headline:
-    """The one figure a list of runs shows: its metric key in Run.metrics and how people read it."""
-
-    key: str  # "macro_f1" or "<metric>@<k>"
-    label: str  # "macro-F1", "NDCG@<K>"
-
-    def value(self, metrics: Mapping[str, Any] | None) -> float | None:
-        """The figure from a run's stored metrics; '<metric>@<k>' also looks in by_k (a run cut at another K)."""
-        metrics = metrics or {}
-        value = metrics.get(self.key)
-        if not isinstance(value, (int, float)) and "@" in self.key:
-            name, k = self.key.split("@", 1)
-            value = ((metrics.get("by_k") or {}).get(k) or {}).get(name)
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-    def text(self, metrics: Mapping[str, Any] | None) -> str | None:
-        value = self.value(metrics)
-        return f"{self.label} {value:.3f}" if value is not None else None
-
-
-HEADLINES = {
-    TaskKind.CLASSIFICATION: Headline(CLASSIFICATION_HEADLINE, "macro-F1"),
-    TaskKind.INTERACTIONS: Headline(at_k("ndcg"), f"NDCG@{DISPLAY_K}"),
-}
-
-
-@dataclass(frozen=True)
 class ModelKind:
     """Everything Protolab needs to know about one kind of model."""
 
     name: str  # "transformer", "bpr", ... (stored as Run.model_kind)
-    task: TaskKind
+    task: str  # the name of its task entry (core.tasks): a TaskKind for the built-in ones
     label: str  # what the Train page and pickers show
     help: str  # one line: when to pick it
     build_config: str  # "module:function" (name, options) -> full, validated config dict
@@ -80,7 +51,7 @@ class ModelKind:
 
     @property
     def headline(self) -> Headline:
-        return HEADLINES[self.task]
+        return get_task(self.task).headline
 
     @property
     def short_label(self) -> str:
@@ -130,15 +101,15 @@ def unregister(name: str) -> None:
     _registry.kinds.pop(name, None)
 
 
-def all_kinds(task: TaskKind | None = None, *, jobs: bool = False) -> list[ModelKind]:
+def all_kinds(task: str | None = None, *, jobs: bool = False) -> list[ModelKind]:
     """Every model kind (of one task) a user can pick, in registration order: the order pickers show.
     With `jobs=True` also the jobs: those that are not models (data audits) and those only their page starts."""
     _load_plugins()
     return [k for k in _registry.kinds.values()
-            if (task is None or k.task is task) and (jobs or (k.offered and not k.is_job))]
+            if (task is None or k.task == task) and (jobs or (k.offered and not k.is_job))]
 
 
-def kind_names(task: TaskKind | None = None) -> tuple[str, ...]:
+def kind_names(task: str | None = None) -> tuple[str, ...]:
     return tuple(k.name for k in all_kinds(task))
 
 
@@ -172,25 +143,18 @@ def applicable_config(model_kind: str, config: Mapping[str, Any] | None) -> dict
     return {k: v for k, v in config.items() if k in kind.settings}
 
 
-def headline_of(model_kind: str, task: TaskKind, metrics: Mapping[str, Any] | None) -> tuple[Headline, float | None]:
+def headline_of(model_kind: str, task: str, metrics: Mapping[str, Any] | None) -> tuple[Headline, float | None]:
     """A run's headline metric and value; a run of an unregistered kind still gets its task's headline."""
     kind = find_kind(model_kind)
-    headline = kind.headline if kind is not None else HEADLINES[TaskKind(task)]
+    headline = kind.headline if kind is not None else get_task(task).headline
     return headline, headline.value(metrics)
-
-
-def resolve(reference: str) -> Any:
-    """The object a "module:attribute" reference names."""
-    module_name, _, attribute = reference.partition(":")
-    return getattr(importlib.import_module(module_name), attribute)
 
 
 def _load_plugins() -> None:
     if _registry.plugins_loaded:
         return
     _registry.plugins_loaded = True
-    for module_name in filter(None, (m.strip() for m in settings.MODEL_KINDS.get().split(","))):
-        importlib.import_module(module_name)  # each calls register(...) on import
+    load_plugins()  # each plugin module calls register(...) (and register_task(...)) on import
 
 
 # --- the built-in kinds --------------------------------------------------------------------------------

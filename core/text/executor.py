@@ -282,7 +282,7 @@ def finish_run(ctx: RunContext, cfg: TrainConfig, splits: dict[str, pd.DataFrame
         pd.DataFrame({"text": frame["text"], "label": frame["label"], ROW_ID: frame[ROW_ID], "pred": pred,
                       "confidence": proba.max(axis=1) if len(proba) else [],
                       "proba": [row.tolist() for row in proba]}).to_parquet(ctx.files.predictions(split), index=False)
-    meta = {"kind": ctx.model_kind, "task": "classification", "labels": labels, "max_length": cfg.max_length,
+    meta = {"kind": ctx.model_kind, "task": str(ctx.task), "labels": labels, "max_length": cfg.max_length,
             "model_id": cfg.model_id if ctx.model_kind != "tfidf" else None, "dataset_id": ctx.dataset_id}
     ctx.files.write_meta(meta)
     for name in ("accuracy", "macro_f1"):

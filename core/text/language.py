@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.data.storage import load_split
+from db.enums import TaskKind
 
 SAMPLE_TEXTS = 300
 MIN_WORDS = 20  # below this there is too little to say anything
@@ -105,7 +106,7 @@ def _latin_language(texts: Sequence[str]) -> LanguageGuess | None:
 def dataset_language(dataset: Any) -> LanguageGuess | None:
     """The language of a classification dataset's training texts (a sample); None for interactions or little text."""
 
-    if str(getattr(dataset.task, "value", dataset.task)) != "classification":
+    if dataset.task != TaskKind.CLASSIFICATION:
         return None
     texts = load_split(dataset, "train")["text"].dropna().astype(str)
     if len(texts) > SAMPLE_TEXTS:

@@ -1,0 +1,178 @@
+"""The tasks Protolab knows (text classification, interactions): one entry each, one level above the model kinds.
+
+A task says what its datasets hold and how an upload is mapped, validated, split and profiled, its metrics and
+headline, what the Train and Evaluate pages draw for it, its demo page and its API shape. Pages and core ask the
+entry; none compares task names. Entries name their code as "module:attribute" strings (core or ui functions),
+resolved on first use, so listing the tasks imports nothing heavy. Plugin modules named in PROTOLAB_MODEL_KINDS
+may register tasks as well as kinds (core.runs.registry loads them).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from core import settings
+from core.errors import ProtolabError
+from core.metric_keys import CLASSIFICATION_HEADLINE, COMPARED_CLASSIFICATION_METRICS, DISPLAY_K, at_k, ranking_keys
+from db.enums import TaskKind
+
+
+class UnknownTask(ProtolabError):
+    """A task nobody registered (a dataset or run made by a plugin that is not loaded)."""
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The one figure a list of runs shows: its metric key in Run.metrics and how people read it."""
+
+    key: str  # "macro_f1" or "<metric>@<k>"
+    label: str  # "macro-F1", "NDCG@<K>"
+
+    def value(self, metrics: Mapping[str, Any] | None) -> float | None:
+        """The figure from a run's stored metrics; '<metric>@<k>' also looks in by_k (a run cut at another K)."""
+        metrics = metrics or {}
+        value = metrics.get(self.key)
+        if not isinstance(value, (int, float)) and "@" in self.key:
+            name, k = self.key.split("@", 1)
+            value = ((metrics.get("by_k") or {}).get(k) or {}).get(name)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    def text(self, metrics: Mapping[str, Any] | None) -> str | None:
+        value = self.value(metrics)
+        return f"{self.label} {value:.3f}" if value is not None else None
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure of a finished run on the Train page; "{k}" in label and key is the run's K."""
+
+    label: str  # "Test macro-F1", "Test NDCG@{k}"
+    key: str  # "macro_f1", "ndcg@{k}"
+    format: str = ".3f"
+
+    def show(self, metrics: Mapping[str, Any]) -> tuple[str, str]:
+        """(label, formatted value) of a run's metrics (0 when the run did not record it)."""
+        k = metrics.get("k", DISPLAY_K)
+        value = metrics.get(self.key.format(k=k), 0)
+        return self.label.format(k=k), format(value if isinstance(value, (int, float)) else 0, self.format)
+
+
+@dataclass(frozen=True)
+class Task:
+    """Everything Protolab needs to know about one task. References marked (ui) draw with Streamlit."""
+
+    name: str  # stored as Dataset.task and Run.task (at most 16 characters)
+    label: str  # "Text classification": the Datasets page's task picker
+    holds: str  # "labelled texts": what one of its datasets holds, in pickers and messages
+    run_noun: str  # "a classification run", "a recommender run": how messages name one of its runs
+    headline: Headline
+    metrics: tuple[str, ...]  # the figures Compare's bars show, in order
+    # (ui) "module:function" (ParsedTable, SplitConfig, file id) -> PreparedDataset: the mapping widgets (keyed by
+    # the uploaded file's id, so another file starts afresh) and the validation that prepares the dataset
+    upload: str
+    profile: str  # "module:function" (stored frame) -> profile dict: the numbers behind the dataset's charts
+    inspect: str  # (ui) "module:function" (summary, profile, metric column) draws a stored dataset
+    train_form: str  # (ui) "module:function" (dataset_id, model kind of the run in the URL or None): the Train form
+    evaluate: str  # (ui) "module:function" (run, split) draws a completed run on the Evaluate page
+    compare: str  # (ui) "module:function" (runs, metric points, names by run id): its charts under Compare runs
+    summary: tuple[Figure, ...]  # the figures the Train page shows of a completed run
+    # (what the Datasets page says, SplitConfig.method); with one the page offers no choice.
+    split_methods: tuple[tuple[str, str], ...] = (("stratified", "stratified"),)
+    stats_keys: tuple[str, ...] = ()  # Dataset.stats entries a dataset's summary (CLI show, pages) repeats
+    evaluate_splits: tuple[str, ...] = ("test",)  # the splits Evaluate offers, the first by default
+    metric_values: str | None = None  # "module:function" (run) -> {metric: value} for Compare; None: its metrics
+    demo: str | None = None  # the page file of its demo, e.g. "pages/sentiment.py"
+    # "module:function" (argparse namespace, ParsedTable, SplitConfig keywords) -> PreparedDataset: what
+    # `protolab datasets add --task NAME` maps with its flags (None: the command refuses the task).
+    cli_prepare: str | None = None
+    verb: str = "predict"  # its API endpoint: POST /v1/runs/{id}/{verb}
+    # "module:function" (served model, JSON body) -> JSON answer, for a task without a typed endpoint of its own
+    # in core.api.app (the built-in tasks have one).
+    serve: str | None = None
+
+    def part(self, name: str) -> Any:
+        """The function one of its references names: `task.part("evaluate")(run, split)`."""
+        return resolve(getattr(self, name))
+
+    def endpoint(self, run_id: int) -> str:
+        return f"/v1/runs/{run_id}/{self.verb}"
+
+    def split_method(self, said: str) -> str:
+        """The SplitConfig method of what the page said ('per-user random' -> 'random')."""
+        return dict(self.split_methods)[said]
+
+    def values_for_compare(self, run: Any) -> dict[str, Any]:
+        return resolve(self.metric_values)(run) if self.metric_values else dict(run.metrics or {})
+
+
+@dataclass
+class _Tasks:
+    tasks: dict[str, Task] = field(default_factory=dict)  # by name, in registration order
+    plugins_loaded: bool = False  # the modules of PROTOLAB_MODEL_KINDS were imported
+
+
+_tasks = _Tasks()
+
+
+def register_task(task: Task) -> Task:
+    """Add a task (or replace one of the same name: tests and plugins do)."""
+    _tasks.tasks[task.name] = task
+    return task
+
+
+def all_tasks() -> list[Task]:
+    """Every registered task, in registration order: the order pickers show."""
+    load_plugins()
+    return list(_tasks.tasks.values())
+
+
+def get_task(name: str) -> Task:
+    """The entry of a dataset's or run's task; UnknownTask names the ones there are."""
+    load_plugins()
+    try:
+        return _tasks.tasks[str(name)]
+    except KeyError:
+        raise UnknownTask(f"unknown task {name!r}: use one of {', '.join(_tasks.tasks)}") from None
+
+
+def resolve(reference: str) -> Any:
+    """The object a "module:attribute" reference names."""
+    module_name, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def load_plugins() -> None:
+    """Import each module named in PROTOLAB_MODEL_KINDS once; each registers its kinds (and tasks) on import."""
+    if _tasks.plugins_loaded:
+        return
+    _tasks.plugins_loaded = True
+    for module_name in filter(None, (m.strip() for m in settings.MODEL_KINDS.get().split(","))):
+        importlib.import_module(module_name)
+
+
+# --- the built-in tasks --------------------------------------------------------------------------------
+register_task(Task(
+    TaskKind.CLASSIFICATION, "classification", "labelled texts", "a classification run",
+    Headline(CLASSIFICATION_HEADLINE, "macro-F1"), COMPARED_CLASSIFICATION_METRICS,
+    upload="ui.dataset_forms:classification_upload", profile="ui.dataset_forms:classification_profile",
+    inspect="ui.dataset_forms:classification_inspect", train_form="ui.train_forms:classification_form",
+    evaluate="ui.evaluate_views:classification_run", compare="ui.evaluate_views:classification_comparison",
+    summary=(Figure("Test macro-F1", "macro_f1"), Figure("Test accuracy", "accuracy"),
+             Figure("Train samples/s", "train_samples_per_s", ",.0f")),
+    stats_keys=("classes",), evaluate_splits=("test", "validation"), demo="pages/sentiment.py",
+    cli_prepare="core.cli.datasets:prepare_classification_args", verb="predict"))
+register_task(Task(
+    TaskKind.INTERACTIONS, "interactions", "interactions", "a recommender run",
+    Headline(at_k("ndcg"), f"NDCG@{DISPLAY_K}"), tuple(ranking_keys()),
+    upload="ui.dataset_forms:interactions_upload", profile="core.data.profiling:interactions_profile",
+    inspect="ui.dataset_forms:interactions_inspect", train_form="ui.train_forms:recommender_form",
+    evaluate="ui.evaluate_views:ranking_view", compare="ui.evaluate_views:ranking_comparison",
+    summary=(Figure("Test NDCG@{k}", "ndcg@{k}"), Figure("Test recall@{k}", "recall@{k}"),
+             Figure("Catalogue coverage", "coverage", ".1%")),
+    split_methods=(("per-user random", "random"), ("leave last out (by time)", "time")),
+    stats_keys=("users", "items", "interactions", "sparsity", "catalogue_items"),
+    metric_values="core.evaluation.comparison:ranking_metrics_at", demo="pages/recommend.py",
+    cli_prepare="core.cli.datasets:prepare_interactions_args", verb="recommend"))
