@@ -8,9 +8,8 @@ import streamlit as st
 from core.charts.recommendations import recommendation_scores
 from core.errors import ProtolabError
 from core.evaluation.cards import recommender_card
-from core.evaluation.comparison import ranking_metrics_at
 from core.evaluation.demo_choice import DEMO_ORDER_HELP
-from core.metric_keys import DISPLAY_K, at_k
+from core.metric_keys import DISPLAY_K
 from core.recs.serving import load_recommender, recommender_runs
 from core.recs.similarity import DEFAULT_DAMPED
 from db import read_scope
@@ -59,8 +58,8 @@ details = (f"Trained {format_when(run.finished_at)} · run #{run.run_id}"
            + ("" if model.catalogue is not None else " · no item catalogue: items are shown by id"))
 with st.container(border=True):
     if present:  # the audience gets what it does and how good it is in plain words; numbers on request
-        hits = ranking_metrics_at(run)[at_k("hit_rate")]
-        card = recommender_card(hit_rate=hits, k=DISPLAY_K, dataset_name=run.dataset_name, n_items=len(model.items),
+        card = recommender_card(hit_rate=run.hit_rate, k=DISPLAY_K, dataset_name=run.dataset_name,
+                                n_items=len(model.items),
                                 technical=f"{run.title} · {details}")
         st.subheader(card.title)
         st.markdown(f"{card.what}  \n**{card.how_good}**")

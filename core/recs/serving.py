@@ -16,7 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from core.evaluation.demo_choice import DemoStanding, demo_standing, order_for_demo
-from core.metric_keys import DISPLAY_K
+from core.metric_keys import DISPLAY_K, at_k
 from core.recs.encoding import Interactions, encode
 from core.recs.models import RecommenderError, UserBatch
 from core.recs.similarity import DAMPED_ALPHA, DAMPED_SHRINK, item_similarity
@@ -32,6 +32,7 @@ from core.recs.training import (
 )
 from core.runs import registry
 from core.runs.files import RunFiles
+from core.tasks import Headline
 from db import runs as run_queries
 from db.enums import RunStatus, TaskKind
 
@@ -237,6 +238,11 @@ class RecommenderRun:
     finished_at: Any
     metrics: dict[str, Any]
     standing: DemoStanding | None = None  # pinned, weak, lower bound: the demo order
+
+    @property
+    def hit_rate(self) -> float | None:
+        """Hit rate at the display K (what the audience reads: "1 in N users finds ..."), else None."""
+        return Headline(at_k("hit_rate"), f"hit rate@{DISPLAY_K}").value(self.metrics)
 
     @property
     def title(self) -> str:

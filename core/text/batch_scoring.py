@@ -54,6 +54,15 @@ def read_upload(data: bytes | Path, filename: str) -> pd.DataFrame:
     return frame
 
 
+def scorable_columns(frame: pd.DataFrame, filename: str) -> list[str]:
+    """The text columns of an upload to score, likeliest first; BatchInputError when it has none."""
+    columns = text_columns(frame)
+    if not columns:
+        raise BatchInputError(f"{filename} has no column with text to score (columns: "
+                              f"{', '.join(map(str, frame.columns))}). Put one review per row in a text column.")
+    return columns
+
+
 def text_columns(frame: pd.DataFrame) -> list[str]:
     """Columns that hold free text (mostly non-numeric, non-blank), likeliest first."""
     found = []

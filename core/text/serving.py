@@ -77,6 +77,11 @@ class TextClassifier:
         """(probabilities of shape (n, len(labels)), whether each text was truncated)."""
         raise NotImplementedError
 
+    @property
+    def reads(self) -> str:
+        """How much of a text it reads, in words the demo page shows."""
+        return f"reads up to {self.max_length} tokens"
+
     def predict_proba(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         return self.score(texts, batch_size)[0]
 
@@ -101,6 +106,8 @@ class TextClassifier:
 
 class TfidfClassifier(TextClassifier):
     family = "tfidf"
+
+    reads = "reads whole texts"  # a bag of n-grams: nothing is ever truncated
 
     def __init__(self, model: Any, max_length: int) -> None:
         self.model, self.labels, self.max_length = model, list(model.labels), max_length
