@@ -174,5 +174,5 @@ register_task(Task(
              Figure("Catalogue coverage", "coverage", ".1%")),
     split_methods=(("per-user random", "random"), ("leave last out (by time)", "time")),
     stats_keys=("users", "items", "interactions", "sparsity", "catalogue_items"),
-    metric_values="core.evaluation.comparison:ranking_metrics_at", demo="pages/recommend.py",
+    metric_values="core.evaluation.comparison:ranking_metrics_at", demo="pages/recommendations.py",
     cli_prepare="core.cli.datasets:prepare_interactions_args", verb="recommend"))
