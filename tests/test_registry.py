@@ -16,9 +16,11 @@ from core.api.app import create_app
 from core.api.served import ServedModels
 from core.cli import main
 from core.data.storage import load_split
+from core.errors import ProtolabError
 from core.runs import registry
 from core.runs.files import RunFiles
 from core.text.serving import load_classifier
+from core.training import start_training
 from db import datasets as dataset_queries
 from db import session_scope
 from db.enums import TaskKind
@@ -144,6 +146,18 @@ def test_a_new_task_is_one_entry_a_kind_and_their_module(toy_task: str, capsys) 
     with session_scope() as s:
         stored = load_split(dataset_queries.get_dataset_by_name(s, "toy scores"), "train")["score"].mean()
     assert answer["scores"] == [pytest.approx(stored)] * 2
+
+
+def test_the_cli_and_the_train_page_refuse_a_model_of_another_task_alike(classification_dataset: int,
+                                                                        capsys) -> None:  # noqa: ANN001
+    assert main(["train", "--dataset", str(classification_dataset), "--model", "ease"]) != 0
+    said = capsys.readouterr().err.strip()
+    assert "model 'ease' needs a dataset of interactions;" in said and "holds labelled texts" in said
+    with session_scope() as s:
+        dataset = dataset_queries.get_dataset(s, classification_dataset)
+        with pytest.raises(ProtolabError) as refused:
+            start_training(s, dataset=dataset, model_kind="ease", config={})
+    assert str(refused.value) in said
 
 
 def _hold_write_lock(url: str, ready, release) -> None:  # noqa: ANN001

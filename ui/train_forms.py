@@ -1,7 +1,8 @@
 """The Train page's two forms: a classifier for labelled texts, a recommender for interactions.
 
 Each reads its widgets, validates through core (build_config) and starts a background run with
-core.runs.jobs; the page around them shows the live run. No training happens in the Streamlit thread.
+core.training.start_training (the CLI's door too); the page around them shows the live run. No training happens in
+the Streamlit thread.
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ from collections.abc import Callable
 import streamlit as st
 
 from core.errors import ProtolabError
-from core.labelling.pool import kind_to_train
 from core.recs.config import protocol_text
-from core.runs import jobs, registry
+from core.runs import registry
 from core.runs.device import DEVICES, describe_compute
 from core.runs.estimates import estimate_any
 from core.text.config import DEFAULT_LEARNING_RATE
 from core.text.language import suggested_model_id
 from core.text.pretrained import DEFAULT_MODEL_ID, WELL_KNOWN_MODELS
+from core.training import start_training
 from db import datasets as dataset_queries
 from db import read_scope, session_scope
 from db.enums import TaskKind
@@ -113,8 +114,8 @@ def classification_form(dataset_id: int, run_model: str | None = None) -> None:
     if b2.button("▶ Start", type="primary", key="start"):
         try:
             with session_scope() as s:
-                kind = kind_to_train(dataset_queries.get_dataset(s, dataset_id), family)
-                new_id = jobs.start_run(s, dataset_id=dataset_id, model_kind=kind, config=_config())
+                new_id = start_training(s, dataset=dataset_queries.get_dataset(s, dataset_id), model_kind=family,
+                                        config=_config())
             st.query_params["run"] = str(new_id)
         except ProtolabError as exc:
             st.error(str(exc))
@@ -173,7 +174,8 @@ def recommender_form(dataset_id: int, run_model: str | None = None) -> None:
         try:
             config = kinds[model].make_config(options)
             with session_scope() as s:
-                new_id = jobs.start_run(s, dataset_id=dataset_id, model_kind=model, config=config)
+                new_id = start_training(s, dataset=dataset_queries.get_dataset(s, dataset_id), model_kind=model,
+                                        config=config)
             st.query_params["run"] = str(new_id)
         except ProtolabError as exc:
             st.error(str(exc))

@@ -10,12 +10,11 @@ from typing import Any
 from core import settings
 from core.cli import CliError, print_json
 from core.cli.runs import run_summary
-from core.labelling.pool import kind_to_train
 from core.runs import queue, registry
 from core.runs.device import describe_compute
-from core.runs.jobs import reap_dead_runs, start_run
+from core.runs.jobs import reap_dead_runs
 from core.runs.queue import LOST_POLICY_KEY
-from core.tasks import get_task
+from core.training import start_training
 from db import datasets as dataset_queries
 from db import read_scope, session_scope
 from db import runs as run_queries
@@ -42,12 +41,7 @@ def _run(args: argparse.Namespace) -> int:
         dataset = dataset_queries.find_dataset(s, args.dataset)
         if dataset is None:
             raise CliError(f"no dataset named {args.dataset!r} (see `protolab datasets list`)")
-        if kind.task != dataset.task:
-            raise CliError(f"model {args.model!r} needs a dataset of {get_task(kind.task).holds}; {args.dataset!r} "
-                           f"holds {get_task(dataset.task).holds}")
-
-        run_id = start_run(s, dataset_id=dataset.id, model_kind=kind_to_train(dataset, kind.name), config=config,
-                           name=args.name)
+        run_id = start_training(s, dataset=dataset, model_kind=kind.name, config=config, name=args.name)
     _warn_if_no_worker_fits(config)
     summary = queued_or_finished(run_id, args)
     if summary is None:
