@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import settings, tasks
 from core.api.app import create_app
+from core.api.keys import create_key
 from core.api.served import ServedModels
 from core.cli import main
 from core.data.storage import load_split
@@ -143,6 +144,12 @@ def test_a_new_task_is_one_entry_a_kind_and_their_module(toy_task: str, capsys) 
     client = TestClient(create_app(models, require_key=False))
     assert client.get("/v1/runs").json()["runs"][0]["endpoint"] == f"/v1/runs/{run_id}/score"
     answer = client.post(f"/v1/runs/{run_id}/score", json={"texts": ["a", "b"]}).json()
+    with session_scope() as s:  # a key's scope holds for the new endpoint too
+        _, read_only = create_key(s, "reader", read_only=True)
+    guarded = TestClient(create_app(models, require_key=True))
+    refused = guarded.post(f"/v1/runs/{run_id}/score", json={"texts": ["a"]},
+                           headers={"Authorization": f"Bearer {read_only}"})
+    assert refused.status_code == 403, refused.json()
     with session_scope() as s:
         stored = load_split(dataset_queries.get_dataset_by_name(s, "toy scores"), "train")["score"].mean()
     assert answer["scores"] == [pytest.approx(stored)] * 2

@@ -16,15 +16,21 @@ from typing import Any
 
 from core.api.contract import error_response
 from core.api.keys import KeyInfo, verify_key
+from core.tasks import all_tasks
 from db import read_scope
 
 log = logging.getLogger(__name__)
 
 KEY_CACHE_S = 5.0  # a verified key is trusted this long: a revoked key stops working within these seconds
 _CACHE_MAX = 1000  # a flood of distinct keys must not grow memory without bound
-# What the router would send to predict or recommend: the run id segment as Starlette matches it ([^/]+), so
-# a key limited to some runs cannot slip past with "+5" or "05" spellings that the route reads as run 5.
-_RUN_CALL = re.compile(r"^/v1/runs/([^/]+)/(?:predict|recommend)/?$")
+
+
+def _run_call() -> re.Pattern[str]:
+    """What the router would send to a run's endpoint (predict, recommend, a plugin task's verb): the run id
+    segment as Starlette matches it ([^/]+), so a key limited to some runs cannot slip past with "+5" or "05"
+    spellings that the route reads as run 5."""
+    verbs = "|".join(re.escape(task.verb) for task in all_tasks())
+    return re.compile(rf"^/v1/runs/([^/]+)/(?:{verbs})/?$")
 
 
 class KeyGate:
@@ -33,6 +39,7 @@ class KeyGate:
     def __init__(self, app: Any) -> None:
         self.app = app
         self._cache: dict[str, tuple[KeyInfo, float]] = {}
+        self._run_call = _run_call()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope.get("path", "")
@@ -42,7 +49,7 @@ class KeyGate:
         refusal, info = await self._check(headers.get(b"authorization", b"").decode("latin-1"))
         if refusal is not None:
             return await refusal(scope, receive, send)
-        called = _RUN_CALL.match(path)
+        called = self._run_call.match(path)
         if called is not None and info is not None:  # its scope, before the body too
             digits = called.group(1)
             refused = info.refusal(int(digits) if digits.isascii() and digits.isdigit() else None)
