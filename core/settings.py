@@ -121,7 +121,7 @@ API_KEY = Variable("PROTOLAB_API_KEY", "text", "", "read by the snippets you pas
 DEBUG = _flag_var("PROTOLAB_DEBUG", False, "the CLI shows the traceback of an unexpected error")
 # --- model kinds and runs ----------------------------------------------------------------------------------------
 MODEL_KINDS = Variable("PROTOLAB_MODEL_KINDS", "module, module", "",
-                       "modules that register extra model kinds, imported in every process", _text)
+                       "modules that register extra model kinds and tasks, imported in every process", _text)
 DISPATCH = _one_of("PROTOLAB_DISPATCH", ("auto", "local", "queue"),
                    "queue: runs wait for a worker daemon; local: the app starts each worker; auto: queue when a "
                    "daemon is alive")
