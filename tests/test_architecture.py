@@ -83,8 +83,9 @@ def test_cycle_finder_finds_a_cycle() -> None:
 # core's packages, lowest first: a module may import from its own package and from those before it, never from
 # one after it (db/ sits below all of core and imports none of it). A new package takes its place here.
 PACKAGE_ORDER = ("core", "core.errors", "core.names", "core.metric_keys", "core.formatting", "core.settings",
-                 "core.logs", "core.auth", "core.runs", "core.data", "core.evaluation", "core.charts", "core.text",
-                 "core.recs", "core.labelling", "core.health", "core.export", "core.api", "core.cli")
+                 "core.logs", "core.auth", "core.tasks", "core.runs", "core.data", "core.evaluation", "core.charts",
+                 "core.text", "core.recs", "core.labelling", "core.training", "core.health", "core.export", "core.api",
+                 "core.cli")
 
 
 def _package(module: str) -> str:
