@@ -94,7 +94,7 @@ def test_marks_table_shows_relabel_before_the_long_text() -> None:
     at.query_params["run"] = str(run)
     at.run()
     assert not at.exception
-    marks = at.dataframe(key=f"marks_{run}_test_(any)_(any)")
+    marks = at.dataframe(key=f"marks_{run}_validation_(any)_(any)")  # Error analysis opens on validation
     order = list(marks.proto.column_order)
     assert order[:3] == ["row", "exclude", "relabel_to"] and order[-1] == "text"
 
