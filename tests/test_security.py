@@ -146,7 +146,8 @@ def test_uploaded_file_names_are_never_used_as_paths(filename: str, tmp_path: Pa
     table = read_table(data, filename=filename)
     prepared = prepare_classification(table, ClassificationMapping(text="text", label="label"))
     with session_scope() as s:
-        ds = import_dataset(s, prepared, name=f"upload {filename}")
+        # the file's name reaches no path; the dataset's own name must be a clean one (control characters refused)
+        ds = import_dataset(s, prepared, name="upload " + filename.encode("unicode_escape").decode())
         ds_id, stored_at = ds.id, ds.storage_path
     folder = home / "datasets" / str(ds_id)
     assert Path(stored_at) == folder
