@@ -58,10 +58,11 @@ def test_epoch_models_scale_the_quickest_probe_epoch_by_the_epochs_asked_for() -
 
     # Probe from t=10: epochs end at 10.5 (set-up + first), 10.6 and 10.8; the quickest later epoch is 0.1 s.
     ticks = [10.5, 10.6, 10.8]
-    assert _scale_fit("bpr", 0.8, 10.0, ticks, 400, 1.0, 1.0) == pytest.approx(0.4 + 400 * 0.1)
-    assert _scale_fit("sequential", 0.8, 10.0, ticks, 2, 0.5, 1.0) == pytest.approx((0.4 + 2 * 0.1) / 0.5)
-    assert _scale_fit("bpr", 0.3, 10.0, [10.3], 1, 1.0, 1.0) == pytest.approx(0.3)  # one epoch: the whole fit
-    assert _scale_fit("ease", 0.2, 10.0, [], 1, 0.5, 2.0) == pytest.approx(0.2 * 8)  # EASE's cost grows as items³
+    # (has epochs, how the fit grows): what the registry entry and the model class say (BPR, GRU, EASE)
+    assert _scale_fit(True, "interactions", 0.8, 10.0, ticks, 400, 1.0, 1.0) == pytest.approx(0.4 + 400 * 0.1)
+    assert _scale_fit(True, "interactions", 0.8, 10.0, ticks, 2, 0.5, 1.0) == pytest.approx((0.4 + 2 * 0.1) / 0.5)
+    assert _scale_fit(True, "interactions", 0.3, 10.0, [10.3], 1, 1.0, 1.0) == pytest.approx(0.3)  # one epoch
+    assert _scale_fit(False, "items_cubed", 0.2, 10.0, [], 1, 0.5, 2.0) == pytest.approx(0.2 * 8)  # EASE: items³
 
 
 def test_bpr_run_reports_an_eta_each_epoch(tmp_path: Path, interactions_dataset: int) -> None:

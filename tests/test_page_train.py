@@ -97,18 +97,21 @@ def test_widgets_for_each_family(classification_dataset: int) -> None:
     assert at.selectbox(key="dataset").options == ["tiny-sentiment (120 rows · labelled texts)"]
     assert at.radio(key="family").value == "transformer"
     assert len(at.selectbox(key="model_choice").options) >= 5
-    for key in ("epochs", "batch_size_transformer", "lr_transformer", "max_length", "warmup_ratio",
-                "weight_decay", "patience", "seed"):
-        assert at.number_input(key=key).value is not None
-    assert at.selectbox(key="device").value == "auto"
+    # Drawn from the registry's option schema, starting from the config dataclass's defaults.
+    numbers = {key: at.number_input(key=f"transformer.{key}").value for key in (
+        "epochs", "batch_size", "learning_rate", "max_length", "warmup_ratio", "weight_decay", "patience", "seed")}
+    assert numbers == {"epochs": 3, "batch_size": 32, "learning_rate": pytest.approx(1e-4), "max_length": 128,
+                       "warmup_ratio": pytest.approx(0.1), "weight_decay": pytest.approx(0.01), "patience": 2,
+                       "seed": 42}
+    assert at.selectbox(key="transformer.device").value == "auto"
     assert at.button(key="start") and at.button(key="estimate")
     at.selectbox(key="model_choice").set_value("other (Hugging Face id or local folder)").run()
     assert at.text_input(key="model_id_custom")
     at.radio(key="family").set_value("lstm").run()
-    assert at.checkbox(key="init_embeddings").value is True
-    assert at.number_input(key="lr_lstm").value == pytest.approx(2e-3)
+    assert at.checkbox(key="lstm.init_embeddings").value is True
+    assert at.number_input(key="lstm.learning_rate").value == pytest.approx(2e-3)
     at.radio(key="family").set_value("tfidf").run()
-    assert at.number_input(key="tfidf_c").value == pytest.approx(4.0)
+    assert at.number_input(key="tfidf.tfidf_c").value == pytest.approx(4.0)
     assert not at.exception
 
 
@@ -240,5 +243,5 @@ def test_runs_without_epochs_show_no_epoch_panels(classification_dataset: int) -
 def test_a_re_split_says_it_ignores_the_split_chosen_at_upload(interactions_dataset: int) -> None:
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     at.radio(key="rec_model").set_value("ease").run()
-    at.selectbox(key="rec_protocol_ease").set_value("stratified_item").run()
+    at.selectbox(key="ease.split_protocol").set_value("stratified_item").run()
     assert any("not the split chosen at upload" in c.value for c in at.caption)

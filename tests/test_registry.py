@@ -23,10 +23,12 @@ from core.runs.files import RunFiles
 from core.text.serving import load_classifier
 from core.training import start_training
 from db import datasets as dataset_queries
-from db import session_scope
+from db import read_scope, session_scope
+from db import runs as run_queries
 from db.enums import TaskKind
 from tests.conftest import store_ranking_run
 from tests.helpers import form_key
+from tests.test_worker_runs import finished, wait_until
 
 
 def test_every_built_in_kind_builds_its_default_config() -> None:
@@ -36,6 +38,33 @@ def test_every_built_in_kind_builds_its_default_config() -> None:
     for kind in registry.all_kinds():
         assert isinstance(kind.make_config({}), dict), kind.name
         assert callable(kind.executor()) and callable(kind.loader())
+
+
+def test_every_option_names_a_config_key_and_its_default_fits_its_range() -> None:
+    """The schema the form, the CLI and a search read agrees with the configs the kinds really build."""
+    for kind in registry.all_kinds(jobs=True):
+        config, defaults = kind.make_config({}), kind.defaults()
+        for option in kind.options:
+            where = f"{kind.name}.{option.name}"
+            assert option.name in config, where
+            default = defaults[option.name]
+            if option.choices:
+                assert default in option.choices, where
+            elif default is not None and option.type in (int, float):
+                assert isinstance(default, option.type) and not isinstance(default, bool), where
+                assert option.low is None or option.low <= default, where
+                assert option.high is None or default <= option.high, where
+            assert not option.log or option.low is None or option.low > 0, f"{where}: a log range lies above 0"
+        assert kind.learning_rate is None or config.get("learning_rate") == kind.learning_rate, kind.name
+    assert registry.get_kind("tfidf").exports == ("skops",)
+    assert registry.baseline_kind(TaskKind.CLASSIFICATION).name == "tfidf"
+
+
+def test_cli_flags_are_the_schema_s_options() -> None:
+    flags = {o.cli_flag for o, _ in registry.options_across_kinds(cli=True).values()}
+    assert flags == {"--model-id", "--epochs", "--batch-size", "--lr", "--max-length", "--warmup-ratio",
+                     "--weight-decay", "--patience", "--device", "--gpus", "--seed", "--num-iterations",
+                     "--max-pairs", "--k", "--split-protocol", "--factors"}
 
 
 def test_unknown_kind_is_a_clear_error() -> None:
@@ -80,19 +109,37 @@ def toy_kind(monkeypatch: pytest.MonkeyPatch) -> str:
 
 def test_a_new_kind_is_one_entry_and_its_module(toy_kind: str, classification_dataset: int, capsys) -> None:  # noqa: ANN001
     assert toy_kind in registry.kind_names(TaskKind.CLASSIFICATION)
-    # The CLI offers it and trains it through a real worker process, which loads the plugin itself.
-    code = main(["train", "--dataset", str(classification_dataset), "--model", toy_kind, "--wait", "--json"])
+    # The CLI has a flag for each option of its schema, with the option's help and the kinds that take it.
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "--smoothing SMOOTHING" in capsys.readouterr().out
+    # It offers the kind and trains it through a real worker process, which loads the plugin itself.
+    code = main(["train", "--dataset", str(classification_dataset), "--model", toy_kind, "--smoothing", "0.25",
+                 "--wait", "--json"])
     summary = json.loads(capsys.readouterr().out)
     assert code == 0, summary
     assert summary["status"] == "completed" and summary["headline"]["value"] == 0.5
+    with read_scope() as s:
+        assert run_queries.get_run(s, summary["run_id"]).config == {"seed": 0, "smoothing": 0.25}
     files = RunFiles.of(summary["run_id"])
     assert files.has_model() and not files.incomplete_marker.exists()
     # Serving goes through the kind's loader.
     predictions = load_classifier(summary["run_id"]).predict(["anything at all", "and more"])
     assert len({p.label for p in predictions}) == 1 and predictions[0].confidence == 1.0
-    # The Train page offers it beside the built-in kinds.
+    # The Train page offers it beside the built-in kinds, draws its options from the schema (defaults from its
+    # build_config) and starts a run with what the form holds.
     at = AppTest.from_file("../pages/train.py", default_timeout=60).run()
     assert "Toy majority" in at.radio(key="family").options
+    at.radio(key="family").set_value(toy_kind).run()
+    assert at.number_input(key=f"{toy_kind}.smoothing").value == pytest.approx(0.1)
+    assert at.number_input(key=f"{toy_kind}.smoothing").label == "Toy smoothing"
+    at.number_input(key=f"{toy_kind}.seed").set_value(7)
+    at.button(key="start").click().run()
+    assert not at.exception, at.exception
+    with read_scope() as s:
+        newest = run_queries.list_runs(s, task=TaskKind.CLASSIFICATION)[0]
+        assert (newest.model_kind, newest.config) == (toy_kind, {"seed": 7, "smoothing": pytest.approx(0.1)})
+    assert wait_until(newest.id, finished)["status"].value == "completed"
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ TINY = SetFitConfig(num_iterations=1, max_pairs=32, batch_size=8, max_length=32,
 
 def test_setfit_is_a_registered_classification_kind_with_its_own_options() -> None:
     kind = registry.get_kind("setfit")
-    assert kind.task.value == "classification" and "num_iterations" in kind.options
+    assert kind.task.value == "classification" and kind.option("num_iterations") is not None
     config = kind.make_config({"num_iterations": 4, "seed": 3})
     assert config["num_iterations"] == 4 and config["max_pairs"] == SetFitConfig.max_pairs
     with pytest.raises(TrainingError, match="patience do not apply to the setfit model"):
@@ -131,10 +131,10 @@ def test_train_page_starts_a_setfit_run_that_completes(classification_dataset: i
 
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     at.radio(key="family").set_value("setfit").run()
-    at.number_input(key="setfit_iterations").set_value(1)
-    at.number_input(key="setfit_max_pairs").set_value(32)
-    at.number_input(key="setfit_max_length").set_value(32)
-    at.selectbox(key="setfit_device").set_value("cpu")
+    at.number_input(key="setfit.num_iterations").set_value(1)
+    at.number_input(key="setfit.max_pairs").set_value(32)
+    at.number_input(key="setfit.max_length").set_value(32)
+    at.selectbox(key="setfit.device").set_value("cpu")
     at.button(key="start").click().run()
     assert not at.exception and not at.error
     run_id = int(at.query_params["run"][0] if isinstance(at.query_params["run"], list) else at.query_params["run"])

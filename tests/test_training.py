@@ -22,7 +22,7 @@ from core.runs.files import RunFiles
 from core.runs.worker import WorkerContext
 from core.text.batching import TokenBatches, bucketed_order
 from core.text.config import TrainConfig, TrainingError, build_config
-from core.text.executor import execute_run
+from core.text.executor import execute_run, execute_tfidf_run
 from core.text.loop import train_classifier, with_oom_fallback
 from db.enums import TaskKind
 
@@ -386,7 +386,7 @@ def check_artifacts(ctx: RecordingContext, metrics: dict[str, Any], family: str)
 
 def test_tfidf_learns(tmp_path: Path, classification_dataset: int) -> None:
     ctx = make_ctx(tmp_path, classification_dataset, "tfidf")
-    metrics = execute_run(ctx)
+    metrics = execute_tfidf_run(ctx)  # the tfidf entry's executor
     check_artifacts(ctx, metrics, "tfidf")
     assert metrics["macro_f1"] > 0.8
     assert (ctx.artifact_dir / "model" / "model.skops").exists()
@@ -437,7 +437,7 @@ def test_cancel_in_process_raises_run_cancelled(tmp_path: Path, classification_d
 # --- pre-flight estimate ---------------------------------------------------------------------------
 
 def test_estimate_run_measures_a_probe(classification_dataset: int) -> None:
-    from core.text.estimate import estimate_run
+    from core.text.estimate import estimate_run, estimate_tfidf_run
     from db import datasets as dataset_queries
     from db import read_scope
 
@@ -449,9 +449,9 @@ def test_estimate_run_measures_a_probe(classification_dataset: int) -> None:
     assert short.peak_memory_bytes is None and short.warning is None  # memory is only probed on CUDA
     long = estimate_run(dataset, "lstm", {**options, "epochs": 50})
     assert long.seconds > short.seconds
-    assert estimate_run(dataset, "tfidf", {}).seconds > 0
+    assert estimate_tfidf_run(dataset, "tfidf", {}).seconds > 0
     with pytest.raises(TrainingError, match="no longer exists"):
-        estimate_run(None, "tfidf", {})
+        estimate_tfidf_run(None, "tfidf", {})
 
 
 def test_unreachable_model_id_is_a_clear_error(tmp_path: Path, classification_dataset: int) -> None:

@@ -15,18 +15,24 @@ import numpy as np
 from core.data.storage import load_split
 from core.errors import ProtolabError
 from core.runs.files import RunFiles
-from core.runs.registry import ModelKind, register
+from core.runs.registry import ModelKind, Option, register
 from core.text.serving import TextClassifier, read_meta
 from db.enums import TaskKind
 
 NAME = "toy-majority"
 
 
+# Its options: the Train form draws them and `protolab train` gets a flag for each, from this schema alone.
+OPTIONS = (Option("seed", int, "Seed", "same seed, same run", low=0, high=1000),
+           Option("smoothing", float, "Toy smoothing", "how much the toy hedges its one answer", low=0.0,
+                  high=1.0, step=0.05))
+
+
 def build_config(name: str, options: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(options) - {"seed"})
+    unknown = sorted(set(options) - {o.name for o in OPTIONS})
     if unknown:
         raise ProtolabError(f"option(s) {', '.join(unknown)} do not apply to the {name} model")
-    return {"seed": int(options.get("seed", 0))}
+    return {"seed": int(options.get("seed", 0)), "smoothing": float(options.get("smoothing", 0.1))}
 
 
 def execute(ctx: Any) -> dict[str, Any]:
@@ -59,4 +65,4 @@ def load(files: RunFiles, device: str = "cpu") -> MajorityClassifier:
 
 
 register(ModelKind(NAME, TaskKind.CLASSIFICATION, "Toy majority", "always the biggest class of the training split",
-                   "tests.toy_kind:build_config", "tests.toy_kind:execute", "tests.toy_kind:load"))
+                   "tests.toy_kind:build_config", "tests.toy_kind:execute", "tests.toy_kind:load", options=OPTIONS))

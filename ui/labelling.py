@@ -13,8 +13,6 @@ from core.errors import ProtolabError
 from core.labelling import pool as labels
 from core.labelling import retrain
 from core.labelling.strategy import Clusters, choose_next
-from core.runs.device import DEVICES
-from core.text.fewshot import SetFitConfig
 from db import read_scope, session_scope
 from db import runs as run_queries
 from db.models import Dataset
@@ -191,21 +189,3 @@ def save_version(dataset_id: int, state: labels.LabelState) -> None:
                            "on the Train page.")
         except ProtolabError as exc:
             st.error(str(exc))
-
-
-def setfit_settings(c1, c2, c3) -> dict:  # noqa: ANN001 - three Streamlit columns
-    """The Train page's settings for a SetFit run (defaults from core.text.fewshot.SetFitConfig)."""
-
-    d = SetFitConfig()
-    return {
-        "num_iterations": c1.number_input("Pair iterations", 1, 100, d.num_iterations, key="setfit_iterations",
-                                          help="Contrastive pairs drawn per labelled example."),
-        "max_pairs": c2.number_input("Max. pairs", 8, 1_000_000, d.max_pairs, key="setfit_max_pairs",
-                                     help="Caps the training time on large label sets."),
-        "epochs": c3.number_input("Epochs", 1, 20, d.epochs, key="setfit_epochs"),
-        "batch_size": c1.number_input("Batch size", 1, 512, d.batch_size, key="setfit_batch_size"),
-        "learning_rate": c2.number_input("Learning rate (encoder)", 1e-7, 1.0, d.learning_rate, format="%.1e",
-                                         step=1e-5, key="setfit_lr"),
-        "max_length": c3.number_input("Max length (tokens)", 8, 512, d.max_length, key="setfit_max_length"),
-        "device": c2.selectbox("Device", list(DEVICES), key="setfit_device"),
-    }

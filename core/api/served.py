@@ -171,8 +171,8 @@ class ServedModels:
             entry.model, entry.error = None, str(exc)
 
     def _load_classifier(self, entry: ServedRun) -> tuple[Any, str]:
-        if entry.model_kind == "tfidf":
-            return load_classifier(entry.run_id), "sklearn"
-        if self.runtime == "onnx":
+        kind = registry.find_kind(entry.model_kind)
+        if self.runtime == "onnx" and kind is not None and "onnx" in kind.exports:
             return load_run_onnx(entry.run_id), "onnx"
-        return load_classifier(entry.run_id), "torch"
+        model = load_classifier(entry.run_id)  # kinds without an ONNX export serve as they trained (TF-IDF: sklearn)
+        return model, model.runtime

@@ -21,17 +21,16 @@ from db import runs as run_queries
 from db import workers as worker_queries
 from db.enums import RunStatus
 
-# CLI flag -> config key handed to the kind's build_config (only flags the user gave are passed on).
-AUTO_BATCH_KINDS = ("transformer", "lstm")
-OPTION_KEYS = ("model_id", "epochs", "batch_size", "learning_rate", "max_length", "device", "gpus", "seed",
-               "k", "patience", "warmup_ratio", "weight_decay", "factors", "split_protocol", "num_iterations",
-               "max_pairs")
+# The option whose flag also takes "auto" (kinds with auto_batch pick it from a GPU memory probe).
+BATCH_SIZE = "batch_size"
 
 
 def _run(args: argparse.Namespace) -> int:
     kind = registry.get_kind(args.model)
-    options = {key: getattr(args, key) for key in OPTION_KEYS if getattr(args, key, None) is not None}
-    options.update(_auto_batch_options(kind.name, options, quiet=args.json))
+    # Every option flag the user gave goes to the kind's build_config, which refuses those that do not apply.
+    options = {key: getattr(args, key) for key in registry.options_across_kinds(cli=True)
+               if getattr(args, key, None) is not None}
+    options.update(_auto_batch_options(kind, options, quiet=args.json))
     config = kind.make_config(options)
     if args.nodes is not None:
         config = with_nodes(config, args.nodes, kind.name)
@@ -84,19 +83,24 @@ def _warn_if_no_worker_fits(config: dict[str, Any]) -> None:
         print(f"protolab: warning: the run waits in the queue: {reason}", file=sys.stderr)
 
 
-def _auto_batch_options(kind: str, options: dict[str, Any], *, quiet: bool) -> dict[str, Any]:
-    """Transformer/LSTM without --batch-size N (or with `auto`): on a GPU the run picks it from a memory probe."""
-    if options.get("batch_size") == "auto":
-        if kind not in AUTO_BATCH_KINDS:
-            raise CliError(f"--batch-size auto applies to {' and '.join(AUTO_BATCH_KINDS)} only; give a number")
-        del options["batch_size"]
-    elif "batch_size" in options or kind not in AUTO_BATCH_KINDS:
+def _auto_batch_options(kind: registry.ModelKind, options: dict[str, Any], *, quiet: bool) -> dict[str, Any]:
+    """A kind with auto batch (Transformer, LSTM) without --batch-size N (or with `auto`): on a GPU the run picks it
+    from a memory probe."""
+    if options.get(BATCH_SIZE) == "auto":
+        if not kind.auto_batch:
+            raise CliError(f"--batch-size auto applies to {' and '.join(_auto_batch_kinds())} only; give a number")
+        del options[BATCH_SIZE]
+    elif BATCH_SIZE in options or not kind.auto_batch:
         return {}
 
     if not quiet and describe_compute().kind == "cuda" and options.get("device", "auto") != "cpu":
         print("batch size: chosen from a GPU memory probe when the run starts (--batch-size N fixes it)",
               file=sys.stderr)
     return {"auto_batch_size": True}
+
+
+def _auto_batch_kinds() -> list[str]:
+    return [k.name for k in registry.all_kinds() if k.auto_batch]
 
 
 def _batch_size(value: str) -> int | str:
@@ -154,31 +158,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", required=True, help="dataset name or id")
     p.add_argument("--model", required=True, choices=registry.kind_names(),
                    help="; ".join(f"{k.name}: {k.help}" for k in registry.all_kinds()))
-    p.add_argument("--model-id", dest="model_id", help="Hugging Face model id or local folder (transformer, lstm, "
-                                                                "setfit)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", dest="batch_size", type=_batch_size,
-                   help="a number, or auto (transformer, lstm: the default; on a GPU the run picks the largest "
-                        "batch that fits from a memory probe and scales the learning rate; else 32)")
-    p.add_argument("--lr", dest="learning_rate", type=float)
-    p.add_argument("--max-length", dest="max_length", type=int)
-    p.add_argument("--patience", type=int)
-    p.add_argument("--warmup-ratio", dest="warmup_ratio", type=float)
-    p.add_argument("--weight-decay", dest="weight_decay", type=float)
-    p.add_argument("--factors", type=int, help="latent factors (bpr)")
-    p.add_argument("--num-iterations", dest="num_iterations", type=int,
-                   help="contrastive pairs drawn per labelled example (setfit; default 10)")
-    p.add_argument("--max-pairs", dest="max_pairs", type=int,
-                   help="at most this many pairs in one run (setfit; default 1600): caps the training time")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
-    p.add_argument("--gpus", type=int, help="train on N GPUs with DistributedDataParallel (torchrun)")
+    _add_option_flags(p)
     p.add_argument("--nodes", type=int, help="spread the run over N worker machines (team mode; --gpus counts all "
                                              "of them, e.g. --nodes 2 --gpus 4 for 2 GPUs on each)")
-    p.add_argument("--k", type=int, help="cut-off for ranking metrics (recommenders; default 10)")
-    p.add_argument("--split-protocol", dest="split_protocol", choices=("stratified_item", "leave_last_out", "dataset"),
-                   help="recommenders: 75/25 split stratified per item (default), leave-last-out by time, "
-                        "or the dataset's stored split")
     p.add_argument("--if-worker-lost", dest="if_worker_lost", choices=("requeue", "fail"), default="requeue",
                    help="team mode: when the worker running it is lost, requeue the run (default: it resumes from "
                         "its last checkpoint, or starts over without one) or fail it when it has no checkpoint")
@@ -186,3 +168,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--wait", action="store_true", help="wait for the run, with a progress bar on stderr")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(handler=_run)
+
+
+def _add_option_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per option of the kinds a user can pick (their registry entries' schemas), each passed on only when
+    given; its help names the kinds that take it."""
+    for name, (option, kinds) in registry.options_across_kinds(cli=True).items():
+        help_text = f"{option.help} ({', '.join(kinds)})" if option.help else ", ".join(kinds)
+        if name == BATCH_SIZE:
+            p.add_argument(option.cli_flag, dest=name, type=_batch_size,
+                           help=f"{help_text}; or auto ({', '.join(_auto_batch_kinds())}: the default; on a GPU the "
+                                "run picks the largest batch that fits from a memory probe and scales the learning "
+                                "rate; else 32)")
+        elif option.choices and not option.open_choices:
+            p.add_argument(option.cli_flag, dest=name, choices=option.choices, help=help_text)
+        elif option.choices:
+            p.add_argument(option.cli_flag, dest=name, type=option.type,
+                           help=f"{help_text}; {', '.join(option.choices)} or another value it accepts")
+        else:
+            p.add_argument(option.cli_flag, dest=name, type=option.type, help=help_text)

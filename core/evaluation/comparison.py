@@ -21,8 +21,9 @@ from core.metric_keys import (
     compared_keys,
     ranking_keys,
 )
-from core.runs.registry import applicable_config, find_kind
+from core.runs.registry import applicable_config, baseline_kind, find_kind
 from db import runs as run_queries
+from db.enums import TaskKind
 from db.models import Dataset, Run
 
 # The metric keys a leaderboard shows, the only ones run_queries.run_records extracts from Run.metrics.
@@ -31,26 +32,29 @@ RECORD_METRICS = (*CLASSIFICATION_METRICS, "train_time_s", "device", "k", "by_k"
 # Config keys shown in a leaderboard even when every run agrees on them.
 KEY_HYPERPARAMETERS = ("model_id", "epochs", "batch_size", "learning_rate", "max_length", "k", "factors", "seed")
 METRIC_FRAME_COLUMNS = ["run_id", "name", "split", "step", "epoch", "value"]
-BASELINE_KIND = "tfidf"
 ZERO_LABEL_COLUMN = "no labels (zero-label)"
 INTERVAL_COLUMN = "95 % interval"
 
 
 def baseline_run(s: Any, run: Any) -> Run | None:
-    """The best completed TF-IDF run on the same dataset by macro F1 (the bar a bigger model must clear)."""
-    if run.model_kind == BASELINE_KIND:  # the baseline is not measured against another baseline
+    """The best completed run of the task's baseline kind (TF-IDF) on the same dataset by macro F1 (the bar a
+    bigger model must clear); None for a baseline run itself, or a task without a baseline kind."""
+    base = baseline_kind(TaskKind(run.task))
+    if base is None or run.model_kind == base.name:  # the baseline is not measured against another baseline
         return None
-    return run_queries.best_completed_run_of_kind(s, run.dataset_id, BASELINE_KIND, exclude_run_id=run.id,
+    return run_queries.best_completed_run_of_kind(s, run.dataset_id, base.name, exclude_run_id=run.id,
                                                   metric_key=CLASSIFICATION_HEADLINE)
 
 
 def baseline_caption(run: Any, baseline: Any) -> str:
     """One line on what a classification run is measured against: the baseline run, or why there is none."""
-    if run.model_kind == BASELINE_KIND:  # a TF-IDF run is the baseline: it has nothing of its kind to clear
-        return "This run is a TF-IDF baseline: the bar the other models on this dataset must clear"
+    base = baseline_kind(TaskKind(run.task))
+    name = base.short_label if base is not None else "baseline"
+    if base is not None and run.model_kind == base.name:  # the baseline has nothing of its kind to clear
+        return f"This run is a {name} baseline: the bar the other models on this dataset must clear"
     if baseline is not None:
-        return f"Baseline: {run_label(baseline)} (best TF-IDF run on this dataset)"
-    return "No completed TF-IDF run on this dataset to compare with"
+        return f"Baseline: {run_label(baseline)} (best {name} run on this dataset)"
+    return f"No completed {name} run on this dataset to compare with"
 
 
 def has_epochs(run: Any) -> bool:

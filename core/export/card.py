@@ -107,7 +107,7 @@ def model_card(f: CardFacts) -> str:
                          if k in ("model_id", "epochs", "batch_size", "learning_rate", "max_length", "seed")
                          and v is not None) or "defaults"
     trained = f.finished_at.astimezone(UTC).strftime("%Y-%m-%d") if f.finished_at else "unknown date"
-    reads = "the whole text" if f.model_kind == "tfidf" else f"the first {f.max_length} tokens of a text"
+    reads = "the whole text" if f.max_length is None else f"the first {f.max_length} tokens of a text"
     lines = [
         f"# {f.run_name}: text classifier ({f.model_label})",
         "",
@@ -157,7 +157,7 @@ def card_facts(s: Any, run_id: int, fmt: str, labels: list[str], max_length: int
         report = split_report(run, split)
     except EvaluationError:
         report = {}
-    baseline = baseline_run(s, run) if run.model_kind != "tfidf" else None
+    baseline = baseline_run(s, run)  # None for a baseline run itself
     kind = registry.find_kind(run.model_kind)
     return CardFacts(
         run_id=run.id, run_name=run.name or f"run {run.id}", model_kind=run.model_kind,

@@ -31,13 +31,13 @@ from core.export.onnx import (
     quantize_int8,
     write_info,
 )
+from core.runs import registry
 from core.runs.files import RunFiles
 from core.text import tfidf
 from core.text.serving import ArtifactError, TokenClassifier, load_classifier, servable_run
 from db import read_scope
 
-FORMATS = ("onnx", "onnx-int8", "hf", "skops")
-SUPPORTED = {"transformer": ("onnx", "onnx-int8", "hf"), "lstm": ("onnx", "onnx-int8"), "tfidf": ("skops",)}
+FORMATS = ("onnx", "onnx-int8", "hf", "skops")  # each kind's registry entry says which of these it exports to
 LABELS_FILE = "labels.json"
 CARD_FILE = "README.md"
 PARITY_TOLERANCE = 1e-3  # largest probability difference allowed between an fp32 ONNX export and PyTorch
@@ -62,10 +62,12 @@ def check_format(model_kind: str, fmt: str) -> None:
     """ExportError unless a run of `model_kind` exports to `fmt`, saying which formats it does export to."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
-    allowed = SUPPORTED.get(model_kind)
-    if allowed is None:
+    kind = registry.find_kind(model_kind)
+    allowed = kind.exports if kind is not None else ()
+    if not allowed:
+        exported = [k.name for k in registry.all_kinds() if k.exports]
         raise ExportError(f"{model_kind} runs cannot be exported (export works for text classifiers: "
-                          f"{', '.join(SUPPORTED)})")
+                          f"{', '.join(exported)})")
     if fmt not in allowed:
         why = {"hf": "only a Transformer is a Hugging Face model",
                "skops": "skops holds scikit-learn models, i.e. the TF-IDF baseline"}.get(
@@ -93,7 +95,7 @@ def export_run(run_id: int, fmt: str, out_dir: Path, *, overwrite: bool = False)
         labels, max_length, diff = _write_model(run_id, files, fmt, work)
         (work / LABELS_FILE).write_text(json.dumps(labels, indent=2, ensure_ascii=False))
         with read_scope() as s:
-            facts = card_facts(s, run_id, fmt, labels, None if run.model_kind == "tfidf" else max_length)
+            facts = card_facts(s, run_id, fmt, labels, max_length or None)  # 0: reads whole texts (TF-IDF)
         (work / CARD_FILE).write_text(model_card(facts), encoding="utf-8")
         (work / EXPORT_MARKER).write_text(json.dumps({"run": run_id, "format": fmt}) + "\n")
         check_export_folder(out_dir, replace=overwrite)  # again: the folder may have changed while we worked

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import ProtolabError
+from core.runs import registry
 from core.runs.device import is_device, unknown_device_text
 from core.text import config as text_config
 from core.text import executor, loop
@@ -23,7 +24,6 @@ from core.text.batching import TokenBatches, encode_texts
 from core.text.fewshot import SetFitConfig, resolve, train_setfit
 from core.text.tfidf import TfidfConfig, train_tfidf
 
-MODEL_LABELS = {"setfit": "SetFit", "tfidf": "TF-IDF", "transformer": "Transformer"}
 # A gain at least this large between the last two sizes reads as "labelling more pays off". With one seed and
 # a test slice of ≤ 2,000 rows, seeds of the tweets benchmark spread by ± 0.02-0.06 (BENCHMARKS.md), so
 # anything smaller is not a trend worth paying annotators for.
@@ -61,10 +61,10 @@ class LabelCurveConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "sizes", tuple(self.sizes))
         object.__setattr__(self, "models", tuple(self.models))
-        unknown = [m for m in self.models if m not in MODEL_LABELS]
+        unknown = [m for m in self.models if _curve_kind(m) is None]
         if unknown or not self.models:
             raise LabelCurveError(f"unknown model(s) {', '.join(unknown) or '(none)'}: use "
-                                  f"{', '.join(MODEL_LABELS)}")
+                                  f"{', '.join(k.name for k in registry.all_kinds() if k.curve)}")
         if not self.sizes or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.sizes):
             raise LabelCurveError(f"sizes must be whole numbers ≥ 1 (labels a class), got {list(self.sizes)}")
         for name in ("seeds", "test_cap", "setfit_num_iterations", "setfit_max_pairs", "transformer_epochs",
@@ -74,6 +74,17 @@ class LabelCurveConfig:
                 raise LabelCurveError(f"{name} must be a positive whole number, got {value!r}")
         if not is_device(self.device):
             raise LabelCurveError(unknown_device_text(self.device))
+
+
+def _curve_kind(name: str) -> registry.ModelKind | None:
+    """The model kind `name` when its registry entry names a label-curve trainer."""
+    kind = registry.find_kind(name)
+    return kind if kind is not None and kind.curve else None
+
+
+def model_label(name: str) -> str:
+    kind = registry.find_kind(name)
+    return kind.short_label if kind is not None else name
 
 
 def config_from_dict(config: Mapping[str, Any]) -> LabelCurveConfig:
@@ -130,7 +141,8 @@ def macro_f1(y_true: Sequence[str], y_pred: Sequence[str]) -> float:
     return float(f1_score(list(y_true), list(y_pred), average="macro"))
 
 
-# --- the three trainers (each: train on `train`, predict `test_texts`; (predicted labels, train seconds)) ------
+# --- the trainers, named by their kinds' registry entries (`curve`): each trains on `train` and predicts
+# `test_texts`, returning (predicted labels, train seconds) ---------------------------------------------------
 
 Trainer = Callable[..., tuple[list[str], float]]
 
@@ -189,18 +201,16 @@ def fit_transformer(train: pd.DataFrame, test_texts: list[str], labels: list[str
     return [labels[i] for i in proba.argmax(axis=1)], seconds
 
 
-TRAINERS: dict[str, Trainer] = {"setfit": fit_setfit, "tfidf": fit_tfidf, "transformer": fit_transformer}
-
-
 # --- the curve ------------------------------------------------------------------------------------------
 
-def measure_label_curve(frame: pd.DataFrame, cfg: LabelCurveConfig = LabelCurveConfig(), *,
+def measure_label_curve(frame: pd.DataFrame, cfg: LabelCurveConfig | None = None, *,
                         on_progress: Progress = lambda fraction, text: None,
                         on_point: Callable[[LabelCurveResult], None] = lambda result: None,
                         should_stop: Callable[[], bool] = lambda: False) -> LabelCurveResult:
     """Train each model on k labelled training rows a class for every size and seed; macro-F1 on the test split
     (capped at cfg.test_cap rows, stratified). `frame` has text, label and split (train/validation/test); rows
     without a label are left out. `on_point` gets the result so far after every score (for partial charts)."""
+    cfg = cfg or LabelCurveConfig()  # built here, not as a default: its checks read the registry (and plugins)
     train, test = _splits(frame)
     counts = train["label"].value_counts()
     smallest = {"label": str(counts.idxmin()), "count": int(counts.min())}
@@ -224,10 +234,12 @@ def measure_label_curve(frame: pd.DataFrame, cfg: LabelCurveConfig = LabelCurveC
             for model in cfg.models:
                 _stop(should_stop)
                 done = len(result.points)
-                text = f"{MODEL_LABELS[model]} on {size} labels a class (seed {seed}) · {done + 1} of {units}"
+                text = f"{model_label(model)} on {size} labels a class (seed {seed}) · {done + 1} of {units}"
                 on_progress(done / units, text)
-                predicted, seconds = TRAINERS[model](
-                    sample, texts, labels, seed, cfg, device="cpu" if model == "tfidf" else device,
+                kind = registry.get_kind(model)
+                trainer: Trainer = registry.resolve(kind.curve)
+                predicted, seconds = trainer(
+                    sample, texts, labels, seed, cfg, device=device if kind.uses_gpu else "cpu",
                     on_fraction=lambda f, d=done, t=text: on_progress((d + min(f, 1.0)) / units, t),
                     should_stop=should_stop)
                 result.points.append({"model": model, "size": size, "seed": seed,
@@ -258,7 +270,7 @@ def _splits(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def curve_device(cfg: LabelCurveConfig) -> str:
     """Where SetFit and the Transformer train (cfg.device resolved); TF-IDF alone needs only the CPU."""
-    if not ({"setfit", "transformer"} & set(cfg.models)):
+    if not any(registry.get_kind(m).uses_gpu for m in cfg.models):
         return "cpu"
 
     return resolve(cfg.device)
@@ -276,8 +288,8 @@ def aggregate(points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple[str, int], list[float]] = {}
     for p in points:
         groups.setdefault((str(p["model"]), int(p["size"])), []).append(float(p["macro_f1"]))
-    order = {m: i for i, m in enumerate(MODEL_LABELS)}
-    return [{"model": m, "label": MODEL_LABELS.get(m, m), "size": k, "mean": float(np.mean(v)),
+    order = {m: i for i, m in enumerate(LabelCurveConfig().models)}
+    return [{"model": m, "label": model_label(m), "size": k, "mean": float(np.mean(v)),
              "std": float(np.std(v)), "n": len(v)}
             for (m, k), v in sorted(groups.items(), key=lambda item: (order.get(item[0][0], 99), item[0][1]))]
 
@@ -299,9 +311,9 @@ def read_curve(curve: Mapping[str, Any]) -> str:
     at = {(r["model"], r["size"]): r["mean"] for r in rows}
     best = max((m for m, k in at if k == high), key=lambda m: at[(m, high)])
     if (best, low) not in at:
-        return f"{MODEL_LABELS.get(best, best)} scores {at[(best, high)]:.2f} macro-F1 at {high} labels a class." + tail
+        return f"{model_label(best)} scores {at[(best, high)]:.2f} macro-F1 at {high} labels a class." + tail
     gain = at[(best, high)] - at[(best, low)]
-    name = MODEL_LABELS.get(best, best)
+    name = model_label(best)
     if gain >= PAYS_OFF:
         head = (f"{name} gains {gain:.2f} macro-F1 from {low} to {high} labels a class: labelling more is likely "
                 "to pay off")
@@ -315,7 +327,8 @@ def is_small_training_set(model_kind: str, train_counts: Mapping[str, int]) -> b
     """Whether a run's question is "should we label more?": any SetFit run (the few-shot kind exists for that),
     or a training split averaging at most the curve's largest size (64) labels a class. A run trained on more
     is already past the curve's last point, so the curve cannot say what more labels would buy it."""
-    if model_kind == "setfit":
+    kind = registry.find_kind(model_kind)
+    if kind is not None and kind.few_shot:
         return True
     counts = [int(v) for v in train_counts.values()]
     return bool(counts) and sum(counts) / len(counts) <= max(LabelCurveConfig().sizes)

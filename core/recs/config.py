@@ -8,9 +8,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from core.errors import ProtolabError
 from core.metric_keys import DISPLAY_K
-from core.recs.models import RecommenderError
+from core.runs import registry
 from core.runs.device import is_device, unknown_device_text
+from db.enums import TaskKind
 
 PROTOCOLS = ("stratified_item", "leave_last_out", "dataset")
 # What each protocol means for the user, said where a run is started and where it is evaluated: only
@@ -22,6 +24,10 @@ PROTOCOL_TEXT = {
                       "at upload",
     "dataset": "the split chosen at upload (its validation part is trained on too)",
 }
+
+
+class RecommenderError(ProtolabError):
+    """A recommender cannot be configured, trained or served as asked."""
 
 
 def protocol_text(protocol: str) -> str:
@@ -113,12 +119,6 @@ class ContentConfig(RecommenderConfig):
                f"collaborative_weight must be between 0 and 1, got {self.collaborative_weight}")
 
 
-CONFIGS: dict[str, type[RecommenderConfig]] = {
-    "popularity": PopularityConfig, "itemknn": ItemKnnConfig, "ease": EaseConfig, "bpr": BprConfig,
-    "sequential": SequentialConfig, "content": ContentConfig,
-}
-
-
 def check(ok: bool, message: str) -> None:
     """Raise a RecommenderError with `message` unless `ok` (the one way settings and runs refuse bad input)."""
     if not ok:
@@ -135,12 +135,10 @@ def _check_training(cfg: Any) -> None:
 
 def build_config(model_kind: str, options: dict[str, Any]) -> dict[str, Any]:
     """The full config dict for a recommender from the options given; unknown or invalid ones raise."""
-    if model_kind not in CONFIGS:
-        raise RecommenderError(f"unknown recommender {model_kind!r}: use one of {', '.join(CONFIGS)}")
+    cls = config_class(model_kind)
     options = dict(options)
     gpus = options.pop("gpus", None)
     check(gpus in (None, 1), "recommenders train on one device; --gpus must be 1")
-    cls = CONFIGS[model_kind]
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(options) - set(known))
     if unknown:
@@ -164,9 +162,20 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     raise RecommenderError(f"option {name} must be {kind.__name__}, got {value!r}")
 
 
+def model_class(model_kind: str) -> Any:
+    """The model class of a recommender kind (its registry entry names it); it names its config class."""
+    kind = registry.find_kind(model_kind)
+    if kind is None or kind.task is not TaskKind.INTERACTIONS or kind.model is None:
+        known = [k.name for k in registry.all_kinds(TaskKind.INTERACTIONS) if k.model]
+        raise RecommenderError(f"unknown recommender {model_kind!r}: use one of {', '.join(known)}")
+    return kind.model_class()
+
+
+def config_class(model_kind: str) -> type[RecommenderConfig]:
+    return model_class(model_kind).config
+
+
 def parse_config(model_kind: str, config: dict[str, Any]) -> RecommenderConfig:
-    cls = CONFIGS.get(model_kind)
-    if cls is None:
-        raise RecommenderError(f"unknown recommender {model_kind!r}")
+    cls = config_class(model_kind)
     names = {f.name for f in fields(cls)}
     return cls(**{k: v for k, v in config.items() if k in names})

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from core.data.storage import load_frame, load_items
-from core.recs.config import check, parse_config
+from core.recs.config import check, model_class, parse_config
 from core.recs.encoding import index_train
 from core.recs.ranking import DEFAULT_KS
 from core.recs.splits import split_interactions
@@ -29,7 +29,6 @@ from core.text.estimate import Estimate, estimate_from_parts
 
 PROBE_INTERACTIONS = 20_000  # training interactions the probe fits on (all of them in smaller datasets)
 PROBE_EPOCHS = 3  # the first epoch also pays set-up costs; the quickest of the later ones is the epoch time
-EPOCH_KINDS = ("bpr", "sequential")
 
 
 def estimate_recommender(dataset: Any, model_kind: str, config: dict[str, Any]) -> Estimate:
@@ -45,7 +44,8 @@ def estimate_recommender(dataset: Any, model_kind: str, config: dict[str, Any]) 
     if catalogue is not None:
         catalogue = catalogue.assign(item=catalogue["item"].astype(str))
     train, test = split_interactions(frame, cfg)
-    full = index_train(train, catalogue, with_catalogue=model_kind == "content")
+    kind, cls = registry.get_kind(model_kind), model_class(model_kind)
+    full = index_train(train, catalogue, with_catalogue=cls.uses_catalogue)
     parts["loading data"] = time.perf_counter() - start
 
     n_train, users = len(train), train["user"].unique()
@@ -54,18 +54,18 @@ def estimate_recommender(dataset: Any, model_kind: str, config: dict[str, Any]) 
         keep = set(np.random.default_rng(cfg.seed).choice(users, size=size, replace=False))
         train, test = train[train["user"].isin(keep)], test[test["user"].isin(keep)]
     share = len(train) / max(1, n_train)
-    data = index_train(train, catalogue, with_catalogue=model_kind == "content") if share < 1.0 else full
+    data = index_train(train, catalogue, with_catalogue=cls.uses_catalogue) if share < 1.0 else full
     items_scale = len(full.item_ids) / max(1, len(data.item_ids))
-    device = resolve_device(getattr(cfg, "device", "auto")) if registry.get_kind(model_kind).uses_gpu else "cpu"
+    device = resolve_device(getattr(cfg, "device", "auto")) if kind.uses_gpu else "cpu"
 
     epochs = int(getattr(cfg, "epochs", 1))
-    probe_cfg = dataclasses.replace(cfg, epochs=min(epochs, PROBE_EPOCHS)) if model_kind in EPOCH_KINDS else cfg
+    probe_cfg = dataclasses.replace(cfg, epochs=min(epochs, PROBE_EPOCHS)) if kind.has_epochs else cfg
     ticks: list[float] = []
     start = time.perf_counter()
     model = train_model(model_kind, probe_cfg, data, catalogue=catalogue, device=device,
                         on_epoch=lambda epoch, loss: ticks.append(time.perf_counter()))
     fit = time.perf_counter() - start
-    parts["training"] = _scale_fit(model_kind, fit, start, ticks, epochs, share, items_scale)
+    parts["training"] = _scale_fit(kind.has_epochs, cls.fit_grows, fit, start, ticks, epochs, share, items_scale)
 
     start = time.perf_counter()
     evaluate_model(model, data, test, ks=sorted({*DEFAULT_KS, cfg.k}))
@@ -78,17 +78,17 @@ def estimate_recommender(dataset: Any, model_kind: str, config: dict[str, Any]) 
                      samples_per_s=len(train) * min(epochs, PROBE_EPOCHS) / max(fit, 1e-9), device=device)
 
 
-def _scale_fit(kind: str, fit: float, start: float, ticks: list[float], epochs: int, share: float,
-               items_scale: float) -> float:
-    if kind in EPOCH_KINDS and len(ticks) >= 2:
+def _scale_fit(has_epochs: bool, grows: str, fit: float, start: float, ticks: list[float], epochs: int,
+               share: float, items_scale: float) -> float:
+    if has_epochs and len(ticks) >= 2:
         # The quickest epoch: on a shared machine a burst of someone else's work inflates single epochs 3x.
         per_epoch = min(b - a for a, b in zip(ticks, ticks[1:], strict=False))
         setup = ticks[0] - start - per_epoch  # tensors, negative-sampling tables, the first epoch's warm-up
         return (max(0.0, setup) + per_epoch * epochs) / share
-    if kind in EPOCH_KINDS:  # one epoch asked for
+    if has_epochs:  # one epoch asked for
         return fit / share
-    if kind == "ease":
+    if grows == "items_cubed":
         return fit * items_scale**3
-    if kind == "content":  # embedding the catalogue dominates, and the probe already embeds all of it
+    if grows == "catalogue":  # embedding the catalogue dominates, and the probe already embeds all of it
         return fit
     return fit / share

@@ -9,20 +9,37 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from core.errors import ProtolabError
+from core.recs.config import (
+    BprConfig,
+    ContentConfig,
+    EaseConfig,
+    ItemKnnConfig,
+    PopularityConfig,
+    RecommenderError,
+    check,
+)
 from core.runs.device import CpuThreadGovernor
 from core.text.pretrained import resolve_model_path
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["RecommenderError"]  # also raised from here, and imported from here by older code
 EpochCallback = Callable[[int, float], None]  # (epoch, train loss)
+Stop = Callable[[], bool]
 
-
-class RecommenderError(ProtolabError):
-    """A recommender cannot be configured, trained or served as asked."""
+# What each model class declares for training and estimates (core.recs.training, core.recs.estimate):
+#   config          its settings dataclass (core.recs.config)
+#   uses_catalogue  it reads the item catalogue (titles, genres, text)
+#   fit_grows       how its fit time grows when the probe's sample grows to the dataset: "interactions"
+#                   (linearly), "items_cubed" (a Gram-matrix inverse) or "catalogue" (embedding every item: fixed)
+#   train(cfg, data, catalogue=, device=, on_epoch=, should_stop=)  fits it from encoded training interactions
+#                   (data: a core.recs.encoding.Interactions, which imports this module, hence Any)
 
 
 @dataclass
@@ -42,6 +59,11 @@ def normalise_rows(scores: np.ndarray) -> np.ndarray:
 
 class Popularity:
     kind = "popularity"
+    config, uses_catalogue, fit_grows = PopularityConfig, False, "interactions"
+
+    @classmethod
+    def train(cls, cfg: PopularityConfig, data: Any, **_: Any) -> Popularity:
+        return cls.fit(data.matrix)
 
     def __init__(self, counts: np.ndarray) -> None:
         self.counts = counts.astype(np.float32)
@@ -95,6 +117,11 @@ def _keep_top_per_row(matrix: sp.csr_matrix, n: int) -> sp.csr_matrix:
 
 class ItemKnn:
     kind = "itemknn"
+    config, uses_catalogue, fit_grows = ItemKnnConfig, False, "interactions"
+
+    @classmethod
+    def train(cls, cfg: ItemKnnConfig, data: Any, **_: Any) -> ItemKnn:
+        return cls.fit(data.matrix, cfg.neighbours, cfg.shrink)
 
     def __init__(self, sim: sp.csr_matrix) -> None:
         self.sim = sim
@@ -123,6 +150,11 @@ class Ease:
     """EASE (Steck 2019): a closed-form item-item linear model, B = I - P / diag(P) with P = (X'X + l2 I)^-1."""
 
     kind = "ease"
+    config, uses_catalogue, fit_grows = EaseConfig, False, "items_cubed"
+
+    @classmethod
+    def train(cls, cfg: EaseConfig, data: Any, **_: Any) -> Ease:
+        return cls.fit(data.matrix, cfg.l2)
 
     def __init__(self, weights: np.ndarray) -> None:
         self.weights = weights.astype(np.float32)
@@ -155,6 +187,14 @@ class Bpr:
     """BPR matrix factorisation: score(u, i) = <p_u, q_i> + b_i, trained on (user, seen, unseen) triples."""
 
     kind = "bpr"
+    config, uses_catalogue, fit_grows = BprConfig, False, "interactions"
+
+    @classmethod
+    def train(cls, cfg: BprConfig, data: Any, *, device: str = "cpu",
+              on_epoch: EpochCallback = lambda e, loss: None, should_stop: Stop = lambda: False, **_: Any) -> Bpr:
+        return cls.fit(data.matrix, factors=cfg.factors, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                       learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay, seed=cfg.seed, device=device,
+                       on_epoch=on_epoch, should_stop=should_stop)
 
     def __init__(self, users: np.ndarray, items: np.ndarray, bias: np.ndarray) -> None:
         self.users, self.items, self.bias = users.astype(np.float32), items.astype(np.float32), bias.astype(np.float32)
@@ -264,6 +304,15 @@ class Content:
     """Catalogue-text similarity (works for items nobody has interacted with yet), blended with item k-NN."""
 
     kind = "content"
+    config, uses_catalogue, fit_grows = ContentConfig, True, "catalogue"
+
+    @classmethod
+    def train(cls, cfg: ContentConfig, data: Any, *, catalogue: pd.DataFrame | None = None,
+              device: str = "cpu", **_: Any) -> Content:
+        check(catalogue is not None, "the content recommender needs an item catalogue (titles, genres or text); "
+                                     "this dataset has none: re-import it with an items file")
+        embeddings = embed_texts(item_texts(data.item_ids, catalogue), cfg.model_id, device)
+        return cls(embeddings, ItemKnn.fit(data.matrix, cfg.neighbours, 10.0), cfg.collaborative_weight)
 
     def __init__(self, embeddings: np.ndarray, knn: ItemKnn, collaborative_weight: float) -> None:
         self.embeddings, self.knn, self.collaborative_weight = embeddings, knn, collaborative_weight

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from core.recs.models import EpochCallback, UserBatch
+from core.recs.config import SequentialConfig
+from core.recs.models import EpochCallback, Stop, UserBatch
 from core.runs.device import CpuThreadGovernor
 
 
@@ -46,6 +47,15 @@ def pad_left(sequences: list[np.ndarray], length: int) -> np.ndarray:
 
 class Sequential:
     kind = "sequential"
+    config, uses_catalogue, fit_grows = SequentialConfig, False, "interactions"  # see core.recs.models
+
+    @classmethod
+    def train(cls, cfg: SequentialConfig, data: Any, *, device: str = "cpu",
+              on_epoch: EpochCallback = lambda e, loss: None, should_stop: Stop = lambda: False,
+              **_: Any) -> Sequential:
+        return cls.fit(data.sequences, len(data.item_ids), factors=cfg.factors, epochs=cfg.epochs,
+                       batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, max_length=cfg.max_length,
+                       dropout=cfg.dropout, seed=cfg.seed, device=device, on_epoch=on_epoch, should_stop=should_stop)
 
     def __init__(self, net: Any, n_items: int, params: dict[str, Any]) -> None:
         self.net, self.n_items, self.params = net, n_items, params

@@ -18,11 +18,10 @@ import scipy.sparse as sp
 
 from core.data.storage import load_frame, load_items
 from core.evaluation.uncertainty import mean_interval
-from core.recs.config import RecommenderConfig, check, parse_config
+from core.recs.config import RecommenderConfig, check, model_class, parse_config
 from core.recs.encoding import Interactions, index_train
-from core.recs.models import Bpr, Content, Ease, ItemKnn, Popularity, RecommenderError, embed_texts, item_texts
+from core.recs.models import Popularity, RecommenderError
 from core.recs.ranking import DEFAULT_KS, RankingAccumulator
-from core.recs.sequential import Sequential
 from core.recs.splits import split_interactions
 from core.runs import registry
 from core.runs.context import RunContext
@@ -40,30 +39,9 @@ FORMAT_VERSION = 1
 def train_model(kind: str, cfg: RecommenderConfig, data: Interactions, *, catalogue: pd.DataFrame | None = None,
                 device: str = "cpu", on_epoch: Callable[[int, float], None] = lambda e, loss: None,
                 should_stop: Callable[[], bool] = lambda: False) -> Any:
-    """Fit one model kind on encoded training interactions."""
-    if kind == "popularity":
-        return Popularity.fit(data.matrix)
-    if kind == "itemknn":
-        return ItemKnn.fit(data.matrix, cfg.neighbours, cfg.shrink)
-    if kind == "ease":
-        return Ease.fit(data.matrix, cfg.l2)
-    if kind == "bpr":
-        return Bpr.fit(data.matrix, factors=cfg.factors, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                       learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay, seed=cfg.seed,
-                       device=device, on_epoch=on_epoch, should_stop=should_stop)
-    if kind == "sequential":
-        return Sequential.fit(data.sequences, len(data.item_ids), factors=cfg.factors, epochs=cfg.epochs,
-                              batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
-                              max_length=cfg.max_length, dropout=cfg.dropout, seed=cfg.seed, device=device,
-                              on_epoch=on_epoch, should_stop=should_stop)
-    if kind == "content":
-        if catalogue is None:
-            raise RecommenderError("the content recommender needs an item catalogue (titles, genres or text); "
-                                   "this dataset has none: re-import it with an items file")
-        embeddings = embed_texts(item_texts(data.item_ids, catalogue), cfg.model_id, device)
-        knn = ItemKnn.fit(data.matrix, cfg.neighbours, 10.0)
-        return Content(embeddings, knn, cfg.collaborative_weight)
-    raise RecommenderError(f"unknown recommender {kind!r}")
+    """Fit one model kind on encoded training interactions (the model class its registry entry names)."""
+    return model_class(kind).train(cfg, data, catalogue=catalogue, device=device, on_epoch=on_epoch,
+                                   should_stop=should_stop)
 
 
 def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> np.ndarray:
@@ -130,7 +108,7 @@ def execute_run(ctx: RunContext) -> dict[str, Any]:
     if catalogue is not None:
         catalogue = catalogue.assign(item=catalogue["item"].astype(str))
     train, test = split_interactions(frame, cfg)
-    data = index_train(train, catalogue, with_catalogue=kind == "content")
+    data = index_train(train, catalogue, with_catalogue=model_class(kind).uses_catalogue)
     try:
         device = resolve_device(cfg.device) if registry.get_kind(kind).uses_gpu else "cpu"
     except ValueError as exc:
@@ -163,7 +141,7 @@ def execute_run(ctx: RunContext) -> dict[str, Any]:
             ctx.log_metric(f"{name}@{k}", value, step=0, split="test")
     # The bar every recommender must clear, on the very same split (as classification runs show the majority
     # class): recommending the most popular unseen items to everyone. Cheap: one count per item.
-    baseline = by_k if kind == "popularity" else evaluate_model(Popularity.fit(data.matrix), data, test,
+    baseline = by_k if model_class(kind) is Popularity else evaluate_model(Popularity.fit(data.matrix), data, test,
                                                                 ks=sorted(by_k))[0]
     ctx.progress(0.95, "saving the model", force=True)
     save_model(ctx.files.model, kind, cfg, model, data, frame, catalogue)
@@ -175,10 +153,7 @@ def execute_run(ctx: RunContext) -> dict[str, Any]:
                         n_users=len(data.user_ids), n_items=len(data.item_ids), intervals={"test": intervals})
 
 
-# --- saving, and the class that reloads each kind ------------------------------------
-
-MODEL_CLASSES = {"popularity": Popularity, "itemknn": ItemKnn, "ease": Ease, "bpr": Bpr, "content": Content}
-
+# --- saving (the model class of each kind reloads it: core.recs.serving) -------------
 
 def save_model(folder: Path, kind: str, cfg: RecommenderConfig, model: Any, data: Interactions,
                interactions: pd.DataFrame, catalogue: pd.DataFrame | None) -> None:
@@ -195,12 +170,3 @@ def save_model(folder: Path, kind: str, cfg: RecommenderConfig, model: Any, data
     interactions[cols].to_parquet(folder / HISTORY_FILE, index=False)
     if catalogue is not None:
         catalogue.to_parquet(folder / ITEMS_FILE, index=False)
-
-
-def model_class(kind: str) -> Any:
-    """The model class that saved `kind` (its from_arrays reloads it)."""
-    if kind == "sequential":
-        return Sequential
-    if kind not in MODEL_CLASSES:
-        raise RecommenderError(f"saved model has an unknown kind {kind!r}")
-    return MODEL_CLASSES[kind]

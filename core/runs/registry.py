@@ -1,25 +1,64 @@
-"""The model kinds Protolab can train and serve: one entry each, read by the CLI, the Train page, the worker,
-the demo pages and every list of runs. Adding a model is one `register(ModelKind(...))` plus its module.
+"""The model kinds Protolab can train and serve: one entry each, carrying everything about the kind (its option
+schema, learning rate, exports, estimator, the libraries its worker imports, ...), read by the CLI, the Train
+page, the worker, the demo pages, Compare and every list of runs. Adding a model is one
+`register(ModelKind(...))` plus its module; nothing else is keyed by a kind's name.
 
 Entries name their code as "module:attribute" strings, resolved on first use, so listing the kinds (Home,
-the CLI's --help) imports no torch or scikit-learn. Extra kinds come from the modules named in
-PROTOLAB_MODEL_KINDS (comma-separated), imported here in every process, the worker's included.
+the CLI's --help) imports no torch or scikit-learn. The built-in kinds are registered by core.runs.kinds; extra
+kinds come from the modules named in PROTOLAB_MODEL_KINDS (comma-separated), imported here in every process, the
+worker's included.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import ProtolabError
-from core.runs.device import DEVICE_KINDS
 from core.tasks import Headline, get_task, load_plugins, resolve
-from db.enums import JOB_KINDS, LABEL_RETRAIN_KIND, TaskKind
+from db.enums import JOB_KINDS, TaskKind
+
+BUILT_IN = ("core.runs.kinds",)  # the modules that register the built-in kinds, loaded before any plugin
 
 
 class UnknownModelKind(ProtolabError):
     """A model kind nobody registered (a typo, or a run made by a plugin that is not loaded)."""
+
+
+# Option.when: the machine conditions under which a form offers an option.
+SEVERAL_GPUS = "several_gpus"  # a machine with two or more GPUs (the GPU count; capped at the GPUs it has)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting of a kind that a user (or a search over runs) may choose: the Train form draws it, the CLI has a
+    flag for it, Compare shows it when runs differ in it, and a hyperparameter search reads its range from here."""
+
+    name: str  # the key in the run's config
+    type: type  # int, float, bool or str
+    label: str  # the Train form's label
+    help: str = ""  # one line, shown by the form and by `protolab train --help`
+    default: Any = None  # what the form starts from; None: the kind's own default (its make_config({}))
+    low: float | None = None  # the inclusive range of a number (None: open)
+    high: float | None = None
+    log: bool = False  # a range to search on a log scale (learning rates, regularisation strengths)
+    step: float | None = None  # the form's +/- step for a number (None: Streamlit's)
+    format: str | None = None  # the form's printf format for a number ("%.1e")
+    choices: tuple[str, ...] = ()  # the values of a str option, in the order the form lists them
+    choice_text: tuple[str, ...] = ()  # what the form shows for each choice (empty: the values)
+    open_choices: bool = False  # other values are valid too ("cuda:1"): the CLI does not restrict to choices
+    flag: str | None = None  # the CLI flag; None: "--" + the name with dashes
+    form: bool = True  # the Train form offers it
+    cli: bool = True  # `protolab train` has a flag for it
+    main: bool = False  # drawn above the form's collapsed Settings (the choice that matters most)
+    when: str | None = None  # a machine condition (SEVERAL_GPUS) without which the form leaves it out
+    widget: str | None = None  # a form widget of its own: "pretrained" (the model picker), "device"
+
+    @property
+    def cli_flag(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -38,16 +77,24 @@ class ModelKind:
     devices: tuple[str, ...] = ("cpu",)  # the device kinds it can use; "cpu" only = never on a GPU
     multi_gpu: bool = False  # can train on several GPUs with DistributedDataParallel
     has_epochs: bool = False  # reports loss per step/epoch (runs without epochs show no epoch panels)
-    options: tuple[str, ...] = ()  # the config keys the Train page and the CLI let a user set
-    # The config keys that change what it learns (None: all). Classification runs share one config
-    # dataclass, so a TF-IDF run stores epochs and a learning rate it never reads; Compare hides them.
-    settings: tuple[str, ...] | None = None
+    # Every config key that changes what it learns, in the order the form draws them: the form, the CLI's flags
+    # and Compare read them. A classification run's config also holds keys of other kinds (one dataclass for all);
+    # Compare leaves out what is not an option here.
+    options: tuple[Option, ...] = ()
+    learning_rate: float | None = None  # the default peak learning rate (None: its config's own default)
+    auto_batch: bool = False  # on a GPU, can pick its batch size from a memory probe (`--batch-size auto`)
+    exports: tuple[str, ...] = ()  # the `protolab export --format` values its runs export to
+    imports: tuple[str, ...] = ()  # libraries its worker imports beyond the executor's module (start-up timing)
+    model: str | None = None  # "module:Class" of the model it fits, where the family's code asks (recommenders)
+    curve: str | None = None  # "module:function" that trains it on k labels a class for the label curve
+    few_shot: bool = False  # made to learn from a few labels a class: its runs ask "should we label more?"
     short: str = ""  # the name in charts and sentences ("SetFit"); "" = the label
     job: str | None = None  # the job kind that trains it on a dataset still being labelled (SetFit: the retrain)
     offered: bool = True  # False: only its own page starts it (the Label page's retrains), so no picker offers it
     # Roughly what a run writes (model + checkpoint, MB): a run is refused before it starts with less free space.
     # A floor, not a promise: a big vocabulary or catalogue writes more.
     disk_mb: int = 10
+    baseline: bool = False  # the kind the other kinds of its task are measured against (TF-IDF)
 
     @property
     def headline(self) -> Headline:
@@ -66,9 +113,19 @@ class ModelKind:
     def uses_gpu(self) -> bool:
         return any(d != "cpu" for d in self.devices)
 
+    def option(self, name: str) -> Option | None:
+        return next((o for o in self.options if o.name == name), None)
+
     def make_config(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """The full config of a run of this kind from the options a user gave (unknown or bad ones raise)."""
         return resolve(self.build_config)(self.name, dict(options))
+
+    def defaults(self) -> dict[str, Any]:
+        """What each option starts from on the form: its own default, else the kind's config default."""
+        config = _defaults.get(self)
+        if config is None:
+            config = _defaults[self] = self.make_config({})
+        return {o.name: o.default if o.default is not None else config.get(o.name) for o in self.options}
 
     def executor(self) -> Callable[[Any], dict[str, Any]]:
         return resolve(self.execute)
@@ -81,11 +138,20 @@ class ModelKind:
             raise UnknownModelKind(f"{self.label} runs cannot be served")
         return resolve(self.load)
 
+    def model_class(self) -> Any:
+        if self.model is None:
+            raise UnknownModelKind(f"{self.label} names no model class")
+        return resolve(self.model)
+
+
+_defaults: dict[ModelKind, dict[str, Any]] = {}  # each kind's make_config({}), built once
+
 
 @dataclass
 class _Registry:
     kinds: dict[str, ModelKind] = field(default_factory=dict)
     plugins_loaded: bool = False
+    built_ins_loaded: bool = False
 
 
 _registry = _Registry()
@@ -93,6 +159,7 @@ _registry = _Registry()
 
 def register(kind: ModelKind) -> ModelKind:
     """Add (or replace, for tests and plugins) a model kind."""
+    _load_built_ins()  # first, so the built-in kinds keep the first places in every picker
     _registry.kinds[kind.name] = kind
     return kind
 
@@ -126,6 +193,11 @@ def find_kind(name: str) -> ModelKind | None:
     return _registry.kinds.get(str(name))
 
 
+def baseline_kind(task: TaskKind) -> ModelKind | None:
+    """The kind whose runs are the bar for the other kinds of `task` (None: the task has none)."""
+    return next((k for k in all_kinds(task) if k.baseline), None)
+
+
 def model_of_job(job: str) -> ModelKind:
     """The model kind whose `job` is `job` (the kind a Label-page retrain trains and serves)."""
     found = [k for k in all_kinds() if k.job == job]
@@ -135,12 +207,25 @@ def model_of_job(job: str) -> ModelKind:
 
 
 def applicable_config(model_kind: str, config: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The part of a run's stored config that applies to its kind (all of it for an unregistered kind)."""
+    """The part of a run's stored config that its kind's options name (all of it for an unregistered kind, or one
+    that declares no options)."""
     kind = find_kind(model_kind)
     config = dict(config or {})
-    if kind is None or kind.settings is None:
+    if kind is None or not kind.options:
         return config
-    return {k: v for k, v in config.items() if k in kind.settings}
+    names = {o.name for o in kind.options}
+    return {k: v for k, v in config.items() if k in names}
+
+
+def options_across_kinds(*, cli: bool = False) -> dict[str, tuple[Option, tuple[str, ...]]]:
+    """Each option name of the kinds a user can pick (the CLI's flags: those with `cli`), with its first
+    declaration and the kinds that take it, in registration order."""
+    found: dict[str, tuple[Option, list[str]]] = {}
+    for kind in all_kinds():
+        for option in kind.options:
+            if option.cli or not cli:
+                found.setdefault(option.name, (option, []))[1].append(kind.name)
+    return {name: (option, tuple(kinds)) for name, (option, kinds) in found.items()}
 
 
 def headline_of(model_kind: str, task: str, metrics: Mapping[str, Any] | None) -> tuple[Headline, float | None]:
@@ -150,83 +235,16 @@ def headline_of(model_kind: str, task: str, metrics: Mapping[str, Any] | None) -
     return headline, headline.value(metrics)
 
 
+def _load_built_ins() -> None:
+    if not _registry.built_ins_loaded:
+        _registry.built_ins_loaded = True
+        for module_name in BUILT_IN:
+            importlib.import_module(module_name)  # each calls register(...) on import
+
+
 def _load_plugins() -> None:
     if _registry.plugins_loaded:
         return
     _registry.plugins_loaded = True
+    _load_built_ins()
     load_plugins()  # each plugin module calls register(...) (and register_task(...)) on import
-
-
-# --- the built-in kinds --------------------------------------------------------------------------------
-_TEXT_CONFIG, _TEXT_EXECUTE, _TEXT_LOAD = "core.text.config:build_config", "core.text.executor:execute_run", \
-    "core.text.serving:load_token_classifier"
-_REC_CONFIG, _REC_EXECUTE, _REC_LOAD = "core.recs.config:build_config", "core.recs.training:execute_run", \
-    "core.recs.serving:load_run_model"
-_TEXT_ESTIMATE, _REC_ESTIMATE = "core.text.estimate:estimate_run", "core.recs.estimate:estimate_recommender"
-_NEURAL_OPTIONS = ("model_id", "epochs", "batch_size", "learning_rate", "max_length", "patience", "warmup_ratio",
-                   "weight_decay", "seed", "device", "gpus", "class_weights")
-_NEURAL_SETTINGS = (*_NEURAL_OPTIONS, "grad_accum_steps", "max_grad_norm")
-_REC_OPTIONS = ("k", "split_protocol", "seed")
-_GPU = DEVICE_KINDS  # the kinds that can use a GPU run on any device
-
-for _kind in (
-    ModelKind("transformer", TaskKind.CLASSIFICATION, "Transformer (fine-tune)",
-              "the most accurate; fine-tunes a pretrained model (MiniLM by default), best on a GPU",
-              _TEXT_CONFIG, _TEXT_EXECUTE, _TEXT_LOAD, devices=_GPU, multi_gpu=True, has_epochs=True,
-              options=_NEURAL_OPTIONS, settings=_NEURAL_SETTINGS, disk_mb=400, estimate=_TEXT_ESTIMATE),
-    ModelKind("lstm", TaskKind.CLASSIFICATION, "LSTM (BiLSTM on subwords)",
-              "a small recurrent network: fast to train, even on a CPU",
-              _TEXT_CONFIG, _TEXT_EXECUTE, _TEXT_LOAD, devices=_GPU, multi_gpu=True, has_epochs=True,
-              options=_NEURAL_OPTIONS,
-              settings=(*_NEURAL_SETTINGS, "init_embeddings"), disk_mb=100, estimate=_TEXT_ESTIMATE),
-    ModelKind("tfidf", TaskKind.CLASSIFICATION, "TF-IDF + logistic regression (fast baseline)",
-              "the baseline every model must beat: word and bigram counts on a CPU; seconds for a few thousand "
-              "texts, about a minute for 30,000 (Estimate says how long)",
-              _TEXT_CONFIG, _TEXT_EXECUTE, "core.text.serving:load_tfidf_classifier",
-              options=("seed", "class_weights"),
-              settings=("seed", "class_weights", "tfidf_ngram_max", "tfidf_min_df", "tfidf_max_features",
-                        "tfidf_c"), disk_mb=20, estimate=_TEXT_ESTIMATE),
-    ModelKind("setfit", TaskKind.CLASSIFICATION, "SetFit (few-shot, from 8 examples a class)",
-              "contrastive fine-tuning of MiniLM + a logistic head: the best with few labels; minutes on a CPU",
-              "core.text.fewshot:build_config", "core.text.fewshot_run:execute_run",
-              "core.text.fewshot_run:load_setfit_classifier", devices=_GPU,
-              options=("model_id", "epochs", "batch_size", "learning_rate", "max_length", "seed", "device",
-                       "class_weights", "num_iterations", "max_pairs"),
-              settings=("model_id", "epochs", "batch_size", "learning_rate", "max_length", "seed",
-                        "class_weights", "num_iterations", "max_pairs"), short="SetFit", job=LABEL_RETRAIN_KIND,
-              disk_mb=200),
-    ModelKind("ease", TaskKind.INTERACTIONS, "EASE (linear item model; best on MovieLens)",
-              "the strongest item-to-item model on small catalogues; seconds",
-              _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, options=_REC_OPTIONS, disk_mb=50, estimate=_REC_ESTIMATE),
-    ModelKind("itemknn", TaskKind.INTERACTIONS, "Item k-NN (cosine)",
-              "people who liked this also liked: simple, explainable",
-              _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, estimate=_REC_ESTIMATE, options=_REC_OPTIONS),
-    ModelKind("bpr", TaskKind.INTERACTIONS, "BPR matrix factorisation",
-              "learned user and item factors; uses a GPU when there is one",
-              _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, estimate=_REC_ESTIMATE, devices=_GPU, has_epochs=True,
-              options=(*_REC_OPTIONS, "factors", "epochs", "device")),
-    ModelKind("sequential", TaskKind.INTERACTIONS, "GRU over each user's history",
-              "predicts the next item from the order of a user's history; use a leave-last-out split",
-              _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, estimate=_REC_ESTIMATE, devices=_GPU, has_epochs=True,
-              options=(*_REC_OPTIONS, "factors", "epochs", "device")),
-    ModelKind("content", TaskKind.INTERACTIONS, "Content (catalogue text) + k-NN",
-              "recommends from item titles and descriptions, so new items get recommended too",
-              _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, estimate=_REC_ESTIMATE, devices=_GPU,
-              options=(*_REC_OPTIONS, "model_id", "device")),
-    ModelKind("popularity", TaskKind.INTERACTIONS, "Popularity (baseline)",
-              "the most popular items for everyone: the baseline",
-              _REC_CONFIG, _REC_EXECUTE, _REC_LOAD, estimate=_REC_ESTIMATE, options=_REC_OPTIONS),
-    ModelKind("data_audit", TaskKind.CLASSIFICATION, "Data health audit",
-              "label errors, near-duplicates, leakage and oddities of a dataset (a job, not a model)",
-              "core.health.jobs:build_config", "core.health.jobs:execute_audit"),
-    ModelKind(LABEL_RETRAIN_KIND, TaskKind.CLASSIFICATION, "SetFit on the labels so far (Label page)",
-              "the Label page's background retrain: suggestions and uncertainty for the texts still unlabelled",
-              "core.text.fewshot:build_config", "core.labelling.retrain:execute_retrain",
-              "core.text.fewshot_run:load_setfit_classifier", devices=_GPU, short="SetFit", offered=False,
-              disk_mb=200),
-    ModelKind("label_curve", TaskKind.CLASSIFICATION, "How many labels do I need (label curve)",
-              "macro-F1 of SetFit, TF-IDF and the Transformer at 8-64 labels a class (a job, not a model)",
-              "core.labelling.curve_job:build_config", "core.labelling.curve_job:execute_label_curve",
-              devices=_GPU),
-):
-    register(_kind)

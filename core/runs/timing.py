@@ -16,28 +16,16 @@ from core.runs import registry
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# What a worker of each kind imports before and during its work, beyond its executor's module: the
-# libraries the executor imports inside its functions (timed here once, never inside a probe).
-_LIBRARIES = {
-    "transformer": ("torch", "transformers", "sklearn.metrics", "safetensors.torch"),
-    "lstm": ("torch", "transformers", "sklearn.metrics", "safetensors.torch"),
-    "tfidf": ("sklearn.feature_extraction.text", "sklearn.linear_model", "sklearn.pipeline", "sklearn.metrics",
-              "skops.io"),
-    "bpr": ("torch", "safetensors.numpy"),
-    "sequential": ("torch", "safetensors.numpy"),
-    "content": ("torch", "sentence_transformers", "safetensors.numpy"),
-}
-_RECS_LIBRARIES = ("safetensors.numpy",)
-
 
 def worker_imports(model_kind: str) -> tuple[str, ...]:
-    return _LIBRARIES.get(model_kind, _RECS_LIBRARIES)
+    """What a worker of `model_kind` imports before and during its work, beyond its executor's module: the
+    libraries the executor imports inside its functions (timed here once, never inside a probe)."""
+    return registry.get_kind(model_kind).imports
 
 
 def preload(model_kind: str) -> None:
     """Import what a run of `model_kind` imports, in this process, so a probe times work and not imports
     (the first estimate in a fresh server would otherwise count several seconds of imports twice)."""
-
     registry.get_kind(model_kind).executor()
     for module in worker_imports(model_kind):
         importlib.import_module(module)

@@ -10,11 +10,10 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from core.errors import ProtolabError
+from core.runs import registry
 from core.runs.device import is_device, unknown_device_text
 
-# 1e-4 for the Transformer, not BERT-base's usual 5e-5: MiniLM-L6 with a fresh head learns little in the
-# few dozen steps of a small dataset at 5e-5 (demo reviews, 3 epochs: macro-F1 0.32 vs 1.00 at 1e-4 / 2e-4).
-DEFAULT_LEARNING_RATE = {"transformer": 1e-4, "lstm": 2e-3, "tfidf": 5e-5}
+BUILD_CONFIG = "core.text.config:build_config"  # the kinds whose entries name this function are the text kinds
 
 
 class TrainingError(ProtolabError):
@@ -25,7 +24,7 @@ class TrainingError(ProtolabError):
 class TrainConfig:
     epochs: int = 3
     batch_size: int = 32  # per process; the effective batch is batch_size × gpus × grad_accum_steps
-    learning_rate: float = 1e-4  # build_config picks the family's default (DEFAULT_LEARNING_RATE)
+    learning_rate: float = 1e-4  # build_config picks the kind's default (its registry entry's learning_rate)
     max_length: int = 128
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
@@ -48,14 +47,17 @@ class TrainConfig:
 
 def build_config(model_kind: str, options: dict[str, Any]) -> dict[str, Any]:
     """The full, validated config dict of a classification run from the options a user gave."""
-    if model_kind not in DEFAULT_LEARNING_RATE:
-        raise TrainingError(f"unknown model {model_kind!r}: use one of {', '.join(DEFAULT_LEARNING_RATE)}")
+    kind = registry.find_kind(model_kind)
+    if kind is None or kind.build_config != BUILD_CONFIG:
+        known = [k.name for k in registry.all_kinds() if k.build_config == BUILD_CONFIG]
+        raise TrainingError(f"unknown model {model_kind!r}: use one of {', '.join(known)}")
     known = {f.name for f in fields(TrainConfig)}
     values = {k: v for k, v in options.items() if v is not None and k != "resume"}
     unknown = sorted(set(values) - known)
     if unknown:
         raise TrainingError(f"option(s) {', '.join(unknown)} do not apply to the {model_kind} model")
-    values.setdefault("learning_rate", DEFAULT_LEARNING_RATE[model_kind])
+    if kind.learning_rate is not None:
+        values.setdefault("learning_rate", kind.learning_rate)
     cfg = TrainConfig(**values)
     _validate(cfg)
     return asdict(cfg)

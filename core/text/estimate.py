@@ -60,8 +60,21 @@ GPU_MEMORY_HEADROOM = 0.9  # warn above this share of the card's memory
 
 
 def estimate_run(dataset: Dataset | None, model_kind: str, config: dict[str, Any]) -> Estimate:
-    """Time (and, on CUDA, peak memory) of a run on `dataset`, from a short measured probe on a sample of its data."""
+    """Time (and, on CUDA, peak memory) of a neural run on `dataset`, from a short measured probe on a sample of
+    its data."""
+    cfg, train, n_train, (n_val, n_test), parts = _read_train(dataset, model_kind, config)
+    return _estimate_neural(train, cfg, model_kind, n_train, (n_val, n_test), parts)
 
+
+def estimate_tfidf_run(dataset: Dataset | None, model_kind: str, config: dict[str, Any]) -> Estimate:
+    """The TF-IDF kind's estimate: a fit on a sample, scaled to the training split."""
+    cfg, train, n_train, (n_val, n_test), parts = _read_train(dataset, model_kind, config)
+    return _estimate_tfidf(train, cfg, n_train, n_val + n_test, parts)
+
+
+def _read_train(dataset: Dataset | None, model_kind: str, config: dict[str, Any]
+                ) -> tuple[TrainConfig, pd.DataFrame, int, tuple[int, int], dict[str, float]]:
+    """The run's config, its training split and split sizes, and the start-up and loading parts measured."""
     cfg = config_from_dict(build_config(model_kind, {k: v for k, v in config.items() if k != "resume"}))
     if dataset is None:
         raise TrainingError("that dataset no longer exists")
@@ -78,9 +91,7 @@ def estimate_run(dataset: Dataset | None, model_kind: str, config: dict[str, Any
         raise TrainingError(f"dataset {dataset.name!r} has no training rows")
     # Reading all three splits takes about three times reading train (one Parquet file, filtered).
     parts["loading data"] = 3 * (time.perf_counter() - start)
-    if model_kind == "tfidf":
-        return _estimate_tfidf(train, cfg, n_train, n_val + n_test, parts)
-    return _estimate_neural(train, cfg, model_kind, n_train, (n_val, n_test), parts)
+    return cfg, train, n_train, (n_val, n_test), parts
 
 
 def _estimate_tfidf(train: pd.DataFrame, cfg: TrainConfig, n_train: int, n_eval: int,

@@ -17,12 +17,12 @@ from core.data.versions import test_set_name
 from core.evaluation.metrics import classification_report, headline
 from core.evaluation.testsets import describe_test_set
 from core.evaluation.uncertainty import class_intervals, intervals_json
-from core.runs import distributed
+from core.runs import distributed, registry
 from core.runs.context import RunContext
 from core.runs.device import resolve_device
 from core.runs.timing import format_eta
 from core.text.batching import TokenBatches, encode_texts
-from core.text.config import DEFAULT_LEARNING_RATE, TrainConfig, TrainingError, config_from_dict, replace_config
+from core.text.config import BUILD_CONFIG, TrainConfig, TrainingError, config_from_dict, replace_config
 from core.text.gpu_batch import choose_gpu_batch
 from core.text.loop import (
     EpochLog,
@@ -48,16 +48,23 @@ DDP_STOP_CHECK_EVERY = 5  # micro-batches between cancel checks under DDP, where
 
 
 def execute_run(ctx: RunContext) -> dict[str, Any]:
-    """Train one classification run for core.runs.worker: load splits, train, save model/predictions, return metrics."""
+    """Train one neural classification run (Transformer, LSTM) for core.runs.worker: load splits, train, save the
+    model and predictions, return metrics."""
+    return _execute_neural(ctx, *_prepare(ctx))
+
+
+def execute_tfidf_run(ctx: RunContext) -> dict[str, Any]:
+    """The TF-IDF kind's executor: the same splits and outputs, fitted in one go."""
+    return _execute_tfidf(ctx, *_prepare(ctx))
+
+
+def _prepare(ctx: RunContext) -> tuple[TrainConfig, dict[str, pd.DataFrame], list[str]]:
     cfg = config_from_dict(ctx.config)
-    if ctx.model_kind not in DEFAULT_LEARNING_RATE:  # the kinds this executor knows how to build
+    if registry.get_kind(ctx.model_kind).build_config != BUILD_CONFIG:  # a kind whose config this module reads
         raise TrainingError(f"unknown classification model {ctx.model_kind!r}")
     ctx.progress(0.0, "loading data", force=True)
     splits = load_splits(ctx.dataset(), seed=cfg.seed)
-    labels = label_order(splits)
-    if ctx.model_kind == "tfidf":
-        return _execute_tfidf(ctx, cfg, splits, labels)
-    return _execute_neural(ctx, cfg, splits, labels)
+    return cfg, splits, label_order(splits)
 
 
 def load_splits(dataset: Any, seed: int = 42) -> dict[str, pd.DataFrame]:
@@ -113,8 +120,9 @@ def _execute_tfidf(ctx: RunContext, cfg: TrainConfig, splits: dict[str, pd.DataF
     if ctx.is_main:
         save_tfidf(model, ctx.files.model)
     samples_per_s = len(splits["train"]) / max(seconds, 1e-9)
-    return finish_run(ctx, cfg, splits, labels, probas, best_epoch=1, samples_per_s=samples_per_s,
-                   train_time_s=seconds, device="cpu")
+    # No pretrained model is read, whatever --model-id said: meta.json must not claim one.
+    return finish_run(ctx, replace_config(cfg, model_id=None), splits, labels, probas, best_epoch=1,
+                   samples_per_s=samples_per_s, train_time_s=seconds, device="cpu")
 
 
 def _execute_neural(ctx: RunContext, cfg: TrainConfig, splits: dict[str, pd.DataFrame], labels: list[str]) -> dict:
@@ -219,52 +227,52 @@ def stop_if_cancelled(ctx: RunContext, force: bool = False) -> None:
 
 
 def build_model(family: str, cfg: TrainConfig, labels: Sequence[str]) -> tuple[Any, Any]:
-    """(model, tokenizer) for a neural family, with fresh classification head(s) for `labels`."""
-
+    """(model, tokenizer) for a neural kind, with fresh classification head(s) for `labels`: the network class its
+    registry entry names (TransformerNet, core.text.lstm.LstmNet) builds it."""
     tokenizer = load_tokenizer(cfg.model_id)
-    source = resolve_model_path(cfg.model_id)
-    if family == "lstm":
-        from core.text.lstm import LSTMConfig, build_lstm  # torch at its top: not on a page's path
-
-        model = build_lstm(len(tokenizer), len(labels), tokenizer.pad_token_id or 0,
-                           LSTMConfig(dropout=cfg.lstm_dropout),
-                           init_embeddings_from=source if cfg.init_embeddings else None)
-        model.labels = list(labels)
-        return model, tokenizer
-    from transformers import AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
-
-    id2label = dict(enumerate(labels))
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the "newly initialised classifier" report is expected here
-    kwargs = {"num_labels": len(labels), "id2label": id2label, "label2id": {v: k for k, v in id2label.items()},
-              "ignore_mismatched_sizes": True}
-    try:
-        try:  # fused scaled-dot-product attention (flash / memory-efficient kernels on CUDA) where the model has it
-            model = AutoModelForSequenceClassification.from_pretrained(source, attn_implementation="sdpa", **kwargs)
-        except ValueError:  # an architecture without SDPA: its default attention (a real load error recurs below)
-            model = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
-    except (OSError, ValueError) as exc:
-        raise ModelNotAvailable(f"could not load model {cfg.model_id!r}: {str(exc).splitlines()[0][:200]}") from exc
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    model.config.problem_type = "single_label_classification"
-    return model, tokenizer
+    net = registry.get_kind(family).model_class()
+    return net.build(cfg, labels, tokenizer, resolve_model_path(cfg.model_id)), tokenizer
 
 
 def save_model(family: str, model: Any, tokenizer: Any, labels: Sequence[str], folder: Path) -> None:
-    """Save into the run's model folder in the family's reloadable form (safetensors, no pickle)."""
+    """Save into the run's model folder in the kind's reloadable form (safetensors, no pickle)."""
     folder.mkdir(parents=True, exist_ok=True)
-    if family == "lstm":
-        from core.text.lstm import save_lstm  # torch at its top: not on a page's path
+    registry.get_kind(family).model_class().save(model, tokenizer, list(labels), folder)
 
-        model.labels = list(labels)
-        save_lstm(model, folder, tokenizer, labels=list(labels))
-        return
-    model.config.id2label = dict(enumerate(labels))
-    model.config.label2id = {label: i for i, label in enumerate(labels)}
-    model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
+
+class TransformerNet:
+    """The Transformer kind's network: a pretrained encoder with a fresh classification head."""
+
+    @staticmethod
+    def build(cfg: TrainConfig, labels: Sequence[str], tokenizer: Any, source: str) -> Any:
+        from transformers import AutoModelForSequenceClassification
+        from transformers.utils import logging as hf_logging
+
+        id2label = dict(enumerate(labels))
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # the "newly initialised classifier" report is expected here
+        kwargs = {"num_labels": len(labels), "id2label": id2label, "label2id": {v: k for k, v in id2label.items()},
+                  "ignore_mismatched_sizes": True}
+        try:
+            try:  # fused scaled-dot-product attention (flash / memory-efficient kernels on CUDA) where it exists
+                model = AutoModelForSequenceClassification.from_pretrained(source, attn_implementation="sdpa",
+                                                                           **kwargs)
+            except ValueError:  # an architecture without SDPA: its default attention (a real load error recurs)
+                model = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
+        except (OSError, ValueError) as exc:
+            raise ModelNotAvailable(f"could not load model {cfg.model_id!r}: "
+                                    f"{str(exc).splitlines()[0][:200]}") from exc
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        model.config.problem_type = "single_label_classification"
+        return model
+
+    @staticmethod
+    def save(model: Any, tokenizer: Any, labels: list[str], folder: Path) -> None:
+        model.config.id2label = dict(enumerate(labels))
+        model.config.label2id = {label: i for i, label in enumerate(labels)}
+        model.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
 
 
 def finish_run(ctx: RunContext, cfg: TrainConfig, splits: dict[str, pd.DataFrame], labels: list[str],
@@ -283,7 +291,7 @@ def finish_run(ctx: RunContext, cfg: TrainConfig, splits: dict[str, pd.DataFrame
                       "confidence": proba.max(axis=1) if len(proba) else [],
                       "proba": [row.tolist() for row in proba]}).to_parquet(ctx.files.predictions(split), index=False)
     meta = {"kind": ctx.model_kind, "task": str(ctx.task), "labels": labels, "max_length": cfg.max_length,
-            "model_id": cfg.model_id if ctx.model_kind != "tfidf" else None, "dataset_id": ctx.dataset_id}
+            "model_id": cfg.model_id, "dataset_id": ctx.dataset_id}
     ctx.files.write_meta(meta)
     for name in ("accuracy", "macro_f1"):
         ctx.log_metric(name, reports["test"][name], step=0, epoch=None, split="test")

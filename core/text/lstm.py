@@ -171,6 +171,24 @@ def save_lstm(model: LSTMClassifier, folder: Path, tokenizer: Any, labels: list[
     tokenizer.save_pretrained(str(folder))
 
 
+class LstmNet:
+    """The LSTM kind's network as the text executor builds and saves it (core.text.executor.build_model)."""
+
+    @staticmethod
+    def build(cfg: Any, labels: list[str], tokenizer: Any, source: str) -> LSTMClassifier:
+        """A BiLSTM over the tokenizer's vocabulary; `cfg` is the run's TrainConfig."""
+        model = build_lstm(len(tokenizer), len(labels), tokenizer.pad_token_id or 0,
+                           LSTMConfig(dropout=cfg.lstm_dropout),
+                           init_embeddings_from=source if cfg.init_embeddings else None)
+        model.labels = list(labels)
+        return model
+
+    @staticmethod
+    def save(model: LSTMClassifier, tokenizer: Any, labels: list[str], folder: Path) -> None:
+        model.labels = list(labels)
+        save_lstm(model, folder, tokenizer, labels=list(labels))
+
+
 def load_lstm(folder: Path, device: str = "cpu") -> tuple[LSTMClassifier, Any]:
     """Load what save_lstm wrote; the model comes back in eval mode with `.labels` set when saved."""
     from safetensors.torch import load_file

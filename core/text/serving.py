@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -72,6 +73,8 @@ class TextClassifier:
     max_length: int
     device: str = "cpu"
     precision: str = "fp32"
+    runtime: str = "torch"  # what computes the answers (the API reports it): torch | sklearn
+    truncates: bool = True  # reads at most max_length tokens of a text (a bag of n-grams reads all of it)
 
     def score(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[np.ndarray, list[bool]]:
         """(probabilities of shape (n, len(labels)), whether each text was truncated)."""
@@ -106,6 +109,7 @@ class TextClassifier:
 
 class TfidfClassifier(TextClassifier):
     family = "tfidf"
+    runtime, truncates = "sklearn", False
 
     reads = "reads whole texts"  # a bag of n-grams: nothing is ever truncated
 
@@ -311,31 +315,42 @@ def load_tfidf_classifier(files: RunFiles, device: str = "cpu") -> TfidfClassifi
     return TfidfClassifier(load_tfidf(files.model), read_meta(files).max_length)
 
 
-def load_token_classifier(files: RunFiles, device: str = "auto") -> TokenClassifier:
-    """The Transformer and LSTM kinds' loader."""
+def load_transformer_classifier(files: RunFiles, device: str = "auto") -> TokenClassifier:
+    """The Transformer kind's loader (bf16 on hardware that has it, see inference_precision)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer  # heavy: not on a page's path
 
-    meta, folder = read_meta(files), files.model
+    meta, folder, device = _open_token_run(files, device)
+    # safetensors only: a pickled pytorch_model.bin is never unpickled here.
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(folder), local_files_only=True, use_safetensors=True).to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    precision = inference_precision(device)
+    if precision == "bf16":
+        import torch
+
+        model = model.to(torch.bfloat16)
+    return _token_classifier(meta, folder, model, tokenizer, _transformer_labels(model.config, meta.labels), device,
+                             precision)
+
+
+def load_lstm_classifier(files: RunFiles, device: str = "auto") -> TokenClassifier:
+    """The LSTM kind's loader. It stays in fp32 (small and already fast; bf16 LSTM kernels not measured)."""
+    from core.text.lstm import load_lstm  # torch at its top: the demo pages import this module
+
+    meta, folder, device = _open_token_run(files, device)
+    model, tokenizer = load_lstm(folder, device)
+    return _token_classifier(meta, folder, model, tokenizer, [str(x) for x in (model.labels or meta.labels)], device,
+                             "fp32")
+
+
+def _open_token_run(files: RunFiles, device: str) -> tuple[RunMeta, Path, str]:
+    meta = read_meta(files)
     configure_torch_threads()
-    device = resolve_device("auto" if device == "auto" else device)
-    precision = "fp32"  # the LSTM stays in fp32 (small and already fast; bf16 LSTM kernels not measured)
-    if meta.family == "lstm":
-        from core.text.lstm import load_lstm  # torch at its top: the demo pages import this module
+    return meta, files.model, resolve_device("auto" if device == "auto" else device)
 
-        model, tokenizer = load_lstm(folder, device)
-        labels = [str(x) for x in (model.labels or meta.labels)]
-    else:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        # safetensors only: a pickled pytorch_model.bin is never unpickled here.
-        model = AutoModelForSequenceClassification.from_pretrained(
-            str(folder), local_files_only=True, use_safetensors=True).to(device).eval()
-        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        labels = _transformer_labels(model.config, meta.labels)
-        precision = inference_precision(device)
-        if precision == "bf16":
-            import torch
-
-            model = model.to(torch.bfloat16)
+def _token_classifier(meta: RunMeta, folder: Path, model: Any, tokenizer: Any, labels: list[str], device: str,
+                      precision: str) -> TokenClassifier:
     if len(labels) != len(meta.labels):
         raise ArtifactError(f"{folder}: the model has {len(labels)} outputs but meta.json lists "
                             f"{len(meta.labels)} labels")
