@@ -30,7 +30,7 @@ def _run(args: argparse.Namespace) -> int:
     # Every option flag the user gave goes to the kind's build_config, which refuses those that do not apply.
     options = {key: getattr(args, key) for key in registry.options_across_kinds(cli=True)
                if getattr(args, key, None) is not None}
-    options.update(_auto_batch_options(kind, options, quiet=args.json))
+    options.update(_auto_batch_options(kind.name, options, quiet=args.json))
     config = kind.make_config(options)
     if args.nodes is not None:
         config = with_nodes(config, args.nodes, kind.name)
@@ -83,9 +83,10 @@ def _warn_if_no_worker_fits(config: dict[str, Any]) -> None:
         print(f"protolab: warning: the run waits in the queue: {reason}", file=sys.stderr)
 
 
-def _auto_batch_options(kind: registry.ModelKind, options: dict[str, Any], *, quiet: bool) -> dict[str, Any]:
+def _auto_batch_options(kind_name: str, options: dict[str, Any], *, quiet: bool) -> dict[str, Any]:
     """A kind with auto batch (Transformer, LSTM) without --batch-size N (or with `auto`): on a GPU the run picks it
     from a memory probe."""
+    kind = registry.get_kind(kind_name)
     if options.get(BATCH_SIZE) == "auto":
         if not kind.auto_batch:
             raise CliError(f"--batch-size auto applies to {' and '.join(_auto_batch_kinds())} only; give a number")
