@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import object_session
 
-from core.evaluation.comparison import BASELINE_KIND, baseline_run, majority_scores
+from core.evaluation.comparison import baseline_run, majority_scores
 from core.evaluation.predictions import EvaluationError, is_ranking, split_report
 from core.evaluation.uncertainty import Interval, run_intervals
 from db.enums import RunStatus
@@ -65,8 +65,8 @@ def classification_weakness(run: Any, baseline: Any | None) -> Weakness:
 def ranking_weakness(run: Any) -> Weakness:
     """Weak unless the NDCG interval at the run's K lies above the popularity baseline on the same split."""
     m = run.metrics or {}
-    if run.model_kind == "popularity":
-        return NOT_WEAK  # it is the baseline
+    if (m.get("baseline") or {}).get("kind") == run.model_kind:
+        return NOT_WEAK  # it is the baseline its metrics were measured against
     k = str(m.get("k", 10))
     popular = (((m.get("baseline") or {}).get("by_k") or {}).get(k) or {}).get("ndcg")
     value = ((m.get("by_k") or {}).get(k) or {}).get("ndcg", m.get(f"ndcg@{k}"))
@@ -83,5 +83,5 @@ def run_weakness(run: Any, s: Any | None = None) -> Weakness:
     if is_ranking(run):
         return ranking_weakness(run)
     s = s if s is not None else object_session(run)
-    baseline = baseline_run(s, run) if s is not None and run.model_kind != BASELINE_KIND else None
+    baseline = baseline_run(s, run) if s is not None else None  # None for a baseline run itself
     return classification_weakness(run, baseline)
