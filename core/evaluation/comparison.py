@@ -23,7 +23,6 @@ from core.metric_keys import (
 )
 from core.runs.registry import applicable_config, baseline_kind, find_kind
 from db import runs as run_queries
-from db.enums import TaskKind
 from db.models import Dataset, Run
 
 # The metric keys a leaderboard shows, the only ones run_queries.run_records extracts from Run.metrics.
@@ -39,7 +38,7 @@ INTERVAL_COLUMN = "95 % interval"
 def baseline_run(s: Any, run: Any) -> Run | None:
     """The best completed run of the task's baseline kind (TF-IDF) on the same dataset by macro F1 (the bar a
     bigger model must clear); None for a baseline run itself, or a task without a baseline kind."""
-    base = baseline_kind(TaskKind(run.task))
+    base = baseline_kind(run.task)
     if base is None or run.model_kind == base.name:  # the baseline is not measured against another baseline
         return None
     return run_queries.best_completed_run_of_kind(s, run.dataset_id, base.name, exclude_run_id=run.id,
@@ -48,7 +47,7 @@ def baseline_run(s: Any, run: Any) -> Run | None:
 
 def baseline_caption(run: Any, baseline: Any) -> str:
     """One line on what a classification run is measured against: the baseline run, or why there is none."""
-    base = baseline_kind(TaskKind(run.task))
+    base = baseline_kind(run.task)
     name = base.short_label if base is not None else "baseline"
     if base is not None and run.model_kind == base.name:  # the baseline has nothing of its kind to clear
         return f"This run is a {name} baseline: the bar the other models on this dataset must clear"

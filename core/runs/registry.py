@@ -18,7 +18,7 @@ from typing import Any
 
 from core.errors import ProtolabError
 from core.tasks import Headline, get_task, load_plugins, resolve
-from db.enums import JOB_KINDS, TaskKind
+from db.enums import JOB_KINDS
 
 BUILT_IN = ("core.runs.kinds",)  # the modules that register the built-in kinds, loaded before any plugin
 
@@ -193,9 +193,9 @@ def find_kind(name: str) -> ModelKind | None:
     return _registry.kinds.get(str(name))
 
 
-def baseline_kind(task: TaskKind) -> ModelKind | None:
+def baseline_kind(task: str) -> ModelKind | None:
     """The kind whose runs are the bar for the other kinds of `task` (None: the task has none)."""
-    return next((k for k in all_kinds(task) if k.baseline), None)
+    return next((k for k in all_kinds() if k.baseline and k.task == task), None)
 
 
 def model_of_job(job: str) -> ModelKind:
