@@ -43,14 +43,14 @@ def test_unlabelled_csv_to_labels_to_setfit_to_demo(server: Server, page, tmp_pa
     csv = tmp_path / "app reviews.csv"
     sentiment_frame(60, seed=7).rename(columns={"text": "comment"})[["comment"]].to_csv(csv, index=False)
 
-    # 1. Datasets: upload texts only, tick "No labels yet", save.
+    # 1. Datasets: upload texts only; "No labels yet" starts ticked for a file with one text column; save.
     page.goto(server.url)
     wait_for_text(page, "Turn a dataset into a demo")
     page.get_by_role("link", name="Datasets").first.click()
     wait_for_text(page, "Upload your own")
     upload(page, csv)
-    page.get_by_text("No labels yet (label the texts on the Label page)").click()
     settle(page)
+    assert page.get_by_role("checkbox", name="No labels yet (label the texts on the Label page)").is_checked()
     wait_for_text(page, "Checks passed: 60 rows")
     type_into(page, "Dataset name", "app reviews")
     click(page, "Save dataset")
