@@ -32,7 +32,7 @@ def test_keys_create_list_revoke(capsys: pytest.CaptureFixture[str]) -> None:
     with read_scope() as s:
         row = s.query(ApiKey).one()
         # Only a salted hash is stored: neither the key nor its secret appear in the row.
-        assert row.name == "crm-app" and key not in (row.secret_hash, row.salt) and key.split("_")[2] not in \
+        assert row.name == "crm-app" and key not in (row.secret_hash, row.salt) and key.split("_", 2)[2] not in \
             row.secret_hash and len(row.salt) == 32
     assert main(["keys", "list"]) == 0
     listed = capsys.readouterr().out
