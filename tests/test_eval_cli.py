@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import store_ranking_run
 
 from core.cli import main
 from db import runs as run_queries
 from db import session_scope
 from db.enums import TaskKind
+from tests.conftest import store_ranking_run
 
 
 def run_json(capsys: pytest.CaptureFixture, *args: str) -> dict:

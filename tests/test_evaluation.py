@@ -7,7 +7,6 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import sklearn_predictions, store_completed_run, store_ranking_run
 
 from core.data import versions
 from core.evaluation import analysis, comparison, predictions
@@ -16,6 +15,7 @@ from core.runs import jobs
 from core.settings import run_dir
 from db import runs as run_queries
 from db import session_scope
+from tests.conftest import sklearn_predictions, store_completed_run, store_ranking_run
 
 
 def hand_preds() -> pd.DataFrame:

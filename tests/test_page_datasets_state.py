@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pandas as pd
-from conftest import sentiment_frame, sklearn_predictions, store_completed_run, with_splits
 from streamlit.testing.v1 import AppTest
 
 from core.charts.datasets import split_sizes
@@ -16,6 +15,7 @@ from core.data.storage import write_dataset
 from db import datasets as dataset_queries
 from db import session_scope
 from db.enums import TaskKind
+from tests.conftest import sentiment_frame, sklearn_predictions, store_completed_run, with_splits
 from tests.helpers import form_key
 
 PAGES = Path(__file__).resolve().parents[1] / "pages"

@@ -6,13 +6,13 @@ import json
 import shutil
 
 import pytest
-from conftest import sklearn_predictions, store_completed_run, store_ranking_run, with_splits
 from streamlit.testing.v1 import AppTest
 
 from core.settings import run_dir
 from db import runs as run_queries
 from db import session_scope
 from db.enums import TaskKind
+from tests.conftest import sklearn_predictions, store_completed_run, store_ranking_run, with_splits
 
 PAGE = "../pages/evaluate.py"
 
@@ -24,9 +24,8 @@ def charts(at: AppTest) -> dict[str, dict]:
 
 def noisy_dataset() -> int:
     """A sentiment set with some labels flipped, so the classifier makes mistakes to analyse."""
-    from conftest import sentiment_frame
-
     from core.data.storage import write_dataset
+    from tests.conftest import sentiment_frame
 
     frame = with_splits(sentiment_frame(200))
     frame.loc[frame.index[::6], "label"] = "negative"

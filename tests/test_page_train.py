@@ -227,7 +227,7 @@ def test_start_tfidf_run_from_page_and_see_it_complete(classification_dataset: i
 
 
 def test_runs_without_epochs_show_no_epoch_panels(classification_dataset: int) -> None:
-    from conftest import sklearn_predictions, store_completed_run
+    from tests.conftest import sklearn_predictions, store_completed_run
 
     labels, preds = sklearn_predictions(classification_dataset)
     tfidf = store_completed_run(classification_dataset, labels, preds, model_kind="tfidf")

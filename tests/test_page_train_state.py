@@ -5,7 +5,6 @@ texts gets the multilingual model suggested."""
 from __future__ import annotations
 
 import pandas as pd
-from conftest import sentiment_frame, with_splits
 from streamlit.testing.v1 import AppTest
 
 from core.data.storage import write_dataset
@@ -13,6 +12,7 @@ from core.text.language import MULTILINGUAL_MODEL_ID
 from db import runs as run_queries
 from db import session_scope
 from db.enums import RunStatus, TaskKind
+from tests.conftest import sentiment_frame, with_splits
 
 TRAIN, EVALUATE = "../pages/train.py", "../pages/evaluate.py"
 
@@ -69,7 +69,7 @@ def test_a_link_to_a_missing_run_says_so_on_train_and_evaluate() -> None:
     assert not at.exception
     assert [w.value for w in at.warning] == ["Run #999 does not exist (deleted, or a mistyped link)."]
     assert not any(f"Run #{latest}" in m.value for m in at.markdown)  # no other run in its place
-    from conftest import sklearn_predictions, store_completed_run
+    from tests.conftest import sklearn_predictions, store_completed_run
 
     labels, preds = sklearn_predictions(dataset)
     done = store_completed_run(dataset, labels, preds, model_kind="tfidf", name="tfidf")

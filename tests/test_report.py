@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import sentiment_frame, sklearn_predictions, store_completed_run, store_ranking_run, with_splits
 
 from core.export.report import build_report
 from db import runs as run_queries
 from db import session_scope
 from db.enums import ReviewVerdict, TaskKind
+from tests.conftest import sentiment_frame, sklearn_predictions, store_completed_run, store_ranking_run, with_splits
 
 PAYLOAD = "<script>alert('xss')</script>"
 IMG_PAYLOAD = "<img src=x onerror=alert(2)>"

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import sklearn_predictions, store_completed_run
 
 from core.data import versions
 from core.data.storage import ROW_ID, load_frame
@@ -19,6 +18,7 @@ from db import runs as run_queries
 from db import session_scope
 from db.datasets import get_dataset
 from db.enums import TaskKind
+from tests.conftest import sklearn_predictions, store_completed_run
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from conftest import sentiment_frame, sklearn_predictions, store_completed_run, with_splits
 
 from core.cli import main
 from core.data.storage import write_dataset
@@ -16,6 +15,7 @@ from core.evaluation.metrics import classification_report
 from core.recs.ranking import RankingAccumulator
 from db import session_scope
 from db.enums import TaskKind
+from tests.conftest import sentiment_frame, sklearn_predictions, store_completed_run, with_splits
 
 LABELS = ["a", "b", "c"]
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import sklearn_predictions, store_completed_run
 from streamlit.testing.v1 import AppTest
 
 from core.cli import main
@@ -15,6 +14,7 @@ from core.evaluation.weakness import run_weakness
 from core.text.serving import servable_runs
 from db import read_scope, session_scope
 from db import runs as run_queries
+from tests.conftest import sklearn_predictions, store_completed_run
 
 ROOT = Path(__file__).resolve().parent.parent
 SENTIMENT = str(ROOT / "pages" / "sentiment.py")
