@@ -61,7 +61,7 @@ def import_dataset(s: Session, prepared: PreparedDataset, *, name: str, allow_du
     return write_dataset(
         s, name=name, task=prepared.task, frame=prepared.frame, mapping=prepared.mapping, items=prepared.items,
         encoding=prepared.encoding, source_filename=prepared.source_filename, stats=prepared.stats,
-        warnings=[*prepared.notes, *prepared.warnings], hash_=prepared.content_hash)
+        warnings=[*prepared.notes, *prepared.warnings], hash_=prepared.content_hash, files=prepared.files)
 
 
 def rename_dataset(s: Session, dataset_id: int, new_name: str) -> Dataset:

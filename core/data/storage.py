@@ -16,6 +16,7 @@ import hashlib
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,11 +66,13 @@ def write_dataset(
     items: pd.DataFrame | None = None, encoding: str | None = None, source_filename: str | None = None,
     stats: dict[str, Any] | None = None, warnings: list[Any] | None = None,
     parent_id: int | None = None, changes: dict[str, Any] | None = None, hash_: str | None = None,
+    files: Callable[[Path], None] | None = None,
 ) -> Dataset:
     """Write `frame` (with a `split` column) and its row in one all-or-nothing step.
 
     `hash_` defaults to the digest an import of the same rows would compute (the frame without
-    `split`, then the catalogue), so a re-upload of a stored version is recognised.
+    `split`, then the catalogue), so a re-upload of a stored version is recognised. `files`, when given, writes
+    the dataset's own files (an image dataset's images) into the folder before it is moved into place.
     The caller's transaction owns the row: if it rolls back after this returns, the
     files are orphaned in a folder whose id no row has; `remove_orphans` sweeps those.
     """
@@ -84,9 +87,14 @@ def write_dataset(
         frame.to_parquet(staging / DATA_FILE, index=False)
         if items is not None:
             items.to_parquet(staging / ITEMS_FILE, index=False)
+        if files is not None:
+            files(staging)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise StorageError(f"could not write the dataset under {root}: {exc.strerror or exc}") from exc
+    except Exception:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
     split_counts = {str(k): int(v) for k, v in frame["split"].value_counts().items()}
     digest = hash_ or content_digest(frame.drop(columns=["split", ROW_ID], errors="ignore"), items)

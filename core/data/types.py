@@ -6,8 +6,9 @@ Also DatasetError, the one error every reading, mapping and validation step rais
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -112,3 +113,5 @@ class PreparedDataset:
     content_hash: str
     items: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
+    # Writes the dataset's own files into its new folder (an image dataset's images): see write_dataset.
+    files: Callable[[Path], None] | None = None
