@@ -6,10 +6,11 @@ import streamlit as st
 
 from core.logs import configure_logging
 from core.settings import PRESENTATION, PUBLIC_PRESENTATION
-from ui.common import ensure_db, require_password
+from ui.common import ensure_db, mark_routed, require_password
 
 configure_logging()  # the app's one set-up; every rerun of this script finds it done
 st.set_page_config(page_title="Protolab", page_icon="🧪", layout="wide")
+mark_routed()
 
 
 def presentation_mode() -> bool:

@@ -142,6 +142,23 @@ def test_core_never_imports_streamlit_pages_or_ui() -> None:
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
+def _internal_streamlit(imports: set[str]) -> list[str]:
+    """The Streamlit modules among `imports` that are not its public API (st.*, components.v1, testing)."""
+    public = ("streamlit.components.v1", "streamlit.testing", "streamlit.column_config")
+    return sorted(i for i in imports if i.startswith("streamlit.") and not i.startswith(public)
+                  and i.count(".") > 1 or i.startswith(("streamlit.runtime", "streamlit.web", "streamlit.elements")))
+
+
+def test_the_app_uses_only_streamlits_public_api() -> None:
+    """Streamlit's internals (streamlit.runtime, ...) change without notice: app, pages and ui use st.* only."""
+    files = [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py")), *(p for n, p in MODULES.items() if n[:2] == "ui")]
+    offenders = {f.name: _internal_streamlit(_imports(f)) for f in files}
+    assert {k: v for k, v in offenders.items() if v} == {}
+    assert _internal_streamlit({"streamlit", "streamlit.runtime.pages_manager", "streamlit.runtime.pages_manager."
+                                "PagesManager", "streamlit.components.v1", "streamlit.components.v1.html"}) == [
+        "streamlit.runtime.pages_manager", "streamlit.runtime.pages_manager.PagesManager"]
+
+
 def test_db_never_imports_core() -> None:
     offenders = {name: sorted(i for i in _imports(path) if i.split(".")[0] == "core")
                  for name, path in MODULES.items() if name.startswith("db")}

@@ -6,6 +6,7 @@ import logging
 import math
 import secrets
 from datetime import UTC, datetime
+from pathlib import Path
 
 import streamlit as st
 
@@ -42,20 +43,30 @@ def _migrated(url: str) -> bool:
     return True
 
 
+_ROUTED = "_routed_by_app"  # session-state key app.py sets: this session's pages run under its navigation
+APP_SCRIPT = Path(__file__).resolve().parent.parent / "app.py"  # the entry point beside pages/
+
+
+def mark_routed() -> None:
+    """app.py's first call on every run: the pages that follow run under its st.navigation."""
+    st.session_state[_ROUTED] = True
+
+
 def ensure_db() -> None:
     """Every page's first call: route through app.py, ask for the password, migrate the database once.
 
-    Streamlit runs a page file directly (skipping app.py, its navigation and its password
-    gate) when a URL like /evaluate is the first request a fresh server sees, because a
-    `pages/` folder sits next to app.py. We leave that legacy mode and rerun, so app.py's
-    st.navigation serves the same page; the password check here is a second lock on the door.
+    Streamlit runs a page file directly (skipping app.py, its navigation and its password gate) when a URL like
+    /evaluate is the first request a fresh server sees, because a `pages/` folder sits next to app.py. Calling
+    st.navigation is Streamlit's public way out of that legacy mode (once called, the pages/ folder is ignored by
+    the server process); the rerun then runs app.py, whose navigation serves the same page: every page's url_path
+    is its file name, so the rerun's page is the one asked for. The password check below is a second lock.
     """
-    from streamlit.runtime.pages_manager import PagesManager
-
-
-    # (AppTest resets that flag on every run and routes pages itself, so there it is left alone.)
-    if PagesManager.uses_pages_directory and not st.config.get_option("global.appTest"):
-        PagesManager.uses_pages_directory = False
+    # (AppTest runs a page file directly on purpose and routes pages itself, so there it is left alone.)
+    if not st.session_state.get(_ROUTED) and not st.config.get_option("global.appTest"):
+        # The same pages Streamlit's legacy mode lists, so the page asked for is among them (no "page not found").
+        pages = sorted((APP_SCRIPT.parent / "pages").glob("*.py"))
+        st.navigation([st.Page(APP_SCRIPT, default=True), *(st.Page(p, url_path=p.stem) for p in pages)],
+                      position="hidden")
         st.rerun()
     # app.py marks a session public only in presentation mode with PROTOLAB_PUBLIC_PRESENTATION=1,
     # where it routes nothing but the demo pages.
