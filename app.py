@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core import tasks
 from core.logs import configure_logging
 from core.settings import PRESENTATION, PUBLIC_PRESENTATION
 from ui.common import ensure_db, mark_routed, require_password
@@ -28,12 +29,8 @@ def presentation_mode() -> bool:
 
 
 present = presentation_mode()
-# Every page's url_path is its file's name: on the first request a fresh server sees, Streamlit still routes
-# by the `pages/` folder (ui.common.ensure_db explains), so /x must name pages/x.py to reach the same page.
-demos = [
-    st.Page("pages/sentiment.py", title="Sentiment demo", icon="💬", url_path="sentiment"),
-    st.Page("pages/recommendations.py", title="Recommendations demo", icon="🎬", url_path="recommendations"),
-]
+# One entry per task's demo page (core.tasks): a new task's demo appears here without this file knowing it.
+demos = [st.Page(demo.page, title=demo.title, icon=demo.icon, url_path=demo.url_path) for demo in tasks.demos()]
 public_demos = present and PUBLIC_PRESENTATION.get()
 st.session_state["_public_presentation"] = public_demos
 if not public_demos and not require_password():
@@ -44,7 +41,8 @@ if present:
     st.markdown("<style>[data-testid='stSidebarNav'] {display: none;}</style>", unsafe_allow_html=True)
     # The root URL gets a hidden copy of the first demo, so each demo keeps its own address
     # (/sentiment?present=1): Streamlit always shows the default page's address as "/".
-    root = st.Page("pages/sentiment.py", title="Sentiment demo", url_path="demo", default=True, visibility="hidden")
+    first = tasks.demos()[0]
+    root = st.Page(first.page, title=first.title, url_path="demo", default=True, visibility="hidden")
     pg = st.navigation([root, *demos], position="top")
 else:
     pg = st.navigation({

@@ -61,6 +61,21 @@ class Figure:
 
 
 @dataclass(frozen=True)
+class Demo:
+    """A task's demo page: app.py lists one navigation entry per distinct page (tasks may share one)."""
+
+    page: str  # the page file, e.g. "pages/sentiment.py"
+    title: str  # "Sentiment demo": its navigation label
+    icon: str = "✨"
+
+    @property
+    def url_path(self) -> str:
+        # Each page's address is its file's name: a fresh server's first request routes by the pages/ folder
+        # (ui.common.ensure_db), so /x must name pages/x.py to reach the same page either way.
+        return self.page.rsplit("/", 1)[-1].removesuffix(".py")
+
+
+@dataclass(frozen=True)
 class Task:
     """Everything Protolab needs to know about one task. References marked (ui) draw with Streamlit."""
 
@@ -84,7 +99,7 @@ class Task:
     stats_keys: tuple[str, ...] = ()  # Dataset.stats entries a dataset's summary (CLI show, pages) repeats
     evaluate_splits: tuple[str, ...] = ("test",)  # the splits Evaluate offers, the first by default
     metric_values: str | None = None  # "module:function" (run) -> {metric: value} for Compare; None: its metrics
-    demo: str | None = None  # the page file of its demo, e.g. "pages/sentiment.py"
+    demo: Demo | None = None  # its stakeholder-facing demo page
     # "module:function" (argparse namespace, ParsedTable, SplitConfig keywords) -> PreparedDataset: what
     # `protolab datasets add --task NAME` maps with its flags (None: the command refuses the task).
     cli_prepare: str | None = None
@@ -129,6 +144,11 @@ def all_tasks() -> list[Task]:
     return list(_tasks.tasks.values())
 
 
+def demos() -> list[Demo]:
+    """The demo pages of every task, each once, in registration order (the first is presentation mode's root)."""
+    return list(dict.fromkeys(task.demo for task in all_tasks() if task.demo is not None))
+
+
 def get_task(name: str) -> Task:
     """The entry of a dataset's or run's task; UnknownTask names the ones there are."""
     load_plugins()
@@ -162,7 +182,7 @@ register_task(Task(
     evaluate="ui.evaluate_views:classification_run", compare="ui.evaluate_views:classification_comparison",
     summary=(Figure("Test macro-F1", "macro_f1"), Figure("Test accuracy", "accuracy"),
              Figure("Train samples/s", "train_samples_per_s", ",.0f")),
-    stats_keys=("classes",), evaluate_splits=("test", "validation"), demo="pages/sentiment.py",
+    stats_keys=("classes",), evaluate_splits=("test", "validation"), demo=Demo("pages/sentiment.py", "Sentiment demo", "💬"),
     cli_prepare="core.cli.datasets:prepare_classification_args", verb="predict"))
 register_task(Task(
     TaskKind.INTERACTIONS, "interactions", "interactions", "a recommender run",
@@ -174,5 +194,5 @@ register_task(Task(
              Figure("Catalogue coverage", "coverage", ".1%")),
     split_methods=(("per-user random", "random"), ("leave last out (by time)", "time")),
     stats_keys=("users", "items", "interactions", "sparsity", "catalogue_items"),
-    metric_values="core.evaluation.comparison:ranking_metrics_at", demo="pages/recommendations.py",
+    metric_values="core.evaluation.comparison:ranking_metrics_at", demo=Demo("pages/recommendations.py", "Recommendations demo", "🎬"),
     cli_prepare="core.cli.datasets:prepare_interactions_args", verb="recommend"))

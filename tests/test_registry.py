@@ -185,6 +185,12 @@ def test_a_new_task_is_one_entry_a_kind_and_their_module(toy_task: str, capsys) 
     at = AppTest.from_file("../pages/evaluate.py", default_timeout=60).run()
     assert not at.exception and [m.label for m in at.metric] == ["Test MAE"]
     assert at.metric[0].value == f"{summary['headline']['value']:.3f}"
+    # Demo: app.py's navigation lists the task's demo page, in the workbench and in presentation mode.
+    for present in ("0", "1"):
+        at = AppTest.from_file("../app.py", default_timeout=60)
+        at.query_params["present"] = present
+        at.run().switch_page("tests/toy_demo.py").run()
+        assert not at.exception and [t.value for t in at.title] == ["Toy demo"]
     # Serve: the API lists the run with its task's endpoint and answers through the task's serve function.
     models = ServedModels([run_id])
     models.load()

@@ -20,7 +20,7 @@ from core.errors import ProtolabError
 from core.runs import jobs
 from core.runs.files import RunFiles
 from core.runs.registry import ModelKind, register
-from core.tasks import Figure, Headline, Task, register_task
+from core.tasks import Demo, Figure, Headline, Task, register_task
 from db import session_scope
 
 TASK = "toy-scores"
@@ -106,6 +106,6 @@ register_task(Task(
     upload=f"{_HERE}:upload", profile=f"{_HERE}:profile", inspect=f"{_HERE}:inspect",
     train_form=f"{_HERE}:train_form", evaluate=f"{_HERE}:evaluate", compare=f"{_HERE}:compare",
     summary=(Figure("Test MAE", "mae"),), split_methods=(("random", "random"),), stats_keys=("mean_score",),
-    verb="score", serve=f"{_HERE}:serve"))
+    verb="score", serve=f"{_HERE}:serve", demo=Demo("tests/toy_demo.py", "Toy demo", "🧸")))
 register(ModelKind(KIND, TASK, "Mean score", "always the training split's mean score",
                    f"{_HERE}:build_config", f"{_HERE}:execute", f"{_HERE}:load"))
