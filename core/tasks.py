@@ -182,7 +182,8 @@ register_task(Task(
     evaluate="ui.evaluate_views:classification_run", compare="ui.evaluate_views:classification_comparison",
     summary=(Figure("Test macro-F1", "macro_f1"), Figure("Test accuracy", "accuracy"),
              Figure("Train samples/s", "train_samples_per_s", ",.0f")),
-    stats_keys=("classes",), evaluate_splits=("test", "validation"), demo=Demo("pages/sentiment.py", "Sentiment demo", "💬"),
+    stats_keys=("classes",), evaluate_splits=("test", "validation"),
+    demo=Demo("pages/sentiment.py", "Sentiment demo", "💬"),
     cli_prepare="core.cli.datasets:prepare_classification_args", verb="predict"))
 register_task(Task(
     TaskKind.INTERACTIONS, "interactions", "interactions", "a recommender run",
@@ -194,5 +195,6 @@ register_task(Task(
              Figure("Catalogue coverage", "coverage", ".1%")),
     split_methods=(("per-user random", "random"), ("leave last out (by time)", "time")),
     stats_keys=("users", "items", "interactions", "sparsity", "catalogue_items"),
-    metric_values="core.evaluation.comparison:ranking_metrics_at", demo=Demo("pages/recommendations.py", "Recommendations demo", "🎬"),
+    metric_values="core.evaluation.comparison:ranking_metrics_at",
+    demo=Demo("pages/recommendations.py", "Recommendations demo", "🎬"),
     cli_prepare="core.cli.datasets:prepare_interactions_args", verb="recommend"))
