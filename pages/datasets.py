@@ -49,7 +49,7 @@ def add_dataset() -> None:
     st.caption(f"{upload.name}: {table.file_format}, {len(table.frame):,} rows, encoding {table.encoding or 'n/a'}")
     for note in table.notes:
         st.info(note)
-    st.dataframe(table.frame.head(20), key=f"preview_{fid}")
+    st.dataframe(table.preview(20), key=f"preview_{fid}")
     left, right = st.columns(2)
     fractions = left.text_input("Split train,validation,test", "0.8,0.1,0.1", key=f"split_{fid}")
     seed = int(right.number_input("Seed", value=42, step=1, key=f"seed_{fid}"))
@@ -57,6 +57,9 @@ def add_dataset() -> None:
     method = task.split_method(st.radio("Split", said, key=f"split_method_{fid}", horizontal=True)
                                if len(said) > 1 else said[0])
     prepared = task.part("upload")(table, SplitConfig(parse_fractions(fractions), seed, method), fid)
+    for note in prepared.notes:
+        if note not in table.notes:  # what validation changed (unescaped entities); the parse notes are above
+            st.info(note)
     for warning in prepared.warnings:
         st.warning(warning)
     counts = prepared.frame["split"].value_counts()

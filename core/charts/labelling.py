@@ -12,11 +12,20 @@ import plotly.graph_objects as go
 
 
 def labels_per_class(counts: Mapping[str, int]) -> go.Figure:
-    """Labels given to each class, in label-set order (a class still at 0 shows as an empty bar)."""
+    """Labels given to each class, in label-set order (a class still at 0 shows as an empty bar).
+
+    Before the first label the chart says so instead of drawing bars of height 0 on the -1...1 axis plotly picks
+    for all-zero data; counts are whole numbers, so the axis starts at 0 and never ticks at 0.5."""
     names, values = [str(k) for k in counts], [int(v) for v in counts.values()]
     fig = go.Figure(go.Bar(x=names, y=values, text=values, textposition="auto", name="labels"))
     fig.update_layout(title=f"Labels per class ({sum(values)} in all)", xaxis_title="label", yaxis_title="labels",
                       height=300, margin={"t": 40, "b": 40})
+    if not any(values):
+        fig.update_yaxes(visible=False)
+        fig.add_annotation(text="No labels yet: label a few texts and each class's count appears here",
+                           xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False)
+        return fig
+    fig.update_yaxes(rangemode="tozero", range=[0, max(values) * 1.15], dtick=1 if max(values) <= 5 else None)
     return fig
 
 

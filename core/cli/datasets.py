@@ -65,7 +65,8 @@ def _add(args: argparse.Namespace) -> int:
         print(f"dataset '{summary['name']}' (id {summary['id']}): {summary['rows']} unlabelled texts; "
               "define its labels and label them on the Label page")
     else:
-        print(f"dataset '{summary['name']}' (id {summary['id']}): {summary['rows']} rows, splits {summary['splits']}")
+        print(f"dataset '{summary['name']}' (id {summary['id']}): {summary['rows']} rows; "
+              + ", ".join(f"{count:,} {split}" for split, count in summary["splits"].items()))
     for line in summary["warnings"] if not args.json else []:
         print(f"  note: {line}")
     return 0
@@ -168,7 +169,8 @@ def _demo(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     else:
-        print(f"dataset '{summary['name']}' (id {summary['id']}): {summary['rows']} rows, splits {summary['splits']}")
+        print(f"dataset '{summary['name']}' (id {summary['id']}): {summary['rows']} rows; "
+              + ", ".join(f"{count:,} {split}" for split, count in summary["splits"].items()))
     return 0
 
 

@@ -19,6 +19,7 @@ from core.data.mapping import (
     mapping_meta,
     max_plausible_classes,
     require_columns,
+    unescape_html,
 )
 from core.data.splits import split_by_label
 from core.data.storage import content_digest
@@ -43,6 +44,7 @@ def prepare_classification(table: ParsedTable, mapping: ClassificationMapping, s
     require_columns(table, {"text": mapping.text, "label": mapping.label})
     _require_plain_label(table, mapping)
     text, label = as_text(frame[mapping.text]), as_text(frame[mapping.label])
+    text, unescaped = unescape_html(text, name)
     if (text == "").all():
         raise DatasetError(f"{name}: every text in column '{mapping.text}' is empty")
     warnings: list[str] = []
@@ -76,7 +78,7 @@ def prepare_classification(table: ParsedTable, mapping: ClassificationMapping, s
     return PreparedDataset(
         task=TaskKind.CLASSIFICATION, frame=out, mapping={**asdict(mapping), **mapping_meta(table, split, options)},
         stats=stats, warnings=warnings, encoding=table.encoding, source_filename=name,
-        content_hash=content_digest(out.drop(columns="split")), notes=list(table.notes))
+        content_hash=content_digest(out.drop(columns="split")), notes=[*table.notes, *filter(None, [unescaped])])
 
 
 def _instead(table: ParsedTable, mapping: ClassificationMapping) -> str:

@@ -5,6 +5,7 @@ Also the small cell helpers every prepare step shares (as_text, extra_columns, m
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -199,6 +200,33 @@ def as_text(col: pd.Series) -> pd.Series:
     if pd.api.types.is_float_dtype(col.dtype):
         return col.map(lambda v: "" if pd.isna(v) else (str(int(v)) if float(v).is_integer() else str(v)))
     return col.map(_cell_text).astype(str)
+
+
+# A named or numeric character reference with its semicolon (&amp; &quot; &#39; &#x27;): exported web text (tweets,
+# scraped reviews) carries these escaped, and a model or a reader should see the character. Without the semicolon
+# ("AT&T", "&copy 2020") it is left alone: plain text means the ampersand.
+HTML_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+
+
+def unescape_html(texts: pd.Series, name: str) -> tuple[pd.Series, str | None]:
+    """`texts` with HTML character references turned into their characters, and a note saying how many texts
+    changed (None when none did)."""
+    has = texts.str.contains(HTML_ENTITY, regex=True).to_numpy(dtype=bool)
+    if not has.any():
+        return texts, None
+    fixed = texts.copy()
+    fixed[has] = texts[has].map(_unescape_entities)
+    changed = int((fixed[has] != texts[has]).sum())
+    if not changed:
+        return texts, None
+    return fixed, (f"{name}: unescaped HTML entities (&amp; &quot; &#39; ...) in {changed:,} text"
+                   f"{'s' if changed != 1 else ''}, so they read as &, \" and '")
+
+
+def _unescape_entities(text: str) -> str:
+    # Only the references HTML_ENTITY matches, one at a time: html.unescape alone would also turn "&copy" or
+    # "&lt" without a semicolon into characters.
+    return HTML_ENTITY.sub(lambda m: html.unescape(m.group(0)), text)
 
 
 def _cell_text(value: Any) -> str:

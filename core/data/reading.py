@@ -14,6 +14,7 @@ import re
 import zipfile
 from typing import IO, Any
 
+import numpy as np
 import pandas as pd
 
 from core.data.types import DatasetError, ParsedTable
@@ -68,7 +69,7 @@ def _parse(data: bytes, name: str, notes: list[str]) -> ParsedTable:
 
         check_width(pq.ParquetFile(io.BytesIO(data)).metadata.num_columns, name)
         frame = pd.read_parquet(io.BytesIO(data))
-        return _table(frame, name, "parquet", None, notes, header_rows=0)
+        return _table(frame, None, name, "parquet", None, notes, header_rows=0)
     text, encoding, note = decode_text(data)
     if note:
         notes = [*notes, note]
@@ -131,7 +132,7 @@ def _parse_excel(data: bytes, name: str, notes: list[str]) -> ParsedTable:
     first, frame = next(iter(sheets.items()))
     if len(sheets) > 1:
         notes = [*notes, f"read the first sheet '{first}' of {len(sheets)}"]
-    return _table(frame.fillna(""), name, "xlsx", None, notes)
+    return _table(frame.fillna(""), None, name, "xlsx", None, notes)
 
 
 def decode_text(data: bytes) -> tuple[str, str, str | None]:
@@ -222,7 +223,7 @@ def _parse_json(text: str, name: str, encoding: str, notes: list[str]) -> Parsed
     if any(isinstance(v, dict) and v for r in records for v in r.values()):
         notes = [*notes, "nested objects flattened to dotted columns (e.g. ticket.body)"]
     frame = pd.DataFrame.from_records(rows)
-    return _table(frame, name, fmt, encoding, notes, header_rows=0)
+    return _table(frame, None, name, fmt, encoding, notes, header_rows=0)
 
 
 def flatten_record(record: dict[str, Any]) -> dict[str, Any]:
@@ -259,8 +260,9 @@ def _parse_delimited(data: bytes, text: str, name: str, encoding: str, notes: li
 
     def read(**kwargs: Any) -> pd.DataFrame:
         source = io.BytesIO(data) if utf8 else io.StringIO(text)
+        # Blank lines are read as rows (then left out below) so row numbers count them, as a spreadsheet does.
         return pd.read_csv(source, sep=sep, keep_default_na=False, na_filter=False, engine="c",
-                           encoding=encoding if utf8 else None, skip_blank_lines=True, **kwargs)
+                           encoding=encoding if utf8 else None, skip_blank_lines=False, **kwargs)
 
     try:
         # Inferred types are the fast path; numeric-looking columns are then re-read as text so ids keep
@@ -277,7 +279,16 @@ def _parse_delimited(data: bytes, text: str, name: str, encoding: str, notes: li
     except pd.errors.ParserError as exc:
         detail = str(exc).replace("Error tokenizing data. C error: ", "").strip()
         raise DatasetError(f"{name}: malformed {fmt.upper()}: {detail}") from exc
-    return _table(frame, name, fmt, encoding, notes)
+    return _table(*_without_blank_rows(frame), name, fmt, encoding, notes)
+
+
+def _without_blank_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """`frame` without its rows of empty cells (blank lines), and the kept rows' places among the file's data rows
+    (None when nothing was left out): messages then give the row numbers a spreadsheet shows."""
+    blank = (frame == "").all(axis=1).to_numpy() if len(frame.columns) else np.zeros(len(frame), bool)
+    if not blank.any():
+        return frame, None
+    return frame[~blank], np.flatnonzero(~blank)
 
 
 def _header_width(text: str, sep: str) -> int:
@@ -312,8 +323,8 @@ def _sniff_delimiter(sample: str, name: str) -> str:
         return best if counts[best] else ","
 
 
-def _table(frame: pd.DataFrame, name: str, fmt: str, encoding: str | None, notes: list[str],
-           header_rows: int = 1) -> ParsedTable:
+def _table(frame: pd.DataFrame, source_rows: np.ndarray | None, name: str, fmt: str, encoding: str | None,
+           notes: list[str], header_rows: int = 1) -> ParsedTable:
     check_width(frame.shape[1], name)
     frame.columns = _clean_columns(frame.columns)
     if frame.shape[1] == 0:
@@ -322,7 +333,7 @@ def _table(frame: pd.DataFrame, name: str, fmt: str, encoding: str | None, notes
         cols = ", ".join(frame.columns[:10])
         raise DatasetError(f"{name}: only a header row ({cols}), no data rows")
     return ParsedTable(frame=frame.reset_index(drop=True), filename=name, file_format=fmt, encoding=encoding,
-                       notes=tuple(notes), header_rows=header_rows)
+                       notes=tuple(notes), header_rows=header_rows, source_rows=source_rows)
 
 
 # Line breaks and other control characters in a header cell (a quoted "a\nb" in a CSV) would break every place a

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from core.errors import ProtolabError
@@ -42,14 +43,30 @@ class ParsedTable:
     encoding: str | None
     notes: tuple[str, ...] = ()
     header_rows: int = 1  # rows above the first data row, so row numbers match what the user sees
+    # For each row of `frame`, its 0-based place among the file's data rows, when blank lines were left out
+    # (a spreadsheet shows them as empty rows, so every later row number counts them); None: none left out.
+    source_rows: np.ndarray | None = field(default=None, compare=False)
+
+    def row_numbers(self, positions: Sequence[int] | pd.Index | np.ndarray) -> list[int]:
+        """The row numbers (header = row 1) a spreadsheet shows for these positions of `frame`."""
+        places = np.asarray(positions, dtype=int)
+        if self.source_rows is not None:
+            places = self.source_rows[places]
+        return [int(p) + 1 + self.header_rows for p in places]
 
     def rows(self, positions: Sequence[int] | pd.Index, limit: int = 5) -> str:
         """'rows 4, 9 and 3 more': row numbers as the user counts them (header = row 1)."""
-        numbers = [int(p) + 1 + self.header_rows for p in list(positions)[:limit]]
+        numbers = self.row_numbers(list(positions)[:limit])
         word = "rows" if self.header_rows else "records"
         text = f"{word if len(numbers) > 1 else word[:-1]} {', '.join(map(str, numbers))}"
         more = len(positions) - len(numbers)
         return text + (f" and {more} more" if more > 0 else "")
+
+    def preview(self, n: int = 20) -> pd.DataFrame:
+        """The first `n` rows indexed by the numbers messages use, so 'row 7' in a warning is row 7 here."""
+        head = self.frame.head(n)
+        return head.set_axis(pd.Index(self.row_numbers(range(len(head))),
+                                      name="row" if self.header_rows else "record"))
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from core.data.mapping import as_text, require_columns
+from core.data.mapping import as_text, require_columns, unescape_html
 from core.data.storage import content_digest
 from core.data.types import DatasetError, ParsedTable, PreparedDataset
 from db.enums import TaskKind
@@ -20,7 +20,7 @@ def prepare_unlabelled(table: ParsedTable, text_col: str | None, max_chars: int 
     """Keep the non-empty texts of one column, each text once (labelling a duplicate twice is wasted work)."""
     name, frame = table.filename, table.frame
     require_columns(table, {"text": text_col})
-    text = as_text(frame[text_col])
+    text, unescaped = unescape_html(as_text(frame[text_col]), name)
     warnings: list[str] = []
     empty = text == ""
     if empty.all():
@@ -50,4 +50,4 @@ def prepare_unlabelled(table: ParsedTable, text_col: str | None, max_chars: int 
     return PreparedDataset(
         task=TaskKind.CLASSIFICATION, frame=out, mapping={"text": text_col, "label": None, "unlabelled": True},
         stats=stats, warnings=warnings, encoding=table.encoding, source_filename=name,
-        content_hash=content_digest(out[["text"]]), notes=list(table.notes))
+        content_hash=content_digest(out[["text"]]), notes=[*table.notes, *filter(None, [unescaped])])
