@@ -1,18 +1,13 @@
 """initial schema
 
-Revision ID: 0001
-Revises: 
-Create Date: 2026-11-25
+Revision 0001, after none; 2026-11-25.
 """
 
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0001'
-down_revision = None
-branch_labels = None
-depends_on = None
+revision, down_revision = "0001", None  # no branch labels, no depends_on
 
 
 def upgrade() -> None:

@@ -1,17 +1,12 @@
 """run lineage (resume/retrain parent) and run events (OOM retries, resumes)
 
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-25
+Revision 0002, after 0001; 2026-11-25.
 """
 
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0002"
-down_revision = "0001"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0002", "0001"  # no branch labels, no depends_on
 
 
 def upgrade() -> None:

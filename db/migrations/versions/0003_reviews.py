@@ -1,17 +1,12 @@
 """stakeholder reviews of runs
 
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-11-25
+Revision 0003, after 0002; 2026-11-25.
 """
 
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0003"
-down_revision = "0002"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0003", "0002"  # no branch labels, no depends_on
 
 
 def upgrade() -> None:

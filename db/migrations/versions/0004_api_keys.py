@@ -1,17 +1,12 @@
 """API keys for protolab serve (salted hashes only)
 
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-11-30
+Revision 0004, after 0003; 2026-11-30.
 """
 
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0004"
-down_revision = "0003"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0004", "0003"  # no branch labels, no depends_on
 
 
 def upgrade() -> None:

@@ -1,17 +1,12 @@
 """data health audits of dataset versions
 
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-11-30
+Revision 0005, after 0004; 2026-11-30.
 """
 
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0005"
-down_revision = "0004"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0005", "0004"  # no branch labels, no depends_on
 
 
 def upgrade() -> None:

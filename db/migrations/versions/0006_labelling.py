@@ -1,17 +1,12 @@
 """labelling unlabelled datasets: label sets and the labels given
 
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-11-30
+Revision 0006, after 0005; 2026-11-30.
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0006", "0005"  # no branch labels, no depends_on
 
 
 def upgrade() -> None:

@@ -1,17 +1,12 @@
 """worker daemons and their claims on runs (team mode)
 
-Revision ID: 0007
-Revises: 0006
-Create Date: 2026-11-30
+Revision 0007, after 0006; 2026-11-30.
 """
 
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0007"
-down_revision = "0006"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0007", "0006"  # no branch labels, no depends_on
 
 
 def upgrade() -> None:

@@ -1,17 +1,12 @@
 """the Label page's retrains get their own job kind: SetFit runs on datasets still being labelled become label_retrain
 
-Revision ID: 0008
-Revises: 0007
-Create Date: 2026-12-02
+Revision 0008, after 0007; 2026-12-02.
 """
 
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0008"
-down_revision = "0007"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0008", "0007"  # no branch labels, no depends_on
 
 datasets = sa.table("datasets", sa.column("id", sa.Integer), sa.column("mapping", sa.JSON))
 runs = sa.table("runs", sa.column("dataset_id", sa.Integer), sa.column("model_kind", sa.String))

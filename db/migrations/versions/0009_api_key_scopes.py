@@ -1,17 +1,12 @@
 """API key scopes: the runs a key may call (null: every run) and whether it may only list runs
 
-Revision ID: 0009
-Revises: 0008
-Create Date: 2026-12-02
+Revision 0009, after 0008; 2026-12-02.
 """
 
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0009"
-down_revision = "0008"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0009", "0008"  # no branch labels, no depends_on
 
 
 def upgrade() -> None:

@@ -1,17 +1,12 @@
 """runs.pinned: the run chosen on purpose for demos (issue 24)
 
-Revision ID: 0010
-Revises: 0009
-Create Date: 2026-12-02
+Revision 0010, after 0009; 2026-12-02.
 """
 
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0010"
-down_revision = "0009"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0010", "0009"  # no branch labels, no depends_on
 
 
 def upgrade() -> None:
