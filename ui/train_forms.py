@@ -56,22 +56,29 @@ def _model_form(task: TaskKind, dataset_id: int, run_model: str | None, *, radio
     kind = kinds[name]
     compute = functools.cache(describe_compute)  # only asked when an option depends on the machine
     defaults = kind.defaults()
+    start = _starting_values(kind, defaults)
     shown = [o for o in kind.options if o.form and _applies(o, compute)]
     values: dict[str, Any] = {}
     for option in (o for o in shown if o.main):
-        values[option.name] = _widget(st, kind, option, defaults[option.name], compute, dataset_id)
+        values[option.name] = _widget(st, kind, option, start[option.name], compute, dataset_id)
     settings = [o for o in shown if not o.main]
     if settings or kind.auto_batch:
         with st.expander("Settings", expanded=False):
             columns = st.columns(3)
             for i, option in enumerate(settings):
-                values[option.name] = _widget(columns[i % 3], kind, option, defaults[option.name], compute,
+                values[option.name] = _widget(columns[i % 3], kind, option, start[option.name], compute,
                                               dataset_id)
             if kind.auto_batch and compute().kind == "cuda":  # a small batch leaves a big GPU idle
+                auto_key = f"{kind.name}.auto_batch_size"
                 values["auto_batch_size"] = columns[len(settings) % 3].checkbox(
-                    "Pick batch size from GPU memory", True, key=f"{kind.name}.auto_batch_size",
+                    "Pick batch size from GPU memory", url_state.url_text(auto_key) != "False", key=auto_key,
                     help="On the GPU the run probes memory, trains with the largest batch that fits (up to 256) "
                          "and scales the learning rate; the batch size above is where it starts.")
+                url_state.remember_unless(auto_key, values["auto_batch_size"], True)
+    # Every setting the user changed goes into the URL, so a reload (a new session) brings the form back as it
+    # was and Start trains what the form shows, not the defaults.
+    for option in shown:
+        url_state.remember_unless(_setting_key(kind, option), values[option.name], defaults[option.name])
     if values.get(SPLIT_OPTION):
         # Outside the (collapsed) settings, so nobody trains on another split than they chose without seeing it.
         st.caption(f"Trains and tests on {protocol_text(values[SPLIT_OPTION])} (change it under Settings).")
@@ -93,6 +100,55 @@ def _model_form(task: TaskKind, dataset_id: int, run_model: str | None, *, radio
             st.error(str(exc))
 
 
+def _setting_key(kind: registry.ModelKind, option: registry.Option) -> str:
+    """The widget's key and its URL parameter: ?lstm.max_length=64."""
+    return f"{kind.name}.{option.name}"
+
+
+def _starting_values(kind: registry.ModelKind, defaults: dict[str, Any]) -> dict[str, Any]:
+    """What each option's widget starts from: the URL's ?kind.option= (a change the user made, kept across
+    reloads), else the setting of the run in ?run= when it is of this kind (what it was started with), else the
+    default. A value the option cannot take (a hand-edited link, a range since narrowed) is passed over."""
+    run = url_state.run_config(url_state.url_run_id())
+    from_run = run[1] if run is not None and run[0] == kind.name else {}
+    out = dict(defaults)
+    for option in kind.options:
+        if option.name in from_run and _valid(option, from_run[option.name]):
+            out[option.name] = from_run[option.name]
+        raw = url_state.url_text(_setting_key(kind, option))
+        if raw is not None and (parsed := _parsed(option, raw)) is not None:
+            out[option.name] = parsed
+    return out
+
+
+def _parsed(option: registry.Option, raw: str) -> Any:
+    """`raw` (URL text) as the option's type, or None when it is not a value the option takes."""
+    try:
+        if option.type is bool:
+            value: Any = {"true": True, "false": False}[raw.strip().lower()]
+        elif option.type in (int, float):
+            value = option.type(raw)
+        else:
+            value = raw
+    except (KeyError, ValueError):
+        return None
+    return value if _valid(option, value) else None
+
+
+def _valid(option: registry.Option, value: Any) -> bool:
+    if value is None:
+        return False
+    if option.type is bool:
+        return isinstance(value, bool)
+    if option.type in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            return False
+        if option.type is int and value != int(value):
+            return False
+        return (option.low is None or value >= option.low) and (option.high is None or value <= option.high)
+    return isinstance(value, str) and (not option.choices or option.open_choices or value in option.choices)
+
+
 def _applies(option: registry.Option, compute: Callable[[], ComputeInfo]) -> bool:
     return option.when != registry.SEVERAL_GPUS or len(compute().gpus) > 1
 
@@ -100,9 +156,9 @@ def _applies(option: registry.Option, compute: Callable[[], ComputeInfo]) -> boo
 def _widget(where: Any, kind: registry.ModelKind, option: registry.Option, default: Any,
             compute: Callable[[], ComputeInfo], dataset_id: int) -> Any:
     """One option's widget in `where` (the page or a column), keyed by kind and option; returns its value."""
-    key, help_text = f"{kind.name}.{option.name}", _sentence(option.help)
+    key, help_text = _setting_key(kind, option), _sentence(option.help)
     if option.widget == "pretrained":
-        return _pretrained_model(where, dataset_id, help_text)
+        return _pretrained_model(where, dataset_id, help_text, default)
     if option.widget == "device":
         help_text = f"{help_text} Here: {compute().summary}"
     if option.type is bool:
@@ -126,22 +182,26 @@ def _sentence(text: str) -> str | None:
     return f"{text[:1].upper()}{text[1:]}." if text else None
 
 
-def _pretrained_model(where: Any, dataset_id: int, help_text: str | None) -> str | None:
+def _pretrained_model(where: Any, dataset_id: int, help_text: str | None, initial: str | None = None) -> str | None:
     """The model picker: the well-known models (the multilingual one suggested for a non-English dataset), or any
-    Hugging Face id or local folder. None: the bundled default."""
+    Hugging Face id or local folder; it starts from `initial` when that is not the default (kept in the URL).
+    None: the bundled default."""
     language = dataset_language_of(dataset_id)
     suggested = suggested_model_id(language)
     models = [*WELL_KNOWN_MODELS, OTHER]
     if suggested and language is not None:
         where.info(f"Most texts in this dataset look {language.name}: the multilingual model is suggested "
                    "(MiniLM, the default, was trained on English).")
+    chosen = initial if initial and initial != DEFAULT_MODEL_ID else None
+    start = chosen if chosen in models else OTHER if chosen else suggested
     # Keyed by the suggestion, so switching between an English and a German dataset re-applies it.
     choice = where.selectbox("Pretrained model", models, key=f"model_choice{'_multilingual' if suggested else ''}",
-                             index=models.index(suggested) if suggested in models else 0,
+                             index=models.index(start) if start in models else 0,
                              format_func=lambda m: m if m == OTHER else f"{WELL_KNOWN_MODELS[m]} · {m}",
                              help=help_text)
     if choice == OTHER:
-        return where.text_input("Model id or folder", key="model_id_custom").strip() or None
+        custom = chosen if chosen not in models else ""
+        return where.text_input("Model id or folder", value=custom or "", key="model_id_custom").strip() or None
     return None if choice == DEFAULT_MODEL_ID else choice
 
 

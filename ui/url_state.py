@@ -21,6 +21,30 @@ def remember(name: str, value: Any) -> None:
         st.query_params[name] = str(value)
 
 
+def remember_unless(name: str, value: Any, default: Any) -> None:
+    """?name=value while `value` differs from `default`; the parameter goes away when it is back to the default
+    (links stay short, and only what the user changed travels)."""
+    if value is None or value == default:
+        if name in st.query_params:
+            del st.query_params[name]
+    else:
+        remember(name, value)
+
+
+def url_text(name: str) -> str | None:
+    """The URL's ?name= value as text, or None."""
+    return st.query_params.get(name)
+
+
+def run_config(run_id: int | None) -> tuple[str, dict[str, Any]] | None:
+    """(model kind, config) of run `run_id`: the settings it was started with, for the form after a reload."""
+    if run_id is None:
+        return None
+    with read_scope() as s:
+        run = run_queries.get_run(s, run_id)
+        return (run.model_kind, dict(run.config or {})) if run is not None else None
+
+
 def url_index(name: str, options: Sequence[Any], fallback: Any = None) -> int:
     """Index in `options` of the URL's ?name= value (compared as text), else of `fallback`, else 0."""
     texts = [str(o) for o in options]
