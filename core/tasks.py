@@ -1,4 +1,4 @@
-"""The tasks Protolab knows (text classification, interactions): one entry each, one level above the model kinds.
+"""The tasks Protolab knows (text and image classification, interactions): one entry each, above the model kinds.
 
 A task says what its datasets hold and how an upload is mapped, validated, split and profiled, its metrics and
 headline, what the Train and Evaluate pages draw for it, its demo page and its API shape. Pages and core ask the
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from core import settings
@@ -107,6 +107,12 @@ class Task:
     # "module:function" (served model, JSON body) -> JSON answer, for a task without a typed endpoint of its own
     # in core.api.app (the built-in tasks have one).
     serve: str | None = None
+    # "module:function" (bytes from the page or a path from the CLI, file name) -> ParsedTable: how an upload of
+    # the task is read (None: as a table file, core.data.datasets.read_table).
+    reader: str | None = None
+    # "module:function" (bytes, file name) -> bool: the upload looks like one of its datasets (the Datasets page
+    # then picks the task for the user, e.g. a ZIP of images).
+    claims: str | None = None
 
     def part(self, name: str) -> Any:
         """The function one of its references names: `task.part("evaluate")(run, split)`."""
@@ -198,3 +204,12 @@ register_task(Task(
     metric_values="core.evaluation.comparison:ranking_metrics_at",
     demo=Demo("pages/recommendations.py", "Recommendations demo", "🎬"),
     cli_prepare="core.cli.datasets:prepare_interactions_args", verb="recommend"))
+# Images are a second classification task: the same metrics, headline, figures, Evaluate views and API verb,
+# with datasets of their own (core.images).
+register_task(replace(
+    _tasks.tasks[TaskKind.CLASSIFICATION], name="images", label="image classification", holds="labelled images",
+    run_noun="an image classification run", upload="ui.images.datasets:upload",
+    profile="core.images.profile:images_profile", inspect="ui.images.datasets:inspect",
+    train_form="ui.train_forms:images_form", stats_keys=("classes", "images"), demo=None,
+    cli_prepare="core.images.reading:prepare_from_args", reader="core.images.reading:read_images",
+    claims="core.images.reading:looks_like_images"))

@@ -17,7 +17,7 @@ from db import datasets as dataset_queries
 from db import read_scope, session_scope
 from ui.common import ensure_db
 from ui.data_health import data_health_tab
-from ui.dataset_forms import read_upload
+from ui.dataset_forms import offer_task, read_upload
 
 ensure_db()
 st.title("📂 Datasets")
@@ -39,13 +39,14 @@ def add_dataset() -> None:
     st.subheader("Upload your own")
     tasks = {str(t.name): t for t in all_tasks()}
     task = tasks[st.radio("Task", list(tasks), key="task", horizontal=True, format_func=lambda n: tasks[n].label)]
-    upload = st.file_uploader("CSV, TSV, JSON, JSON Lines, Parquet or .xlsx (also .gz / .zip)", key="upload")
+    upload = st.file_uploader("CSV, TSV, JSON, JSON Lines, Parquet or .xlsx (also .gz / .zip), or a ZIP of images",
+                              key="upload", on_change=offer_task)
     if upload is None:
         return
     # Every widget below is keyed by the file: the browser keeps a widget's value while its key stays the same,
     # so shared keys showed (and saved) the previous file's columns and name after another upload.
     fid = upload.file_id
-    table = read_upload(upload.getvalue(), upload.name)
+    table = read_upload(upload.getvalue(), upload.name, task.reader)
     st.caption(f"{upload.name}: {table.file_format}, {len(table.frame):,} rows, encoding {table.encoding or 'n/a'}")
     for note in table.notes:
         st.info(note)
@@ -87,7 +88,7 @@ def inspect(summary: dict) -> None:
     for warning in summary["warnings"]:
         st.warning(warning)
     if summary["mapping"].get("unlabelled"):
-        st.info("Unlabelled texts: define a label set and label them on the Label page.")
+        st.info("No labels yet: define a label set and label them on the Label page.")
         return
     profile = profile_of(summary["id"], summary["content_hash"], summary["task"])
     get_task(summary["task"]).part("inspect")(summary, profile, cols[2])

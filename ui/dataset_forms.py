@@ -27,14 +27,31 @@ from core.data.types import (
 )
 from core.data.unlabelled import prepare_unlabelled
 from core.errors import ProtolabError
+from core.tasks import all_tasks, get_task, resolve
 from core.text.pretrained import default_token_counter
 
 NONE = "(none)"
 
 
 @st.cache_data(show_spinner="Reading the file…", max_entries=4)
-def read_upload(data: bytes, filename: str) -> ParsedTable:
-    return ds.read_table(data, filename)
+def read_upload(data: bytes, filename: str, reader: str | None = None) -> ParsedTable:
+    """An upload as its task reads it (`reader`: the task entry's; None: a table file)."""
+    return resolve(reader)(data, filename) if reader else ds.read_table(data, filename)
+
+
+def offer_task() -> None:
+    """The uploader's callback: a file that a task claims (a ZIP of images) switches the task picker to it."""
+    upload = st.session_state.get("upload")
+    if upload is None:
+        return
+    current = st.session_state.get("task")
+    if current is not None and get_task(current).claims and resolve(get_task(current).claims)(
+            upload.getvalue(), upload.name):
+        return
+    for task in all_tasks():
+        if task.claims and resolve(task.claims)(upload.getvalue(), upload.name):
+            st.session_state["task"] = str(task.name)
+            return
 
 
 @st.cache_resource(show_spinner=False)

@@ -45,6 +45,14 @@ def recommender_form(dataset_id: int, run_model: str | None = None) -> None:
     _model_form(TaskKind.INTERACTIONS, dataset_id, run_model, radio_key="rec_model", prefix="rec_")
 
 
+def images_form(dataset_id: int, run_model: str | None = None) -> None:
+    """An image model kind and its options, as for texts."""
+    if not registry.all_kinds("images"):  # the kinds live in their own modules; none loaded is a real state
+        st.info("No image model kinds are installed.")
+        return
+    _model_form("images", dataset_id, run_model, radio_key="image_model", prefix="image_")
+
+
 def _model_form(task: TaskKind, dataset_id: int, run_model: str | None, *, radio_key: str, prefix: str) -> None:
     """The kinds of `task` to pick from, then the picked kind's options drawn from its registry entry: the main
     ones first, the rest under a collapsed Settings. Nothing here knows a kind or an option by name."""

@@ -48,7 +48,7 @@ def _add(args: argparse.Namespace) -> int:
     task = get_task(args.task)
     if task.cli_prepare is None:
         raise CliError(f"{task.label} datasets are added on the Datasets page, not with `protolab datasets add`")
-    table = ds.read_table(args.path)
+    table = task.part("reader")(args.path) if task.reader else ds.read_table(args.path)
     split_kw: dict[str, Any] = {"seed": args.seed}
     if args.split:
         split_kw["fractions"] = parse_fractions(args.split)
@@ -291,12 +291,17 @@ def name_from_path(path: str) -> str:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("datasets", help="import, list, inspect and delete datasets")
     sub = p.add_subparsers(dest="datasets_command", metavar="ACTION", required=True, parser_class=type(p))
-    add = sub.add_parser("add", help="import a CSV/TSV/JSON/JSONL/Parquet/XLSX file (optionally .gz/.zip)")
+    add = sub.add_parser("add", help="import a CSV/TSV/JSON/JSONL/Parquet/XLSX file (optionally .gz/.zip), or a ZIP "
+                         "of images (--task images)")
     add.add_argument("path", metavar="PATH")
     add.add_argument("--name", help="the dataset's name (default: the file's name without its extensions)")
     add.add_argument("--task", required=True, choices=[str(t.name) for t in all_tasks()])
     add.add_argument("--text-col")
     add.add_argument("--label-col")
+    add.add_argument("--image-col", help="images: the column of paths inside the ZIP (a table of image paths)")
+    add.add_argument("--images", metavar="PATH", help="images: the ZIP of the images a CSV/Parquet PATH names")
+    add.add_argument("--skip-bad-images", action="store_true",
+                     help="images: leave out files that are not readable images (listed) instead of refusing")
     add.add_argument("--user-col")
     add.add_argument("--item-col")
     add.add_argument("--rating-col", help="'-' for none (otherwise guessed)")
@@ -308,10 +313,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--split-method", choices=("random", "time"), default="random",
                      help="interactions: per-user random or leave-last-out by time")
     add.add_argument("--seed", type=int, default=42)
-    add.add_argument("--drop-duplicates", action="store_true", help="drop exact duplicate texts")
+    add.add_argument("--drop-duplicates", action="store_true", help="drop exact duplicate texts (or images)")
     add.add_argument("--drop-rare-classes", action="store_true", help="drop classes too small for every split")
     add.add_argument("--unlabelled", action="store_true",
-                     help="classification texts without a label column, to label on the Label page")
+                     help="texts without a label column (or a ZIP of images), to label on the Label page")
     add.add_argument("--allow-duplicate", action="store_true", help="store even if the same content exists")
     add.add_argument("--json", action="store_true")
     add.set_defaults(handler=_add)

@@ -53,6 +53,7 @@ class ParsedTable:
         if self.source_rows is not None:
             places = self.source_rows[places]
         return [int(p) + 1 + self.header_rows for p in places]
+    payload: Any = None  # what a task's own reader keeps beside the table (an image upload: its archive)
 
     def rows(self, positions: Sequence[int] | pd.Index, limit: int = 5) -> str:
         """'rows 4, 9 and 3 more': row numbers as the user counts them (header = row 1)."""
