@@ -46,6 +46,7 @@ class ParsedTable:
     # For each row of `frame`, its 0-based place among the file's data rows, when blank lines were left out
     # (a spreadsheet shows them as empty rows, so every later row number counts them); None: none left out.
     source_rows: np.ndarray | None = field(default=None, compare=False)
+    payload: Any = None  # what a task's own reader keeps beside the table (an image upload: its archive)
 
     def row_numbers(self, positions: Sequence[int] | pd.Index | np.ndarray) -> list[int]:
         """The row numbers (header = row 1) a spreadsheet shows for these positions of `frame`."""
@@ -53,7 +54,6 @@ class ParsedTable:
         if self.source_rows is not None:
             places = self.source_rows[places]
         return [int(p) + 1 + self.header_rows for p in places]
-    payload: Any = None  # what a task's own reader keeps beside the table (an image upload: its archive)
 
     def rows(self, positions: Sequence[int] | pd.Index, limit: int = 5) -> str:
         """'rows 4, 9 and 3 more': row numbers as the user counts them (header = row 1)."""
