@@ -52,13 +52,12 @@ class Member:
     info: zipfile.ZipInfo
     parts: tuple[str, ...]  # "train/cat/1.jpg" -> ("train", "cat", "1.jpg"), the archive's own top folder kept
 
-    @property
-    def path(self) -> str:
-        return "/".join(self.parts)
+    path: str = field(init=False)  # "train/cat/1.jpg"
+    suffix: str = field(init=False)  # ".jpg": computed once, every listing asks it
 
-    @property
-    def suffix(self) -> str:
-        return PurePosixPath(self.parts[-1]).suffix.lower()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", "/".join(self.parts))
+        object.__setattr__(self, "suffix", PurePosixPath(self.parts[-1]).suffix.lower())
 
 
 @dataclass(frozen=True)
