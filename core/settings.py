@@ -129,6 +129,9 @@ STALE_AFTER_S = _seconds("PROTOLAB_STALE_AFTER_S", 20.0, "a run whose worker sen
 MAX_RUNS_PER_DEVICE = Variable("PROTOLAB_MAX_RUNS_PER_DEVICE", "whole number", 1,
                                "runs that share one device at once when no daemon schedules them",
                                _number(int, 1))
+EXPRESS_SLOTS = Variable("PROTOLAB_EXPRESS_SLOTS", "whole number", 1,
+                         "extra runs a CPU takes for runs estimated under a minute, so they never wait behind a long "
+                         "one (0: first come, first served)", _number(int, 0))
 ADAPT_THREADS = _flag_var("PROTOLAB_ADAPT_THREADS", True,
                           "0 keeps torch's thread count fixed while training on the CPU (the benchmarks' baseline)")
 TRAIN_PRECISION = _one_of("PROTOLAB_TRAIN_PRECISION", ("auto", "fp32", "bf16"),

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.health.audit import AuditConfig
 from core.health.jobs import audit_dataset
+from core.runs import scheduling
 from db import audits as audit_queries
 from db import read_scope, session_scope
 from db import runs as run_queries
@@ -37,11 +38,16 @@ def test_run_audit_from_the_tab_goes_to_the_background_then_shows_findings() -> 
     at = page()
     assert any("not been audited yet" in i.value for i in at.info)
     at.toggle(key="health_embeddings").set_value(False)
+    at.button(key="health_estimate").click().run()
+    assert not at.exception and not at.error
+    assert any(i.value.startswith("About **") for i in at.info)  # before it starts, as a training run's
     at.button(key="health_run").click().run()
     assert not at.exception and not at.error
     with read_scope() as s:
         run = audit_queries.latest_audit_run(s, dataset_id)
         assert run is not None and run.config["embeddings"] is False and run.config["source"] == "cv"
+        # queued with the estimate just shown: an audit this small starts beside a long run (core.runs.scheduling)
+        assert scheduling.is_short(run.events)
         run_id = run.id
     wait_until_finished(run_id)
     at = page()

@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import settings
 from core.charts.training import loss_curve, smooth, throughput_chart, validation_curve
+from core.runs import scheduling
 from db import runs as run_queries
 from db import session_scope
 from db.enums import RunStatus, TaskKind
@@ -176,12 +177,20 @@ def test_query_param_selects_the_run_shown(classification_dataset: int) -> None:
     assert not any(b.key == "resume" for b in at.button)  # cancelled before any checkpoint
 
 
-def test_estimate_button(classification_dataset: int) -> None:
+def test_estimate_button(classification_dataset: int, monkeypatch: pytest.MonkeyPatch) -> None:
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     at.radio(key="family").set_value("tfidf").run()
     at.button(key="estimate").click().run()
     assert not at.exception, at.exception
     assert any(m.value.startswith("About **") for m in at.info)
+    # The run started with the settings just estimated is queued with that estimate (a short run then never waits
+    # behind a long one: core.runs.scheduling).
+    monkeypatch.setenv("PROTOLAB_DISPATCH", "queue")  # no worker: only the queued row is looked at
+    at.button(key="start").click().run()
+    assert not at.exception, at.exception
+    with session_scope() as s:
+        run = run_queries.get_run(s, int(at.query_params["run"][0]))
+        assert scheduling.estimated_seconds(run.events) == pytest.approx(at.session_state["last_estimate"][3], abs=0.1)
 
 
 def _wait_until_finished(run_id: int, timeout_s: float = 300) -> RunStatus:

@@ -16,12 +16,14 @@ from core.data.versions import create_dataset_version
 from core.errors import ProtolabError
 from core.health import jobs as health_jobs
 from core.health.audit import CERTAINTY
-from core.runs import jobs
+from core.runs import jobs, scheduling
+from core.runs.estimates import estimate_any
 from db import audits as audit_queries
 from db import datasets as dataset_queries
 from db import read_scope, session_scope
 from db import runs as run_queries
-from db.enums import RunStatus, TaskKind
+from db.enums import AUDIT_KIND, RunStatus, TaskKind
+from ui.common import format_duration
 
 EDITOR_ROWS = 200  # the most suspicious rows offered for marks, as on the Evaluate page
 CV = "cv"
@@ -71,25 +73,51 @@ def audit_form(dataset_id: int, sources: list[str], labels: list[str]) -> None:
         options=sorted({0.8, 0.85, 0.9, CERTAINTY, 0.98, 0.99}), value=CERTAINTY, format_func=lambda c: f"{c:.0%}",
         help="Lower lists more rows, and more of them will turn out to be labelled right after all. Rows below it "
              "that cleanlab still doubts are listed as possible label errors.")
-    if st.button("Run the audit", key="health_run", type="primary"):
-        options = {"source": source, "embeddings": embeddings, "certainty": certainty,
-                   "label_descriptions": {k: v.strip() for k, v in descriptions.items() if v.strip()}}
+    options = {"source": source, "embeddings": embeddings, "certainty": certainty,
+               "label_descriptions": {k: v.strip() for k, v in descriptions.items() if v.strip()}}
+    left, right = st.columns(2)
+    if left.button("⏱ Estimate time", key="health_estimate"):
         try:
+            show_audit_estimate(audit_estimate(dataset_id, options))
+        except ProtolabError as exc:
+            st.error(str(exc))
+    if right.button("Run the audit", key="health_run", type="primary"):
+        try:
+            # Always estimated first: the queue lets a short audit start beside a long run (core.runs.scheduling).
+            seconds = audit_estimate(dataset_id, options).seconds
             with session_scope() as s:
-                health_jobs.start_audit(s, dataset_id, options)
+                health_jobs.start_audit(s, dataset_id, options, estimate_s=seconds)
         except ProtolabError as exc:
             st.error(str(exc))
             return
         st.rerun()
 
 
+def audit_estimate(dataset_id: int, options: dict[str, Any]) -> Any:
+    """The audit's Estimate for these options, measured once per dataset and options in this session."""
+    key = ("health_estimate_of", dataset_id, repr(sorted(options.items())))
+    if key not in st.session_state:
+        with read_scope() as s:
+            dataset = dataset_queries.get_dataset(s, dataset_id)
+        with st.spinner("Timing the audit's steps on a sample of the rows…"):
+            st.session_state[key] = estimate_any(dataset, AUDIT_KIND, health_jobs.build_config(AUDIT_KIND, options))
+    return st.session_state[key]
+
+
+def show_audit_estimate(est: Any) -> None:
+    st.info(f"About **{format_duration(est.seconds)}** on the CPU")
+    st.caption(est.breakdown())
+
+
 @st.fragment(run_every="2s")
 def audit_progress(run_id: int) -> None:
     with read_scope() as s:
         run = run_queries.get_run(s, run_id)
-        status, progress, text = run.status, run.progress, run.status_text
+        status, progress, text, events = run.status, run.progress, run.status_text, list(run.events or [])
     if status.is_active:
-        st.progress(progress, text=f"Audit running in the background: {text}")
+        estimated = scheduling.estimated_seconds(events)
+        about = f" (estimated at about {format_duration(estimated)})" if estimated is not None else ""
+        st.progress(progress, text=f"Audit running in the background{about}: {text}")
     else:
         st.rerun()  # finished: redraw the whole tab with the new findings
 

@@ -32,6 +32,13 @@ from ui.language import dataset_language_of
 SPLIT_OPTION = "split_protocol"
 
 OTHER = "other (Hugging Face id or local folder)"
+ESTIMATE_KEY = "last_estimate"  # session state: (dataset id, kind, config, seconds) of the last estimate shown
+
+
+def estimated_seconds(dataset_id: int, model_kind: str, config: dict) -> float | None:
+    """The estimate shown for exactly this run (same dataset, kind and settings), if one was."""
+    last = st.session_state.get(ESTIMATE_KEY)
+    return last[3] if last and last[:3] == (dataset_id, model_kind, config) else None
 
 
 def classification_form(dataset_id: int, run_model: str | None = None) -> None:
@@ -102,7 +109,7 @@ def _model_form(task: TaskKind, dataset_id: int, run_model: str | None, *, radio
             config = _config()
             with session_scope() as s:
                 new_id = start_training(s, dataset=dataset_queries.get_dataset(s, dataset_id), model_kind=name,
-                                        config=config)
+                                        config=config, estimate_s=estimated_seconds(dataset_id, name, config))
             st.query_params["run"] = str(new_id)
         except ProtolabError as exc:
             st.error(str(exc))
@@ -224,6 +231,8 @@ def show_estimate(dataset_id: int, model_kind: str, config: Callable[[], dict]) 
     except ProtolabError as exc:
         st.error(str(exc))
         return
+    # Kept for Start: a run estimated short may start beside a long one (core.runs.scheduling).
+    st.session_state[ESTIMATE_KEY] = (dataset_id, model_kind, config(), est.seconds)
     memory = f" · peak memory ≈ {est.peak_memory_bytes / 2**30:.1f} GiB" if est.peak_memory_bytes else ""
     st.info(f"About **{format_duration(est.seconds)}** on {est.device}{memory}")
     st.caption(est.breakdown())

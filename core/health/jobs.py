@@ -43,15 +43,17 @@ def config_from_dict(config: dict[str, Any]) -> AuditConfig:
     return AuditConfig(**{k: v for k, v in config.items() if k in known})
 
 
-def start_audit(s: Session, dataset_id: int, options: dict[str, Any] | None = None) -> int:
-    """Queue an audit of a dataset in the caller's transaction (its worker starts after commit); the run id."""
+def start_audit(s: Session, dataset_id: int, options: dict[str, Any] | None = None, *,
+                estimate_s: float | None = None) -> int:
+    """Queue an audit of a dataset in the caller's transaction (its worker starts after commit); the run id.
+    `estimate_s`: its pre-flight estimate (core.health.estimate), so a short audit never waits behind a long run."""
 
     dataset = _classification_dataset(s, dataset_id)
     config = build_config(AUDIT_KIND, dict(options or {}))
     if parse_source(config["source"]) is not None:
         run_probabilities(s, dataset, parse_source(config["source"]), None)  # a bad source fails now, not later
     return start_run(s, dataset_id=dataset.id, model_kind=AUDIT_KIND, config=config,
-                     name=f"data audit of {dataset.name}"[:200])
+                     name=f"data audit of {dataset.name}"[:200], estimate_s=estimate_s)
 
 
 def execute_audit(ctx: RunContext) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from typing import Any
 from core import __version__, settings
 from core.errors import ProtolabError
 from core.names import check_name
-from core.runs import jobs, queue
+from core.runs import jobs, queue, scheduling
 from core.runs.device import describe_compute
 from core.runs.files import RunFiles
 from core.settings import load_settings, redact_url
@@ -103,6 +103,7 @@ class Child:
     nodes: int
     devices: list[str]
     started: float = field(default_factory=time.monotonic)
+    short: bool = False  # estimated short (core.runs.scheduling): it may hold the CPU's express place
 
 
 class FleetWorker:
@@ -113,6 +114,7 @@ class FleetWorker:
         self.host = socket.gethostname()
         self.worker_id: int | None = None
         self.children: dict[int, Child] = {}  # by claim id
+        self._short_claims: set[int] = set()  # runs the last claim took as short
         self.draining = threading.Event()
         self._beat_stop = threading.Event()
 
@@ -200,21 +202,30 @@ class FleetWorker:
     def _claim_and_launch(self) -> None:
         for run_id, claim_id, node_rank, nodes, devices, endpoint in self._claim():
             self._launch(run_id, claim_id, node_rank, nodes, devices, endpoint)
+            if claim_id in self.children:  # not when its process could not start
+                self.children[claim_id].short = run_id in self._short_claims
 
     def _claim(self) -> list[tuple[int, int, int, int, list[str], str | None]]:
-        """One transaction: lock claimable queued runs, take those that fit, record the claims."""
-        if self.free_slots() <= 0 or self.draining.is_set():
+        """One transaction: lock claimable queued runs, take those that fit, record the claims.
+
+        A run estimated short may take the CPU's express place beyond --max-parallel (core.runs.scheduling)."""
+        express = scheduling.express_slots("cpu") if "cpu" in self.options.devices else 0
+        running = [child.short for child in self.children.values()]
+        if scheduling.free_slots(running, True, self.options.max_parallel, express) <= 0 or self.draining.is_set():
             return []
         taken: list[tuple[int, int, int, int, list[str], str | None]] = []
-        busy, slots = self.busy_devices(), self.free_slots()
+        busy, self._short_claims = self.busy_devices(), set()
         with session_scope() as s:
             for run in worker_queries.lock_claimable_runs(s):
                 needs = queue.needs_of(run.config or {})
                 claims = worker_queries.claims_of_run(s, run.id)
                 if len(claims) >= needs.nodes or any(c.worker_id == self.worker_id for c in claims):
                     continue
+                short = scheduling.is_short(run.events)
+                slots = scheduling.free_slots(running, short, self.options.max_parallel, express)
                 devices = queue.assign_devices(needs, self.options.devices, busy, slots)
-                if devices is None:
+                # The express place is the CPU's alone: a GPU run beyond --max-parallel waits.
+                if devices is None or (devices != ["cpu"] and len(running) >= self.options.max_parallel):
                     continue
                 node_rank = len(claims)
                 # Node 0 hosts the rendezvous of a multi-node run; the others read where from its claim.
@@ -230,8 +241,10 @@ class FleetWorker:
                                                     "node": node_rank, "devices": devices,
                                                     "at": utcnow().isoformat()}]
                 taken.append((run.id, claim.id, node_rank, needs.nodes, devices, endpoint))
-                busy, slots = busy + devices, slots - 1
-                if slots <= 0:
+                busy, running = busy + devices, [*running, short]
+                if short:
+                    self._short_claims.add(run.id)
+                if scheduling.free_slots(running, True, self.options.max_parallel, express) <= 0:
                     break
         return taken
 

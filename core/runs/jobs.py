@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from core import settings
 from core.errors import ProtolabError
 from core.names import check_name
-from core.runs import queue, registry
+from core.runs import queue, registry, scheduling
 from core.runs.files import RunFiles, free_text
 from core.settings import load_settings
 from core.tasks import get_task
@@ -55,10 +55,13 @@ class JobError(ProtolabError):
 
 def start_run(
     s: Session, *, dataset_id: int, model_kind: str, config: dict[str, Any], name: str | None = None,
-    parent_run_id: int | None = None,
+    parent_run_id: int | None = None, estimate_s: float | None = None,
 ) -> int:
     """Queue a run in the caller's transaction; once that transaction commits its worker starts here, or a
-    worker daemon of the fleet claims it (core.runs.queue.dispatch_mode). The run id."""
+    worker daemon of the fleet claims it (core.runs.queue.dispatch_mode). The run id.
+
+    `estimate_s`, the pre-flight estimate when the caller has one, lets a short run start beside a long one
+    (core.runs.scheduling)."""
     kind = registry.get_kind(model_kind)
     name = check_name(name, "a run", error=JobError) if name and name.strip() else None
     nodes = int(config.get("nodes", 1) or 1)
@@ -67,6 +70,8 @@ def start_run(
                        "(or set PROTOLAB_DISPATCH=queue to queue it until they are up)")
     run = run_queries.create_run(s, dataset_id=dataset_id, task=kind.task, model_kind=model_kind, config=config,
                                  name=name, parent_run_id=parent_run_id)
+    if estimate_s is not None:
+        run.events = [{**scheduling.estimate_event(estimate_s), "at": utcnow().isoformat()}]
     run_id, gpus = run.id, int(config.get("gpus", 1) or 1)
     after_commit(s, lambda: dispatch(run_id, gpus=gpus))
     return run_id

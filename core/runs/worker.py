@@ -29,7 +29,7 @@ from typing import Any
 from core import settings
 from core.errors import ProtolabError
 from core.logs import configure_logging
-from core.runs import queue, registry
+from core.runs import queue, registry, scheduling
 from core.runs.device import describe_compute
 from core.runs.files import RunFiles, check_room
 from core.runs.jobs import EXIT_DISK_FULL, HEARTBEAT_INTERVAL_S, disk_error_text, reap_dead_runs
@@ -198,7 +198,7 @@ def device_queue_key(config: dict[str, Any]) -> str:
 
 
 def _wait_for_turn(run_id: int, queue_key: str, ctx: WorkerContext) -> bool:
-    """Block while the device is busy; False if the run was cancelled meanwhile."""
+    """Block until core.runs.scheduling admits the run on its device; False if it was cancelled meanwhile."""
     polls = 0
     while True:
         if polls % REAP_EVERY_BEATS == 0:
@@ -213,14 +213,14 @@ def _wait_for_turn(run_id: int, queue_key: str, ctx: WorkerContext) -> bool:
             run = s.get(Run, run_id)
             if run is None or run.status != RunStatus.QUEUED or run.cancel_requested:
                 return False
-            ahead = [r for r in run_queries.active_runs(s)
-                     if r.id != run_id and device_queue_key(r.config) == queue_key
-                     and (r.status == RunStatus.RUNNING or r.id < run_id)]
-            running = sum(r.status == RunStatus.RUNNING for r in ahead)
-            queued_before = sum(r.status == RunStatus.QUEUED for r in ahead)
-            if running + queued_before < settings.MAX_RUNS_PER_DEVICE.get():
+            here = [r for r in run_queries.active_runs(s) if device_queue_key(r.config) == queue_key]
+            running = [scheduling.is_short(r.events) for r in here if r.status == RunStatus.RUNNING]
+            queued = [scheduling.Waiting(r.id, scheduling.is_short(r.events)) for r in here
+                      if r.status == RunStatus.QUEUED and (r.id == run_id or not r.cancel_requested)]
+            if run_id in scheduling.admitted(running, queued, settings.MAX_RUNS_PER_DEVICE.get(),
+                                             scheduling.express_slots(queue_key)):
                 return True
-            run.status_text = f"queued: waiting for {len(ahead)} run(s) on {queue_key}"
+            run.status_text = scheduling.waiting_text(running, queue_key, scheduling.is_short(run.events))
             run.heartbeat_at = utcnow()
         time.sleep(QUEUE_POLL_S)
 
