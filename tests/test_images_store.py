@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from core.data.storage import write_dataset
 from core.images import KEY_PATTERN
-from core.images.store import ImageError, image_key, image_path, open_image
+from core.images.store import ImageError, LinkedImages, check_image, image_key, image_path, open_image
 from core.settings import load_settings
 from db import session_scope
 
@@ -112,3 +114,41 @@ def test_a_dataset_writes_its_own_files_all_or_nothing() -> None:
     with pytest.raises(ImageError), session_scope() as s:
         write_dataset(s, name="broken", task="images", frame=frame, mapping={}, files=broken)
     assert sorted(p.name for p in load_settings().datasets_dir.iterdir()) == [str(dataset_id)]
+
+
+SAMPLES = {fmt: encode(Image.new("RGB", (9, 7), (30, 60, 90)), fmt) for fmt in ("PNG", "JPEG", "GIF", "BMP", "WEBP")}
+
+
+@settings(max_examples=150, deadline=None)
+@given(fmt=st.sampled_from(sorted(SAMPLES)), at=st.integers(0, 10_000), junk=st.binary(max_size=16),
+       cut=st.booleans())
+def test_a_damaged_file_is_an_image_error_never_a_crash(fmt: str, at: int, junk: bytes, cut: bool) -> None:
+    data = SAMPLES[fmt]
+    at %= len(data)
+    damaged = data[:at] if cut else data[:at] + junk + data[at + len(junk):]
+    for check in (lambda: check_image(damaged, "x"), lambda: open_image(damaged, "x")):
+        try:
+            check()
+        except ImageError:
+            pass
+
+
+def test_a_version_links_its_parents_images_and_outlives_it() -> None:
+    data = encode(Image.new("RGB", (3, 3), (9, 9, 9)), "PNG")
+    key = image_key(data, "PNG")
+    frame = pd.DataFrame({"image": [key, key], "label": ["x", "y"], "split": ["train", "test"]})
+
+    def images(folder: Path) -> None:
+        (folder / "images").mkdir()
+        (folder / "images" / key).write_bytes(data)
+
+    with session_scope() as s:
+        parent = write_dataset(s, name="pics", task="images", frame=frame, mapping={}, files=images).id
+        child = write_dataset(s, name="pics v2", task="images", frame=frame, mapping={}, parent_id=parent,
+                              files=LinkedImages(parent, tuple(frame["image"]))).id
+    assert image_path(child, key).read_bytes() == data
+    assert image_path(child, key).stat().st_ino == image_path(parent, key).stat().st_ino  # a link, not a copy
+    image_path(parent, key).unlink()
+    assert open_image(image_path(child, key)).getpixel((1, 1)) == (9, 9, 9)
+    with pytest.raises(ImageError, match="missing"), session_scope() as s:
+        write_dataset(s, name="pics v3", task="images", frame=frame, mapping={}, files=LinkedImages(parent, (key,)))

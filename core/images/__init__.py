@@ -16,6 +16,7 @@ all-or-nothing):
         height   int64
     images/<key>     the uploaded file's bytes, unchanged; one file per distinct content (content-addressed), so
                      exact duplicates share a file and a version made from a dataset links the same files
+                     (write_dataset(..., files=core.images.store.LinkedImages(parent_id, keys)))
 
 Several rows may share one key (an exact duplicate in the upload is reported, and dropped only when asked).
 Readers open an image with `core.images.store.open_image(image_path(dataset_id, key))`, which returns an RGB

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import shutil
 import struct
 import warnings
 from collections.abc import Iterator
@@ -51,6 +53,28 @@ def image_path(dataset_id: int, key: str) -> Path:
 def load_image(dataset_id: int, key: str) -> Image.Image:
     """A stored image of a dataset as RGB."""
     return open_image(image_path(dataset_id, key))
+
+
+@dataclass(frozen=True)
+class LinkedImages:
+    """The files hook (core.data.storage.write_dataset `files=`) of a dataset made from another image dataset (a
+    version): its images hard-linked from the parent's folder, copied where a link is impossible, so a version
+    costs no space and outlives its parent's deletion."""
+
+    parent_id: int
+    keys: tuple[str, ...]
+
+    def __call__(self, folder: Path) -> None:
+        target = folder / IMAGES_DIR
+        target.mkdir()
+        for key in dict.fromkeys(self.keys):  # each file once, whatever the rows repeat
+            source = image_path(self.parent_id, key)
+            try:
+                os.link(source, target / key)
+            except FileNotFoundError:
+                raise ImageError(f"image {key} of dataset {self.parent_id} is missing from its folder") from None
+            except OSError:  # another file system, or links not allowed: a copy does the same
+                shutil.copyfile(source, target / key)
 
 
 def open_image(source: str | Path | bytes | BinaryIO, name: str | None = None) -> Image.Image:
