@@ -39,3 +39,31 @@ JOB_KINDS = frozenset({AUDIT_KIND, LABEL_CURVE_KIND})
 # The Label page's background retrain: a SetFit model trained on the labels given so far. A job (only its page
 # starts it, no picker offers it), but its model serves the demos, so lists of models keep it.
 LABEL_RETRAIN_KIND = "label_retrain"
+
+
+class SearchStatus(enum.StrEnum):
+    """A hyperparameter search (db.models.Search): its driver process asks Optuna for trials and queues them."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"  # its budget is spent
+    STOPPED = "stopped"  # stopped on request; resumable
+    FAILED = "failed"  # its driver failed (or died: resumable too)
+
+    @property
+    def is_active(self) -> bool:
+        return self in (SearchStatus.QUEUED, SearchStatus.RUNNING)
+
+
+class TrialState(enum.StrEnum):
+    """One trial of a search, as Optuna's study records it (plus "stopped": ended by a stop of its search)."""
+
+    RUNNING = "running"
+    COMPLETE = "complete"
+    PRUNED = "pruned"  # stopped early by the pruner: its run is cancelled, on purpose
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+    @property
+    def is_finished(self) -> bool:
+        return self != TrialState.RUNNING

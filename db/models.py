@@ -16,7 +16,7 @@ from sqlalchemy import text as sa_text
 from sqlalchemy import types as sa_types
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from db.enums import ReviewVerdict, RunStatus, TaskKind
+from db.enums import ReviewVerdict, RunStatus, SearchStatus, TaskKind, TrialState
 
 MAX_ID = 2**31 - 1  # the largest id every database holds: PostgreSQL's INTEGER (SQLite's go to 2^63-1)
 
@@ -269,3 +269,57 @@ class DataAudit(Base):
     findings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     zero_label: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Search(Base):
+    """A hyperparameter search: a run of runs. Its driver (core.search.driver) asks the Optuna study for trials,
+    queues each as an ordinary run and tells the study their validation scores; the study itself is a journal file
+    in the search's folder (core.search.study says why), this row is what pages and the CLI read."""
+
+    __tablename__ = "searches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    model_kind: Mapped[str] = mapped_column(String(40))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # options every trial shares
+    space: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [{"name", "type", "low", "high", "log", ...}]
+    metric: Mapped[str] = mapped_column(String(60))  # the validation metric maximised
+    n_trials: Mapped[int] = mapped_column(Integer)
+    minutes: Mapped[float | None] = mapped_column(Float)  # no new trial after this long (None: trials only)
+    parallel: Mapped[int] = mapped_column(Integer, default=1)  # trials queued at once
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # sampler seed, pruner
+    status: Mapped[SearchStatus] = mapped_column(_str_enum(SearchStatus), default=SearchStatus.QUEUED, index=True)
+    status_text: Mapped[str | None] = mapped_column(String(500))
+    stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    pid: Mapped[int | None] = mapped_column(Integer)  # the driver's
+    host: Mapped[str | None] = mapped_column(String(255))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error: Mapped[str | None] = mapped_column(Text)
+    best_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+
+    trials: Mapped[list[SearchTrial]] = relationship(
+        back_populates="search", cascade="all, delete-orphan", passive_deletes=True, order_by="SearchTrial.number")
+
+
+class SearchTrial(Base):
+    """One trial of a search: the Optuna trial number, the run that trains it, its parameters and its score."""
+
+    __tablename__ = "search_trials"
+    __table_args__ = (UniqueConstraint("search_id", "number", name="uq_search_trials_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    search_id: Mapped[int] = mapped_column(ForeignKey("searches.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)  # the study's trial number
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"), index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[TrialState] = mapped_column(_str_enum(TrialState), default=TrialState.RUNNING)
+    value: Mapped[float | None] = mapped_column(Float)  # the validation metric (the last reported, if pruned)
+    last_step: Mapped[int] = mapped_column(Integer, default=0)  # the last epoch reported to the pruner
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    search: Mapped[Search] = relationship(back_populates="trials")

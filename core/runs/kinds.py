@@ -72,13 +72,22 @@ NUMPY_SAVE = ("safetensors.numpy",)
 TEXT = "core.text.config:build_config", "core.text.executor:execute_run"
 
 
+def _searched(options: tuple[Option, ...], **ranges: tuple[float, float]) -> tuple[Option, ...]:
+    """`options` with the default search range of those named (`protolab search` and the Train page's Search mode
+    try these; --space overrides them)."""
+    unknown = set(ranges) - {o.name for o in options}
+    assert not unknown, f"no such options: {unknown}"
+    return tuple(replace(o, search=ranges[o.name]) if o.name in ranges else o for o in options)
+
+
 def _setfit_options() -> tuple[Option, ...]:
     return (Option("num_iterations", int, "Pair iterations", "contrastive pairs drawn per labelled example",
                    low=1, high=100),
             Option("max_pairs", int, "Max. pairs", "at most this many pairs in one run: caps the training time",
                    low=8, high=1_000_000, log=True),
             replace(EPOCHS, help="passes over the pairs", high=20), replace(BATCH_SIZE, high=512),
-            replace(LEARNING_RATE, label="Learning rate (encoder)", help="the encoder's AdamW step size"),
+            replace(LEARNING_RATE, label="Learning rate (encoder)", help="the encoder's AdamW step size",
+                    search=(1e-5, 1e-4)),
             MAX_LENGTH, DEVICE, SEED, CLASS_WEIGHTS, replace(MODEL_ID, form=False))
 
 
@@ -89,16 +98,20 @@ for _kind in (
               has_epochs=True,
               # 1e-4, not BERT-base's usual 5e-5: MiniLM-L6 with a fresh head learns little in the few dozen steps
               # of a small dataset at 5e-5 (demo reviews, 3 epochs: macro-F1 0.32 vs 1.00 at 1e-4 / 2e-4).
-              options=(MODEL_ID, *NEURAL), learning_rate=1e-4, auto_batch=True, exports=("onnx", "onnx-int8", "hf"),
+              options=_searched((MODEL_ID, *NEURAL), learning_rate=(1e-5, 3e-4), weight_decay=(0.0, 0.1),
+                                warmup_ratio=(0.0, 0.2)),
+              learning_rate=1e-4, auto_batch=True, exports=("onnx", "onnx-int8", "hf"),
               estimate="core.text.estimate:estimate_run", imports=TORCH_TEXT, model="core.text.executor:TransformerNet",
               curve="core.labelling.label_curve:fit_transformer", short="Transformer", disk_mb=400),
     ModelKind("lstm", TaskKind.CLASSIFICATION, "LSTM (BiLSTM on subwords)",
               "a small recurrent network: fast to train, even on a CPU",
               *TEXT, "core.text.serving:load_lstm_classifier", devices=GPU, multi_gpu=True, has_epochs=True,
-              options=(Option("init_embeddings", bool, "Start from MiniLM's word embeddings",
-                              "usually learns faster and better than random embeddings", main=True, cli=False),
-                       replace(MODEL_ID, form=False), *(replace(o, default=64) if o is BATCH_SIZE else o
-                                                        for o in NEURAL)),
+              options=_searched((Option("init_embeddings", bool, "Start from MiniLM's word embeddings",
+                                        "usually learns faster and better than random embeddings", main=True,
+                                        cli=False),
+                                 replace(MODEL_ID, form=False), *(replace(o, default=64) if o is BATCH_SIZE else o
+                                                                  for o in NEURAL)),
+                                learning_rate=(3e-4, 1e-2), weight_decay=(0.0, 0.1)),
               learning_rate=2e-3, auto_batch=True, exports=("onnx", "onnx-int8"),
               estimate="core.text.estimate:estimate_run", imports=TORCH_TEXT, model="core.text.lstm:LstmNet",
               short="LSTM", disk_mb=100),
@@ -107,9 +120,10 @@ for _kind in (
               "texts, about a minute for 30,000 (Estimate says how long)",
               TEXT[0], "core.text.executor:execute_tfidf_run", "core.text.serving:load_tfidf_classifier",
               options=(Option("tfidf_c", float, "C (inverse regularisation)", "higher fits the training data more "
-                              "closely", low=0.01, high=1000.0, log=True, cli=False),
-                       Option("tfidf_ngram_max", int, "Longest word n-gram", low=1, high=3, cli=False),
-                       Option("tfidf_min_df", int, "Min. document frequency", low=1, high=100, cli=False),
+                              "closely", low=0.01, high=1000.0, log=True, cli=False, search=(0.05, 100.0)),
+                       Option("tfidf_ngram_max", int, "Longest word n-gram", low=1, high=3, cli=False, search=(1, 3)),
+                       Option("tfidf_min_df", int, "Min. document frequency", low=1, high=100, cli=False,
+                              search=(1, 5)),
                        SEED, CLASS_WEIGHTS,
                        Option("tfidf_max_features", int, "Vocabulary size", low=1000, high=1_000_000, log=True,
                               form=False, cli=False)),
@@ -127,26 +141,29 @@ for _kind in (
     ModelKind("ease", TaskKind.INTERACTIONS, "EASE (linear item model; best on MovieLens)",
               "the strongest item-to-item model on small catalogues; seconds", *RECS,
               options=(*REC_COMMON, REC_DEVICE, Option("l2", float, "L2 regularisation", low=1.0, high=1e5, log=True,
-                                                       form=False, cli=False)),
+                                                       form=False, cli=False, search=(10.0, 5000.0))),
               estimate=REC_ESTIMATE, imports=NUMPY_SAVE, model="core.recs.models:Ease", short="EASE",
               disk_mb=50),
     ModelKind("itemknn", TaskKind.INTERACTIONS, "Item k-NN (cosine)",
               "people who liked this also liked: simple, explainable", *RECS,
-              options=(*REC_COMMON, REC_DEVICE, NEIGHBOURS,
-                       Option("shrink", float, "Shrinkage", low=0.0, high=100.0, form=False, cli=False)),
+              options=_searched((*REC_COMMON, REC_DEVICE, NEIGHBOURS,
+                                 Option("shrink", float, "Shrinkage", low=0.0, high=100.0, form=False, cli=False)),
+                                neighbours=(10, 500), shrink=(0.0, 50.0)),
               estimate=REC_ESTIMATE, imports=NUMPY_SAVE, model="core.recs.models:ItemKnn", short="Item k-NN"),
     ModelKind("bpr", TaskKind.INTERACTIONS, "BPR matrix factorisation",
               "learned user and item factors; uses a GPU when there is one", *RECS, devices=GPU, has_epochs=True,
-              options=(*REC_COMMON, REC_EPOCHS, FACTORS, REC_LR, DEVICE, REC_BATCH,
-                       replace(WEIGHT_DECAY, low=0.0, high=0.1, form=False, cli=False)),
+              options=_searched((*REC_COMMON, REC_EPOCHS, FACTORS, REC_LR, DEVICE, REC_BATCH,
+                                 replace(WEIGHT_DECAY, low=0.0, high=0.1, form=False, cli=False)),
+                                factors=(16, 256), learning_rate=(1e-4, 1e-1), weight_decay=(0.0, 0.01)),
               estimate=REC_ESTIMATE, imports=("torch", *NUMPY_SAVE), model="core.recs.models:Bpr", short="BPR"),
     ModelKind("sequential", TaskKind.INTERACTIONS, "GRU over each user's history",
               "predicts the next item from the order of a user's history; use a leave-last-out split", *RECS,
               devices=GPU, has_epochs=True,
-              options=(K, replace(SPLIT, default="leave_last_out"), SEED, TRAIN_RATIO, REC_EPOCHS, FACTORS, REC_LR,
-                       DEVICE, REC_BATCH,
-                       replace(MAX_LENGTH, label="History length", low=2, high=1000, form=False, cli=False),
-                       Option("dropout", float, "Dropout", low=0.0, high=0.9, form=False, cli=False)),
+              options=_searched((K, replace(SPLIT, default="leave_last_out"), SEED, TRAIN_RATIO, REC_EPOCHS, FACTORS,
+                                 REC_LR, DEVICE, REC_BATCH,
+                                 replace(MAX_LENGTH, label="History length", low=2, high=1000, form=False, cli=False),
+                                 Option("dropout", float, "Dropout", low=0.0, high=0.9, form=False, cli=False)),
+                                factors=(16, 256), learning_rate=(1e-4, 1e-1), dropout=(0.0, 0.5)),
               estimate=REC_ESTIMATE, imports=("torch", *NUMPY_SAVE), model="core.recs.sequential:Sequential",
               short="GRU"),
     ModelKind("content", TaskKind.INTERACTIONS, "Content (catalogue text) + k-NN",

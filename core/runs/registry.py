@@ -44,6 +44,9 @@ class Option:
     low: float | None = None  # the inclusive range of a number (None: open)
     high: float | None = None
     log: bool = False  # a range to search on a log scale (learning rates, regularisation strengths)
+    # The range a hyperparameter search tries by default ((low, high) of a number, searched on a log scale when
+    # `log`), narrower than what is valid; None: not searched unless `protolab search --space` names it.
+    search: tuple[float, float] | None = None
     step: float | None = None  # the form's +/- step for a number (None: Streamlit's)
     format: str | None = None  # the form's printf format for a number ("%.1e")
     choices: tuple[str, ...] = ()  # the values of a str option, in the order the form lists them

@@ -1,0 +1,1 @@
+"""Hyperparameter search: a run of runs, on Optuna (a study per search, each trial an ordinary queued run)."""
