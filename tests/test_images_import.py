@@ -13,9 +13,10 @@ from core.cli import main
 from core.data import datasets as ds
 from core.data.storage import load_frame
 from core.data.types import DatasetError, DuplicateContent, SplitConfig
-from core.images import IMAGE, KEY_PATTERN, TASK
+from core.images import IMAGE, KEY_PATTERN, TASK, charts
 from core.images import archive as archive_module
 from core.images.importing import ImageOptions, prepare_images
+from core.images.profile import images_profile
 from core.images.reading import guess_options, looks_like_images, read_images
 from core.images.store import image_path, open_image
 from core.settings import load_settings
@@ -218,3 +219,26 @@ def test_the_datasets_page_offers_images_for_a_zip_of_images() -> None:
     assert looks_like_images(make_zip(folders({"cat": 2, "dog": 2})), "pets.zip")
     assert not looks_like_images(make_zip({"reviews.csv": b"text,label\nok,a\n"}), "reviews.zip")
     assert not looks_like_images(b"text,label\nok,a\n", "reviews.csv")
+
+
+def test_an_unlabelled_zip_from_the_cli_and_a_parquet_table(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "inbox.zip"
+    make_zip({f"{i}.png": picture(i) for i in range(5)}, path)
+    assert main(["datasets", "add", str(path), "--task", "images", "--unlabelled"]) == 0
+    assert "5 unlabelled images; define its labels" in capsys.readouterr().out
+    parquet = pd.DataFrame({"path": [f"p/{i}.png" for i in range(6)], "y": ["a", "b"] * 3}).to_parquet()
+    prepared = prepare(make_zip({**{f"p/{i}.png": picture(i) for i in range(6)}, "meta.parquet": parquet}))
+    assert prepared.mapping["layout"] == "table" and prepared.frame["label"].value_counts().to_dict() == {"a": 3,
+                                                                                                          "b": 3}
+
+
+def test_profile_and_charts_read_the_stored_frame() -> None:
+    frame = prepare(make_zip({**folders({"cat": 3, "dog": 4}), "dog/wide.png": picture(9, size=(40, 10))})).frame
+    profile = images_profile(frame)
+    assert profile["classes"] == {"dog": 5, "cat": 3} and set(profile["samples"]) == {"cat", "dog"}
+    assert sorted(profile["aspects"].tolist()).count(4.0) == 1 and profile["duplicates"] == 0
+    scatter = charts.size_scatter(profile["widths"], profile["heights"], profile["labels"])
+    assert [t.name for t in scatter.data] == ["cat", "dog"] and sorted(scatter.data[1].x) == [12, 12, 12, 12, 40]
+    histogram = charts.aspect_histogram(profile["aspects"])
+    assert len(histogram.data[0].x) == 8

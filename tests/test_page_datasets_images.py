@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 from streamlit.testing.v1 import AppTest
 
 from db import datasets as dataset_queries
 from db import session_scope
 from tests.helpers import form_key
-from tests.image_files import folders, make_zip
+from tests.image_files import folders, make_zip, picture
 
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "datasets.py"
 
@@ -46,3 +47,21 @@ def test_unreadable_files_are_listed_until_the_user_skips_them() -> None:
     assert not at.error
     assert any("skipped 1 unreadable file: dog/broken.jpg" in w.value for w in at.warning)
     assert any("Checks passed: 8 rows" in s.value for s in at.success)
+
+
+def test_a_table_of_paths_takes_its_zip_as_a_second_upload() -> None:
+    at = AppTest.from_file(str(PAGE), default_timeout=60).run()
+    at.radio(key="task").set_value("images").run()
+    table = pd.DataFrame({"file": [f"shots/{i}.png" for i in range(8)], "kind": ["a", "b"] * 4})
+    at.file_uploader(key="upload").set_value(("labels.csv", table.to_csv(index=False).encode(), "text/csv")).run()
+    assert at.radio(key="task").value == "images"  # a table is not claimed away from the images task
+    assert any("upload the ZIP that holds them" in e.value for e in at.error)
+    at.file_uploader(key=form_key(at, "images_zip")).set_value(
+        ("shots.zip", make_zip({f"shots/{i}.png": picture(i) for i in range(8)}), "application/zip")).run()
+    assert not at.error
+    assert at.selectbox(key=form_key(at, "map_image")).value == "file"
+    assert at.selectbox(key=form_key(at, "map_label")).value == "kind"
+    at.button(key=form_key(at, "save")).click().run()
+    with session_scope() as s:
+        (dataset,) = dataset_queries.list_datasets(s)
+        assert dataset.stats["classes"] == {"a": 4, "b": 4} and dataset.mapping["layout"] == "table"

@@ -62,7 +62,8 @@ def _add(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     elif args.unlabelled:
-        print(f"dataset '{summary['name']}' (id {summary['id']}): {summary['rows']} unlabelled texts; "
+        unlabelled = task.holds.replace("labelled", "unlabelled")  # "unlabelled texts", "unlabelled images"
+        print(f"dataset '{summary['name']}' (id {summary['id']}): {summary['rows']} {unlabelled}; "
               "define its labels and label them on the Label page")
     else:
         print(f"dataset '{summary['name']}' (id {summary['id']}): {summary['rows']} rows; "
