@@ -113,6 +113,9 @@ class Task:
     # "module:function" (bytes, file name) -> bool: the upload looks like one of its datasets (the Datasets page
     # then picks the task for the user, e.g. a ZIP of images).
     claims: str | None = None
+    # "module:function" (run id, texts) -> one JSON object per text: what `protolab predict --run ID TEXT...` prints
+    # for a task whose answer is not one label per text (None: the classification answer).
+    predict: str | None = None
 
     def part(self, name: str) -> Any:
         """The function one of its references names: `task.part("evaluate")(run, split)`."""
@@ -213,3 +216,14 @@ register_task(replace(
     train_form="ui.train_forms:images_form", stats_keys=("classes", "images"), demo=None,
     cli_prepare="core.images.reading:prepare_from_args", reader="core.images.reading:read_images",
     claims="core.images.reading:looks_like_images"))
+register_task(Task(
+    TaskKind.MULTILABEL, "Multi-label text", "texts with tag sets", "a multi-label run",
+    Headline("micro_f1", "micro-F1"), ("micro_f1", "macro_f1", "samples_f1", "subset_accuracy"),
+    upload="ui.multilabel_forms:multilabel_upload", profile="core.multilabel.dataset:multilabel_profile",
+    inspect="ui.multilabel_forms:multilabel_inspect", train_form="ui.train_forms:multilabel_form",
+    evaluate="ui.multilabel_forms:multilabel_run", compare="ui.evaluate_views:classification_comparison",
+    summary=(Figure("Test micro-F1", "micro_f1"), Figure("Test macro-F1", "macro_f1"),
+             Figure("Train samples/s", "train_samples_per_s", ",.0f")),
+    split_methods=(("iterative stratification", "stratified"),), stats_keys=("n_tags", "rows_without_tags"),
+    evaluate_splits=("test", "validation"), cli_prepare="core.multilabel.dataset:prepare_from_args", verb="tag",
+    serve="core.multilabel.serving:serve_tags", predict="core.multilabel.serving:predict_json"))

@@ -22,8 +22,8 @@ def start_training(s: Session, *, dataset: Dataset, model_kind: str, config: dic
     `estimate_s`: the run's pre-flight estimate, when one was made (a short run then never waits behind a long one).
     """
     kind = registry.get_kind(model_kind)
-    if kind.task != dataset.task:
+    if not kind.trains(dataset.task):
         raise jobs.JobError(f"model {model_kind!r} needs a dataset of {get_task(kind.task).holds}; "
                             f"'{dataset.name}' holds {get_task(dataset.task).holds}")
     return jobs.start_run(s, dataset_id=dataset.id, model_kind=kind_to_train(dataset, kind.name), config=config,
-                          name=name, estimate_s=estimate_s)
+                          name=name, estimate_s=estimate_s, task=dataset.task)

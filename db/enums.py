@@ -24,6 +24,7 @@ class RunStatus(enum.StrEnum):
 class TaskKind(enum.StrEnum):
     CLASSIFICATION = "classification"
     INTERACTIONS = "interactions"
+    MULTILABEL = "multilabel"  # texts with a set of tags each (core.multilabel)
 
 
 class ReviewVerdict(enum.StrEnum):

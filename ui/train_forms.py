@@ -60,6 +60,11 @@ def images_form(dataset_id: int, run_model: str | None = None) -> None:
     _model_form("images", dataset_id, run_model, radio_key="image_model", prefix="image_")
 
 
+def multilabel_form(dataset_id: int, run_model: str | None = None) -> None:
+    """The text kinds on a dataset of tag sets: the same models and settings, a sigmoid per tag."""
+    _model_form(TaskKind.MULTILABEL, dataset_id, run_model, radio_key="family", prefix="")
+
+
 def _model_form(task: TaskKind, dataset_id: int, run_model: str | None, *, radio_key: str, prefix: str) -> None:
     """The kinds of `task` to pick from, then the picked kind's options drawn from its registry entry: the main
     ones first, the rest under a collapsed Settings. Nothing here knows a kind or an option by name."""

@@ -160,7 +160,8 @@ class ServedModels:
                 from core.runs import registry
                 from core.runs.files import RunFiles
 
-                entry.model = registry.get_kind(entry.model_kind).loader()(RunFiles.of(entry.run_id))
+                kind = registry.get_kind(entry.model_kind).for_task(entry.task)
+                entry.model = kind.loader()(RunFiles.of(entry.run_id))
                 entry.runtime = "python"
             elif entry.task is TaskKind.CLASSIFICATION:
                 entry.model, entry.runtime = self._load_classifier(entry)

@@ -316,6 +316,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--seed", type=int, default=42)
     add.add_argument("--drop-duplicates", action="store_true", help="drop exact duplicate texts (or images)")
     add.add_argument("--drop-rare-classes", action="store_true", help="drop classes too small for every split")
+    add.add_argument("--labels-col", help="multilabel: the column of tag sets (tags separated by ; | or , or a JSON "
+                                          "list), or COL1,COL2,... of 0/1 columns, one per tag (default: guessed)")
+    add.add_argument("--tag-format", choices=("delimited", "json", "one-hot"),
+                     help="multilabel: how the tags are written (default: guessed)")
+    add.add_argument("--delimiter", help="multilabel: what separates the tags of a row (default: guessed)")
+    add.add_argument("--merge-similar-tags", action="store_true",
+                     help="multilabel: merge tags that differ only by case or spaces")
+    add.add_argument("--drop-rare-tags", action="store_true", help="multilabel: remove tags too rare for every split")
+    add.add_argument("--drop-constant-tags", action="store_true", help="multilabel: remove a tag that is on every row")
     add.add_argument("--unlabelled", action="store_true",
                      help="texts without a label column (or a ZIP of images), to label on the Label page")
     add.add_argument("--allow-duplicate", action="store_true", help="store even if the same content exists")

@@ -11,14 +11,21 @@ from pathlib import Path
 
 from core.cli import CliError, print_json
 from core.export.destination import check_output
+from core.tasks import Task, get_task
 from core.text.batch_scoring import read_upload, results_csv, score_frame
 from core.text.serving import InputError, clean_text, load_classifier, servable_run
 from db import read_scope
+from db import runs as run_queries
 
 
 def _texts(args: argparse.Namespace) -> int:
     with read_scope() as s:
-        servable_run(s, args.run)
+        run = run_queries.get_run(s, args.run)
+        task = get_task(run.task) if run is not None else None
+        if task is None or task.predict is None:
+            servable_run(s, args.run)
+    if task is not None and task.predict is not None:  # a task whose answer is not one label per text
+        return _task_texts(args, task)
     try:
         texts = [clean_text(t) for t in args.texts]
     except InputError as exc:
@@ -34,6 +41,20 @@ def _texts(args: argparse.Namespace) -> int:
         notes = [n for n, on in (("low confidence", pred.low_confidence), ("truncated", pred.truncated)) if on]
         shown = text if len(text) <= 60 else text[:57] + "..."
         print(f"{pred.label}\t{pred.confidence:.3f}\t{shown}" + (f"\t({', '.join(notes)})" if notes else ""))
+    return 0
+
+
+def _task_texts(args: argparse.Namespace, task: Task) -> int:
+    try:
+        answers = task.part("predict")(args.run, args.texts)
+    except InputError as exc:
+        raise CliError(f"every text needs at least one word: {exc}") from exc
+    if args.json:
+        print_json(answers)
+        return 0
+    for answer in answers:
+        shown = answer["text"] if len(answer["text"]) <= 60 else answer["text"][:57] + "..."
+        print(f"{', '.join(answer.get('labels') or []) or '(none)'}\t{shown}")
     return 0
 
 

@@ -55,20 +55,20 @@ class JobError(ProtolabError):
 
 def start_run(
     s: Session, *, dataset_id: int, model_kind: str, config: dict[str, Any], name: str | None = None,
-    parent_run_id: int | None = None, estimate_s: float | None = None,
+    parent_run_id: int | None = None, estimate_s: float | None = None, task: str | None = None,
 ) -> int:
     """Queue a run in the caller's transaction; once that transaction commits its worker starts here, or a
     worker daemon of the fleet claims it (core.runs.queue.dispatch_mode). The run id.
 
     `estimate_s`, the pre-flight estimate when the caller has one, lets a short run start beside a long one
-    (core.runs.scheduling)."""
+    (core.runs.scheduling). `task`: the dataset's, for a kind that trains several (default: the kind's own)."""
     kind = registry.get_kind(model_kind)
     name = check_name(name, "a run", error=JobError) if name and name.strip() else None
     nodes = int(config.get("nodes", 1) or 1)
     if nodes > 1 and queue.dispatch_mode() == "local":
         raise JobError(f"a run over {nodes} machines needs the worker fleet: start `protolab worker` on each of them "
                        "(or set PROTOLAB_DISPATCH=queue to queue it until they are up)")
-    run = run_queries.create_run(s, dataset_id=dataset_id, task=kind.task, model_kind=model_kind, config=config,
+    run = run_queries.create_run(s, dataset_id=dataset_id, task=task or kind.task, model_kind=model_kind, config=config,
                                  name=name, parent_run_id=parent_run_id)
     if estimate_s is not None:
         run.events = [{**scheduling.estimate_event(estimate_s), "at": utcnow().isoformat()}]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from core.runs.device import DEVICE_KINDS, DEVICES
-from core.runs.registry import SEVERAL_GPUS, ModelKind, Option, register
+from core.runs.registry import SEVERAL_GPUS, ModelKind, Option, TaskVariant, register
 from db.enums import LABEL_RETRAIN_KIND, TaskKind
 
 GPU = DEVICE_KINDS  # the kinds that can use a GPU run on any device
@@ -70,6 +70,9 @@ RECS = "core.recs.config:build_config", "core.recs.training:execute_run", "core.
 REC_ESTIMATE = "core.recs.estimate:estimate_recommender"
 NUMPY_SAVE = ("safetensors.numpy",)
 TEXT = "core.text.config:build_config", "core.text.executor:execute_run"
+# The text kinds on multi-label texts (core.multilabel): the same names, options and form; a sigmoid per tag.
+ML_TRAIN, ML_SERVE = "core.multilabel.training", "core.multilabel.serving"
+MULTILABEL_NEURAL = TaskVariant(TaskKind.MULTILABEL, f"{ML_TRAIN}:execute_neural", f"{ML_SERVE}:load_neural_tagger")
 
 
 def _searched(options: tuple[Option, ...], **ranges: tuple[float, float]) -> tuple[Option, ...]:
@@ -102,7 +105,8 @@ for _kind in (
                                 warmup_ratio=(0.0, 0.2)),
               learning_rate=1e-4, auto_batch=True, exports=("onnx", "onnx-int8", "hf"),
               estimate="core.text.estimate:estimate_run", imports=TORCH_TEXT, model="core.text.executor:TransformerNet",
-              curve="core.labelling.label_curve:fit_transformer", short="Transformer", disk_mb=400),
+              curve="core.labelling.label_curve:fit_transformer", short="Transformer", disk_mb=400,
+              variants=(MULTILABEL_NEURAL,)),
     ModelKind("lstm", TaskKind.CLASSIFICATION, "LSTM (BiLSTM on subwords)",
               "a small recurrent network: fast to train, even on a CPU",
               *TEXT, "core.text.serving:load_lstm_classifier", devices=GPU, multi_gpu=True, has_epochs=True,
@@ -114,7 +118,7 @@ for _kind in (
                                 learning_rate=(3e-4, 1e-2), weight_decay=(0.0, 0.1)),
               learning_rate=2e-3, auto_batch=True, exports=("onnx", "onnx-int8"),
               estimate="core.text.estimate:estimate_run", imports=TORCH_TEXT, model="core.text.lstm:LstmNet",
-              short="LSTM", disk_mb=100),
+              short="LSTM", disk_mb=100, variants=(MULTILABEL_NEURAL,)),
     ModelKind("tfidf", TaskKind.CLASSIFICATION, "TF-IDF + logistic regression (fast baseline)",
               "the baseline every model must beat: word and bigram counts on a CPU; seconds for a few thousand "
               "texts, about a minute for 30,000 (Estimate says how long)",
@@ -131,13 +135,15 @@ for _kind in (
               imports=("sklearn.feature_extraction.text", "sklearn.linear_model", "sklearn.pipeline",
                        "sklearn.metrics", "skops.io"),
               curve="core.labelling.label_curve:fit_tfidf", short="TF-IDF", baseline=True,
-              disk_mb=20),
+              disk_mb=20, variants=(TaskVariant(TaskKind.MULTILABEL, f"{ML_TRAIN}:execute_tfidf",
+                                                        f"{ML_SERVE}:load_tfidf_tagger"),)),
     ModelKind("setfit", TaskKind.CLASSIFICATION, "SetFit (few-shot, from 8 examples a class)",
               "contrastive fine-tuning of MiniLM + a logistic head: the best with few labels; minutes on a CPU",
               "core.text.fewshot:build_config", "core.text.fewshot_run:execute_run",
               "core.text.fewshot_run:load_setfit_classifier", devices=GPU, options=_setfit_options(),
               curve="core.labelling.label_curve:fit_setfit", few_shot=True, short="SetFit", job=LABEL_RETRAIN_KIND,
-              disk_mb=200),
+              disk_mb=200, variants=(TaskVariant(TaskKind.MULTILABEL, f"{ML_TRAIN}:execute_setfit",
+                                                         f"{ML_SERVE}:load_setfit_tagger"),)),
     ModelKind("ease", TaskKind.INTERACTIONS, "EASE (linear item model; best on MovieLens)",
               "the strongest item-to-item model on small catalogues; seconds", *RECS,
               options=(*REC_COMMON, REC_DEVICE, Option("l2", float, "L2 regularisation", low=1.0, high=1e5, log=True,

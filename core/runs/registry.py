@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from core.errors import ProtolabError
@@ -65,6 +65,17 @@ class Option:
 
 
 @dataclass(frozen=True)
+class TaskVariant:
+    """How a kind trains and serves on a task other than its own under the same name, options and form (the text
+    kinds on multi-label texts): another executor and loader, and what that task's runs of it export to."""
+
+    task: str
+    execute: str  # "module:function" (RunContext) -> final metrics
+    load: str | None = None  # "module:function" (RunFiles, device) -> the served model
+    exports: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ModelKind:
     """Everything Protolab needs to know about one kind of model."""
 
@@ -98,10 +109,24 @@ class ModelKind:
     # A floor, not a promise: a big vocabulary or catalogue writes more.
     disk_mb: int = 10
     baseline: bool = False  # the kind the other kinds of its task are measured against (TF-IDF)
+    variants: tuple[TaskVariant, ...] = ()  # the other tasks it trains, each with its own executor and loader
 
     @property
     def headline(self) -> Headline:
         return get_task(self.task).headline
+
+    def trains(self, task: str) -> bool:
+        """Whether it trains datasets of `task`: its own task, or one of its variants'."""
+        return str(task) == str(self.task) or any(str(v.task) == str(task) for v in self.variants)
+
+    def for_task(self, task: str | None) -> ModelKind:
+        """The kind as it trains and serves `task`: itself, or its variant's executor, loader and exports (no
+        estimate, label curve or labelling job of the other task's data)."""
+        variant = next((v for v in self.variants if task is not None and str(v.task) == str(task)), None)
+        if variant is None:
+            return self
+        return replace(self, task=variant.task, execute=variant.execute, load=variant.load, exports=variant.exports,
+                       estimate=None, curve=None, job=None, variants=())
 
     @property
     def short_label(self) -> str:
@@ -175,8 +200,8 @@ def all_kinds(task: str | None = None, *, jobs: bool = False) -> list[ModelKind]
     """Every model kind (of one task) a user can pick, in registration order: the order pickers show.
     With `jobs=True` also the jobs: those that are not models (data audits) and those only their page starts."""
     _load_plugins()
-    return [k for k in _registry.kinds.values()
-            if (task is None or k.task == task) and (jobs or (k.offered and not k.is_job))]
+    return [k.for_task(task) for k in _registry.kinds.values()
+            if (task is None or k.trains(task)) and (jobs or (k.offered and not k.is_job))]
 
 
 def kind_names(task: str | None = None) -> tuple[str, ...]:
@@ -198,7 +223,7 @@ def find_kind(name: str) -> ModelKind | None:
 
 def baseline_kind(task: str) -> ModelKind | None:
     """The kind whose runs are the bar for the other kinds of `task` (None: the task has none)."""
-    return next((k for k in all_kinds() if k.baseline and k.task == task), None)
+    return next((k.for_task(task) for k in all_kinds() if k.baseline and k.trains(task)), None)
 
 
 def model_of_job(job: str) -> ModelKind:
@@ -234,7 +259,7 @@ def options_across_kinds(*, cli: bool = False) -> dict[str, tuple[Option, tuple[
 def headline_of(model_kind: str, task: str, metrics: Mapping[str, Any] | None) -> tuple[Headline, float | None]:
     """A run's headline metric and value; a run of an unregistered kind still gets its task's headline."""
     kind = find_kind(model_kind)
-    headline = kind.headline if kind is not None else get_task(task).headline
+    headline = kind.for_task(task).headline if kind is not None else get_task(task).headline
     return headline, headline.value(metrics)
 
 

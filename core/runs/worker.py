@@ -278,7 +278,7 @@ def execute(run_id: int) -> RunStatus:
         if ctx.is_main:
             kind = registry.get_kind(ctx.model_kind)
             check_room(ctx.artifact_dir, kind.disk_mb, f"a {kind.short_label} run")
-        metrics = registry.get_kind(ctx.model_kind).executor()(ctx)
+        metrics = registry.get_kind(ctx.model_kind).for_task(ctx.task).executor()(ctx)
         if ctx.cancelled:
             raise RunCancelled()
         ctx.progress(1.0, "completed")

@@ -14,7 +14,7 @@ import pandas as pd
 
 from core.data.storage import ROW_ID, load_split
 from core.data.versions import test_set_name
-from core.evaluation.metrics import classification_report, headline
+from core.evaluation.metrics import classification_report, headline, validation_scores
 from core.evaluation.testsets import describe_test_set
 from core.evaluation.uncertainty import class_intervals, intervals_json
 from core.runs import distributed, registry
@@ -34,7 +34,6 @@ from core.text.loop import (
     seed_everything,
     train_classifier,
     training_precision,
-    validation_scores,
 )
 from core.text.pretrained import ModelNotAvailable, load_tokenizer, resolve_model_path
 from core.text.tfidf import TfidfConfig, save_tfidf, train_tfidf
@@ -77,8 +76,14 @@ def load_splits(dataset: Any, seed: int = 42) -> dict[str, pd.DataFrame]:
         frames[split] = pd.DataFrame({"text": frame["text"].fillna("").astype(str),
                                       "label": frame["label"].astype(str),
                                       ROW_ID: frame[ROW_ID].astype("int64")}).reset_index(drop=True)
+    return complete_splits(frames, dataset.name, seed)
+
+
+def complete_splits(frames: dict[str, pd.DataFrame], name: str, seed: int) -> dict[str, pd.DataFrame]:
+    """The splits with a validation split cut from train where there is none and test = validation where there is no
+    test; no training rows at all is a TrainingError."""
     if frames["train"].empty:
-        raise TrainingError(f"dataset {dataset.name!r} has no training rows")
+        raise TrainingError(f"dataset {name!r} has no training rows")
     if frames["validation"].empty:  # early stopping needs one; 10 % of train keeps it honest
         shuffled = frames["train"].sample(frac=1.0, random_state=seed)
         n_val = max(1, len(shuffled) // 10)

@@ -214,8 +214,10 @@ def save_fewshot(model: FewShotModel, folder: Path) -> None:
     (folder / "labels.json").write_text(json.dumps({"labels": model.labels, "max_length": model.max_length}))
 
 
-def load_fewshot(folder: Path, device: str = "cpu") -> FewShotModel:
-    """Load a saved SetFit model, refusing any head object outside HEAD_TRUSTED_TYPES."""
+def load_fewshot(folder: Path, device: str = "cpu", trusted: Sequence[str] = tuple(HEAD_TRUSTED_TYPES),
+                 model_class: type[FewShotModel] = FewShotModel) -> FewShotModel:
+    """Load a saved SetFit model as `model_class`, refusing any head object outside `trusted` (HEAD_TRUSTED_TYPES;
+    a multi-label head adds the one-vs-rest wrapper)."""
     import json
 
     import skops.io as sio
@@ -225,16 +227,16 @@ def load_fewshot(folder: Path, device: str = "cpu") -> FewShotModel:
     folder = Path(folder)
     try:
         meta = json.loads((folder / "labels.json").read_text())
-        untrusted = sorted(set(sio.get_untrusted_types(file=folder / HEAD_FILE)) - set(HEAD_TRUSTED_TYPES))
+        untrusted = sorted(set(sio.get_untrusted_types(file=folder / HEAD_FILE)) - set(trusted))
     except (OSError, KeyError, ValueError) as exc:
         raise ProtolabError(f"{folder} does not hold a loadable SetFit model: {exc}") from exc
     if untrusted:
         raise ProtolabError(f"refusing to load {folder / HEAD_FILE}: it contains untrusted types "
                             f"{', '.join(untrusted)}")
-    head = sio.load(folder / HEAD_FILE, trusted=HEAD_TRUSTED_TYPES)
+    head = sio.load(folder / HEAD_FILE, trusted=list(trusted))
     body = SentenceTransformer(str(folder / BODY_DIR), device=device, local_files_only=True)
     body.max_seq_length = int(meta.get("max_length", 128))
-    return FewShotModel(body, head, meta["labels"], body.max_seq_length)
+    return model_class(body, head, meta["labels"], body.max_seq_length)
 
 
 def cross_validated_scores(embeddings: np.ndarray, y: Sequence[int], folds: int = 5,

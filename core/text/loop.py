@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 
 from core import settings
-from core.evaluation.metrics import validation_scores
 from core.runs import distributed
 from core.runs.device import CpuThreadGovernor, governor_for_run, resolve_device
 from core.text.batching import TokenBatches
 from core.text.config import TrainConfig, TrainingError
 from core.text.feed import LossMeter, Prefetcher, gpu_memory_bytes, host_batch, tf32_matmuls, to_device, transfer_plan
+from core.text.objective import SINGLE_LABEL
 from core.text.serving import native_bf16_cpu
 
 # The training loss is read from the device (one host sync) on step 1, every LOSS_EVERY_STEPS optimizer steps and
@@ -107,6 +107,7 @@ def train_classifier(
     should_stop: Callable[[], bool] = lambda: False,
     checkpoint_dir: Path | None = None,
     resume_dir: Path | None = None,
+    objective: Any = SINGLE_LABEL,
 ) -> TrainResult:
     """Fine-tune `model` (forward(input_ids, attention_mask) → .logits) with AdamW, warm-up/decay, clipping,
     accumulation, early stopping on validation macro-F1; the best epoch's weights are loaded at the end.
@@ -116,7 +117,8 @@ def train_classifier(
     """
 
     device = device or resolve_train_device(cfg.device, resolve_device)
-    loop = TrainingLoop(model, train_batches, val_batches, cfg, device, on_step, on_epoch, should_stop, checkpoint_dir)
+    loop = TrainingLoop(model, train_batches, val_batches, cfg, device, on_step, on_epoch, should_stop, checkpoint_dir,
+                        objective)
     loop.cpu_threads = governor_for_run(device, on_event)
     if resume_dir is not None and (resume_dir / _TRAINER_STATE).exists():
         loop.load_checkpoint(resume_dir)
@@ -166,10 +168,11 @@ class TrainingLoop:
     """The state of one training: model, optimizer, scheduler, counters, best weights."""
 
     def __init__(self, model: Any, train: TokenBatches, val: TokenBatches, cfg: TrainConfig, device: str,
-                 on_step: Callable, on_epoch: Callable, should_stop: Callable, checkpoint_dir: Path | None):
+                 on_step: Callable, on_epoch: Callable, should_stop: Callable, checkpoint_dir: Path | None,
+                 objective: Any = SINGLE_LABEL):
         import torch
 
-        self.cfg, self.device, self.train, self.val = cfg, device, train, val
+        self.cfg, self.device, self.train, self.val, self.objective = cfg, device, train, val, objective
         self.on_step, self.on_epoch, self.should_stop = on_step, on_epoch, should_stop
         self.checkpoint_dir = checkpoint_dir
         self.model = model.to(device)
@@ -183,7 +186,8 @@ class TrainingLoop:
 
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(cfg.warmup_ratio * self.total_steps),
                                                          self.total_steps)
-        self.loss_weight = _class_weights(train, num_labels(self.core)).to(device) if cfg.class_weights else None
+        self.loss_weight = (objective.weights(train, num_labels(self.core)).to(device) if cfg.class_weights
+                            else None)
         self.state, self.history = TrainState(), []
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.snapshot: dict[str, Any] | None = None
@@ -273,13 +277,12 @@ class TrainingLoop:
 
     def _loss(self, batch: dict[str, Any]) -> Any:
         import torch
-        import torch.nn.functional as F
 
         autocast = (torch.autocast(device_type=self.device.split(":")[0], dtype=self.dtype) if self.dtype
                     else contextlib.nullcontext())
         with autocast:
             logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        return F.cross_entropy(logits.float(), batch["labels"], weight=self.loss_weight)
+        return self.objective.loss(logits.float(), batch["labels"], self.loss_weight)
 
     def _optimizer_step(self) -> None:
         import torch
@@ -306,9 +309,9 @@ class TrainingLoop:
                        gpu_memory_bytes=gpu_memory_bytes(self.device) if loss is not None else None)
 
     def _end_epoch(self, val: TokenBatches) -> None:
-        proba = predict_proba(self.core, val, self.device, self.dtype)
+        proba = predict_proba(self.core, val, self.device, self.dtype, self.objective)
         y = val.labels if val.labels is not None else np.zeros(len(proba), dtype=int)
-        scores = validation_scores(y, proba)
+        scores = self.objective.scores(y, proba)
         self.state.epoch += 1
         improved = scores["macro_f1"] > self.state.best_metric + 1e-9
         if improved:
@@ -385,8 +388,9 @@ def num_labels(model: Any) -> int:
     return int(model.num_labels)
 
 
-def predict_proba(model: Any, batches: TokenBatches, device: str, dtype: Any = None) -> np.ndarray:
-    """Class probabilities (N, C) in the examples' original order."""
+def predict_proba(model: Any, batches: TokenBatches, device: str, dtype: Any = None,
+                  objective: Any = SINGLE_LABEL) -> np.ndarray:
+    """Class probabilities (N, C) in the examples' original order (per tag, for a sigmoid objective)."""
     import torch
 
     model.eval()
@@ -399,7 +403,7 @@ def predict_proba(model: Any, batches: TokenBatches, device: str, dtype: Any = N
         for idx in batches.index_batches(0):
             batch = to_device(host_batch(batches.collate, idx, plan), device, plan)
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            parts.append(torch.softmax(logits.float(), dim=-1))  # kept on the device: one copy back at the end
+            parts.append(objective.proba(logits.float()))  # kept on the device: one copy back at the end
             order.append(idx)
     model.train()
     if not parts:
@@ -466,14 +470,6 @@ def _adamw(model: Any, cfg: TrainConfig, device: str) -> Any:
         return torch.optim.AdamW(groups, lr=cfg.learning_rate, fused=device.split(":")[0] in ("cuda", "cpu"))
     except (RuntimeError, TypeError):
         return torch.optim.AdamW(groups, lr=cfg.learning_rate)
-
-
-def _class_weights(batches: TokenBatches, n_labels: int) -> Any:
-    import torch
-
-    counts = np.bincount(np.asarray(batches.labels), minlength=n_labels).astype(np.float64)
-    weights = len(batches.labels) / (n_labels * np.maximum(counts, 1.0))
-    return torch.tensor(weights, dtype=torch.float32)
 
 
 def resolve_train_device(requested: str, resolve: Callable[[str], str]) -> str:

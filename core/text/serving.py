@@ -160,6 +160,11 @@ class TokenClassifier(TextClassifier):
         shifted = logits - logits.max(axis=1, keepdims=True)
         return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
+    def logits(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[np.ndarray, list[bool]]:
+        """(raw outputs (n, len(labels)), whether each text was truncated): for a head read another way than by a
+        softmax (a multi-label run's sigmoid per tag)."""
+        return self._logits(texts, batch_size)
+
     def _logits(self, texts: Sequence[str], batch_size: int) -> tuple[np.ndarray, list[bool]]:
         texts = [str(t) for t in texts]
         if not texts:

@@ -1,0 +1,168 @@
+"""Serving a multi-label run: probabilities per tag, the run's stored thresholds applied, the tag set out.
+
+The thresholds tuned on validation live in the run's model folder (thresholds.json); every place that serves the
+run (`protolab predict`, the API, the demo, batch scoring) goes through `Tagger.tag`, so all apply the same ones.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from core.errors import ProtolabError
+from core.multilabel.fewshot import load_setfit_tags
+from core.runs import registry
+from core.runs.device import resolve_device
+from core.runs.files import RunFiles
+from core.runs.jobs import completed_run
+from core.text.serving import ArtifactError, InputError, clean_text, configure_torch_threads
+from db import read_scope
+from db.enums import TaskKind
+
+THRESHOLDS_FILE = "thresholds.json"
+TFIDF_TRUSTED = ["sklearn.pipeline.Pipeline", "sklearn.feature_extraction.text.TfidfVectorizer",
+                 "sklearn.feature_extraction.text.TfidfTransformer",
+                 "sklearn.linear_model._logistic.LogisticRegression",
+                 "sklearn.multiclass.OneVsRestClassifier", "sklearn.preprocessing._label.LabelBinarizer",
+                 "numpy.float64", "numpy.int64", "numpy.dtype"]
+MAX_TEXTS = 256  # per API request, as for classification
+
+
+@dataclass(frozen=True)
+class TagPrediction:
+    labels: list[str]  # the tags whose probability reaches their threshold (possibly none)
+    probabilities: dict[str, float]  # every tag
+    thresholds: dict[str, float]  # every tag's threshold, as stored with the run
+    truncated: bool = False
+
+    def json(self) -> dict[str, Any]:
+        return {"labels": self.labels, "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+                "thresholds": self.thresholds, "truncated": self.truncated}
+
+
+class Tagger:
+    """A multi-label model ready to serve: `score` gives probabilities per tag, `tag` the tag sets."""
+
+    def __init__(self, family: str, tags: list[str], thresholds: list[float], scorer: Any, device: str = "cpu",
+                 global_threshold: float | None = None) -> None:
+        self.family, self.labels, self.thresholds, self.device = family, tags, thresholds, device
+        self.global_threshold = global_threshold
+        self.scorer = scorer  # texts -> ((n, tags) probabilities, truncated flags)
+        self.runtime = "python"
+
+    def score(self, texts: Sequence[str]) -> tuple[np.ndarray, list[bool]]:
+        texts = [str(t) for t in texts]
+        if not texts:
+            return np.zeros((0, len(self.labels))), []
+        return self.scorer(texts)
+
+    def tag(self, texts: Sequence[str]) -> list[TagPrediction]:
+        proba, truncated = self.score(texts)
+        limits = dict(zip(self.labels, self.thresholds, strict=True))
+        out = []
+        for row, cut in zip(proba, truncated, strict=True):
+            out.append(TagPrediction(
+                labels=[t for t, p, th in zip(self.labels, row, self.thresholds, strict=True) if p >= th],
+                probabilities={t: float(p) for t, p in zip(self.labels, row, strict=True)}, thresholds=limits,
+                truncated=bool(cut)))
+        return out
+
+
+def read_thresholds(files: RunFiles) -> dict[str, Any]:
+    path = files.model / THRESHOLDS_FILE
+    try:
+        stored = json.loads(path.read_text())
+        tags, per_tag = [str(t) for t in stored["tags"]], [float(x) for x in stored["per_tag"]]
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"{path} is missing: the run did not finish saving its model") from exc
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"{path} is damaged ({type(exc).__name__}: {exc})") from exc
+    if len(tags) != len(per_tag) or len(tags) < 2:
+        raise ArtifactError(f"{path} lists {len(tags)} tags and {len(per_tag)} thresholds")
+    return {"tags": tags, "per_tag": per_tag, "global": float(stored.get("global", 0.5))}
+
+
+def load_tfidf_tagger(files: RunFiles, device: str = "cpu") -> Tagger:
+    """The TF-IDF kind's multi-label loader: a skops pipeline, refused when it holds types outside TFIDF_TRUSTED."""
+    import skops.io as sio
+
+    limits = read_thresholds(files)
+    path = files.model / "model.skops"
+    try:
+        untrusted = sorted(set(sio.get_untrusted_types(file=path)) - set(TFIDF_TRUSTED))
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path} does not hold a loadable TF-IDF model: {exc}") from exc
+    if untrusted:
+        raise ArtifactError(f"refusing to load {path}: it contains untrusted types {', '.join(untrusted)}")
+    pipeline = sio.load(path, trusted=TFIDF_TRUSTED)
+
+    def scorer(texts: list[str]) -> tuple[np.ndarray, list[bool]]:
+        return np.asarray(pipeline.predict_proba(texts), dtype=np.float64), [False] * len(texts)
+
+    return Tagger("tfidf", limits["tags"], limits["per_tag"], scorer, "cpu", limits["global"])
+
+
+def load_neural_tagger(files: RunFiles, device: str = "auto") -> Tagger:
+    """The Transformer's or LSTM's multi-label loader: the kind's own network loader, read through a sigmoid."""
+    limits = read_thresholds(files)
+    meta = files.read_meta()
+    network = registry.get_kind(str(meta["kind"])).loader()(files, device)
+    if list(network.labels) != limits["tags"]:
+        raise ArtifactError(f"{files.model}: the model's outputs {network.labels} do not match the tags of "
+                            f"{THRESHOLDS_FILE} {limits['tags']}")
+
+    def scorer(texts: list[str]) -> tuple[np.ndarray, list[bool]]:
+        logits, cut = network.logits(texts)
+        return 1.0 / (1.0 + np.exp(-logits)), cut
+
+    return Tagger(network.family, limits["tags"], limits["per_tag"], scorer, network.device, limits["global"])
+
+
+def load_setfit_tagger(files: RunFiles, device: str = "auto") -> Tagger:
+    """SetFit's multi-label loader: the encoder and its one-vs-rest head."""
+    limits = read_thresholds(files)
+    configure_torch_threads()
+    model = load_setfit_tags(files.model, resolve_device(device))
+
+    def scorer(texts: list[str]) -> tuple[np.ndarray, list[bool]]:
+        return model.predict_proba(texts), model.truncated(texts)
+
+    return Tagger("setfit", limits["tags"], limits["per_tag"], scorer, model.device, limits["global"])
+
+
+def load_run_tagger(run_id: int, device: str = "auto") -> Tagger:
+    """The tagger of a completed multi-label run, through its kind's multi-label loader."""
+    with read_scope() as s:
+        run = completed_run(s, run_id, TaskKind.MULTILABEL, "tag texts")
+        kind_name = run.model_kind
+    files = RunFiles.of(run_id)
+    if not files.model.is_dir():
+        raise ArtifactError(f"run {run_id} has no saved model (expected {files.model})")
+    try:
+        return registry.get_kind(kind_name).for_task(TaskKind.MULTILABEL).loader()(files, device)
+    except ProtolabError:
+        raise
+    except Exception as exc:  # loaders raise many types on damaged files
+        raise ArtifactError(f"the model files of run {run_id} are damaged or incomplete ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0][:300] if str(exc) else ''})") from exc
+
+
+def predict_json(run_id: int, texts: Sequence[str]) -> list[dict[str, Any]]:
+    """What `protolab predict --run ID TEXT... --json` prints for a multi-label run: one object per text."""
+    cleaned = [clean_text(t) for t in texts]
+    return [{"text": t, **p.json()} for t, p in zip(cleaned, load_run_tagger(run_id).tag(cleaned), strict=True)]
+
+
+def serve_tags(model: Tagger, body: dict[str, Any]) -> dict[str, Any]:
+    """POST /v1/runs/{id}/tag: {"texts": [...]} -> each text's tag set, every tag's probability and threshold."""
+    texts = body.get("texts") if isinstance(body, dict) else None
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise InputError('the body must be {"texts": ["a text", ...]} with at least one text')
+    if len(texts) > MAX_TEXTS:
+        raise InputError(f"at most {MAX_TEXTS} texts per request, got {len(texts)}")
+    cleaned = [clean_text(t) for t in texts]
+    return {"results": [p.json() for p in model.tag(cleaned)]}

@@ -1,0 +1,117 @@
+"""The multi-label task's parts of the Datasets and Evaluate pages: mapping an upload of tag sets, a stored
+dataset's tag charts, and a run's scores, thresholds and mistakes. Named by its task entry (core.tasks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core.charts import multilabel as charts
+from core.data.types import ParsedTable, PreparedDataset, SplitConfig
+from core.multilabel.analysis import tag_errors
+from core.multilabel.dataset import (
+    FORMAT_LABELS,
+    MultilabelMapping,
+    MultilabelOptions,
+    guess_multilabel,
+    prepare_multilabel,
+    rows_needed,
+)
+from core.multilabel.labels import DELIMITED, DELIMITERS, FORMATS, ONE_HOT, TagFormat, binary_columns, guess_format
+from ui.dataset_forms import pick
+
+ALL = "(every tag)"
+
+
+def multilabel_upload(table: ParsedTable, split: SplitConfig, fid: str) -> PreparedDataset:
+    """The text column, how the tags are written (guessed and shown), the tag column(s) and the cleaning options."""
+    cols = [str(c) for c in table.frame.columns]
+    guess = guess_multilabel(table.frame)
+    text = pick("Text column", cols, guess.text, f"map_text_{fid}")
+    kinds = list(FORMATS)
+    kind = st.radio("Tags are written as", kinds, index=kinds.index(guess.tags.kind), horizontal=True,
+                    format_func=lambda k: FORMAT_LABELS[k] + (" (guessed)" if k == guess.tags.kind else ""),
+                    key=f"tag_format_{fid}")
+    if kind == ONE_HOT:
+        offered = [c for c in cols if c != text]
+        ticked = list(guess.tags.columns) if guess.tags.kind == ONE_HOT else binary_columns(table.frame, [text])
+        columns = st.multiselect("Tag columns (one 0/1 column per tag; the 0/1 columns are proposed)", offered,
+                                 default=[c for c in ticked if c in offered], key=f"tag_columns_{fid}")
+        fmt = TagFormat(ONE_HOT, columns=tuple(columns))
+    else:
+        first = guess.tags.columns[0] if guess.tags.kind != ONE_HOT and guess.tags.columns else None
+        column = pick("Tags column", cols, first, f"map_tags_{fid}")
+        delimiter = None
+        if kind == DELIMITED:
+            guessed = guess_format(table.frame[column]).delimiter or DELIMITERS[0]
+            delimiter = st.selectbox("Delimiter", DELIMITERS, index=DELIMITERS.index(guessed),
+                                     format_func=lambda d: f"'{d}'" + (" (guessed)" if d == guessed else ""),
+                                     key=f"delimiter_{fid}_{column}")
+        fmt = TagFormat(kind, delimiter, (column,))
+    st.caption(f"Reading {fmt.describe()}.")
+    c1, c2 = st.columns(2)
+    options = MultilabelOptions(
+        merge_similar=c1.checkbox("Merge tags that differ only by case or spaces", key=f"merge_similar_{fid}"),
+        drop_rare=c1.checkbox(f"Drop rare tags (fewer than {rows_needed(split)} rows)", key=f"drop_rare_{fid}"),
+        drop_constant=c2.checkbox("Drop tags on every row", key=f"drop_constant_{fid}"),
+        drop_duplicates=c2.checkbox("Drop exact duplicate texts", key=f"drop_dups_{fid}"))
+    return prepare_multilabel(table, MultilabelMapping(text, fmt), split, options)
+
+
+def multilabel_inspect(summary: dict[str, Any], profile: dict[str, Any], column: Any) -> None:
+    column.metric("Tags", len(profile["tags"]))
+    st.caption(f"{profile['rows_without_tags']:,} of {profile['rows']:,} rows have no tag (valid: an empty tag set)")
+    st.plotly_chart(charts.tag_frequency(profile["tags"], profile["rows"]), key="chart_tags")
+    st.plotly_chart(charts.tags_per_row(profile["tags_per_row"]), key="chart_tags_per_row")
+    st.plotly_chart(charts.cooccurrence(profile["cooccurrence"]["tags"], profile["cooccurrence"]["counts"]),
+                    key="chart_cooccurrence")
+    for tag, texts in profile["samples"].items():
+        st.markdown(f"**{tag}**: " + " · ".join(texts))
+
+
+def multilabel_run(run: Any, split: str) -> None:
+    """Scores at the run's per-tag thresholds, beside one global threshold, 0.5 and the two baselines; per-tag
+    chart, threshold curves and the texts with missing or extra tags."""
+    m = run.metrics or {}
+    scores = (m.get("reports") or {}).get(split) or {}
+    if not scores:
+        st.info(f"Run {run.id} has no {split} scores.")
+        return
+    cols = st.columns(6)
+    shown = (("micro-F1", "micro_f1", ".3f"), ("macro-F1", "macro_f1", ".3f"), ("samples-F1", "samples_f1", ".3f"),
+             ("Hamming loss", "hamming_loss", ".4f"), ("Subset accuracy", "subset_accuracy", ".3f"))
+    for col, (label, key, fmt) in zip(cols, shown, strict=False):
+        col.metric(label, format(scores[key], fmt))
+    cols[5].metric("Tags per text", f"{scores['labels_per_row_pred']:.2f}",
+                   f"{scores['labels_per_row_pred'] - scores['labels_per_row_true']:+.2f} vs true "
+                   f"{scores['labels_per_row_true']:.2f}", delta_color="off")
+    rows = [{"answer": "per-tag thresholds (served)", **_few(scores)},
+            {"answer": f"one global threshold {m.get('global_threshold', 0.5):.2f}",
+             **_few((m.get("at_global_threshold") or {}).get(split, {}))},
+            {"answer": "threshold 0.5 for every tag", **_few((m.get("at_half") or {}).get(split, {}))}]
+    if split == "test":
+        base = m.get("baselines") or {}
+        frequent = base.get("most_frequent", {})
+        rows += [{"answer": "baseline: no tags", **_few(base.get("no_tags", {}))},
+                 {"answer": f"baseline: most frequent tags ({', '.join(frequent.get('tags', []))})", **_few(frequent)}]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="ml_answers")
+    st.plotly_chart(charts.per_tag_scores(scores["per_tag"]), key="ml_per_tag")
+    tags = list(m.get("labels") or scores["per_tag"])
+    curves = m.get("threshold_curves") or {}
+    if curves.get("curves"):
+        tag = st.selectbox("Threshold curve of", tags, key="ml_curve_tag")
+        j = tags.index(tag)
+        st.plotly_chart(charts.threshold_curve(tag, curves["grid"], curves["curves"][j],
+                                               (m.get("thresholds") or {}).get(tag, 0.5)), key="ml_curve")
+    st.subheader("Texts with missing or extra tags")
+    picked = st.selectbox("Tag", [ALL, *tags], key="ml_error_tag")
+    errors = tag_errors(run.id, split, None if picked == ALL else picked)
+    st.caption(f"{len(errors):,} texts of the {split} split")
+    st.dataframe(errors.head(500), hide_index=True, key="ml_errors")
+
+
+def _few(scores: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(float(scores[k]), 4) for k in ("micro_f1", "macro_f1", "samples_f1", "hamming_loss",
+                                                     "subset_accuracy") if k in scores}
