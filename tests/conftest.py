@@ -241,6 +241,13 @@ def sklearn_predictions(dataset_id: int, seed: int = 0) -> tuple[list[str], dict
     return labels, preds
 
 
+def store_lstm_runs(dataset_id: int, *epochs: int) -> list[int]:
+    """Completed LSTM runs that differ only in their epochs (learning rate 0.1 each): what Compare tells apart."""
+    labels, preds = sklearn_predictions(dataset_id)
+    return [store_completed_run(dataset_id, labels, preds, model_kind="lstm",
+                                config={"epochs": n, "learning_rate": 0.1}) for n in epochs]
+
+
 def store_completed_run(dataset_id: int, labels: list[str], preds: dict[str, pd.DataFrame], *,
                         model_kind: str = "tfidf", name: str | None = None, config: dict | None = None,
                         epochs: int = 2) -> int:

@@ -15,7 +15,7 @@ from core.runs import jobs
 from core.settings import run_dir
 from db import runs as run_queries
 from db import session_scope
-from tests.conftest import sklearn_predictions, store_completed_run, store_ranking_run
+from tests.conftest import sklearn_predictions, store_completed_run, store_lstm_runs, store_ranking_run
 
 
 def hand_preds() -> pd.DataFrame:
@@ -118,11 +118,15 @@ def test_missing_or_corrupted_artifacts_raise_clear_error(completed_classificati
         predictions.load_meta(completed_classification_run)
 
 
+def _two_tfidf_runs_and_an_lstm(dataset_id: int) -> tuple[int, int, int]:
+    """Three completed runs on one dataset, in this order: the TF-IDF baselines first, then an LSTM."""
+    labels, preds = sklearn_predictions(dataset_id)
+    return tuple(store_completed_run(dataset_id, labels, preds, model_kind=kind)  # type: ignore[return-value]
+                 for kind in ("tfidf", "tfidf", "lstm"))
+
+
 def test_baseline_is_best_other_tfidf_run_on_same_dataset(classification_dataset: int) -> None:
-    labels, preds = sklearn_predictions(classification_dataset)
-    weak = store_completed_run(classification_dataset, labels, preds, model_kind="tfidf")
-    strong = store_completed_run(classification_dataset, labels, preds, model_kind="tfidf")
-    lstm = store_completed_run(classification_dataset, labels, preds, model_kind="lstm")
+    weak, strong, lstm = _two_tfidf_runs_and_an_lstm(classification_dataset)
     with session_scope() as s:
         run_queries.get_run(s, weak).metrics = {**run_queries.get_run(s, weak).metrics, "macro_f1": 0.1}
     with session_scope() as s:
@@ -135,11 +139,7 @@ def test_baseline_is_best_other_tfidf_run_on_same_dataset(classification_dataset
 
 
 def test_leaderboard_sorted_with_differing_hyperparameters(classification_dataset: int) -> None:
-    labels, preds = sklearn_predictions(classification_dataset)
-    a = store_completed_run(classification_dataset, labels, preds, model_kind="lstm",
-                            config={"epochs": 1, "learning_rate": 0.1})
-    b = store_completed_run(classification_dataset, labels, preds, model_kind="lstm",
-                            config={"epochs": 3, "learning_rate": 0.1})
+    a, b = store_lstm_runs(classification_dataset, 1, 3)
     with session_scope() as s:
         run_queries.get_run(s, a).metrics = {**run_queries.get_run(s, a).metrics, "macro_f1": 0.2}
     with session_scope() as s:
@@ -171,10 +171,7 @@ def test_tfidf_runs_differ_only_in_settings_tfidf_uses(classification_dataset: i
 
 
 def test_tfidf_run_is_the_baseline_not_one_without_a_baseline(classification_dataset: int) -> None:
-    labels, preds = sklearn_predictions(classification_dataset)
-    first = store_completed_run(classification_dataset, labels, preds, model_kind="tfidf")
-    second = store_completed_run(classification_dataset, labels, preds, model_kind="tfidf")
-    lstm = store_completed_run(classification_dataset, labels, preds, model_kind="lstm")
+    first, second, lstm = _two_tfidf_runs_and_an_lstm(classification_dataset)
     with session_scope() as s:
         run = run_queries.get_run(s, second)
         caption = comparison.baseline_caption(run, comparison.baseline_run(s, run))

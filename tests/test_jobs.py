@@ -24,6 +24,14 @@ def _queued_run(dataset_id: int, **config) -> int:  # noqa: ANN003
                                       config={"device": "cpu", **config}).id
 
 
+def _executed(dataset_id: int, executor, name: str, status: RunStatus) -> int:  # noqa: ANN001
+    """A queued run taken through worker.execute with the test executor `name`; it must end in `status`."""
+    executor(name)
+    run_id = _queued_run(dataset_id)
+    assert worker.execute(run_id) is status
+    return run_id
+
+
 @pytest.fixture
 def executor(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
     def use(name: str) -> None:
@@ -32,9 +40,7 @@ def executor(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
 
 
 def test_completed_run_records_progress_metrics_and_points(classification_dataset: int, executor) -> None:  # noqa: ANN001
-    executor("counting_executor")
-    run_id = _queued_run(classification_dataset)
-    assert worker.execute(run_id) is RunStatus.COMPLETED
+    run_id = _executed(classification_dataset, executor, "counting_executor", RunStatus.COMPLETED)
     with session_scope() as s:
         run = run_queries.get_run(s, run_id)
         assert run.status is RunStatus.COMPLETED and run.progress == 1.0
@@ -47,9 +53,7 @@ def test_completed_run_records_progress_metrics_and_points(classification_datase
 
 
 def test_cancel_during_a_run_marks_it_cancelled_and_artifacts_partial(classification_dataset: int, executor) -> None:  # noqa: ANN001
-    executor("cancel_midway_executor")
-    run_id = _queued_run(classification_dataset)
-    assert worker.execute(run_id) is RunStatus.CANCELLED
+    run_id = _executed(classification_dataset, executor, "cancel_midway_executor", RunStatus.CANCELLED)
     with session_scope() as s:
         run = run_queries.get_run(s, run_id)
         assert run.status is RunStatus.CANCELLED and run.progress < 0.05
@@ -57,17 +61,13 @@ def test_cancel_during_a_run_marks_it_cancelled_and_artifacts_partial(classifica
 
 
 def test_user_error_is_stored_without_a_traceback(classification_dataset: int, executor) -> None:  # noqa: ANN001
-    executor("user_error_executor")
-    run_id = _queued_run(classification_dataset)
-    assert worker.execute(run_id) is RunStatus.FAILED
+    run_id = _executed(classification_dataset, executor, "user_error_executor", RunStatus.FAILED)
     with session_scope() as s:
         assert run_queries.get_run(s, run_id).error == "max_length must be positive (got -3)"
 
 
 def test_crash_is_stored_with_its_traceback_tail(classification_dataset: int, executor) -> None:  # noqa: ANN001
-    executor("crashing_executor")
-    run_id = _queued_run(classification_dataset)
-    assert worker.execute(run_id) is RunStatus.FAILED
+    run_id = _executed(classification_dataset, executor, "crashing_executor", RunStatus.FAILED)
     with session_scope() as s:
         error = run_queries.get_run(s, run_id).error
     assert error.startswith("ZeroDivisionError: division by zero") and "Traceback" in error

@@ -22,6 +22,15 @@ def charts(at: AppTest) -> dict[str, dict]:
     return {el.proto.id.rsplit("-", 1)[-1]: json.loads(el.proto.spec) for el in at.get("plotly_chart")}
 
 
+def open_run(run_id: int) -> AppTest:
+    """The Evaluate page opened on one run (its id in the URL, as a link from Train gives it), drawn without error."""
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["run"] = str(run_id)
+    at.run()
+    assert not at.exception
+    return at
+
+
 def noisy_dataset() -> int:
     """A sentiment set with some labels flipped, so the classifier makes mistakes to analyse."""
     from core.data.storage import write_dataset
@@ -53,10 +62,7 @@ def test_empty_page_says_what_to_do() -> None:
 
 def test_classification_run_renders_every_chart_and_error_analysis(two_runs: tuple[int, int]) -> None:
     baseline, lstm = two_runs
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.query_params["run"] = str(lstm)
-    at.run()
-    assert not at.exception
+    at = open_run(lstm)
     assert at.selectbox(key="run").value == lstm
     found = charts(at)
     for key in ("per_class_chart", "cm_chart", "roc_chart", "pr_chart", "calibration_chart", "learning_chart",
@@ -96,10 +102,7 @@ def test_classification_run_renders_every_chart_and_error_analysis(two_runs: tup
 def test_missing_artifacts_are_reported_not_crashing(two_runs: tuple[int, int]) -> None:
     _, lstm = two_runs
     shutil.rmtree(run_dir(lstm))
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.query_params["run"] = str(lstm)
-    at.run()
-    assert not at.exception
+    at = open_run(lstm)
     assert any("cannot be read" in e.value for e in at.error)
     assert {"per_class_chart", "cm_chart"} <= set(charts(at))  # stored metrics still shown
 
@@ -331,10 +334,7 @@ def test_comparison_groups_a_dataset_with_its_versions(completed_classification_
 
 def test_tfidf_run_page_has_no_learning_curves_and_is_the_baseline(two_runs: tuple[int, int]) -> None:
     baseline, lstm = two_runs
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.query_params["run"] = str(baseline)
-    at.run()
-    assert not at.exception
+    at = open_run(baseline)
     assert "learning_chart" not in charts(at)  # TF-IDF trains in one go: no epochs to draw
     assert not any("No completed TF-IDF run" in c.value for c in at.caption)
     assert any("This run is a TF-IDF baseline" in c.value for c in at.caption)
@@ -347,10 +347,7 @@ def test_recommender_run_is_shown_beside_a_popularity_baseline(interactions_data
     from tests.test_recommenders import completed_run
 
     run_id = completed_run(interactions_dataset, "itemknn")
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.query_params["run"] = str(run_id)
-    at.run()
-    assert not at.exception
+    at = open_run(run_id)
     table = at.dataframe[0].value
     assert list(table.columns) == ["metric", "this run", "popularity baseline"] and table.notna().all().all()
     assert any("Evaluated on: a fresh 75/25 split per item" in c.value and "not the split chosen at upload" in c.value

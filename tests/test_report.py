@@ -14,7 +14,14 @@ from core.export.report import build_report
 from db import runs as run_queries
 from db import session_scope
 from db.enums import ReviewVerdict, TaskKind
-from tests.conftest import sentiment_frame, sklearn_predictions, store_completed_run, store_ranking_run, with_splits
+from tests.conftest import (
+    sentiment_frame,
+    sklearn_predictions,
+    store_completed_run,
+    store_lstm_runs,
+    store_ranking_run,
+    with_splits,
+)
 
 PAYLOAD = "<script>alert('xss')</script>"
 IMG_PAYLOAD = "<img src=x onerror=alert(2)>"
@@ -86,12 +93,8 @@ def test_user_strings_are_escaped_everywhere() -> None:
 
 
 def test_comparison_report_highlights_differences(classification_dataset: int) -> None:
-    labels, preds = sklearn_predictions(classification_dataset)
     # Two LSTM runs: epochs and learning rate are settings of theirs (a TF-IDF run has neither to differ in).
-    a = store_completed_run(classification_dataset, labels, preds, model_kind="lstm",
-                            config={"epochs": 1, "learning_rate": 0.1})
-    b = store_completed_run(classification_dataset, labels, preds, model_kind="lstm",
-                            config={"epochs": 4, "learning_rate": 0.1})
+    a, b = store_lstm_runs(classification_dataset, 1, 4)
     page = build_report([a, b])
     assert "Leaderboard" in page and '<th class="diff">epochs</th>' in page
     assert '<th class="diff">learning_rate</th>' not in page
