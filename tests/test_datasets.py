@@ -22,6 +22,7 @@ from core.data.interactions import prepare_interactions
 from core.data.mapping import guess_classification, guess_interactions
 from core.data.profiling import classification_profile, interactions_profile, long_tail_share
 from core.data.splits import parse_fractions, split_by_label
+from core.data.storage import content_digest
 from core.data.types import (
     ClassificationMapping,
     CleanOptions,
@@ -551,3 +552,10 @@ def test_remove_orphans_sweeps_only_old_unowned_folders(classification_dataset: 
     assert not old_orphan.exists() and not old_staging.exists()
     # A young folder may be another process's import that has not committed yet.
     assert young_orphan.exists() and (owned / "data.parquet").exists()
+
+
+def test_content_digest_takes_missing_values_and_tells_them_from_text() -> None:
+    with_missing = pd.DataFrame({"text": ["a", None], "score": [1.0, np.nan]})
+    assert content_digest(with_missing) == content_digest(with_missing.copy())
+    assert content_digest(with_missing) != content_digest(pd.DataFrame({"text": ["a", "None"], "score": [1.0, np.nan]}))
+    assert content_digest(with_missing) != content_digest(pd.DataFrame({"text": ["a", "nan"], "score": [1.0, np.nan]}))

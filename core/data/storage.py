@@ -54,6 +54,9 @@ def content_digest(*frames: pd.DataFrame | None) -> str:
         if frame is None:
             continue
         texts = frame.astype(str).to_numpy(dtype=object)  # once for the frame: a wide one has 10,000 columns
+        missing = pd.isna(texts)  # pandas 3 keeps a missing value missing through astype(str)
+        if missing.any():
+            texts[missing] = "\x00"  # not a text anyone types, so a missing value never equals one
         for j, col in enumerate(frame.columns):
             digest.update(f"\x1d{col}\x1e".encode())
             # Joining is several times faster than hashing row by row, and exact (no 64-bit row hashes).
