@@ -3,8 +3,14 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
+# --no-compile: pip would byte-compile every installed module (torch, transformers, mlflow ...) up front, most of
+# which nothing imports; Python compiles what is imported on first use instead.
+PIP := $(BIN)/python -m pip install --disable-pip-version-check -q --no-compile
 PYTEST_ARGS ?=
+# Two pytest processes (pytest-xdist), whole files to each (module fixtures such as a browser stay in one process):
+# many tests wait on servers, daemons and workers, so two share two cores well. PYTEST_WORKERS=0 runs in one.
+PYTEST_WORKERS ?= 2
+XDIST := -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: run dev test test-fast lint bench setup setup-dev clean-venv
 
@@ -16,11 +22,11 @@ dev: $(VENV)/.installed
 	$(BIN)/streamlit run app.py --server.fileWatcherType auto --server.runOnSave true
 
 test: $(VENV)/.installed-dev
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
 
 # Everything but the slow, browser and PostgreSQL tests: the inner loop while coding.
 test-fast: $(VENV)/.installed-dev
-	$(BIN)/pytest -m "not slow and not e2e and not postgres" $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) -m "not slow and not e2e and not postgres" $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
@@ -38,9 +44,11 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml scripts/install_torch.py
 	$(PIP) -e .
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
+# One pip pass for the project and its dev extra (a second pass would re-check every installed package).
+$(VENV)/.installed-dev: $(BIN)/python pyproject.toml scripts/install_torch.py
+	$(BIN)/python scripts/install_torch.py
 	$(PIP) -e ".[dev]"
-	touch $@
+	touch $(VENV)/.installed $@
 
 clean-venv:
 	rm -rf $(VENV)

@@ -22,7 +22,8 @@ CPU_PIN = "torch==2.13.0"  # the release this project is tested with on CPU
 
 
 def pip(*args: str) -> None:
-    cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "-q", *args]
+    # --no-compile: byte-compiling all of torch up front costs set-up time; Python compiles what is imported.
+    cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "-q", "--no-compile", *args]
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
 
