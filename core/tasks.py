@@ -226,4 +226,5 @@ register_task(Task(
              Figure("Train samples/s", "train_samples_per_s", ",.0f")),
     split_methods=(("iterative stratification", "stratified"),), stats_keys=("n_tags", "rows_without_tags"),
     evaluate_splits=("test", "validation"), cli_prepare="core.multilabel.dataset:prepare_from_args", verb="tag",
-    serve="core.multilabel.serving:serve_tags", predict="core.multilabel.serving:predict_json"))
+    serve="core.multilabel.serving:serve_tags", predict="core.multilabel.serving:predict_json",
+    demo=Demo("pages/tagging.py", "Tagging demo", "🏷️")))

@@ -20,6 +20,7 @@ PAGES = {
     "pages/evaluate.py": "Evaluat",
     "pages/sentiment.py": "Sentiment",
     "pages/recommendations.py": "Recommend",
+    "pages/tagging.py": "Tagging",
 }
 
 

@@ -91,6 +91,18 @@ def test_upload_train_predict_and_serve(tmp_path: Path, capsys: pytest.CaptureFi
     at = AppTest.from_file("../pages/train.py", default_timeout=60).run()
     assert not at.exception and "Test micro-F1" in [m.label for m in at.metric]
 
+    # The tagging demo: chips with probabilities and thresholds, and a file scored with a column per tag.
+    at = AppTest.from_file("../pages/tagging.py", default_timeout=60).run()
+    assert not at.exception, at.exception
+    at.text_area(key="tag_text").set_value("refund the charge, it crashed").run()
+    assert not at.exception, at.exception
+    chips = " ".join(m.value for m in at.markdown)
+    assert all(f"{t} " in chips for t in answers[0]["labels"]) and f"≥ {metrics['thresholds']['billing']:.2f}" in chips
+    at.file_uploader(key="tag_upload").set_value(("x.csv", csv.read_bytes(), "text/csv")).run()
+    assert not at.exception, at.exception
+    scored = next(d.value for d in at.dataframe if "tags" in d.value.columns)
+    assert {"tags", *(f"p_{t}" for t in WORDS)} <= set(scored.columns)
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["lstm", "transformer", "setfit"])

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from core.errors import ProtolabError
 from core.multilabel.fewshot import load_setfit_tags
@@ -21,7 +22,8 @@ from core.runs.files import RunFiles
 from core.runs.jobs import completed_run
 from core.text.serving import ArtifactError, InputError, clean_text, configure_torch_threads
 from db import read_scope
-from db.enums import TaskKind
+from db import runs as run_queries
+from db.enums import RunStatus, TaskKind
 
 THRESHOLDS_FILE = "thresholds.json"
 TFIDF_TRUSTED = ["sklearn.pipeline.Pipeline", "sklearn.feature_extraction.text.TfidfVectorizer",
@@ -166,3 +168,29 @@ def serve_tags(model: Tagger, body: dict[str, Any]) -> dict[str, Any]:
         raise InputError(f"at most {MAX_TEXTS} texts per request, got {len(texts)}")
     cleaned = [clean_text(t) for t in texts]
     return {"results": [p.json() for p in model.tag(cleaned)]}
+
+
+def servable_tag_runs() -> list[Any]:
+    """Completed multi-label runs whose model files are there, best test micro-F1 first."""
+    with read_scope() as s:
+        rows = run_queries.list_runs(s, task=TaskKind.MULTILABEL, statuses=[RunStatus.COMPLETED], models_only=True)
+        found = [{"run_id": r.id, "name": r.name or f"{r.model_kind} on {r.dataset.name}", "kind": r.model_kind,
+                  "micro_f1": (r.metrics or {}).get("micro_f1")} for r in rows]
+    found = [r for r in found if RunFiles.of(r["run_id"]).has_model()]
+    return sorted(found, key=lambda r: -(r["micro_f1"] if isinstance(r["micro_f1"], (int, float)) else -1.0))
+
+
+def tag_frame(tagger: Tagger, frame: pd.DataFrame, text_column: str) -> pd.DataFrame:
+    """A file scored: its columns, then `tags` (the predicted set, ';'-joined) and one probability column per tag.
+    Rows without a word get no tags and empty probabilities."""
+    if text_column not in frame.columns:
+        raise InputError(f"no column named {text_column!r}; columns are: {', '.join(map(str, frame.columns[:20]))}")
+    texts = frame[text_column].fillna("").astype(str).str.strip()
+    filled = texts != ""
+    preds = iter(tagger.tag(texts[filled].tolist()))
+    out = frame.copy()
+    answers = [next(preds) if ok else None for ok in filled]
+    out["tags"] = [";".join(a.labels) if a else "" for a in answers]
+    for tag in tagger.labels:
+        out[f"p_{tag}"] = [round(a.probabilities[tag], 6) if a else None for a in answers]
+    return out
