@@ -193,7 +193,7 @@ def _widget(where: Any, kind: registry.ModelKind, option: registry.Option, defau
     cast = option.type
     high = len(compute().gpus) if option.when == registry.SEVERAL_GPUS else option.high
     return where.number_input(option.label, None if option.low is None else cast(option.low),
-                              None if high is None else cast(high), cast(default),
+                              None if high is None else cast(high), None if default is None else cast(default),
                               step=None if option.step is None else cast(option.step), format=option.format,
                               key=key, help=help_text)
 

@@ -49,6 +49,9 @@ def _run(args: argparse.Namespace) -> int:
         print_json(summary)
     else:
         print(f"run {run_id} {summary['status']}")
+        for event in summary["events"]:  # what the run decided on its own: a time budget reached, a batch size
+            if event.get("message"):
+                print(f"  note: {event['message']}")
         for key, value in summary["metrics"].items():
             if isinstance(value, (int, float)):
                 print(f"  {key}: {value:.4f}")

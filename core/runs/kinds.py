@@ -43,7 +43,12 @@ CLASS_WEIGHTS = Option("class_weights", bool, "Balance classes", "weight rare la
 GRAD_ACCUM = Option("grad_accum_steps", int, "Gradient accumulation steps", low=1, high=64, form=False, cli=False)
 MAX_GRAD_NORM = Option("max_grad_norm", float, "Gradient clipping norm", low=0.1, high=10.0, log=True, form=False,
                        cli=False)
-NEURAL = (EPOCHS, BATCH_SIZE, LEARNING_RATE, MAX_LENGTH, WARMUP, WEIGHT_DECAY, PATIENCE, DEVICE, GPUS, SEED,
+# A time budget, for CPU users facing an hour-long estimate: training stops cleanly when the run would pass it,
+# keeping the best weights so far (evaluated and saved as any run is); the run's events say where it stopped.
+MINUTES = Option("minutes", float, "Time budget (minutes)", "stop training when the whole run would pass this many "
+                 "minutes, keeping the best weights so far; empty = no budget", low=0.5, high=10_080.0, step=1.0,
+                 format="%.1f", main=True)
+NEURAL = (MINUTES, EPOCHS, BATCH_SIZE, LEARNING_RATE, MAX_LENGTH, WARMUP, WEIGHT_DECAY, PATIENCE, DEVICE, GPUS, SEED,
           CLASS_WEIGHTS, GRAD_ACCUM, MAX_GRAD_NORM)
 TORCH_TEXT = ("torch", "transformers", "sklearn.metrics", "safetensors.torch")
 

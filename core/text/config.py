@@ -43,6 +43,7 @@ class TrainConfig:
     tfidf_min_df: int = 1
     tfidf_max_features: int = 200_000
     tfidf_c: float = 4.0
+    minutes: float | None = None  # time budget of the whole run: training stops in time, keeping the best weights
 
 
 def build_config(model_kind: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -85,6 +86,8 @@ def _validate(cfg: TrainConfig) -> None:
         raise TrainingError(f"warmup_ratio must be in [0, 1), got {cfg.warmup_ratio!r}")
     if not is_number(cfg.weight_decay) or cfg.weight_decay < 0:
         raise TrainingError(f"weight_decay must be ≥ 0, got {cfg.weight_decay!r}")
+    if cfg.minutes is not None and (not is_number(cfg.minutes) or cfg.minutes <= 0):
+        raise TrainingError(f"minutes (the time budget) must be a number > 0, got {cfg.minutes!r}")
     if not is_device(cfg.device):
         raise TrainingError(unknown_device_text(cfg.device))
     if cfg.max_length > 8192:

@@ -22,6 +22,7 @@ from core.runs.context import RunContext
 from core.runs.device import resolve_device
 from core.runs.timing import format_eta
 from core.text.batching import TokenBatches, encode_texts
+from core.text.budget import budget_event, time_budget
 from core.text.config import BUILD_CONFIG, TrainConfig, TrainingError, config_from_dict, replace_config
 from core.text.gpu_batch import choose_gpu_batch
 from core.text.loop import (
@@ -165,11 +166,15 @@ def _execute_neural(ctx: RunContext, cfg: TrainConfig, splits: dict[str, pd.Data
             on_event=ctx.add_event,
             should_stop=stop_check(ctx, device, world.distributed),
             checkpoint_dir=checkpoint if ctx.is_main else None,
-            resume_dir=checkpoint if ctx.config.get("resume") else None)
+            resume_dir=checkpoint if ctx.config.get("resume") else None,
+            budget=time_budget(ctx, cfg, n_eval=len(splits["validation"]) + len(splits["test"]),
+                               distributed=world.distributed))
         if result.stopped:
             stop_if_cancelled(ctx, force=True)
         if not ctx.is_main:
             return {}
+        if result.out_of_time:
+            ctx.add_event(budget_event(cfg, result))
         core_model = getattr(model, "module", model)
         ctx.progress(0.96, "predicting validation and test sets", force=True)
         dtype = training_precision(device, count_parameters(core_model))[0]

@@ -20,9 +20,11 @@ from core import settings
 from core.runs import distributed
 from core.runs.device import CpuThreadGovernor, governor_for_run, resolve_device
 from core.text.batching import TokenBatches
+from core.text.budget import TimeBudget
 from core.text.config import TrainConfig, TrainingError
 from core.text.feed import LossMeter, Prefetcher, gpu_memory_bytes, host_batch, tf32_matmuls, to_device, transfer_plan
 from core.text.objective import SINGLE_LABEL
+from core.text.optim import adamw
 from core.text.serving import native_bf16_cpu
 
 # The training loss is read from the device (one host sync) on step 1, every LOSS_EVERY_STEPS optimizer steps and
@@ -96,6 +98,7 @@ class TrainResult:
     # (batch size, accumulation, first epoch) of every attempt, in order: after an out-of-memory retry the epochs
     # before it were trained at the earlier size only when they completed before the retry (none are redone).
     attempts: tuple[tuple[int, int, int], ...] = ()
+    out_of_time: bool = False  # stopped at the time budget (the last epoch partly trained, then validated)
 
 
 def train_classifier(
@@ -108,11 +111,13 @@ def train_classifier(
     checkpoint_dir: Path | None = None,
     resume_dir: Path | None = None,
     objective: Any = SINGLE_LABEL,
+    budget: TimeBudget | None = None,
 ) -> TrainResult:
     """Fine-tune `model` (forward(input_ids, attention_mask) → .logits) with AdamW, warm-up/decay, clipping,
     accumulation, early stopping on validation macro-F1; the best epoch's weights are loaded at the end.
 
-    `checkpoint_dir` gets a resumable checkpoint after every epoch; `resume_dir` continues from one.
+    `checkpoint_dir` gets a resumable checkpoint after every epoch; `resume_dir` continues from one. With a `budget`
+    the epoch under way ends once the time left only pays for evaluation: it is validated, then training stops.
     CUDA out-of-memory halves the batch and doubles accumulation (same effective batch) until batch 1.
     """
 
@@ -120,6 +125,7 @@ def train_classifier(
     loop = TrainingLoop(model, train_batches, val_batches, cfg, device, on_step, on_epoch, should_stop, checkpoint_dir,
                         objective)
     loop.cpu_threads = governor_for_run(device, on_event)
+    loop.budget = budget
     if resume_dir is not None and (resume_dir / _TRAINER_STATE).exists():
         loop.load_checkpoint(resume_dir)
         on_event({"event": "resumed", "epoch": loop.state.epoch, "step": loop.state.step})
@@ -179,7 +185,7 @@ class TrainingLoop:
         self.core = getattr(model, "module", model)  # the model without its DDP wrapper
         self.plan = transfer_plan(device)
         self.dtype, self.scaler = training_precision(device, count_parameters(self.core))
-        self.optimizer = _adamw(self.core, cfg, device)
+        self.optimizer = adamw(self.core, cfg, device)
         self.steps_per_epoch = max(1, math.ceil(len(train) / cfg.grad_accum_steps))
         self.total_steps = self.steps_per_epoch * cfg.epochs
         from transformers import get_linear_schedule_with_warmup
@@ -197,6 +203,8 @@ class TrainingLoop:
         self.loss_every = LOSS_EVERY_STEPS
         self.attempts: list[tuple[int, int, int]] = []
         self.cpu_threads = CpuThreadGovernor("off")  # train_classifier sets the run's own (CPU only)
+        self.budget: TimeBudget | None = None  # train_classifier sets it
+        self.out_of_time = False
 
     # one fit = epochs from state.epoch on, at one batch size
     def fit(self, batch_size: int, grad_accum_steps: int) -> TrainResult:
@@ -206,12 +214,15 @@ class TrainingLoop:
         val = self.val.with_batch_size(max(1, self.val.batch_size * batch_size // max(1, self.train.batch_size)))
         stopped = False
         while self.state.epoch < self.cfg.epochs and not stopped:
+            if self.state.epoch > 0 and self._past_budget():  # no time for another epoch's first step
+                self.out_of_time = True
+                break
             self.snapshot = self._capture()
             stopped = not self._train_epoch(batches, grad_accum_steps)
             if stopped:
                 break
             self._end_epoch(val)
-            if self.cfg.patience and self.state.bad_epochs >= self.cfg.patience:
+            if self.out_of_time or (self.cfg.patience and self.state.bad_epochs >= self.cfg.patience):
                 break
         if self.best_weights is not None:
             self.core.load_state_dict(self.best_weights)
@@ -219,7 +230,8 @@ class TrainingLoop:
         return TrainResult(state=self.state, history=list(self.history), stopped=stopped,
                            samples_per_s=self.state.samples / seconds * self.train.world_size,
                            train_time_s=time.perf_counter() - self._started, batch_size=batch_size,
-                           grad_accum_steps=grad_accum_steps, attempts=tuple(self.attempts))
+                           grad_accum_steps=grad_accum_steps, attempts=tuple(self.attempts),
+                           out_of_time=self.out_of_time)
 
     def _train_epoch(self, batches: TokenBatches, accum: int) -> bool:
         """One pass over the training batches; False when a stop was requested."""
@@ -258,8 +270,16 @@ class TrainingLoop:
                     # Batches of an unfinished accumulation group are dropped: the resume trains them again.
                     self._checkpoint_mid_epoch(i + 1 if sync else group_start)
                     return False
+                if sync and i + 1 < n and self._past_budget():
+                    self.out_of_time = True  # this partial epoch is validated as the last one
+                    break
         self.state.epoch_batches = 0
         return True
+
+    def _past_budget(self) -> bool:
+        return self.budget is not None and self.budget.spent(
+            self.state.train_seconds, self.state.samples, self._session_seconds / max(1, self._session_steps),
+            self.val.num_examples)
 
     def _checkpoint_mid_epoch(self, batches_done: int) -> None:
         if self.checkpoint_dir is not None and self.state.step > 0:
@@ -301,6 +321,8 @@ class TrainingLoop:
     def _step_log(self, i: int, n: int, loss: float | None) -> StepLog:
         per_step = self._session_seconds / max(1, self._session_steps)
         remaining = self.total_steps - self.state.step
+        if self.budget is not None:  # the budget ends training before the planned steps may
+            remaining = min(remaining, int(max(0.0, self.budget.deadline - time.monotonic()) / max(per_step, 1e-9)))
         samples_per_s = self.state.samples / max(self.state.train_seconds, 1e-9) * self.train.world_size
         return StepLog(step=self.state.step, total_steps=self.total_steps, epoch=self.state.epoch,
                        epoch_float=self.state.epoch + (i + 1) / n, loss=loss,
@@ -454,22 +476,6 @@ def _cpu_bf16() -> bool:
     if CPU_BF16 is not None:
         return CPU_BF16
     return native_bf16_cpu()  # emulated bf16 is slower than fp32, so only where native
-
-
-def _adamw(model: Any, cfg: TrainConfig, device: str) -> Any:
-    import torch
-
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        # Biases and normalisation weights are not decayed (the usual BERT recipe).
-        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    try:  # the fused kernel is one pass over all parameters; it exists for CUDA and (torch ≥ 2.4) the CPU
-        return torch.optim.AdamW(groups, lr=cfg.learning_rate, fused=device.split(":")[0] in ("cuda", "cpu"))
-    except (RuntimeError, TypeError):
-        return torch.optim.AdamW(groups, lr=cfg.learning_rate)
 
 
 def resolve_train_device(requested: str, resolve: Callable[[str], str]) -> str:
