@@ -80,11 +80,11 @@ def test_bpr_run_reports_an_eta_each_epoch(tmp_path: Path, interactions_dataset:
 
 def test_text_run_eta_includes_the_evaluation_to_come(tmp_path: Path) -> None:
     from core.text.config import build_config, config_from_dict
-    from core.text.executor import _Reporter
+    from core.text.executor import Reporter
     from core.text.loop import EpochLog, StepLog
 
     ctx = RecordingContext(model_kind="lstm", config={}, dataset_id=0, artifact_dir=tmp_path)
-    reporter = _Reporter(ctx, config_from_dict(build_config("lstm", {"epochs": 2})), n_val=300, n_test=300)
+    reporter = Reporter(ctx, config_from_dict(build_config("lstm", {"epochs": 2})), n_val=300, n_test=300)
     step = StepLog(step=1, total_steps=20, epoch=0, epoch_float=0.05, loss=1.0, learning_rate=1e-3,
                    samples_per_s=100.0, eta_s=10.0)
     # Before any validation ran: a forward pass at a third of a training step (1/300 s per example),

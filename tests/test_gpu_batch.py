@@ -80,12 +80,12 @@ def test_the_probe_picks_a_candidate_and_restores_the_weights() -> None:
 
 def test_progress_shows_gpu_memory_and_samples_per_second(tmp_path: Path) -> None:
     from core.text.config import TrainConfig
-    from core.text.executor import _Reporter
+    from core.text.executor import Reporter
     from core.text.loop import StepLog
     from tests.test_training import RecordingContext
 
     ctx = RecordingContext(model_kind="transformer", config={}, dataset_id=0, artifact_dir=tmp_path)
-    reporter = _Reporter(ctx, TrainConfig(epochs=2))
+    reporter = Reporter(ctx, TrainConfig(epochs=2))
     common = {"total_steps": 10, "epoch": 0, "learning_rate": 1e-4, "samples_per_s": 1234.0, "eta_s": 5.0}
     reporter.on_step(StepLog(step=5, epoch_float=0.5, loss=0.7, gpu_memory_bytes=3 * 2**30, **common))
     reporter.on_step(StepLog(step=6, epoch_float=0.6, loss=None, **common))  # between loss reads

@@ -62,7 +62,7 @@ def test_every_option_names_a_config_key_and_its_default_fits_its_range() -> Non
 
 def test_cli_flags_are_the_schema_s_options() -> None:
     flags = {o.cli_flag for o, _ in registry.options_across_kinds(cli=True).values()}
-    assert flags == {"--model-id", "--epochs", "--batch-size", "--lr", "--max-length", "--warmup-ratio",
+    assert flags == {"--model-id", "--epochs", "--batch-size", "--lr", "--max-length", "--image-size", "--warmup-ratio",
                      "--weight-decay", "--patience", "--device", "--gpus", "--seed", "--num-iterations",
                      "--max-pairs", "--k", "--split-protocol", "--factors", "--minutes"}
 

@@ -11,11 +11,41 @@ from pathlib import Path
 
 from core.cli import CliError, print_json
 from core.export.destination import check_output
+from core.images.store import ImageError, open_image
 from core.tasks import Task, get_task
 from core.text.batch_scoring import read_upload, results_csv, score_frame
 from core.text.serving import InputError, clean_text, load_classifier, servable_run
 from db import read_scope
 from db import runs as run_queries
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+
+
+def _are_image_files(names: list[str]) -> bool:
+    """Arguments that are all image files on disk are images to label (a text never names an existing file)."""
+    return bool(names) and all(n.lower().endswith(IMAGE_SUFFIXES) and Path(n).is_file() for n in names)
+
+
+def _images(args: argparse.Namespace) -> int:
+    from core.images.serving import load_run_classifier  # imports torch: kept off every other command's start-up
+
+    with read_scope() as s:
+        classifier = load_run_classifier(s, args.run)
+    images = []
+    for name in args.texts:
+        try:
+            images.append(open_image(Path(name), name=name))
+        except ImageError as exc:
+            raise CliError(str(exc)) from exc
+    preds = classifier.predict(images)
+    if args.json:
+        print_json([{"image": n, "label": p.label, "confidence": round(p.confidence, 6),
+                     "probabilities": {k: round(v, 6) for k, v in p.probabilities.items()},
+                     "low_confidence": p.low_confidence} for n, p in zip(args.texts, preds, strict=True)])
+        return 0
+    for name, pred in zip(args.texts, preds, strict=True):
+        print(f"{pred.label}\t{pred.confidence:.3f}\t{name}" + ("\t(low confidence)" if pred.low_confidence else ""))
+    return 0
 
 
 def _texts(args: argparse.Namespace) -> int:
@@ -105,13 +135,15 @@ def _predict(args: argparse.Namespace) -> int:
         raise CliError("--text-col and -o only apply with --file")
     if not args.texts:
         raise CliError('nothing to predict: give one or more texts, e.g. protolab predict --run 3 "great service"')
-    return _texts(args)
+    return _images(args) if _are_image_files(args.texts) else _texts(args)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("predict", help="label texts (or a CSV/Excel file) with a completed classification run")
+    p = subparsers.add_parser("predict", help="label texts (or a CSV/Excel file), or image files, with a completed "
+                              "classification run")
     p.add_argument("--run", type=int, required=True, metavar="ID", help="a completed classification run")
-    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to label")
+    p.add_argument("texts", nargs="*", metavar="TEXT",
+                   help="texts to label, or image files (photo.jpg) for an image run")
     p.add_argument("--file", metavar="PATH", help="CSV/TSV/Excel file to score, one text per row")
     p.add_argument("--text-col", metavar="COLUMN", help="the column holding the text (default: guessed)")
     p.add_argument("-o", "--output", metavar="PATH", help="where to write the scored CSV (default: stdout)")

@@ -88,6 +88,23 @@ def _searched(options: tuple[Option, ...], **ranges: tuple[float, float]) -> tup
     return tuple(replace(o, search=ranges[o.name]) if o.name in ranges else o for o in options)
 
 
+# --- image classification (core.images) ---------------------------------------------------------------------
+IMAGES = "images"  # core.images.TASK (not imported: that would load PIL to list the kinds)
+IMAGE_SIZE = Option("image_size", int, "Image size (pixels)", "the square side the model sees; smaller is faster",
+                    low=8, high=1024)
+AUGMENT = Option("augment", bool, "Augment", "random resized crops and left-right flips of the training images",
+                 cli=False)
+IMAGE_CONFIG = "core.images.config:build_config"
+IMAGE_LOAD = "core.images.serving:load_image_classifier"
+TORCH_IMAGES = ("torch", "sklearn.metrics", "safetensors.torch", "PIL.Image")
+
+
+def _image_options(*, size: int, epochs: int, batch: int) -> tuple[Option, ...]:
+    return (replace(IMAGE_SIZE, default=size), replace(EPOCHS, default=epochs), replace(BATCH_SIZE, default=batch),
+            LEARNING_RATE, AUGMENT, WARMUP, WEIGHT_DECAY, PATIENCE, DEVICE, GPUS, SEED, CLASS_WEIGHTS, GRAD_ACCUM,
+            MAX_GRAD_NORM)
+
+
 def _setfit_options() -> tuple[Option, ...]:
     return (Option("num_iterations", int, "Pair iterations", "contrastive pairs drawn per labelled example",
                    low=1, high=100),
@@ -187,6 +204,33 @@ for _kind in (
     ModelKind("popularity", TaskKind.INTERACTIONS, "Popularity (baseline)",
               "the most popular items for everyone: the baseline", *RECS, options=(*REC_COMMON, REC_DEVICE),
               estimate=REC_ESTIMATE, imports=NUMPY_SAVE, model="core.recs.models:Popularity", short="Popularity"),
+    ModelKind("vision", IMAGES, "Pretrained vision model (fine-tune)",
+              "the most accurate: fine-tunes EfficientNet-Lite0 (ImageNet, bundled, offline) or a Hugging Face image "
+              "model; minutes on a CPU for a few thousand images", IMAGE_CONFIG,
+              "core.images.training:execute_vision_run", IMAGE_LOAD, devices=GPU, multi_gpu=True, has_epochs=True,
+              options=(replace(MODEL_ID, help="empty: the bundled EfficientNet-Lite0 (ImageNet, works offline); or a "
+                               "Hugging Face image-classification model id or local folder", widget=None),
+                       *_image_options(size=160, epochs=5, batch=32)),
+              # 5e-4: the pretrained features survive it; 1e-3+ with a fresh head visibly forgets them early.
+              learning_rate=5e-4, imports=TORCH_IMAGES, short="Vision", disk_mb=60),
+    ModelKind("linear_probe", IMAGES, "Linear probe (frozen EfficientNet-Lite0 + logistic regression)",
+              "the baseline and the few-shot model: embeds each image once with the pretrained backbone and fits a "
+              "logistic regression; seconds to a minute on a CPU", IMAGE_CONFIG,
+              "core.images.training:execute_probe_run", IMAGE_LOAD, devices=GPU,
+              options=(replace(IMAGE_SIZE, default=224),
+                       Option("probe_c", float, "C (inverse regularisation)", "higher fits the training images more "
+                              "closely", low=1e-4, high=1000.0, log=True, cli=False),
+                       DEVICE, SEED, CLASS_WEIGHTS),
+              imports=(*TORCH_IMAGES, "sklearn.linear_model"), short="Linear probe", few_shot=True, baseline=True,
+              disk_mb=60),
+    ModelKind("cnn", IMAGES, "Small CNN (from scratch)",
+              "the classic approach: a six-layer convolutional network trained from random weights; needs more "
+              "images and epochs than the pretrained model", IMAGE_CONFIG, "core.images.training:execute_cnn_run",
+              IMAGE_LOAD, devices=GPU, multi_gpu=True, has_epochs=True,
+              options=(*_image_options(size=64, epochs=10, batch=64),
+                       Option("cnn_width", int, "Width (channels)", "channels of the first block, doubled per block",
+                              low=4, high=256, log=True, form=False, cli=False)),
+              learning_rate=2e-3, imports=TORCH_IMAGES, short="CNN", disk_mb=20),
     ModelKind("data_audit", TaskKind.CLASSIFICATION, "Data health audit",
               "label errors, near-duplicates, leakage and oddities of a dataset (a job, not a model)",
               "core.health.jobs:build_config", "core.health.jobs:execute_audit",

@@ -159,7 +159,7 @@ def _execute_neural(ctx: RunContext, cfg: TrainConfig, splits: dict[str, pd.Data
             model = model.to(device)
             model = DistributedDataParallel(model, device_ids=[torch.device(device)] if device.startswith("cuda")
                                             else None)
-        reporter = _Reporter(ctx, cfg, n_val=len(splits["validation"]), n_test=len(splits["test"]))
+        reporter = Reporter(ctx, cfg, n_val=len(splits["validation"]), n_test=len(splits["test"]))
         checkpoint = ctx.files.checkpoint
         result = train_classifier(
             model, train, val, cfg, device=device, on_step=reporter.on_step, on_epoch=reporter.on_epoch,
@@ -285,10 +285,12 @@ class TransformerNet:
         tokenizer.save_pretrained(folder)
 
 
-def finish_run(ctx: RunContext, cfg: TrainConfig, splits: dict[str, pd.DataFrame], labels: list[str],
+def finish_run(ctx: RunContext, cfg: Any, splits: dict[str, pd.DataFrame], labels: list[str],
             probas: dict[str, np.ndarray], *, best_epoch: int, samples_per_s: float, train_time_s: float,
-            device: str) -> dict[str, Any]:
-    """Write meta.json and the prediction files; return the run's final metrics."""
+            device: str, extra_columns: Sequence[str] = (), meta_extra: dict[str, Any] | None = None
+               ) -> dict[str, Any]:
+    """Write meta.json and the prediction files; return the run's final metrics. The prediction files also keep
+    the splits' `extra_columns` (an image run's image keys)."""
 
     reports, intervals = {}, {}
     ctx.files.predictions_dir.mkdir(parents=True, exist_ok=True)
@@ -297,11 +299,13 @@ def finish_run(ctx: RunContext, cfg: TrainConfig, splits: dict[str, pd.DataFrame
         pred = [labels[i] for i in proba.argmax(axis=1)] if len(proba) else []
         reports[split] = classification_report(frame["label"].tolist(), pred, labels, proba)
         intervals[split] = intervals_json(class_intervals(frame["label"].tolist(), pred, labels))
-        pd.DataFrame({"text": frame["text"], "label": frame["label"], ROW_ID: frame[ROW_ID], "pred": pred,
+        pd.DataFrame({"text": frame["text"], **{c: frame[c] for c in extra_columns}, "label": frame["label"],
+                      ROW_ID: frame[ROW_ID], "pred": pred,
                       "confidence": proba.max(axis=1) if len(proba) else [],
                       "proba": [row.tolist() for row in proba]}).to_parquet(ctx.files.predictions(split), index=False)
-    meta = {"kind": ctx.model_kind, "task": str(ctx.task), "labels": labels, "max_length": cfg.max_length,
-            "model_id": cfg.model_id, "dataset_id": ctx.dataset_id}
+    meta = {"kind": ctx.model_kind, "task": str(ctx.task), "labels": labels,
+            "max_length": getattr(cfg, "max_length", None), "model_id": cfg.model_id, "dataset_id": ctx.dataset_id,
+            **(meta_extra or {})}
     ctx.files.write_meta(meta)
     for name in ("accuracy", "macro_f1"):
         ctx.log_metric(name, reports["test"][name], step=0, epoch=None, split="test")
@@ -315,7 +319,7 @@ def finish_run(ctx: RunContext, cfg: TrainConfig, splits: dict[str, pd.DataFrame
             "train_time_s": float(train_time_s), "device": device}
 
 
-class _Reporter:
+class Reporter:
     """Turns loop callbacks into progress text and metric points on the run (0.95 of the bar is training).
 
     The ETA is the loop's (training steps left) plus the evaluation still to come: validation after each

@@ -44,6 +44,11 @@ def host_batch(collate: Callable[[Any], dict[str, Any]], idx: Any, plan: Transfe
     return batch
 
 
+def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
+    """A batch's model arguments: all but the labels (text: input_ids, attention_mask; images: pixel_values)."""
+    return {k: v for k, v in batch.items() if k != "labels"}
+
+
 def to_device(batch: dict[str, Any], device: str, plan: TransferPlan) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=plan.non_blocking) for k, v in batch.items()}
 

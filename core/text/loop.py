@@ -19,6 +19,7 @@ import numpy as np
 from core import settings
 from core.runs import distributed
 from core.runs.device import CpuThreadGovernor, governor_for_run, resolve_device
+from core.text import feed
 from core.text.batching import TokenBatches
 from core.text.budget import TimeBudget
 from core.text.config import TrainConfig, TrainingError
@@ -113,7 +114,7 @@ def train_classifier(
     objective: Any = SINGLE_LABEL,
     budget: TimeBudget | None = None,
 ) -> TrainResult:
-    """Fine-tune `model` (forward(input_ids, attention_mask) → .logits) with AdamW, warm-up/decay, clipping,
+    """Fine-tune `model` (forward(**batch without labels) → .logits) with AdamW, warm-up/decay, clipping,
     accumulation, early stopping on validation macro-F1; the best epoch's weights are loaded at the end.
 
     `checkpoint_dir` gets a resumable checkpoint after every epoch; `resume_dir` continues from one. With a `budget`
@@ -131,7 +132,7 @@ def train_classifier(
         on_event({"event": "resumed", "epoch": loop.state.epoch, "step": loop.state.step})
     with tf32_matmuls(device), loop.cpu_threads:
         return with_oom_fallback(loop.fit, train_batches.batch_size, cfg.grad_accum_steps, on_event=on_event,
-                                 max_length=cfg.max_length, on_retry=loop.rewind)
+                                 max_length=getattr(cfg, "max_length", None), on_retry=loop.rewind)
 
 
 def with_oom_fallback(
@@ -147,9 +148,9 @@ def with_oom_fallback(
             return attempt(batch_size, grad_accum_steps)
         except torch.cuda.OutOfMemoryError as exc:
             if batch_size <= 1:
-                raise TrainingError(
-                    f"out of GPU memory even with batch size 1 (max length {max_length}): lower max length, "
-                    f"choose a smaller model, or train on the CPU ({str(exc).splitlines()[0][:160]})") from exc
+                shrink = f"(max length {max_length}): lower max length" if max_length else ": lower the image size"
+                raise TrainingError(f"out of GPU memory even with batch size 1 {shrink}, choose a smaller model, "
+                                    f"or train on the CPU ({str(exc).splitlines()[0][:160]})") from exc
         # Freed here, outside the except block: inside it the traceback still holds the failed step's frames
         # (activations, gradients of the big batch), so empty_cache could not return their memory.
         free_cuda_memory()
@@ -301,7 +302,7 @@ class TrainingLoop:
         autocast = (torch.autocast(device_type=self.device.split(":")[0], dtype=self.dtype) if self.dtype
                     else contextlib.nullcontext())
         with autocast:
-            logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            logits = self.model(**feed.model_inputs(batch)).logits
         return self.objective.loss(logits.float(), batch["labels"], self.loss_weight)
 
     def _optimizer_step(self) -> None:
@@ -424,7 +425,7 @@ def predict_proba(model: Any, batches: TokenBatches, device: str, dtype: Any = N
     with torch.inference_mode(), autocast:
         for idx in batches.index_batches(0):
             batch = to_device(host_batch(batches.collate, idx, plan), device, plan)
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            logits = model(**feed.model_inputs(batch)).logits
             parts.append(objective.proba(logits.float()))  # kept on the device: one copy back at the end
             order.append(idx)
     model.train()

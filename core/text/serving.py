@@ -427,11 +427,11 @@ class ServableRun:
         return f"#{self.run_id} {self.name}{f1}{marks}"
 
 
-def servable_runs(s: Session, *, present: bool = False) -> list[ServableRun]:
-    """Completed classification runs in demo order (core.evaluation.demo_choice): the pinned one, then the best
-    lower bound among runs that beat their baselines on the largest test set, weak runs last; in presentation
-    mode weak runs are left out unless pinned."""
-    rows = run_queries.list_runs(s, task=TaskKind.CLASSIFICATION, statuses=[RunStatus.COMPLETED], models_only=True)
+def servable_runs(s: Session, *, present: bool = False, task: str = TaskKind.CLASSIFICATION) -> list[ServableRun]:
+    """Completed classification runs (of `task`: images too) in demo order (core.evaluation.demo_choice): the
+    pinned one, then the best lower bound among runs that beat their baselines on the largest test set, weak runs
+    last; in presentation mode weak runs are left out unless pinned."""
+    rows = run_queries.list_runs(s, task=task, statuses=[RunStatus.COMPLETED], models_only=True)
     found = sorted((_servable(r) for r in rows), key=lambda r: -(r.macro_f1 if r.macro_f1 is not None else -1.0))
     return order_for_demo(found, {r.run_id: r.standing for r in found}, lambda r: r.run_id, present=present)
 

@@ -1,0 +1,88 @@
+"""An image classification run's settings: the ImageConfig dataclass, per-kind defaults and validation.
+
+The Train page, the CLI and the worker build configs here, so a bad value is refused before a run starts. The
+field names the shared training loop reads (epochs, batch_size, learning_rate, warmup_ratio ...) mean what they
+mean in core.text.config.TrainConfig.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from core.runs import registry
+from core.runs.device import is_device, unknown_device_text
+from core.text.config import TrainingError, is_number
+
+BUILD_CONFIG = "core.images.config:build_config"  # the kinds whose entries name this function are the image kinds
+MAX_IMAGE_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    epochs: int = 5
+    batch_size: int = 32  # per process; the effective batch is batch_size × gpus × grad_accum_steps
+    learning_rate: float = 1e-3  # build_config picks the kind's default (its registry entry's learning_rate)
+    image_size: int = 160  # the square side the model sees (kinds set their own default)
+    augment: bool = True  # random resized crop + horizontal flip of the training images
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    grad_accum_steps: int = 1
+    max_grad_norm: float = 1.0
+    patience: int = 2  # epochs without a better validation macro-F1 before stopping; 0 = never stop early
+    class_weights: bool = False
+    seed: int = 42
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
+    gpus: int = 1
+    model_id: str | None = None  # None = the bundled EfficientNet-Lite0 (ImageNet); else a Hugging Face id/folder
+    auto_batch_size: bool = False  # read by the shared loop's callers; image kinds keep the batch they are given
+    probe_c: float = 1.0  # linear probe: inverse L2 strength of the logistic regression
+    cnn_width: int = 32  # cnn: channels of the first block (doubled per block)
+
+
+def build_config(model_kind: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The full, validated config dict of an image classification run from the options a user gave."""
+    kind = registry.find_kind(model_kind)
+    if kind is None or kind.build_config != BUILD_CONFIG:
+        known = [k.name for k in registry.all_kinds() if k.build_config == BUILD_CONFIG]
+        raise TrainingError(f"unknown image model {model_kind!r}: use one of {', '.join(known)}")
+    known = {f.name for f in fields(ImageConfig)}
+    values = {k: v for k, v in options.items() if v is not None and k != "resume"}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise TrainingError(f"option(s) {', '.join(unknown)} do not apply to the {model_kind} model")
+    for option in kind.options:  # the entry's defaults (image size, epochs ...) under what the user gave
+        if option.default is not None and option.name in known:
+            values.setdefault(option.name, option.default)
+    if kind.learning_rate is not None:
+        values.setdefault("learning_rate", kind.learning_rate)
+    cfg = ImageConfig(**values)
+    validate(cfg)
+    return asdict(cfg)
+
+
+def config_from_dict(config: dict[str, Any]) -> ImageConfig:
+    known = {f.name for f in fields(ImageConfig)}
+    return ImageConfig(**{k: v for k, v in config.items() if k in known})
+
+
+def validate(cfg: ImageConfig) -> None:
+    for name in ("epochs", "batch_size", "grad_accum_steps", "gpus", "image_size", "cnn_width"):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise TrainingError(f"{name} must be a positive whole number, got {value!r}")
+    for name in ("patience", "seed"):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise TrainingError(f"{name} must be a whole number ≥ 0, got {value!r}")
+    for name in ("learning_rate", "max_grad_norm", "probe_c"):
+        if not is_number(getattr(cfg, name)) or getattr(cfg, name) <= 0:
+            raise TrainingError(f"{name} must be a number > 0, got {getattr(cfg, name)!r}")
+    if not is_number(cfg.warmup_ratio) or not 0 <= cfg.warmup_ratio < 1:
+        raise TrainingError(f"warmup_ratio must be in [0, 1), got {cfg.warmup_ratio!r}")
+    if not is_number(cfg.weight_decay) or cfg.weight_decay < 0:
+        raise TrainingError(f"weight_decay must be ≥ 0, got {cfg.weight_decay!r}")
+    if not 8 <= cfg.image_size <= MAX_IMAGE_SIZE:
+        raise TrainingError(f"image_size must be between 8 and {MAX_IMAGE_SIZE} pixels, got {cfg.image_size}")
+    if not is_device(cfg.device):
+        raise TrainingError(unknown_device_text(cfg.device))
