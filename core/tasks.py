@@ -213,8 +213,10 @@ register_task(replace(
     _tasks.tasks[TaskKind.CLASSIFICATION], name="images", label="image classification", holds="labelled images",
     run_noun="an image classification run", upload="ui.images.datasets:upload",
     profile="core.images.profile:images_profile", inspect="ui.images.datasets:inspect",
-    train_form="ui.train_forms:images_form", stats_keys=("classes", "images"), demo=None,
+    train_form="ui.train_forms:images_form", evaluate="ui.images.evaluate:images_run",
+    stats_keys=("classes", "images"), demo=Demo("pages/image_classifier.py", "Image classifier", "🖼️"),
     cli_prepare="core.images.reading:prepare_from_args", reader="core.images.reading:read_images",
+    verb="classify", serve="core.images.api:classify",
     claims="core.images.reading:looks_like_images"))
 register_task(Task(
     TaskKind.MULTILABEL, "Multi-label text", "texts with tag sets", "a multi-label run",

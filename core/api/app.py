@@ -28,6 +28,7 @@ from core.api.contract import (
 from core.api.gate import BodyLimit, KeyGate
 from core.api.keys import KeyInfo
 from core.api.served import ApiError, ServedModels, ServedRun
+from core.errors import ProtolabError
 from core.recs.models import RecommenderError
 from core.tasks import Task, all_tasks, get_task
 from core.text.serving import LOW_CONFIDENCE
@@ -127,8 +128,11 @@ def create_app(models: ServedModels, *, require_key: bool = True, limits: Limits
 def _task_endpoint(models: ServedModels, task: Task) -> Any:
     async def answer(run_id: RunId, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
         run = await _served(models, run_id, task.name)
-        return {"run_id": run_id, "model": run.model_kind,
-                **await asyncio.to_thread(task.part("serve"), run.model, body)}
+        try:
+            answer = await asyncio.to_thread(task.part("serve"), run.model, body)
+        except ProtolabError as exc:  # the task's own check of the body or its content: the client's to fix
+            raise ApiError(422, "invalid_input", str(exc)) from exc
+        return {"run_id": run_id, "model": run.model_kind, **answer}
 
     return answer
 

@@ -19,6 +19,7 @@ from core.data.storage import ROW_ID
 from core.evaluation import comparison, predictions, testsets, uncertainty
 from core.evaluation.analysis import analyse_split, misclassified
 from core.formatting import format_duration, format_setting
+from core.images import gallery
 from core.runs.registry import find_kind
 from core.text.pretrained import model_name
 from db import read_scope
@@ -32,6 +33,7 @@ h1{margin-bottom:.2rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;marg
 table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}td,th{border:1px solid #ddd;padding:.25rem .5rem;
 text-align:left;vertical-align:top}th{background:#f5f5f5}.muted{color:#777}.chart{margin:1rem 0}
 .diff{background:#fff3cd}.warn{color:#a15c00}
+.gallery{display:flex;flex-wrap:wrap;gap:.5rem}.thumb{margin:0;width:140px;font-size:.75rem}.thumb img{width:96px}
 """
 
 
@@ -160,6 +162,9 @@ def _classification_body(run: Run, split: str) -> str:
     mistakes = misclassified(preds).head(10).drop(columns=["row", ROW_ID], errors="ignore")
     if not mistakes.empty:
         parts += ["<h2>Most confident mistakes</h2>", _table(mistakes)]
+    found = gallery.mistakes(preds, report["labels"])  # empty unless the run's examples are images
+    if found:
+        parts += ["<h2>Most confident mistakes as pictures</h2>", gallery.mistakes_html(run.dataset_id, found)]
     return "".join(parts)
 
 

@@ -95,7 +95,6 @@ class HfImageClassifier(nn.Module):
         return self.model(pixel_values=pixel_values)
 
 
-LITE0_SPEC_MEAN_STD = (MEAN, STD)
 CNN_MEAN_STD = ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
 
 

@@ -74,7 +74,7 @@ def _archive_beside(fid: str) -> tuple[ImageArchive, str]:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _thumbnails(dataset_id: int, keys: tuple[str, ...]) -> list[Image.Image]:
+def thumbnails(dataset_id: int, keys: tuple[str, ...]) -> list[Image.Image]:
     shown = []
     for key in keys:
         image = load_image(dataset_id, key)
@@ -101,4 +101,4 @@ def inspect(summary: dict[str, Any], profile: dict[str, Any], column: Any) -> No
         keys, paths = tuple(k for k, _ in shown), [p for _, p in shown]
         if label:
             st.markdown(f"**{label}** ({profile['classes'].get(label, 0):,} images)")
-        st.image(_thumbnails(summary["id"], keys), caption=paths, width=THUMBNAIL[0])
+        st.image(thumbnails(summary["id"], keys), caption=paths, width=THUMBNAIL[0])
