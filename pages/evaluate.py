@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.tasks import get_task
 from ui import evaluate_views as views
-from ui import url_state
+from ui import search_views, url_state
 from ui.common import ensure_db, page_link
 
 ensure_db()
@@ -20,9 +20,12 @@ if not rows:
     st.stop()
 
 by_id = {r["id"]: r for r in rows}
-mode = st.segmented_control("View", ["One run", "Compare runs"], default="One run", key="mode")
+mode = st.segmented_control("View", ["One run", "Compare runs", "Search"], default="One run", key="mode")
 
-if mode == "Compare runs":
+if mode == "Search":  # a hyperparameter search: its figures and trials (ui.search_views)
+    if (search_id := search_views.search_picker()) is not None:
+        search_views.search_view(search_id)
+elif mode == "Compare runs":
     views.comparison(rows, current=st.session_state.get("_evaluated_run", url_state.url_run_id()))
 else:
     wanted = url_state.url_run_id()

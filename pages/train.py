@@ -16,7 +16,7 @@ from db import read_scope, session_scope
 from db import runs as run_queries
 from db.enums import RunStatus
 from db.models import Run
-from ui import url_state
+from ui import search_views, url_state
 from ui.common import ensure_db, format_duration, format_when, page_link, status_chip
 from ui.fleet_views import show_placement
 
@@ -41,6 +41,9 @@ url_run = url_state.run_choice(url_state.url_run_id())
 dataset_id = st.selectbox("Dataset", list(datasets), format_func=lambda i: datasets[i][0], key="dataset",
                           index=url_state.url_index("dataset", list(datasets), url_run and url_run[0]))
 url_state.remember("dataset", dataset_id)
+if st.segmented_control("Mode", ["One run", "Search"], default="One run", key="train_mode") == "Search":
+    search_views.search_form(dataset_id)  # a hyperparameter search: many runs (ui.search_views)
+    st.stop()
 datasets[dataset_id][1].part("train_form")(dataset_id, url_run and url_run[1])
 
 

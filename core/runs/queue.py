@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from core import settings
 from core.runs.files import RunFiles
 from db import read_scope
+from db import searches as search_queries
 from db import workers as worker_queries
 from db.enums import RunStatus
 from db.models import Run, Worker, utcnow
@@ -149,7 +150,7 @@ class FleetMember:
     gpu_memory_mb: dict[str, Any]
     state: str  # online | draining | stopped | lost, or "silent" while presumed dead but not yet retired
     heartbeat_at: Any
-    runs: list[str]  # "#12 lstm (cuda:0)" for each active run it holds
+    runs: list[str]  # "#12 lstm (cuda:0)" for each active run it holds ("· trial 3 of search 2" for a trial)
 
 
 def fleet_overview(s: Session) -> list[FleetMember]:
@@ -157,8 +158,11 @@ def fleet_overview(s: Session) -> list[FleetMember]:
     live = {w.id for w in worker_queries.live_workers(s, settings.WORKER_STALE_AFTER_S.get())}
     members = []
     for worker in worker_queries.all_workers(s):
+        claims = [c for c in worker_queries.claims_of_worker(s, worker.id) if s.get(Run, c.run_id).status.is_active]
+        trials = search_queries.trials_of_runs(s, [c.run_id for c in claims])  # a search's trials say so
         runs = [f"#{c.run_id} {s.get(Run, c.run_id).model_kind} ({', '.join(c.devices)})"
-                for c in worker_queries.claims_of_worker(s, worker.id) if s.get(Run, c.run_id).status.is_active]
+                + (f" · trial {trials[c.run_id].number} of search {trials[c.run_id].search_id}"
+                   if c.run_id in trials else "") for c in claims]
         state = worker.state if worker.id in live or worker.state not in ("online", "draining") else "silent"
         members.append(FleetMember(worker.name, worker.host, list(worker.devices or []),
                                    dict(worker.gpu_memory_mb or {}), state, worker.heartbeat_at, runs))
