@@ -144,3 +144,13 @@ def test_a_search_stops_resumes_and_survives_its_driver_being_killed(classificat
     assert sum(t.state.name == "COMPLETE" for t in study.trials) == 3
     with read_scope() as s:
         assert {run_queries.get_run(s, t["run_id"]).status for t in counted} == {RunStatus.COMPLETED}
+
+
+def test_a_search_of_a_kind_without_a_validation_score_fails_saying_so(interactions_dataset: int,
+                                                                        capsys: pytest.CaptureFixture) -> None:
+    code = cli(["search", "--dataset", "tiny-interactions", "--model", "itemknn", "--trials", "3", "--wait",
+                "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1 and out["status"] == "failed", out
+    assert "without a validation ndcg@10" in out["error"] and "never scores on the test split" in out["error"]
+    assert [t["state"] for t in out["trials"]] == ["failed"]  # it stopped at the first, not after all three

@@ -48,6 +48,7 @@ class Driver:
     params: list[Param]
     live: dict[int, Any] = field(default_factory=dict)  # trial number -> optuna Trial asked by this process
     started: float = field(default_factory=time.monotonic)
+    abort: str | None = None  # why the search cannot go on (its kind reports no validation score)
 
     def step(self) -> bool:
         """Sync the running trials, queue new ones within the budget; False once the search is over."""
@@ -57,7 +58,7 @@ class Driver:
                 if trial.state == TrialState.RUNNING:
                     self._sync(s, search, trial)
             search.heartbeat_at = utcnow()
-            if search.stop_requested:
+            if search.stop_requested or self.abort is not None:
                 return False
             trials = search_queries.trials_of(s, self.search_id)
             counted = [t for t in trials if t.state != TrialState.STOPPED]
@@ -126,8 +127,9 @@ class Driver:
             self._finish(s, trial, TrialState.STOPPED, trial.value)
         else:
             if run.status == RunStatus.COMPLETED:
-                log.warning("search %d: run %d reported no validation %s (a search never scores on test)",
-                            search.id, run.id, search.metric)
+                self.abort = (f"run {run.id} completed without a validation {search.metric}: "
+                              f"{registry.get_kind(search.model_kind).label} reports none, and a search never "
+                              "scores on the test split")
             self._finish(s, trial, TrialState.FAILED, None)
 
     def _finish(self, s: Any, trial: SearchTrial, state: TrialState, value: float | None) -> None:
@@ -183,8 +185,10 @@ def drive(search_id: int) -> SearchStatus:
     try:
         driver = Driver(search_id, open_study(search_id, settings), params)
         _forget_unrecorded(driver)
-        while with_retry(driver.step):
+        while with_retry(driver.step) and driver.abort is None:
             time.sleep(POLL_S)
+        if driver.abort is not None:
+            raise ProtolabError(driver.abort)
         with session_scope() as s:
             stopping = s.get(Search, search_id).stop_requested
         if stopping:
@@ -199,7 +203,8 @@ def drive(search_id: int) -> SearchStatus:
             log.info("search %d %s", search_id, search.status.value)
             return search.status
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the search row
-        log.exception("search %d failed", search_id)
+        log.error("search %d failed: %s: %s", search_id, type(exc).__name__, exc, exc_info=not isinstance(
+            exc, ProtolabError))
         with session_scope() as s:
             search = s.get(Search, search_id)
             search.status, search.finished_at, search.status_text = SearchStatus.FAILED, utcnow(), "failed"
