@@ -76,6 +76,20 @@ class Demo:
 
 
 @dataclass(frozen=True)
+class Versions:
+    """How a task's datasets get versions (core.data.versions): rows relabelled or excluded, stored as a child."""
+
+    # The frame column a change names its rows by besides row_id (matched when the change carries it): a text
+    # for texts; an image's key for images (whose changes name the row_id, stable across versions).
+    content: str = "text"
+    # "module:function" (parent dataset id, the version's frame) -> write_dataset's `files` hook: the files a
+    # version stores beside its frame (None: the frame is all).
+    files: str | None = None
+    # "module:function" (the version's frame) -> the Dataset.stats entries recounted for it (None: "classes").
+    stats: str | None = None
+
+
+@dataclass(frozen=True)
 class Task:
     """Everything Protolab needs to know about one task. References marked (ui) draw with Streamlit."""
 
@@ -116,6 +130,7 @@ class Task:
     # "module:function" (run id, texts) -> one JSON object per text: what `protolab predict --run ID TEXT...` prints
     # for a task whose answer is not one label per text (None: the classification answer).
     predict: str | None = None
+    versions: Versions | None = None  # how its datasets are relabelled into versions (None: they are not)
 
     def part(self, name: str) -> Any:
         """The function one of its references names: `task.part("evaluate")(run, split)`."""
@@ -193,7 +208,7 @@ register_task(Task(
              Figure("Train samples/s", "train_samples_per_s", ",.0f")),
     stats_keys=("classes",), evaluate_splits=("test", "validation"),
     demo=Demo("pages/sentiment.py", "Sentiment demo", "💬"),
-    cli_prepare="core.cli.datasets:prepare_classification_args", verb="predict"))
+    cli_prepare="core.cli.datasets:prepare_classification_args", verb="predict", versions=Versions()))
 register_task(Task(
     TaskKind.INTERACTIONS, "interactions", "interactions", "a recommender run",
     Headline(at_k("ndcg"), f"NDCG@{DISPLAY_K}"), tuple(ranking_keys()),
@@ -217,7 +232,8 @@ register_task(replace(
     stats_keys=("classes", "images"), demo=Demo("pages/image_classifier.py", "Image classifier", "🖼️"),
     cli_prepare="core.images.reading:prepare_from_args", reader="core.images.reading:read_images",
     verb="classify", serve="core.images.api:classify",
-    claims="core.images.reading:looks_like_images"))
+    claims="core.images.reading:looks_like_images",
+    versions=Versions("image", files="core.images.versions:linked_images", stats="core.images.versions:counts")))
 register_task(Task(
     TaskKind.MULTILABEL, "Multi-label text", "texts with tag sets", "a multi-label run",
     Headline("micro_f1", "micro-F1"), ("micro_f1", "macro_f1", "samples_f1", "subset_accuracy"),

@@ -20,8 +20,8 @@ from core.data.splits import canonical_prediction_split
 from core.data.storage import ROW_ID, load_frame, write_dataset
 from core.data.types import DatasetError
 from core.names import check_name
+from core.tasks import Versions, get_task, resolve
 from db import datasets as dataset_queries
-from db.enums import TaskKind
 from db.models import Dataset
 
 
@@ -29,13 +29,16 @@ class VersionError(DatasetError):
     """A dataset version cannot be made as asked (no marks, unknown label, rows not found)."""
 
 
-def marks_to_changes(marks: pd.DataFrame, split: str) -> list[dict[str, Any]]:
-    """Rows of the error table marked `exclude` or given a `relabel_to` label, as dataset changes."""
+def marks_to_changes(marks: pd.DataFrame, split: str, content: str = "text") -> list[dict[str, Any]]:
+    """Rows of the error table marked `exclude` or given a `relabel_to` label, as dataset changes.
+
+    `content` is the column naming each row's content (the task's Versions.content: "text", an image's "image").
+    """
     changes = []
     with_ids = ROW_ID in marks.columns
     for row in marks.itertuples(index=False):
         target = row.relabel_to if isinstance(row.relabel_to, str) and row.relabel_to else None
-        base = {"split": split, "text": row.text, "label": row.true}
+        base = {"split": split, content: getattr(row, content), "label": row.true}
         if with_ids and pd.notna(getattr(row, ROW_ID)):  # that one stored row, not every copy of its text
             base[ROW_ID] = int(getattr(row, ROW_ID))
         if bool(row.exclude):
@@ -57,10 +60,10 @@ def pending_test_marks(dataset: Dataset) -> list[dict[str, Any]]:
 
 def mark_test_rows(s: Any, dataset_id: int, changes: Sequence[dict[str, Any]]) -> int:
     """Remember changes to test rows on the dataset without touching its test set; how many are pending."""
-    dataset = _classification_parent(s, dataset_id)
+    dataset, versions = _versioned_parent(s, dataset_id)
     if any(_change_split(str(c.get("split", "test"))) != "test" for c in changes):
         raise VersionError("only test rows are marked; save changes to training or validation rows as a version")
-    marks = _merge_marks(pending_test_marks(dataset), changes)
+    marks = _merge_marks(pending_test_marks(dataset), changes, versions.content)
     dataset.changes = {**(dataset.changes or {}), "test_marks": marks}  # a new dict: JSON columns track assignment
     s.flush()
     return len(marks)
@@ -73,15 +76,18 @@ def create_dataset_version(s: Any, parent_dataset_id: int, changes: Sequence[dic
 
     Each change is {"split", "text", "label" (current), "action": "relabel"|"exclude", "to" (relabel)};
     a change applies to every row of that split with that text and label, or only to the stored row
-    with id "row_id" (or at position "row") when the change names one. Changes to test rows are kept as
+    with id "row_id" (or at position "row") when the change names one. The task's Versions entry says which
+    column plays the text's part ("image" for images, whose changes name a row_id) and what files a version
+    stores beside its frame (an image version's images, linked from the parent's folder), written all-or-nothing
+    with it. Changes to test rows are kept as
     marks and carried along, unless `new_test_set`: then they (with the parent's marks) make a new test
     set with a new name. The new row links to its parent and lists the changes. The caller's transaction
     owns the row (see write_dataset).
     """
-    parent = _classification_parent(s, parent_dataset_id)
+    parent, versions = _versioned_parent(s, parent_dataset_id)
     test_changes = [c for c in changes if _change_split(str(c.get("split", "test"))) == "test"]
     other = [c for c in changes if c not in test_changes]
-    pending = _merge_marks(pending_test_marks(parent), test_changes)
+    pending = _merge_marks(pending_test_marks(parent), test_changes, versions.content)
     to_apply = other + (pending if new_test_set else [])
     if not to_apply:
         if test_changes:
@@ -89,33 +95,36 @@ def create_dataset_version(s: Any, parent_dataset_id: int, changes: Sequence[dic
                                "as test-set mistakes, or ask for a new test set")
         raise VersionError("no rows are marked: mark rows to relabel or exclude first")
     name = check_name(name, "a dataset", error=VersionError) if name else None
-    frame, applied = _apply_changes(load_frame(parent), to_apply)
+    frame, applied = _apply_changes(load_frame(parent), to_apply, versions.content)
     if frame.empty or frame[frame["split"] == "train"].empty:
         raise VersionError("these exclusions would leave no training rows")
     version_name = name or free_name(s, parent.name)
-    stats = {**(parent.stats or {}), "classes": frame["label"].value_counts().to_dict(),
+    counts = resolve(versions.stats)(frame) if versions.stats else {"classes": frame["label"].value_counts().to_dict()}
+    stats = {**(parent.stats or {}), **counts,
              "test_set": _next_test_set(parent) if new_test_set else {"name": test_set_name(parent)}}
     counts = {a: sum(c["rows"] for c in applied if c["action"] == a) for a in ("relabel", "exclude")}
     record = {"source_run_id": source_run_id, "relabelled": counts["relabel"], "excluded": counts["exclude"],
               "changes": applied, "test_marks": [] if new_test_set else pending}
     return write_dataset(s, name=version_name, task=parent.task, frame=frame, mapping=dict(parent.mapping or {}),
                          encoding=parent.encoding, source_filename=parent.source_filename, stats=stats,
-                         warnings=list(parent.warnings or []), parent_id=parent.id, changes=record)
+                         warnings=list(parent.warnings or []), parent_id=parent.id, changes=record,
+                         files=resolve(versions.files)(parent.id, frame) if versions.files else None)
 
 
-def _classification_parent(s: Any, dataset_id: int) -> Dataset:
+def _versioned_parent(s: Any, dataset_id: int) -> tuple[Dataset, Versions]:
     parent = dataset_queries.get_dataset(s, dataset_id)
     if parent is None:
         raise VersionError(f"no dataset with id {dataset_id}")
-    if parent.task != TaskKind.CLASSIFICATION:
+    versions = get_task(parent.task).versions
+    if versions is None:
         raise VersionError("only classification datasets can be relabelled")
-    return parent
+    return parent, versions
 
 
-def _merge_marks(old: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def _merge_marks(old: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]], content: str) -> list[dict[str, Any]]:
     """Old marks then new ones; a row marked again keeps only its latest mark."""
     def key(c: dict[str, Any]) -> tuple:
-        return (c.get(ROW_ID), c.get("row"), str(c.get("text")), str(c.get("label")))
+        return (c.get(ROW_ID), c.get("row"), str(c.get(content)), str(c.get("label")))
     latest = {key(c): {**c, "split": "test"} for c in [*old, *new]}
     return list(latest.values())
 
@@ -142,7 +151,8 @@ def _change_split(split: str) -> str:
     return canonical
 
 
-def _apply_changes(frame: pd.DataFrame, changes: Sequence[dict[str, Any]]) -> tuple[pd.DataFrame, list[dict]]:
+def _apply_changes(frame: pd.DataFrame, changes: Sequence[dict[str, Any]],
+                   content: str) -> tuple[pd.DataFrame, list[dict]]:
     frame = frame.copy()
     known = set(frame["label"].astype(str))
     keep = pd.Series(True, index=frame.index)
@@ -152,7 +162,11 @@ def _apply_changes(frame: pd.DataFrame, changes: Sequence[dict[str, Any]]) -> tu
         if action not in ("relabel", "exclude"):
             raise VersionError(f"unknown action {action!r}; expected relabel or exclude")
         split = _change_split(str(change.get("split", "test")))
-        mask = frame["text"].astype(str) == str(change["text"])
+        if change.get(content) is None and change.get(ROW_ID) is None and change.get("row") is None:
+            raise VersionError(f"a change must name its row: a {content!r} or a {ROW_ID!r}")
+        mask = pd.Series(True, index=frame.index)
+        if change.get(content) is not None:
+            mask &= frame[content].astype(str) == str(change[content])
         if change.get(ROW_ID) is not None:  # one stored row by its stable id
             mask &= frame[ROW_ID] == int(change[ROW_ID])
         elif change.get("row") is not None:  # one stored row (a data audit's finding), not every copy of its text
@@ -165,8 +179,13 @@ def _apply_changes(frame: pd.DataFrame, changes: Sequence[dict[str, Any]]) -> tu
         # fall back to the same text and label in train or validation.
         if (mask & (frame["split"] == split)).any():
             mask &= frame["split"] == split
-        entry = {"action": action, "split": split, "text": str(change["text"])[:500],
+        named = change.get(content)
+        if named is None:  # a change by row id records the content it found (an image's key)
+            named = ",".join(frame.loc[mask, content].astype(str).unique()[:3])
+        entry = {"action": action, "split": split, content: str(named)[:500],
                  "label": change.get("label"), "rows": int(mask.sum())}
+        if change.get(ROW_ID) is not None:
+            entry[ROW_ID] = int(change[ROW_ID])
         if action == "relabel":
             target = str(change.get("to") or "")
             if target not in known:
