@@ -3,7 +3,7 @@ long job, first come first served (PROTOLAB_EXPRESS_SLOTS=0, the old queue) agai
 default; core.runs.scheduling). Target: the short run starts within 15 s of being queued. Also the data audit's
 pre-flight estimate beside the real audit, and its embedding speed in fp32 and in the precision it now uses.
 
-Usage: .venv/bin/python bench/queue_fairness.py [--long-s 40] [--audit-rows 2000]
+Usage: .venv/bin/python bench/queue_fairness.py [--long-s 40] [--audit-rows 2000] [--data ../shared/datasets]
 Runs in a throwaway PROTOLAB_HOME with real worker processes (local dispatch, one run per device). The long job is
 a kind registered by this module (PROTOLAB_MODEL_KINDS=bench.queue_fairness) that keeps one core busy for
 --long-s seconds, with no estimate, as a long audit or training run holds the queue.
@@ -152,10 +152,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--long-s", type=float, default=40.0, help="how long the long job keeps its core busy")
     parser.add_argument("--audit-rows", type=int, default=2000, help="tweets in the audited dataset (0: skip)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="the folder with tweets-sentiment/ and movielens-100k/ (default: ../shared/datasets)")
     args = parser.parse_args()
     _home()
+    import bench.estimates
     from bench.estimates import store
     from db import init_db
+
+    if args.data is not None:
+        bench.estimates.SHARED = args.data
+    if not (bench.estimates.SHARED / "movielens-100k" / "ratings.csv").exists():
+        raise SystemExit(f"no MovieLens 100K under {bench.estimates.SHARED}: pass --data")
 
     init_db()
     tweets_id, ratings_id = store("tfidf", max(args.audit_rows, 300)), store("ease", 100_000)

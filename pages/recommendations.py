@@ -101,9 +101,9 @@ try:
                             help="Type a title to search.")
         damped = st.toggle("Less obvious picks", value=DEFAULT_DAMPED, key="damped",
                            help="Ranks items by how much more often they go with this one than their popularity "
-                                "alone explains, so blockbusters everyone saw do not top every list. On "
-                                "MovieLens 100K it predicted held-out choices as well as plain similarity "
-                                "(BENCHMARKS.md); off: the model's own similarity.")
+                                "alone explains (their correlation), so blockbusters everyone saw do not top every "
+                                "list. On MovieLens 100K its picks were chosen held out the most often relative to "
+                                "their popularity (BENCHMARKS.md); off: the model's own similarity.")
         st.subheader(f"Nearest to {model.title(item)}")
         st.dataframe(model.similar_table(model.similar_items(item, top_n, damped=damped)), hide_index=True,
                      width="stretch", key="similar_table")

@@ -19,7 +19,7 @@ from core.evaluation.demo_choice import DemoStanding, demo_standing, order_for_d
 from core.metric_keys import DISPLAY_K, at_k
 from core.recs.encoding import Interactions, encode
 from core.recs.models import RecommenderError, UserBatch
-from core.recs.similarity import DAMPED_ALPHA, DAMPED_SHRINK, item_similarity
+from core.recs.similarity import item_correlation
 from core.recs.training import (
     FORMAT_VERSION,
     HISTORY_FILE,
@@ -101,13 +101,14 @@ class Recommender:
 
     def similar_items(self, item: str, k: int = DISPLAY_K, damped: bool = False) -> list[tuple[str, float]]:
         """The k items nearest to `item`: by the model (embeddings or factors when it has them, co-occurrence
-        cosine otherwise) or, `damped`, by popularity-damped co-occurrence (core.recs.similarity)."""
+        cosine otherwise) or, `damped`, by how much more often they go together than popularity predicts
+        (the correlation of core.recs.similarity)."""
         i = self._iidx.get(str(item))
         if i is None:
             raise RecommenderError(f"item {item!r} is not known to this model")
         if damped:
-            sims = item_similarity(self.data.matrix, np.array([i]), DAMPED_ALPHA, DAMPED_SHRINK)[0]
-            sims[sims <= 0] = -np.inf  # never seen together: not similar, however the list is padded
+            sims = item_correlation(self.data.matrix, np.array([i]))[0]
+            sims[sims <= 0] = -np.inf  # no more often together than chance: not similar, however the list is padded
         else:
             sims = self._similarity(np.array([i]), np.arange(len(self.items)))[0]
         sims[i] = -np.inf
