@@ -299,10 +299,13 @@ def test_automatic_relabelling_takes_the_likely_label_errors_only() -> None:
     audit = SimpleNamespace(findings={"label_issues": [
         {**issue, "row": 1, "likely": True}, {**issue, "row": 2, "likely": False}, {**issue, "row": 3}],
         "duplicates": []})
-    changes = automatic_changes(audit, relabel_suggested=True, exclude_duplicates=False)
+    changes = automatic_changes(audit, relabel_suggested=True, exclude_duplicates=False, min_score=0.0)
     assert [(c["row"], c["action"], c["to"]) for c in changes] == [(1, "relabel", "b"), (3, "relabel", "b")]
-    changes = automatic_changes(audit, relabel_suggested=True, exclude_duplicates=False, exclude_possible=True)
+    changes = automatic_changes(audit, relabel_suggested=True, exclude_duplicates=False, exclude_possible=True,
+                                min_score=0.0)
     assert [(c["row"], c["action"]) for c in changes] == [(2, "exclude"), (1, "relabel"), (3, "relabel")]
+    # By default only the flags from the score measured at 70 % precision on real tweets up are relabelled.
+    assert automatic_changes(audit, relabel_suggested=True, exclude_duplicates=False) == []
 
 
 def test_row_level_changes_leave_other_copies_alone() -> None:

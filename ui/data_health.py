@@ -14,6 +14,7 @@ import streamlit as st
 from core.charts.health import audit_counts
 from core.data.versions import create_dataset_version
 from core.errors import ProtolabError
+from core.health import confidence
 from core.health import jobs as health_jobs
 from core.health.audit import CERTAINTY
 from core.runs import jobs, scheduling
@@ -169,15 +170,25 @@ def marks_editor(dataset_id: int, audit: dict[str, Any]) -> None:
     st.caption(f"{likely:,} likely label errors{f' and {possible:,} possible ones' if with_possible else ''}, most "
                f"suspicious first (score 1 = surely wrong); the first {min(len(shown), EDITOR_ROWS)} can be "
                "relabelled (to the suggestion or by hand) or excluded.")
-    accept = st.toggle("Pre-fill the likely label errors with their suggested label", key="health_accept_all")
-    marks = shown.head(EDITOR_ROWS).assign(exclude=False)
-    marks["relabel_to"] = marks["suggested"].where(marks["likely"]) if accept else None
-    edited = st.data_editor(marks, key=f"health_marks_{audit['id']}_{accept}_{with_possible}", hide_index=True,
-                            width="stretch", column_order=("row", "exclude", "relabel_to", "label", "suggested",
-                                                           "score", "likely", "split", "text"),
-                            disabled=["row", "split", "text", "label", "suggested", "score", "likely"], column_config={
+    accept, cut = prefill_controls(issues)
+    chosen = {int(i["row"]) for i in confidence.prefilled(issues.to_dict("records"), cut)} if accept else set()
+    # Every pre-filled row is in the editor, past the first EDITOR_ROWS too: the page changes what the CLI does.
+    marks = shown.head(max(EDITOR_ROWS, len(chosen))).assign(exclude=False)
+    marks.insert(marks.columns.get_loc("score") + 1, "confidence",
+                 [confidence.flag_confidence(float(v)) for v in marks["score"]])
+    marks["relabel_to"] = marks["suggested"].where(marks["row"].isin(chosen)) if accept else None
+    edited = st.data_editor(marks, key=f"health_marks_{audit['id']}_{accept}_{with_possible}_{cut}",
+                            hide_index=True, width="stretch",
+                            column_order=("row", "exclude", "relabel_to", "label", "suggested", "score",
+                                          "confidence", "likely", "split", "text"),
+                            disabled=["row", "split", "text", "label", "suggested", "score", "confidence", "likely"],
+                            column_config={
                                 "score": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
                                                                          format="%.3f"),
+                                "confidence": st.column_config.NumberColumn(
+                                    "really wrong?", format="%.2f",
+                                    help="Share of flags scored like this one that were really mislabelled, "
+                                         "judged by hand on real tweets (BENCHMARKS.md)"),
                                 "relabel_to": st.column_config.SelectboxColumn("relabel to", options=labels)})
     changes = health_jobs.marks_to_changes(edited)
     duplicates = audit["findings"].get("duplicates", [])
@@ -196,6 +207,26 @@ def marks_editor(dataset_id: int, audit: dict[str, Any]) -> None:
                 st.session_state["health_version"] = (dataset_id, version.id, version.name)
         except ProtolabError as exc:
             st.error(str(exc))
+
+
+def prefill_controls(issues: pd.DataFrame) -> tuple[bool, float]:
+    """The pre-fill toggle and its cut (the lowest score pre-filled), with the precision measured at that cut."""
+    default = confidence.default_min_score()
+    cuts = sorted({*(round(b.low, 2) for b in confidence.REAL_BANDS), round(default, 2), 1.0})
+    left, right = st.columns([2, 1])
+    accept = left.toggle("Pre-fill suggested labels for the flags scored at least this", key="health_accept_all",
+                         help="The same rows as `protolab datasets version --relabel-suggested` (its --min-score).")
+    cut = right.select_slider("Lowest score pre-filled", options=cuts, value=round(default, 2),
+                              key="health_min_score", label_visibility="collapsed")
+    measured = confidence.measured_precision(cut)
+    count = len(confidence.prefilled(issues.to_dict("records"), cut))
+    right = confidence.measured_suggestion_right(cut)
+    said = (f"{measured[0]:.0%} of {measured[1]} flags scored {cut:.2f} or more were really mislabelled when judged "
+            f"by hand on real tweets, and the suggestion was the right label for {right:.0%}" if measured
+            else "no flags this high were judged on real data")
+    st.caption(f"{count:,} likely label errors are scored {cut:.2f} or more: {said} (on tweets with labels flipped "
+               f"at random, {confidence.SYNTHETIC_PRECISION:.0%} of all likely ones were).")
+    return accept, cut
 
 
 def retrain_offer(dataset_id: int, last_run_id: int | None) -> None:

@@ -31,6 +31,7 @@ from core.data.types import (
 from core.data.unlabelled import prepare_unlabelled
 from core.data.versions import create_dataset_version, pending_test_marks, test_set_name
 from core.health.audit import CERTAINTY, AuditConfig
+from core.health.confidence import PREFILL_PRECISION, default_min_score
 from core.health.duplicates import SIMILARITY
 from core.health.jobs import audit_dataset, automatic_changes
 from core.labelling.curve_job import start_label_curve
@@ -224,7 +225,7 @@ def _version(args: argparse.Namespace) -> int:
                            f"`protolab datasets audit {dataset.name}` first")
         changes = automatic_changes(audit, relabel_suggested=args.relabel_suggested,
                                     exclude_duplicates=args.exclude_duplicates,
-                                    exclude_possible=args.exclude_possible)
+                                    exclude_possible=args.exclude_possible, min_score=args.min_score)
         if not changes:
             raise CliError(f"the latest audit of '{dataset.name}' found nothing to change")
         if args.output and _exists(s, args.output):
@@ -375,7 +376,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     version = sub.add_parser("version", help="a new dataset version from the latest audit's findings")
     version.add_argument("name", metavar="NAME")
     version.add_argument("--relabel-suggested", action="store_true",
-                         help="relabel the likely label errors to the suggestion")
+                         help="relabel the likely label errors scored at least --min-score to the suggestion "
+                              "(the rows the Data health tab pre-fills)")
+    version.add_argument("--min-score", type=float, default=None,
+                         help=f"the lowest score relabelled (default {default_min_score():.2f}: from there up, "
+                              f"{PREFILL_PRECISION:.0%} or more of the flags were real errors on real tweets)")
     version.add_argument("--exclude-possible", action="store_true",
                          help="drop the possible label errors (flagged, below the audit's certainty)")
     version.add_argument("--exclude-duplicates", action="store_true",
