@@ -10,9 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from core.runs import registry
-from core.runs.device import is_device, unknown_device_text
-from core.text.config import TrainingError, is_number
+from core.text.config import TrainingError, check_training_numbers, kind_values
 
 BUILD_CONFIG = "core.images.config:build_config"  # the kinds whose entries name this function are the image kinds
 MAX_IMAGE_SIZE = 1024
@@ -42,20 +40,8 @@ class ImageConfig:
 
 def build_config(model_kind: str, options: dict[str, Any]) -> dict[str, Any]:
     """The full, validated config dict of an image classification run from the options a user gave."""
-    kind = registry.find_kind(model_kind)
-    if kind is None or kind.build_config != BUILD_CONFIG:
-        known = [k.name for k in registry.all_kinds() if k.build_config == BUILD_CONFIG]
-        raise TrainingError(f"unknown image model {model_kind!r}: use one of {', '.join(known)}")
-    known = {f.name for f in fields(ImageConfig)}
-    values = {k: v for k, v in options.items() if v is not None and k != "resume"}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise TrainingError(f"option(s) {', '.join(unknown)} do not apply to the {model_kind} model")
-    for option in kind.options:  # the entry's defaults (image size, epochs ...) under what the user gave
-        if option.default is not None and option.name in known:
-            values.setdefault(option.name, option.default)
-    if kind.learning_rate is not None:
-        values.setdefault("learning_rate", kind.learning_rate)
+    # The entry's defaults (image size, epochs ...) go under what the user gave: each image kind sets its own.
+    values = kind_values(model_kind, options, ImageConfig, BUILD_CONFIG, noun="image model", entry_defaults=True)
     cfg = ImageConfig(**values)
     validate(cfg)
     return asdict(cfg)
@@ -67,22 +53,7 @@ def config_from_dict(config: dict[str, Any]) -> ImageConfig:
 
 
 def validate(cfg: ImageConfig) -> None:
-    for name in ("epochs", "batch_size", "grad_accum_steps", "gpus", "image_size", "cnn_width"):
-        value = getattr(cfg, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise TrainingError(f"{name} must be a positive whole number, got {value!r}")
-    for name in ("patience", "seed"):
-        value = getattr(cfg, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise TrainingError(f"{name} must be a whole number ≥ 0, got {value!r}")
-    for name in ("learning_rate", "max_grad_norm", "probe_c"):
-        if not is_number(getattr(cfg, name)) or getattr(cfg, name) <= 0:
-            raise TrainingError(f"{name} must be a number > 0, got {getattr(cfg, name)!r}")
-    if not is_number(cfg.warmup_ratio) or not 0 <= cfg.warmup_ratio < 1:
-        raise TrainingError(f"warmup_ratio must be in [0, 1), got {cfg.warmup_ratio!r}")
-    if not is_number(cfg.weight_decay) or cfg.weight_decay < 0:
-        raise TrainingError(f"weight_decay must be ≥ 0, got {cfg.weight_decay!r}")
+    check_training_numbers(cfg, counts=("epochs", "batch_size", "grad_accum_steps", "gpus", "image_size", "cnn_width"),
+                           positive=("learning_rate", "max_grad_norm", "probe_c"))
     if not 8 <= cfg.image_size <= MAX_IMAGE_SIZE:
         raise TrainingError(f"image_size must be between 8 and {MAX_IMAGE_SIZE} pixels, got {cfg.image_size}")
-    if not is_device(cfg.device):
-        raise TrainingError(unknown_device_text(cfg.device))

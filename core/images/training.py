@@ -26,7 +26,6 @@ from core.images.lite0 import FEATURES
 from core.images.nets import ImageSpec, Lite0Classifier, build_cnn, build_hf, build_lite0, save_net
 from core.images.pixels import ImageBatches, image_batches
 from core.images.store import load_image
-from core.runs import distributed
 from core.runs.context import RunContext
 from core.runs.device import resolve_device
 from core.text.config import TrainingError
@@ -38,6 +37,7 @@ from core.text.executor import (
     label_order,
     stop_check,
     stop_if_cancelled,
+    training_device,
 )
 from core.text.loop import (
     count_parameters,
@@ -103,13 +103,7 @@ def _execute_neural(ctx: RunContext, build: Callable[[ImageConfig, list[str]], t
     ctx.progress(0.0, "loading data", force=True)
     splits = load_image_splits(ctx.dataset(), seed=cfg.seed)
     labels = label_order(splits)
-    world = distributed.current_world()
-    device = resolve_train_device(cfg.device, resolve_device)
-    if world.distributed:
-        device = distributed.init_process_group(world, device)
-    try:
-        ctx.set_device(device + (f" × {world.world_size} (DDP)" if world.distributed else ""))
-        seed_everything(cfg.seed)
+    with training_device(ctx, cfg.device, cfg.seed) as (device, world):
         ctx.progress(0.0, "loading the model", force=True)
         model, spec = build(cfg, labels)
         if device.startswith("cuda"):  # convolutions run fastest in NHWC on tensor cores
@@ -143,9 +137,6 @@ def _execute_neural(ctx: RunContext, build: Callable[[ImageConfig, list[str]], t
                              extra_columns=(IMAGE,), meta_extra={"image_size": spec.size})
         return {**metrics, "trained_batch_size": result.batch_size,
                 "trained_grad_accum_steps": result.grad_accum_steps}
-    finally:
-        if world.distributed:
-            distributed.destroy_process_group()
 
 
 def _batches(ctx: RunContext, splits: dict[str, pd.DataFrame], labels: list[str], spec: ImageSpec,

@@ -46,19 +46,32 @@ class TrainConfig:
     minutes: float | None = None  # time budget of the whole run: training stops in time, keeping the best weights
 
 
-def build_config(model_kind: str, options: dict[str, Any]) -> dict[str, Any]:
-    """The full, validated config dict of a classification run from the options a user gave."""
+def kind_values(model_kind: str, options: dict[str, Any], config_type: type, build_config: str, *,
+                noun: str = "model", entry_defaults: bool = False) -> dict[str, Any]:
+    """The config values a user's options give one model kind whose entry builds with `build_config`: unknown
+    kinds and options refused with what there is; `entry_defaults`: the entry's option defaults under the user's;
+    the kind's learning rate unless one was given."""
     kind = registry.find_kind(model_kind)
-    if kind is None or kind.build_config != BUILD_CONFIG:
-        known = [k.name for k in registry.all_kinds() if k.build_config == BUILD_CONFIG]
-        raise TrainingError(f"unknown model {model_kind!r}: use one of {', '.join(known)}")
-    known = {f.name for f in fields(TrainConfig)}
+    if kind is None or kind.build_config != build_config:
+        known = [k.name for k in registry.all_kinds() if k.build_config == build_config]
+        raise TrainingError(f"unknown {noun} {model_kind!r}: use one of {', '.join(known)}")
+    known = {f.name for f in fields(config_type)}
     values = {k: v for k, v in options.items() if v is not None and k != "resume"}
     unknown = sorted(set(values) - known)
     if unknown:
         raise TrainingError(f"option(s) {', '.join(unknown)} do not apply to the {model_kind} model")
+    if entry_defaults:
+        for option in kind.options:
+            if option.default is not None and option.name in known:
+                values.setdefault(option.name, option.default)
     if kind.learning_rate is not None:
         values.setdefault("learning_rate", kind.learning_rate)
+    return values
+
+
+def build_config(model_kind: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The full, validated config dict of a classification run from the options a user gave."""
+    values = kind_values(model_kind, options, TrainConfig, BUILD_CONFIG)
     cfg = TrainConfig(**values)
     _validate(cfg)
     return asdict(cfg)
@@ -69,9 +82,10 @@ def config_from_dict(config: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**{k: v for k, v in config.items() if k in known})
 
 
-def _validate(cfg: TrainConfig) -> None:
-    for name in ("epochs", "batch_size", "max_length", "grad_accum_steps", "gpus", "tfidf_ngram_max",
-                 "tfidf_min_df", "tfidf_max_features"):
+def check_training_numbers(cfg: Any, *, counts: tuple[str, ...], positive: tuple[str, ...]) -> None:
+    """The checks every neural config shares (text and image kinds): `counts` are whole numbers ≥ 1, `positive`
+    numbers > 0; patience and seed whole numbers ≥ 0; the warm-up ratio, weight decay and device as they must be."""
+    for name in counts:
         value = getattr(cfg, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise TrainingError(f"{name} must be a positive whole number, got {value!r}")
@@ -79,17 +93,23 @@ def _validate(cfg: TrainConfig) -> None:
         value = getattr(cfg, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise TrainingError(f"{name} must be a whole number ≥ 0, got {value!r}")
-    for name in ("learning_rate", "max_grad_norm", "tfidf_c"):
+    for name in positive:
         if not is_number(getattr(cfg, name)) or getattr(cfg, name) <= 0:
             raise TrainingError(f"{name} must be a number > 0, got {getattr(cfg, name)!r}")
     if not is_number(cfg.warmup_ratio) or not 0 <= cfg.warmup_ratio < 1:
         raise TrainingError(f"warmup_ratio must be in [0, 1), got {cfg.warmup_ratio!r}")
     if not is_number(cfg.weight_decay) or cfg.weight_decay < 0:
         raise TrainingError(f"weight_decay must be ≥ 0, got {cfg.weight_decay!r}")
-    if cfg.minutes is not None and (not is_number(cfg.minutes) or cfg.minutes <= 0):
-        raise TrainingError(f"minutes (the time budget) must be a number > 0, got {cfg.minutes!r}")
     if not is_device(cfg.device):
         raise TrainingError(unknown_device_text(cfg.device))
+
+
+def _validate(cfg: TrainConfig) -> None:
+    check_training_numbers(cfg, counts=("epochs", "batch_size", "max_length", "grad_accum_steps", "gpus",
+                                        "tfidf_ngram_max", "tfidf_min_df", "tfidf_max_features"),
+                           positive=("learning_rate", "max_grad_norm", "tfidf_c"))
+    if cfg.minutes is not None and (not is_number(cfg.minutes) or cfg.minutes <= 0):
+        raise TrainingError(f"minutes (the time budget) must be a number > 0, got {cfg.minutes!r}")
     if cfg.max_length > 8192:
         raise TrainingError(f"max_length {cfg.max_length} is beyond what any bundled model reads (8192)")
 

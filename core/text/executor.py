@@ -5,7 +5,8 @@ the prediction files and the metrics.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -131,14 +132,25 @@ def _execute_tfidf(ctx: RunContext, cfg: TrainConfig, splits: dict[str, pd.DataF
                    samples_per_s=samples_per_s, train_time_s=seconds, device="cpu")
 
 
-def _execute_neural(ctx: RunContext, cfg: TrainConfig, splits: dict[str, pd.DataFrame], labels: list[str]) -> dict:
+@contextmanager
+def training_device(ctx: RunContext, requested: str, seed: int) -> Iterator[tuple[str, distributed.World]]:
+    """The device a neural run trains on, said on its page, with the seeds set; under torchrun the process joins
+    its group here and leaves it on the way out, however training ends."""
     world = distributed.current_world()
-    device = resolve_train_device(cfg.device, resolve_device)
+    device = resolve_train_device(requested, resolve_device)
     if world.distributed:
         device = distributed.init_process_group(world, device)
     try:
         ctx.set_device(device + (f" × {world.world_size} (DDP)" if world.distributed else ""))
-        seed_everything(cfg.seed)
+        seed_everything(seed)
+        yield device, world
+    finally:
+        if world.distributed:
+            distributed.destroy_process_group()
+
+
+def _execute_neural(ctx: RunContext, cfg: TrainConfig, splits: dict[str, pd.DataFrame], labels: list[str]) -> dict:
+    with training_device(ctx, cfg.device, cfg.seed) as (device, world):
         ctx.progress(0.0, "loading the model", force=True)
         model, tokenizer = build_model(ctx.model_kind, cfg, labels)
         ctx.progress(0.0, "tokenising", force=True)
@@ -195,9 +207,6 @@ def _execute_neural(ctx: RunContext, cfg: TrainConfig, splits: dict[str, pd.Data
         # What ran, next to what was asked (the run's config keeps the request).
         return {**metrics, "trained_batch_size": result.batch_size,
                 "trained_grad_accum_steps": result.grad_accum_steps}
-    finally:
-        if world.distributed:
-            distributed.destroy_process_group()
 
 
 def _choose_gpu_batch(ctx: RunContext, cfg: TrainConfig, model: Any, tokenizer: Any, n_train: int,
