@@ -10,28 +10,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from core.text.config import TrainingError, check_training_numbers, kind_values
+from core.text.config import LoopConfig, TrainingError, check_training_numbers, kind_values
 
 BUILD_CONFIG = "core.images.config:build_config"  # the kinds whose entries name this function are the image kinds
 MAX_IMAGE_SIZE = 1024
 
 
 @dataclass(frozen=True)
-class ImageConfig:
+class ImageConfig(LoopConfig):
     epochs: int = 5
     batch_size: int = 32  # per process; the effective batch is batch_size × gpus × grad_accum_steps
     learning_rate: float = 1e-3  # build_config picks the kind's default (its registry entry's learning_rate)
     image_size: int = 160  # the square side the model sees (kinds set their own default)
     augment: bool = True  # random resized crop + horizontal flip of the training images
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    grad_accum_steps: int = 1
-    max_grad_norm: float = 1.0
-    patience: int = 2  # epochs without a better validation macro-F1 before stopping; 0 = never stop early
-    class_weights: bool = False
-    seed: int = 42
-    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
-    gpus: int = 1
     model_id: str | None = None  # None = the bundled EfficientNet-Lite0 (ImageNet); else a Hugging Face id/folder
     auto_batch_size: bool = False  # read by the shared loop's callers; image kinds keep the batch they are given
     probe_c: float = 1.0  # linear probe: inverse L2 strength of the logistic regression

@@ -21,11 +21,9 @@ class TrainingError(ProtolabError):
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 3
-    batch_size: int = 32  # per process; the effective batch is batch_size × gpus × grad_accum_steps
-    learning_rate: float = 1e-4  # build_config picks the kind's default (its registry entry's learning_rate)
-    max_length: int = 128
+class LoopConfig:
+    """The settings the shared training loop (core.text.loop) reads from every neural kind, text or image."""
+
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     grad_accum_steps: int = 1
@@ -35,6 +33,14 @@ class TrainConfig:
     seed: int = 42
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
     gpus: int = 1
+
+
+@dataclass(frozen=True)
+class TrainConfig(LoopConfig):
+    epochs: int = 3
+    batch_size: int = 32  # per process; the effective batch is batch_size × gpus × grad_accum_steps
+    learning_rate: float = 1e-4  # build_config picks the kind's default (its registry entry's learning_rate)
+    max_length: int = 128
     model_id: str | None = None  # None = the bundled MiniLM
     auto_batch_size: bool = False  # on CUDA: batch_size is the base; the run picks a bigger one from a memory probe
     init_embeddings: bool = True  # LSTM: start from the pretrained model's word embeddings
