@@ -154,6 +154,18 @@ CLAIM_ID = Variable[int | None]("PROTOLAB_CLAIM_ID", "whole number", None,
                                 _number(int, 0))
 WORKER_NAME = Variable("PROTOLAB_WORKER_NAME", "text", "?",
                        "set by a worker daemon for each worker it starts: the daemon's name", _text)
+# --- experiment tracking ------------------------------------------------------------------------------------
+MLFLOW_TRACKING_URI = Variable("MLFLOW_TRACKING_URI", "URL", "", "MLflow's own variable: every run is logged to this "
+                               "tracking server or store (`http://host:5000`, `sqlite:///mlflow.db`); unset: none",
+                               _text)
+MLFLOW_EXPERIMENT = Variable("PROTOLAB_MLFLOW_EXPERIMENT", "text", "protolab",
+                             "the MLflow experiment Protolab's runs are logged under", _text)
+MLFLOW_ARTIFACTS = Variable("PROTOLAB_MLFLOW_ARTIFACTS", "folder or URI", "",
+                            "where the experiment Protolab creates keeps its artifacts (models, charts)", _text,
+                            "the tracking server's own (a `sqlite:` store's: `./mlruns`)")
+MLFLOW_TIMEOUT_S = Variable("PROTOLAB_MLFLOW_TIMEOUT_S", "whole number", 5,
+                            "an MLflow request that takes longer fails (no retries) and the run goes on without it; "
+                            "`protolab runs export-mlflow` sends it later", _number(int, 1))
 # --- installing and benchmarks ---------------------------------------------------------------------------------
 TORCH = Variable("PROTOLAB_TORCH", "pip requirement", "", "the torch that `make` installs (read by "
                  "scripts/install_torch.py itself: it runs before the project is installed)", _text,

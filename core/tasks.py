@@ -131,6 +131,11 @@ class Task:
     # for a task whose answer is not one label per text (None: the classification answer).
     predict: str | None = None
     versions: Versions | None = None  # how its datasets are relabelled into versions (None: they are not)
+    # "module:function" (served model, pandas DataFrame) -> DataFrame: how the MLflow pyfunc of one of its runs
+    # predicts (core.tracking.pyfunc; None: each row goes to `serve` as a JSON body).
+    pyfunc_predict: str | None = None
+    # "module:function" (run row) -> {name: plotly figure}: the figures its runs log to MLflow beside their curves
+    tracked_figures: str | None = None
 
     def part(self, name: str) -> Any:
         """The function one of its references names: `task.part("evaluate")(run, split)`."""
@@ -208,7 +213,9 @@ register_task(Task(
              Figure("Train samples/s", "train_samples_per_s", ",.0f")),
     stats_keys=("classes",), evaluate_splits=("test", "validation"),
     demo=Demo("pages/sentiment.py", "Sentiment demo", "💬"),
-    cli_prepare="core.cli.datasets:prepare_classification_args", verb="predict", versions=Versions()))
+    cli_prepare="core.cli.datasets:prepare_classification_args", verb="predict", versions=Versions(),
+    pyfunc_predict="core.tracking.pyfunc:classify_frame",
+    tracked_figures="core.tracking.figures:classification_figures"))
 register_task(Task(
     TaskKind.INTERACTIONS, "interactions", "interactions", "a recommender run",
     Headline(at_k("ndcg"), f"NDCG@{DISPLAY_K}"), tuple(ranking_keys()),
@@ -221,7 +228,8 @@ register_task(Task(
     stats_keys=("users", "items", "interactions", "sparsity", "catalogue_items"),
     metric_values="core.evaluation.comparison:ranking_metrics_at",
     demo=Demo("pages/recommendations.py", "Recommendations demo", "🎬"),
-    cli_prepare="core.cli.datasets:prepare_interactions_args", verb="recommend"))
+    cli_prepare="core.cli.datasets:prepare_interactions_args", verb="recommend",
+    pyfunc_predict="core.tracking.pyfunc:recommend_frame", tracked_figures="core.tracking.figures:ranking_figures"))
 # Images are a second classification task: the same metrics, headline, figures, Evaluate views and API verb,
 # with datasets of their own (core.images).
 register_task(replace(

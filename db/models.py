@@ -112,6 +112,10 @@ class Run(Base):
     parent_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
     # Chosen on purpose for demos: presentation mode shows a pinned run first, even a weak one
     pinned: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    # MLflow (core.tracking): the run's id there, and how far it got: "live" while logging as it trains, "logged"
+    # once complete there, "failed" when the tracking server could not be reached (export-mlflow catches up)
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
+    mlflow_state: Mapped[str | None] = mapped_column(String(16))
 
     dataset: Mapped[Dataset] = relationship(back_populates="runs")
     reviews: Mapped[list[Review]] = relationship(

@@ -178,6 +178,19 @@ def set_pinned(s: Session, run: Run, pinned: bool) -> None:
     s.flush()
 
 
+def set_mlflow(s: Session, run_id: int, *, mlflow_run_id: str | None, state: str) -> None:
+    """Record where a run went in MLflow and how far ("live", "logged", "failed")."""
+    s.execute(update(Run).where(Run.id == run_id).values(mlflow_run_id=mlflow_run_id, mlflow_state=state))
+
+
+def runs_not_in_mlflow(s: Session) -> Sequence[Run]:
+    """Finished runs, oldest first, that are not completely logged to MLflow yet."""
+    q = (select(Run).options(selectinload(Run.dataset)).order_by(Run.id)
+         .where(Run.status.in_([RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED]))
+         .where((Run.mlflow_state.is_(None)) | (Run.mlflow_state != "logged")))
+    return s.scalars(q).all()
+
+
 def delete_run(s: Session, run: Run) -> None:
     s.delete(run)
 

@@ -108,7 +108,7 @@ def test_public_presentation_skips_the_password_for_demo_pages_only(monkeypatch:
 
 
 def test_home_start_up_path_does_not_import_torch_or_transformers() -> None:
-    """A cold `streamlit run app.py` must serve Home without paying for torch (seconds) on the way."""
+    """A cold `streamlit run app.py` must serve Home without paying for torch or mlflow (seconds) on the way."""
     import subprocess
     import sys
 
@@ -117,7 +117,7 @@ def test_home_start_up_path_does_not_import_torch_or_transformers() -> None:
         "from streamlit.testing.v1 import AppTest\n"
         f"at = AppTest.from_file({APP!r}, default_timeout=60).run()\n"
         "assert not at.exception, at.exception\n"
-        "heavy = sorted(m for m in ('torch', 'transformers', 'sklearn') if m in sys.modules)\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'sklearn', 'mlflow') if m in sys.modules)\n"
         "print('HEAVY=' + ','.join(heavy))\n"
     )
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)

@@ -85,7 +85,7 @@ def test_cycle_finder_finds_a_cycle() -> None:
 PACKAGE_ORDER = ("core", "core.errors", "core.names", "core.metric_keys", "core.formatting", "core.settings",
                  "core.logs", "core.auth", "core.tasks", "core.runs", "core.data", "core.evaluation", "core.charts",
                  "core.text", "core.recs", "core.images", "core.labelling", "core.training", "core.search",
-                 "core.health", "core.multilabel", "core.export", "core.api", "core.cli")
+                 "core.health", "core.multilabel", "core.tracking", "core.export", "core.api", "core.cli")
 
 
 def _package(module: str) -> str:

@@ -10,6 +10,7 @@ from core.evaluation.weakness import run_weakness
 from core.runs.files import RunFiles
 from core.runs.jobs import cancel_run, reap_dead_runs, resume_run, set_demo_pin
 from core.runs.registry import headline_of
+from core.tracking import mlflow_runs
 from db import after_commit, read_scope, session_scope
 from db import runs as run_queries
 from db.enums import RunStatus
@@ -93,17 +94,44 @@ def _pin(args: argparse.Namespace, pinned: bool) -> int:
     return 0
 
 
+def _finished_run(s: Any, run_id: int, until: str) -> Run:
+    """The run, or a CliError when there is none or it has not finished (`until`: what the user should do)."""
+    run = run_queries.get_run(s, run_id)
+    if run is None:
+        raise CliError(f"no run with id {run_id}")
+    if run.status.is_active:
+        raise CliError(f"run {run_id} is {run.status.value}; {until}")
+    return run
+
+
 def _rm(args: argparse.Namespace) -> int:
     with session_scope() as s:
-        run = run_queries.get_run(s, args.run_id)
-        if run is None:
-            raise CliError(f"no run with id {args.run_id}")
-        if run.status.is_active:
-            raise CliError(f"run {args.run_id} is {run.status.value}; cancel it first")
+        run = _finished_run(s, args.run_id, "cancel it first")
         run_queries.delete_run(s, run)
         after_commit(s, RunFiles.of(args.run_id).remove)
     print(f"run {args.run_id} deleted")
     return 0
+
+
+def _export_mlflow(args: argparse.Namespace) -> int:
+    if not mlflow_runs.enabled():
+        raise CliError("MLflow is not configured: set MLFLOW_TRACKING_URI to its tracking server or store "
+                       "(e.g. http://127.0.0.1:5000 or sqlite:///mlflow.db)")
+    if args.run is not None:
+        with read_scope() as s:
+            _finished_run(s, args.run, "it is logged when it finishes")
+    try:
+        results = mlflow_runs.export_runs([args.run] if args.run is not None else None)
+    except mlflow_runs.TrackingError as exc:
+        raise CliError(str(exc)) from exc
+    if args.json:
+        print_json([{"run_id": r.run_id, "mlflow_run_id": r.mlflow_run_id, "outcome": r.outcome} for r in results])
+    else:
+        for r in results:
+            print(f"run {r.run_id}: {r.outcome}" + (f" (MLflow run {r.mlflow_run_id})" if r.mlflow_run_id else ""))
+        if not results:
+            print("every finished run is already in MLflow")
+    return 1 if any(r.outcome.startswith("failed") for r in results) else 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -124,3 +152,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         if name == "show":
             sp.add_argument("--json", action="store_true")
         sp.set_defaults(handler=handler)
+    mlflow = sub.add_parser("export-mlflow", help="send finished runs to MLflow (MLFLOW_TRACKING_URI) that are not "
+                                                  "there yet: made before it was set, or while it was down")
+    which = mlflow.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", type=int, metavar="ID", help="this run (left alone when it is already there)")
+    which.add_argument("--all", action="store_true", help="every finished run not yet in MLflow, oldest first")
+    mlflow.add_argument("--json", action="store_true")
+    mlflow.set_defaults(handler=_export_mlflow)

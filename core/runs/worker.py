@@ -34,6 +34,7 @@ from core.runs.device import describe_compute
 from core.runs.files import RunFiles, check_room
 from core.runs.jobs import EXIT_DISK_FULL, HEARTBEAT_INTERVAL_S, disk_error_text, reap_dead_runs
 from core.settings import dataset_dir
+from core.tasks import resolve
 from db import runs as run_queries
 from db import session_scope, with_retry
 from db import workers as worker_queries
@@ -49,6 +50,9 @@ PROGRESS_EVERY_S = 0.5
 REAP_EVERY_BEATS = 3
 # Write failures that mean "the disk", not "a bug": the run fails with a one-line reason.
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
+# Where a run's progress is also sent: MLflow when MLFLOW_TRACKING_URI is set (None otherwise). Named as a
+# "module:function", like the executors, because core.tracking sits above core.runs (it draws the run's figures).
+TRACKER = "core.tracking.mlflow_runs:start_live"
 # Set by SIGTERM in a fleet-started worker: stop at the next step and give the run back to the queue.
 _handback = threading.Event()
 
@@ -78,6 +82,7 @@ class WorkerContext:
     _pending: list[dict[str, Any]] = field(default_factory=list)
     _last_flush: float = 0.0
     _progress: tuple[float, str] | None = None
+    tracker: Any = None  # the run's live MLflow logging (core.tracking.mlflow_runs.Tracker), when configured
 
     @property
     def is_main(self) -> bool:
@@ -140,6 +145,8 @@ class WorkerContext:
                     run.heartbeat_at = utcnow()
         with_retry(write)
         self._last_flush = time.monotonic()
+        if self.tracker is not None:
+            self.tracker.send(points)  # queued: the tracker's own thread sends them
 
     def should_stop(self) -> bool:
         """True once a cancel was requested. One indexed read per call (sub-millisecond on SQLite),
@@ -270,6 +277,7 @@ def execute(run_id: int) -> RunStatus:
             _update_run(run_id, status=RunStatus.RUNNING, started_at=utcnow(), status_text="starting",
                         artifact_path=str(ctx.artifact_dir))
             log.info("run %d (%s) started on %s, pid %d", run_id, ctx.model_kind, socket.gethostname(), os.getpid())
+            ctx.tracker = resolve(TRACKER)(run_id)
         else:
             status = _wait_for_main_rank(run_id)
             if status != RunStatus.RUNNING:
@@ -313,6 +321,8 @@ def execute(run_id: int) -> RunStatus:
         return RunStatus.FAILED
     finally:
         stop_heartbeat.set()
+        if ctx.tracker is not None:
+            ctx.tracker.finish()  # after the run row is final: a tracking server that is down never holds it
 
 
 def _check_dataset_files(ctx: WorkerContext) -> None:
