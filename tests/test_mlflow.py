@@ -171,6 +171,9 @@ def test_a_server_stopped_mid_run_does_not_stop_the_run(classification_dataset: 
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     port = _free_port()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    # A server that is down refuses at once whatever the timeout; a long one keeps a busy machine's slow but live
+    # server from reading as down.
+    monkeypatch.setenv("PROTOLAB_MLFLOW_TIMEOUT_S", "60")
     use_executor(monkeypatch, "tests.test_mlflow:gated_tfidf_executor")
     _server_gone.clear()
     server = _start_server(tmp_path, port)
