@@ -71,6 +71,8 @@ def _client(*, live: bool = True) -> Any:
     for name, value in ours.items():
         if name not in _users_own[0]:
             os.environ[name] = value  # MLflow reads them on every request
+    # MLflow prints "View run ... at: URL" to stdout when a run ends: that would break `export-mlflow --json`.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "1")
     from mlflow import MlflowClient  # heavy (about a second): only when logging
 
     return MlflowClient(tracking_uri=tracking_uri())
