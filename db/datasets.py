@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -12,6 +12,14 @@ from db.models import Dataset, Run
 
 def get_dataset(s: Session, dataset_id: int) -> Dataset | None:
     return s.get(Dataset, dataset_id)
+
+
+def require_dataset(s: Session, dataset_id: int, error: Callable[[str], Exception]) -> Dataset:
+    """The dataset `dataset_id`, or the caller's own error type saying there is none."""
+    dataset = s.get(Dataset, dataset_id)
+    if dataset is None:
+        raise error(f"no dataset with id {dataset_id}")
+    return dataset
 
 
 def get_dataset_by_name(s: Session, name: str) -> Dataset | None:

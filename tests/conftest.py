@@ -113,19 +113,23 @@ def classification_dataset() -> int:
         return ds.id
 
 
-@pytest.fixture
-def interactions_dataset() -> int:
-    """A stored interactions dataset with an item catalogue; returns its id."""
+def store_interactions(name: str = "tiny-interactions", *, seed: int = 1, catalogue: bool = True) -> int:
+    """The tiny interactions (a quarter of them test, at random), stored with or without the item catalogue."""
     from core.data.storage import write_dataset
 
     frame = interactions_frame()
-    rng = random.Random(1)
+    rng = random.Random(seed)
     frame["split"] = ["test" if rng.random() < 0.25 else "train" for _ in range(len(frame))]
+    mapping = {"user": "user", "item": "item", **({"rating": "rating", "timestamp": "timestamp"} if catalogue else {})}
     with session_scope() as s:
-        ds = write_dataset(s, name="tiny-interactions", task=TaskKind.INTERACTIONS, frame=frame,
-                           mapping={"user": "user", "item": "item", "rating": "rating", "timestamp": "timestamp"},
-                           items=items_frame())
-        return ds.id
+        return write_dataset(s, name=name, task=TaskKind.INTERACTIONS, frame=frame, mapping=mapping,
+                             items=items_frame() if catalogue else None).id
+
+
+@pytest.fixture
+def interactions_dataset() -> int:
+    """A stored interactions dataset with an item catalogue; returns its id."""
+    return store_interactions()
 
 
 # --- a real PostgreSQL server, started by the tests -------------------------------------

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
 from db import runs as run_queries
 from db import session_scope
-from db.enums import TaskKind
-from tests.conftest import interactions_frame
+from tests.conftest import store_interactions
 from tests.test_recommenders import completed_run
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "recommendations.py")
@@ -67,14 +65,7 @@ def test_new_visitor_and_similar_items_modes(interactions_dataset: int) -> None:
 
 
 def test_works_without_a_catalogue() -> None:
-    from core.data.storage import write_dataset
-
-    frame = interactions_frame()
-    rng = random.Random(2)
-    frame["split"] = ["test" if rng.random() < 0.25 else "train" for _ in range(len(frame))]
-    with session_scope() as s:
-        dataset_id = write_dataset(s, name="no-catalogue", task=TaskKind.INTERACTIONS, frame=frame,
-                                   mapping={"user": "user", "item": "item"}).id
+    dataset_id = store_interactions("no-catalogue", seed=2, catalogue=False)
     completed_run(dataset_id, "bpr")
     at = _page()
     assert not at.exception

@@ -105,9 +105,7 @@ def _delete_files(dataset_id: int, run_ids: list[int]) -> None:
 
 
 def _get(s: Session, dataset_id: int) -> Dataset:
-    dataset = dataset_queries.get_dataset(s, dataset_id)
-    if dataset is None:
-        raise DatasetError(f"no dataset with id {dataset_id}")
+    dataset = dataset_queries.require_dataset(s, dataset_id, DatasetError)
     return dataset
 
 

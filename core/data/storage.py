@@ -16,7 +16,8 @@ import hashlib
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,19 @@ def content_digest(*frames: pd.DataFrame | None) -> str:
     return digest.hexdigest()
 
 
+@contextmanager
+def _removed_on_error(staging: Path, doing: str) -> Iterator[None]:
+    """A failure inside leaves no half-written folder behind; a file-system one says what could not be done."""
+    try:
+        yield
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise StorageError(f"could not {doing}: {exc.strerror or exc}") from exc
+    except Exception:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def write_dataset(
     s: Session, *, name: str, task: TaskKind, frame: pd.DataFrame, mapping: dict[str, Any],
     items: pd.DataFrame | None = None, encoding: str | None = None, source_filename: str | None = None,
@@ -85,19 +99,13 @@ def write_dataset(
         frame = frame.assign(**{ROW_ID: np.arange(len(frame), dtype=np.int64)})
     root = load_settings().datasets_dir
     staging = root / f".staging-{uuid.uuid4().hex}"
-    try:
+    with _removed_on_error(staging, f"write the dataset under {root}"):
         staging.mkdir(parents=True, exist_ok=False)
         frame.to_parquet(staging / DATA_FILE, index=False)
         if items is not None:
             items.to_parquet(staging / ITEMS_FILE, index=False)
         if files is not None:
             files(staging)
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise StorageError(f"could not write the dataset under {root}: {exc.strerror or exc}") from exc
-    except Exception:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
     split_counts = {str(k): int(v) for k, v in frame["split"].value_counts().items()}
     digest = hash_ or content_digest(frame.drop(columns=["split", ROW_ID], errors="ignore"), items)
@@ -106,7 +114,7 @@ def write_dataset(
         encoding=encoding, source_filename=source_filename, row_count=len(frame), split_counts=split_counts,
         stats=stats or {}, warnings=warnings or [], storage_path="", parent_id=parent_id, changes=changes or {},
     )
-    try:
+    with _removed_on_error(staging, f"move the dataset into place under {root}"):
         dataset_queries.add_dataset(s, row)
         final = dataset_dir(row.id)
         if final.exists():  # left by a database that was reset; never mix old files in
@@ -114,12 +122,6 @@ def write_dataset(
         staging.rename(final)
         row.storage_path = str(final)
         s.flush()
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise StorageError(f"could not move the dataset into place under {root}: {exc.strerror or exc}") from exc
-    except Exception:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return row
 
 

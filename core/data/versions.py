@@ -112,9 +112,7 @@ def create_dataset_version(s: Any, parent_dataset_id: int, changes: Sequence[dic
 
 
 def _versioned_parent(s: Any, dataset_id: int) -> tuple[Dataset, Versions]:
-    parent = dataset_queries.get_dataset(s, dataset_id)
-    if parent is None:
-        raise VersionError(f"no dataset with id {dataset_id}")
+    parent = dataset_queries.require_dataset(s, dataset_id, VersionError)
     versions = get_task(parent.task).versions
     if versions is None:
         raise VersionError("only classification datasets can be relabelled")

@@ -129,9 +129,7 @@ def _row_slots(frame: pd.DataFrame) -> dict[tuple[str, str, str], list[int]]:
 
 
 def _classification_dataset(s: Session, dataset_id: int) -> Dataset:
-    dataset = dataset_queries.get_dataset(s, dataset_id)
-    if dataset is None:
-        raise AuditError(f"no dataset with id {dataset_id}")
+    dataset = dataset_queries.require_dataset(s, dataset_id, AuditError)
     if dataset.task != TaskKind.CLASSIFICATION:
         raise AuditError(f"dataset '{dataset.name}' holds {dataset.task}: only classification datasets "
                          "can be audited")

@@ -107,9 +107,7 @@ def train_counts(dataset: Dataset) -> dict[str, int]:
 
 
 def _labelled_dataset(s: Session, dataset_id: int) -> Dataset:
-    dataset = dataset_queries.get_dataset(s, dataset_id)
-    if dataset is None:
-        raise LabelCurveError(f"no dataset with id {dataset_id}")
+    dataset = dataset_queries.require_dataset(s, dataset_id, LabelCurveError)
     if dataset.task != TaskKind.CLASSIFICATION:
         raise LabelCurveError(f"dataset '{dataset.name}' holds {dataset.task}: a label curve needs a "
                               "classification dataset")

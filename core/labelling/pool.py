@@ -180,9 +180,7 @@ def save_labelled_version(s: Session, dataset_id: int, name: str | None = None, 
 
 
 def _pool(s: Session, dataset_id: int) -> Dataset:
-    dataset = dataset_queries.get_dataset(s, dataset_id)
-    if dataset is None:
-        raise LabellingError(f"no dataset with id {dataset_id}")
+    dataset = dataset_queries.require_dataset(s, dataset_id, LabellingError)
     if not is_unlabelled(dataset):
         raise LabellingError(f"dataset '{dataset.name}' already has labels; the Label page labels datasets "
                              "uploaded as unlabelled")
