@@ -19,6 +19,7 @@ from core.export.onnx import inference_threads
 from core.metric_keys import CLASSIFICATION_METRICS
 from core.recs.serving import load_recommender
 from core.runs import registry
+from core.runs.files import RunFiles
 from core.tasks import get_task
 from core.text.serving import load_classifier
 from db import read_scope
@@ -157,9 +158,6 @@ class ServedModels:
     def _load_model(self, entry: ServedRun) -> None:
         try:
             if get_task(entry.task).serve is not None:  # answered by its task's serve function: the kind's loader
-                from core.runs import registry
-                from core.runs.files import RunFiles
-
                 kind = registry.get_kind(entry.model_kind).for_task(entry.task)
                 entry.model = kind.loader()(RunFiles.of(entry.run_id))
                 entry.runtime = "python"

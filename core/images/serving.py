@@ -17,6 +17,7 @@ from PIL import Image
 from core.images import TASK
 from core.images.nets import load_net
 from core.images.pixels import normalise, to_square_tensor
+from core.runs.device import resolve_device
 from core.runs.files import RunFiles
 from core.runs.jobs import completed_run
 from core.runs.registry import get_kind
@@ -104,7 +105,6 @@ def normalise_value(value: float, spec: Any) -> Any:
 
 def load_image_classifier(files: RunFiles, device: str = "auto") -> ImageClassifier:
     """The image kinds' loader: the saved network, on the GPU when there is one (`device` "auto")."""
-    from core.runs.device import resolve_device
 
     configure_torch_threads()
     meta = files.read_meta()

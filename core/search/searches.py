@@ -25,6 +25,7 @@ from core.errors import ProtolabError
 from core.names import check_name
 from core.runs import jobs, queue, registry
 from core.runs.estimates import estimate_any
+from core.runs.timing import format_eta
 from core.search.space import Param, defaults_inside, parse_space
 from core.search.study import DEFAULT_SETTINGS, PRUNERS, open_study, search_dir
 from db import after_commit, read_scope, session_scope
@@ -196,8 +197,6 @@ class SearchEstimate:
     capped: bool  # the minute budget ends it first
 
     def text(self) -> str:
-        from core.runs.timing import format_eta
-
         cap = " (the minute budget ends it first)" if self.capped else ""
         return (f"about {format_eta(self.seconds)} for the search{cap}: {self.rounds} round(s) of trials at about "
                 f"{format_eta(self.trial_seconds)} each; pruning makes it shorter")
