@@ -43,12 +43,13 @@ def test_open_data_health_audit_accept_a_suggestion_and_save_a_version(server: S
     click(page, "Run the audit")
     wait_for_text(page, "Suspicious rows", timeout_ms=180_000)  # the worker ran it; the tab redrew itself
     page.get_by_role("tab", name="Data health").click()
-    page.get_by_text("Pre-fill the likely label errors with their suggested label").click()
+    page.get_by_text("Pre-fill suggested labels for the flags scored at least this").click()
     settle(page)
     # The pre-filled marks arrive with the rerun the toggle started: wait for the button to count them.
     save = page.get_by_role("button", name=re.compile(r"Save [1-9][0-9]* changes as a new dataset version"))
     save.wait_for(timeout=60_000)
-    assert int(save.inner_text().split()[1]) >= 10, save.inner_text()
+    # Only the flags scored at or above the pre-filled cut (0.98, where measured precision reaches 70 %) are marked.
+    assert int(save.inner_text().split()[1]) >= 1, save.inner_text()
     save.click()
     settle(page)
     wait_for_text(page, "Saved dataset version")
