@@ -30,10 +30,10 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("export", help="export a text classifier: ONNX, int8 ONNX, Hugging Face, skops")
+    p = subparsers.add_parser("export", help="export a classifier: ONNX, int8 ONNX, Hugging Face, skops")
     p.add_argument("--run", type=int, required=True, metavar="ID", help="a completed classification run")
     p.add_argument("--format", required=True, choices=FORMATS,
-                   help="onnx / onnx-int8: Transformer or LSTM; hf: Transformer; skops: TF-IDF")
+                   help="onnx / onnx-int8: Transformer, LSTM or an image model; hf: Transformer; skops: TF-IDF")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="a new (or empty) folder to write")
     p.add_argument("--force", action="store_true", help="replace DIR if it already holds files")
     p.add_argument("--json", action="store_true", help="machine-readable output")

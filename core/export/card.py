@@ -22,6 +22,20 @@ FORMAT_NAMES = {"onnx": "ONNX (fp32)", "onnx-int8": "ONNX, int8 dynamic quantisa
 
 
 @dataclass(frozen=True)
+class CardWords:
+    """How a card speaks of a kind of input where it is not a text (an exporter's own, e.g. core.export.images):
+    what the model is, what one input is, what it reads, what it is for (`{dataset}` is filled in), what it knows
+    less of, and the README's loading snippet."""
+
+    noun: str = "text classifier"
+    subject: str = "a text"
+    reads: str | None = None  # None: the text wording (whole text, or the first max_length tokens)
+    use: str = "Labelling short texts like those in {dataset} (same language, domain and label meanings)"
+    other: str = "other domains, languages or slang"
+    how_to_load: str | None = None  # None: the text formats' snippet
+
+
+@dataclass(frozen=True)
 class CardFacts:
     run_id: int
     run_name: str
@@ -38,9 +52,11 @@ class CardFacts:
     config: dict[str, Any] = field(default_factory=dict)
     split: str = "test"
     report: dict[str, Any] = field(default_factory=dict)  # the run's classification report on `split`
-    baseline: dict[str, Any] | None = None  # the best TF-IDF run's report on the same split
+    baseline: dict[str, Any] | None = None  # the best baseline run's report on the same split
+    baseline_kind: str = "TF-IDF"  # the short name of its task's baseline kind
     baseline_name: str | None = None
     finished_at: datetime | None = None
+    words: CardWords = field(default_factory=CardWords)
 
 
 def _fmt(value: Any) -> str:
@@ -93,7 +109,7 @@ def model_card(f: CardFacts) -> str:
         or ", ".join(f.labels)
     splits = ", ".join(f"{k} {v:,}" for k, v in f.split_counts.items() if isinstance(v, int)) or "not recorded"
     majority = majority_scores({"labels": f.labels, **f.report}) if f.report.get("majority_rate") else {}
-    rows = ["| metric | this model | TF-IDF baseline | majority class |", "|---|---|---|---|"]
+    rows = [f"| metric | this model | {f.baseline_kind} baseline | majority class |", "|---|---|---|---|"]
     for key in CLASSIFICATION_METRICS:
         rows.append(f"| {key.replace('_', ' ')} | {_fmt(f.report.get(key))} | "
                     f"{_fmt((f.baseline or {}).get(key))} | {_fmt(majority.get(key))} |")
@@ -101,18 +117,20 @@ def model_card(f: CardFacts) -> str:
     class_rows = ["| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     class_rows += [f"| {lab} | {_fmt(v.get('precision'))} | {_fmt(v.get('recall'))} | {_fmt(v.get('f1'))} | "
                    f"{v.get('support', '–')} |" for lab, v in per_class.items()]
-    baseline_note = (f"The TF-IDF baseline is run {f.baseline_name} on the same data and split."
-                     if f.baseline else "No TF-IDF baseline run exists on this dataset, so that column is empty.")
+    baseline_note = (f"The {f.baseline_kind} baseline is run {f.baseline_name} on the same data and split."
+                     if f.baseline else f"No {f.baseline_kind} baseline run exists on this dataset, so that column is "
+                     "empty.")
     settings = ", ".join(f"{k} = {v}" for k, v in f.config.items()
                          if k in ("model_id", "epochs", "batch_size", "learning_rate", "max_length", "seed")
                          and v is not None) or "defaults"
     trained = f.finished_at.astimezone(UTC).strftime("%Y-%m-%d") if f.finished_at else "unknown date"
-    reads = "the whole text" if f.max_length is None else f"the first {f.max_length} tokens of a text"
+    words = f.words
+    reads = words.reads or ("the whole text" if f.max_length is None else f"the first {f.max_length} tokens of a text")
     lines = [
-        f"# {f.run_name}: text classifier ({f.model_label})",
+        f"# {f.run_name}: {words.noun} ({f.model_label})",
         "",
         f"Exported from Protolab run #{f.run_id} (trained {trained}) as **{FORMAT_NAMES.get(f.fmt, f.fmt)}**. "
-        f"It labels a text as one of: {', '.join(f'`{x}`' for x in f.labels)} (the order of `labels.json`).",
+        f"It labels {words.subject} as one of: {', '.join(f'`{x}`' for x in f.labels)} (the order of `labels.json`).",
         "",
         "## Data",
         f"- Dataset: **{f.dataset_name}**, {f.dataset_rows:,} rows. Classes: {classes}.",
@@ -126,13 +144,13 @@ def model_card(f: CardFacts) -> str:
         "",
         *(class_rows + [""] if per_class else []),
         "## Intended use",
-        f"Labelling short texts like those in {f.dataset_name} (same language, domain and label meanings), "
-        "to sort, route or count them, with a person checking the decisions that matter.",
+        f"{words.use.format(dataset=f.dataset_name)}, to sort, route or count them, with a person checking the "
+        "decisions that matter.",
         "",
         "## Limitations",
         f"- It reads {reads}; anything beyond that is ignored.",
-        "- It only knows the labels above and the kind of text it was trained on: other domains, languages or "
-        "slang will be labelled less reliably than the metrics say.",
+        f"- It only knows the labels above and the kind of input it was trained on: {words.other} will be labelled "
+        "less reliably than the metrics say.",
         "- Labels with little training data (see support above) are the least reliable; a confidence below "
         "0.6 is best treated as \"not sure\".",
         "- It learned whatever biases its training labels carry. Do not use it alone for decisions about people.",
@@ -140,13 +158,14 @@ def model_card(f: CardFacts) -> str:
           if f.fmt == "onnx-int8" else []),
         "",
         "## How to load it",
-        _how_to_load(f),
+        words.how_to_load or _how_to_load(f),
         "",
     ]
     return "\n".join(lines)
 
 
-def card_facts(s: Any, run_id: int, fmt: str, labels: list[str], max_length: int | None) -> CardFacts:
+def card_facts(s: Any, run_id: int, fmt: str, labels: list[str], max_length: int | None,
+               words: CardWords | None = None) -> CardFacts:
     """The facts of a completed run's card, read in the caller's session."""
 
     run = run_queries.get_run(s, run_id)
@@ -159,6 +178,7 @@ def card_facts(s: Any, run_id: int, fmt: str, labels: list[str], max_length: int
         report = {}
     baseline = baseline_run(s, run)  # None for a baseline run itself
     kind = registry.find_kind(run.model_kind)
+    base_kind = registry.baseline_kind(run.task)
     return CardFacts(
         run_id=run.id, run_name=run.name or f"run {run.id}", model_kind=run.model_kind,
         model_label=kind.label if kind else run.model_kind, fmt=fmt, labels=labels, dataset_name=dataset.name,
@@ -166,4 +186,5 @@ def card_facts(s: Any, run_id: int, fmt: str, labels: list[str], max_length: int
         class_counts=dict((dataset.stats or {}).get("classes") or {}), max_length=max_length,
         model_id=(run.config or {}).get("model_id"), config=dict(run.config or {}), split=split, report=report,
         baseline=baseline_report(baseline, split), baseline_name=run_label(baseline) if baseline else None,
-        finished_at=run.finished_at)
+        finished_at=run.finished_at, words=words or CardWords(),
+        baseline_kind=base_kind.short_label if base_kind is not None else "baseline")

@@ -14,12 +14,13 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from core import settings
 from core.errors import ProtolabError
-from core.export.card import card_facts, model_card
+from core.export.card import CardWords, card_facts, model_card
 from core.export.destination import EXPORT_MARKER, check_export_folder
 from core.export.onnx import (
     INFO_FILE,
@@ -33,9 +34,12 @@ from core.export.onnx import (
 )
 from core.runs import registry
 from core.runs.files import RunFiles
+from core.runs.jobs import completed_run
+from core.tasks import resolve
 from core.text import tfidf
 from core.text.serving import ArtifactError, TokenClassifier, load_classifier, servable_run
 from db import read_scope
+from db import runs as run_queries
 
 FORMATS = ("onnx", "onnx-int8", "hf", "skops")  # each kind's registry entry says which of these it exports to
 LABELS_FILE = "labels.json"
@@ -58,6 +62,16 @@ class ExportResult:
     max_abs_diff: float | None = None  # fp32 ONNX vs PyTorch on a few texts (None when not measured)
 
 
+@dataclass(frozen=True)
+class ExportedModel:
+    """What a kind's own exporter (its registry entry's `exporter`) wrote: labels in output order, the parity it
+    measured, and how the card speaks of its inputs."""
+
+    labels: list[str]
+    max_abs_diff: float | None
+    words: CardWords
+
+
 def check_format(model_kind: str, fmt: str) -> None:
     """ExportError unless a run of `model_kind` exports to `fmt`, saying which formats it does export to."""
     if fmt not in FORMATS:
@@ -66,8 +80,7 @@ def check_format(model_kind: str, fmt: str) -> None:
     allowed = kind.exports if kind is not None else ()
     if not allowed:
         exported = [k.name for k in registry.all_kinds() if k.exports]
-        raise ExportError(f"{model_kind} runs cannot be exported (export works for text classifiers: "
-                          f"{', '.join(exported)})")
+        raise ExportError(f"{model_kind} runs cannot be exported (export works for {', '.join(exported)})")
     if fmt not in allowed:
         why = {"hf": "only a Transformer is a Hugging Face model",
                "skops": "skops holds scikit-learn models, i.e. the TF-IDF baseline"}.get(
@@ -85,17 +98,22 @@ def export_run(run_id: int, fmt: str, out_dir: Path, *, overwrite: bool = False)
     shown = Path(out_dir)
     out_dir = check_export_folder(shown, replace=overwrite)
     with read_scope() as s:
-        run = servable_run(s, run_id)  # a completed classification run, or a ProtolabError saying why not
-        check_format(run.model_kind, fmt)
+        exporter = _kind_exporter(s, run_id)
+        check_format(exporter.name, fmt)
     files = RunFiles.of(run_id)
     # Written beside the target, then moved in place: a failed export leaves no half-written folder.
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".export-{run_id}-", dir=out_dir.parent))
     try:
-        labels, max_length, diff = _write_model(run_id, files, fmt, work)
+        words = None
+        if exporter.exporter is not None:  # the kind writes its own files (image networks)
+            exported = resolve(exporter.exporter)(run_id, fmt, work)
+            labels, max_length, diff, words = exported.labels, 0, exported.max_abs_diff, exported.words
+        else:
+            labels, max_length, diff = _write_model(run_id, files, fmt, work)
         (work / LABELS_FILE).write_text(json.dumps(labels, indent=2, ensure_ascii=False))
         with read_scope() as s:
-            facts = card_facts(s, run_id, fmt, labels, max_length or None)  # 0: reads whole texts (TF-IDF)
+            facts = card_facts(s, run_id, fmt, labels, max_length or None, words)  # 0: whole texts (TF-IDF)
         (work / CARD_FILE).write_text(model_card(facts), encoding="utf-8")
         (work / EXPORT_MARKER).write_text(json.dumps({"run": run_id, "format": fmt}) + "\n")
         check_export_folder(out_dir, replace=overwrite)  # again: the folder may have changed while we worked
@@ -107,6 +125,16 @@ def export_run(run_id: int, fmt: str, out_dir: Path, *, overwrite: bool = False)
         raise
     return ExportResult(run_id, fmt, shown, sorted(p.name for p in out_dir.iterdir() if p.name != EXPORT_MARKER),
                         diff)
+
+
+def _kind_exporter(s: Any, run_id: int) -> registry.ModelKind:
+    """The kind of completed run `run_id` as it serves the run's task (a ProtolabError says why a run cannot be
+    exported): a kind with an `exporter` of its own exports runs of any task, the others classification runs."""
+    run = run_queries.get_run(s, run_id)
+    kind = registry.find_kind(run.model_kind) if run is not None else None
+    if run is not None and kind is not None and kind.for_task(run.task).exporter is not None:
+        return kind.for_task(completed_run(s, run_id, run.task, "be exported").task)
+    return registry.get_kind(servable_run(s, run_id).model_kind)  # a completed classification run, or why not
 
 
 def _write_model(run_id: int, files: RunFiles, fmt: str, work: Path) -> tuple[list[str], int, float | None]:

@@ -97,6 +97,8 @@ AUGMENT = Option("augment", bool, "Augment", "random resized crops and left-righ
 IMAGE_CONFIG = "core.images.config:build_config"
 IMAGE_LOAD = "core.images.serving:load_image_classifier"
 TORCH_IMAGES = ("torch", "sklearn.metrics", "safetensors.torch", "PIL.Image")
+# Every image network exports the same way: ONNX from normalised pixels to logits, checked on the run's own images.
+IMAGE_EXPORT = {"exports": ("onnx", "onnx-int8"), "exporter": "core.export.images:export_image_run"}
 
 
 def _image_options(*, size: int, epochs: int, batch: int) -> tuple[Option, ...]:
@@ -212,7 +214,7 @@ for _kind in (
                                "Hugging Face image-classification model id or local folder", widget=None),
                        *_image_options(size=160, epochs=5, batch=32)),
               # 5e-4: the pretrained features survive it; 1e-3+ with a fresh head visibly forgets them early.
-              learning_rate=5e-4, imports=TORCH_IMAGES, short="Vision", disk_mb=60),
+              learning_rate=5e-4, imports=TORCH_IMAGES, short="Vision", disk_mb=60, **IMAGE_EXPORT),
     ModelKind("linear_probe", IMAGES, "Linear probe (frozen EfficientNet-Lite0 + logistic regression)",
               "the baseline and the few-shot model: embeds each image once with the pretrained backbone and fits a "
               "logistic regression; seconds to a minute on a CPU", IMAGE_CONFIG,
@@ -222,7 +224,7 @@ for _kind in (
                               "closely", low=1e-4, high=1000.0, log=True, cli=False),
                        DEVICE, SEED, CLASS_WEIGHTS),
               imports=(*TORCH_IMAGES, "sklearn.linear_model"), short="Linear probe", few_shot=True, baseline=True,
-              disk_mb=60),
+              disk_mb=60, **IMAGE_EXPORT),
     ModelKind("cnn", IMAGES, "Small CNN (from scratch)",
               "the classic approach: a six-layer convolutional network trained from random weights; needs more "
               "images and epochs than the pretrained model", IMAGE_CONFIG, "core.images.training:execute_cnn_run",
@@ -230,7 +232,7 @@ for _kind in (
               options=(*_image_options(size=64, epochs=10, batch=64),
                        Option("cnn_width", int, "Width (channels)", "channels of the first block, doubled per block",
                               low=4, high=256, log=True, form=False, cli=False)),
-              learning_rate=2e-3, imports=TORCH_IMAGES, short="CNN", disk_mb=20),
+              learning_rate=2e-3, imports=TORCH_IMAGES, short="CNN", disk_mb=20, **IMAGE_EXPORT),
     ModelKind("data_audit", TaskKind.CLASSIFICATION, "Data health audit",
               "label errors, near-duplicates, leakage and oddities of a dataset (a job, not a model)",
               "core.health.jobs:build_config", "core.health.jobs:execute_audit",

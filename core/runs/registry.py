@@ -98,6 +98,9 @@ class ModelKind:
     learning_rate: float | None = None  # the default peak learning rate (None: its config's own default)
     auto_batch: bool = False  # on a GPU, can pick its batch size from a memory probe (`--batch-size auto`)
     exports: tuple[str, ...] = ()  # the `protolab export --format` values its runs export to
+    # "module:function" (run id, format, folder) -> core.export.exporting.ExportedModel: writes the model files of
+    # an export itself (None: the text classifiers' writers in core.export.exporting)
+    exporter: str | None = None
     imports: tuple[str, ...] = ()  # libraries its worker imports beyond the executor's module (start-up timing)
     model: str | None = None  # "module:Class" of the model it fits, where the family's code asks (recommenders)
     curve: str | None = None  # "module:function" that trains it on k labels a class for the label curve
