@@ -87,6 +87,9 @@ class Versions:
     files: str | None = None
     # "module:function" (the version's frame) -> the Dataset.stats entries recounted for it (None: "classes").
     stats: str | None = None
+    # "module:function" (dataset id, tuple of `content` values) -> one image data: URI each: the picture the
+    # Evaluate page's marks editor shows beside each mistake (None: the content column is shown as it is).
+    preview: str | None = None
 
 
 @dataclass(frozen=True)
@@ -241,7 +244,8 @@ register_task(replace(
     cli_prepare="core.images.reading:prepare_from_args", reader="core.images.reading:read_images",
     verb="classify", serve="core.images.api:classify",
     claims="core.images.reading:looks_like_images",
-    versions=Versions("image", files="core.images.versions:linked_images", stats="core.images.versions:counts")))
+    versions=Versions("image", files="core.images.versions:linked_images", stats="core.images.versions:counts",
+                      preview="core.images.gallery:thumbnail_uris")))
 register_task(Task(
     TaskKind.MULTILABEL, "Multi-label text", "texts with tag sets", "a multi-label run",
     Headline("micro_f1", "micro-F1"), ("micro_f1", "macro_f1", "samples_f1", "subset_accuracy"),

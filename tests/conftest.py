@@ -254,7 +254,7 @@ def store_lstm_runs(dataset_id: int, *epochs: int) -> list[int]:
 
 def store_completed_run(dataset_id: int, labels: list[str], preds: dict[str, pd.DataFrame], *,
                         model_kind: str = "tfidf", name: str | None = None, config: dict | None = None,
-                        epochs: int = 2) -> int:
+                        epochs: int = 2, task: str = TaskKind.CLASSIFICATION) -> int:
     """A completed classification run row (metrics as the worker stores them) plus its artifact folder."""
     import numpy as np
 
@@ -269,7 +269,7 @@ def store_completed_run(dataset_id: int, labels: list[str], preds: dict[str, pd.
     metrics = {**headline(test), "split": "test", "labels": labels, "reports": reports, "best_epoch": epochs,
                "train_samples_per_s": 1000.0, "train_time_s": 1.5, "device": "cpu"}
     with session_scope() as s:
-        run = run_queries.create_run(s, dataset_id=dataset_id, task=TaskKind.CLASSIFICATION, model_kind=model_kind,
+        run = run_queries.create_run(s, dataset_id=dataset_id, task=task, model_kind=model_kind,
                                      config=config or {"epochs": epochs, "learning_rate": 0.001, "seed": 0},
                                      name=name, device="cpu")
         run.status, run.metrics, run.progress = RunStatus.COMPLETED, metrics, 1.0

@@ -25,7 +25,7 @@ from core.metric_keys import RANKING_METRICS
 from core.recs.config import protocol_text
 from core.runs import jobs
 from core.runs.registry import headline_of
-from core.tasks import get_task
+from core.tasks import get_task, resolve
 from db import datasets as dataset_queries
 from db import read_scope, session_scope
 from db import runs as run_queries
@@ -36,7 +36,8 @@ from ui.label_curve import label_curve_section
 ANY = "(any)"
 ERROR_SPLITS = ("validation", "test")
 EDITOR_ROWS = 200  # rows offered for relabel/exclude marks: the most confident mistakes
-MARKS_COLUMN_ORDER = ("row", "exclude", "relabel_to", "true", "predicted", "confidence", "audit", "text")
+PICTURE = "picture"  # the marks editor's column of previews (a task whose rows are images: Versions.preview)
+MARKS_COLUMN_ORDER = ("row", "exclude", "relabel_to", PICTURE, "true", "predicted", "confidence", "audit", "text")
 
 
 # Read-only results shared across reruns and sessions (cache_resource: no copy per rerun, which
@@ -54,6 +55,12 @@ def cached_analysis(run_id: int, split: str, mtime: float, labels: tuple[str, ..
     if analysis.calibration:
         figures["calibration"] = charts.reliability_diagram(analysis.calibration)
     return {"analysis": analysis, "figures": figures}
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def cached_previews(reference: str, dataset_id: int, values: tuple[str, ...]) -> list[str | None]:
+    """A task's previews of the marks editor's rows (thumbnails of images), made once per filter."""
+    return list(resolve(reference)(dataset_id, values))
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -271,6 +278,7 @@ def error_analysis(run: Any, page_split: str, labels: list[str]) -> None:
     st.caption(f"{len(wrong)} mistakes of {len(preds)} predictions, most confident first; the first "
                f"{min(len(wrong), EDITOR_ROWS)} can be marked for relabelling or exclusion.")
     marks = wrong.head(EDITOR_ROWS).assign(exclude=False, relabel_to=None)
+    content = marks_content(run, preds, marks)
     with read_scope() as s:
         flags = audit_flags(s, run.dataset_id)  # what the dataset's latest data audit thinks of each row
     if flags:
@@ -279,11 +287,13 @@ def error_analysis(run: Any, page_split: str, labels: list[str]) -> None:
     # The marks come first: after a long text column they sat off-screen to the right.
     edited = st.data_editor(marks, key=f"marks_{run.id}_{split}_{true}_{pred}", hide_index=True, width="stretch",
                             column_order=[c for c in MARKS_COLUMN_ORDER if c in marks.columns],
-                            disabled=["row", "text", "true", "predicted", "confidence", "audit"], column_config={
+                            disabled=["row", "text", "true", "predicted", "confidence", "audit", PICTURE],
+                            column_config={
                                 "confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
                                                                               format="%.3f"),
-                                "relabel_to": st.column_config.SelectboxColumn("relabel to", options=labels)})
-    changes = versions.marks_to_changes(edited, split)
+                                "relabel_to": st.column_config.SelectboxColumn("relabel to", options=labels),
+                                PICTURE: st.column_config.ImageColumn(PICTURE)})
+    changes = versions.marks_to_changes(edited, split, content)
     if split == "test":
         test_marks_panel(run, changes)
     elif st.button(f"Save {len(changes)} marks as a new dataset version", key="save_version", disabled=not changes):
@@ -294,6 +304,18 @@ def error_analysis(run: Any, page_split: str, labels: list[str]) -> None:
         except ProtolabError as exc:
             st.error(str(exc))
     retrain_panel(run.id)
+
+
+def marks_content(run: Any, preds: pd.DataFrame, marks: pd.DataFrame) -> str:
+    """The column the marks name their rows by (the task's Versions.content), added to `marks` with the task's
+    previews when the run's predictions carry it (an image run's keys and thumbnails); "text" otherwise."""
+    entry = get_task(run.task).versions
+    if entry is None or entry.content == "text" or entry.content not in preds.columns:
+        return "text"
+    marks[entry.content] = preds[entry.content].iloc[marks["row"]].astype(str).to_numpy()
+    if entry.preview:
+        marks[PICTURE] = cached_previews(entry.preview, run.dataset_id, tuple(marks[entry.content]))
+    return entry.content
 
 
 def test_marks_panel(run: Any, changes: list[dict[str, Any]]) -> None:

@@ -19,6 +19,7 @@ from core.images.store import ImageError, load_image
 
 GALLERY_SIZE = 24  # thumbnails a cell shows, most confident mistakes first
 REPORT_THUMBNAIL = 96  # pixels, the longer side: a report of 24 mistakes stays well under a megabyte
+MARKS_THUMBNAIL = 48  # pixels: a row of the marks editor (200 rows of data: URIs stay a few hundred kB)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,17 @@ def thumbnail_data_uri(dataset_id: int, key: str, size: int = REPORT_THUMBNAIL) 
     out = io.BytesIO()
     image.save(out, "PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
+
+
+def thumbnail_uris(dataset_id: int, keys: tuple[str, ...], size: int = MARKS_THUMBNAIL) -> list[str | None]:
+    """Small data: URIs of stored images (the Versions preview of the images task); None for a file gone."""
+    uris: list[str | None] = []
+    for key in keys:
+        try:
+            uris.append(thumbnail_data_uri(dataset_id, key, size))
+        except (ImageError, OSError):  # the editor shows an empty cell; the row can still be marked
+            uris.append(None)
+    return uris
 
 
 def mistakes_html(dataset_id: int, found: list[Mistake]) -> str:

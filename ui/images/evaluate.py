@@ -7,16 +7,21 @@ from typing import Any
 
 import streamlit as st
 
+from core.evaluation import comparison as compare
 from core.evaluation import predictions
 from core.images.gallery import mistakes
-from ui.evaluate_views import ANY, classification_run
+from db import read_scope
+from ui.evaluate_views import ANY, classification_view
 from ui.images.datasets import THUMBNAIL, thumbnails
 
 GALLERY_COLUMNS = 6
 
 
 def images_run(run: Any, split: str) -> None:
-    classification_run(run, split)
+    """A text run's views without the label curve (it trains SetFit and Transformers on texts), then the gallery."""
+    with read_scope() as s:
+        baseline = compare.baseline_run(s, run)
+    classification_view(run, split, baseline)
     gallery(run, split)
 
 
