@@ -14,7 +14,7 @@ import pytest
 from core.cli import main
 from core.export.exporting import ExportError, check_format, export_run
 from core.images.serving import load_image_classifier
-from core.images.training import execute_cnn_run
+from core.images.training import execute_cnn_run, execute_vision_run
 from core.runs import registry
 from core.runs.files import RunFiles
 from core.settings import run_dir
@@ -96,3 +96,33 @@ def test_an_image_run_exports_to_int8_and_refuses_other_formats(cnn_run: int, tm
     for kind in ("vision", "linear_probe", "cnn"):
         with pytest.raises(ExportError, match="use --format onnx or onnx-int8"):
             check_format(kind, "hf")
+
+
+def tiny_vit_folder(folder: Path) -> Path:
+    """A two-layer random-init ViT with its image processor, saved as a Hugging Face folder (no hub)."""
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessorPil
+
+    config = ViTConfig(image_size=16, patch_size=8, num_channels=3, hidden_size=16, num_hidden_layers=2,
+                       num_attention_heads=2, intermediate_size=32, num_labels=3)
+    ViTForImageClassification(config).save_pretrained(folder)
+    ViTImageProcessorPil(size={"height": 16, "width": 16}, image_mean=[0.4, 0.4, 0.4],
+                         image_std=[0.3, 0.3, 0.3]).save_pretrained(folder)
+    return folder
+
+
+def test_a_local_hugging_face_image_model_fine_tunes_serves_and_exports(tmp_path: Path) -> None:
+    assert main(["datasets", "add", str(pictures_zip(tmp_path / "pics.zip", {"train": 6, "val": 2, "test": 2})),
+                 "--task", "images", "--name", "hfpics"]) == 0
+    with session_scope() as s:
+        dataset_id = dataset_queries.get_dataset_by_name(s, "hfpics").id
+    run_id = finished_image_run(dataset_id, "vision", execute_vision_run, model_id=str(tiny_vit_folder(
+        tmp_path / "vit")), epochs=1, batch_size=4, image_size=16)
+    classifier = load_image_classifier(RunFiles.of(run_id), device="cpu")
+    # Two labels, not the saved model's three: a fresh head; the processor's size and normalisation are kept.
+    assert classifier.labels == ["blue", "red"] and classifier.family == "vision"
+    assert (classifier.spec.size, classifier.spec.mean) == (16, (0.4, 0.4, 0.4))
+    assert classifier.model.model.config.num_hidden_layers == 2
+    proba = classifier.predict_proba([coloured(0, 1), coloured(2, 2)])
+    assert proba.shape == (2, 2) and np.allclose(proba.sum(1), 1.0)
+    result = export_run(run_id, "onnx", tmp_path / "vit-onnx")
+    assert result.max_abs_diff is not None and result.max_abs_diff < 1e-3
