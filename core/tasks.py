@@ -257,4 +257,5 @@ register_task(Task(
     split_methods=(("iterative stratification", "stratified"),), stats_keys=("n_tags", "rows_without_tags"),
     evaluate_splits=("test", "validation"), cli_prepare="core.multilabel.dataset:prepare_from_args", verb="tag",
     serve="core.multilabel.serving:serve_tags", predict="core.multilabel.serving:predict_json",
+    claims="core.multilabel.dataset:claims_upload",
     demo=Demo("pages/tagging.py", "Tagging demo", "🏷️")))

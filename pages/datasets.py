@@ -17,7 +17,7 @@ from db import datasets as dataset_queries
 from db import read_scope, session_scope
 from ui.common import ensure_db
 from ui.data_health import data_health_tab
-from ui.dataset_forms import offer_task, read_upload
+from ui.dataset_forms import offer_task, read_upload, said_guess
 
 ensure_db()
 st.title("📂 Datasets")
@@ -46,6 +46,7 @@ def add_dataset() -> None:
     # Every widget below is keyed by the file: the browser keeps a widget's value while its key stays the same,
     # so shared keys showed (and saved) the previous file's columns and name after another upload.
     fid = upload.file_id
+    said_guess(task)
     table = read_upload(upload.getvalue(), upload.name, task.reader)
     st.caption(f"{upload.name}: {table.file_format}, {len(table.frame):,} rows, encoding {table.encoding or 'n/a'}")
     for note in table.notes:

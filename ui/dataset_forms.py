@@ -31,6 +31,7 @@ from core.tasks import all_tasks, get_task, resolve
 from core.text.pretrained import default_token_counter
 
 NONE = "(none)"
+GUESSED = "task_guessed"  # the task the last upload was claimed by (session state)
 
 
 @st.cache_data(show_spinner="Reading the file…", max_entries=4)
@@ -40,18 +41,27 @@ def read_upload(data: bytes, filename: str, reader: str | None = None) -> Parsed
 
 
 def offer_task() -> None:
-    """The uploader's callback: a file that a task claims (a ZIP of images) switches the task picker to it."""
+    """The uploader's callback: a file that a task claims (a ZIP of images, a table of tag sets) switches the task
+    picker to it."""
     upload = st.session_state.get("upload")
+    st.session_state.pop(GUESSED, None)
     if upload is None:
         return
     current = st.session_state.get("task")
     if current is not None and get_task(current).claims and resolve(get_task(current).claims)(
             upload.getvalue(), upload.name):
+        st.session_state[GUESSED] = current
         return
     for task in all_tasks():
         if task.claims and resolve(task.claims)(upload.getvalue(), upload.name):
-            st.session_state["task"] = str(task.name)
+            st.session_state["task"] = st.session_state[GUESSED] = str(task.name)
             return
+
+
+def said_guess(task: Any) -> None:
+    """Say that the task was picked from the file's shape, so a wrong guess is noticed and changed."""
+    if st.session_state.get(GUESSED) == str(task.name):
+        st.info(f"This file looks like {task.holds}: the task is set to {task.label} (change it above if not).")
 
 
 @st.cache_resource(show_spinner=False)

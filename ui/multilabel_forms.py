@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from core.charts import multilabel as charts
-from core.data.types import ParsedTable, PreparedDataset, SplitConfig
+from core.data.types import DatasetError, ParsedTable, PreparedDataset, SplitConfig
 from core.multilabel.analysis import tag_errors
 from core.multilabel.dataset import (
     FORMAT_LABELS,
@@ -19,7 +19,17 @@ from core.multilabel.dataset import (
     prepare_multilabel,
     rows_needed,
 )
-from core.multilabel.labels import DELIMITED, DELIMITERS, FORMATS, ONE_HOT, TagFormat, binary_columns, guess_format
+from core.multilabel.labels import (
+    DELIMITED,
+    DELIMITERS,
+    FORMATS,
+    ONE_HOT,
+    TagFormat,
+    binary_columns,
+    guess_format,
+    parse_tags,
+    similar_tags,
+)
 from ui.dataset_forms import pick
 
 ALL = "(every tag)"
@@ -50,7 +60,8 @@ def multilabel_upload(table: ParsedTable, split: SplitConfig, fid: str) -> Prepa
                                      format_func=lambda d: f"'{d}'" + (" (guessed)" if d == guessed else ""),
                                      key=f"delimiter_{fid}_{column}")
         fmt = TagFormat(kind, delimiter, (column,))
-    st.caption(f"Reading {fmt.describe()}.")
+    st.caption(f"Reading {fmt.describe()}" + (" (as guessed from the file)." if fmt == guess.tags else "."))
+    offer_merge(table, fmt)
     c1, c2 = st.columns(2)
     options = MultilabelOptions(
         merge_similar=c1.checkbox("Merge tags that differ only by case or spaces", key=f"merge_similar_{fid}"),
@@ -58,6 +69,19 @@ def multilabel_upload(table: ParsedTable, split: SplitConfig, fid: str) -> Prepa
         drop_constant=c2.checkbox("Drop tags on every row", key=f"drop_constant_{fid}"),
         drop_duplicates=c2.checkbox("Drop exact duplicate texts", key=f"drop_dups_{fid}"))
     return prepare_multilabel(table, MultilabelMapping(text, fmt), split, options)
+
+
+def offer_merge(table: ParsedTable, fmt: TagFormat) -> None:
+    """Name the tags that differ only by case or spaces before validation refuses them, with the spelling a merge
+    keeps (nothing when the tags do not parse: validation says why)."""
+    try:
+        groups = similar_tags(parse_tags(table, fmt))
+    except DatasetError:
+        return
+    if groups:
+        said = "; ".join(" / ".join(repr(t) for t in group) + f" → '{group[0]}'" for group in groups.values())
+        st.warning(f"Tags spelled in more than one way (by case or spaces only): {said}. Tick "
+                   "'Merge tags that differ only by case or spaces' to keep the most used spelling of each.")
 
 
 def multilabel_inspect(summary: dict[str, Any], profile: dict[str, Any], column: Any) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.data.datasets import read_table
 from core.data.mapping import as_text, extra_columns, guess_classification, mapping_meta
 from core.data.storage import ROW_ID, content_digest
 from core.data.types import SPLIT_NAMES, DatasetError, ParsedTable, PreparedDataset, SplitConfig
@@ -25,6 +26,7 @@ from core.multilabel.labels import (
     encode,
     guess_format,
     guess_tag_column,
+    looks_like_tag_sets,
     merge_similar,
     parse_tags,
     similar_tags,
@@ -60,6 +62,15 @@ def guess_multilabel(frame: pd.DataFrame) -> MultilabelMapping:
         return MultilabelMapping(text, guess_format(frame[column]))
     ones = binary_columns(frame, exclude=[text])
     return MultilabelMapping(text, TagFormat(ONE_HOT, columns=tuple(ones)))
+
+
+def claims_upload(data: bytes, filename: str) -> bool:
+    """The task entry's `claims`: an upload whose table holds tag sets, so the Datasets page picks multi-label."""
+    try:
+        frame = read_table(data, filename).frame
+    except DatasetError:
+        return False  # not a table (an image ZIP, a binary file): another task's, or the page says what is wrong
+    return looks_like_tag_sets(frame, guess_classification(frame).text)
 
 
 def rows_needed(split: SplitConfig) -> int:

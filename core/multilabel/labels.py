@@ -100,6 +100,37 @@ def guess_tag_column(frame: pd.DataFrame, text: str | None) -> str | None:
     return best if best_share >= 0.2 else None
 
 
+CLAIM_SAMPLE = 500  # rows a task guess looks at: enough to tell tag sets from prose, cheap on a big file
+MIN_ONE_HOT_COLUMNS = 3  # "several" 0/1 columns: two could be a 0/1 label beside one flag such as "verified"
+
+
+def tag_set_column(frame: pd.DataFrame, text: str | None) -> str | None:
+    """A column whose cells are tag sets by their shape alone (not by name: a classification `label` column is
+    named so too): mostly JSON lists, or short cells split by one delimiter into a small vocabulary of pieces."""
+    sample = frame.head(CLAIM_SAMPLE)
+    for col in (c for c in sample.columns if c != text):
+        cells = [c for c in as_text(sample[col]).tolist() if c]
+        if not cells:
+            continue
+        if sum(_is_json_list(c) for c in cells) * 2 > len(cells):
+            return str(col)
+        delimiter = guess_delimiter(cells)
+        if sum(delimiter in c for c in cells) < 0.2 * len(cells) or np.mean([len(c) for c in cells]) > 80:
+            continue
+        pieces = [t for c in cells for t in split_tags(c, delimiter)]
+        # A vocabulary: pieces repeat (names, addresses and numbers split by commas mostly do not).
+        if 2 <= len(set(pieces)) <= len(pieces) / 3:
+            return str(col)
+    return None
+
+
+def looks_like_tag_sets(frame: pd.DataFrame, text: str | None) -> bool:
+    """The table holds tag sets: a column of them, or several 0/1 columns (one per tag)."""
+    if tag_set_column(frame, text) is not None:
+        return True
+    return len(binary_columns(frame.head(CLAIM_SAMPLE), exclude=[text])) >= MIN_ONE_HOT_COLUMNS
+
+
 # --- parsing -----------------------------------------------------------------------------------------------
 
 def split_tags(cell: str, delimiter: str) -> list[str]:
