@@ -11,6 +11,10 @@ PYTEST_ARGS ?=
 # many tests wait on servers, daemons and workers, so two share two cores well. PYTEST_WORKERS=0 runs in one.
 PYTEST_WORKERS ?= 2
 XDIST := -n $(PYTEST_WORKERS) --dist loadfile
+# Python must be allowed to cache bytecode. Some shells (CI's among them) export PYTHONDONTWRITEBYTECODE=1; with the
+# --no-compile install above, every worker, daemon and CLI subprocess the suite starts then compiled torch,
+# transformers and sklearn from source again (57 s of a 70 s TF-IDF worker run). An empty value means unset.
+export PYTHONDONTWRITEBYTECODE :=
 
 .PHONY: run dev test test-fast lint bench setup setup-dev clean-venv
 
