@@ -205,6 +205,32 @@ def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# --- team mode: the fleet's database and its daemons (tests/test_fleet*.py; helpers in tests/fleet_support.py) ---
+
+@pytest.fixture
+def pg_fleet(fresh_postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """This test's database on the PostgreSQL server, migrated; the data folder is the test's PROTOLAB_HOME."""
+    from core import settings
+    from db import init_db
+    from tests.fleet_support import STALE_S
+
+    monkeypatch.setenv("DATABASE_URL", fresh_postgres_url)
+    monkeypatch.setenv(settings.WORKER_STALE_AFTER_S.name, str(STALE_S))
+    dispose_engines()
+    init_db()
+    return fresh_postgres_url
+
+
+@pytest.fixture
+def daemons(protolab_home: Path) -> Iterator:
+    """`protolab worker` processes a test starts (tests.fleet_support.Daemons), all stopped at its end."""
+    from tests.fleet_support import Daemons
+
+    d = Daemons(protolab_home)
+    yield d
+    d.stop_all()
+
+
 # --- completed runs with artifacts, for evaluation tests (issue 5) -------------------------
 
 def _write_run_artifacts(run_id: int, labels: list[str], preds: dict[str, pd.DataFrame], dataset_id: int) -> None:

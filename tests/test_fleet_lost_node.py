@@ -11,13 +11,13 @@ from core.text.config import build_config
 from db import session_scope
 from db import workers as worker_queries
 from db.enums import RunStatus
+from tests.fleet_support import Daemons, claimed_by, finished, store_dataset, wait_for
 from tests.helpers import queue_run
-from tests.test_fleet import Daemons, claimed_by, daemons, finished, pg_fleet, store_dataset, wait_for  # noqa: F401 - the fixtures
 
 
 @pytest.mark.postgres
 @pytest.mark.slow
-def test_a_lost_node_of_a_two_node_run_requeues_it_from_its_checkpoint(pg_fleet: str, daemons: Daemons) -> None:  # noqa: F811
+def test_a_lost_node_of_a_two_node_run_requeues_it_from_its_checkpoint(pg_fleet: str, daemons: Daemons) -> None:
     dataset_id = store_dataset(n=400)
     daemons.start("alpha")
     daemons.start("beta")
