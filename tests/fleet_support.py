@@ -57,6 +57,12 @@ class Daemons:
         self.procs[name] = proc
         return proc
 
+    def start_live(self, *names: str) -> None:
+        """Start a daemon of each name and wait until all of them are registered and beating."""
+        for name in names:
+            self.start(name)
+        self.wait_live(*names)
+
     def wait_live(self, *names: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -28,14 +28,7 @@ from db import runs as run_queries
 from db import workers as worker_queries
 from db.enums import RunStatus
 from db.models import Run, RunClaim, Worker
-from tests.fleet_support import (
-    Daemons,
-    finished,
-    row,
-    store_dataset,
-    tfidf,
-    wait_for,
-)
+from tests.fleet_support import Daemons, finished, row, store_dataset, tfidf, wait_for
 from tests.helpers import cancel, queue_run
 
 # --- pure decisions (no database) ----------------------------------------------------------------------

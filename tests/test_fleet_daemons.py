@@ -12,16 +12,7 @@ import pytest
 from db import session_scope
 from db.enums import RunStatus
 from db.models import RunClaim
-from tests.fleet_support import (
-    ROOT,
-    Daemons,
-    claimed_by,
-    finished,
-    lstm,
-    store_dataset,
-    tfidf,
-    wait_for,
-)
+from tests.fleet_support import ROOT, Daemons, claimed_by, finished, lstm, store_dataset, tfidf, wait_for
 
 CHURN = """
 import random, sys, time
@@ -51,9 +42,7 @@ print(",".join(map(str, started)))
 def test_two_daemons_complete_six_runs_once_each_while_others_start_and_cancel(
         pg_fleet: str, daemons: Daemons, protolab_home: Path) -> None:
     dataset_id = store_dataset()
-    daemons.start("alpha")
-    daemons.start("beta")
-    daemons.wait_live("alpha", "beta")
+    daemons.start_live("alpha", "beta")
     churn = subprocess.Popen([sys.executable, "-c", CHURN, str(dataset_id), "12"], cwd=ROOT,
                              env=daemons.env(), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)

@@ -14,14 +14,7 @@ from db import runs as run_queries
 from db import session_scope
 from db import workers as worker_queries
 from db.enums import RunStatus
-from tests.fleet_support import (
-    Daemons,
-    claimed_by,
-    finished,
-    lstm,
-    store_dataset,
-    wait_for,
-)
+from tests.fleet_support import Daemons, claimed_by, finished, lstm, store_dataset, wait_for
 from tests.helpers import queue_run
 
 
@@ -32,9 +25,7 @@ def test_two_daemons_train_one_run_over_two_nodes(pg_fleet: str, daemons: Daemon
     # No dropout: then the only difference DDP may make is the order of floating-point sums.
     options = dict(epochs=2, max_length=32, device="cpu", seed=7, learning_rate=5e-3, patience=0, lstm_dropout=0.0,
                    init_embeddings=False)
-    daemons.start("alpha")
-    daemons.start("beta")
-    daemons.wait_live("alpha", "beta")
+    daemons.start_live("alpha", "beta")
     single = wait_for(lstm(dataset_id, **{**options, "batch_size": 16}), finished, "finished", 180, daemons)
     assert single.status is RunStatus.COMPLETED, single.error
     # What `protolab train --nodes 2 --gpus 2` queues: one gloo process on each daemon, half the batch each.

@@ -12,25 +12,14 @@ from core.settings import run_dir
 from db import session_scope
 from db import workers as worker_queries
 from db.enums import RunStatus
-from tests.fleet_support import (
-    STALE_S,
-    Daemons,
-    claimed_by,
-    finished,
-    lstm,
-    store_dataset,
-    tfidf,
-    wait_for,
-)
+from tests.fleet_support import STALE_S, Daemons, claimed_by, finished, lstm, store_dataset, tfidf, wait_for
 
 
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_a_killed_daemons_run_resumes_on_the_other_from_its_checkpoint(pg_fleet: str, daemons: Daemons) -> None:
     dataset_id = store_dataset(n=400)
-    daemons.start("alpha")
-    daemons.start("beta")
-    daemons.wait_live("alpha", "beta")
+    daemons.start_live("alpha", "beta")
     victim_run = lstm(dataset_id, epochs=5)
     checkpoint = run_dir(victim_run) / "checkpoint" / "trainer_state.pt"
     running = wait_for(victim_run, lambda r: checkpoint.exists() or finished(r), "checkpointed", 180, daemons)
@@ -60,12 +49,10 @@ def test_a_killed_daemons_run_resumes_on_the_other_from_its_checkpoint(pg_fleet:
 @pytest.mark.slow
 def test_a_stopped_daemon_hands_its_run_back(pg_fleet: str, daemons: Daemons) -> None:
     dataset_id = store_dataset(n=400)
-    daemons.start("alpha")
-    daemons.wait_live("alpha")
+    daemons.start_live("alpha")
     run_id = lstm(dataset_id, epochs=4)
     wait_for(run_id, lambda r: "step" in (r.status_text or "") or finished(r), "training", 180, daemons)
-    daemons.start("beta")
-    daemons.wait_live("beta")
+    daemons.start_live("beta")
     daemons.procs["alpha"].send_signal(signal.SIGTERM)
     assert daemons.procs["alpha"].wait(timeout=60) == 0
     done = wait_for(run_id, finished, "finished", 240, daemons)
