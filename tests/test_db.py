@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
+import traceback
 from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, select, text
 
 from db import datasets as dataset_queries
-from db import dispose_engines, get_engine, init_db, session_scope, upgrade_database
+from db import dispose_engines, get_engine, init_db, session_scope, upgrade_database, with_retry
 from db import runs as run_queries
 from db.enums import ReviewVerdict, RunStatus, TaskKind
 from db.models import Dataset, MetricPoint, Review, Run
@@ -117,16 +119,26 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(protolab_home: Path) -> None:
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
 
 
-def _write_points(url: str, run_id: int, worker: int, n: int, start) -> None:  # noqa: ANN001
-    os.environ["DATABASE_URL"] = url
-    dispose_engines()
-    init_db(url)  # connected and migrated before the start line, so the writes themselves overlap
-    start.wait(300)
-    for i in range(n):
-        with session_scope(url) as s:
-            run_queries.add_metric_points(s, run_id, [{"name": f"w{worker}", "value": float(i), "step": i}])
-            run = run_queries.get_run(s, run_id)
-            run.progress = i / n  # both processes update the same row too
+def _write_points(url: str, run_id: int, worker: int, n: int, ready, start, errors) -> None:  # noqa: ANN001
+    try:
+        os.environ["DATABASE_URL"] = url
+        dispose_engines()
+        init_db(url)  # connected and migrated before the start line, so the writes themselves overlap
+        ready.set()
+        start.wait()  # the parent says go once both are ready (it stops waiting on a child that died)
+        for i in range(n):
+            # As the worker writes: a lock held past the busy timeout by a descheduled writer is retried.
+            with_retry(lambda i=i: _write_point(url, run_id, worker, i, n))
+    except BaseException:
+        errors.put(f"writer {worker}: {traceback.format_exc()}")
+        raise
+
+
+def _write_point(url: str, run_id: int, worker: int, i: int, n: int) -> None:
+    with session_scope(url) as s:
+        run_queries.add_metric_points(s, run_id, [{"name": f"w{worker}", "value": float(i), "step": i}])
+        run = run_queries.get_run(s, run_id)
+        run.progress = i / n  # both processes update the same row too
 
 
 def test_two_processes_write_at_once(db_url: str) -> None:
@@ -138,14 +150,22 @@ def test_two_processes_write_at_once(db_url: str) -> None:
     dispose_engines()
     ctx = multiprocessing.get_context("spawn")
     # Both start writing together, whenever each has started up (which a busy machine can make slow): the
-    # writes overlap on every run, and the only time limits are generous bounds, not how fast the box is.
-    start = ctx.Barrier(2)
-    procs = [ctx.Process(target=_write_points, args=(db_url, run_id, w, 150, start)) for w in (1, 2)]
+    # writes overlap on every run. No child waits on a clock: the parent releases them once both are ready, and
+    # gives up only when a child died first (a barrier with a timeout broke for both under load: exit 1, 1).
+    ready, start, errors = [ctx.Event() for _ in (1, 2)], ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_write_points, args=(db_url, run_id, w, 150, ready[w - 1], start, errors))
+             for w in (1, 2)]
     for p in procs:
         p.start()
+    while not all(e.is_set() for e in ready) and all(p.is_alive() for p in procs):
+        time.sleep(0.05)
+    start.set()
     for p in procs:
         p.join(600)
-    assert [p.exitcode for p in procs] == [0, 0]
+    failures = []
+    while not errors.empty():
+        failures.append(errors.get(timeout=5))
+    assert [p.exitcode for p in procs] == [0, 0], failures
     with session_scope(db_url) as s:
         names = [p.name for p in run_queries.metric_points(s, run_id)]
     assert names.count("w1") == 150 and names.count("w2") == 150
