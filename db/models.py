@@ -304,6 +304,8 @@ class Search(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     error: Mapped[str | None] = mapped_column(Text)
     best_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    # its parent run in MLflow (core.tracking.mlflow_searches): the trials' MLflow runs are its children
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
 
     trials: Mapped[list[SearchTrial]] = relationship(
         back_populates="search", cascade="all, delete-orphan", passive_deletes=True, order_by="SearchTrial.number")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db.enums import SearchStatus, TrialState
@@ -62,3 +62,7 @@ def finish_trial(s: Session, trial: SearchTrial, state: TrialState, value: float
 
 def active_searches(s: Session) -> Sequence[Search]:
     return s.scalars(select(Search).where(Search.status.in_([SearchStatus.QUEUED, SearchStatus.RUNNING]))).all()
+
+
+def touch_heartbeat(s: Session, search_id: int) -> None:
+    s.execute(update(Search).where(Search.id == search_id).values(heartbeat_at=utcnow()))

@@ -110,6 +110,35 @@ def test_export_sends_older_runs_once(classification_dataset: int, tmp_path: Pat
     assert list(found["run_id"]) == [first[0]["mlflow_run_id"]] and found.iloc[0]["metrics.macro_f1"] > 0.5
 
 
+@pytest.mark.slow
+def test_a_search_logs_as_a_parent_run_with_its_trials_as_children(classification_dataset: int, sqlite_store: str,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import mlflow
+
+    code = cli_main(["search", "--dataset", "tiny-sentiment", "--model", "tfidf", "--trials", "2", "--space",
+                     "tfidf_c=log(0.01,0.1)", "--wait", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0, out
+    parents = mlflow.search_runs(experiment_names=["protolab"],
+                                 filter_string=f"tags.`protolab.search_id` = '{out['search_id']}'")
+    assert len(parents) == 1
+    parent = parents.iloc[0]
+    # the driver ends its parent run before it writes the search's final status, which is what --wait waits for
+    assert parent["status"] == "FINISHED" and parent["tags.protolab.status"] == "completed"
+    assert parent["metrics.best_validation/macro_f1"] == pytest.approx(out["best"]["value"])
+    assert parent["tags.protolab.best_run_id"] == str(out["best"]["run_id"])
+    assert parent["params.search.space"] == "tfidf_c log[0.01, 0.1]; tfidf_ngram_max [1, 3]; tfidf_min_df [1, 5]"
+    assert parent["metrics.trials_complete"] == 2
+    history = mlflow.MlflowClient().get_metric_history(parent["run_id"], "trial_validation/macro_f1")
+    assert sorted((m.step, m.value) for m in history) == sorted((t["number"], t["value"]) for t in out["trials"])
+    for trial in out["trials"]:  # a trial's worker ends its MLflow run after its run row is final
+        assert wait_for_state(trial["run_id"], ("logged", "failed"))["mlflow_state"] == "logged"
+    children = mlflow.search_runs(experiment_names=["protolab"],
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent['run_id']}'")
+    assert sorted(children["tags.protolab.run_id"]) == sorted(str(t["run_id"]) for t in out["trials"])
+    assert set(children["status"]) == {"FINISHED"}
+
+
 def test_the_cli_starts_without_importing_mlflow() -> None:
     """`protolab --help` (every command's parser, export-mlflow's included) never pays for mlflow's import."""
     probe = ("import sys\nfrom core.cli import main\nfor argv in (['--help'], ['runs', 'export-mlflow', '--help']):\n"

@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ from core.logs import configure_logging
 from core.runs import registry
 from core.search.space import Param, suggest
 from core.search.study import open_study
+from core.tasks import resolve
 from core.training import start_training
 from db import runs as run_queries
 from db import searches as search_queries
@@ -37,8 +39,11 @@ from db.models import Dataset, Search, SearchTrial, utcnow
 
 log = logging.getLogger(__name__)
 
+# core.search sits below core.tracking: the search's MLflow parent run is reached by name, as the worker's tracker is
+SEARCH_TRACKER = "core.tracking.mlflow_searches:start_search_tracking"
 POLL_S = 0.5  # how often the driver reads its trials: a pruned trial stops within this of its epoch
 STOP_WAIT_S = 60.0  # how long a stopping search waits for its cancelled trials to end
+HEARTBEAT_S = 2.0  # well within PROTOLAB_STALE_AFTER_S, after which a silent driver reads as lost
 
 
 @dataclass
@@ -49,6 +54,7 @@ class Driver:
     live: dict[int, Any] = field(default_factory=dict)  # trial number -> optuna Trial asked by this process
     started: float = field(default_factory=time.monotonic)
     abort: str | None = None  # why the search cannot go on (its kind reports no validation score)
+    tracker: Any = None  # the search's parent run in MLflow (core.tracking.mlflow_searches), when configured
 
     def step(self) -> bool:
         """Sync the running trials, queue new ones within the budget; False once the search is over."""
@@ -139,6 +145,8 @@ class Driver:
         else:
             self.study.tell(target, state=_optuna_state(state))
         search_queries.finish_trial(s, trial, state, value)
+        if self.tracker is not None:
+            self.tracker.trial_finished(trial.number, state, value, trial.search.metric)
 
     def mark_best(self, s: Any, search: Search) -> None:
         complete = [t for t in search_queries.trials_of(s, search.id)
@@ -166,6 +174,21 @@ class Driver:
             time.sleep(POLL_S)
 
 
+def _heartbeat_loop(search_id: int, stop: threading.Event) -> None:
+    """Beat from a thread of its own, as a run's worker does: a step that blocks (opening the MLflow parent run on a
+    slow store, a slow sampler) must not make a live driver read as lost and its search failed under it."""
+    while not stop.wait(HEARTBEAT_S):
+        try:
+            with_retry(lambda: _touch(search_id))
+        except Exception as exc:  # a missed beat is not worth failing the search for
+            log.warning("search %d: heartbeat failed, the search goes on: %s: %s", search_id, type(exc).__name__, exc)
+
+
+def _touch(search_id: int) -> None:
+    with session_scope() as s:
+        search_queries.touch_heartbeat(s, search_id)
+
+
 def _optuna_state(state: TrialState) -> Any:
     import optuna  # heavy, but this is the driver's own process
 
@@ -182,8 +205,11 @@ def drive(search_id: int) -> SearchStatus:
         search.status, search.pid, search.host = SearchStatus.RUNNING, os.getpid(), socket.gethostname()
         search.heartbeat_at, search.started_at = utcnow(), search.started_at or utcnow()
         settings, params = dict(search.settings), [Param.of(p) for p in search.space]
+    tracker, stop_heartbeat = None, threading.Event()
+    threading.Thread(target=_heartbeat_loop, args=(search_id, stop_heartbeat), daemon=True).start()
     try:
-        driver = Driver(search_id, open_study(search_id, settings), params)
+        tracker = resolve(SEARCH_TRACKER)(search_id)  # before the first trial: its run names the parent
+        driver = Driver(search_id, open_study(search_id, settings), params, tracker=tracker)
         _forget_unrecorded(driver)
         while with_retry(driver.step) and driver.abort is None:
             time.sleep(POLL_S)
@@ -193,11 +219,14 @@ def drive(search_id: int) -> SearchStatus:
             stopping = s.get(Search, search_id).stop_requested
         if stopping:
             driver.stop()
+        final = SearchStatus.STOPPED if stopping else SearchStatus.COMPLETED
+        with session_scope() as s:
+            driver.mark_best(s, s.get(Search, search_id))
+        if tracker is not None:  # before the final status: whoever sees the search end finds its MLflow run ended
+            tracker.finish(final)
         with session_scope() as s:
             search = s.get(Search, search_id)
-            driver.mark_best(s, search)
-            search.status = SearchStatus.STOPPED if stopping else SearchStatus.COMPLETED
-            search.finished_at = utcnow()
+            search.status, search.finished_at = final, utcnow()
             n = len([t for t in search.trials if t.state != TrialState.STOPPED])
             search.status_text = f"{'stopped' if stopping else 'completed'} after {n} trial(s)"
             log.info("search %d %s", search_id, search.status.value)
@@ -205,6 +234,8 @@ def drive(search_id: int) -> SearchStatus:
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the search row
         log.error("search %d failed: %s: %s", search_id, type(exc).__name__, exc, exc_info=not isinstance(
             exc, ProtolabError))
+        if tracker is not None:
+            tracker.finish(SearchStatus.FAILED)
         with session_scope() as s:
             search = s.get(Search, search_id)
             search.status, search.finished_at, search.status_text = SearchStatus.FAILED, utcnow(), "failed"
@@ -212,6 +243,8 @@ def drive(search_id: int) -> SearchStatus:
         if isinstance(exc, KeyboardInterrupt):
             raise
         return SearchStatus.FAILED
+    finally:
+        stop_heartbeat.set()
 
 
 def _forget_unrecorded(driver: Driver) -> None:

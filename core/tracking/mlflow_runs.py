@@ -29,12 +29,14 @@ from core.tasks import get_task, resolve
 from core.tracking.figures import curves
 from db import read_scope, session_scope, with_retry
 from db import runs as run_queries
+from db import searches as search_queries
 from db.enums import RunStatus
 from db.models import Run, utcnow
 
 log = logging.getLogger(__name__)
 
 TAG_RUN = "protolab.run_id"
+TAG_PARENT = "mlflow.parentRunId"  # MLflow's own tag of a nested run: the UI shows it under its parent
 TAG_LOGGED = "protolab.logged"  # "1" once everything of the run is in MLflow: export-mlflow then leaves it alone
 LIVE, LOGGED, FAILED = "live", "logged", "failed"  # Run.mlflow_state
 MODEL_PATH = "model"  # the pyfunc model's folder among the MLflow run's artifacts: runs:/<id>/model
@@ -59,7 +61,7 @@ _HTTP_SETTINGS = ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIE
 _users_own: list[set[str]] = []  # the MLFLOW_HTTP_REQUEST_* a user set, seen before we first set ours
 
 
-def _client(*, live: bool = True) -> Any:
+def connect(*, live: bool = True) -> Any:
     """A client of the tracking URI. MLflow's defaults wait 120 s a request and retry 7 times with back-off (minutes
     for a server that is down): a live run gets PROTOLAB_MLFLOW_TIMEOUT_S and no retries; an export, which a person
     runs to catch up, waits longer and retries twice. A user's own MLFLOW_HTTP_REQUEST_* settings win."""
@@ -78,7 +80,7 @@ def _client(*, live: bool = True) -> Any:
     return MlflowClient(tracking_uri=tracking_uri())
 
 
-def _experiment_id(client: Any) -> str:
+def experiment_id(client: Any) -> str:
     name = settings.MLFLOW_EXPERIMENT.get()
     found = client.get_experiment_by_name(name)
     if found is not None:
@@ -125,7 +127,7 @@ def read_record(run_id: int, *, points: bool = True, figures: bool = False) -> R
         record = RunRecord(
             run_id=run.id, name=run.name or f"{run.model_kind} on {run.dataset.name} (#{run.id})", task=str(run.task),
             model_kind=run.model_kind, status=run.status, config=dict(run.config or {}),
-            metrics=dict(run.metrics or {}), tags=_tags(run),
+            metrics=dict(run.metrics or {}), tags=_tags(run) | _parent_tag(s, run.id),
             start_ms=_ms(run.started_at or run.created_at) or 0, end_ms=_ms(run.finished_at),
             mlflow_run_id=run.mlflow_run_id, mlflow_state=run.mlflow_state)
         if points:
@@ -147,6 +149,13 @@ def _tags(run: Run) -> dict[str, str]:
             "mlflow.runName": run.name or f"{run.model_kind} on {run.dataset.name} (#{run.id})"}
 
 
+def _parent_tag(s: Any, run_id: int) -> dict[str, str]:
+    """A search's trial is a child of the search's MLflow run (MLflow's nested runs), when the search has one."""
+    trial = search_queries.trial_of_run(s, run_id)
+    parent = trial.search.mlflow_run_id if trial is not None else None
+    return {TAG_PARENT: parent} if parent else {}
+
+
 def _figures(run: Run, points: list[dict[str, Any]]) -> dict[str, Any]:
     """The curves and the task's figures; one that cannot be drawn (files gone) is left out, saying why."""
     figures = curves(points)
@@ -161,7 +170,7 @@ def _figures(run: Run, points: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # --- sending -------------------------------------------------------------------------------------------------
-def _name(text: str) -> str:
+def mlflow_name(text: str) -> str:
     return _BAD_NAME.sub("_", text.replace("@", "_at_"))[:250]
 
 
@@ -173,7 +182,7 @@ def _flat_numbers(values: dict[str, Any], prefix: str = "") -> dict[str, float]:
         if isinstance(value, dict):
             out.update(_flat_numbers(value, name + "."))
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[_name(name)] = float(value)
+            out[mlflow_name(name)] = float(value)
     return out
 
 
@@ -181,8 +190,8 @@ def _log_points(client: Any, mlflow_run_id: str, points: Sequence[dict[str, Any]
     from mlflow.entities import Metric  # heavy: only when logging
 
     now = int(utcnow().timestamp() * 1000)
-    metrics = [Metric(_name(f"{p['split']}/{p['name']}"), float(p["value"]), p.get("at_ms") or now, int(p["step"]))
-               for p in points]
+    metrics = [Metric(mlflow_name(f"{p['split']}/{p['name']}"), float(p["value"]), p.get("at_ms") or now,
+                      int(p["step"])) for p in points]
     for start in range(0, len(metrics), BATCH):
         client.log_batch(mlflow_run_id, metrics=metrics[start:start + BATCH])
 
@@ -190,9 +199,9 @@ def _log_points(client: Any, mlflow_run_id: str, points: Sequence[dict[str, Any]
 def _create(client: Any, record: RunRecord) -> str:
     from mlflow.entities import Param  # heavy: only when logging
 
-    created = client.create_run(_experiment_id(client), start_time=record.start_ms, tags=record.tags,
+    created = client.create_run(experiment_id(client), start_time=record.start_ms, tags=record.tags,
                                 run_name=record.name)
-    params = [Param(_name(k), str(v)[:6000]) for k, v in sorted(record.config.items())]
+    params = [Param(mlflow_name(k), str(v)[:6000]) for k, v in sorted(record.config.items())]
     for start in range(0, len(params), 100):  # MLflow takes at most 100 params a batch
         client.log_batch(created.info.run_id, params=params[start:start + 100])
     return created.info.run_id
@@ -267,7 +276,7 @@ class Tracker:
 
     def _open(self) -> None:
         record = read_record(self.run_id)  # a resumed run: its points so far go first, so the MLflow run is whole
-        self.client = _client()
+        self.client = connect()
         self.mlflow_run_id = _create(self.client, record)
         _log_points(self.client, self.mlflow_run_id, record.points)
         _drop_partial(self.client, record.mlflow_run_id, record.mlflow_state)
@@ -335,13 +344,13 @@ class Exported:
 def export_run(run_id: int, client: Any | None = None) -> Exported:
     """Send one finished run to MLflow in full, once: a run already logged (by its row, or found there by its tag
     when the row was never told) is left as it is."""
-    client = client or _client(live=False)
+    client = client or connect(live=False)
     record = read_record(run_id, figures=True)
     if record.status.is_active:
         return Exported(run_id, None, "failed: the run has not finished")
     if record.mlflow_state == LOGGED:
         return Exported(run_id, record.mlflow_run_id, "already there")
-    found = client.search_runs([_experiment_id(client)], f"tags.`{TAG_RUN}` = '{run_id}' and "
+    found = client.search_runs([experiment_id(client)], f"tags.`{TAG_RUN}` = '{run_id}' and "
                                                          f"tags.`{TAG_LOGGED}` = '1'", max_results=1)
     if found:
         _record(run_id, found[0].info.run_id, LOGGED)
@@ -364,7 +373,7 @@ def export_runs(run_ids: Iterable[int] | None = None) -> list[Exported]:
     else:
         with read_scope() as s:
             ids = [r.id for r in run_queries.runs_not_in_mlflow(s)]
-    client = _client(live=False)
+    client = connect(live=False)
     out = []
     for run_id in ids:
         try:
