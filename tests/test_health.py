@@ -296,7 +296,7 @@ def test_automatic_relabelling_takes_the_likely_label_errors_only() -> None:
     from core.health.jobs import automatic_changes
 
     issue = {"split": "train", "text": "t", "label": "a", "suggested": "b", "score": 0.5}
-    audit = SimpleNamespace(findings={"label_issues": [
+    audit = SimpleNamespace(summary={"source": "cv", "embeddings": True}, findings={"label_issues": [
         {**issue, "row": 1, "likely": True}, {**issue, "row": 2, "likely": False}, {**issue, "row": 3}],
         "duplicates": []})
     changes = automatic_changes(audit, relabel_suggested=True, exclude_duplicates=False, min_score=0.0)

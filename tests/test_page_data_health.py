@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.health.audit import AuditConfig
-from core.health.confidence import default_min_score
+from core.health.confidence import calibration_of
 from core.health.jobs import audit_dataset
 from core.runs import scheduling
 from db import audits as audit_queries
@@ -56,14 +56,15 @@ def test_run_audit_from_the_tab_goes_to_the_background_then_shows_findings() -> 
     found = {m.label: m.value for m in at.metric}
     assert int(found["Likely label errors"]) >= 15 and int(found["Near-duplicates"]) == 0
     audit_id = _audit_id(dataset_id)
-    rows = at.dataframe(key=f"health_marks_{audit_id}_False_False_{round(default_min_score(), 2)}").value
+    cut = round(calibration_of({"source": "cv", "embeddings": False}).cut, 2)  # the quick pass's own cut
+    rows = at.dataframe(key=f"health_marks_{audit_id}_False_False_{cut}").value
     assert len(set(rows["row"]) & set(flips.tolist())) >= 15 and rows["likely"].all()
     assert rows["score"].is_monotonic_decreasing
     with read_scope() as s:
         possible = audit_queries.latest_audit(s, dataset_id).summary["possible_label_issues"]
     assert possible >= 1  # the second tier is there on request, below the likely ones
     at.toggle(key="health_possible").set_value(True).run()
-    both = at.dataframe(key=f"health_marks_{audit_id}_False_True_{round(default_min_score(), 2)}").value
+    both = at.dataframe(key=f"health_marks_{audit_id}_False_True_{cut}").value
     assert len(both) == len(rows) + possible and not both["likely"].iloc[-1]
 
 
@@ -87,7 +88,9 @@ def test_accept_suggestions_save_a_version_and_retrain_the_last_run(monkeypatch:
     assert at.button(key="health_save").disabled  # nothing marked yet
     at.toggle(key="health_accept_all").set_value(True).run()
     # only the likely ones from the cut measured on real tweets up are pre-filled, all of them (as the CLI does)
-    n = int((audit.label_issues["likely"] & (audit.label_issues["score"] >= default_min_score() - 1e-9)).sum())
+    cut = calibration_of(audit.summary).cut  # the quick pass ran: its cut, not the default audit's
+    assert cut == 0.98
+    n = int((audit.label_issues["likely"] & (audit.label_issues["score"] >= cut - 1e-9)).sum())
     assert n > 0
     assert at.button(key="health_save").label == f"Save {n} changes as a new dataset version"
     at.button(key="health_save").click().run()
@@ -152,3 +155,25 @@ def test_evaluate_shows_the_zero_label_line_and_the_audit_flag_of_each_mistake()
     for text, flag in zip(flagged["text"], flagged["audit"], strict=True):
         tier = "label wrong?" if issues.loc[text, "likely"] else "label?"  # likely vs possible label error
         assert flag.startswith(f"{tier} → {issues.loc[text, 'suggested']}")
+
+
+@pytest.mark.parametrize(("summary", "said", "cut"), [
+    ({"source": "cv", "embeddings": True}, "really mislabelled 69% of the time on real labels", 0.97),
+    ({"source": "cv", "embeddings": False}, "really mislabelled 61% of the time on real labels", 0.98),
+    ({"source": "run:1", "embeddings": False}, "has not been measured", 0.98)])
+def test_the_tab_shows_the_precision_of_the_audit_mode_that_ran(summary: dict, said: str, cut: float) -> None:
+    frame, _, _ = topics_frame(n=120, n_flips=0)
+    dataset_id = store(frame)
+    issues = [{"row": 0, "split": "train", "text": frame["text"][0], "label": frame["label"][0],
+               "suggested": "other", "score": 0.99, "likely": True}]
+    with session_scope() as s:
+        audit_id = audit_queries.add_audit(s, dataset_id=dataset_id, run_id=None, source=summary["source"],
+                                           config={}, summary={**summary, "label_issues": 1},
+                                           findings={"label_issues": issues}, zero_label=None).id
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    mode = next(c.value for c in at.caption if c.value.startswith("Audit mode:"))
+    assert said in mode and "measured:" in mode  # the figure of the mode that ran, and where it comes from
+    assert ("bench/judgments" in mode) == summary["embeddings"] and ("69%" in mode) == (cut == 0.97)
+    assert at.select_slider(key="health_min_score").value == cut
+    at.dataframe(key=f"health_marks_{audit_id}_False_False_{cut}")  # the editor is keyed by the mode's cut

@@ -170,12 +170,14 @@ def marks_editor(dataset_id: int, audit: dict[str, Any]) -> None:
     st.caption(f"{likely:,} likely label errors{f' and {possible:,} possible ones' if with_possible else ''}, most "
                f"suspicious first (score 1 = surely wrong); the first {min(len(shown), EDITOR_ROWS)} can be "
                "relabelled (to the suggestion or by hand) or excluded.")
-    accept, cut = prefill_controls(issues)
+    mode = confidence.calibration_of(audit["summary"])
+    st.caption(mode_precision(mode))
+    accept, cut = prefill_controls(issues, mode)
     chosen = {int(i["row"]) for i in confidence.prefilled(issues.to_dict("records"), cut)} if accept else set()
     # Every pre-filled row is in the editor, past the first EDITOR_ROWS too: the page changes what the CLI does.
     marks = shown.head(max(EDITOR_ROWS, len(chosen))).assign(exclude=False)
     marks.insert(marks.columns.get_loc("score") + 1, "confidence",
-                 [confidence.flag_confidence(float(v)) for v in marks["score"]])
+                 [confidence.flag_confidence(float(v), mode.bands) for v in marks["score"]])
     marks["relabel_to"] = marks["suggested"].where(marks["row"].isin(chosen)) if accept else None
     edited = st.data_editor(marks, key=f"health_marks_{audit['id']}_{accept}_{with_possible}_{cut}",
                             hide_index=True, width="stretch",
@@ -187,8 +189,8 @@ def marks_editor(dataset_id: int, audit: dict[str, Any]) -> None:
                                                                          format="%.3f"),
                                 "confidence": st.column_config.NumberColumn(
                                     "really wrong?", format="%.2f",
-                                    help="Share of flags scored like this one that were really mislabelled, "
-                                         "judged by hand on real tweets (BENCHMARKS.md)"),
+                                    help="Share of this audit mode's flags scored like this one that were "
+                                         "really mislabelled, judged by hand on real tweets (BENCHMARKS.md)"),
                                 "relabel_to": st.column_config.SelectboxColumn("relabel to", options=labels)})
     changes = health_jobs.marks_to_changes(edited)
     duplicates = audit["findings"].get("duplicates", [])
@@ -209,24 +211,34 @@ def marks_editor(dataset_id: int, audit: dict[str, Any]) -> None:
             st.error(str(exc))
 
 
-def prefill_controls(issues: pd.DataFrame) -> tuple[bool, float]:
-    """The pre-fill toggle and its cut (the lowest score pre-filled), with the precision measured at that cut."""
-    default = confidence.default_min_score()
-    cuts = sorted({*(round(b.low, 2) for b in confidence.REAL_BANDS), round(default, 2), 1.0})
+def prefill_controls(issues: pd.DataFrame, mode: confidence.Calibration) -> tuple[bool, float]:
+    """The pre-fill toggle and its cut (the lowest score pre-filled), with the precision measured at that cut for
+    the audit's mode (the one that ran)."""
+    default = mode.cut
+    cuts = sorted({*(round(b.low, 2) for b in mode.bands), round(default, 2), 1.0})
     left, right = st.columns([2, 1])
     accept = left.toggle("Pre-fill suggested labels for the flags scored at least this", key="health_accept_all",
                          help="The same rows as `protolab datasets version --relabel-suggested` (its --min-score).")
     cut = right.select_slider("Lowest score pre-filled", options=cuts, value=round(default, 2),
                               key="health_min_score", label_visibility="collapsed")
-    measured = confidence.measured_precision(cut)
+    measured = confidence.measured_precision(cut, mode.bands)
     count = len(confidence.prefilled(issues.to_dict("records"), cut))
-    right = confidence.measured_suggestion_right(cut)
-    said = (f"{measured[0]:.0%} of {measured[1]} flags scored {cut:.2f} or more were really mislabelled when judged "
-            f"by hand on real tweets, and the suggestion was the right label for {right:.0%}" if measured
-            else "no flags this high were judged on real data")
-    st.caption(f"{count:,} likely label errors are scored {cut:.2f} or more: {said} (on tweets with labels flipped "
-               f"at random, {confidence.SYNTHETIC_PRECISION:.0%} of all likely ones were).")
+    right = confidence.measured_suggestion_right(cut, mode.bands)
+    said = (f"{measured[0]:.0%} of {measured[1]} flags of this audit mode scored {cut:.2f} or more were really "
+            f"mislabelled when judged by hand on real tweets, and the suggestion was the right label for {right:.0%}"
+            if measured else f"no flags this high were judged on real data for {mode.label}")
+    st.caption(f"{count:,} likely label errors are scored {cut:.2f} or more: {said}.")
     return accept, cut
+
+
+def mode_precision(mode: confidence.Calibration) -> str:
+    """What the audit mode that ran is measured to be worth: on real labels, and on seeded flips."""
+    real = mode.precision
+    said = (f"its likely label errors were really mislabelled {real[0]:.0%} of the time on real labels"
+            if real else "its precision on real labels has not been measured")
+    synthetic = (f", {mode.synthetic:.0%} on tweets with 5 % of labels flipped at random" if mode.synthetic
+                 else "")
+    return f"Audit mode: {mode.label}. {said[0].upper()}{said[1:]}{synthetic} (measured: {mode.measured})."
 
 
 def retrain_offer(dataset_id: int, last_run_id: int | None) -> None:

@@ -31,7 +31,7 @@ from core.data.types import (
 from core.data.unlabelled import prepare_unlabelled
 from core.data.versions import create_dataset_version, pending_test_marks, test_set_name
 from core.health.audit import CERTAINTY, AuditConfig
-from core.health.confidence import PREFILL_PRECISION, default_min_score
+from core.health.confidence import MODES, PREFILL_PRECISION
 from core.health.duplicates import SIMILARITY
 from core.health.jobs import audit_dataset, automatic_changes
 from core.labelling.curve_job import start_label_curve
@@ -379,8 +379,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="relabel the likely label errors scored at least --min-score to the suggestion "
                               "(the rows the Data health tab pre-fills)")
     version.add_argument("--min-score", type=float, default=None,
-                         help=f"the lowest score relabelled (default {default_min_score():.2f}: from there up, "
-                              f"{PREFILL_PRECISION:.0%} or more of the flags were real errors on real tweets)")
+                         help="the lowest score relabelled (default: the audit mode's cut, "
+                              + ", ".join(f"{m.cut:.2f} for {m.label}" for m in MODES)
+                              + f": from there up, {PREFILL_PRECISION * 100:.0f} %% or more of the flags were real "
+                              "errors on real tweets, where measured)")
     version.add_argument("--exclude-possible", action="store_true",
                          help="drop the possible label errors (flagged, below the audit's certainty)")
     version.add_argument("--exclude-duplicates", action="store_true",

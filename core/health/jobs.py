@@ -18,7 +18,7 @@ from core.data.storage import load_frame
 from core.evaluation.analysis import proba_matrix
 from core.evaluation.predictions import SPLITS, load_meta, load_predictions
 from core.health.audit import AuditCancelled, AuditConfig, AuditError, AuditResult, parse_source, run_audit
-from core.health.confidence import default_min_score, prefilled
+from core.health.confidence import calibration_of, prefilled
 from core.runs.context import RunContext
 from core.runs.jobs import completed_run, start_run
 from core.runs.worker import RunCancelled
@@ -141,11 +141,12 @@ def _classification_dataset(s: Session, dataset_id: int) -> Dataset:
 def automatic_changes(audit: DataAudit, *, relabel_suggested: bool, exclude_duplicates: bool,
                       exclude_possible: bool = False, min_score: float | None = None) -> list[dict[str, Any]]:
     """Changes that relabel the likely label errors scored at least `min_score` (default: the cut measured at
-    PREFILL_PRECISION on real labels, core.health.confidence; the same rows the tab pre-fills) to their suggestion
-    and/or drop every duplicate (not the row kept). Possible label errors (flagged, but below the audit's
-    certainty) are left for a person to judge, or dropped with `exclude_possible`: worth it when many labels are
-    wrong (15 % flipped on tweets: 42 % of the macro-F1 the noise cost TF-IDF came back), harmful when few are
-    (5 %: it undid what relabelling gained for the fine-tuned Transformer). BENCHMARKS.md, "Data health"."""
+    PREFILL_PRECISION on real labels for the audit's mode, core.health.confidence; the same rows the tab
+    pre-fills) to their suggestion and/or drop every duplicate (not the row kept). Possible label errors
+    (flagged, but below the audit's certainty) are left for a person to judge, or dropped with
+    `exclude_possible`: worth it when many labels are wrong (15 % flipped on tweets: 42 % of the macro-F1 the
+    noise cost TF-IDF came back), harmful when few are (5 %: it undid what relabelling gained for the fine-tuned
+    Transformer). BENCHMARKS.md, "Data health"."""
     findings = audit.findings or {}
     changes: list[dict[str, Any]] = []
     excluded = set()
@@ -161,7 +162,7 @@ def automatic_changes(audit: DataAudit, *, relabel_suggested: bool, exclude_dupl
                 changes.append({"action": "exclude", "row": int(issue["row"]), "split": issue["split"],
                                 "text": issue["text"], "label": issue["label"]})
     if relabel_suggested:
-        cut = default_min_score() if min_score is None else min_score
+        cut = calibration_of(audit.summary).cut if min_score is None else min_score
         for issue in prefilled(findings.get("label_issues", []), cut):  # audits before tiers: all likely
             if int(issue["row"]) not in excluded:
                 changes.append({"action": "relabel", "row": int(issue["row"]), "split": issue["split"],
