@@ -19,6 +19,7 @@ from core.errors import ProtolabError
 from core.metric_keys import CLASSIFICATION_HEADLINE, COMPARED_CLASSIFICATION_METRICS, DISPLAY_K, at_k, ranking_keys
 from db.enums import TaskKind
 
+FILES_PATH = "files"  # a task's multipart endpoint: POST /v1/runs/{id}/{verb}/files (Task.serve_files)
 
 class UnknownTask(ProtolabError):
     """A task nobody registered (a dataset or run made by a plugin that is not loaded)."""
@@ -124,6 +125,9 @@ class Task:
     # "module:function" (served model, JSON body) -> JSON answer, for a task without a typed endpoint of its own
     # in core.api.app (the built-in tasks have one).
     serve: str | None = None
+    # "module:function" (served model, [(file name, bytes), ...]) -> JSON answer: POST /v1/runs/{id}/{verb}/files,
+    # the same answer for files sent as a multipart upload (None: the task takes no file uploads).
+    serve_files: str | None = None
     # "module:function" (bytes from the page or a path from the CLI, file name) -> ParsedTable: how an upload of
     # the task is read (None: as a table file, core.data.datasets.read_table).
     reader: str | None = None
@@ -146,6 +150,9 @@ class Task:
 
     def endpoint(self, run_id: int) -> str:
         return f"/v1/runs/{run_id}/{self.verb}"
+
+    def files_endpoint(self, run_id: int) -> str:
+        return f"{self.endpoint(run_id)}/{FILES_PATH}"
 
     def split_method(self, said: str) -> str:
         """The SplitConfig method of what the page said ('per-user random' -> 'random')."""
@@ -242,7 +249,7 @@ register_task(replace(
     train_form="ui.train_forms:images_form", evaluate="ui.images.evaluate:images_run",
     stats_keys=("classes", "images"), demo=Demo("pages/image_classifier.py", "Image classifier", "🖼️"),
     cli_prepare="core.images.reading:prepare_from_args", reader="core.images.reading:read_images",
-    verb="classify", serve="core.images.api:classify",
+    verb="classify", serve="core.images.api:classify", serve_files="core.images.api:classify_files",
     claims="core.images.reading:looks_like_images",
     versions=Versions("image", files="core.images.versions:linked_images", stats="core.images.versions:counts",
                       preview="core.images.gallery:thumbnail_uris")))

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Path, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, File, Path, Request, UploadFile
 from fastapi.security import HTTPBearer
 
 from core import __version__
@@ -28,9 +28,9 @@ from core.api.contract import (
 from core.api.gate import BodyLimit, KeyGate
 from core.api.keys import KeyInfo
 from core.api.served import ApiError, ServedModels, ServedRun
-from core.errors import ProtolabError
+from core.errors import ProtolabError, RefusedInput
 from core.recs.models import RecommenderError
-from core.tasks import Task, all_tasks, get_task
+from core.tasks import FILES_PATH, Task, all_tasks, get_task
 from core.text.serving import LOW_CONFIDENCE
 from db.enums import TaskKind
 
@@ -121,6 +121,9 @@ def create_app(models: ServedModels, *, require_key: bool = True, limits: Limits
         if task.serve is not None:
             router.post(f"/runs/{{run_id}}/{task.verb}", tags=[str(task.name)],
                         responses=run_errors)(_task_endpoint(models, task))
+        if task.serve_files is not None:
+            router.post(f"/runs/{{run_id}}/{task.verb}/{FILES_PATH}", tags=[str(task.name)], responses=run_errors,
+                        summary=f"{task.verb.capitalize()} uploaded files")(_files_endpoint(models, task, limits))
     app.include_router(router)
     return app
 
@@ -131,6 +134,28 @@ def _task_endpoint(models: ServedModels, task: Task) -> Any:
         try:
             answer = await asyncio.to_thread(task.part("serve"), run.model, body)
         except ProtolabError as exc:  # the task's own check of the body or its content: the client's to fix
+            raise ApiError(422, "invalid_input", str(exc)) from exc
+        return {"run_id": run_id, "model": run.model_kind, **answer}
+
+    return answer
+
+
+def _files_endpoint(models: ServedModels, task: Task, limits: Limits) -> Any:
+    files_doc = (f"the files, as a multipart/form-data upload: one `files` part per file (at most "
+                 f"{limits.max_body_bytes:,} bytes in all; 413 past it)")
+
+    Files = Annotated[list[UploadFile], File(description=files_doc, min_length=1)]  # noqa: N806 (a type)
+
+    async def answer(run_id: RunId, files: Files) -> dict[str, Any]:
+        """The files of one multipart upload, answered in order as the JSON endpoint answers them; a file that
+        is not an image is refused (400, naming it), as is an upload over the body limit (413)."""
+        run = await _served(models, run_id, task.name)
+        sent = [(f.filename or f"files[{i}]", await f.read()) for i, f in enumerate(files)]
+        try:
+            answer = await asyncio.to_thread(task.part("serve_files"), run.model, sent)
+        except RefusedInput as exc:
+            raise ApiError(exc.status, exc.code, str(exc)) from exc
+        except ProtolabError as exc:
             raise ApiError(422, "invalid_input", str(exc)) from exc
         return {"run_id": run_id, "model": run.model_kind, **answer}
 

@@ -48,14 +48,15 @@ def error_response(status: int, code: str, detail: str, headers: dict[str, str] 
 
 
 STATUS_MEANINGS = {
-    400: "a run of the other task: predict on a recommender, or recommend on a classifier",
+    400: "a run of the other task (predict on a recommender, or recommend on a classifier), or an uploaded file "
+         "that is not an image (named)",
     401: "no key, or a key that is not valid (mistyped or revoked)",
     403: "the key may not do this: a run outside its scope, or a read-only key asked to predict",
     404: "no such run here (or no such user or item in it)",
     408: "the body did not arrive in time",
     409: "the run has not completed",
     410: "the run's files are gone, so it cannot be served",
-    413: "over a limit: texts per request, characters per text or bytes per body",
+    413: "over a limit: texts or files per request, characters per text or bytes per body",
     422: "a malformed body or parameter",
 }
 
@@ -167,7 +168,9 @@ def _http_refusal(request: Request, exc: StarletteHTTPException) -> tuple[int, s
     if exc.status_code == 405:
         allowed = (exc.headers or {}).get("Allow", "")
         return 405, "method_not_allowed", f"{request.url.path} does not take {request.method}; use {allowed}"
-    if exc.status_code == 400:  # FastAPI could not decode the body: bad UTF-8, or JSON nested too deep
+    if exc.status_code == 400:  # FastAPI could not decode the body: bad UTF-8, JSON nested too deep, bad multipart
+        if request.headers.get("content-type", "").startswith("multipart/"):
+            return 422, "invalid_request", "the body is not valid multipart/form-data (send one `files` part per file)"
         return 422, "invalid_request", _unparsable(exc.__cause__)
     return exc.status_code, "http_error", str(exc.detail)
 

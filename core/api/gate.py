@@ -16,7 +16,7 @@ from typing import Any
 
 from core.api.contract import error_response
 from core.api.keys import KeyInfo, verify_key
-from core.tasks import all_tasks
+from core.tasks import FILES_PATH, all_tasks
 from db import read_scope
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ def _run_call() -> re.Pattern[str]:
     segment as Starlette matches it ([^/]+), so a key limited to some runs cannot slip past with "+5" or "05"
     spellings that the route reads as run 5."""
     verbs = "|".join(re.escape(task.verb) for task in all_tasks())
-    return re.compile(rf"^/v1/runs/([^/]+)/(?:{verbs})/?$")
+    return re.compile(rf"^/v1/runs/([^/]+)/(?:{verbs})(?:/{FILES_PATH})?/?$")
 
 
 class KeyGate:
@@ -100,8 +100,10 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
+        sent = "files" if headers.get(b"content-type", b"").startswith(b"multipart/") else "texts"
         too_big = error_response(413, "body_too_large", f"the request body is over {self.limit:,} bytes; send "
-                                                        "fewer or shorter texts per request")
+                                                        f"fewer or {'smaller' if sent == 'files' else 'shorter'} "
+                                                        f"{sent} per request")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             return await too_big(scope, receive, send)
         # Read the body here, bounded, and hand it on whole. (Raising from inside receive() would reach
