@@ -114,6 +114,11 @@ def test_schema_documents_every_refusal_as_the_error_body(make_served_run) -> No
     recommend = schema["components"]["schemas"]["RecommendRequest"]
     assert recommend["oneOf"] == [{"required": ["user"]}, {"required": ["like"]}]
     assert recommend["properties"]["k"]["maximum"] == 100
+    upload = schema["paths"]["/v1/runs/{run_id}/classify/files"]["post"]  # images as a multipart upload
+    files = upload["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert {"400", "413"} <= set(upload["responses"]) and "2,000,000 bytes" in json.dumps(schema["components"])
+    assert files == {"$ref": files["$ref"]} and schema["components"]["schemas"][files["$ref"].rsplit("/", 1)[1]][
+        "properties"]["files"]["minItems"] == 1
 
 
 @pytest.mark.parametrize("flag", [[], ["--no-auth"]])
