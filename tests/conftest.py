@@ -405,3 +405,21 @@ def make_served_run(classification_dataset: int, tiny_model_folders: dict[str, P
         return run_id
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_text_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-layer random-init BERT (hidden size 32) with the bundled MiniLM's tokenizer, saved as a Hugging Face
+    folder: what `--model-id` takes for a test that must train a Transformer, an LSTM (its embeddings start from
+    this) or SetFit (sentence-transformers adds mean pooling) end to end, in seconds instead of minutes."""
+    from transformers import BertConfig, BertModel
+
+    from core.text.pretrained import load_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-text-encoder")
+    tokenizer = load_tokenizer()
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
