@@ -91,6 +91,11 @@ class Versions:
     # "module:function" (dataset id, tuple of `content` values) -> one image data: URI each: the picture the
     # Evaluate page's marks editor shows beside each mistake (None: the content column is shown as it is).
     preview: str | None = None
+    # The frame column a change relabels: "label" (one class), "labels" for tag sets (an encoded list per row).
+    label: str = "label"
+    # "module:function" (the change's `to`, the frame's `label` column) -> the value stored: how a relabel target
+    # is checked and written (None: it must be one of the column's values, stored as it is).
+    target: str | None = None
 
 
 @dataclass(frozen=True)
@@ -265,4 +270,6 @@ register_task(Task(
     evaluate_splits=("test", "validation"), cli_prepare="core.multilabel.dataset:prepare_from_args", verb="tag",
     serve="core.multilabel.serving:serve_tags", predict="core.multilabel.serving:predict_json",
     claims="core.multilabel.dataset:claims_upload",
+    versions=Versions(label="labels", target="core.multilabel.versions:tag_set_target",
+                      stats="core.multilabel.versions:recount"),
     demo=Demo("pages/tagging.py", "Tagging demo", "🏷️")))

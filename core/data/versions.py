@@ -95,11 +95,12 @@ def create_dataset_version(s: Any, parent_dataset_id: int, changes: Sequence[dic
                                "as test-set mistakes, or ask for a new test set")
         raise VersionError("no rows are marked: mark rows to relabel or exclude first")
     name = check_name(name, "a dataset", error=VersionError) if name else None
-    frame, applied = _apply_changes(load_frame(parent), to_apply, versions.content)
+    frame, applied = _apply_changes(load_frame(parent), to_apply, versions)
     if frame.empty or frame[frame["split"] == "train"].empty:
         raise VersionError("these exclusions would leave no training rows")
     version_name = name or free_name(s, parent.name)
-    counts = resolve(versions.stats)(frame) if versions.stats else {"classes": frame["label"].value_counts().to_dict()}
+    counts = (resolve(versions.stats)(frame) if versions.stats
+              else {"classes": frame[versions.label].value_counts().to_dict()})
     stats = {**(parent.stats or {}), **counts,
              "test_set": _next_test_set(parent) if new_test_set else {"name": test_set_name(parent)}}
     counts = {a: sum(c["rows"] for c in applied if c["action"] == a) for a in ("relabel", "exclude")}
@@ -150,9 +151,10 @@ def _change_split(split: str) -> str:
 
 
 def _apply_changes(frame: pd.DataFrame, changes: Sequence[dict[str, Any]],
-                   content: str) -> tuple[pd.DataFrame, list[dict]]:
+                   versions: Versions) -> tuple[pd.DataFrame, list[dict]]:
     frame = frame.copy()
-    known = set(frame["label"].astype(str))
+    content, column = versions.content, versions.label
+    known = set(frame[column].astype(str))
     keep = pd.Series(True, index=frame.index)
     applied = []
     for change in changes:
@@ -170,7 +172,7 @@ def _apply_changes(frame: pd.DataFrame, changes: Sequence[dict[str, Any]],
         elif change.get("row") is not None:  # one stored row (a data audit's finding), not every copy of its text
             mask &= frame.index == int(change["row"])
         if change.get("label") is not None:
-            mask &= frame["label"].astype(str) == str(change["label"])
+            mask &= frame[column].astype(str) == str(change["label"])
         # Test rows change only through a test change (a new test set); other changes never reach them.
         mask &= (frame["split"] == "test") if split == "test" else (frame["split"] != "test")
         # Training may cut a missing validation split from train, so a prediction's split is a hint:
@@ -185,10 +187,13 @@ def _apply_changes(frame: pd.DataFrame, changes: Sequence[dict[str, Any]],
         if change.get(ROW_ID) is not None:
             entry[ROW_ID] = int(change[ROW_ID])
         if action == "relabel":
-            target = str(change.get("to") or "")
-            if target not in known:
-                raise VersionError(f"cannot relabel to {target!r}: not a label of this dataset")
-            frame.loc[mask, "label"] = target
+            if versions.target:  # a tag set: the task checks the tags and says how a set is stored
+                target = resolve(versions.target)(change.get("to"), frame[column])
+            else:
+                target = str(change.get("to") or "")
+                if target not in known:
+                    raise VersionError(f"cannot relabel to {target!r}: not a label of this dataset")
+            frame.loc[mask, column] = target
             entry["to"] = target
         else:
             keep &= ~mask

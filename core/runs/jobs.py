@@ -232,8 +232,9 @@ def retrain(s: Session, run_id: int, dataset_id: int) -> int:
     run = _require(s, run_id)
     config = {k: v for k, v in (run.config or {}).items() if k != "resume"}
     name = f"{run.name or run.model_kind} (retrained)"[:200]
+    # The run's task, not the kind's own: a kind trains several (a multi-label TF-IDF run stays multi-label).
     return start_run(s, dataset_id=dataset_id, model_kind=run.model_kind, config=config, name=name,
-                     parent_run_id=run_id)
+                     parent_run_id=run_id, task=run.task)
 
 
 def reap_dead_runs(database_url: str | None = None) -> list[int]:
