@@ -77,3 +77,4 @@ def test_the_html_report_embeds_the_mistakes_thumbnails(tmp_path: Path) -> None:
     gallery = page.split("Most confident mistakes as pictures", 1)[1]
     assert gallery.count('<img src="data:image/png;base64,') == 2  # inside the file: it opens offline
     assert "red " in gallery and 'src="http' not in page
+    assert "TF-IDF" not in page  # an image run has a linear probe, not a TF-IDF baseline

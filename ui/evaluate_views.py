@@ -148,7 +148,8 @@ def ranking_view(run: Any, split: str = "test") -> None:
 
 
 def classification_run(run: Any, split: str) -> None:
-    """A classification run: its figures against the TF-IDF baseline, then the label curve of a few-label run."""
+    """A classification run: its figures against its task's baseline (TF-IDF for texts), then the label curve of a
+    few-label run."""
     with read_scope() as s:
         baseline = compare.baseline_run(s, run)
     classification_view(run, split, baseline)
@@ -163,17 +164,19 @@ def classification_view(run: Any, split: str, baseline: Any) -> None:
         return
     with read_scope() as s:
         zero_label = zero_label_scores(s, run.dataset_id, split)  # from the dataset's latest data audit
+    column = compare.baseline_column(run.task)
     if baseline is not None and split == "test" and not testsets.check_test_sets([run, baseline]).same:
-        st.warning(f"The TF-IDF baseline ({compare.run_label(baseline)}) was scored on a different test set: "
+        st.warning(f"The {column} ({compare.run_label(baseline)}) was scored on a different test set: "
                    "its column is left out.", icon="⚠️")
         baseline = None
     intervals = uncertainty.run_intervals(run, split)
-    table = compare.headline_table(report, compare.baseline_report(baseline, split), zero_label, intervals)
+    table = compare.headline_table(report, compare.baseline_report(baseline, split), zero_label, intervals,
+                                   task=run.task)
     if baseline is None:  # an empty column of "None" says less than the caption below
-        table = table.drop(columns=["TF-IDF baseline"])
+        table = table.drop(columns=[column])
     st.dataframe(table, hide_index=True, key="headline", column_config={
         c: st.column_config.NumberColumn(format="%.3f")
-        for c in ("this run", "TF-IDF baseline", "majority class", compare.ZERO_LABEL_COLUMN)})
+        for c in ("this run", column, "majority class", compare.ZERO_LABEL_COLUMN)})
     st.caption(compare.baseline_caption(run, baseline)
                + f" · Majority class '{report.get('majority_label', '?')}' = {report.get('majority_rate', 0):.3f}"
                + (" · 95 % intervals: bootstrap over the split's rows" if intervals else ""))

@@ -23,6 +23,7 @@ from core.metric_keys import (
 )
 from core.runs.registry import applicable_config, baseline_kind, find_kind
 from db import runs as run_queries
+from db.enums import TaskKind
 from db.models import Dataset, Run
 
 # The metric keys a leaderboard shows, the only ones run_queries.run_records extracts from Run.metrics.
@@ -84,19 +85,27 @@ def majority_scores(report: dict[str, Any]) -> dict[str, float]:
             "macro_f1": f1 / n_classes, "weighted_precision": p * p, "weighted_recall": p, "weighted_f1": p * f1}
 
 
+def baseline_column(task: str) -> str:
+    """The headline table's column of the task's baseline kind, named by its registry entry ("TF-IDF baseline"
+    for texts, "Linear probe baseline" for images)."""
+    base = baseline_kind(task)
+    return f"{base.short_label} baseline" if base is not None else "baseline"
+
+
 def headline_table(report: dict[str, Any], baseline: dict[str, Any] | None,
                    zero_label: dict[str, Any] | None = None, intervals: dict[str, Interval] | None = None,
-                   ) -> pd.DataFrame:
-    """Each headline metric beside the TF-IDF baseline's and what the majority class would score; with
-    `zero_label` (a data audit's figures for the split) also what label names alone score, and with
+                   task: str = TaskKind.CLASSIFICATION) -> pd.DataFrame:
+    """Each headline metric beside the task's baseline (baseline_column) and what the majority class would
+    score; with `zero_label` (a data audit's figures for the split) also what label names alone score, and with
     `intervals` the run's 95 % bootstrap interval next to its figure."""
+    column = baseline_column(task)
     majority = majority_scores(report)
     rows = []
     for key in CLASSIFICATION_METRICS:
         row: dict[str, Any] = {"metric": key.replace("_", " "), "this run": report.get(key)}
         if intervals:
             row[INTERVAL_COLUMN] = interval_text(intervals.get(key))
-        row["TF-IDF baseline"] = baseline.get(key) if baseline else None
+        row[column] = baseline.get(key) if baseline else None
         row["majority class"] = majority[key]
         if zero_label:
             row[ZERO_LABEL_COLUMN] = zero_label.get(key)

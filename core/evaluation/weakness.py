@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import object_session
 
-from core.evaluation.comparison import baseline_run, majority_scores
+from core.evaluation.comparison import baseline_column, baseline_run, majority_scores
 from core.evaluation.predictions import EvaluationError, is_ranking, split_report
 from core.evaluation.uncertainty import Interval, run_intervals
 from db.enums import RunStatus
@@ -47,7 +47,7 @@ def _against(label: str, iv: Interval, baselines: list[tuple[str, float]]) -> We
 
 
 def classification_weakness(run: Any, baseline: Any | None) -> Weakness:
-    """Weak unless the run's test macro-F1 interval lies above the majority class and the TF-IDF baseline."""
+    """Weak unless the run's test macro-F1 interval lies above the majority class and its task's baseline."""
     try:
         report = split_report(run, "test")
     except EvaluationError:
@@ -58,7 +58,7 @@ def classification_weakness(run: Any, baseline: Any | None) -> Weakness:
         iv = Interval(value, value, value, int(report.get("n") or 0))
     baselines = [("always predicting the majority class", majority_scores(report)["macro_f1"])]
     if baseline is not None and isinstance((baseline.metrics or {}).get("macro_f1"), (int, float)):
-        baselines.append((f"the TF-IDF baseline #{baseline.id}", float(baseline.metrics["macro_f1"])))
+        baselines.append((f"the {baseline_column(run.task)} #{baseline.id}", float(baseline.metrics["macro_f1"])))
     return _against("macro-F1", iv, baselines)
 
 

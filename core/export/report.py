@@ -134,14 +134,15 @@ def _classification_body(run: Run, split: str) -> str:
     report = predictions.split_report(run, split)
     session = object_session(run)
     baseline = comparison.baseline_run(session, run) if session is not None else None
+    column = comparison.baseline_column(run.task)
     table = comparison.headline_table(report, comparison.baseline_report(baseline, split),
-                                      intervals=uncertainty.run_intervals(run, split))
+                                      intervals=uncertainty.run_intervals(run, split), task=run.task)
     parts = [f"<h2>Headline metrics ({esc(split)} split)</h2>",
-             _table(table if baseline else table.drop(columns=["TF-IDF baseline"]))]
+             _table(table if baseline else table.drop(columns=[column]))]
     parts += [f'<p class="warn">{esc(w)}</p>' for w in (uncertainty.run_warnings(run) if split == "test" else [])]
     if baseline:
         label = esc(comparison.run_label(baseline))
-        parts.append(f'<p class="muted">TF-IDF baseline: {label} ({esc(split)} split).</p>')
+        parts.append(f'<p class="muted">{esc(column)}: {label} ({esc(split)} split).</p>')
     parts.append(_figure(charts.per_class_bars(report)))
     parts.append(_figure(charts.confusion_matrix(report["confusion_matrix"], report["labels"])))
     try:
