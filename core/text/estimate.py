@@ -44,6 +44,10 @@ class Estimate:
     samples_per_s: float | None = None
     device: str = "cpu"
     parts: dict[str, float] = field(default_factory=dict)  # "start-up", "training", ...: seconds each
+    # What the parts were scaled to, so a time budget's plan (core.runs.budget_plan) can scale them again:
+    # rows of each split, and the token length of each probed text (at most max_length).
+    sizes: dict[str, int] = field(default_factory=dict)
+    token_lengths: tuple[int, ...] = ()
 
     def breakdown(self) -> str:
         """'start-up 11s · training 40s · evaluation <1s': where the time goes, in the run's order."""
