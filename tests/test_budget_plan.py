@@ -3,10 +3,20 @@ max length and epochs that fit, chosen from the estimate's own parts; what it co
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
+from core import training
+from core.cli import main
 from core.runs.budget_plan import KNOBS, plan_budget, predicted_seconds
 from core.text.estimate import Estimate, estimate_from_parts
+from core.text.executor import execute_run
+from db import datasets as dataset_queries
+from db import read_scope
+from db import runs as run_queries
+from tests.test_training import make_ctx
 
 # 37k tweets on a 2-core CPU, roughly as the Transformer's estimate said (1 h 26 min): start-up and loading fixed,
 # training 80 min for 3 epochs at 128 tokens. Tweets are short: 95 % of the probe's texts within 48 tokens.
@@ -69,3 +79,32 @@ def test_scaling_follows_the_parts() -> None:
     fixed = 16.0
     half = predicted_seconds(est, ASKED, 14_800, 128, 3)
     assert half - fixed == pytest.approx(10 + 4800 / 2 + 300, rel=0.01)
+
+
+def test_the_cli_plans_a_run_over_its_budget_records_the_plan_and_the_run_trains_the_sample(
+        tmp_path: Path, classification_dataset: int, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`protolab train --minutes 1` on a run estimated at 2 minutes: the CLI queues the planned config with the plan
+    as the run's event (and in its --json), and the run trains on that stratified sample."""
+    monkeypatch.setenv("PROTOLAB_DISPATCH", "queue")  # queued only: the run is executed in this process below
+    with read_scope() as s:
+        n_train = int(dataset_queries.get_dataset(s, classification_dataset).split_counts["train"])
+    slow = estimate_from_parts({"start-up": 10.0, "training": 110.0}, peak_memory_bytes=None, warning=None,
+                               sizes={"train": n_train, "validation": 10, "test": 10})
+    monkeypatch.setattr(training, "estimate_any", lambda dataset, kind, config: slow)
+    assert main(["train", "--dataset", str(classification_dataset), "--model", "lstm", "--minutes", "1",
+                 "--epochs", "1", "--max-length", "32", "--batch-size", "16", "--device", "cpu", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [e["event"] for e in out["events"]] == ["budget_plan"]
+    with read_scope() as s:
+        run = run_queries.get_run(s, out["run_id"])
+        config, events = dict(run.config), list(run.events)
+    rows = config["train_rows"]
+    assert 8 * 2 <= rows < n_train and rows == pytest.approx(n_train * 50 / 110, abs=2)
+    plan = next(e for e in events if e["event"] == "budget_plan")
+    assert plan["changes"] == {"train_rows": [n_train, rows]} and "Expected loss unknown" in plan["message"]
+    ctx = make_ctx(tmp_path, classification_dataset, "lstm", **{k: config[k] for k in (
+        "train_rows", "epochs", "max_length", "batch_size", "device")}, init_embeddings=False)
+    metrics = execute_run(ctx)
+    assert metrics["train_rows"] == rows  # trained on the sample, stratified: every label kept
+    assert set(metrics["labels"]) == {"negative", "positive"}

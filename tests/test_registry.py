@@ -64,7 +64,7 @@ def test_cli_flags_are_the_schema_s_options() -> None:
     flags = {o.cli_flag for o, _ in registry.options_across_kinds(cli=True).values()}
     assert flags == {"--model-id", "--epochs", "--batch-size", "--lr", "--max-length", "--image-size", "--warmup-ratio",
                      "--weight-decay", "--patience", "--device", "--gpus", "--seed", "--num-iterations",
-                     "--max-pairs", "--k", "--split-protocol", "--factors", "--minutes"}
+                     "--max-pairs", "--k", "--split-protocol", "--factors", "--minutes", "--train-rows"}
 
 
 def test_unknown_kind_is_a_clear_error() -> None:

@@ -20,7 +20,7 @@ from core.runs.device import ComputeInfo, describe_compute
 from core.runs.estimates import estimate_any
 from core.text.language import suggested_model_id
 from core.text.pretrained import DEFAULT_MODEL_ID, WELL_KNOWN_MODELS
-from core.training import start_training
+from core.training import plan_training, start_training
 from db import datasets as dataset_queries
 from db import read_scope, session_scope
 from db.enums import TaskKind
@@ -113,8 +113,12 @@ def _model_form(task: TaskKind, dataset_id: int, run_model: str | None, *, radio
         try:
             config = _config()
             with session_scope() as s:
-                new_id = start_training(s, dataset=dataset_queries.get_dataset(s, dataset_id), model_kind=name,
-                                        config=config, estimate_s=estimated_seconds(dataset_id, name, config))
+                dataset = dataset_queries.get_dataset(s, dataset_id)
+                # Over its time budget, the run trains what fits (said on the run's page as its first event).
+                plan = plan_training(s, dataset=dataset, model_kind=name, config=config)
+                new_id = start_training(s, dataset=dataset, model_kind=name,
+                                        config=plan.apply(config) if plan else config, plan=plan,
+                                        estimate_s=estimated_seconds(dataset_id, name, config))
             st.query_params["run"] = str(new_id)
         except ProtolabError as exc:
             st.error(str(exc))

@@ -14,7 +14,7 @@ from core.runs import queue, registry
 from core.runs.device import describe_compute
 from core.runs.jobs import reap_dead_runs
 from core.runs.queue import LOST_POLICY_KEY
-from core.training import start_training
+from core.training import plan_training, start_training
 from db import datasets as dataset_queries
 from db import read_scope, session_scope
 from db import runs as run_queries
@@ -40,9 +40,14 @@ def _run(args: argparse.Namespace) -> int:
         dataset = dataset_queries.find_dataset(s, args.dataset)
         if dataset is None:
             raise CliError(f"no dataset named {args.dataset!r} (see `protolab datasets list`)")
-        run_id = start_training(s, dataset=dataset, model_kind=kind.name, config=config, name=args.name)
+        plan = plan_training(s, dataset=dataset, model_kind=kind.name, config=config)
+        if plan is not None:  # the estimate is over --minutes: train what fits, and say what was chosen
+            config = plan.apply(config)
+            if not args.json:
+                print(f"protolab: {plan.message}", file=sys.stderr)
+        run_id = start_training(s, dataset=dataset, model_kind=kind.name, config=config, name=args.name, plan=plan)
     _warn_if_no_worker_fits(config)
-    summary = queued_or_finished(run_id, args)
+    summary = queued_or_finished(run_id, args, events=[plan.event()] if plan else [])
     if summary is None:
         return 0
     if args.json:
@@ -116,11 +121,13 @@ def _batch_size(value: str) -> int | str:
         raise argparse.ArgumentTypeError(f"--batch-size must be a whole number or auto, got {value!r}") from None
 
 
-def queued_or_finished(run_id: int, args: argparse.Namespace) -> dict[str, Any] | None:
-    """Without --wait: print the queued run's id (or its JSON) and return None; with it, the finished summary."""
+def queued_or_finished(run_id: int, args: argparse.Namespace, events: list[dict[str, Any]] | None = None
+                       ) -> dict[str, Any] | None:
+    """Without --wait: print the queued run's id (or its JSON, with `events` decided before it started) and return
+    None; with it, the finished summary (the run's events included)."""
     if not args.wait:
         if args.json:
-            print_json({"run_id": run_id, "status": RunStatus.QUEUED.value})
+            print_json({"run_id": run_id, "status": RunStatus.QUEUED.value, **({"events": events} if events else {})})
         else:
             print(run_id)
         return None

@@ -48,8 +48,11 @@ MAX_GRAD_NORM = Option("max_grad_norm", float, "Gradient clipping norm", low=0.1
 MINUTES = Option("minutes", float, "Time budget (minutes)", "stop training when the whole run would pass this many "
                  "minutes, keeping the best weights so far; empty = no budget", low=0.5, high=10_080.0, step=1.0,
                  format="%.1f", main=True)
-NEURAL = (MINUTES, EPOCHS, BATCH_SIZE, LEARNING_RATE, MAX_LENGTH, WARMUP, WEIGHT_DECAY, PATIENCE, DEVICE, GPUS, SEED,
-          CLASS_WEIGHTS, GRAD_ACCUM, MAX_GRAD_NORM)
+# What a time budget's plan (core.runs.budget_plan) samples; a user may set it too (`--train-rows N`).
+TRAIN_ROWS = Option("train_rows", int, "Training rows", "train on a stratified sample of this many rows of the "
+                    "training split; empty = all", low=1, high=100_000_000, log=True, form=False)
+NEURAL = (MINUTES, TRAIN_ROWS, EPOCHS, BATCH_SIZE, LEARNING_RATE, MAX_LENGTH, WARMUP, WEIGHT_DECAY, PATIENCE, DEVICE,
+          GPUS, SEED, CLASS_WEIGHTS, GRAD_ACCUM, MAX_GRAD_NORM)
 TORCH_TEXT = ("torch", "transformers", "sklearn.metrics", "safetensors.torch")
 
 # --- recommenders ------------------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ class TrainConfig(LoopConfig):
     tfidf_max_features: int = 200_000
     tfidf_c: float = 4.0
     minutes: float | None = None  # time budget of the whole run: training stops in time, keeping the best weights
+    train_rows: int | None = None  # a stratified sample of the training split this size (a budget's plan); None: all
 
 
 def kind_values(model_kind: str, options: dict[str, Any], config_type: type, build_config: str, *,
@@ -116,6 +117,9 @@ def _validate(cfg: TrainConfig) -> None:
                            positive=("learning_rate", "max_grad_norm", "tfidf_c"))
     if cfg.minutes is not None and (not is_number(cfg.minutes) or cfg.minutes <= 0):
         raise TrainingError(f"minutes (the time budget) must be a number > 0, got {cfg.minutes!r}")
+    if cfg.train_rows is not None and (isinstance(cfg.train_rows, bool) or not isinstance(cfg.train_rows, int)
+                                       or cfg.train_rows < 1):
+        raise TrainingError(f"train_rows must be a positive whole number, got {cfg.train_rows!r}")
     if cfg.max_length > 8192:
         raise TrainingError(f"max_length {cfg.max_length} is beyond what any bundled model reads (8192)")
 

@@ -166,7 +166,8 @@ def _estimate_neural(train: pd.DataFrame, cfg: TrainConfig, family: str, n_train
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
     return estimate_from_parts(parts, peak_memory_bytes=peak, warning=warning, samples_per_s=1.0 / per_sample,
-                               device=device)
+                               device=device, sizes={"train": n_train, "validation": n_val, "test": n_test},
+                               token_lengths=tuple(len(x) for x in ids))
 
 
 def _time_steps(loop: TrainingLoop, batches: TokenBatches, probe: list[np.ndarray]) -> float:

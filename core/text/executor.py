@@ -65,7 +65,18 @@ def _prepare(ctx: RunContext) -> tuple[TrainConfig, dict[str, pd.DataFrame], lis
         raise TrainingError(f"unknown classification model {ctx.model_kind!r}")
     ctx.progress(0.0, "loading data", force=True)
     splits = load_splits(ctx.dataset(), seed=cfg.seed)
+    if cfg.train_rows is not None and cfg.train_rows < len(splits["train"]):
+        splits["train"] = stratified_sample(splits["train"], cfg.train_rows, cfg.seed)
     return cfg, splits, label_order(splits)
+
+
+def stratified_sample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """`n` rows of `frame` with each label's share kept (at least one row of each), seeded."""
+    counts = frame["label"].value_counts()
+    take = (counts * n / len(frame)).round().astype(int).clip(lower=1)
+    parts = [frame[frame["label"] == label].sample(n=min(int(k), int(counts[label])), random_state=seed)
+             for label, k in take.items()]
+    return pd.concat(parts).sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
 
 def load_splits(dataset: Any, seed: int = 42) -> dict[str, pd.DataFrame]:
@@ -324,8 +335,8 @@ def finish_run(ctx: RunContext, cfg: Any, splits: dict[str, pd.DataFrame], label
     set_name = test_set_name(dataset) if own else "validation split (no test split)"
     return {**headline(reports["test"]), "split": "test", "labels": labels, "reports": reports,
             "test_set": describe_test_set(splits["test"], set_name), "intervals": intervals,
-            "best_epoch": int(best_epoch), "train_samples_per_s": float(samples_per_s),
-            "train_time_s": float(train_time_s), "device": device}
+            "best_epoch": int(best_epoch), "train_rows": len(splits["train"]),
+            "train_samples_per_s": float(samples_per_s), "train_time_s": float(train_time_s), "device": device}
 
 
 class Reporter:
