@@ -63,7 +63,8 @@ class Daemons:
             self.start(name)
         self.wait_live(*names)
 
-    def wait_live(self, *names: str, timeout: float = 60) -> None:
+    def wait_live(self, *names: str, timeout: float = 240) -> None:
+        # Only when to give up: a daemon's start-up (torch, the CLI) took over 60 s at load 18 and failed a test.
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with session_scope() as s:

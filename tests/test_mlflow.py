@@ -5,6 +5,8 @@ a real `mlflow server` stopped mid-run (the run completes, says logging failed) 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -158,11 +160,14 @@ def _free_port() -> int:
 
 
 def _start_server(store: Path, port: int) -> subprocess.Popen:
+    # Without its job runner (a third process importing all of mlflow, and an 8 s application start-up, for the
+    # server's GenAI jobs, which tracking never uses): each start is two heavy imports, not three.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}", "--artifacts-destination", str(store / "art")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 180  # its start-up (database tables, job runner, uvicorn) is slow on a busy box
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 180  # its start-up (database tables, uvicorn) is slow on a busy box
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
@@ -174,9 +179,6 @@ def _start_server(store: Path, port: int) -> subprocess.Popen:
 
 
 def _stop_server(proc: subprocess.Popen) -> None:
-    import os
-    import signal
-
     os.killpg(proc.pid, signal.SIGKILL)  # the server and its uvicorn worker: a crash, not a clean shutdown
     proc.wait(timeout=10)
 
