@@ -148,6 +148,9 @@ class Task:
     pyfunc_predict: str | None = None
     # "module:function" (run row) -> {name: plotly figure}: the figures its runs log to MLflow beside their curves
     tracked_figures: str | None = None
+    # "module:function" (frame, AuditConfig, run_probabilities=, on_progress=, should_stop=) -> AuditResult: how the
+    # Data health tab and `protolab datasets audit` audit one of its datasets (None: its datasets are not audited).
+    audit: str | None = None
 
     def part(self, name: str) -> Any:
         """The function one of its references names: `task.part("evaluate")(run, split)`."""
@@ -230,7 +233,7 @@ register_task(Task(
     demo=Demo("pages/sentiment.py", "Sentiment demo", "💬"),
     cli_prepare="core.cli.datasets:prepare_classification_args", verb="predict", versions=Versions(),
     pyfunc_predict="core.tracking.pyfunc:classify_frame",
-    tracked_figures="core.tracking.figures:classification_figures"))
+    tracked_figures="core.tracking.figures:classification_figures", audit="core.health.audit:run_audit"))
 register_task(Task(
     TaskKind.INTERACTIONS, "interactions", "interactions", "a recommender run",
     Headline(at_k("ndcg"), f"NDCG@{DISPLAY_K}"), tuple(ranking_keys()),
@@ -255,7 +258,7 @@ register_task(replace(
     stats_keys=("classes", "images"), demo=Demo("pages/image_classifier.py", "Image classifier", "🖼️"),
     cli_prepare="core.images.reading:prepare_from_args", reader="core.images.reading:read_images",
     verb="classify", serve="core.images.api:classify", serve_files="core.images.api:classify_files",
-    claims="core.images.reading:looks_like_images",
+    claims="core.images.reading:looks_like_images", audit=None,  # the text audit reads texts, not images
     versions=Versions("image", files="core.images.versions:linked_images", stats="core.images.versions:counts",
                       preview="core.images.gallery:thumbnail_uris")))
 register_task(Task(

@@ -177,3 +177,27 @@ def test_the_tab_shows_the_precision_of_the_audit_mode_that_ran(summary: dict, s
     assert ("bench/judgments" in mode) == summary["embeddings"] and ("69%" in mode) == (cut == 0.97)
     assert at.select_slider(key="health_min_score").value == cut
     at.dataframe(key=f"health_marks_{audit_id}_False_False_{cut}")  # the editor is keyed by the mode's cut
+
+
+def test_the_tab_lists_the_datasets_of_every_task_with_an_audit_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    import core.tasks
+    from core.health.jobs import start_audit
+    from core.tasks import get_task, register_task
+
+    frame, _, _ = topics_frame(n=120, n_flips=0)
+    store(frame, name="texts")
+    tagged = store(frame, name="tagged")
+    monkeypatch.setattr(core.tasks._tasks, "tasks", dict(core.tasks._tasks.tasks))  # the registration is undone
+    register_task(replace(get_task("classification"), name="toy-audited", holds="toy rows"))
+    with session_scope() as s:
+        get_dataset(s, tagged).task = "toy-audited"
+    at = page()
+    assert sorted(at.selectbox(key="health_dataset").options) == ["tagged", "texts"]
+    register_task(replace(get_task("toy-audited"), audit=None))  # a task without an audit: not listed, refused
+    at = page()
+    assert at.selectbox(key="health_dataset").options == ["texts"]
+    with session_scope() as s, pytest.raises(Exception, match="only datasets of labelled texts"):
+        start_audit(s, tagged, {"embeddings": False})
+    assert get_task("images").audit is None and get_task("classification").audit is not None

@@ -19,11 +19,12 @@ from core.health import jobs as health_jobs
 from core.health.audit import CERTAINTY
 from core.runs import jobs, scheduling
 from core.runs.estimates import estimate_any
+from core.tasks import all_tasks
 from db import audits as audit_queries
 from db import datasets as dataset_queries
 from db import read_scope, session_scope
 from db import runs as run_queries
-from db.enums import AUDIT_KIND, RunStatus, TaskKind
+from db.enums import AUDIT_KIND, RunStatus
 from ui.common import format_duration
 
 EDITOR_ROWS = 200  # the most suspicious rows offered for marks, as on the Evaluate page
@@ -32,7 +33,8 @@ CV = "cv"
 
 def data_health_tab() -> None:
     with read_scope() as s:
-        datasets = {d.id: d.name for d in dataset_queries.list_datasets(s, TaskKind.CLASSIFICATION)}
+        audited = {t.name for t in all_tasks() if t.audit is not None}  # each task says if it has an audit
+        datasets = {d.id: d.name for d in dataset_queries.list_datasets(s) if d.task in audited}
     if not datasets:
         st.info("No classification dataset yet: add one first, then audit it here.")
         return

@@ -17,15 +17,16 @@ from sqlalchemy.orm import Session
 from core.data.storage import load_frame
 from core.evaluation.analysis import proba_matrix
 from core.evaluation.predictions import SPLITS, load_meta, load_predictions
-from core.health.audit import AuditCancelled, AuditConfig, AuditError, AuditResult, parse_source, run_audit
+from core.health.audit import AuditCancelled, AuditConfig, AuditError, AuditResult, parse_source
 from core.health.confidence import calibration_of, prefilled
 from core.runs.context import RunContext
 from core.runs.jobs import completed_run, start_run
 from core.runs.worker import RunCancelled
+from core.tasks import all_tasks, get_task
 from db import audits as audit_queries
 from db import datasets as dataset_queries
 from db import read_scope, session_scope
-from db.enums import AUDIT_KIND, TaskKind
+from db.enums import AUDIT_KIND
 from db.models import DataAudit, Dataset
 
 
@@ -49,7 +50,7 @@ def start_audit(s: Session, dataset_id: int, options: dict[str, Any] | None = No
     """Queue an audit of a dataset in the caller's transaction (its worker starts after commit); the run id.
     `estimate_s`: its pre-flight estimate (core.health.estimate), so a short audit never waits behind a long run."""
 
-    dataset = _classification_dataset(s, dataset_id)
+    dataset = _auditable_dataset(s, dataset_id)
     config = build_config(AUDIT_KIND, dict(options or {}))
     if parse_source(config["source"]) is not None:
         run_probabilities(s, dataset, parse_source(config["source"]), None)  # a bad source fails now, not later
@@ -73,11 +74,12 @@ def audit_dataset(dataset_id: int, cfg: AuditConfig, *, run_id: int | None = Non
                   should_stop: Callable[[], bool] = lambda: False) -> AuditResult:
     """Audit a stored dataset and store the result with it; the dataset itself is only read."""
     with read_scope() as s:  # only while reading: the audit itself may take a minute
-        dataset = _classification_dataset(s, dataset_id)
+        dataset = _auditable_dataset(s, dataset_id)
+        audit = get_task(dataset.task).part("audit")
         frame = load_frame(dataset)
         source_run = parse_source(cfg.source)
         probabilities = run_probabilities(s, dataset, source_run, frame) if source_run is not None else None
-    result = run_audit(frame, cfg, run_probabilities=probabilities, on_progress=on_progress,
+    result = audit(frame, cfg, run_probabilities=probabilities, on_progress=on_progress,
                        should_stop=should_stop)
     config = {**asdict(cfg), "label_descriptions": dict(cfg.label_descriptions)}
     with session_scope() as w:
@@ -91,7 +93,7 @@ def run_probabilities(s: Session, dataset: Dataset, run_id: int,
                       frame: pd.DataFrame | None) -> tuple[np.ndarray, list[str], np.ndarray] | None:
     """A completed run's held-out probabilities (validation and test) matched to the dataset's rows."""
 
-    run = completed_run(s, run_id, TaskKind.CLASSIFICATION, "be an audit source")
+    run = completed_run(s, run_id, dataset.task, "be an audit source")
     if run.dataset_id != dataset.id:
         raise AuditError(f"run {run_id} was trained on another dataset (id {run.dataset_id}), not "
                          f"'{dataset.name}': its predictions cannot audit these rows")
@@ -128,11 +130,12 @@ def _row_slots(frame: pd.DataFrame) -> dict[tuple[str, str, str], list[int]]:
     return slots
 
 
-def _classification_dataset(s: Session, dataset_id: int) -> Dataset:
+def _auditable_dataset(s: Session, dataset_id: int) -> Dataset:
     dataset = dataset_queries.require_dataset(s, dataset_id, AuditError)
-    if dataset.task != TaskKind.CLASSIFICATION:
-        raise AuditError(f"dataset '{dataset.name}' holds {dataset.task}: only classification datasets "
-                         "can be audited")
+    if get_task(dataset.task).audit is None:
+        names = ", ".join(t.holds for t in all_tasks() if t.audit is not None)
+        raise AuditError(f"dataset '{dataset.name}' holds {get_task(dataset.task).holds}: only datasets of "
+                         f"{names} can be audited")
     return dataset
 
 
