@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import ROOT, Server, free_port, wait_for_text
-from tests.e2e.test_journeys import RUN_TIMEOUT_MS, click, no_errors, settle, type_into, upload
+from tests.e2e.test_journeys import click, no_errors, settle, train_on_page, type_into, upload
 from tests.test_image_models import COLOURS, coloured
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -93,20 +93,8 @@ def test_images_upload_train_evaluate_demo_serve_and_export(server: Server, page
     no_errors(page, server)
 
     # 2. Train: the small CNN from scratch at 32 pixels, two epochs (red vs blue noise is learnt in one or two).
-    page.goto(server.url + "/train")
-    dataset_box = page.get_by_role("combobox", name="Dataset", exact=True)
-    dataset_box.wait_for()
-    assert dataset_box.input_value().startswith("journey parcels")
-    page.get_by_text("Small CNN (from scratch)").click()
-    settle(page)
-    page.get_by_text("Settings").first.click()
-    type_into(page, "Image size (pixels)", "32")
-    type_into(page, "Epochs", "2")
-    click(page, "▶ Start")
-    wait_for_text(page, "Run #1")
-    wait_for_text(page, "Test macro-F1", timeout_ms=RUN_TIMEOUT_MS)
-    wait_for_text(page, "completed")
-    no_errors(page, server)
+    train_on_page(page, server, "journey parcels", "Small CNN (from scratch)",
+                  {"Image size (pixels)": "32", "Epochs": "2"})
 
     # 3. Evaluate: the classification views, then the gallery: the two red pictures filed under blue are test
     # mistakes whatever the CNN learnt (it cannot be right about both a picture and its wrong label).

@@ -83,6 +83,29 @@ def no_errors(page, server: Server) -> None:  # noqa: ANN001
     assert "Traceback" not in server.log(), server.log()[-3000:]
 
 
+def train_on_page(page, server: Server, dataset: str, kind: str, settings: dict[str, str],  # noqa: ANN001
+                  toggles: tuple[str, ...] = ()) -> None:
+    """On the Train page: check `dataset` is offered first, pick the `kind` radio, click each of `toggles`, type
+    `settings` into the Settings expander, start, and wait until run #1 has completed."""
+    page.goto(server.url + "/train")
+    dataset_box = page.get_by_role("combobox", name="Dataset", exact=True)
+    dataset_box.wait_for()
+    assert dataset_box.input_value().startswith(dataset)
+    page.get_by_text(kind).click()
+    settle(page)
+    for toggle in toggles:
+        page.get_by_text(toggle).click()
+        settle(page)
+    page.get_by_text("Settings").first.click()
+    for label, value in settings.items():
+        type_into(page, label, value)
+    click(page, "▶ Start")
+    wait_for_text(page, "Run #1")
+    wait_for_text(page, "Test macro-F1", timeout_ms=RUN_TIMEOUT_MS)  # the live panel redraws when it completes
+    wait_for_text(page, "completed")
+    no_errors(page, server)
+
+
 def test_upload_train_lstm_evaluate_and_demo_sentiment(server: Server, page, tmp_path: Path) -> None:  # noqa: ANN001
     frame = sentiment_frame(240, seed=5).rename(columns={"text": "review", "label": "verdict"})
     frame.insert(0, "ticket", range(len(frame)))
@@ -107,22 +130,8 @@ def test_upload_train_lstm_evaluate_and_demo_sentiment(server: Server, page, tmp
 
     # 2. Train: a three-epoch LSTM, short texts, no pretrained embeddings (fast on CPU). Measured on this data:
     # 1 epoch already scores test macro-F1 1.0 and p(positive) 0.72 for the sentence of step 4; more epochs, surer.
-    page.goto(server.url + "/train")
-    dataset_box = page.get_by_role("combobox", name="Dataset", exact=True)
-    dataset_box.wait_for()
-    assert dataset_box.input_value().startswith("journey reviews")
-    page.get_by_text("LSTM (BiLSTM on subwords)").click()
-    settle(page)
-    page.get_by_text("Start from MiniLM's word embeddings").click()
-    settle(page)
-    page.get_by_text("Settings").first.click()
-    type_into(page, "Epochs", "3")
-    type_into(page, "Max length (tokens)", "32")
-    click(page, "▶ Start")
-    wait_for_text(page, "Run #1")
-    wait_for_text(page, "Test macro-F1", timeout_ms=RUN_TIMEOUT_MS)  # the live panel redraws when it completes
-    wait_for_text(page, "completed")
-    no_errors(page, server)
+    train_on_page(page, server, "journey reviews", "LSTM (BiLSTM on subwords)",
+                  {"Epochs": "3", "Max length (tokens)": "32"}, toggles=("Start from MiniLM's word embeddings",))
 
     # 3. Evaluate: the per-class F1 chart and the confusion matrix of that run.
     page.goto(server.url + "/evaluate")
