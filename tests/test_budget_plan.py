@@ -10,6 +10,7 @@ import pytest
 
 from core import training
 from core.cli import main
+from core.runs import calibration
 from core.runs.budget_plan import KNOBS, plan_budget, predicted_seconds
 from core.text.estimate import Estimate, estimate_from_parts
 from core.text.executor import execute_run
@@ -106,5 +107,8 @@ def test_the_cli_plans_a_run_over_its_budget_records_the_plan_and_the_run_trains
     ctx = make_ctx(tmp_path, classification_dataset, "lstm", **{k: config[k] for k in (
         "train_rows", "epochs", "max_length", "batch_size", "device")}, init_embeddings=False)
     metrics = execute_run(ctx)
+    threads = __import__("torch").get_num_threads()
+    real = calibration.lookup(calibration.key_of("lstm", config, "cpu", threads))  # the next estimate's rate
+    assert real[calibration.REAL] == pytest.approx(1 / metrics["train_samples_per_s"])
     assert metrics["train_rows"] == rows  # trained on the sample, stratified: every label kept
     assert set(metrics["labels"]) == {"negative", "positive"}

@@ -137,3 +137,33 @@ def test_a_kind_without_an_estimator_says_so_in_words():
 
     with pytest.raises(ProtolabError, match="no time estimate for SetFit"):
         estimate_any(object(), "setfit", {})
+
+
+def test_a_second_estimate_is_a_lookup_and_a_real_run_calibrates_it(classification_dataset: int,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 28 item 5: the probe's rates are kept in the data folder, so the next estimate of the same kind, model,
+    length, batch, device and threads loads no model and times no step; a completed run's real seconds per
+    example then replace the probe's (the LSTM's probe said half of its real time)."""
+    import torch
+
+    from core.runs import calibration
+    from core.text import estimate as text_estimate
+    from core.text.config import build_config
+
+    config = build_config("lstm", {"batch_size": 8, "max_length": 32, "device": "cpu", "init_embeddings": False,
+                                   "epochs": 2})
+    first = estimate_any(dataset(classification_dataset), "lstm", config)
+
+    def no_probe(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("the second estimate probed again")
+
+    monkeypatch.setattr(text_estimate, "build_model", no_probe)
+    second = estimate_any(dataset(classification_dataset), "lstm", config)
+    measured_again = ("loading data",)  # the split is read each time (the sizes may have changed)
+    assert ({k: v for k, v in second.parts.items() if k not in measured_again}
+            == {k: v for k, v in first.parts.items() if k not in measured_again})
+    assert second.token_lengths == first.token_lengths
+    key = calibration.key_of("lstm", config, "cpu", torch.get_num_threads())
+    calibration.remember(key, real_train_s_per_example=0.01)
+    third = estimate_any(dataset(classification_dataset), "lstm", config)
+    assert third.parts["training"] == pytest.approx(0.01 * third.sizes["train"] * 2)

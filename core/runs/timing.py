@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from core.runs import registry
+from core.runs import calibration, registry
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,13 +39,18 @@ def startup_seconds(model_kind: str) -> float:
     Measured once per server process by starting such a process: on a 2-core machine importing
     transformers alone takes about 10 s, which a 300-row run's estimate used to leave out.
     """
+    kept = calibration.lookup(f"start-up|{model_kind}")
+    if kept is not None:  # measured by an earlier server process on this machine: a new one needs no 10 s launch
+        return float(kept["seconds"])
     code = (f"import core.runs.worker; from core.runs.registry import get_kind; get_kind({model_kind!r}).executor(); "
             + "; ".join(f"import {m}" for m in worker_imports(model_kind)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     start = time.perf_counter()
     # An import that fails here fails the run too, which then says why; the time is still what it took.
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, timeout=300, check=False)
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    calibration.remember(f"start-up|{model_kind}", seconds=seconds)
+    return seconds
 
 
 def format_eta(seconds: float) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from core.data.storage import load_split
+from core.runs import calibration
 from core.runs.device import resolve_device
 from core.runs.timing import format_eta, preload, startup_seconds
 from core.text.batching import TokenBatches, encode_texts
@@ -123,19 +124,49 @@ def _estimate_tfidf(train: pd.DataFrame, cfg: TrainConfig, n_train: int, n_eval:
 
 def _estimate_neural(train: pd.DataFrame, cfg: TrainConfig, family: str, n_train: int, n_eval: tuple[int, int],
                      parts: dict[str, float]) -> Estimate:
+    """The probe's rates (from this machine's calibration when a probe of the same kind, model, length, batch,
+    device and threads ran before; a real run's seconds per example when one completed since) scaled to the run."""
     import torch
 
-
     device = resolve_train_device(cfg.device, resolve_device)
+    key = calibration.key_of(family, cfg, device, torch.get_num_threads())
+    rates = calibration.lookup(key)
+    peak, warning = None, None
+    if rates is None or device.startswith("cuda"):  # CUDA: the memory probe needs the model anyway
+        rates, peak, warning = _probe_rates(train, cfg, family, n_train, device)
+        calibration.remember(key, **rates)
+    real = rates.get(calibration.REAL)  # a real run's rate already holds its one-off costs of new widths
+    per_sample, per_width = (float(real), 0.0) if real else (rates["train_s_per_example"], rates["new_width_s"])
+    lengths = rates["token_lengths"]
+    steps = -(-n_train // cfg.batch_size) * cfg.epochs
+    new_widths = min(steps, cfg.max_length, 2 * len(set(lengths)))  # the sample sees about half the widths
+    n_val, n_test = n_eval
+    # Validation after every epoch, then validation and test once more for the prediction files.
+    eval_samples = n_val * (cfg.epochs + 1) + n_test
+    parts["loading the model"] = rates["loading_model_s"]
+    parts["tokenising"] = rates["tokenise_s_per_example"] * (n_train + sum(n_eval))
+    parts["training"] = (per_sample * n_train * cfg.epochs + per_width * new_widths) / max(1, cfg.gpus)
+    parts["evaluation"] = rates["eval_s_per_example"] * eval_samples
+    parts["saving"] = rates["save_s"]
+    return estimate_from_parts(parts, peak_memory_bytes=peak, warning=warning, samples_per_s=1.0 / per_sample,
+                               device=device, sizes={"train": n_train, "validation": n_val, "test": n_test},
+                               token_lengths=tuple(lengths))
+
+
+def _probe_rates(train: pd.DataFrame, cfg: TrainConfig, family: str, n_train: int, device: str
+                 ) -> tuple[dict[str, Any], int | None, str | None]:
+    """A few measured steps on a sample: seconds per example of each part, and (CUDA) the peak memory."""
+    import torch
+
     labels = sorted(set(train["label"].astype(str)))
     start = time.perf_counter()
     seed_everything(cfg.seed)
     model, tokenizer = build_model(family, cfg, labels if len(labels) > 1 else [*labels, "other"])
-    parts["loading the model"] = time.perf_counter() - start
+    loading = time.perf_counter() - start
     sample = train.sample(n=min(n_train, cfg.batch_size * (PROBE_STEPS + 1)), random_state=cfg.seed)
     start = time.perf_counter()
     ids = encode_texts(tokenizer, sample["text"].astype(str).tolist(), cfg.max_length)
-    parts["tokenising"] = (time.perf_counter() - start) / len(sample) * (n_train + sum(n_eval))
+    tokenise = (time.perf_counter() - start) / len(sample)
     y = np.array([labels.index(v) for v in sample["label"].astype(str)])
     batches = TokenBatches(ids, y, tokenizer.pad_token_id or 0, cfg.batch_size, seed=cfg.seed)
     loop = TrainingLoop(model, batches, batches, replace_config(cfg, epochs=1, warmup_ratio=0.0), device,
@@ -148,26 +179,18 @@ def _estimate_neural(train: pd.DataFrame, cfg: TrainConfig, family: str, n_train
     # widths, then again on the same (cached) widths. A run pays the first for each distinct width it meets
     # and the second for every other step; timing only one or the other was 1.5-4x off on small runs.
     first, second = (_time_steps(loop, batches, probe) for _ in range(2))
-    per_sample = second / sum(len(idx) for idx in probe)
-    per_new_width = max(0.0, first - second) / max(1, len(probe) - 1)  # probe[0] is no longer new
-    lengths = {min(len(x), cfg.max_length) for x in ids}
-    steps = -(-n_train // cfg.batch_size) * cfg.epochs
-    new_widths = min(steps, cfg.max_length, 2 * len(lengths))  # the sample sees about half the widths
-    n_val, n_test = n_eval
-    # Validation after every epoch, then validation and test once more for the prediction files.
-    eval_samples = n_val * (cfg.epochs + 1) + n_test
-    parts["training"] = (per_sample * n_train * cfg.epochs + per_new_width * new_widths) / max(1, cfg.gpus)
-    parts["evaluation"] = _eval_seconds_per_sample(loop, batches, cfg, device) * eval_samples
-    parts["saving"] = _save_seconds(loop.model)
+    rates = {"loading_model_s": loading, "tokenise_s_per_example": tokenise,
+             "train_s_per_example": second / sum(len(idx) for idx in probe),
+             "new_width_s": max(0.0, first - second) / max(1, len(probe) - 1),  # probe[0] is no longer new
+             "eval_s_per_example": _eval_seconds_per_sample(loop, batches, cfg, device),
+             "save_s": _save_seconds(loop.model), "token_lengths": [len(x) for x in ids]}
     peak, warning = None, None
     if device.startswith("cuda"):
         peak, warning = _probe_peak_memory(loop, tokenizer, cfg, device)
     del loop, model
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
-    return estimate_from_parts(parts, peak_memory_bytes=peak, warning=warning, samples_per_s=1.0 / per_sample,
-                               device=device, sizes={"train": n_train, "validation": n_val, "test": n_test},
-                               token_lengths=tuple(len(x) for x in ids))
+    return rates, peak, warning
 
 
 def _time_steps(loop: TrainingLoop, batches: TokenBatches, probe: list[np.ndarray]) -> float:

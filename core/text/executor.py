@@ -18,7 +18,7 @@ from core.data.versions import test_set_name
 from core.evaluation.metrics import classification_report, headline, validation_scores
 from core.evaluation.testsets import describe_test_set
 from core.evaluation.uncertainty import class_intervals, intervals_json
-from core.runs import distributed, registry
+from core.runs import calibration, distributed, registry
 from core.runs.context import RunContext
 from core.runs.device import resolve_device
 from core.runs.timing import format_eta
@@ -198,6 +198,11 @@ def _execute_neural(ctx: RunContext, cfg: TrainConfig, splits: dict[str, pd.Data
             return {}
         if result.out_of_time:
             ctx.add_event(budget_event(cfg, result))
+        if not world.distributed and result.samples_per_s > 0:  # the next estimate of such a run uses what this took
+            import torch
+
+            calibration.remember(calibration.key_of(ctx.model_kind, cfg, device, torch.get_num_threads()),
+                                 **{calibration.REAL: 1.0 / result.samples_per_s})
         core_model = getattr(model, "module", model)
         ctx.progress(0.96, "predicting validation and test sets", force=True)
         dtype = training_precision(device, count_parameters(core_model))[0]
