@@ -13,7 +13,7 @@ from core.text.serving import servable_runs
 from db import read_scope
 from ui import sentiment_views as views
 from ui.api_access import use_from_code
-from ui.common import empty_state, ensure_db, format_when, page_link
+from ui.common import empty_state, ensure_db, format_when, model_card, page_link
 from ui.language import dataset_language_of
 
 
@@ -60,10 +60,7 @@ with st.container(border=True):
         card = classifier_card(labels=model.labels, accuracy=accuracy, dataset_name=run.dataset_name,
                                technical=f"{run.title} · {details}", n_test=run.n_test,
                                accuracy_interval=run.interval("accuracy"))
-        st.subheader(card.title)
-        st.markdown(f"{card.what}  \n**{card.how_good}**")
-        with st.expander("Technical details"):
-            st.caption(card.technical)
+        model_card(card)
     else:
         st.caption(details)
         page_link("pages/evaluate.py", "Full evaluation of this run", "📊", query_params={"run": str(run.run_id)})

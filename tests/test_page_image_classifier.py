@@ -13,6 +13,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.images.demo import overlay_heatmap, top_k
+from db import runs as run_queries
+from db import session_scope
 from tests.test_image_models import coloured
 from tests.test_page_evaluate_images import probe_run_with_mistakes
 
@@ -64,3 +66,16 @@ def test_the_overlay_colours_only_where_covering_hurt() -> None:
     out = np.asarray(overlay_heatmap(image, heat))
     assert out[2, 2, 0] > 100 and out[37, 37, 0] == 0 and out[37, 2, 0] == 0
     assert list(top_k({"a": 0.1, "b": 0.7, "c": 0.2}, 2)) == ["b", "c"]
+
+
+def test_presentation_mode_shows_a_plain_model_card(tmp_path: Path) -> None:
+    run_id = probe_run_with_mistakes(tmp_path)
+    with session_scope() as s:  # a weak run (2 of 8 test pictures wrong) is shown in presentation only pinned
+        run_queries.set_pinned(s, run_queries.get_run(s, run_id), True)
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["present"] = True
+    at.run()
+    assert not at.exception
+    shown = [m.value for m in at.markdown] + [h.value for h in at.subheader]
+    assert any("Reads an image and says" in t and "images it never saw" in t for t in shown), shown
+    assert not at.get("page_link") and f"#{run_id}" in at.expander[0].caption[0].value

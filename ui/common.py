@@ -7,6 +7,7 @@ import math
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
@@ -154,3 +155,12 @@ def empty_state(message: str, *, present: bool) -> None:
         page_link("pages/datasets.py", "Go to Datasets", "📂")
         page_link("pages/train.py", "Go to Train", "🏋️")
     st.stop()
+
+
+def model_card(card: Any) -> None:
+    """A demo's plain-language model card (core.evaluation.cards) in presentation mode: what it does and how good
+    it is in words, the technical line one click away."""
+    st.subheader(card.title)
+    st.markdown(f"{card.what}  \n**{card.how_good}**")
+    with st.expander("Technical details"):
+        st.caption(card.technical)

@@ -50,10 +50,10 @@ def likely_range(rate: float, low: float, high: float) -> str:
 
 def classifier_card(*, labels: Sequence[str], accuracy: float | None, dataset_name: str, technical: str,
                     n_test: int | None = None, items: str = "texts",
-                    accuracy_interval: tuple[float, float] | None = None) -> ModelCard:
+                    accuracy_interval: tuple[float, float] | None = None, reads: str = "a text") -> ModelCard:
     """The card of a text classifier: which labels it gives, how often it was right on unseen `items`, and
     (with its 95 % interval) how far that could move on a test of this size."""
-    what = f"Reads a text and says {_choices(labels)}."
+    what = f"Reads {reads} and says {_choices(labels)}."
     if accuracy is None:
         how_good = "It has not been scored on held-out examples yet, so treat its answers as a first impression."
     else:
