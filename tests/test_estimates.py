@@ -152,6 +152,8 @@ def test_a_second_estimate_is_a_lookup_and_a_real_run_calibrates_it(classificati
 
     config = build_config("lstm", {"batch_size": 8, "max_length": 32, "device": "cpu", "init_embeddings": False,
                                    "epochs": 2})
+    key = calibration.key_of("lstm", config, "cpu", torch.get_num_threads())
+    calibration.remember(key, real_train_s_per_example=0.02)  # a CLI run finished before any estimate probed
     first = estimate_any(dataset(classification_dataset), "lstm", config)
 
     def no_probe(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
@@ -163,7 +165,7 @@ def test_a_second_estimate_is_a_lookup_and_a_real_run_calibrates_it(classificati
     assert ({k: v for k, v in second.parts.items() if k not in measured_again}
             == {k: v for k, v in first.parts.items() if k not in measured_again})
     assert second.token_lengths == first.token_lengths
-    key = calibration.key_of("lstm", config, "cpu", torch.get_num_threads())
+    assert first.parts["training"] == pytest.approx(0.02 * first.sizes["train"] * 2)
     calibration.remember(key, real_train_s_per_example=0.01)
     third = estimate_any(dataset(classification_dataset), "lstm", config)
     assert third.parts["training"] == pytest.approx(0.01 * third.sizes["train"] * 2)

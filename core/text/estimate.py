@@ -132,9 +132,12 @@ def _estimate_neural(train: pd.DataFrame, cfg: TrainConfig, family: str, n_train
     key = calibration.key_of(family, cfg, device, torch.get_num_threads())
     rates = calibration.lookup(key)
     peak, warning = None, None
-    if rates is None or device.startswith("cuda"):  # CUDA: the memory probe needs the model anyway
-        rates, peak, warning = _probe_rates(train, cfg, family, n_train, device)
-        calibration.remember(key, **rates)
+    # A run may have written its real rate before any probe did (started from the CLI): the probe's parts are
+    # still needed then. CUDA probes every time: the memory peak needs the model anyway.
+    if rates is None or "token_lengths" not in rates or device.startswith("cuda"):
+        probed, peak, warning = _probe_rates(train, cfg, family, n_train, device)
+        calibration.remember(key, **probed)
+        rates = {**(rates or {}), **probed}
     real = rates.get(calibration.REAL)  # a real run's rate already holds its one-off costs of new widths
     per_sample, per_width = (float(real), 0.0) if real else (rates["train_s_per_example"], rates["new_width_s"])
     lengths = rates["token_lengths"]
