@@ -50,6 +50,18 @@ def protolab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
         st.cache_resource.clear()
 
 
+
+@pytest.fixture(autouse=True)
+def restore_main_module() -> Iterator[None]:
+    """Put back the `__main__` module a test found. AppTest runs a page as `__main__` and leaves it there, and a
+    multiprocessing "spawn" child re-runs `__main__` from its file before its target: a later test's children then
+    ran pages/recommendations.py and died (exit 1, 1 in test_db's two-writer test, only when an AppTest of that page
+    had run before it in the same xdist process)."""
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main
+
 # --- small generated data -------------------------------------------------------------
 
 POSITIVE = ["great", "love", "excellent", "wonderful", "fantastic", "happy", "perfect", "amazing"]

@@ -50,8 +50,10 @@ def test_recent_runs_follow_the_panel_and_a_reload_keeps_the_form(server: Server
         wait_for_text(page, f"Run #{run_id}")
         settle(page)
         assert page.get_by_role("combobox", name="Dataset", exact=True).input_value().startswith("tiny-sentiment")
-        checked = page.locator('[data-testid="stRadio"] label:has(input:checked)').all_inner_texts()
-        assert any("LSTM" in text for text in checked), checked
+        # The model radio is drawn after the dataset box: wait for it to come back checked on LSTM (CI once read
+        # the radios before they were drawn and found none checked).
+        checked = page.locator('[data-testid="stRadio"] label:has(input:checked)')
+        checked.filter(has_text="LSTM").first.wait_for(state="visible", timeout=30_000)
         assert "model=lstm" in page.url and f"run={run_id}" in page.url
         no_errors(page, server)
     finally:
