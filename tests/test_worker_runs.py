@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -115,6 +116,22 @@ def test_killed_worker_is_marked_failed(classification_dataset: int, monkeypatch
     row = wait_until(run_id, finished, timeout=30, reap=True)
     assert row["status"] == RunStatus.FAILED
     assert "killed" in row["error"] or "heartbeat" in row["error"]
+
+
+def test_the_reaper_says_how_a_worker_it_launched_died(classification_dataset: int,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whichever sees a dead child first, the reaper or the child's watcher, the reason says how it ended (CI once
+    got only "ended without reporting" with an empty log, for a worker the reaper saw before its watcher)."""
+    from core.runs import jobs
+
+    monkeypatch.setattr(jobs, "_watch_worker", lambda *args: None)  # only the reaper looks
+    monkeypatch.setattr(jobs, "worker_command", lambda run_id, gpus=1: [
+        # the last argument keeps it recognisable as a worker until it dies (the reaper checks the command line)
+        sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "core.runs.worker"])
+    run_id = start(classification_dataset, "tfidf")
+    row = wait_until(run_id, finished, timeout=60, reap=True)
+    assert row["status"] == RunStatus.FAILED
+    assert f"the worker process (pid {row['pid']}) was killed by SIGKILL without reporting" in row["error"]
 
 
 def test_resume_continues_from_the_checkpoint(classification_dataset: int) -> None:

@@ -44,6 +44,9 @@ HEARTBEAT_INTERVAL_S = 2.0
 # Popen handles of workers this process started: polling them reaps zombies, so a
 # killed worker is seen as dead instead of lingering as <defunct>.
 _children: dict[int, subprocess.Popen] = {}
+# How each worker this process launched ended (pid -> text such as "was killed by SIGKILL"), kept once the reaper
+# polls it: whichever of the reaper and the child's watcher sees the death first, the run's reason says how.
+_endings: dict[int, str] = {}
 _watchdogs: dict[str, threading.Event] = {}
 _watchdog_lock = threading.Lock()
 WATCHDOG_INTERVAL_S = 5.0
@@ -113,6 +116,7 @@ def launch_worker(run_id: int, gpus: int = 1) -> int:
                 run.status_text = "failed: worker not started"
         raise JobError(message) from exc
     _children[proc.pid] = proc
+    _endings.pop(proc.pid, None)  # a recycled pid: how an earlier worker of ours ended says nothing of this one
     with session_scope(settings.database_url) as s:
         run = run_queries.get_run(s, run_id)
         if run is not None and run.pid is None:
@@ -153,17 +157,30 @@ def disk_error_text(exc: OSError, folder: Path) -> str:
     return f"cannot write to {folder}: {reason} (check PROTOLAB_HOME and free disk space)"
 
 
+def exit_text(code: int) -> str:
+    """How a process ended, from its return code: "was killed by SIGKILL", "exited with code 1"."""
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def _ending_of(pid: int) -> str | None:
+    """How a worker this process launched ended, or None while it runs (or when it is not ours)."""
+    proc = _children.get(pid)
+    if proc is not None and proc.poll() is not None:
+        _endings[pid] = exit_text(proc.returncode)
+        _children.pop(pid, None)
+    return _endings.get(pid)
+
+
 def _watch_worker(proc: subprocess.Popen, run_id: int, database_url: str, files: RunFiles) -> None:
     """Wait for one worker to exit; if its run is still active then, it died without reporting."""
     code = proc.wait()
     _children.pop(proc.pid, None)
-    if code < 0:
-        try:
-            how = f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            how = f"was killed by signal {-code}"
-    else:
-        how = f"exited with code {code}"
+    how = _endings[proc.pid] = exit_text(code)
     try:
         if code == EXIT_DISK_FULL:
             reason = disk_error_text(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), files.root)
@@ -244,9 +261,8 @@ def reap_dead_runs(database_url: str | None = None) -> list[int]:
     Called by pages and the CLI when they list runs, by every worker's heartbeat and
     queue loops, by the fleet's daemons, and (for its own child) by the process that launched a worker.
     """
-    for pid, proc in list(_children.items()):
-        if proc.poll() is not None:
-            _children.pop(pid, None)
+    for pid in list(_children):
+        _ending_of(pid)
     # Look first without the write lock: almost always nothing is dead, and this runs on every
     # page listing and every few heartbeats of every worker.
     with read_scope(database_url) as s:
@@ -319,7 +335,8 @@ def _death_reason(run: Run, host: str, now) -> str | None:  # noqa: ANN001
     if run.pid == os.getpid() and run.host == host:
         return None  # this very process runs it (a worker reaping, or a run executed in-process)
     if run.pid is not None and run.host == host and not _worker_alive(run.pid):
-        return f"the worker process (pid {run.pid}) ended without reporting: killed or crashed"
+        how = _ending_of(run.pid) or "ended"  # known when this process launched it
+        return f"the worker process (pid {run.pid}) {how} without reporting: killed or crashed"
     stale_after_s = settings.STALE_AFTER_S.get()
     if run.heartbeat_at is not None and (now - run_queries.as_utc(run.heartbeat_at)).total_seconds() > stale_after_s:
         return f"the worker stopped sending heartbeats for over {stale_after_s:.0f} s"
