@@ -141,6 +141,10 @@ INFERENCE_PRECISION = _one_of("PROTOLAB_INFERENCE_PRECISION", ("auto", "fp32", "
 INFERENCE_THREADS = Variable[int | None]("PROTOLAB_INFERENCE_THREADS", "whole number", None,
                                          "threads per forward pass when serving", _number(int, 1),
                                          "`OMP_NUM_THREADS`, else a quarter of the cores")
+LABEL_MODEL = Variable("PROTOLAB_LABEL_MODEL", "model id or folder", "",
+                       "the sentence encoder the Label page's background SetFit models start from (a Hugging Face id "
+                       "or a local folder, e.g. a multilingual one for texts not in English)", _text,
+                       "the bundled MiniLM")
 # --- several machines --------------------------------------------------------------------------------------------
 WORKER_STALE_AFTER_S = _seconds("PROTOLAB_WORKER_STALE_AFTER_S", 15.0,
                                 "a worker daemon silent for this long is presumed dead; its runs are requeued")

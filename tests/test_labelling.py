@@ -267,3 +267,24 @@ def test_deleting_a_dataset_deletes_its_label_set_and_labels(pool_id: int) -> No
         ds.delete_dataset(s, pool_id)
     with read_scope() as s:
         assert label_queries.label_events(s, pool_id) == [] and list(label_queries.label_classes(s, pool_id)) == []
+
+
+def test_the_label_pages_retrain_starts_from_the_encoder_the_team_set(monkeypatch, tmp_path) -> None:  # noqa: ANN001
+    from core.runs import jobs
+    from core.text.pretrained import DEFAULT_MODEL_ID
+    from db import runs as run_queries
+    from db import session_scope
+
+    monkeypatch.setattr(jobs, "launch_worker", lambda run_id, gpus=1: 0)  # the job itself: tests/test_setfit.py
+    dataset_id = import_pool(sentiment_frame(30)[["text"]])
+    with session_scope() as s:
+        default_run = retrain.start_retrain(s, dataset_id, "pool")
+    monkeypatch.setenv("PROTOLAB_LABEL_MODEL", str(tmp_path / "multilingual-encoder"))
+    with session_scope() as s:
+        chosen_run = retrain.start_retrain(s, dataset_id, "pool")
+        explicit_run = retrain.start_retrain(s, dataset_id, "pool", {"model_id": DEFAULT_MODEL_ID})
+    with read_scope() as s:
+        assert run_queries.get_run(s, default_run).config["model_id"] in (None, DEFAULT_MODEL_ID)
+        # recorded in the run when it is queued, so the run says what it started from
+        assert run_queries.get_run(s, chosen_run).config["model_id"] == str(tmp_path / "multilingual-encoder")
+        assert run_queries.get_run(s, explicit_run).config["model_id"] == DEFAULT_MODEL_ID

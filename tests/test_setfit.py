@@ -56,12 +56,14 @@ def test_setfit_refuses_a_single_label() -> None:
 
 
 @pytest.mark.slow
-def test_setfit_run_trains_evaluates_and_serves(classification_dataset: int, capsys) -> None:  # noqa: ANN001
+def test_setfit_run_trains_evaluates_and_serves(classification_dataset: int, tiny_text_encoder,  # noqa: ANN001
+                                                 capsys) -> None:  # noqa: ANN001
     from core.cli import main
     from core.text.serving import load_classifier
 
     # Queued the way `protolab train` does, with SetFit's own flags.
     assert main(["train", "--dataset", str(classification_dataset), "--model", "setfit", "--num-iterations", "2",
+                 "--model-id", str(tiny_text_encoder),
                  "--max-pairs", "64", "--batch-size", "16", "--max-length", "32", "--device", "cpu", "--json"]) == 0
     run_id = json.loads(capsys.readouterr().out)["run_id"]
     row = wait_until(run_id, finished, timeout=240)
@@ -88,7 +90,7 @@ def start_kind(dataset_id: int, **options) -> int:  # noqa: ANN003
 
 
 @pytest.mark.slow
-def test_background_retrain_scores_the_pool_and_adds_a_learning_curve_point() -> None:
+def test_background_retrain_scores_the_pool_and_adds_a_learning_curve_point(tiny_text_encoder) -> None:  # noqa: ANN001
     from core.data.storage import load_frame
     from core.labelling import pool, retrain
     from core.text.serving import load_classifier
@@ -106,7 +108,8 @@ def test_background_retrain_scores_the_pool_and_adds_a_learning_curve_point() ->
                                                   "perfect", "amazing"))
             pool.record_label(s, pool_id, row, "positive" if happy else "negative")
         run_id = retrain.start_retrain(s, dataset.id, dataset.name,
-                                       {"num_iterations": 2, "max_pairs": 48, "max_length": 32, "device": "cpu"})
+                                       {"num_iterations": 2, "max_pairs": 48, "max_length": 32, "device": "cpu",
+                                        "model_id": str(tiny_text_encoder)})
     row = wait_until(run_id, finished, timeout=240)
     assert row["status"].value == "completed", f"{row['error']}\n{worker_log(run_id)}"
     assert row["metrics"]["n_labels"] == 12 and 0 <= row["metrics"]["cv_accuracy"] <= 1

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
+from core import settings
 from core.data.storage import load_frame
 from core.labelling.pool import label_state, labelled_frame
 from core.labelling.strategy import embed_pool
@@ -123,7 +124,9 @@ def should_retrain(status: RetrainStatus, every: int, class_counts: dict[str, in
 def start_retrain(s: Session, dataset_id: int, dataset_name: str, options: dict[str, Any] | None = None) -> int:
     """Queue a SetFit run on the dataset being labelled (its worker starts when `s` commits)."""
 
-    config = registry.get_kind(RETRAIN_KIND).make_config({**RETRAIN_OPTIONS, **(options or {})})
+    # The encoder is fixed in the run's config when it is queued, so the run records what it started from.
+    chosen = {"model_id": model} if (model := settings.LABEL_MODEL.get()) else {}
+    config = registry.get_kind(RETRAIN_KIND).make_config({**RETRAIN_OPTIONS, **chosen, **(options or {})})
     return jobs.start_run(s, dataset_id=dataset_id, model_kind=RETRAIN_KIND, config=config,
                           name=f"SetFit on the labels of {dataset_name}")
 

@@ -6,6 +6,7 @@ restart the server (the labels and the model are still there), then ask the Sent
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from tests.e2e.conftest import Server, start_server, wait_for_text
 from tests.e2e.test_journeys import analyse_sentence, click, no_errors, settle, type_into, upload
 
 pytestmark = pytest.mark.e2e
-RETRAIN_TIMEOUT_MS = 420_000  # worker start-up, MiniLM load and 12 SetFit steps on a busy, shared 2-core box
+RETRAIN_TIMEOUT_MS = 420_000  # worker start-up, the encoder's load and 12 SetFit steps on a busy, shared 2-core box
 LABELS = 24
 
 
@@ -37,6 +38,16 @@ def label_with_keys(page, n: int) -> dict[str, str]:  # noqa: ANN001
         given[text] = key
     settle(page)
     return given
+
+
+@pytest.fixture
+def server(tmp_path: Path, tiny_text_encoder: Path) -> Iterator[Server]:
+    """The app with its background SetFit retrains starting from a tiny encoder (PROTOLAB_LABEL_MODEL): the
+    journey is about labels reaching a model and the demo, not MiniLM's quality, and MiniLM's 12 SetFit steps were
+    most of its two minutes on a 2-core box."""
+    srv = start_server(tmp_path / "home", extra_env={"PROTOLAB_LABEL_MODEL": str(tiny_text_encoder)})
+    yield srv
+    srv.stop()
 
 
 def test_unlabelled_csv_to_labels_to_setfit_to_demo(server: Server, page, tmp_path: Path) -> None:  # noqa: ANN001
@@ -70,7 +81,7 @@ def test_unlabelled_csv_to_labels_to_setfit_to_demo(server: Server, page, tmp_pa
 
     # 3. A server restart loses nothing: the labels and the model's suggestions are read back from the database.
     server.stop()
-    again = start_server(server.home)
+    again = start_server(server.home, extra_env={"PROTOLAB_LABEL_MODEL": server.env["PROTOLAB_LABEL_MODEL"]})
     try:
         page.goto(again.url + "/label")
         wait_for_text(page, f"{LABELS} of 60 texts labelled", timeout_ms=60_000)
