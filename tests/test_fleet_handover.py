@@ -20,7 +20,7 @@ from tests.fleet_support import STALE_S, Daemons, claimed_by, finished, lstm, st
 def test_a_killed_daemons_run_resumes_on_the_other_from_its_checkpoint(pg_fleet: str, daemons: Daemons) -> None:
     dataset_id = store_dataset(n=400)
     daemons.start_live("alpha", "beta")
-    victim_run = lstm(dataset_id, epochs=5)
+    victim_run = lstm(dataset_id, epochs=3)
     checkpoint = run_dir(victim_run) / "checkpoint" / "trainer_state.pt"
     running = wait_for(victim_run, lambda r: checkpoint.exists() or finished(r), "checkpointed", 180, daemons)
     assert running.status is RunStatus.RUNNING, running.error

@@ -20,7 +20,7 @@ from tests.helpers import queue_run
 def test_a_lost_node_of_a_two_node_run_requeues_it_from_its_checkpoint(pg_fleet: str, daemons: Daemons) -> None:
     dataset_id = store_dataset(n=400)
     daemons.start_live("alpha", "beta")
-    options = dict(epochs=8, max_length=32, device="cpu", seed=7, patience=0, init_embeddings=False, batch_size=8,
+    options = dict(epochs=4, max_length=32, device="cpu", seed=7, patience=0, init_embeddings=False, batch_size=8,
                    gpus=2)
     run_id = queue_run(dataset_id=dataset_id, model_kind="lstm",
                        config=with_nodes(build_config("lstm", options), 2, "lstm"))
