@@ -154,3 +154,48 @@ def test_a_search_of_a_kind_without_a_validation_score_fails_saying_so(interacti
     assert code == 1 and out["status"] == "failed", out
     assert "without a validation ndcg@10" in out["error"] and "never scores on the test split" in out["error"]
     assert [t["state"] for t in out["trials"]] == ["failed"]  # it stopped at the first, not after all three
+
+
+def test_a_resumed_driver_still_prunes_the_trial_its_crashed_predecessor_left_running(
+        classification_dataset: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.runs import jobs
+    from core.search import driver as driving
+    from core.search.space import Param
+
+    # No processes: the drivers are driven here step by step, and the trials' runs only queued.
+    monkeypatch.setattr(searches, "launch_driver", lambda search_id: 0)
+    monkeypatch.setattr(jobs, "launch_worker", lambda run_id, gpus=1: 0)
+    settings = {"seed": 0, "startup_trials": 1}
+    with session_scope() as s:
+        dataset = s.get(searches.Dataset, classification_dataset)
+        search_id = searches.start_search(s, dataset=dataset, model_kind="lstm", trials=3, parallel=1,
+                                          space="learning_rate=log(1e-4,1e-2)", options={"epochs": 4},
+                                          search_settings=settings)
+    with read_scope() as s:
+        params = [Param.of(p) for p in searches.search_queries.get_search(s, search_id).space]
+
+    def epoch_scored(run_id: int, epoch: int, value: float, status: RunStatus | None = None) -> None:
+        with session_scope() as s:
+            run_queries.add_metric_points(s, run_id, [{"name": "macro_f1", "value": value, "epoch": epoch,
+                                                       "step": epoch, "split": "validation"}])
+            if status is not None:
+                run_queries.get_run(s, run_id).status = status
+
+    first = driving.Driver(search_id, open_study(search_id, settings), params)
+    first.step()  # trial 0 queued
+    with read_scope() as s:
+        [trial0] = searches.search_queries.trials_of(s, search_id)
+    epoch_scored(trial0.run_id, 1, 0.9, RunStatus.COMPLETED)
+    first.step()  # trial 0 told complete, trial 1 queued
+    with read_scope() as s:
+        trial1 = searches.search_queries.trials_of(s, search_id)[1]
+    # The first driver dies here; trial 1's run goes on and scores its first epoch far below trial 0's.
+    epoch_scored(trial1.run_id, 1, 0.1)
+
+    second = driving.Driver(search_id, open_study(search_id, settings), params)
+    driving._take_over_running(second)
+    assert trial1.number in second.live
+    second.step()
+    with read_scope() as s:
+        run = run_queries.get_run(s, trial1.run_id)
+        assert run.cancel_requested and [e["event"] for e in run.events] == ["pruned"]

@@ -9,8 +9,8 @@ a "pruned" event, and its trial is PRUNED in the study. The objective is the bes
 weights it keeps), never the test split.
 
 A driver that dies leaves its search failed (core.search.searches.reap_lost_searches); resumed, a new driver
-loads the study from its journal and carries on, the trials still running included (told by number when they end;
-they are no longer pruned).
+loads the study from its journal and carries on, the trials still running included: it takes them over as live
+trials, so their next epochs are reported and pruned as before.
 """
 
 from __future__ import annotations
@@ -210,7 +210,7 @@ def drive(search_id: int) -> SearchStatus:
     try:
         tracker = resolve(SEARCH_TRACKER)(search_id)  # before the first trial: its run names the parent
         driver = Driver(search_id, open_study(search_id, settings), params, tracker=tracker)
-        _forget_unrecorded(driver)
+        _take_over_running(driver)
         while with_retry(driver.step) and driver.abort is None:
             time.sleep(POLL_S)
         if driver.abort is not None:
@@ -247,16 +247,23 @@ def drive(search_id: int) -> SearchStatus:
         stop_heartbeat.set()
 
 
-def _forget_unrecorded(driver: Driver) -> None:
-    """A driver that died between asking the study and recording the trial left a trial RUNNING in the study
-    without a run: fail it, so the budget and the sampler see only real trials."""
+def _take_over_running(driver: Driver) -> None:
+    """The trials an earlier driver left RUNNING in the study. One recorded with a run is still training: it becomes
+    a live trial of this driver (an optuna Trial on the same study row), so its epochs are reported and it can be
+    pruned as before the crash; a trial only told by number at its end would run all its epochs. One without a run
+    (that driver died between asking the study and recording it) is failed, so the budget and the sampler see only
+    real trials."""
     import optuna  # heavy, but this is the driver's own process
 
     with session_scope() as s:
-        recorded = {t.number for t in search_queries.trials_of(s, driver.search_id)}
+        recorded = {t.number: t for t in search_queries.trials_of(s, driver.search_id)}
     for frozen in driver.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if frozen.number not in recorded:
+        row = recorded.get(frozen.number)
+        if row is None:
             driver.study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
+        elif row.state == TrialState.RUNNING and row.run_id is not None:
+            # A FrozenTrial keeps its storage id only as _trial_id (optuna's own Study.tell reads it there).
+            driver.live[frozen.number] = optuna.trial.Trial(driver.study, frozen._trial_id)
 
 
 def main(argv: list[str] | None = None) -> int:
