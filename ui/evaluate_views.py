@@ -296,10 +296,16 @@ def error_analysis(run: Any, page_split: str, labels: list[str]) -> None:
                                                                               format="%.3f"),
                                 "relabel_to": st.column_config.SelectboxColumn("relabel to", options=labels),
                                 PICTURE: st.column_config.ImageColumn(PICTURE)})
-    changes = versions.marks_to_changes(edited, split, content)
+    save_marks(run, split, versions.marks_to_changes(edited, split, content))
+
+
+def save_marks(run: Any, split: str, changes: list[dict[str, Any]], *, key: str = "save_version",
+               noun: str = "marks") -> None:
+    """The changes marked in an error table: test rows wait for a new test set; training and validation rows are
+    saved as a new dataset version on request, which can then be retrained on."""
     if split == "test":
         test_marks_panel(run, changes)
-    elif st.button(f"Save {len(changes)} marks as a new dataset version", key="save_version", disabled=not changes):
+    elif st.button(f"Save {len(changes)} {noun} as a new dataset version", key=key, disabled=not changes):
         try:
             with session_scope() as s:
                 version = versions.create_dataset_version(s, run.dataset_id, changes, source_run_id=run.id)

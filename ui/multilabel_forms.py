@@ -1,5 +1,6 @@
 """The multi-label task's parts of the Datasets and Evaluate pages: mapping an upload of tag sets, a stored
-dataset's tag charts, and a run's scores, thresholds and mistakes. Named by its task entry (core.tasks)."""
+dataset's tag charts, and a run's scores, thresholds and mistakes (whose tag sets can be fixed as a new dataset
+version). Named by its task entry (core.tasks)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import pandas as pd
 import streamlit as st
 
 from core.charts import multilabel as charts
+from core.data.storage import ROW_ID
 from core.data.types import DatasetError, ParsedTable, PreparedDataset, SplitConfig
-from core.multilabel.analysis import tag_errors
+from core.multilabel.analysis import SET_TAGS, tag_errors, tag_set_changes
 from core.multilabel.dataset import (
     FORMAT_LABELS,
     MultilabelMapping,
@@ -31,6 +33,7 @@ from core.multilabel.labels import (
     similar_tags,
 )
 from ui.dataset_forms import pick
+from ui.evaluate_views import EDITOR_ROWS, save_marks
 
 ALL = "(every tag)"
 
@@ -129,11 +132,27 @@ def multilabel_run(run: Any, split: str) -> None:
         j = tags.index(tag)
         st.plotly_chart(charts.threshold_curve(tag, curves["grid"], curves["curves"][j],
                                                (m.get("thresholds") or {}).get(tag, 0.5)), key="ml_curve")
+    tag_set_editor(run, split, tags)
+
+
+def tag_set_editor(run: Any, split: str, tags: list[str]) -> None:
+    """The texts with missing or extra tags, whose tag sets can be fixed (or the rows excluded) and saved as a new
+    dataset version, then retrained on: the single-label error loop, with whole tag sets. Test rows are marked
+    for a new test set, never changed in place (as for single-label runs)."""
     st.subheader("Texts with missing or extra tags")
     picked = st.selectbox("Tag", [ALL, *tags], key="ml_error_tag")
     errors = tag_errors(run.id, split, None if picked == ALL else picked)
-    st.caption(f"{len(errors):,} texts of the {split} split")
-    st.dataframe(errors.head(500), hide_index=True, key="ml_errors")
+    st.caption(f"{len(errors):,} texts of the {split} split; the first {min(len(errors), EDITOR_ROWS)} can be given "
+               "the tags they should have, or excluded.")
+    marks = errors.head(EDITOR_ROWS).assign(exclude=False)
+    marks.insert(0, SET_TAGS, marks["true"])
+    # Edits are kept by row position, so each filter gets its own editor: a fix never moves to another row.
+    edited = st.data_editor(marks, key=f"ml_marks_{run.id}_{split}_{picked}", hide_index=True, width="stretch",
+                            disabled=["text", "true", "predicted", "missing", "extra", ROW_ID],
+                            column_order=[SET_TAGS, "exclude", "text", "true", "predicted", "missing", "extra"],
+                            column_config={SET_TAGS: st.column_config.MultiselectColumn(
+                                "set tags to", options=tags, help="the tags this text should have (may be none)")})
+    save_marks(run, split, tag_set_changes(edited, split), key="ml_save_version", noun="fixes")
 
 
 def _few(scores: dict[str, Any]) -> dict[str, Any]:
