@@ -148,6 +148,9 @@ class Task:
     pyfunc_predict: str | None = None
     # "module:function" (run row) -> {name: plotly figure}: the figures its runs log to MLflow beside their curves
     tracked_figures: str | None = None
+    # "module:function" (run row, split) -> HTML: the body of a run's report (`protolab report`, Evaluate's
+    # download) after its dataset and model sections, drawn with core.export.report's html_table / html_figure.
+    report: str = "core.export.report:metrics_body"
     # "module:function" (frame, AuditConfig, run_probabilities=, on_progress=, should_stop=) -> AuditResult: how the
     # Data health tab and `protolab datasets audit` audit one of its datasets (None: its datasets are not audited).
     audit: str | None = None
@@ -233,7 +236,8 @@ register_task(Task(
     demo=Demo("pages/sentiment.py", "Sentiment demo", "💬"),
     cli_prepare="core.cli.datasets:prepare_classification_args", verb="predict", versions=Versions(),
     pyfunc_predict="core.tracking.pyfunc:classify_frame",
-    tracked_figures="core.tracking.figures:classification_figures", audit="core.health.audit:run_audit"))
+    tracked_figures="core.tracking.figures:classification_figures", audit="core.health.audit:run_audit",
+    report="core.export.report:classification_body"))
 register_task(Task(
     TaskKind.INTERACTIONS, "interactions", "interactions", "a recommender run",
     Headline(at_k("ndcg"), f"NDCG@{DISPLAY_K}"), tuple(ranking_keys()),
@@ -247,7 +251,8 @@ register_task(Task(
     metric_values="core.evaluation.comparison:ranking_metrics_at",
     demo=Demo("pages/recommendations.py", "Recommendations demo", "🎬"),
     cli_prepare="core.cli.datasets:prepare_interactions_args", verb="recommend",
-    pyfunc_predict="core.tracking.pyfunc:recommend_frame", tracked_figures="core.tracking.figures:ranking_figures"))
+    pyfunc_predict="core.tracking.pyfunc:recommend_frame", tracked_figures="core.tracking.figures:ranking_figures",
+    report="core.export.report:ranking_body"))
 # Images are a second classification task: the same metrics, headline, figures, Evaluate views and API verb,
 # with datasets of their own (core.images).
 register_task(replace(
@@ -275,4 +280,4 @@ register_task(Task(
     claims="core.multilabel.dataset:claims_upload",
     versions=Versions(label="labels", target="core.multilabel.versions:tag_set_target",
                       stats="core.multilabel.versions:recount"),
-    demo=Demo("pages/tagging.py", "Tagging demo", "🏷️")))
+    demo=Demo("pages/tagging.py", "Tagging demo", "🏷️"), report="core.multilabel.report:multilabel_body"))

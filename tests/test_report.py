@@ -168,3 +168,34 @@ def test_report_shows_baseline_and_majority_columns(classification_dataset: int)
     page = build_report([lstm])
     assert "<th>TF-IDF baseline</th>" in page and "<th>majority class</th>" in page
     assert "#1 the baseline" in page
+
+
+def test_a_multilabel_runs_report_and_comparison_speak_in_tags(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    import json
+
+    from core.cli import main
+    from tests.test_multilabel_runs import write_tickets
+
+    csv = write_tickets(tmp_path / "tickets.csv", n=120)
+    noisy = pd.read_csv(csv, keep_default_na=False)
+    noisy.loc[noisy.index % 5 == 1, "tags"] = "praise"  # some wrong tag sets, so the mistakes table has rows
+    noisy.to_csv(csv, index=False)
+    assert main(["datasets", "add", str(csv), "--task", "multilabel", "--text-col", "body", "--labels-col", "tags",
+                 "--json"]) == 0
+    runs = []
+    for seed in ("1", "2"):
+        capsys.readouterr()
+        assert main(["train", "--dataset", "tickets", "--model", "tfidf", "--seed", seed, "--wait", "--json"]) == 0
+        runs.append(json.loads(capsys.readouterr().out))
+    html = build_report([runs[0]["run_id"]])  # a single-label report raised KeyError: 'confusion_matrix'
+    text = re.sub(r"<[^>]+>", " ", re.sub(r"<script.*?</script>", "", html, flags=re.S))
+    assert "per-tag thresholds (served)" in text and "baseline: most frequent tags" in text
+    assert "Per tag (support in brackets)" in html and "Texts with missing or extra tags" in text
+    for tag, threshold in runs[0]["metrics"]["thresholds"].items():  # the thresholds it serves, tag by tag
+        assert re.search(rf"<td>{tag}</td><td>{threshold:.4f}</td>", html), tag
+    assert "confusion" not in text.lower()
+    board = build_report([r["run_id"] for r in runs])
+    head = re.search(r"<h2>Leaderboard</h2><table><thead><tr>(.*?)</tr>", board).group(1)
+    assert re.findall(r"<th[^>]*>([^<]*)</th>", head)[4:8] == ["micro_f1", "macro_f1", "samples_f1",
+                                                               "subset_accuracy"]

@@ -500,7 +500,7 @@ def test_cli_never_crashes_on_random_arguments(argv: list[str], capsys: pytest.C
 
 def test_report_json_for_config_is_plain() -> None:
     # The report's config table shows repr() of nested values; make sure it cannot smuggle markup.
-    from core.export.report import _dict_table
+    from core.charts.html import dict_table
 
-    html = _dict_table({"nested": {"k": SCRIPT}, "list": [IMG]})
+    html = dict_table({"nested": {"k": SCRIPT}, "list": [IMG]})
     assert "<script" not in html and "<img" not in html

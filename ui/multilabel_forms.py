@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd
 import streamlit as st
 
 from core.charts import multilabel as charts
 from core.data.storage import ROW_ID
 from core.data.types import DatasetError, ParsedTable, PreparedDataset, SplitConfig
-from core.multilabel.analysis import SET_TAGS, tag_errors, tag_set_changes
+from core.multilabel.analysis import SET_TAGS, answers, tag_errors, tag_set_changes
 from core.multilabel.dataset import (
     FORMAT_LABELS,
     MultilabelMapping,
@@ -114,16 +113,7 @@ def multilabel_run(run: Any, split: str) -> None:
     cols[5].metric("Tags per text", f"{scores['labels_per_row_pred']:.2f}",
                    f"{scores['labels_per_row_pred'] - scores['labels_per_row_true']:+.2f} vs true "
                    f"{scores['labels_per_row_true']:.2f}", delta_color="off")
-    rows = [{"answer": "per-tag thresholds (served)", **_few(scores)},
-            {"answer": f"one global threshold {m.get('global_threshold', 0.5):.2f}",
-             **_few((m.get("at_global_threshold") or {}).get(split, {}))},
-            {"answer": "threshold 0.5 for every tag", **_few((m.get("at_half") or {}).get(split, {}))}]
-    if split == "test":
-        base = m.get("baselines") or {}
-        frequent = base.get("most_frequent", {})
-        rows += [{"answer": "baseline: no tags", **_few(base.get("no_tags", {}))},
-                 {"answer": f"baseline: most frequent tags ({', '.join(frequent.get('tags', []))})", **_few(frequent)}]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="ml_answers")
+    st.dataframe(answers(m, split), hide_index=True, key="ml_answers")
     st.plotly_chart(charts.per_tag_scores(scores["per_tag"]), key="ml_per_tag")
     tags = list(m.get("labels") or scores["per_tag"])
     curves = m.get("threshold_curves") or {}
@@ -154,7 +144,3 @@ def tag_set_editor(run: Any, split: str, tags: list[str]) -> None:
                                 "set tags to", options=tags, help="the tags this text should have (may be none)")})
     save_marks(run, split, tag_set_changes(edited, split), key="ml_save_version", noun="fixes")
 
-
-def _few(scores: dict[str, Any]) -> dict[str, Any]:
-    return {k: round(float(scores[k]), 4) for k in ("micro_f1", "macro_f1", "samples_f1", "hamming_loss",
-                                                     "subset_accuracy") if k in scores}

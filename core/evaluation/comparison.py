@@ -22,6 +22,7 @@ from core.metric_keys import (
     ranking_keys,
 )
 from core.runs.registry import applicable_config, baseline_kind, find_kind
+from core.tasks import get_task
 from db import runs as run_queries
 from db.enums import TaskKind
 from db.models import Dataset, Run
@@ -133,9 +134,11 @@ def run_label(run: Any) -> str:
 def leaderboard(runs: Sequence[Any], sort_by: str | None = None) -> pd.DataFrame:
     """One row per run: model, headline metrics, key and differing hyperparameters, duration, device."""
     ranking = any(is_ranking(r) for r in runs)
-    # The classification leaderboard leads with its headline (what it is sorted by), then the compared metrics.
+    # Other leaderboards lead with their task's headline (what they are sorted by), then its compared metrics: a
+    # multi-label one shows micro-F1, macro-F1, samples-F1 and subset accuracy, not a single-label run's figures.
+    task = get_task(runs[0].task if runs else TaskKind.CLASSIFICATION)
     metric_keys = compared_keys(ranking) if ranking else \
-        [CLASSIFICATION_HEADLINE, *(k for k in compared_keys(False) if k != CLASSIFICATION_HEADLINE)]
+        [task.headline.key, *(k for k in task.metrics if k != task.headline.key)]
     differing = config_differences(runs) if len(runs) > 1 else []
     settings = {r.id: settings_of(r) for r in runs}
     params = [k for k in KEY_HYPERPARAMETERS if any(k in settings[r.id] for r in runs)]

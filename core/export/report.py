@@ -6,21 +6,20 @@ user supplied (names, texts, labels, comments) goes through html.escape.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import pandas as pd
-import plotly.graph_objects as go
 
 from core.charts import evaluation as charts
+from core.charts.html import dict_table, esc, html_figure, html_table
 from core.data.storage import ROW_ID
 from core.evaluation import comparison, predictions, testsets, uncertainty
 from core.evaluation.analysis import analyse_split, misclassified
 from core.formatting import format_duration, format_setting
 from core.images import gallery
 from core.runs.registry import find_kind
+from core.tasks import get_task
 from core.text.pretrained import model_name
 from db import read_scope
 from db import runs as run_queries
@@ -37,51 +36,13 @@ text-align:left;vertical-align:top}th{background:#f5f5f5}.muted{color:#777}.char
 """
 
 
-def esc(value: Any) -> str:
-    """Text as HTML: every user-supplied value passes here before it reaches the page."""
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-def _table(frame: pd.DataFrame, highlight: Sequence[str] = ()) -> str:
-    marks = {c: ' class="diff"' if c in highlight else "" for c in frame.columns}
-    head = "".join(f"<th{marks[c]}>{esc(c)}</th>" for c in frame.columns)
-    body = []
-    for _, row in frame.iterrows():
-        cells = "".join(f"<td{marks[c]}>{esc(_cell(row[c]))}</td>" for c in frame.columns)
-        body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def _cell(value: Any) -> Any:
-    try:
-        if pd.isna(value):
-            return ""
-    except (TypeError, ValueError):
-        pass
-    return value
-
-
-def _dict_table(data: dict[str, Any]) -> str:
-    return _table(pd.DataFrame({"setting": list(data), "value": [_cell_repr(v) for v in data.values()]}))
-
-
-def _cell_repr(value: Any) -> Any:
-    return value if isinstance(value, (int, float, str, bool)) or value is None else repr(value)
-
-
 def _settings_table(run: Run) -> str:
     """Only the settings the run's kind reads (the registry knows them), the pretrained model by name."""
     settings = comparison.settings_of(run)
     if "model_id" in settings:
         settings["model_id"] = model_name(settings["model_id"])
     rows = {name.replace("_", " "): format_setting(value) for name, value in settings.items()}
-    return _table(pd.DataFrame({"setting": list(rows), "value": list(rows.values())}))
-
-
-def _figure(fig: go.Figure) -> str:
-    return f'<div class="chart">{fig.to_html(full_html=False, include_plotlyjs=False, default_height=420)}</div>'
+    return html_table(pd.DataFrame({"setting": list(rows), "value": list(rows.values())}))
 
 
 def _page(title: str, body: str) -> str:
@@ -106,7 +67,7 @@ def _dataset_section(run: Run) -> str:
         changes = ds.changes or {}
         info["version of"] = f"dataset #{ds.parent_id}"
         info["changes"] = f"{changes.get('relabelled', 0)} rows relabelled, {changes.get('excluded', 0)} excluded"
-    return "<h2>Dataset</h2>" + _dict_table(info)
+    return "<h2>Dataset</h2>" + dict_table(info)
 
 
 def _model_section(run: Run) -> str:
@@ -117,7 +78,7 @@ def _model_section(run: Run) -> str:
         info["pretrained model"] = model_name((run.config or {}).get("model_id"))
     info["device"] = run.device or metrics.get("device")
     info["training time"] = format_duration(metrics.get("train_time_s", run.duration_s))
-    return "<h2>Model</h2>" + _dict_table(info) + "<h3>Hyperparameters</h3>" + _settings_table(run)
+    return "<h2>Model</h2>" + dict_table(info) + "<h3>Hyperparameters</h3>" + _settings_table(run)
 
 
 def _reviews_section(run: Run) -> str:
@@ -125,10 +86,12 @@ def _reviews_section(run: Run) -> str:
         return ""
     frame = pd.DataFrame([{"reviewer": r.reviewer, "verdict": r.verdict.value.replace("_", " "),
                            "comment": r.comment, "when": r.created_at} for r in run.reviews])
-    return "<h2>Reviews</h2>" + _table(frame)
+    return "<h2>Reviews</h2>" + html_table(frame)
 
 
-def _classification_body(run: Run, split: str) -> str:
+def classification_body(run: Run, split: str) -> str:
+    """A classification run's report: headline metrics beside its baseline, per-class bars, the confusion matrix,
+    curves, a sample of predictions and the most confident mistakes (as pictures for images)."""
     from sqlalchemy.orm import object_session
 
     report = predictions.split_report(run, split)
@@ -138,13 +101,13 @@ def _classification_body(run: Run, split: str) -> str:
     table = comparison.headline_table(report, comparison.baseline_report(baseline, split),
                                       intervals=uncertainty.run_intervals(run, split), task=run.task)
     parts = [f"<h2>Headline metrics ({esc(split)} split)</h2>",
-             _table(table if baseline else table.drop(columns=[column]))]
+             html_table(table if baseline else table.drop(columns=[column]))]
     parts += [f'<p class="warn">{esc(w)}</p>' for w in (uncertainty.run_warnings(run) if split == "test" else [])]
     if baseline:
         label = esc(comparison.run_label(baseline))
         parts.append(f'<p class="muted">{esc(column)}: {label} ({esc(split)} split).</p>')
-    parts.append(_figure(charts.per_class_bars(report)))
-    parts.append(_figure(charts.confusion_matrix(report["confusion_matrix"], report["labels"])))
+    parts.append(html_figure(charts.per_class_bars(report)))
+    parts.append(html_figure(charts.confusion_matrix(report["confusion_matrix"], report["labels"])))
     try:
         analysis = analyse_split(run.id, split, report["labels"])
         preds = predictions.load_predictions(run.id, split)
@@ -152,40 +115,52 @@ def _classification_body(run: Run, split: str) -> str:
         parts.append(f'<p class="warn">{esc(exc)}</p>')
         return "".join(parts)
     if analysis.roc:
-        parts += [_figure(charts.roc_curves(analysis.roc)), _figure(charts.pr_curves(analysis.pr))]
+        parts += [html_figure(charts.roc_curves(analysis.roc)), html_figure(charts.pr_curves(analysis.pr))]
     if analysis.calibration:
-        parts.append(_figure(charts.reliability_diagram(analysis.calibration)))
+        parts.append(html_figure(charts.reliability_diagram(analysis.calibration)))
     sample = preds.sample(min(SAMPLE_ROWS, len(preds)), random_state=0).sort_index()
     sample = pd.DataFrame({"text": sample["text"], "true": sample["label"], "predicted": sample["pred"],
                            "confidence": sample["confidence"].round(3),
                            "correct": (sample["label"] == sample["pred"]).map({True: "yes", False: "no"})})
-    parts += ["<h2>Sample of predictions</h2>", _table(sample)]
+    parts += ["<h2>Sample of predictions</h2>", html_table(sample)]
     mistakes = misclassified(preds).head(10).drop(columns=["row", ROW_ID], errors="ignore")
     if not mistakes.empty:
-        parts += ["<h2>Most confident mistakes</h2>", _table(mistakes)]
+        parts += ["<h2>Most confident mistakes</h2>", html_table(mistakes)]
     found = gallery.mistakes(preds, report["labels"])  # empty unless the run's examples are images
     if found:
         parts += ["<h2>Most confident mistakes as pictures</h2>", gallery.mistakes_html(run.dataset_id, found)]
     return "".join(parts)
 
 
-def _ranking_body(run: Run) -> str:
+def ranking_body(run: Run, split: str = "test") -> str:
+    """A recommender run's report: its ranking metrics and how they change with K (always on its test split)."""
     head = comparison.ranking_headline(run)
-    parts = ["<h2>Ranking metrics</h2>", _dict_table(head)]
+    parts = ["<h2>Ranking metrics</h2>", dict_table(head)]
     by_k = comparison.ranking_by_k(run)
     if by_k:
-        parts.append(_figure(charts.metric_vs_k(by_k)))
+        parts.append(html_figure(charts.metric_vs_k(by_k)))
     protocol = (run.metrics or {}).get("protocol")
     if protocol:
         parts.append(f"<p class=\"muted\">Protocol: {esc(protocol)}</p>")
     return "".join(parts)
 
 
+def metrics_body(run: Run, split: str = "test") -> str:
+    """The report body of a task that draws none of its own (a plugin's): its headline, then every number the run
+    recorded, as a table."""
+    task = get_task(run.task)
+    metrics = run.metrics or {}
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    head = task.headline.text(metrics)
+    return (f"<h2>Metrics</h2><p>{esc(head or f'no {task.headline.label} recorded')}</p>"
+            + dict_table(numbers))
+
+
 def run_report(run: Run, split: str = "test") -> str:
     """The whole HTML page for one completed run (session must still be open for its relations)."""
     split = predictions.normalise_split(split)
     body = _dataset_section(run) + _model_section(run)
-    body += _ranking_body(run) if predictions.is_ranking(run) else _classification_body(run, split)
+    body += get_task(run.task).part("report")(run, split)
     body += _reviews_section(run)
     return _page(f"Protolab report: {comparison.run_label(run)}", body)
 
@@ -195,16 +170,17 @@ def comparison_report(runs: Sequence[Run], points: pd.DataFrame | None = None) -
     differing = comparison.config_differences(runs)
     board = comparison.leaderboard(runs)
     names = {r.id: comparison.run_label(r) for r in runs}
-    body = ["<h2>Leaderboard</h2>", _table(board, highlight=differing), _figure(charts.runs_compared(runs, names))]
+    body = ["<h2>Leaderboard</h2>", html_table(board, highlight=differing),
+            html_figure(charts.runs_compared(runs, names))]
     check = testsets.check_test_sets(runs)
     if not check.same:
         body.append(f'<p class="warn">{esc(check.message)}</p>')
     if differing:
         body.append(f"<p>Hyperparameters that differ (highlighted): {esc(', '.join(differing))}</p>")
     if any(predictions.is_ranking(r) for r in runs):
-        body.append(_figure(charts.metric_vs_k_comparison({r.id: comparison.ranking_by_k(r) for r in runs}, names)))
+        body.append(html_figure(charts.metric_vs_k_comparison({r.id: comparison.ranking_by_k(r) for r in runs}, names)))
     elif points is not None and not points.empty:
-        body.append(_figure(charts.overlaid_learning_curves(points, names)))
+        body.append(html_figure(charts.overlaid_learning_curves(points, names)))
     for run in runs:
         body.append(f"<h2>{esc(comparison.run_label(run))}</h2>" + _settings_table(run) + _reviews_section(run))
     return _page(f"Protolab comparison of {len(runs)} runs", "".join(body))

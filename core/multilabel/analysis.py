@@ -11,6 +11,7 @@ from core.data.storage import ROW_ID
 from core.multilabel.labels import decode, encode
 from core.runs.files import RunFiles
 
+ANSWER_FIGURES = ("micro_f1", "macro_f1", "samples_f1", "hamming_loss", "subset_accuracy")
 SET_TAGS = "set_tags"  # the editor's column: the tag set the row should have (starts as its true one)
 
 
@@ -46,3 +47,21 @@ def tag_set_changes(marks: pd.DataFrame, split: str) -> list[dict[str, Any]]:
         elif wanted != true:
             changes.append({"action": "relabel", **base, "to": wanted})
     return changes
+
+
+def answers(metrics: dict[str, Any], split: str) -> pd.DataFrame:
+    """The run's scores on `split` at its per-tag thresholds (what it serves) beside one global threshold, 0.5 for
+    every tag and, on the test split, the no-tags and most-frequent-tags baselines: one row each."""
+    def few(scores: dict[str, Any]) -> dict[str, Any]:
+        return {k: round(float(scores[k]), 4) for k in ANSWER_FIGURES if k in scores}
+
+    rows = [{"answer": "per-tag thresholds (served)", **few(((metrics.get("reports") or {}).get(split)) or {})},
+            {"answer": f"one global threshold {metrics.get('global_threshold', 0.5):.2f}",
+             **few((metrics.get("at_global_threshold") or {}).get(split, {}))},
+            {"answer": "threshold 0.5 for every tag", **few((metrics.get("at_half") or {}).get(split, {}))}]
+    if split == "test":
+        base = metrics.get("baselines") or {}
+        frequent = base.get("most_frequent", {})
+        rows += [{"answer": "baseline: no tags", **few(base.get("no_tags", {}))},
+                 {"answer": f"baseline: most frequent tags ({', '.join(frequent.get('tags', []))})", **few(frequent)}]
+    return pd.DataFrame(rows)
