@@ -20,7 +20,7 @@ from core.metric_keys import CLASSIFICATION_METRICS
 from core.recs.serving import load_recommender
 from core.runs import registry
 from core.runs.files import RunFiles
-from core.tasks import get_task
+from core.tasks import get_task, resolve
 from core.text.serving import load_classifier
 from db import read_scope
 from db import runs as run_queries
@@ -159,8 +159,10 @@ class ServedModels:
         try:
             if get_task(entry.task).serve is not None:  # answered by its task's serve function: the kind's loader
                 kind = registry.get_kind(entry.model_kind).for_task(entry.task)
-                entry.model = kind.loader()(RunFiles.of(entry.run_id))
-                entry.runtime = "python"
+                if self.runtime == "onnx" and kind.load_onnx is not None:  # its ONNX graph, with the same answers
+                    entry.model, entry.runtime = resolve(kind.load_onnx)(entry.run_id), "onnx"
+                else:
+                    entry.model, entry.runtime = kind.loader()(RunFiles.of(entry.run_id)), "python"
             elif entry.task is TaskKind.CLASSIFICATION:
                 entry.model, entry.runtime = self._load_classifier(entry)
                 entry.batcher = MicroBatcher(entry.model.score, self.batch)

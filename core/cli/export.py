@@ -1,7 +1,8 @@
 """`protolab export --run ID --format {onnx,onnx-int8,hf,skops} -o DIR`: a run as files another program loads.
 
 Transformer and LSTM runs export to ONNX (fp32 or int8), a Transformer also to a Hugging Face folder; the
-TF-IDF baseline exports as its skops file. Every folder holds a model card (README.md) and labels.json.
+TF-IDF baseline exports as its skops file. Multi-label Transformer and LSTM runs export to ONNX with their per-tag
+thresholds. Every folder holds a model card (README.md) and labels.json.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ def _export(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("export", help="export a classifier: ONNX, int8 ONNX, Hugging Face, skops")
-    p.add_argument("--run", type=int, required=True, metavar="ID", help="a completed classification run")
+    p.add_argument("--run", type=int, required=True, metavar="ID", help="a completed classification or multi-label run")
     p.add_argument("--format", required=True, choices=FORMATS,
-                   help="onnx / onnx-int8: Transformer, LSTM or an image model; hf: Transformer; skops: TF-IDF")
+                   help="onnx / onnx-int8: Transformer, LSTM (also multi-label) or an image model; hf: "
+                        "Transformer; skops: TF-IDF")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="a new (or empty) folder to write")
     p.add_argument("--force", action="store_true", help="replace DIR if it already holds files")
     p.add_argument("--json", action="store_true", help="machine-readable output")

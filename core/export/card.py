@@ -33,6 +33,24 @@ class CardWords:
     use: str = "Labelling short texts like those in {dataset} (same language, domain and label meanings)"
     other: str = "other domains, languages or slang"
     how_to_load: str | None = None  # None: the text formats' snippet
+    metrics: tuple[str, ...] = CLASSIFICATION_METRICS  # the rows of the metrics table, keys of the run's report
+    reference: str = "majority class"  # the metrics table's last column: what a model that does not read scores
+
+
+@dataclass(frozen=True)
+class TagThresholds:
+    """A multi-label model's decision rule, for its card: a tag is predicted when its sigmoid probability reaches
+    its threshold (tuned on validation), or the one global threshold when the run uses that."""
+
+    per_tag: dict[str, float]
+    global_threshold: float
+    use: str = "per_tag"  # "per_tag" | "global": which of the two the run applies
+
+    def applied(self) -> dict[str, float]:
+        """The threshold each tag is decided by."""
+        if self.use == "global":
+            return dict.fromkeys(self.per_tag, self.global_threshold)
+        return dict(self.per_tag)
 
 
 @dataclass(frozen=True)
@@ -57,6 +75,9 @@ class CardFacts:
     baseline_name: str | None = None
     finished_at: datetime | None = None
     words: CardWords = field(default_factory=CardWords)
+    # What the reference column scores (empty: the majority class, from the report's majority rate)
+    reference: dict[str, Any] = field(default_factory=dict)
+    thresholds: TagThresholds | None = None  # a multi-label model's thresholds (None: one label per input)
 
 
 def _fmt(value: Any) -> str:
@@ -103,17 +124,36 @@ print(pipeline.predict(["great service"]), pipeline.predict_proba(["great servic
 Columns of `predict_proba` follow `labels.json`."""
 
 
+def _thresholds_section(f: CardFacts) -> list[str]:
+    """The decision thresholds table of a multi-label model, with each tag's validation-tuned threshold."""
+    t = f.thresholds
+    if t is None:
+        return []
+    applied = t.applied()
+    rule = (f"one global threshold, {t.global_threshold:.2f}, for every tag" if t.use == "global" else
+            "each tag's own threshold, tuned on the validation split to maximise that tag's F1 (the global "
+            f"alternative, one threshold for every tag that maximises micro-F1, is {t.global_threshold:.2f})")
+    rows = ["| tag | threshold | tuned per tag |", "|---|---|---|"]
+    rows += [f"| {tag} | {applied[tag]:.2f} | {t.per_tag[tag]:.2f} |" for tag in f.labels if tag in applied]
+    return ["## Decision thresholds",
+            f"A tag is predicted when its probability (a sigmoid of its logit) reaches its threshold; a text may get "
+            f"several tags or none. This model uses {rule}. The same thresholds are in `protolab.json` "
+            "(`thresholds`).", "", *rows, ""]
+
+
 def model_card(f: CardFacts) -> str:
     """README.md text of an export folder."""
     classes = ", ".join(f"{k} ({v:,})" if isinstance(v, int) else str(k) for k, v in f.class_counts.items()) \
         or ", ".join(f.labels)
     splits = ", ".join(f"{k} {v:,}" for k, v in f.split_counts.items() if isinstance(v, int)) or "not recorded"
-    majority = majority_scores({"labels": f.labels, **f.report}) if f.report.get("majority_rate") else {}
-    rows = [f"| metric | this model | {f.baseline_kind} baseline | majority class |", "|---|---|---|---|"]
-    for key in CLASSIFICATION_METRICS:
+    words = f.words
+    reference = f.reference or (majority_scores({"labels": f.labels, **f.report}) if f.report.get("majority_rate")
+                                else {})
+    rows = [f"| metric | this model | {f.baseline_kind} baseline | {words.reference} |", "|---|---|---|---|"]
+    for key in words.metrics:
         rows.append(f"| {key.replace('_', ' ')} | {_fmt(f.report.get(key))} | "
-                    f"{_fmt((f.baseline or {}).get(key))} | {_fmt(majority.get(key))} |")
-    per_class = f.report.get("per_class") or {}
+                    f"{_fmt((f.baseline or {}).get(key))} | {_fmt(reference.get(key))} |")
+    per_class = f.report.get("per_class") or f.report.get("per_tag") or {}
     class_rows = ["| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     class_rows += [f"| {lab} | {_fmt(v.get('precision'))} | {_fmt(v.get('recall'))} | {_fmt(v.get('f1'))} | "
                    f"{v.get('support', '–')} |" for lab, v in per_class.items()]
@@ -124,13 +164,20 @@ def model_card(f: CardFacts) -> str:
                          if k in ("model_id", "epochs", "batch_size", "learning_rate", "max_length", "seed")
                          and v is not None) or "defaults"
     trained = f.finished_at.astimezone(UTC).strftime("%Y-%m-%d") if f.finished_at else "unknown date"
-    words = f.words
     reads = words.reads or ("the whole text" if f.max_length is None else f"the first {f.max_length} tokens of a text")
+    names = ", ".join(f"`{x}`" for x in f.labels)
+    what = (f"It tags {words.subject} with any of: {names} (several, one or none; the order of `labels.json`)."
+            if f.thresholds else f"It labels {words.subject} as one of: {names} (the order of `labels.json`).")
+    reference_note = (f" The {words.reference} column is what always answering the most frequent label scores."
+                 if words.reference == "majority class" else
+                 f" The {words.reference} column is what giving every text the same most frequent tags scores.")
+    unsure = ("- A probability close to its tag's threshold is the least certain answer: such tags are best "
+              "checked." if f.thresholds else "- Labels with little training data (see support above) are the least "
+              "reliable; a confidence below 0.6 is best treated as \"not sure\".")
     lines = [
         f"# {f.run_name}: {words.noun} ({f.model_label})",
         "",
-        f"Exported from Protolab run #{f.run_id} (trained {trained}) as **{FORMAT_NAMES.get(f.fmt, f.fmt)}**. "
-        f"It labels {words.subject} as one of: {', '.join(f'`{x}`' for x in f.labels)} (the order of `labels.json`).",
+        f"Exported from Protolab run #{f.run_id} (trained {trained}) as **{FORMAT_NAMES.get(f.fmt, f.fmt)}**. {what}",
         "",
         "## Data",
         f"- Dataset: **{f.dataset_name}**, {f.dataset_rows:,} rows. Classes: {classes}.",
@@ -140,9 +187,10 @@ def model_card(f: CardFacts) -> str:
         "## Metrics",
         *rows,
         "",
-        baseline_note + " The majority class column is what always answering the most frequent label scores.",
+        baseline_note + reference_note,
         "",
         *(class_rows + [""] if per_class else []),
+        *_thresholds_section(f),
         "## Intended use",
         f"{words.use.format(dataset=f.dataset_name)}, to sort, route or count them, with a person checking the "
         "decisions that matter.",
@@ -151,8 +199,7 @@ def model_card(f: CardFacts) -> str:
         f"- It reads {reads}; anything beyond that is ignored.",
         f"- It only knows the labels above and the kind of input it was trained on: {words.other} will be labelled "
         "less reliably than the metrics say.",
-        "- Labels with little training data (see support above) are the least reliable; a confidence below "
-        "0.6 is best treated as \"not sure\".",
+        unsure,
         "- It learned whatever biases its training labels carry. Do not use it alone for decisions about people.",
         *(["- int8 quantisation can change a few borderline answers compared with the fp32 model."]
           if f.fmt == "onnx-int8" else []),
@@ -165,7 +212,7 @@ def model_card(f: CardFacts) -> str:
 
 
 def card_facts(s: Any, run_id: int, fmt: str, labels: list[str], max_length: int | None,
-               words: CardWords | None = None) -> CardFacts:
+               words: CardWords | None = None, thresholds: TagThresholds | None = None) -> CardFacts:
     """The facts of a completed run's card, read in the caller's session."""
 
     run = run_queries.get_run(s, run_id)
@@ -186,5 +233,11 @@ def card_facts(s: Any, run_id: int, fmt: str, labels: list[str], max_length: int
         class_counts=dict((dataset.stats or {}).get("classes") or {}), max_length=max_length,
         model_id=(run.config or {}).get("model_id"), config=dict(run.config or {}), split=split, report=report,
         baseline=baseline_report(baseline, split), baseline_name=run_label(baseline) if baseline else None,
-        finished_at=run.finished_at, words=words or CardWords(),
-        baseline_kind=base_kind.short_label if base_kind is not None else "baseline")
+        finished_at=run.finished_at, words=words or CardWords(), reference=_reference(run.metrics or {}),
+        thresholds=thresholds, baseline_kind=base_kind.short_label if base_kind is not None else "baseline")
+
+
+def _reference(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The "most frequent tags" baseline a multi-label run stores (empty for a classification run: its card
+    computes the majority class from the report)."""
+    return dict(((metrics.get("baselines") or {}).get("most_frequent")) or {})

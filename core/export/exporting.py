@@ -20,7 +20,7 @@ import numpy as np
 
 from core import settings
 from core.errors import ProtolabError
-from core.export.card import CardWords, card_facts, model_card
+from core.export.card import CardWords, TagThresholds, card_facts, model_card
 from core.export.destination import EXPORT_MARKER, check_export_folder
 from core.export.onnx import (
     INFO_FILE,
@@ -35,7 +35,7 @@ from core.export.onnx import (
 from core.runs import registry
 from core.runs.files import RunFiles
 from core.runs.jobs import completed_run
-from core.tasks import resolve
+from core.tasks import get_task, resolve
 from core.text import tfidf
 from core.text.serving import ArtifactError, TokenClassifier, load_classifier, servable_run
 from db import read_scope
@@ -45,7 +45,7 @@ FORMATS = ("onnx", "onnx-int8", "hf", "skops")  # each kind's registry entry say
 LABELS_FILE = "labels.json"
 CARD_FILE = "README.md"
 PARITY_TOLERANCE = 1e-3  # largest probability difference allowed between an fp32 ONNX export and PyTorch
-_CHECK_TEXTS = ["a short one", "this is a somewhat longer text, to check that padding and length do not matter",
+CHECK_TEXTS = ["a short one", "this is a somewhat longer text, to check that padding and length do not matter",
                 "ok", "great, awful, fine: all three at once?"]
 
 
@@ -70,21 +70,31 @@ class ExportedModel:
     labels: list[str]
     max_abs_diff: float | None
     words: CardWords
+    max_length: int | None = None  # tokens read of a text (None: not a token model)
+    thresholds: TagThresholds | None = None  # a multi-label model's decision thresholds, for its card
 
 
-def check_format(model_kind: str, fmt: str) -> None:
-    """ExportError unless a run of `model_kind` exports to `fmt`, saying which formats it does export to."""
+def check_format(model_kind: str, fmt: str, task: str | None = None) -> None:
+    """ExportError unless a run of `model_kind` (on `task`: None, the kind's own) exports to `fmt`, saying which
+    formats it does export to."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     kind = registry.find_kind(model_kind)
-    allowed = kind.exports if kind is not None else ()
+    own = kind is None or task is None or str(task) == str(kind.task)
+    served = kind.for_task(task) if kind is not None and task is not None else kind
+    allowed = served.exports if served is not None else ()
+    runs = f"{model_kind} runs" if own else f"{model_kind} runs on {get_task(str(task)).holds}"
     if not allowed:
-        exported = [k.name for k in registry.all_kinds() if k.exports]
-        raise ExportError(f"{model_kind} runs cannot be exported (export works for {', '.join(exported)})")
+        exported = [k.name for k in registry.all_kinds() if (own or k.trains(str(task)))
+                    and k.for_task(task if not own else None).exports]
+        raise ExportError(f"{runs} cannot be exported (export works for {', '.join(exported)}"
+                          f"{'' if own else ' runs on them'})")
     if fmt not in allowed:
         why = {"hf": "only a Transformer is a Hugging Face model",
                "skops": "skops holds scikit-learn models, i.e. the TF-IDF baseline"}.get(
                    fmt, "it is a scikit-learn model, not a neural network")
+        if not own:  # the kind's own task may export to it: say what these runs export to instead
+            why = f"{runs} export their network and decision thresholds only"
         raise ExportError(f"a {model_kind} run cannot be exported as {fmt} ({why}); use --format "
                           f"{' or '.join(allowed)}")
 
@@ -99,21 +109,22 @@ def export_run(run_id: int, fmt: str, out_dir: Path, *, overwrite: bool = False)
     out_dir = check_export_folder(shown, replace=overwrite)
     with read_scope() as s:
         exporter = _kind_exporter(s, run_id)
-        check_format(exporter.name, fmt)
+        check_format(exporter.name, fmt, exporter.task)
     files = RunFiles.of(run_id)
     # Written beside the target, then moved in place: a failed export leaves no half-written folder.
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".export-{run_id}-", dir=out_dir.parent))
     try:
-        words = None
-        if exporter.exporter is not None:  # the kind writes its own files (image networks)
+        words, thresholds = None, None
+        if exporter.exporter is not None:  # the kind writes its own files (image networks, multi-label texts)
             exported = resolve(exporter.exporter)(run_id, fmt, work)
-            labels, max_length, diff, words = exported.labels, 0, exported.max_abs_diff, exported.words
+            labels, diff, words = exported.labels, exported.max_abs_diff, exported.words
+            max_length, thresholds = exported.max_length or 0, exported.thresholds
         else:
             labels, max_length, diff = _write_model(run_id, files, fmt, work)
         (work / LABELS_FILE).write_text(json.dumps(labels, indent=2, ensure_ascii=False))
-        with read_scope() as s:
-            facts = card_facts(s, run_id, fmt, labels, max_length or None, words)  # 0: whole texts (TF-IDF)
+        with read_scope() as s:  # max length 0: whole texts (TF-IDF) or no texts (images)
+            facts = card_facts(s, run_id, fmt, labels, max_length or None, words, thresholds)
         (work / CARD_FILE).write_text(model_card(facts), encoding="utf-8")
         (work / EXPORT_MARKER).write_text(json.dumps({"run": run_id, "format": fmt}) + "\n")
         check_export_folder(out_dir, replace=overwrite)  # again: the folder may have changed while we worked
@@ -129,11 +140,14 @@ def export_run(run_id: int, fmt: str, out_dir: Path, *, overwrite: bool = False)
 
 def _kind_exporter(s: Any, run_id: int) -> registry.ModelKind:
     """The kind of completed run `run_id` as it serves the run's task (a ProtolabError says why a run cannot be
-    exported): a kind with an `exporter` of its own exports runs of any task, the others classification runs."""
+    exported): a kind with an `exporter` of its own for the run's task, or none at all (check_format then says
+    which kinds do), exports runs of any task; the others classification runs."""
     run = run_queries.get_run(s, run_id)
     kind = registry.find_kind(run.model_kind) if run is not None else None
-    if run is not None and kind is not None and kind.for_task(run.task).exporter is not None:
-        return kind.for_task(completed_run(s, run_id, run.task, "be exported").task)
+    if run is not None and kind is not None:
+        served = kind.for_task(run.task)
+        if served.exporter is not None or not served.exports:
+            return kind.for_task(completed_run(s, run_id, run.task, "be exported").task)
     return registry.get_kind(servable_run(s, run_id).model_kind)  # a completed classification run, or why not
 
 
@@ -143,7 +157,7 @@ def _write_model(run_id: int, files: RunFiles, fmt: str, work: Path) -> tuple[li
         model = tfidf.load_tfidf(files.model)  # checks the file is what it claims before it is handed on
         shutil.copy2(files.model / tfidf.MODEL_FILE, work / tfidf.MODEL_FILE)
         return list(model.labels), 0, None
-    classifier = _fp32_classifier(run_id)
+    classifier = fp32_classifier(run_id)
     if fmt == "hf":
         classifier.model.config.id2label = dict(enumerate(classifier.labels))
         classifier.model.config.label2id = {lab: i for i, lab in enumerate(classifier.labels)}
@@ -166,8 +180,8 @@ def write_onnx(classifier: TokenClassifier, folder: Path, *, run_id: int | None,
     common = {"family": classifier.family, "labels": list(classifier.labels),
               "max_length": classifier.max_length, "run_id": run_id}
     write_info(folder, precision="fp32", **common)
-    diff = float(np.abs(load_onnx_folder(folder).predict_proba(_CHECK_TEXTS)
-                        - classifier.predict_proba(_CHECK_TEXTS)).max())
+    diff = float(np.abs(load_onnx_folder(folder).predict_proba(CHECK_TEXTS)
+                        - classifier.predict_proba(CHECK_TEXTS)).max())
     if diff > PARITY_TOLERANCE:
         raise ExportError(f"the ONNX export disagrees with the PyTorch model (largest probability difference "
                           f"{diff:.2g} > {PARITY_TOLERANCE}); not kept")
@@ -182,7 +196,7 @@ def write_onnx(classifier: TokenClassifier, folder: Path, *, run_id: int | None,
 _precision_lock = threading.Lock()
 
 
-def _fp32_classifier(run_id: int) -> TokenClassifier:
+def fp32_classifier(run_id: int) -> TokenClassifier:
     """The run's PyTorch classifier on the CPU in fp32. Loaded in fp32, not loaded in bf16 (where the CPU has it)
     and cast back: the bf16 round trip rounds every weight, and the export would drift from the model."""
 
@@ -212,7 +226,7 @@ def load_run_onnx(run_id: int) -> OnnxClassifier:
     if not (files.onnx_dir / INFO_FILE).is_file():
         work = Path(tempfile.mkdtemp(prefix=".onnx-", dir=files.root))
         try:
-            write_onnx(_fp32_classifier(run_id), work, run_id=run_id)
+            write_onnx(fp32_classifier(run_id), work, run_id=run_id)
             shutil.rmtree(files.onnx_dir, ignore_errors=True)
             work.rename(files.onnx_dir)
         except BaseException:

@@ -92,9 +92,11 @@ class OnnxClassifier(TokenClassifier):
 
 
 def write_info(folder: Path, *, family: str, labels: list[str], max_length: int, precision: str,
-               run_id: int | None) -> None:
+               run_id: int | None, **extra: Any) -> None:
+    """protolab.json: what the folder holds, and `extra` facts of its kind (a multi-label run's thresholds)."""
     info = {"family": family, "labels": labels, "max_length": max_length, "precision": precision,
-            "model_file": MODEL_FILE, "inputs": list(INPUTS), "output": "logits", "opset": OPSET, "run_id": run_id}
+            "model_file": MODEL_FILE, "inputs": list(INPUTS), "output": "logits", "opset": OPSET, "run_id": run_id,
+            **extra}
     (folder / INFO_FILE).write_text(json.dumps(info, indent=2))
 
 

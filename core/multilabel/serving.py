@@ -85,7 +85,10 @@ def read_thresholds(files: RunFiles) -> dict[str, Any]:
         raise ArtifactError(f"{path} is damaged ({type(exc).__name__}: {exc})") from exc
     if len(tags) != len(per_tag) or len(tags) < 2:
         raise ArtifactError(f"{path} lists {len(tags)} tags and {len(per_tag)} thresholds")
-    return {"tags": tags, "per_tag": per_tag, "global": float(stored.get("global", 0.5))}
+    global_threshold, use = float(stored.get("global", 0.5)), str(stored.get("use", "per_tag"))
+    # "applied": what every server of the run decides each tag by (the global threshold where the run uses it)
+    applied = [global_threshold] * len(tags) if use == "global" else per_tag
+    return {"tags": tags, "per_tag": per_tag, "global": global_threshold, "use": use, "applied": applied}
 
 
 def load_tfidf_tagger(files: RunFiles, device: str = "cpu") -> Tagger:
@@ -105,23 +108,35 @@ def load_tfidf_tagger(files: RunFiles, device: str = "cpu") -> Tagger:
     def scorer(texts: list[str]) -> tuple[np.ndarray, list[bool]]:
         return np.asarray(pipeline.predict_proba(texts), dtype=np.float64), [False] * len(texts)
 
-    return Tagger("tfidf", limits["tags"], limits["per_tag"], scorer, "cpu", limits["global"])
+    return Tagger("tfidf", limits["tags"], limits["applied"], scorer, "cpu", limits["global"])
 
 
 def load_neural_tagger(files: RunFiles, device: str = "auto") -> Tagger:
     """The Transformer's or LSTM's multi-label loader: the kind's own network loader, read through a sigmoid."""
-    limits = read_thresholds(files)
     meta = files.read_meta()
-    network = registry.get_kind(str(meta["kind"])).loader()(files, device)
+    return network_tagger(files, registry.get_kind(str(meta["kind"])).loader()(files, device))
+
+
+def network_tagger(files: RunFiles, network: Any, runtime: str = "python") -> Tagger:
+    """A Transformer's or LSTM's network (a TokenClassifier: PyTorch, or the ONNX graph of an export) read through
+    a sigmoid per tag and decided by the run's stored thresholds."""
+    limits = read_thresholds(files)
     if list(network.labels) != limits["tags"]:
         raise ArtifactError(f"{files.model}: the model's outputs {network.labels} do not match the tags of "
                             f"{THRESHOLDS_FILE} {limits['tags']}")
 
     def scorer(texts: list[str]) -> tuple[np.ndarray, list[bool]]:
         logits, cut = network.logits(texts)
-        return 1.0 / (1.0 + np.exp(-logits)), cut
+        return sigmoid(logits), cut
 
-    return Tagger(network.family, limits["tags"], limits["per_tag"], scorer, network.device, limits["global"])
+    tagger = Tagger(network.family, limits["tags"], limits["applied"], scorer, network.device, limits["global"])
+    tagger.runtime = runtime
+    return tagger
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Each tag's probability from its logit (the multi-label head's activation)."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
 
 
 def load_setfit_tagger(files: RunFiles, device: str = "auto") -> Tagger:
@@ -133,7 +148,7 @@ def load_setfit_tagger(files: RunFiles, device: str = "auto") -> Tagger:
     def scorer(texts: list[str]) -> tuple[np.ndarray, list[bool]]:
         return model.predict_proba(texts), model.truncated(texts)
 
-    return Tagger("setfit", limits["tags"], limits["per_tag"], scorer, model.device, limits["global"])
+    return Tagger("setfit", limits["tags"], limits["applied"], scorer, model.device, limits["global"])
 
 
 def load_run_tagger(run_id: int, device: str = "auto") -> Tagger:

@@ -80,7 +80,10 @@ NUMPY_SAVE = ("safetensors.numpy",)
 TEXT = "core.text.config:build_config", "core.text.executor:execute_run"
 # The text kinds on multi-label texts (core.multilabel): the same names, options and form; a sigmoid per tag.
 ML_TRAIN, ML_SERVE = "core.multilabel.training", "core.multilabel.serving"
-MULTILABEL_NEURAL = TaskVariant(TaskKind.MULTILABEL, f"{ML_TRAIN}:execute_neural", f"{ML_SERVE}:load_neural_tagger")
+# Their networks export as the single-label ones do (logits out), with the tags' thresholds beside the graph.
+MULTILABEL_NEURAL = TaskVariant(TaskKind.MULTILABEL, f"{ML_TRAIN}:execute_neural", f"{ML_SERVE}:load_neural_tagger",
+                                exports=("onnx", "onnx-int8"), exporter="core.export.tags:export_tag_run",
+                                load_onnx="core.export.tags:load_onnx_tagger")
 
 
 def _searched(options: tuple[Option, ...], **ranges: tuple[float, float]) -> tuple[Option, ...]:

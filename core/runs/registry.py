@@ -73,6 +73,8 @@ class TaskVariant:
     execute: str  # "module:function" (RunContext) -> final metrics
     load: str | None = None  # "module:function" (RunFiles, device) -> the served model
     exports: tuple[str, ...] = ()
+    exporter: str | None = None  # as ModelKind.exporter, for that task's runs
+    load_onnx: str | None = None  # as ModelKind.load_onnx, for that task's runs
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,9 @@ class ModelKind:
     # "module:function" (run id, format, folder) -> core.export.exporting.ExportedModel: writes the model files of
     # an export itself (None: the text classifiers' writers in core.export.exporting)
     exporter: str | None = None
+    # "module:function" (RunFiles) -> the served model on onnxruntime, for `protolab serve --runtime onnx` on a task
+    # served by its task entry's `serve` (None: such runs serve as they trained)
+    load_onnx: str | None = None
     imports: tuple[str, ...] = ()  # libraries its worker imports beyond the executor's module (start-up timing)
     model: str | None = None  # "module:Class" of the model it fits, where the family's code asks (recommenders)
     curve: str | None = None  # "module:function" that trains it on k labels a class for the label curve
@@ -123,13 +128,14 @@ class ModelKind:
         return str(task) == str(self.task) or any(str(v.task) == str(task) for v in self.variants)
 
     def for_task(self, task: str | None) -> ModelKind:
-        """The kind as it trains and serves `task`: itself, or its variant's executor, loader and exports (no
+        """The kind as it trains and serves `task`: itself, or its variant's executor, loaders and exports (no
         estimate, label curve or labelling job of the other task's data)."""
         variant = next((v for v in self.variants if task is not None and str(v.task) == str(task)), None)
         if variant is None:
             return self
         return replace(self, task=variant.task, execute=variant.execute, load=variant.load, exports=variant.exports,
-                       estimate=None, curve=None, job=None, variants=())
+                       exporter=variant.exporter, load_onnx=variant.load_onnx, estimate=None, curve=None, job=None,
+                       variants=())
 
     @property
     def short_label(self) -> str:
