@@ -99,7 +99,7 @@ def test_int8_export_and_onnx_serving_of_a_multilabel_run(tmp_path: Path, capsys
     assert code == 0, err
     info = json.loads((out / "protolab.json").read_text())
     assert info["precision"] == "int8" and info["thresholds"] == metrics["thresholds"]
-    assert {"int8_max_abs_diff", "int8_same_tag_sets"} <= set(info["parity"])
+    assert info["parity"]["int8_same_tag_sets"] >= info["parity"]["texts"] / 2 and "int8_max_abs_diff" in info["parity"]
     ops = {n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node}
     assert ops & {"DynamicQuantizeLinear", "MatMulInteger"}  # really quantised
     answers = json.loads(cli(capsys, "predict", "--run", str(run_id), *TEXTS, "--json")[1])

@@ -2,7 +2,9 @@
 
 Formats: `onnx` and `onnx-int8` (Transformer, LSTM), `hf` (Transformer: a save_pretrained folder for
 `transformers.pipeline`), `skops` (TF-IDF: its scikit-learn pipeline). Every folder also holds the model card
-(README.md) and labels.json. An ONNX export is checked against the PyTorch model before it is kept.
+(README.md) and labels.json. An ONNX export is checked against the PyTorch model before it is kept. Kinds whose
+registry entry (or task variant) names an `exporter` write their own files: images (core.export.images) and
+multi-label texts (core.export.tags, with their decision thresholds).
 """
 
 from __future__ import annotations
