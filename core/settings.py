@@ -46,6 +46,10 @@ class Variable(Generic[T]):
         except ValueError as exc:
             raise SettingError(f"{self.name} {exc} (got {raw!r})") from None
 
+    def is_set(self) -> bool:
+        """Whether the environment holds a value (a setting saved in the app then gives way to it)."""
+        return bool(os.environ.get(self.name, "").strip())
+
     @property
     def shown_default(self) -> str:
         if self.default_text:
@@ -160,10 +164,11 @@ WORKER_NAME = Variable("PROTOLAB_WORKER_NAME", "text", "?",
                        "set by a worker daemon for each worker it starts: the daemon's name", _text)
 # --- experiment tracking ------------------------------------------------------------------------------------
 MLFLOW_TRACKING_URI = Variable("MLFLOW_TRACKING_URI", "URL", "", "MLflow's own variable: every run is logged to this "
-                               "tracking server or store (`http://host:5000`, `sqlite:///mlflow.db`); unset: none",
-                               _text)
+                               "tracking server or store (`http://host:5000`, `sqlite:///mlflow.db`); unset: the one "
+                               "saved on Home, else none", _text)
 MLFLOW_EXPERIMENT = Variable("PROTOLAB_MLFLOW_EXPERIMENT", "text", "protolab",
-                             "the MLflow experiment Protolab's runs are logged under", _text)
+                             "the MLflow experiment Protolab's runs are logged under (wins over the one saved on "
+                             "Home)", _text)
 MLFLOW_ARTIFACTS = Variable("PROTOLAB_MLFLOW_ARTIFACTS", "folder or URI", "",
                             "where the experiment Protolab creates keeps its artifacts (models, charts)", _text,
                             "the tracking server's own (a `sqlite:` store's: `./mlruns`)")

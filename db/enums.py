@@ -42,6 +42,14 @@ JOB_KINDS = frozenset({AUDIT_KIND, LABEL_CURVE_KIND})
 LABEL_RETRAIN_KIND = "label_retrain"
 
 
+class AppSettingKey(enum.StrEnum):
+    """A setting a user saves from the app (db.app_settings). An environment variable of the same meaning, where
+    there is one, wins over it (core.tracking.setting says so on the page)."""
+
+    MLFLOW_TRACKING_URI = "mlflow.tracking_uri"  # MLFLOW_TRACKING_URI's stand-in
+    MLFLOW_EXPERIMENT = "mlflow.experiment"  # PROTOLAB_MLFLOW_EXPERIMENT's
+
+
 class SearchStatus(enum.StrEnum):
     """A hyperparameter search (db.models.Search): its driver process asks Optuna for trials and queues them."""
 

@@ -329,3 +329,17 @@ class SearchTrial(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     search: Mapped[Search] = relationship(back_populates="trials")
+
+
+class AppSetting(Base):
+    """One setting saved from the app, by its key (db.enums.AppSettingKey), as text; no row: not set.
+
+    Key/value rather than one row with a column per setting: the settings are few, optional and each one short text,
+    so adding one is a new key in code, not a migration, and "not set" is a missing row rather than a NULL column
+    that an old row and a cleared one would both show."""
+
+    __tablename__ = "app_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

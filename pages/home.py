@@ -12,6 +12,7 @@ from db import runs as run_queries
 from db.enums import RunStatus
 from ui.common import ensure_db, format_duration, format_when, page_link, status_chip
 from ui.fleet_views import show_fleet
+from ui.tracking_settings import show_tracking_settings
 
 ensure_db()
 st.title("🧪 Protolab")
@@ -55,4 +56,5 @@ d1, d2 = st.columns(2)
 d1.markdown(f"**Compute:** {compute.summary}")
 d2.markdown(f"**Database:** `{redact_url(settings.database_url)}`")
 st.caption(f"Data folder: `{settings.home}`")
+show_tracking_settings()
 show_fleet()

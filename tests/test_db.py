@@ -236,3 +236,28 @@ def test_migration_0008_moves_setfit_runs_of_datasets_being_labelled_to_the_retr
     with Session(engine) as s:
         kinds = {run.dataset.name: run.model_kind for run in s.scalars(select(Run))}
     assert kinds == {"pool": "label_retrain", "labelled": "setfit"}
+
+
+def test_app_settings_are_saved_replaced_and_cleared_by_key(db_url: str) -> None:
+    """0014's app_settings on a database at 0013 (SQLite and PostgreSQL): the upsert replaces, a clear removes."""
+    from db import app_settings
+    from db.enums import AppSettingKey
+
+    upgrade_database(db_url, "0013")
+    assert "app_settings" not in inspect(get_engine(db_url)).get_table_names()
+    dispose_engines()
+    init_db(db_url)
+    uri, experiment = AppSettingKey.MLFLOW_TRACKING_URI, AppSettingKey.MLFLOW_EXPERIMENT
+    with session_scope(db_url) as s:
+        assert app_settings.get_setting(s, uri) is None and app_settings.saved_settings(s) == {}
+        app_settings.set_setting(s, uri, "http://a:5000")
+    with session_scope(db_url) as s:
+        app_settings.set_setting(s, uri, "http://b:5000")  # the row exists: replaced, not a second insert
+        app_settings.set_setting(s, experiment, "team")
+    with session_scope(db_url) as s:
+        assert app_settings.saved_settings(s) == {uri: "http://b:5000", experiment: "team"}
+        assert app_settings.clear_setting(s, uri) is True and app_settings.clear_setting(s, uri) is False
+        with pytest.raises(ValueError):
+            app_settings.set_setting(s, uri, "  ")
+    with session_scope(db_url) as s:
+        assert app_settings.get_setting(s, uri) is None and app_settings.get_setting(s, experiment) == "team"

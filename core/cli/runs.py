@@ -11,6 +11,7 @@ from core.runs.files import RunFiles
 from core.runs.jobs import cancel_run, reap_dead_runs, resume_run, set_demo_pin
 from core.runs.registry import headline_of
 from core.tracking import mlflow_runs
+from core.tracking.setting import NOT_CONFIGURED
 from db import after_commit, read_scope, session_scope
 from db import runs as run_queries
 from db.enums import RunStatus
@@ -115,8 +116,7 @@ def _rm(args: argparse.Namespace) -> int:
 
 def _export_mlflow(args: argparse.Namespace) -> int:
     if not mlflow_runs.enabled():
-        raise CliError("MLflow is not configured: set MLFLOW_TRACKING_URI to its tracking server or store "
-                       "(e.g. http://127.0.0.1:5000 or sqlite:///mlflow.db)")
+        raise CliError(NOT_CONFIGURED)
     if args.run is not None:
         with read_scope() as s:
             _finished_run(s, args.run, "it is logged when it finishes")
@@ -152,8 +152,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         if name == "show":
             sp.add_argument("--json", action="store_true")
         sp.set_defaults(handler=handler)
-    mlflow = sub.add_parser("export-mlflow", help="send finished runs to MLflow (MLFLOW_TRACKING_URI) that are not "
-                                                  "there yet: made before it was set, or while it was down")
+    mlflow = sub.add_parser("export-mlflow", help="send finished runs to MLflow (MLFLOW_TRACKING_URI, or the URI "
+                                                  "saved on Home) that are not there yet: made before it was set, "
+                                                  "or while it was down")
     which = mlflow.add_mutually_exclusive_group(required=True)
     which.add_argument("--run", type=int, metavar="ID", help="this run (left alone when it is already there)")
     which.add_argument("--all", action="store_true", help="every finished run not yet in MLflow, oldest first")

@@ -1,6 +1,7 @@
 """Protolab runs in MLflow: config as params, metric points as they come, final metrics, figures, model and tags.
 
-With MLFLOW_TRACKING_URI set, the worker logs each run live (`start_live`, then `Tracker.send` from its progress
+With a tracking URI in effect (MLFLOW_TRACKING_URI, else the one saved on Home: core.tracking.setting, read
+afresh for each run), the worker logs each run live (`start_live`, then `Tracker.send` from its progress
 flush and `Tracker.finish` once the run row is final); `export_runs` sends runs logged before, or whose logging
 failed. Best-effort by design: MLflow's HTTP requests get a short timeout and no retries (PROTOLAB_MLFLOW_TIMEOUT_S),
 points are sent from a thread of their own, a failure is logged and recorded on the run (mlflow_state "failed" and an
@@ -27,6 +28,7 @@ from core.runs import registry
 from core.runs.files import RunFiles
 from core.tasks import get_task, resolve
 from core.tracking.figures import curves
+from core.tracking.setting import NOT_CONFIGURED, Tracking, current
 from db import read_scope, session_scope, with_retry
 from db import runs as run_queries
 from db import searches as search_queries
@@ -50,21 +52,22 @@ class TrackingError(Exception):
 
 
 def enabled() -> bool:
-    return bool(settings.MLFLOW_TRACKING_URI.get())
+    return current().enabled
 
 
 def tracking_uri() -> str:
-    return settings.MLFLOW_TRACKING_URI.get()
+    return current().uri
 
 
 _HTTP_SETTINGS = ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES")
 _users_own: list[set[str]] = []  # the MLFLOW_HTTP_REQUEST_* a user set, seen before we first set ours
 
 
-def connect(*, live: bool = True) -> Any:
-    """A client of the tracking URI. MLflow's defaults wait 120 s a request and retry 7 times with back-off (minutes
-    for a server that is down): a live run gets PROTOLAB_MLFLOW_TIMEOUT_S and no retries; an export, which a person
-    runs to catch up, waits longer and retries twice. A user's own MLFLOW_HTTP_REQUEST_* settings win."""
+def connect(*, live: bool = True, uri: str | None = None) -> Any:
+    """A client of `uri` (default: the tracking URI in effect now). MLflow's defaults wait 120 s a request and retry
+    7 times with back-off (minutes for a server that is down): a live run gets PROTOLAB_MLFLOW_TIMEOUT_S and no
+    retries; an export, which a person runs to catch up, waits longer and retries twice. A user's own
+    MLFLOW_HTTP_REQUEST_* settings win."""
     if not _users_own:
         _users_own.append({name for name in _HTTP_SETTINGS if os.environ.get(name)})
     timeout = settings.MLFLOW_TIMEOUT_S.get()
@@ -77,11 +80,10 @@ def connect(*, live: bool = True) -> Any:
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "1")
     from mlflow import MlflowClient  # heavy (about a second): only when logging
 
-    return MlflowClient(tracking_uri=tracking_uri())
+    return MlflowClient(tracking_uri=uri or tracking_uri())
 
 
-def experiment_id(client: Any) -> str:
-    name = settings.MLFLOW_EXPERIMENT.get()
+def experiment_id(client: Any, name: str) -> str:
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
@@ -196,10 +198,10 @@ def _log_points(client: Any, mlflow_run_id: str, points: Sequence[dict[str, Any]
         client.log_batch(mlflow_run_id, metrics=metrics[start:start + BATCH])
 
 
-def _create(client: Any, record: RunRecord) -> str:
+def _create(client: Any, experiment: str, record: RunRecord) -> str:
     from mlflow.entities import Param  # heavy: only when logging
 
-    created = client.create_run(experiment_id(client), start_time=record.start_ms, tags=record.tags,
+    created = client.create_run(experiment_id(client, experiment), start_time=record.start_ms, tags=record.tags,
                                 run_name=record.name)
     params = [Param(mlflow_name(k), str(v)[:6000]) for k, v in sorted(record.config.items())]
     for start in range(0, len(params), 100):  # MLflow takes at most 100 params a batch
@@ -261,8 +263,9 @@ class Tracker:
     progress flush, so neither a slow nor a dead server holds a training step; the first failure stops it (recorded
     on the run) and the rest is left to export-mlflow."""
 
-    def __init__(self, run_id: int) -> None:
+    def __init__(self, run_id: int, tracking: Tracking) -> None:
         self.run_id = run_id
+        self.tracking = tracking  # read once, when the run starts: the whole run goes to one place
         self.client: Any = None
         self.mlflow_run_id: str | None = None
         self.failed = False
@@ -276,8 +279,8 @@ class Tracker:
 
     def _open(self) -> None:
         record = read_record(self.run_id)  # a resumed run: its points so far go first, so the MLflow run is whole
-        self.client = connect()
-        self.mlflow_run_id = _create(self.client, record)
+        self.client = connect(uri=self.tracking.uri)
+        self.mlflow_run_id = _create(self.client, self.tracking.experiment, record)
         _log_points(self.client, self.mlflow_run_id, record.points)
         _drop_partial(self.client, record.mlflow_run_id, record.mlflow_state)
         _record(self.run_id, self.mlflow_run_id, LIVE)
@@ -319,8 +322,15 @@ class Tracker:
 
 
 def start_live(run_id: int) -> Tracker | None:
-    """The run's live logging when MLflow is configured (None otherwise); it reaches the server in its own thread."""
-    return Tracker(run_id) if enabled() else None
+    """The run's live logging when MLflow is configured (None otherwise); it reaches the server in its own thread.
+    The setting is read now, at each run's start, so a long-lived worker daemon follows a change made on Home."""
+    try:
+        tracking = current()
+    except Exception as exc:  # the run must not fail for its tracking: export-mlflow can send it later
+        log.warning("run %d: MLflow's setting could not be read (%s: %s); the run is not logged live", run_id,
+                    type(exc).__name__, exc)
+        return None
+    return Tracker(run_id, tracking) if tracking.enabled else None
 
 
 def _drop_partial(client: Any, old_id: str | None, old_state: str | None) -> None:
@@ -341,21 +351,22 @@ class Exported:
     outcome: str  # "exported" | "already there" | "failed: ..."
 
 
-def export_run(run_id: int, client: Any | None = None) -> Exported:
+def export_run(run_id: int, client: Any | None = None, tracking: Tracking | None = None) -> Exported:
     """Send one finished run to MLflow in full, once: a run already logged (by its row, or found there by its tag
     when the row was never told) is left as it is."""
-    client = client or connect(live=False)
+    tracking = tracking or current()
+    client = client or connect(live=False, uri=tracking.uri)
     record = read_record(run_id, figures=True)
     if record.status.is_active:
         return Exported(run_id, None, "failed: the run has not finished")
     if record.mlflow_state == LOGGED:
         return Exported(run_id, record.mlflow_run_id, "already there")
-    found = client.search_runs([experiment_id(client)], f"tags.`{TAG_RUN}` = '{run_id}' and "
-                                                         f"tags.`{TAG_LOGGED}` = '1'", max_results=1)
+    found = client.search_runs([experiment_id(client, tracking.experiment)],
+                               f"tags.`{TAG_RUN}` = '{run_id}' and tags.`{TAG_LOGGED}` = '1'", max_results=1)
     if found:
         _record(run_id, found[0].info.run_id, LOGGED)
         return Exported(run_id, found[0].info.run_id, "already there")
-    mlflow_run_id = _create(client, record)
+    mlflow_run_id = _create(client, tracking.experiment, record)
     _log_points(client, mlflow_run_id, record.points)
     _finish(client, mlflow_run_id, record)
     _drop_partial(client, record.mlflow_run_id, record.mlflow_state)
@@ -366,19 +377,48 @@ def export_run(run_id: int, client: Any | None = None) -> Exported:
 def export_runs(run_ids: Iterable[int] | None = None) -> list[Exported]:
     """Every finished run not yet wholly in MLflow, oldest first (or the given ones); one failure does not stop the
     others."""
-    if not enabled():
-        raise TrackingError("MLflow is not configured: set MLFLOW_TRACKING_URI (see the README, 'MLflow')")
+    tracking = current()
+    if not tracking.enabled:
+        raise TrackingError(f"{NOT_CONFIGURED} (see the README, 'MLflow')")
     if run_ids is not None:  # asked for by id: each is answered, "already there" included
         ids = list(run_ids)
     else:
         with read_scope() as s:
             ids = [r.id for r in run_queries.runs_not_in_mlflow(s)]
-    client = connect(live=False)
+    client = connect(live=False, uri=tracking.uri)
     out = []
     for run_id in ids:
         try:
-            out.append(export_run(run_id, client))
+            out.append(export_run(run_id, client, tracking))
         except Exception as exc:
             log.warning("run %d: export to MLflow failed: %s: %s", run_id, type(exc).__name__, exc)
             out.append(Exported(run_id, None, f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"))
     return out
+
+
+def check_connection(uri: str, experiment: str) -> str:
+    """Reach `uri` as a live run would (PROTOLAB_MLFLOW_TIMEOUT_S, no retries) and say what is there; TrackingError
+    with the reason otherwise. Waited for from a thread of its own, so no store (a Databricks login, say) holds the
+    caller much longer than the timeout."""
+    answer: list[str] = []
+    failure: list[BaseException] = []
+
+    def reach() -> None:
+        try:
+            client = connect(uri=uri)
+            found = client.get_experiment_by_name(experiment)
+            answer.append(f"reached; experiment '{experiment}' " + (
+                "exists" if found is not None else "is created by the first run logged"))
+        except Exception as exc:
+            failure.append(exc)
+
+    timeout = settings.MLFLOW_TIMEOUT_S.get()
+    thread = threading.Thread(target=reach, name="mlflow-check", daemon=True)
+    thread.start()
+    thread.join(timeout + 5)  # the request's own timeout, and MLflow's import (about a second) on first use
+    if thread.is_alive():
+        raise TrackingError(f"no answer from {uri} within {timeout + 5} s")
+    if failure:
+        exc = failure[0]
+        raise TrackingError(f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}")
+    return answer[0]

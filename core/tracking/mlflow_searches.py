@@ -16,7 +16,8 @@ from typing import Any
 
 from core import __version__
 from core.search.space import Param
-from core.tracking.mlflow_runs import connect, enabled, experiment_id, mlflow_name
+from core.tracking.mlflow_runs import connect, experiment_id, mlflow_name
+from core.tracking.setting import Tracking, current
 from db import read_scope, session_scope, with_retry
 from db import searches as search_queries
 from db.enums import SearchStatus, TrialState
@@ -35,8 +36,9 @@ def _now_ms() -> int:
 class SearchTracker:
     """The parent run of one search, driven from the search's driver process."""
 
-    def __init__(self, search_id: int) -> None:
+    def __init__(self, search_id: int, tracking: Tracking) -> None:
         self.search_id = search_id
+        self.tracking = tracking  # read when the driver starts: its trials' runs read theirs when they start
         self.client: Any = None
         self.mlflow_run_id: str | None = None
         self.failed = False
@@ -44,7 +46,7 @@ class SearchTracker:
     def open(self) -> None:
         """Create the parent run, or reopen the one an earlier driver of this search created."""
         try:
-            self.client = connect()
+            self.client = connect(uri=self.tracking.uri)
             with read_scope() as s:
                 search = search_queries.get_search(s, self.search_id)
                 dataset = s.get(Dataset, search.dataset_id)
@@ -68,8 +70,8 @@ class SearchTracker:
     def _create(self, params: dict[str, str], tags: dict[str, str]) -> str:
         from mlflow.entities import Param as MlflowParam  # heavy: only when logging
 
-        created = self.client.create_run(experiment_id(self.client), start_time=_now_ms(), tags=tags,
-                                         run_name=tags["mlflow.runName"])
+        created = self.client.create_run(experiment_id(self.client, self.tracking.experiment), start_time=_now_ms(),
+                                         tags=tags, run_name=tags["mlflow.runName"])
         batch = [MlflowParam(mlflow_name(k), v[:6000]) for k, v in sorted(params.items())]
         for start in range(0, len(batch), 100):  # MLflow takes at most 100 params a batch
             self.client.log_batch(created.info.run_id, params=batch[start:start + 100])
@@ -137,9 +139,16 @@ def _tags(search: Search, dataset: Dataset) -> dict[str, str]:
 
 
 def start_search_tracking(search_id: int) -> SearchTracker | None:
-    """The search's parent run in MLflow when MLflow is configured (None otherwise), opened."""
-    if not enabled():
+    """The search's parent run in MLflow when MLflow is configured (None otherwise), opened. The setting is read now,
+    from the environment or the database, at each driver's start."""
+    try:
+        tracking = current()
+    except Exception as exc:  # the search must not fail for its tracking
+        log.warning("search %d: MLflow's setting could not be read (%s: %s); the search is not logged", search_id,
+                    type(exc).__name__, exc)
         return None
-    tracker = SearchTracker(search_id)
+    if not tracking.enabled:
+        return None
+    tracker = SearchTracker(search_id, tracking)
     tracker.open()
     return tracker
