@@ -238,3 +238,54 @@ def test_a_server_stopped_mid_run_does_not_stop_the_run(classification_dataset: 
         assert row(run_id)["mlflow_state"] == "logged"
     finally:
         _stop_server(server)
+
+
+def test_a_search_whose_driver_was_killed_ends_its_mlflow_parent_as_failed_when_reaped(
+        classification_dataset: int, sqlite_store: str) -> None:
+    """A driver killed with SIGKILL never ends its parent run: the reaper that marks the search failed does."""
+    import mlflow
+
+    from core.search import searches
+    from core.tracking.mlflow_searches import start_search_tracking
+    from db import searches as search_queries
+    from db.enums import SearchStatus
+    from db.models import utcnow
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # its pid is that of no driver now, as a killed driver's is
+    with session_scope() as s:
+        search_id = search_queries.create_search(
+            s, dataset_id=classification_dataset, model_kind="tfidf", config={}, space=[], metric="macro_f1",
+            n_trials=2, parallel=1, settings={}, status=SearchStatus.RUNNING, stop_requested=False, pid=gone.pid,
+            host=socket.gethostname(), heartbeat_at=utcnow()).id
+    tracker = start_search_tracking(search_id)  # what the driver did before it was killed
+    assert tracker is not None and not tracker.failed
+    client = mlflow.MlflowClient(tracking_uri=sqlite_store)
+    assert client.get_run(tracker.mlflow_run_id).info.status == "RUNNING"
+    assert searches.reap_lost_searches() == [search_id]
+    parent = client.get_run(tracker.mlflow_run_id)
+    assert parent.info.status == "FAILED" and parent.data.tags["protolab.status"] == "failed"
+    assert searches.reap_lost_searches() == []  # marked once: nothing left to end
+
+
+def test_reaping_a_lost_search_never_raises_when_mlflow_is_down(classification_dataset: int,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """The reaper tries to end the parent run, says why it could not, and marks the search failed all the same."""
+    from core.search import searches
+    from db import searches as search_queries
+    from db.enums import SearchStatus
+    from db.models import utcnow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_free_port()}")  # nothing listens there
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    with session_scope() as s:
+        search_id = search_queries.create_search(
+            s, dataset_id=classification_dataset, model_kind="tfidf", config={}, space=[], metric="macro_f1",
+            n_trials=2, parallel=1, settings={}, status=SearchStatus.RUNNING, stop_requested=False, pid=gone.pid,
+            host=socket.gethostname(), heartbeat_at=utcnow(), mlflow_run_id="0" * 32).id
+    assert searches.reap_lost_searches() == [search_id]
+    with read_scope() as s:
+        assert search_queries.get_search(s, search_id).status == SearchStatus.FAILED
+    assert f"search {search_id}: its MLflow run {'0' * 32} was not ended" in caplog.text

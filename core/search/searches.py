@@ -28,6 +28,7 @@ from core.runs.estimates import estimate_any
 from core.runs.timing import format_eta
 from core.search.space import Param, defaults_inside, parse_space
 from core.search.study import DEFAULT_SETTINGS, PRUNERS, open_study, search_dir
+from core.tasks import resolve
 from db import after_commit, read_scope, session_scope
 from db import runs as run_queries
 from db import searches as search_queries
@@ -38,6 +39,9 @@ from db.models import Dataset, Search, utcnow
 log = logging.getLogger(__name__)
 
 MAX_TRIALS = 1000
+# Ends the MLflow parent runs of searches the reaper marked failed (their killed driver never did). Named as a
+# "module:function", as core.search.driver names its tracker: core.tracking sits above core.search.
+LOST_SEARCH_TRACKING = "core.tracking.mlflow_searches:end_lost_searches"
 
 
 class SearchError(ProtolabError):
@@ -148,6 +152,7 @@ def reap_lost_searches() -> list[int]:
         lost = [x.id for x in search_queries.active_searches(s) if _driver_gone(x)]
     if not lost:
         return []
+    marked = []
     with session_scope() as s:
         for search_id in lost:
             search = s.get(Search, search_id, with_for_update=True, populate_existing=True)
@@ -156,6 +161,9 @@ def reap_lost_searches() -> list[int]:
                 search.error = "the search's driver stopped without finishing (crashed or killed): resume it"
                 search.status_text = "failed: driver lost"
                 log.warning("search %d marked failed: its driver is gone", search_id)
+                marked.append(search_id)
+    if marked:  # only the reaper that marked them: its MLflow parent would otherwise say RUNNING forever
+        resolve(LOST_SEARCH_TRACKING)(marked)
     return lost
 
 

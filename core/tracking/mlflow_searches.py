@@ -152,3 +152,30 @@ def start_search_tracking(search_id: int) -> SearchTracker | None:
     tracker = SearchTracker(search_id, tracking)
     tracker.open()
     return tracker
+
+
+def end_lost_searches(search_ids: list[int]) -> None:
+    """End as FAILED the MLflow parent runs of searches whose driver died (SIGKILL, a lost machine): it never ended
+    them. Best-effort and never raising: the reaper that calls it runs on a page or in the CLI. A resumed driver
+    reopens the same parent (SearchTracker._reopen)."""
+    try:
+        with read_scope() as s:
+            parents = {i: found.mlflow_run_id for i in search_ids
+                       if (found := search_queries.get_search(s, i)) is not None and found.mlflow_run_id}
+        if not parents:
+            return
+        tracking = current()
+        if not tracking.enabled:  # switched off since: nothing to reach
+            return
+        client = connect(uri=tracking.uri)
+    except Exception as exc:
+        log.warning("the MLflow runs of lost searches %s were not ended: %s: %s", search_ids, type(exc).__name__, exc)
+        return
+    for search_id, mlflow_run_id in parents.items():
+        try:
+            client.set_tag(mlflow_run_id, "protolab.status", SearchStatus.FAILED.value)
+            client.set_terminated(mlflow_run_id, _END[SearchStatus.FAILED], end_time=_now_ms())
+            log.info("search %d: its MLflow run %s ended as failed (driver lost)", search_id, mlflow_run_id)
+        except Exception as exc:  # the server is down, or the run was deleted by hand
+            log.warning("search %d: its MLflow run %s was not ended: %s: %s", search_id, mlflow_run_id,
+                        type(exc).__name__, exc)
