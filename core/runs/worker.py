@@ -50,7 +50,8 @@ PROGRESS_EVERY_S = 0.5
 REAP_EVERY_BEATS = 3
 # Write failures that mean "the disk", not "a bug": the run fails with a one-line reason.
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
-# Where a run's progress is also sent: MLflow when MLFLOW_TRACKING_URI is set (None otherwise). Named as a
+# Where a run's progress is also sent: MLflow when a tracking URI is in effect (MLFLOW_TRACKING_URI, else the one
+# saved on Home, read at each run's start; None otherwise). Named as a
 # "module:function", like the executors, because core.tracking sits above core.runs (it draws the run's figures).
 TRACKER = "core.tracking.mlflow_runs:start_live"
 # Set by SIGTERM in a fleet-started worker: stop at the next step and give the run back to the queue.
