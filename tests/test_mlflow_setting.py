@@ -145,3 +145,24 @@ def test_home_shows_saves_and_clears_the_tracking_uri(no_env: Path, monkeypatch:
     at.button(key="mlflow_clear").click().run()
     assert not at.exception and _saved() == {} and "MLflow is **off**" in _expander_text(at)
     assert at.text_input(key="mlflow_uri").value == ""
+
+
+def test_a_searchs_driver_opens_its_parent_run_in_the_store_saved_in_the_app(classification_dataset: int,
+                                                                               no_env: Path) -> None:
+    from core.tracking.mlflow_searches import start_search_tracking
+    from db import searches as search_queries
+    from db import session_scope
+    from db.enums import SearchStatus
+
+    with session_scope() as s:
+        search_id = search_queries.create_search(
+            s, dataset_id=classification_dataset, model_kind="tfidf", config={}, space=[], metric="macro_f1",
+            n_trials=2, parallel=1, settings={}, status=SearchStatus.RUNNING, stop_requested=False).id
+    assert start_search_tracking(search_id) is None  # off
+    store = f"sqlite:///{no_env / 'search.db'}"
+    setting.save(store, "searches")
+    tracker = start_search_tracking(search_id)  # the same process: the saved setting is read again, not cached
+    assert tracker is not None and not tracker.failed
+    parent = mlflow.MlflowClient(tracking_uri=store).get_run(tracker.mlflow_run_id)
+    assert parent.data.tags["protolab.search_id"] == str(search_id)
+    assert mlflow.MlflowClient(tracking_uri=store).get_experiment(parent.info.experiment_id).name == "searches"
