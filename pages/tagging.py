@@ -1,11 +1,12 @@
-"""🏷️ Tagging demo: a completed multi-label run tags a text (chips with probabilities and thresholds) or a file."""
+"""🏷️ Tagging demo: a completed multi-label run tags a text (chips with probabilities and thresholds, the words
+for and against each tag) or a file; presentation mode leads with its plain-language card."""
 
 import streamlit as st
 
 from core.errors import ProtolabError
-from core.multilabel.serving import servable_tag_runs
+from core.multilabel.serving import servable_tag_runs, tag_run_card
 from ui import multilabel_demo as demo
-from ui.common import empty_state, ensure_db
+from ui.common import empty_state, ensure_db, model_card
 
 ensure_db()
 present = bool(st.session_state.get("present"))
@@ -19,9 +20,12 @@ run_id = st.selectbox("Model", list(by_id), key="tag_run", format_func=lambda i:
                       + (f" · micro-F1 {by_id[i]['micro_f1']:.3f}" if by_id[i]["micro_f1"] is not None else ""))
 try:
     model = demo.tagger(run_id)
+    if present:  # the audience gets what it does and how good it is in plain words; numbers on request
+        model_card(tag_run_card(run_id))
     text = st.text_area("Text", key="tag_text", placeholder="Paste a ticket, a review, a message…")
     if text.strip():
         demo.chips(model, text)
+        demo.why(run_id, model, text)
     demo.score_file(model)
 except ProtolabError as exc:
     st.error(str(exc))

@@ -9,7 +9,9 @@ import pandas as pd
 import streamlit as st
 
 from core.data import datasets as ds
+from core.multilabel.explain import against, explain_tags
 from core.multilabel.serving import Tagger, load_run_tagger, tag_frame
+from core.text.explain import Explanation, render_explanation_html
 
 CHIP = ("<span style='display:inline-block;margin:2px 6px 2px 0;padding:4px 10px;border-radius:14px;"
         "background:{bg};color:{fg};border:1px solid #1f77b4'>{text}</span>")
@@ -39,6 +41,25 @@ def chips(tagger_: Tagger, text: str) -> None:
     st.dataframe(pd.DataFrame([{"tag": t, "probability": round(p, 4), "threshold": answer.thresholds[t],
                                 "tagged": t in answer.labels} for t, p in ranked]), hide_index=True,
                  key="tag_table")
+
+
+TOWARDS, AWAY = "#1f77b4", "#d62728"  # the chips' blue for words that call for the tag; red for words against it
+
+
+@st.cache_data(show_spinner="Weighing each word…", max_entries=32)
+def explanations(run_id: int, text: str) -> dict[str, Explanation]:
+    return explain_tags(tagger(run_id), text)
+
+
+def why(run_id: int, tagger_: Tagger, text: str) -> None:
+    """Which words call for a tag and which speak against it, one tag at a time (the likeliest first)."""
+    found = explanations(run_id, text)
+    ranked = sorted(found, key=lambda t: -found[t].confidence)
+    tag = st.selectbox("Why this tag?", ranked, key="tag_why",
+                       format_func=lambda t: f"{t} ({found[t].confidence:.0%})")
+    st.markdown(render_explanation_html(found[tag], {tag: TOWARDS, against(tag): AWAY}), unsafe_allow_html=True)
+    st.caption(f"Blue words make '{tag}' more likely, red words less; the darker, the more its odds change when "
+               "the word is left out.")
 
 
 def score_file(tagger_: Tagger) -> None:

@@ -64,6 +64,25 @@ def classifier_card(*, labels: Sequence[str], accuracy: float | None, dataset_na
     return ModelCard(title=f"A model trained on {dataset_name}", what=what, how_good=how_good, technical=technical)
 
 
+def tagger_card(*, tags: Sequence[str], recall: float | None, precision: float | None, dataset_name: str,
+                technical: str, n_test: int | None = None) -> ModelCard:
+    """The card of a multi-label model: which tags it may give (several, one or none), how many of the tags a
+    person set it found on unseen texts (micro recall), and how many of the tags it gave were right (precision)."""
+    tags = [str(t) for t in tags]
+    if len(tags) > MAX_NAMED_LABELS:
+        named = f"{len(tags)} tags (such as {', '.join(tags[:3])})"
+    else:
+        named = f"{', '.join(tags[:-1])} and {tags[-1]}" if len(tags) > 1 else tags[0]
+    what = f"Reads a text and gives it every tag that applies — several, one or none — from {named}."
+    if recall is None or precision is None:
+        how_good = "It has not been scored on held-out texts yet, so treat its tags as a first impression."
+    else:
+        unseen = f"{n_test:,} texts" if n_test else "texts"
+        how_good = (f"It finds {_people(recall)} of the tags a person would set, and {_people(precision)} of the "
+                    f"tags it sets are right (on {unseen} it never saw during training).")
+    return ModelCard(title=f"A tagger trained on {dataset_name}", what=what, how_good=how_good, technical=technical)
+
+
 def recommender_card(*, hit_rate: float | None, k: int, dataset_name: str, technical: str,
                      n_items: int | None = None) -> ModelCard:
     """The card of a recommender: how often its top-k held something a person really chose next."""

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import ProtolabError
+from core.evaluation.cards import ModelCard, tagger_card
 from core.multilabel.fewshot import load_setfit_tags
 from core.runs import registry
 from core.runs.device import resolve_device
@@ -193,6 +194,19 @@ def servable_tag_runs() -> list[Any]:
                   "micro_f1": (r.metrics or {}).get("micro_f1")} for r in rows]
     found = [r for r in found if RunFiles.of(r["run_id"]).has_model()]
     return sorted(found, key=lambda r: -(r["micro_f1"] if isinstance(r["micro_f1"], (int, float)) else -1.0))
+
+
+def tag_run_card(run_id: int) -> ModelCard:
+    """The presentation card of a multi-label run, from its test scores: tags found and tags right, in words."""
+    with read_scope() as s:
+        run = run_queries.get_run(s, run_id)
+        metrics, name = dict(run.metrics or {}), run.dataset.name
+        technical = (f"run #{run.id} · {run.model_kind} · test micro-F1 "
+                     + (f"{metrics['micro_f1']:.3f}" if isinstance(metrics.get("micro_f1"), (int, float)) else "–"))
+    test = (metrics.get("reports") or {}).get("test") or {}
+    return tagger_card(tags=list(metrics.get("labels") or test.get("per_tag") or []),
+                       recall=test.get("micro_recall"), precision=test.get("micro_precision"), dataset_name=name,
+                       technical=technical, n_test=test.get("n"))
 
 
 def tag_frame(tagger: Tagger, frame: pd.DataFrame, text_column: str) -> pd.DataFrame:
