@@ -13,7 +13,7 @@ from core.recs.config import build_config, parse_config
 from core.recs.encoding import index_train
 from core.recs.models import RecommenderError
 from core.recs.serving import load_recommender
-from core.recs.splits import leave_last_out, split_interactions, stratified_item_split
+from core.recs.splits import leave_last_out, split_interactions, stratified_item_split, validation_split
 from core.recs.training import evaluate_model, train_model
 from db import runs as run_queries
 from db import session_scope
@@ -102,6 +102,31 @@ def test_dataset_protocol_uses_the_stored_split() -> None:
     assert len(test) == len(frame.index[::4]) and set(train["split"]) == {"train"}
 
 
+def test_validation_is_held_out_of_train_as_each_protocol_holds_out_test() -> None:
+    frame = interactions_frame()
+    cfg = parse_config("ease", build_config("ease", {}))
+    train, test = split_interactions(frame, cfg)
+    fit, validation = validation_split(frame, train, cfg)
+    keys = lambda f: set(zip(f["user"], f["item"], strict=True))  # noqa: E731
+    assert keys(fit) | keys(validation) == keys(train) and not keys(fit) & keys(validation)
+    assert not keys(validation) & keys(test) and 0.05 < len(validation) / len(train) < 0.2
+    assert set(validation["user"]) <= set(fit["user"])  # every validation user is known to the fitted model
+
+    last = parse_config("ease", build_config("ease", {"split_protocol": "leave_last_out"}))
+    train, _ = split_interactions(frame, last)
+    fit, validation = validation_split(frame, train, last)
+    assert validation.groupby("user")["timestamp"].min().ge(fit.groupby("user")["timestamp"].max()
+                                                            .reindex(validation["user"].unique())).all()
+
+    stored = frame.assign(split=["test" if i % 5 == 0 else "validation" if i % 5 == 1 else "train"
+                                 for i in range(len(frame))])
+    mine = parse_config("ease", build_config("ease", {"split_protocol": "dataset"}))
+    train, _ = split_interactions(stored, mine)
+    fit, validation = validation_split(stored, train, mine)
+    assert set(fit["split"]) == {"train"} and set(validation["split"]) == {"validation"}
+    assert validation_split(stored.assign(split="train"), train, mine)[1] is None  # none stored: none scored
+
+
 def test_leave_last_out_without_timestamps_is_a_clear_error() -> None:
     with pytest.raises(RecommenderError, match="timestamp"):
         leave_last_out(interactions_frame().drop(columns="timestamp"))
@@ -165,6 +190,9 @@ def test_start_run_completes_with_the_metrics_contract(interactions_dataset: int
     assert 0.0 <= metrics["ndcg@10"] <= 1.0 and metrics["protocol"] == "stratified_item"
     assert "rmse" not in metrics  # no model here predicts ratings
     assert len(losses) == 5
+    # BPR trains once, without the validation part, and reports its score there (what a search optimises)
+    assert metrics["n_validation"] > 0 and 0.0 <= metrics["validation"]["ndcg@10"] <= 1.0
+    assert metrics["n_train"] > 0
 
 
 def test_run_k_other_than_ten_names_the_keys(interactions_dataset: int) -> None:

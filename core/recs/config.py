@@ -22,7 +22,8 @@ PROTOCOL_TEXT = {
                        "not the split chosen at upload",
     "leave_last_out": "a fresh split holding out each user's last interaction (by time), not the split chosen "
                       "at upload",
-    "dataset": "the split chosen at upload (its validation part is trained on too)",
+    "dataset": "the split chosen at upload (its validation part scores the validation NDCG; closed-form kinds then "
+               "train on it too)",
 }
 
 

@@ -38,6 +38,9 @@ Stop = Callable[[], bool]
 #   uses_catalogue  it reads the item catalogue (titles, genres, text)
 #   fit_grows       how its fit time grows when the probe's sample grows to the dataset: "interactions"
 #                   (linearly), "items_cubed" (a Gram-matrix inverse) or "catalogue" (embedding every item: fixed)
+#   refits          True: its validation score comes from a fit without the validation part, then it is fitted
+#                   again on all of train (closed-form kinds: a second fit is cheap); False: it is trained once,
+#                   without the validation part (neural kinds, whose second training would double the run)
 #   train(cfg, data, catalogue=, device=, on_epoch=, should_stop=)  fits it from encoded training interactions
 #                   (data: a core.recs.encoding.Interactions, which imports this module, hence Any)
 
@@ -60,6 +63,7 @@ def normalise_rows(scores: np.ndarray) -> np.ndarray:
 class Popularity:
     kind = "popularity"
     config, uses_catalogue, fit_grows = PopularityConfig, False, "interactions"
+    refits = True
 
     @classmethod
     def train(cls, cfg: PopularityConfig, data: Any, **_: Any) -> Popularity:
@@ -118,6 +122,7 @@ def _keep_top_per_row(matrix: sp.csr_matrix, n: int) -> sp.csr_matrix:
 class ItemKnn:
     kind = "itemknn"
     config, uses_catalogue, fit_grows = ItemKnnConfig, False, "interactions"
+    refits = True
 
     @classmethod
     def train(cls, cfg: ItemKnnConfig, data: Any, **_: Any) -> ItemKnn:
@@ -151,6 +156,7 @@ class Ease:
 
     kind = "ease"
     config, uses_catalogue, fit_grows = EaseConfig, False, "items_cubed"
+    refits = True
 
     @classmethod
     def train(cls, cfg: EaseConfig, data: Any, **_: Any) -> Ease:
@@ -188,6 +194,7 @@ class Bpr:
 
     kind = "bpr"
     config, uses_catalogue, fit_grows = BprConfig, False, "interactions"
+    refits = False
 
     @classmethod
     def train(cls, cfg: BprConfig, data: Any, *, device: str = "cpu",
@@ -305,6 +312,7 @@ class Content:
 
     kind = "content"
     config, uses_catalogue, fit_grows = ContentConfig, True, "catalogue"
+    refits = True
 
     @classmethod
     def train(cls, cfg: ContentConfig, data: Any, *, catalogue: pd.DataFrame | None = None,

@@ -48,6 +48,7 @@ def pad_left(sequences: list[np.ndarray], length: int) -> np.ndarray:
 class Sequential:
     kind = "sequential"
     config, uses_catalogue, fit_grows = SequentialConfig, False, "interactions"  # see core.recs.models
+    refits = False
 
     @classmethod
     def train(cls, cfg: SequentialConfig, data: Any, *, device: str = "cpu",

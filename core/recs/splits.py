@@ -1,6 +1,7 @@
 """Split protocols for interactions: per-item stratified, leave-last-out by time, or the dataset's own column.
 
-Each returns (train, test) frames; split_interactions picks one from a RecommenderConfig.
+Each returns (train, test) frames; split_interactions picks one from a RecommenderConfig. validation_split then
+holds a validation part out of train (the score a hyperparameter search optimises, never the test split).
 """
 
 from __future__ import annotations
@@ -53,3 +54,24 @@ def split_interactions(frame: pd.DataFrame, cfg: RecommenderConfig) -> tuple[pd.
         raise RecommenderError(f"the {cfg.split_protocol} split left an empty train or test set "
                                f"({len(train)} / {len(test)} interactions)")
     return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+VALIDATION_KEEP = 0.9  # per user, this share of the training interactions is fitted; the rest scores validation
+
+
+def validation_split(frame: pd.DataFrame, train: pd.DataFrame, cfg: RecommenderConfig
+                     ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(fit, validation) out of `train`, the same way the protocol cut the test split: the dataset's own validation
+    rows, each user's last training interaction (by time), or a tenth of each user's interactions at random.
+    Validation is None when nothing sensible is left to hold out (then the run reports no validation score)."""
+    if cfg.split_protocol == "dataset":
+        if "split" not in frame.columns or not (frame["split"] == "validation").any():
+            return train, None
+        fit, validation = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
+    elif cfg.split_protocol == "leave_last_out":
+        fit, validation = leave_last_out(train)
+    else:
+        fit, validation = stratified_item_split(train, VALIDATION_KEEP, "user", cfg.seed)
+    if fit.empty or validation.empty or not set(validation["user"]) & set(fit["user"]):
+        return train, None
+    return fit.reset_index(drop=True), validation.reset_index(drop=True)

@@ -18,11 +18,12 @@ import scipy.sparse as sp
 
 from core.data.storage import load_frame, load_items
 from core.evaluation.uncertainty import mean_interval
+from core.metric_keys import DISPLAY_K
 from core.recs.config import RecommenderConfig, check, model_class, parse_config
 from core.recs.encoding import Interactions, index_train
 from core.recs.models import Popularity, RecommenderError
 from core.recs.ranking import DEFAULT_KS, RankingAccumulator
-from core.recs.splits import split_interactions
+from core.recs.splits import split_interactions, validation_split
 from core.runs import registry
 from core.runs.context import RunContext
 from core.runs.device import resolve_device
@@ -58,12 +59,20 @@ def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> n
 
 def evaluate_model(model: Any, data: Interactions, test: pd.DataFrame, ks: Iterable[int],
                    batch_size: int = 1024, per_user: dict[str, np.ndarray] | None = None,
-                   per_user_k: int | None = None) -> tuple[dict[int, dict[str, float]], int]:
-    """Mean ranking metrics over users present in train and test; seen training items are excluded.
+                   per_user_k: int | None = None,
+                   also_seen: pd.DataFrame | None = None) -> tuple[dict[int, dict[str, float]], int]:
+    """Mean ranking metrics over users present in train and test; seen training items are excluded, and so are
+    `also_seen` interactions (a validation part the model was trained without, which the user still has).
 
     With a `per_user` dict, it is filled with each user's metrics at `per_user_k` (for intervals)."""
     ks = sorted({int(k) for k in ks})
     uidx, iidx = data.user_index, data.item_index
+    seen = data.matrix
+    if also_seen is not None and len(also_seen):
+        extra = also_seen.assign(_u=also_seen["user"].astype(str).map(uidx),
+                                 _i=also_seen["item"].astype(str).map(iidx)).dropna(subset=["_u", "_i"])
+        seen = (seen + sp.csr_matrix((np.ones(len(extra), dtype=np.float32),
+                                      (extra["_u"].astype(int), extra["_i"].astype(int))), shape=seen.shape)).tocsr()
     test = test.assign(_u=test["user"].astype(str).map(uidx), _i=test["item"].astype(str).map(iidx))
     test = test[test["_u"].notna()]
     # Test items the model never saw still count as relevant (they lower recall), as in the reference.
@@ -76,7 +85,7 @@ def evaluate_model(model: Any, data: Interactions, test: pd.DataFrame, ks: Itera
     for start in range(0, len(users), batch_size):
         chunk = users[start:start + batch_size]
         batch = data.batch(chunk)
-        top = top_k(model.score(batch), max(ks), batch.rows)
+        top = top_k(model.score(batch), max(ks), seen[chunk] if seen is not data.matrix else batch.rows)
         acc.add(top, rel[chunk].toarray(), n_relevant.loc[chunk].to_numpy())
     if per_user is not None:
         per_user.update(acc.per_user())
@@ -108,7 +117,11 @@ def execute_run(ctx: RunContext) -> dict[str, Any]:
     if catalogue is not None:
         catalogue = catalogue.assign(item=catalogue["item"].astype(str))
     train, test = split_interactions(frame, cfg)
-    data = index_train(train, catalogue, with_catalogue=model_class(kind).uses_catalogue)
+    fit, validation = validation_split(frame, train, cfg)
+    refits = model_class(kind).refits
+    # A model that is not fitted again learns from the fit part only: validation stays out of what it saw.
+    data = index_train(train if refits or validation is None else fit, catalogue,
+                       with_catalogue=model_class(kind).uses_catalogue)
     try:
         device = resolve_device(cfg.device) if registry.get_kind(kind).uses_gpu else "cpu"
     except ValueError as exc:
@@ -124,14 +137,27 @@ def execute_run(ctx: RunContext) -> dict[str, Any]:
         ctx.progress(0.05 + 0.8 * epoch / epochs, f"epoch {epoch}/{epochs}: loss {loss:.4f}{eta}")
 
     start = time.perf_counter()
+    validated: dict[int, dict[str, float]] = {}
+    if validation is not None and refits:  # scored on a fit without validation, then fitted again on all of train
+        fit_data = index_train(fit, catalogue, with_catalogue=model_class(kind).uses_catalogue)
+        scored = train_model(kind, cfg, fit_data, catalogue=catalogue, device=device, should_stop=ctx.should_stop)
+        validated = evaluate_model(scored, fit_data, validation, ks={DISPLAY_K, cfg.k})[0]
+        ctx.progress(0.05, f"validation NDCG@{cfg.k} {validated[cfg.k]['ndcg']:.4f}; fitting on all "
+                           f"{len(train):,} training interactions", force=True)
     model = train_model(kind, cfg, data, catalogue=catalogue, device=device, on_epoch=on_epoch,
                         should_stop=ctx.should_stop)
+    if validation is not None and not refits:
+        validated = evaluate_model(model, data, validation, ks={DISPLAY_K, cfg.k})[0]
     train_time = time.perf_counter() - start
     ctx.raise_if_cancelled()
+    for k, values in validated.items():  # what a search optimises (core.search.driver reads these points)
+        for name, value in values.items():
+            ctx.log_metric(f"{name}@{k}", value, step=epochs, epoch=float(epochs), split="validation")
     ctx.progress(0.88, "evaluating on the test split", force=True)
     per_user: dict[str, np.ndarray] = {}
+    held_out = validation if validation is not None and not refits else None
     by_k, n_scored = evaluate_model(model, data, test, ks=sorted({*DEFAULT_KS, cfg.k}), per_user=per_user,
-                                    per_user_k=cfg.k)
+                                    per_user_k=cfg.k, also_seen=held_out)
     # 95 % bootstrap intervals over the test users (issue 24), at the run's K
     intervals = {f"{name}@{cfg.k}": iv.as_dict() for name, values in per_user.items()
                  if (iv := mean_interval(values)) is not None}
@@ -142,7 +168,7 @@ def execute_run(ctx: RunContext) -> dict[str, Any]:
     # The bar every recommender must clear, on the very same split (as classification runs show the majority
     # class): recommending the most popular unseen items to everyone. Cheap: one count per item.
     baseline = by_k if model_class(kind) is Popularity else evaluate_model(Popularity.fit(data.matrix), data, test,
-                                                                ks=sorted(by_k))[0]
+                                                                ks=sorted(by_k), also_seen=held_out)[0]
     ctx.progress(0.95, "saving the model", force=True)
     save_model(ctx.files.model, kind, cfg, model, data, frame, catalogue)
     ctx.files.write_meta({"kind": kind, "task": str(ctx.task), "dataset_id": ctx.dataset_id,
@@ -150,7 +176,10 @@ def execute_run(ctx: RunContext) -> dict[str, Any]:
     return metrics_dict(by_k, cfg.k, n_users_scored=n_scored, train_time_s=round(train_time, 3),
                         protocol=cfg.split_protocol, n_train=len(train), n_test=len(test),
                         baseline={"kind": "popularity", "by_k": {str(k): v for k, v in sorted(baseline.items())}},
-                        n_users=len(data.user_ids), n_items=len(data.item_ids), intervals={"test": intervals})
+                        n_users=len(data.user_ids), n_items=len(data.item_ids), intervals={"test": intervals},
+                        validation={f"{name}@{k}": v for k, values in sorted(validated.items())
+                                    for name, v in values.items()},
+                        n_validation=0 if validation is None else len(validation))
 
 
 # --- saving (the model class of each kind reloads it: core.recs.serving) -------------
