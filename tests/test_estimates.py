@@ -169,3 +169,62 @@ def test_a_second_estimate_is_a_lookup_and_a_real_run_calibrates_it(classificati
     calibration.remember(key, real_train_s_per_example=0.01)
     third = estimate_any(dataset(classification_dataset), "lstm", config)
     assert third.parts["training"] == pytest.approx(0.01 * third.sizes["train"] * 2)
+
+
+def test_the_model_load_is_the_cold_one_a_fresh_process_timed_not_the_warm_probe(
+        classification_dataset: int, tiny_text_encoder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 28 item 5: in a process that already loaded the model (here: torch and transformers imported, as in a
+    server after an LSTM estimate) the probe's load is warm (0.07 s for MiniLM, several seconds in the worker: the
+    Transformer's 0.63). The load part is then the cold load timed in a fresh process, kept for the next estimate."""
+    from core.runs import calibration, timing
+    from core.text import estimate as text_estimate
+    from core.text.config import build_config
+
+    config = build_config("transformer", {"model_id": str(tiny_text_encoder), "batch_size": 8, "max_length": 32,
+                                          "device": "cpu", "epochs": 1})
+    launches = []
+
+    def fresh_process(kind: str, load: str | None = None, arg: str = "") -> timing.ColdStart:  # as the child would
+        launches.append((kind, load))
+        return timing.ColdStart(startup_s=3.0, load_s=4.2)
+
+    monkeypatch.setattr(text_estimate, "cold_start", fresh_process)
+    est = estimate_any(dataset(classification_dataset), "transformer", config)
+    assert launches == [("transformer", "core.text.estimate:build_cold")]
+    assert est.parts["loading the model"] == pytest.approx(4.2)
+    kept = calibration.lookup(calibration.load_key("transformer", config))
+    assert kept == {calibration.COLD_LOAD: pytest.approx(4.2)}
+    assert estimate_any(dataset(classification_dataset), "transformer", config).parts["loading the model"] == 4.2
+    assert len(launches) == 1  # kept: the next estimate launches nothing
+
+
+def test_a_fresh_process_times_the_start_up_and_the_cold_load_apart(tiny_text_encoder: Path) -> None:
+    """What cold_load_seconds launches: the worker's imports, then the model built by the executor's build_model."""
+    import json
+    from dataclasses import asdict
+
+    from core.runs import calibration
+    from core.runs.timing import cold_start
+    from core.text.config import build_config, config_from_dict
+
+    cfg = config_from_dict(build_config("transformer", {"model_id": str(tiny_text_encoder)}))
+    timed = cold_start("transformer", "core.text.estimate:build_cold", json.dumps(["transformer", asdict(cfg)]))
+    assert timed.load_s is not None and timed.load_s > 0 and timed.startup_s > timed.load_s / 100
+    assert calibration.lookup("start-up|transformer") == {"seconds": pytest.approx(timed.startup_s)}
+
+
+def test_a_real_run_records_its_model_load_and_the_next_estimate_uses_it(
+        tmp_path: Path, classification_dataset: int) -> None:
+    from core.runs import calibration
+    from core.text.config import build_config
+    from core.text.executor import execute_run
+
+    config = build_config("lstm", {"batch_size": 8, "max_length": 32, "device": "cpu", "init_embeddings": False,
+                                   "epochs": 1})
+    execute_run(RecordingContext(model_kind="lstm", config=config, dataset_id=classification_dataset,
+                                 artifact_dir=tmp_path / "run"))
+    real = calibration.lookup(calibration.load_key("lstm", config))[calibration.REAL_LOAD]
+    assert real > 0
+    calibration.remember(calibration.load_key("lstm", config), **{calibration.COLD_LOAD: 99.0})  # a real run wins
+    est = estimate_any(dataset(classification_dataset), "lstm", config)
+    assert est.parts["loading the model"] == pytest.approx(real, abs=1e-3)

@@ -4,7 +4,8 @@ item 5: a Transformer estimate took 30-70 s of probing on a 2-core CPU) and is c
 
 One small JSON file in the data folder, keyed by what changes the speed of a step: the kind, its pretrained model,
 max length, batch size, device and thread count. The probe writes its rates once; each completed run writes its
-real seconds per training example, which the estimate then uses instead of the probe's.
+real seconds per training example, which the estimate then uses instead of the probe's. Loading the model has
+its own entry (load_key): it depends on the kind and model only, and is measured cold, as the worker loads it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from core.settings import load_settings
 
 FILE_NAME = "calibration.json"
 REAL = "real_train_s_per_example"  # written by runs; preferred over the probe's rate
+REAL_LOAD = "real_load_s"  # a run's seconds building its model, written by runs; preferred over COLD_LOAD
+COLD_LOAD = "cold_load_s"  # the same measured by an estimate in a process that had not loaded it yet
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,13 @@ def key_of(model_kind: str, config: Any, device: str, threads: int) -> str:
     get = config.get if isinstance(config, dict) else lambda name: getattr(config, name, None)
     return "|".join(str(v) for v in (model_kind, get("model_id") or "", get("max_length"), get("batch_size"),
                                      device, threads))
+
+
+def load_key(model_kind: str, config: Any) -> str:
+    """'model-load|transformer|<model id>|True': what loading the model of such a run takes does not depend on
+    its length, batch or device (it is built on the CPU, then moved); the LSTM's embeddings from MiniLM do."""
+    get = config.get if isinstance(config, dict) else lambda name: getattr(config, name, None)
+    return "|".join(str(v) for v in ("model-load", model_kind, get("model_id") or "", get("init_embeddings")))
 
 
 def _path() -> Path:

@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
+import logging
 import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.runs import calibration, registry
 
 ROOT = Path(__file__).resolve().parents[2]
+log = logging.getLogger(__name__)
 
 
 def worker_imports(model_kind: str) -> tuple[str, ...]:
@@ -31,6 +35,12 @@ def preload(model_kind: str) -> None:
         importlib.import_module(module)
 
 
+def imports_pending(model_kind: str) -> bool:
+    """Whether some library a worker of `model_kind` imports is not imported in this process yet: a model that
+    this process then builds is built cold, with its lazily imported modules, as the worker builds it."""
+    return not all(module in sys.modules for module in worker_imports(model_kind))
+
+
 @functools.cache
 def startup_seconds(model_kind: str) -> float:
     """Seconds from launching a worker process to its first line of work: Python, the worker, the kind's
@@ -42,15 +52,56 @@ def startup_seconds(model_kind: str) -> float:
     kept = calibration.lookup(f"start-up|{model_kind}")
     if kept is not None:  # measured by an earlier server process on this machine: a new one needs no 10 s launch
         return float(kept["seconds"])
-    code = (f"import core.runs.worker; from core.runs.registry import get_kind; get_kind({model_kind!r}).executor(); "
-            + "; ".join(f"import {m}" for m in worker_imports(model_kind)))
+    return cold_start(model_kind).startup_s
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    startup_s: float  # launch to the imports done (and the process gone), less the load
+    load_s: float | None  # the `load` call's seconds in that fresh process; None without one or when it failed
+
+
+# The worker-like process: the worker module, the kind's executor and imports, then the optional load call
+# (argv: kind, "module:function", its one string argument), timed on its own and printed as JSON.
+_CHILD = """import importlib, json, sys, time
+import core.runs.worker
+from core.runs.registry import get_kind
+from core.tasks import resolve
+kind = get_kind(sys.argv[1])
+kind.executor()
+for module in kind.imports:
+    importlib.import_module(module)
+if len(sys.argv) > 2:
+    start = time.perf_counter()
+    resolve(sys.argv[2])(sys.argv[3])
+    print(json.dumps({"load_s": time.perf_counter() - start}))
+"""
+
+
+def cold_start(model_kind: str, load: str | None = None, arg: str = "") -> ColdStart:
+    """Launch one process as a worker of `model_kind` starts (kept as its start-up), and with `load` time that
+    call in it too: a model built there is built cold, as the worker builds it (its libraries' lazily imported
+    modules, its files read for the first time by this process), which a probe in a server that already loaded
+    it cannot time (0.07 s warm against several seconds in the worker: the Transformer's 0.63, issue 28)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    argv = [sys.executable, "-c", _CHILD, model_kind, *((load, arg) if load else ())]
     start = time.perf_counter()
     # An import that fails here fails the run too, which then says why; the time is still what it took.
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, timeout=300, check=False)
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     seconds = time.perf_counter() - start
-    calibration.remember(f"start-up|{model_kind}", seconds=seconds)
-    return seconds
+    load_s = _load_seconds(done.stdout) if load and done.returncode == 0 else None
+    if load and load_s is None:
+        log.warning("could not time a cold load of %s: %s", model_kind, done.stderr.strip()[-300:])
+    startup = max(0.0, seconds - (load_s or 0.0))
+    calibration.remember(f"start-up|{model_kind}", seconds=startup)
+    return ColdStart(startup, load_s)
+
+
+def _load_seconds(stdout: str) -> float | None:
+    try:
+        return float(json.loads(stdout.strip().splitlines()[-1])["load_s"])
+    except (IndexError, KeyError, TypeError, ValueError):
+        return None
 
 
 def format_eta(seconds: float) -> str:

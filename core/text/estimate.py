@@ -9,9 +9,10 @@ and scaled to the dataset; `parts` says how the total splits, and bench/estimate
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import pandas as pd
 from core.data.storage import load_split
 from core.runs import calibration
 from core.runs.device import resolve_device
-from core.runs.timing import format_eta, preload, startup_seconds
+from core.runs.timing import cold_start, format_eta, imports_pending, preload, startup_seconds
 from core.text.batching import TokenBatches, encode_texts
 from core.text.config import TrainConfig, TrainingError, build_config, config_from_dict, replace_config
 from core.text.executor import EVAL_BATCH_FACTOR, build_model
@@ -67,8 +68,41 @@ GPU_MEMORY_HEADROOM = 0.9  # warn above this share of the card's memory
 def estimate_run(dataset: Dataset | None, model_kind: str, config: dict[str, Any]) -> Estimate:
     """Time (and, on CUDA, peak memory) of a neural run on `dataset`, from a short measured probe on a sample of
     its data."""
+    # Before this estimate imports anything of the kind: where some of it is still to import, the probe's model
+    # load below is cold, as the worker's is; where all of it is imported, it is warm (0.07 s for MiniLM against
+    # several seconds in the worker) and the cold load is timed in a fresh process instead.
+    cold_here = imports_pending(model_kind)
+    if dataset is None:
+        raise TrainingError("that dataset no longer exists")
+    cfg = config_from_dict(build_config(model_kind, {k: v for k, v in config.items() if k != "resume"}))
+    load_s = kept_load_seconds(model_kind, cfg)
+    if load_s is None and not cold_here:  # before the start-up is measured: one launch times both
+        load_s = cold_load_seconds(model_kind, cfg)
     cfg, train, n_train, (n_val, n_test), parts = _read_train(dataset, model_kind, config)
-    return _estimate_neural(train, cfg, model_kind, n_train, (n_val, n_test), parts)
+    return _estimate_neural(train, cfg, model_kind, n_train, (n_val, n_test), parts, load_s, cold_here)
+
+
+def kept_load_seconds(family: str, cfg: TrainConfig) -> float | None:
+    """Seconds a worker takes to build this run's model: what the last real run took, else a cold load measured
+    on this machine; None before either."""
+    kept = calibration.lookup(calibration.load_key(family, cfg)) or {}
+    value = kept.get(calibration.REAL_LOAD, kept.get(calibration.COLD_LOAD))
+    return None if value is None else float(value)
+
+
+def cold_load_seconds(family: str, cfg: TrainConfig) -> float | None:
+    """Build the model in a fresh worker-like process (timing.cold_start) and keep the seconds; None when that
+    process could not build it (the probe then says why)."""
+    load_s = cold_start(family, "core.text.estimate:build_cold", json.dumps([family, asdict(cfg)])).load_s
+    if load_s is not None:
+        calibration.remember(calibration.load_key(family, cfg), **{calibration.COLD_LOAD: load_s})
+    return load_s
+
+
+def build_cold(spec: str) -> None:
+    """The load timed by cold_load_seconds, in its fresh process: the run's model built as the executor builds it."""
+    family, config = json.loads(spec)
+    build_model(family, config_from_dict(config), ["negative", "positive"])
 
 
 def estimate_tfidf_run(dataset: Dataset | None, model_kind: str, config: dict[str, Any]) -> Estimate:
@@ -123,7 +157,7 @@ def _estimate_tfidf(train: pd.DataFrame, cfg: TrainConfig, n_train: int, n_eval:
 
 
 def _estimate_neural(train: pd.DataFrame, cfg: TrainConfig, family: str, n_train: int, n_eval: tuple[int, int],
-                     parts: dict[str, float]) -> Estimate:
+                     parts: dict[str, float], load_s: float | None = None, cold_here: bool = False) -> Estimate:
     """The probe's rates (from this machine's calibration when a probe of the same kind, model, length, batch,
     device and threads ran before; a real run's seconds per example when one completed since) scaled to the run."""
     import torch
@@ -134,10 +168,16 @@ def _estimate_neural(train: pd.DataFrame, cfg: TrainConfig, family: str, n_train
     peak, warning = None, None
     # A run may have written its real rate before any probe did (started from the CLI): the probe's parts are
     # still needed then. CUDA probes every time: the memory peak needs the model anyway.
+    probed = None
     if rates is None or "token_lengths" not in rates or device.startswith("cuda"):
         probed, peak, warning = _probe_rates(train, cfg, family, n_train, device)
         calibration.remember(key, **probed)
         rates = {**(rates or {}), **probed}
+    if load_s is None and probed is not None and cold_here:  # the kind's imports were still to do: a cold load
+        load_s = probed["loading_model_s"]
+        calibration.remember(calibration.load_key(family, cfg), **{calibration.COLD_LOAD: load_s})
+    elif load_s is None and probed is None and cold_here:  # rates kept from before loads were kept apart
+        load_s = cold_load_seconds(family, cfg)
     real = rates.get(calibration.REAL)  # a real run's rate already holds its one-off costs of new widths
     per_sample, per_width = (float(real), 0.0) if real else (rates["train_s_per_example"], rates["new_width_s"])
     lengths = rates["token_lengths"]
@@ -146,7 +186,7 @@ def _estimate_neural(train: pd.DataFrame, cfg: TrainConfig, family: str, n_train
     n_val, n_test = n_eval
     # Validation after every epoch, then validation and test once more for the prediction files.
     eval_samples = n_val * (cfg.epochs + 1) + n_test
-    parts["loading the model"] = rates["loading_model_s"]
+    parts["loading the model"] = rates["loading_model_s"] if load_s is None else load_s
     parts["tokenising"] = rates["tokenise_s_per_example"] * (n_train + sum(n_eval))
     parts["training"] = (per_sample * n_train * cfg.epochs + per_width * new_widths) / max(1, cfg.gpus)
     parts["evaluation"] = rates["eval_s_per_example"] * eval_samples

@@ -21,7 +21,7 @@ from core.evaluation.uncertainty import class_intervals, intervals_json
 from core.runs import calibration, distributed, registry
 from core.runs.context import RunContext
 from core.runs.device import resolve_device
-from core.runs.timing import format_eta
+from core.runs.timing import format_eta, preload
 from core.text.batching import TokenBatches, encode_texts
 from core.text.budget import budget_event, time_budget
 from core.text.config import BUILD_CONFIG, TrainConfig, TrainingError, config_from_dict, replace_config
@@ -163,7 +163,10 @@ def training_device(ctx: RunContext, requested: str, seed: int) -> Iterator[tupl
 def _execute_neural(ctx: RunContext, cfg: TrainConfig, splits: dict[str, pd.DataFrame], labels: list[str]) -> dict:
     with training_device(ctx, cfg.device, cfg.seed) as (device, world):
         ctx.progress(0.0, "loading the model", force=True)
+        preload(ctx.model_kind)  # imported here anyway; done first so the load below is timed as estimates split it
+        load_start = time.perf_counter()
         model, tokenizer = build_model(ctx.model_kind, cfg, labels)
+        load_s = time.perf_counter() - load_start
         ctx.progress(0.0, "tokenising", force=True)
         encoded = {split: encode_texts(tokenizer, frame["text"].tolist(), cfg.max_length)
                    for split, frame in splits.items()}
@@ -203,6 +206,7 @@ def _execute_neural(ctx: RunContext, cfg: TrainConfig, splits: dict[str, pd.Data
 
             calibration.remember(calibration.key_of(ctx.model_kind, cfg, device, torch.get_num_threads()),
                                  **{calibration.REAL: 1.0 / result.samples_per_s})
+            calibration.remember(calibration.load_key(ctx.model_kind, cfg), **{calibration.REAL_LOAD: load_s})
         core_model = getattr(model, "module", model)
         ctx.progress(0.96, "predicting validation and test sets", force=True)
         dtype = training_precision(device, count_parameters(core_model))[0]
