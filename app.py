@@ -6,6 +6,7 @@ import streamlit as st
 
 from core import tasks
 from core.logs import configure_logging
+from core.runs.estimates import measure_cold_starts_in_background
 from core.settings import PRESENTATION, PUBLIC_PRESENTATION
 from ui.common import ensure_db, mark_routed, require_password
 
@@ -36,6 +37,7 @@ st.session_state["_public_presentation"] = public_demos
 if not public_demos and not require_password():
     st.stop()
 ensure_db()
+measure_cold_starts_in_background()  # once per server: the first estimate then finds the start-up measured
 
 if present:
     st.markdown("<style>[data-testid='stSidebarNav'] {display: none;}</style>", unsafe_allow_html=True)

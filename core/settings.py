@@ -124,6 +124,9 @@ API_KEY = Variable("PROTOLAB_API_KEY", "text", "", "read by the snippets you pas
                    _text)
 DEBUG = _flag_var("PROTOLAB_DEBUG", False, "the CLI shows the traceback of an unexpected error")
 # --- model kinds and runs ----------------------------------------------------------------------------------------
+MEASURE_AT_START = _flag_var("PROTOLAB_MEASURE_AT_START", True,
+                             "when the app starts, time a worker's start-up and each model's cold load once for "
+                             "this machine (kept in the data folder), so the first estimate launches no process")
 MODEL_KINDS = Variable("PROTOLAB_MODEL_KINDS", "module, module", "",
                        "modules that register extra model kinds and tasks, imported in every process", _text)
 DISPATCH = _one_of("PROTOLAB_DISPATCH", ("auto", "local", "queue"),

@@ -34,6 +34,7 @@ def protolab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{home / 'protolab.db'}")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # tests never reach for the hub
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.setenv("PROTOLAB_MEASURE_AT_START", "0")  # no worker-like launches from every AppTest of app.py
     monkeypatch.delenv("PROTOLAB_PASSWORD_HASH", raising=False)
     dispose_engines()
     yield home

@@ -3,6 +3,7 @@ model kind, recommenders included, and running work shows an ETA that includes t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -171,31 +172,76 @@ def test_a_second_estimate_is_a_lookup_and_a_real_run_calibrates_it(classificati
     assert third.parts["training"] == pytest.approx(0.01 * third.sizes["train"] * 2)
 
 
-def test_the_model_load_is_the_cold_one_a_fresh_process_timed_not_the_warm_probe(
-        classification_dataset: int, tiny_text_encoder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue 28 item 5: in a process that already loaded the model (here: torch and transformers imported, as in a
-    server after an LSTM estimate) the probe's load is warm (0.07 s for MiniLM, several seconds in the worker: the
-    Transformer's 0.63). The load part is then the cold load timed in a fresh process, kept for the next estimate."""
+@pytest.fixture
+def launches(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, str | None]]]:
+    """Worker-like launches (timing.cold_start) recorded instead of run: each says start-up 3 s, a load 4.2 s."""
     from core.runs import calibration, timing
     from core.text import estimate as text_estimate
+
+    launched: list[tuple[str, str | None]] = []
+
+    def fresh_process(kind: str, load: str | None = None, arg: str = "") -> timing.ColdStart:  # as the child would
+        launched.append((kind, load))
+        calibration.remember(timing.startup_key(kind), seconds=3.0)
+        return timing.ColdStart(startup_s=3.0, load_s=4.2 if load else None)
+
+    monkeypatch.setattr(timing, "cold_start", fresh_process)
+    monkeypatch.setattr(text_estimate, "cold_start", fresh_process)
+    timing.startup_seconds.cache_clear()  # measured once per process: earlier tests' figures are not this home's
+    yield launched
+    timing.startup_seconds.cache_clear()
+
+
+def test_the_model_load_is_the_cold_one_a_fresh_process_timed_not_the_warm_probe(
+        classification_dataset: int, tiny_text_encoder: Path, launches: list) -> None:
+    """Issue 28 item 5: in a process that already loaded the model (here: torch and transformers imported, as in a
+    server after an LSTM estimate) the probe's load is warm (0.07 s for MiniLM, several seconds in the worker: the
+    Transformer's 0.63). The load part is then the cold load timed in a fresh process, kept for the next estimate;
+    the same launch measured the start-up."""
+    from core.runs import calibration
     from core.text.config import build_config
 
     config = build_config("transformer", {"model_id": str(tiny_text_encoder), "batch_size": 8, "max_length": 32,
                                           "device": "cpu", "epochs": 1})
-    launches = []
-
-    def fresh_process(kind: str, load: str | None = None, arg: str = "") -> timing.ColdStart:  # as the child would
-        launches.append((kind, load))
-        return timing.ColdStart(startup_s=3.0, load_s=4.2)
-
-    monkeypatch.setattr(text_estimate, "cold_start", fresh_process)
     est = estimate_any(dataset(classification_dataset), "transformer", config)
     assert launches == [("transformer", "core.text.estimate:build_cold")]
-    assert est.parts["loading the model"] == pytest.approx(4.2)
+    assert est.parts["loading the model"] == pytest.approx(4.2) and est.parts["start-up"] == 3.0
     kept = calibration.lookup(calibration.load_key("transformer", config))
     assert kept == {calibration.COLD_LOAD: pytest.approx(4.2)}
     assert estimate_any(dataset(classification_dataset), "transformer", config).parts["loading the model"] == 4.2
     assert len(launches) == 1  # kept: the next estimate launches nothing
+
+
+def test_the_measurement_at_start_leaves_the_first_estimate_nothing_to_launch(
+        classification_dataset: int, launches: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 28 item 5: the first estimate took 11-20 s, mostly the launch timing a worker's start-up. The app
+    measures every kind when it starts (text kinds first, kinds that start the same process once), so the first
+    estimate of a default run is a probe only."""
+    from core.runs import estimates
+    from core.runs.timing import startup_key
+    from core.text.config import build_config
+
+    estimates.measure_cold_starts()
+    kinds = [kind for kind, _ in launches]
+    assert kinds[:3] == ["transformer", "lstm", "tfidf"] and "content" in kinds
+    # EASE, item k-NN and popularity start the same process: measured once (the neural kinds also time a load)
+    assert len({startup_key(kind) for kind in kinds[2:]}) == len(kinds[2:]) < 7
+    assert ("transformer", "core.text.estimate:build_cold") in launches and ("lstm", "core.text.estimate:build_cold") \
+        in launches
+    measured = len(launches)
+    est = estimate_any(dataset(classification_dataset), "lstm", build_config("lstm", {
+        "batch_size": 8, "max_length": 32, "device": "cpu", "epochs": 1}))
+    assert len(launches) == measured  # nothing launched: start-up and the cold load were kept
+    assert est.parts["start-up"] == 3.0 and est.parts["loading the model"] == pytest.approx(4.2)
+    estimates.measure_cold_starts()
+    assert len(launches) == measured  # once per machine
+
+    started = []
+    monkeypatch.setattr(estimates, "measure_cold_starts", lambda: started.append(1))
+    monkeypatch.setattr(estimates, "_started", __import__("threading").Event())
+    assert not estimates.measure_cold_starts_in_background()  # PROTOLAB_MEASURE_AT_START=0 in the tests
+    monkeypatch.setenv("PROTOLAB_MEASURE_AT_START", "1")
+    assert estimates.measure_cold_starts_in_background() and not estimates.measure_cold_starts_in_background()
 
 
 def test_a_fresh_process_times_the_start_up_and_the_cold_load_apart(tiny_text_encoder: Path) -> None:
@@ -204,13 +250,13 @@ def test_a_fresh_process_times_the_start_up_and_the_cold_load_apart(tiny_text_en
     from dataclasses import asdict
 
     from core.runs import calibration
-    from core.runs.timing import cold_start
+    from core.runs.timing import cold_start, startup_key
     from core.text.config import build_config, config_from_dict
 
     cfg = config_from_dict(build_config("transformer", {"model_id": str(tiny_text_encoder)}))
     timed = cold_start("transformer", "core.text.estimate:build_cold", json.dumps(["transformer", asdict(cfg)]))
     assert timed.load_s is not None and timed.load_s > 0 and timed.startup_s > timed.load_s / 100
-    assert calibration.lookup("start-up|transformer") == {"seconds": pytest.approx(timed.startup_s)}
+    assert calibration.lookup(startup_key("lstm")) == {"seconds": pytest.approx(timed.startup_s)}  # the same process
 
 
 def test_a_real_run_records_its_model_load_and_the_next_estimate_uses_it(

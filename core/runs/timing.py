@@ -11,6 +11,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,18 +42,31 @@ def imports_pending(model_kind: str) -> bool:
     return not all(module in sys.modules for module in worker_imports(model_kind))
 
 
+def startup_key(model_kind: str) -> str:
+    """The calibration entry of a worker's start-up: kinds with the same executor and imports start the same
+    process (the Transformer and the LSTM), so one launch measures both."""
+    kind = registry.get_kind(model_kind)
+    return f"start-up|{kind.execute}|{','.join(kind.imports)}"
+
+
+# One cold measurement at a time in a process: the server's pass at start (core.runs.estimates) and an estimate
+# wait for each other instead of launching the same process twice (each is seconds of a core on a small box).
+measuring = threading.RLock()
+
+
 @functools.cache
 def startup_seconds(model_kind: str) -> float:
     """Seconds from launching a worker process to its first line of work: Python, the worker, the kind's
     executor and the libraries it imports.
 
-    Measured once per server process by starting such a process: on a 2-core machine importing
-    transformers alone takes about 10 s, which a 300-row run's estimate used to leave out.
+    Measured once per machine by starting such a process (kept in calibration.json): on a 2-core machine
+    importing transformers alone takes about 10 s, which a 300-row run's estimate used to leave out.
     """
-    kept = calibration.lookup(f"start-up|{model_kind}")
-    if kept is not None:  # measured by an earlier server process on this machine: a new one needs no 10 s launch
-        return float(kept["seconds"])
-    return cold_start(model_kind).startup_s
+    with measuring:
+        kept = calibration.lookup(startup_key(model_kind))
+        if kept is not None:  # measured by an earlier process on this machine: no launch
+            return float(kept["seconds"])
+        return cold_start(model_kind).startup_s
 
 
 @dataclass(frozen=True)
@@ -93,7 +107,7 @@ def cold_start(model_kind: str, load: str | None = None, arg: str = "") -> ColdS
     if load and load_s is None:
         log.warning("could not time a cold load of %s: %s", model_kind, done.stderr.strip()[-300:])
     startup = max(0.0, seconds - (load_s or 0.0))
-    calibration.remember(f"start-up|{model_kind}", seconds=startup)
+    calibration.remember(startup_key(model_kind), seconds=startup)
     return ColdStart(startup, load_s)
 
 

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from core.data.storage import load_split
-from core.runs import calibration
+from core.runs import calibration, registry
 from core.runs.device import resolve_device
-from core.runs.timing import cold_start, format_eta, imports_pending, preload, startup_seconds
+from core.runs.timing import cold_start, format_eta, imports_pending, measuring, preload, startup_seconds
 from core.text.batching import TokenBatches, encode_texts
 from core.text.config import TrainConfig, TrainingError, build_config, config_from_dict, replace_config
 from core.text.executor import EVAL_BATCH_FACTOR, build_model
@@ -91,12 +91,26 @@ def kept_load_seconds(family: str, cfg: TrainConfig) -> float | None:
 
 
 def cold_load_seconds(family: str, cfg: TrainConfig) -> float | None:
-    """Build the model in a fresh worker-like process (timing.cold_start) and keep the seconds; None when that
-    process could not build it (the probe then says why)."""
-    load_s = cold_start(family, "core.text.estimate:build_cold", json.dumps([family, asdict(cfg)])).load_s
-    if load_s is not None:
-        calibration.remember(calibration.load_key(family, cfg), **{calibration.COLD_LOAD: load_s})
-    return load_s
+    """Build the model in a fresh worker-like process (timing.cold_start, which keeps the start-up too) and keep
+    the seconds; None when that process could not build it (the probe then says why)."""
+    with measuring:  # the server's pass at start may be measuring this very load: wait for it, then look
+        kept = kept_load_seconds(family, cfg)
+        if kept is not None:
+            return kept
+        load_s = cold_start(family, "core.text.estimate:build_cold", json.dumps([family, asdict(cfg)])).load_s
+        if load_s is not None:
+            calibration.remember(calibration.load_key(family, cfg), **{calibration.COLD_LOAD: load_s})
+        return load_s
+
+
+def measure_cold(model_kind: str) -> None:
+    """For the server's pass at start (core.runs.estimates.measure_cold_starts): the worker's start-up and, for a
+    neural kind, the cold load of its default model, kept, so that the first estimate launches no process."""
+    if registry.get_kind(model_kind).model is not None:
+        cfg = config_from_dict(build_config(model_kind, {}))
+        if kept_load_seconds(model_kind, cfg) is None:
+            cold_load_seconds(model_kind, cfg)
+    startup_seconds(model_kind)
 
 
 def build_cold(spec: str) -> None:
