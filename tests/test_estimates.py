@@ -274,3 +274,33 @@ def test_a_real_run_records_its_model_load_and_the_next_estimate_uses_it(
     calibration.remember(calibration.load_key("lstm", config), **{calibration.COLD_LOAD: 99.0})  # a real run wins
     est = estimate_any(dataset(classification_dataset), "lstm", config)
     assert est.parts["loading the model"] == pytest.approx(real, abs=1e-3)
+
+
+def test_the_probe_trains_with_the_threads_the_run_would_get(classification_dataset: int, launches: list,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 28 item 5: a run gives up threads while other programs use cores (CpuThreadGovernor); the probe timed
+    its steps on all of them, where OpenMP threads spin for the lost core: 3-9x the real rate on a loaded box. The
+    probe now polls the same governor between its steps and puts the thread count back afterwards."""
+    import torch
+
+    from core.runs.device import CpuThreadGovernor
+    from core.text import estimate as text_estimate
+    from core.text.config import build_config
+
+    threads_at_start, seen = torch.get_num_threads(), []
+
+    class Busy(CpuThreadGovernor):  # other programs are using all but one core
+        def poll(self) -> None:
+            torch.set_num_threads(1)
+            seen.append(torch.get_num_threads())
+
+        def restore(self) -> None:
+            torch.set_num_threads(threads_at_start)
+            seen.append("restored")
+
+    monkeypatch.setattr(text_estimate, "CpuThreadGovernor", Busy)
+    config = build_config("lstm", {"batch_size": 8, "max_length": 32, "device": "cpu", "init_embeddings": False,
+                                   "epochs": 1})
+    estimate_any(dataset(classification_dataset), "lstm", config)
+    assert seen == [1] * (1 + 2 * text_estimate.PROBE_STEPS) + ["restored"]
+    assert torch.get_num_threads() == threads_at_start

@@ -21,7 +21,7 @@ import pandas as pd
 
 from core.data.storage import load_split
 from core.runs import calibration, registry
-from core.runs.device import resolve_device
+from core.runs.device import CpuThreadGovernor, resolve_device
 from core.runs.timing import cold_start, format_eta, imports_pending, measuring, preload, startup_seconds
 from core.text.batching import TokenBatches, encode_texts
 from core.text.config import TrainConfig, TrainingError, build_config, config_from_dict, replace_config
@@ -62,6 +62,7 @@ def estimate_from_parts(parts: dict[str, float], **kwargs: Any) -> Estimate:
 
 
 PROBE_STEPS = 3
+PROBE_GOVERNOR_S = 0.25  # the probe's steps take seconds, not the run's minutes: its thread count is set sooner
 GPU_MEMORY_HEADROOM = 0.9  # warn above this share of the card's memory
 
 
@@ -216,6 +217,11 @@ def _probe_rates(train: pd.DataFrame, cfg: TrainConfig, family: str, n_train: in
     import torch
 
     labels = sorted(set(train["label"].astype(str)))
+    # The run trains with as many threads as the other programs leave cores (core.runs.device): a probe on all of
+    # them while others run times OpenMP threads spinning for a lost core, 3-9x the run's rate on a loaded 2-core
+    # box (issue 28, bench/estimates.py at load average 3-5). Started before the load, so it has a sample by the
+    # first step.
+    governor = CpuThreadGovernor(device, every_s=PROBE_GOVERNOR_S)
     start = time.perf_counter()
     seed_everything(cfg.seed)
     model, tokenizer = build_model(family, cfg, labels if len(labels) > 1 else [*labels, "other"])
@@ -228,19 +234,21 @@ def _probe_rates(train: pd.DataFrame, cfg: TrainConfig, family: str, n_train: in
     batches = TokenBatches(ids, y, tokenizer.pad_token_id or 0, cfg.batch_size, seed=cfg.seed)
     loop = TrainingLoop(model, batches, batches, replace_config(cfg, epochs=1, warmup_ratio=0.0), device,
                  lambda log: None, lambda log: None, lambda: False, None)
+    loop.cpu_threads = governor
     index_batches = batches.index_batches(0)
     loop.model.train()
     probe = index_batches[:PROBE_STEPS]
-    _probe_step(loop, batches, probe[0])  # the first step allocates the optimizer's state
-    # Each new batch width pays a one-off kernel selection (oneDNN on CPUs, cuDNN): timed once on new
-    # widths, then again on the same (cached) widths. A run pays the first for each distinct width it meets
-    # and the second for every other step; timing only one or the other was 1.5-4x off on small runs.
-    first, second = (_time_steps(loop, batches, probe) for _ in range(2))
-    rates = {"loading_model_s": loading, "tokenise_s_per_example": tokenise,
-             "train_s_per_example": second / sum(len(idx) for idx in probe),
-             "new_width_s": max(0.0, first - second) / max(1, len(probe) - 1),  # probe[0] is no longer new
-             "eval_s_per_example": _eval_seconds_per_sample(loop, batches, cfg, device),
-             "save_s": _save_seconds(loop.model), "token_lengths": [len(x) for x in ids]}
+    with governor:  # the thread count is restored however the probe ends
+        _probe_step(loop, batches, probe[0])  # the first step allocates the optimizer's state
+        # Each new batch width pays a one-off kernel selection (oneDNN on CPUs, cuDNN): timed once on new
+        # widths, then again on the same (cached) widths. A run pays the first for each distinct width it meets
+        # and the second for every other step; timing only one or the other was 1.5-4x off on small runs.
+        first, second = (_time_steps(loop, batches, probe) for _ in range(2))
+        rates = {"loading_model_s": loading, "tokenise_s_per_example": tokenise,
+                 "train_s_per_example": second / sum(len(idx) for idx in probe),
+                 "new_width_s": max(0.0, first - second) / max(1, len(probe) - 1),  # probe[0] is no longer new
+                 "eval_s_per_example": _eval_seconds_per_sample(loop, batches, cfg, device),
+                 "save_s": _save_seconds(loop.model), "token_lengths": [len(x) for x in ids]}
     peak, warning = None, None
     if device.startswith("cuda"):
         peak, warning = _probe_peak_memory(loop, tokenizer, cfg, device)
@@ -277,6 +285,7 @@ def _save_seconds(model: Any) -> float:
 
 
 def _probe_step(loop: TrainingLoop, batches: TokenBatches, idx: np.ndarray) -> None:
+    loop.cpu_threads.poll()  # between steps, as the run's loop does
     batch = {k: v.to(loop.device) for k, v in batches.collate(idx).items()}
     loss = loop._loss(batch)
     (loop.scaler.scale(loss) if loop.scaler else loss).backward()
