@@ -49,11 +49,11 @@ def measure_cold_starts_in_background() -> bool:
     return True
 
 
-def measure_cold_starts() -> None:
-    """For each offered kind with an estimate, text classifiers first (the most trained): a worker's start-up
-    and (neural kinds, the estimator module's `measure_cold`) its default model's cold load, where this machine
-    has not measured them yet."""
-    kinds = sorted((k for k in registry.all_kinds() if k.estimate and k.offered),
+def measure_cold_starts(names: tuple[str, ...] | None = None) -> None:
+    """For each offered kind with an estimate (or those `names`), text classifiers first (the most trained): a
+    worker's start-up and (neural kinds, the estimator module's `measure_cold`) its default model's cold load,
+    where this machine has not measured them yet."""
+    kinds = sorted((k for k in registry.all_kinds() if k.estimate and k.offered and (names is None or k.name in names)),
                    key=lambda k: str(k.task) != str(TaskKind.CLASSIFICATION))
     for kind in kinds:
         measure = getattr(importlib.import_module(kind.estimate.partition(":")[0]), "measure_cold", startup_seconds)
