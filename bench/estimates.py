@@ -23,7 +23,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-SHARED = ROOT.parent / "shared" / "datasets"
+# ../shared beside the main checkout; a worktree (/work/wt/NAME) finds it one level further up.
+SHARED = next((p / "shared" / "datasets" for p in (ROOT.parent, ROOT.parent.parent)
+               if (p / "shared" / "datasets").exists()), ROOT.parent / "shared" / "datasets")
 _home = Path(tempfile.mkdtemp(prefix="protolab-bench-estimates-"))  # never the user's data folder
 os.environ["PROTOLAB_HOME"] = str(_home)
 os.environ["DATABASE_URL"] = f"sqlite:///{_home / 'protolab.db'}"
@@ -141,6 +143,8 @@ def main() -> None:
     from db import init_db
 
     init_db()
+    if args.kinds and not (SHARED / "tweets-sentiment" / "tweets.csv").exists():
+        print(f"no {SHARED / 'tweets-sentiment'}: texts are synthetic stand-ins")
     if args.measured_at_start:
         from core.runs.estimates import measure_cold_starts
 

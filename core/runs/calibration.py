@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,10 @@ REAL_LOAD = "real_load_s"  # a run's seconds building its model, written by runs
 COLD_LOAD = "cold_load_s"  # the same measured by an estimate in a process that had not loaded it yet
 
 log = logging.getLogger(__name__)
+
+# The app's measurement at start writes from its own thread while pages' estimates write theirs: a read-merge-write
+# at a time, so neither drops the other's entry.
+_writing = threading.Lock()
 
 
 def key_of(model_kind: str, config: Any, device: str, threads: int) -> str:
@@ -57,12 +62,17 @@ def lookup(key: str) -> dict[str, Any] | None:
 
 def remember(key: str, **values: Any) -> None:
     """Merge `values` into the entry `key`, replacing the file in one step (a page never reads half of it)."""
+    with _writing:
+        _merge(key, values)
+
+
+def _merge(key: str, values: dict[str, Any]) -> None:
     data = _read()
     data[key] = {**data.get(key, {}), **values}
     path = _path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         partial.write_text(json.dumps(data, indent=1), encoding="utf-8")
         os.replace(partial, path)
     except OSError as exc:  # a read-only data folder: estimates still work, they just probe each time
