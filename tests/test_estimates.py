@@ -304,3 +304,20 @@ def test_the_probe_trains_with_the_threads_the_run_would_get(classification_data
     estimate_any(dataset(classification_dataset), "lstm", config)
     assert seen == [1] * (1 + 2 * text_estimate.PROBE_STEPS) + ["restored"]
     assert torch.get_num_threads() == threads_at_start
+
+
+def test_a_probe_whose_model_load_imported_nothing_was_warm_and_is_not_kept_as_cold(
+        classification_dataset: int, tiny_text_encoder: Path, launches: list,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some library of the kind still to import (sklearn.metrics, say) does not make the model's load cold: this
+    process built such a model already (the fixture did), its build imports nothing, and the cold load is timed in
+    a fresh process instead."""
+    from core.text import estimate as text_estimate
+    from core.text.config import build_config
+
+    monkeypatch.setattr(text_estimate, "imports_pending", lambda kind: True)
+    config = build_config("transformer", {"model_id": str(tiny_text_encoder), "batch_size": 8, "max_length": 32,
+                                          "device": "cpu", "epochs": 1})
+    est = estimate_any(dataset(classification_dataset), "transformer", config)
+    assert ("transformer", "core.text.estimate:build_cold") in launches
+    assert est.parts["loading the model"] == pytest.approx(4.2)

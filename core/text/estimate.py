@@ -10,6 +10,7 @@ and scaled to the dataset; `parts` says how the total splits, and bench/estimate
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -185,13 +186,13 @@ def _estimate_neural(train: pd.DataFrame, cfg: TrainConfig, family: str, n_train
     # still needed then. CUDA probes every time: the memory peak needs the model anyway.
     probed = None
     if rates is None or "token_lengths" not in rates or device.startswith("cuda"):
-        probed, peak, warning = _probe_rates(train, cfg, family, n_train, device)
+        probed, peak, warning = _probe_rates(train, cfg, family, n_train, device, cold_here)
         calibration.remember(key, **probed)
         rates = {**(rates or {}), **probed}
-    if load_s is None and probed is not None and cold_here:  # the kind's imports were still to do: a cold load
+    if load_s is None and probed is not None and probed["loading_model_cold"]:  # a cold load, as the worker's
         load_s = probed["loading_model_s"]
         calibration.remember(calibration.load_key(family, cfg), **{calibration.COLD_LOAD: load_s})
-    elif load_s is None and probed is None and cold_here:  # rates kept from before loads were kept apart
+    elif load_s is None and cold_here:  # no probe ran (rates kept), or its load was warm after all
         load_s = cold_load_seconds(family, cfg)
     real = rates.get(calibration.REAL)  # a real run's rate already holds its one-off costs of new widths
     per_sample, per_width = (float(real), 0.0) if real else (rates["train_s_per_example"], rates["new_width_s"])
@@ -211,9 +212,10 @@ def _estimate_neural(train: pd.DataFrame, cfg: TrainConfig, family: str, n_train
                                token_lengths=tuple(lengths))
 
 
-def _probe_rates(train: pd.DataFrame, cfg: TrainConfig, family: str, n_train: int, device: str
-                 ) -> tuple[dict[str, Any], int | None, str | None]:
-    """A few measured steps on a sample: seconds per example of each part, and (CUDA) the peak memory."""
+def _probe_rates(train: pd.DataFrame, cfg: TrainConfig, family: str, n_train: int, device: str,
+                 cold_here: bool = False) -> tuple[dict[str, Any], int | None, str | None]:
+    """A few measured steps on a sample: seconds per example of each part, whether its model load was cold, and
+    (CUDA) the peak memory."""
     import torch
 
     labels = sorted(set(train["label"].astype(str)))
@@ -222,10 +224,13 @@ def _probe_rates(train: pd.DataFrame, cfg: TrainConfig, family: str, n_train: in
     # box (issue 28, bench/estimates.py at load average 3-5). Started before the load, so it has a sample by the
     # first step.
     governor = CpuThreadGovernor(device, every_s=PROBE_GOVERNOR_S)
-    start = time.perf_counter()
+    start, modules = time.perf_counter(), set(sys.modules)
     seed_everything(cfg.seed)
     model, tokenizer = build_model(family, cfg, labels if len(labels) > 1 else [*labels, "other"])
     loading = time.perf_counter() - start
+    # Cold when the build had libraries' modules to import (the model's own, lazily: what the worker's build pays)
+    # and the estimate found the kind's libraries still to import; a build that imported none of them was warm.
+    cold = cold_here and any(not name.startswith("core.") for name in set(sys.modules) - modules)
     sample = train.sample(n=min(n_train, cfg.batch_size * (PROBE_STEPS + 1)), random_state=cfg.seed)
     start = time.perf_counter()
     ids = encode_texts(tokenizer, sample["text"].astype(str).tolist(), cfg.max_length)
@@ -244,7 +249,7 @@ def _probe_rates(train: pd.DataFrame, cfg: TrainConfig, family: str, n_train: in
         # widths, then again on the same (cached) widths. A run pays the first for each distinct width it meets
         # and the second for every other step; timing only one or the other was 1.5-4x off on small runs.
         first, second = (_time_steps(loop, batches, probe) for _ in range(2))
-        rates = {"loading_model_s": loading, "tokenise_s_per_example": tokenise,
+        rates = {"loading_model_s": loading, "loading_model_cold": cold, "tokenise_s_per_example": tokenise,
                  "train_s_per_example": second / sum(len(idx) for idx in probe),
                  "new_width_s": max(0.0, first - second) / max(1, len(probe) - 1),  # probe[0] is no longer new
                  "eval_s_per_example": _eval_seconds_per_sample(loop, batches, cfg, device),
