@@ -436,3 +436,24 @@ def tiny_text_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture
+def launches(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, str | None]]]:
+    """Worker-like launches (core.runs.timing.cold_start: a worker's start-up, a model's cold load) recorded instead of
+    run, each seconds of a core: every one says start-up 3 s, a load 4.2 s."""
+    from core.runs import calibration, timing
+    from core.text import estimate as text_estimate
+
+    launched: list[tuple[str, str | None]] = []
+
+    def fresh_process(kind: str, load: str | None = None, arg: str = "") -> timing.ColdStart:  # as the child would
+        launched.append((kind, load))
+        calibration.remember(timing.startup_key(kind), seconds=3.0)
+        return timing.ColdStart(startup_s=3.0, load_s=4.2 if load else None)
+
+    monkeypatch.setattr(timing, "cold_start", fresh_process)
+    monkeypatch.setattr(text_estimate, "cold_start", fresh_process)
+    timing.startup_seconds.cache_clear()  # measured once per process: earlier tests' figures are not this home's
+    yield launched
+    timing.startup_seconds.cache_clear()

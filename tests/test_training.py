@@ -436,7 +436,7 @@ def test_cancel_in_process_raises_run_cancelled(tmp_path: Path, classification_d
 
 # --- pre-flight estimate ---------------------------------------------------------------------------
 
-def test_estimate_run_measures_a_probe(classification_dataset: int) -> None:
+def test_estimate_run_measures_a_probe(classification_dataset: int, launches: list) -> None:
     from core.text.estimate import estimate_run, estimate_tfidf_run
     from db import datasets as dataset_queries
     from db import read_scope
