@@ -280,4 +280,5 @@ register_task(Task(
     claims="core.multilabel.dataset:claims_upload",
     versions=Versions(label="labels", target="core.multilabel.versions:tag_set_target",
                       stats="core.multilabel.versions:recount"),
-    demo=Demo("pages/tagging.py", "Tagging demo", "🏷️"), report="core.multilabel.report:multilabel_body"))
+    demo=Demo("pages/tagging.py", "Tagging demo", "🏷️"), report="core.multilabel.report:multilabel_body",
+    audit="core.multilabel.audit:audit_tag_sets"))

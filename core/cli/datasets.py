@@ -176,6 +176,12 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _issue_row(rec: dict[str, Any]) -> dict[str, Any]:
+    # A tag-set audit also says, per row, the tags likely missing and likely wrong (core.multilabel.audit).
+    return {k: rec[k] for k in ("row", "split", "text", "label", "suggested", "missing", "wrong", "score")
+            if k in rec}
+
+
 def _audit(args: argparse.Namespace) -> int:
     with read_scope() as s:
         dataset = _find(s, args.name)
@@ -188,10 +194,8 @@ def _audit(args: argparse.Namespace) -> int:
     possible = [rec for rec in findings["label_issues"] if not rec["likely"]]
     limit = args.limit or None
     out = {"dataset": name, "dataset_id": dataset_id, "audit_id": result.audit_id, **result.summary,
-           "rows": [{k: rec[k] for k in ("row", "split", "text", "label", "suggested", "score")}
-                    for rec in likely[:limit]],
-           "possible_rows": [{k: rec[k] for k in ("row", "split", "text", "label", "suggested", "score")}
-                             for rec in possible[:limit]] if args.all else [],
+           "rows": [_issue_row(rec) for rec in likely[:limit]],
+           "possible_rows": [_issue_row(rec) for rec in possible[:limit]] if args.all else [],
            "duplicates": findings["duplicates"][:limit],
            "small_classes_detail": result.small_classes, "zero_label": result.zero_label}
     if args.json:
@@ -204,7 +208,8 @@ def _audit(args: argparse.Namespace) -> int:
           f"{s['other_script']} in another script, "
           f"{s['small_classes']} classes too small ({s['seconds']:.1f} s)")
     for rec in out["rows"][:20]:
-        print(f"  row {rec['row']:>6} [{rec['split']}] {rec['label']} -> {rec['suggested']} "
+        tags = "".join(f" {sign}{t}" for sign, key in (("+", "missing"), ("-", "wrong")) for t in rec.get(key, []))
+        print(f"  row {rec['row']:>6} [{rec['split']}] {rec['label']} -> {rec['suggested']}{tags} "
               f"(score {rec['score']:.3f}): {rec['text'][:80]}")
     if result.zero_label:
         test = (result.zero_label.get("reports") or {}).get("test")

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import functools
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from core.data.storage import load_frame
-from core.health.audit import AuditError, cv_probabilities, oddities, parse_source
+from core.health.audit import AuditError, cv_probabilities, oddities, parse_source, run_audit
 from core.health.duplicates import normalise_text
 from core.health.embeddings import Encoder
 from core.health.jobs import config_from_dict
 from core.runs.timing import startup_seconds
+from core.tasks import get_task
 from core.text.estimate import Estimate, estimate_from_parts
 
 PROBE_ROWS = 384  # rows the probe embeds and cross-validates: about 2-3 s on the 2-core box
@@ -46,7 +48,7 @@ def estimate_audit(dataset: Any, model_kind: str, config: dict[str, Any]) -> Est
     if n == 0:
         raise AuditError("the dataset has no rows to audit")
     sample = frame.sample(min(n, PROBE_ROWS), random_state=cfg.seed) if n > PROBE_ROWS else frame
-    texts, labels = sample["text"].astype(str).tolist(), sample["label"].astype(str).to_numpy()
+    texts = sample["text"].astype(str).tolist()
     scale = n / len(sample)
     embeddings = None
     if cfg.embeddings:
@@ -54,10 +56,18 @@ def estimate_audit(dataset: Any, model_kind: str, config: dict[str, Any]) -> Est
         start = time.perf_counter()
         embeddings = encoder.encode(texts)
         parts["embedding texts"] = load_s + (time.perf_counter() - start) * scale
-    if parse_source(cfg.source) is None:
+    audit = get_task(dataset.task).part("audit")
+    if audit is not run_audit:  # another task's audit (tag sets): its own steps, embeddings timed above
         start = time.perf_counter()
         try:
-            cv_probabilities(texts, labels, cfg, embeddings=embeddings)
+            audit(sample, replace(cfg, embeddings=False))
+        except AuditError:
+            pass
+        parts["label errors"] = (time.perf_counter() - start) * scale
+    elif parse_source(cfg.source) is None:
+        start = time.perf_counter()
+        try:
+            cv_probabilities(texts, sample["label"].astype(str).to_numpy(), cfg, embeddings=embeddings)
         except AuditError:  # a sample too small for every class: the whole dataset may still do
             pass
         parts["label errors"] = (time.perf_counter() - start) * scale

@@ -99,6 +99,9 @@ def run_probabilities(s: Session, dataset: Dataset, run_id: int,
                          f"'{dataset.name}': its predictions cannot audit these rows")
     if frame is None:
         return None
+    if "label" not in frame.columns:  # tag sets: their audit takes cross-validated probabilities only
+        raise AuditError(f"'{dataset.name}' holds {get_task(dataset.task).holds}: audit it with source cv, not a "
+                         "run's predictions")
     names = [str(x) for x in load_meta(run_id).get("labels") or []]
     slots = _row_slots(frame)
     probas, rows, used = [], [], set()
