@@ -154,6 +154,12 @@ class Task:
     # "module:function" (frame, AuditConfig, run_probabilities=, on_progress=, should_stop=) -> AuditResult: how the
     # Data health tab and `protolab datasets audit` audit one of its datasets (None: its datasets are not audited).
     audit: str | None = None
+    # "module:function" (sample frame, AuditConfig, embeddings or None) -> None: the label-error step of its audit
+    # that the pre-flight estimate times on a sample (None: the classification audit's cross-validation).
+    audit_probe: str | None = None
+    audit_from_runs: bool = True  # its audit can take a completed run's held-out probabilities (source run:ID)
+    # (ui) "module:function" (dataset id, the stored audit as a plain dict): what the Data health tab shows of it
+    health_view: str = "ui.data_health:findings_view"
 
     def part(self, name: str) -> Any:
         """The function one of its references names: `task.part("evaluate")(run, split)`."""
@@ -281,4 +287,5 @@ register_task(Task(
     versions=Versions(label="labels", target="core.multilabel.versions:tag_set_target",
                       stats="core.multilabel.versions:recount"),
     demo=Demo("pages/tagging.py", "Tagging demo", "🏷️"), report="core.multilabel.report:multilabel_body",
-    audit="core.multilabel.audit:audit_tag_sets"))
+    audit="core.multilabel.audit:audit_tag_sets", audit_probe="core.multilabel.audit:probe", audit_from_runs=False,
+    health_view="ui.multilabel_health:tag_findings_view"))

@@ -10,17 +10,23 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from core.cli import main
 from core.data.storage import load_frame
 from core.health.audit import AuditConfig
+from core.health.jobs import audit_dataset
 from core.multilabel.audit import audit_tag_sets
 from core.multilabel.labels import decode, encode
 from core.tasks import get_task
-from db import session_scope
-from db.datasets import get_dataset_by_name
+from db import audits as audit_queries
+from db import read_scope, session_scope
+from db.datasets import get_dataset_by_name, list_datasets
 from db.enums import TaskKind
+from tests.helpers import wait_until_finished
 from tests.test_multilabel_runs import WORDS, write_tickets
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "datasets.py")
 
 ROWS, CORRUPTED = 180, 20
 
@@ -121,3 +127,55 @@ def test_cli_audits_a_multilabel_dataset_and_versions_the_suggestions(tmp_path: 
     # Measured: every row changed is a corrupted one given back its true set.
     restored = sum(t in corrupted and s == sorted(corrupted[t][0]) for t, s in changed.items())
     assert len(changed) == version["relabelled"] and restored >= len(changed) * 2 // 3, (restored, changed)
+
+
+def page() -> AppTest:
+    return AppTest.from_file(PAGE, default_timeout=120).run()  # the audit's estimate starts a process once
+
+
+def test_the_tab_runs_a_multilabel_audit_in_the_background_and_shows_it(tmp_path: Path) -> None:
+    dataset_id, _ = add(tmp_path)
+    at = page()
+    assert at.selectbox(key="health_dataset").options == ["tickets"]
+    assert at.selectbox(key="health_source").options == ["cross-validated TF-IDF (all rows)"]  # no run sources
+    at.toggle(key="health_embeddings").set_value(False)
+    at.button(key="health_run").click().run()
+    assert not at.exception and not at.error
+    with read_scope() as s:
+        run_id = audit_queries.latest_audit_run(s, dataset_id).id
+    wait_until_finished(run_id)
+    at = page()
+    assert not at.exception and not at.error
+    found = {m.label: m.value for m in at.metric}
+    assert int(found["Likely tag errors"]) >= 5
+
+
+def test_the_tab_filters_flags_by_tag_and_saves_the_suggested_sets(tmp_path: Path) -> None:
+    dataset_id, corrupted = add(tmp_path)
+    audit = audit_dataset(dataset_id, AuditConfig(embeddings=False))
+    at = page()
+    assert not at.exception
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    chart = next(c for c in charts if c["layout"]["title"]["text"] == "Likely tag errors per tag")
+    assert {y for trace in chart["data"] for y in trace["y"]} == set(WORDS)
+    every = at.dataframe(key=f"health_tag_marks_{audit.audit_id}_every tag_False_False").value
+    likely = audit.label_issues[audit.label_issues["likely"]]
+    assert len(every) == len(likely)
+    at.selectbox(key="health_tag").set_value("praise").run()
+    praise = at.dataframe(key=f"health_tag_marks_{audit.audit_id}_praise_False_False").value
+    assert 0 < len(praise) <= len(every)
+    assert all("praise" in [*m, *w] for m, w in zip(praise["missing"], praise["wrong"], strict=True))
+    assert at.button(key="health_save").disabled  # nothing accepted yet
+    at.selectbox(key="health_tag").set_value("every tag").run()
+    at.toggle(key="health_accept_all").set_value(True).run()
+    at.button(key="health_save").click().run()
+    assert not at.exception and not at.error
+    with read_scope() as s:
+        version = next(d for d in list_datasets(s) if d.parent_id == dataset_id)
+        version_id, relabelled, marked = version.id, version.changes["relabelled"], version.changes["test_marks"]
+        assert any(version.name in m.value for m in at.success)
+    assert relabelled + len(marked) == len(likely) and relabelled > 0
+    new = stored_frame(version_id)
+    fixed = {t: sorted(decode(v)) for t, v in zip(new["text"], new["labels"], strict=True)}
+    moved = [t for t in likely["text"] if likely.set_index("text").at[t, "split"] != "test"]
+    assert sum(t in corrupted and fixed[t] == corrupted[t][0] for t in moved) >= len(moved) * 2 // 3

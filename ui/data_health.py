@@ -19,7 +19,7 @@ from core.health import jobs as health_jobs
 from core.health.audit import CERTAINTY
 from core.runs import jobs, scheduling
 from core.runs.estimates import estimate_any
-from core.tasks import all_tasks
+from core.tasks import all_tasks, get_task
 from db import audits as audit_queries
 from db import datasets as dataset_queries
 from db import read_scope, session_scope
@@ -45,8 +45,10 @@ def data_health_tab() -> None:
         audit = _plain_audit(audit_queries.latest_audit(s, dataset_id))
         failed = audit_run.error if audit_run is not None and audit_run.status == RunStatus.FAILED else None
         models = run_queries.list_runs(s, dataset_id=dataset_id, statuses=[RunStatus.COMPLETED], models_only=True)
-        sources = [CV, *(f"run:{r.id}" for r in models)]
-        labels = sorted((dataset_queries.get_dataset(s, dataset_id).stats or {}).get("classes") or {})
+        dataset = dataset_queries.get_dataset(s, dataset_id)
+        task = get_task(dataset.task)
+        sources = [CV, *(f"run:{r.id}" for r in models if task.audit_from_runs)]
+        labels = sorted((dataset.stats or {}).get("classes") or {})
     if running:
         audit_progress(audit_run.id)
     else:
@@ -56,7 +58,7 @@ def data_health_tab() -> None:
     if audit is None:
         st.info("This dataset has not been audited yet.")
         return
-    findings_view(dataset_id, audit)
+    task.part("health_view")(dataset_id, audit)
     retrain_offer(dataset_id, models[0].id if models else None)
 
 
@@ -132,15 +134,21 @@ def _plain_audit(audit: Any) -> dict[str, Any] | None:
             "findings": dict(audit.findings or {}), "zero_label": dict(audit.zero_label or {})}
 
 
-def findings_view(dataset_id: int, audit: dict[str, Any]) -> None:
-    summary, findings = audit["summary"], audit["findings"]
+def headline_metrics(summary: dict[str, Any], errors: str, errors_help: str) -> None:
+    """The four counts atop an audit's findings: its likely label errors (as the task calls them), near-duplicates,
+    rows leaking across splits and oddities."""
     cols = st.columns(4)
-    cols[0].metric("Likely label errors", summary.get("label_issues", 0),
-                   help=f"Rows the held-out models are at least {summary.get('certainty', CERTAINTY):.0%} sure are "
-                        f"labelled wrong; {summary.get('possible_label_issues', 0):,} more are possible errors.")
+    cols[0].metric(errors, summary.get("label_issues", 0), help=errors_help)
     cols[1].metric("Near-duplicates", summary.get("near_duplicates", 0))
     cols[2].metric("Leaking across splits", summary.get("leakage", 0))
     cols[3].metric("Oddities", sum(int(summary.get(k) or 0) for k in ("empty", "long", "other_script")))
+
+
+def findings_view(dataset_id: int, audit: dict[str, Any]) -> None:
+    summary, findings = audit["summary"], audit["findings"]
+    headline_metrics(summary, "Likely label errors",
+                     f"Rows the held-out models are at least {summary.get('certainty', CERTAINTY):.0%} sure are "
+                     f"labelled wrong; {summary.get('possible_label_issues', 0):,} more are possible errors.")
     st.plotly_chart(audit_counts(summary), key="health_chart")
     st.caption(f"Audit #{audit['id']} · source {audit['source']} · {summary.get('rows_checked_for_label_issues', 0):,}"
                f" of {summary.get('rows', 0):,} rows checked for label errors · {summary.get('seconds', 0):.1f} s")
@@ -151,6 +159,11 @@ def findings_view(dataset_id: int, audit: dict[str, Any]) -> None:
     for small in findings.get("small_classes", []):
         st.warning(f"Class '{small['label']}' is too small for the split: {small['reason']}.")
     marks_editor(dataset_id, audit)
+    other_findings(findings)
+
+
+def other_findings(findings: dict[str, Any]) -> None:
+    """The near-duplicates and oddities an audit found, each in an expander (any text task's audit)."""
     with st.expander(f"Near-duplicates ({len(findings.get('duplicates', []))})"):
         st.dataframe(pd.DataFrame(findings.get("duplicates", [])), hide_index=True, key="health_duplicates")
     with st.expander(f"Oddities ({len(findings.get('oddities', []))})"):
@@ -194,13 +207,22 @@ def marks_editor(dataset_id: int, audit: dict[str, Any]) -> None:
                                     help="Share of this audit mode's flags scored like this one that were "
                                          "really mislabelled, judged by hand on real tweets (BENCHMARKS.md)"),
                                 "relabel_to": st.column_config.SelectboxColumn("relabel to", options=labels)})
-    changes = health_jobs.marks_to_changes(edited)
-    duplicates = audit["findings"].get("duplicates", [])
+    changes = with_duplicates(health_jobs.marks_to_changes(edited), audit["findings"].get("duplicates", []))
+    save_version(dataset_id, changes)
+
+
+def with_duplicates(changes: list[dict[str, Any]], duplicates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The marks' changes, plus an exclusion of every near-duplicate not marked already when the user asks."""
     if duplicates and st.checkbox(f"Also exclude the {len(duplicates)} near-duplicates (the copy in the earliest "
                                   "split is kept)", key="health_exclude_dups"):
-        marked = {c["row"] for c in changes}
-        changes += [{"action": "exclude", "row": int(d["row"]), "split": d["split"], "text": d["text"],
-                     "label": d["label"]} for d in duplicates if int(d["row"]) not in marked]
+        marked = {c.get("row") for c in changes}
+        changes = changes + [{"action": "exclude", "row": int(d["row"]), "split": d["split"], "text": d["text"],
+                              "label": d["label"]} for d in duplicates if int(d["row"]) not in marked]
+    return changes
+
+
+def save_version(dataset_id: int, changes: list[dict[str, Any]]) -> None:
+    """The button that saves the marked changes as a new dataset version (its name kept for the retrain offer)."""
     if on_test := sum(1 for c in changes if c.get("split") == "test"):
         st.caption(f"{on_test} of these are test rows: they are marked, not changed, so the test set stays as "
                    "uploaded and scores stay comparable (make a new test set from the marks on Evaluate).")

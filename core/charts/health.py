@@ -40,3 +40,18 @@ def _colour(key: str) -> str:
     # red: act on these; grey: look if there is time (cleanlab doubts them, less surely); blue: the rest
     return "#d62728" if key in ("label_issues", "leakage") else "#9e9e9e" if key == "possible_label_issues" \
         else "#1f77b4"
+
+
+def tag_issue_counts(issues_per_tag: Mapping[str, Mapping[str, int]]) -> go.Figure:
+    """A multi-label audit's flags per tag: stacked horizontal bars of the rows likely missing each tag (red) and
+    the rows likely tagged with it wrongly (orange), the tags with most flags first."""
+    tags = sorted(issues_per_tag, key=lambda t: (-sum(issues_per_tag[t].values()), t))
+    fig = go.Figure()
+    for kind, name, colour in (("missing", "tag likely missing", "#d62728"), ("wrong", "tag likely wrong", "#ff7f0e")):
+        counts = [int(issues_per_tag[t].get(kind) or 0) for t in tags]
+        fig.add_trace(go.Bar(x=counts, y=tags, orientation="h", name=name, marker_color=colour,
+                             hovertemplate=f"%{{y}}: %{{x}} rows with the {name}<extra></extra>"))
+    fig.update_layout(title="Likely tag errors per tag", template="plotly_white", barmode="stack", xaxis_title="rows",
+                      yaxis=dict(autorange="reversed"), margin=dict(l=40, r=20, t=50, b=40),
+                      height=max(260, 60 + 28 * len(tags)), legend=dict(orientation="h", y=-0.2))
+    return fig

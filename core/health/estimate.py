@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from core.data.storage import load_frame
-from core.health.audit import AuditError, cv_probabilities, oddities, parse_source, run_audit
+from core.health.audit import AuditError, cv_probabilities, oddities, parse_source
 from core.health.duplicates import normalise_text
 from core.health.embeddings import Encoder
 from core.health.jobs import config_from_dict
@@ -56,12 +55,12 @@ def estimate_audit(dataset: Any, model_kind: str, config: dict[str, Any]) -> Est
         start = time.perf_counter()
         embeddings = encoder.encode(texts)
         parts["embedding texts"] = load_s + (time.perf_counter() - start) * scale
-    audit = get_task(dataset.task).part("audit")
-    if audit is not run_audit:  # another task's audit (tag sets): its own steps, embeddings timed above
+    task = get_task(dataset.task)
+    if task.audit_probe is not None:  # another task's label-error step (tag sets), on the same sample
         start = time.perf_counter()
         try:
-            audit(sample, replace(cfg, embeddings=False))
-        except AuditError:
+            task.part("audit_probe")(sample, cfg, embeddings)
+        except AuditError:  # a sample too small: the whole dataset may still do
             pass
         parts["label errors"] = (time.perf_counter() - start) * scale
     elif parse_source(cfg.source) is None:

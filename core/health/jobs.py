@@ -93,15 +93,15 @@ def run_probabilities(s: Session, dataset: Dataset, run_id: int,
                       frame: pd.DataFrame | None) -> tuple[np.ndarray, list[str], np.ndarray] | None:
     """A completed run's held-out probabilities (validation and test) matched to the dataset's rows."""
 
+    if not get_task(dataset.task).audit_from_runs:
+        raise AuditError(f"'{dataset.name}' holds {get_task(dataset.task).holds}: audit it with source cv, not a "
+                         "run's predictions")
     run = completed_run(s, run_id, dataset.task, "be an audit source")
     if run.dataset_id != dataset.id:
         raise AuditError(f"run {run_id} was trained on another dataset (id {run.dataset_id}), not "
                          f"'{dataset.name}': its predictions cannot audit these rows")
     if frame is None:
         return None
-    if "label" not in frame.columns:  # tag sets: their audit takes cross-validated probabilities only
-        raise AuditError(f"'{dataset.name}' holds {get_task(dataset.task).holds}: audit it with source cv, not a "
-                         "run's predictions")
     names = [str(x) for x in load_meta(run_id).get("labels") or []]
     slots = _row_slots(frame)
     probas, rows, used = [], [], set()

@@ -136,6 +136,14 @@ def cv_tag_probabilities(texts: Sequence[str], y: np.ndarray, cfg: AuditConfig, 
     return proba
 
 
+def probe(frame: pd.DataFrame, cfg: AuditConfig, embeddings: np.ndarray | None) -> None:
+    """What the audit estimate times on a sample: the cross-validated tag probabilities, the costly step (cleanlab's
+    filter on them takes a fraction of it, and importing it in the page's process is left to the audit's worker)."""
+    sets = [decode(v) for v in frame[LABELS].fillna("[]").astype(str)]
+    tags = sorted(set().union(*map(set, sets)))
+    cv_tag_probabilities(frame["text"].astype(str).tolist(), to_matrix(sets, tags), cfg, embeddings=embeddings)
+
+
 def _fold_proba(clf: Any, x_fit: Any, y_fit: np.ndarray, x_held: Any) -> np.ndarray:
     import warnings
 
@@ -208,6 +216,7 @@ def suggested_changes(issues: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for issue in issues:
         wanted = sorted(issue["suggested"])
         if wanted != sorted(decode(issue["label"])):
-            changes.append({"action": "relabel", "split": issue["split"], "text": issue["text"],
-                            "label": issue["label"], "row_id": int(issue["row_id"]), "to": wanted})
+            changes.append({"action": "relabel", "row": int(issue["row"]), "split": issue["split"],
+                            "text": issue["text"], "label": issue["label"], "row_id": int(issue["row_id"]),
+                            "to": wanted})
     return changes
