@@ -179,3 +179,12 @@ def test_the_tab_filters_flags_by_tag_and_saves_the_suggested_sets(tmp_path: Pat
     fixed = {t: sorted(decode(v)) for t, v in zip(new["text"], new["labels"], strict=True)}
     moved = [t for t in likely["text"] if likely.set_index("text").at[t, "split"] != "test"]
     assert sum(t in corrupted and fixed[t] == corrupted[t][0] for t in moved) >= len(moved) * 2 // 3
+
+
+def test_a_runs_predictions_cannot_audit_tag_sets(tmp_path: Path) -> None:
+    from core.health.audit import AuditError
+    from core.health.jobs import start_audit
+
+    dataset_id, _ = add(tmp_path)
+    with session_scope() as s, pytest.raises(AuditError, match="audit it with source cv"):
+        start_audit(s, dataset_id, {"source": "run:1", "embeddings": False})
