@@ -72,7 +72,7 @@ def test_the_audit_flags_the_corrupted_tag_sets_and_suggests_the_removed_tags(tm
     issues = result.label_issues
     flagged = set(issues["text"])
     found = flagged & set(corrupted)
-    # Measured (write_tickets seeds 0-3): 15-20 of the 20 corrupted rows flagged, 1-3 clean ones; each row that
+    # Measured (write_tickets seeds 0-3): 15-20 of the 20 corrupted rows flagged, 0-2 clean ones; each row that
     # lost a tag and was flagged got its true set back as the suggestion.
     assert len(found) >= CORRUPTED // 2, (len(found), len(issues))
     assert len(flagged - set(corrupted)) <= 5
@@ -116,7 +116,8 @@ def test_cli_audits_a_multilabel_dataset_and_versions_the_suggestions(tmp_path: 
     assert len({r["text"] for r in rows} & set(corrupted)) >= CORRUPTED // 2
     assert all({"missing", "wrong", "suggested"} <= set(r) for r in rows)
     assert main(["datasets", "audit", "tickets", "--no-embeddings"]) == 0
-    assert "likely label errors" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "likely label errors" in printed and (" +" in printed or " -" in printed)  # tags missing / wrong
     # The likely errors' suggested sets become a version, each a whole tag set.
     assert main(["datasets", "version", "tickets", "--relabel-suggested", "--min-score", "0", "--json"]) == 0
     version = json.loads(capsys.readouterr().out)

@@ -6,6 +6,7 @@ Bad input prints one line on stderr, exits non-zero and stores nothing.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -209,7 +210,8 @@ def _audit(args: argparse.Namespace) -> int:
           f"{s['small_classes']} classes too small ({s['seconds']:.1f} s)")
     for rec in out["rows"][:20]:
         tags = "".join(f" {sign}{t}" for sign, key in (("+", "missing"), ("-", "wrong")) for t in rec.get(key, []))
-        print(f"  row {rec['row']:>6} [{rec['split']}] {rec['label']} -> {rec['suggested']}{tags} "
+        suggested = rec["suggested"] if isinstance(rec["suggested"], str) else json.dumps(rec["suggested"])
+        print(f"  row {rec['row']:>6} [{rec['split']}] {rec['label']} -> {suggested}{tags} "
               f"(score {rec['score']:.3f}): {rec['text'][:80]}")
     if result.zero_label:
         test = (result.zero_label.get("reports") or {}).get("test")

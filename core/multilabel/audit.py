@@ -123,14 +123,19 @@ def cv_tag_probabilities(texts: Sequence[str], y: np.ndarray, cfg: AuditConfig, 
     for k, (fit, held) in enumerate(splitter.split(features)):
         if should_stop():
             raise AuditCancelled()
-        # liblinear, as the multi-label TF-IDF baseline: K small binary problems, each fast on sparse rows
-        clf = OneVsRestClassifier(LogisticRegression(C=tf.C, max_iter=tf.max_iter, solver="liblinear"))
+        # liblinear, as the multi-label TF-IDF baseline: K small binary problems, each fast on sparse rows. Balanced
+        # weights, as a tag is a rare yes among many noes: unweighted, a ticket saying "charge refund" got 0.39 for
+        # billing; balanced, fewer clean rows were flagged (0-1 against 1-2 of 180) and more suggested sets were
+        # the true ones (52 of 54 corrupted rows found against 49, write_tickets seeds 0-2).
+        clf = OneVsRestClassifier(LogisticRegression(C=tf.C, max_iter=tf.max_iter, solver="liblinear",
+                                                     class_weight="balanced"))
         proba[held] = _fold_proba(clf, features[fit], y[fit], features[held])
         if embeddings is not None:
             dense = np.asarray(embeddings)
             with one_blas_thread():
-                dense_proba = _fold_proba(OneVsRestClassifier(LogisticRegression(C=tf.C, max_iter=tf.max_iter)),
-                                          dense[fit], y[fit], dense[held])
+                dense_clf = OneVsRestClassifier(LogisticRegression(C=tf.C, max_iter=tf.max_iter,
+                                                                   class_weight="balanced"))
+                dense_proba = _fold_proba(dense_clf, dense[fit], y[fit], dense[held])
             proba[held] = (proba[held] + dense_proba) / 2
         on_progress(0.55 + 0.25 * (k + 1) / folds, f"cross-validated tag models: fold {k + 1} of {folds}")
     return proba
