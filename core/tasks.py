@@ -99,6 +99,25 @@ class Versions:
 
 
 @dataclass(frozen=True)
+class Labelling:
+    """How the Label page labels an unlabelled pool of texts with this task's labels (core.labelling.pool)."""
+
+    choice: str  # what the label-set editor offers: "one label per text", "several tags per text"
+    # A text gets a set of labels (toggled, then confirmed; stored encoded as the task's datasets store a row's
+    # tags) rather than one label (a key gives it and moves on).
+    several: bool
+    # "module:function" (a text's labels, a list) -> the string stored for them (LabelEvent.label), and back
+    encode: str
+    decode: str
+    # "module:function" (ParsedTable of `text` and `label` as stored, SplitConfig) -> PreparedDataset: the
+    # labelled rows prepared as one of the task's datasets ("save as a version")
+    prepare: str
+    # "module:function" (RunContext, retrain config, the pool, its LabelState) -> the retrain's metrics: the
+    # background model behind the suggestions, trained on the labels so far
+    retrain: str
+
+
+@dataclass(frozen=True)
 class Task:
     """Everything Protolab needs to know about one task. References marked (ui) draw with Streamlit."""
 
@@ -160,6 +179,7 @@ class Task:
     audit_from_runs: bool = True  # its audit can take a completed run's held-out probabilities (source run:ID)
     # (ui) "module:function" (dataset id, the stored audit as a plain dict): what the Data health tab shows of it
     health_view: str = "ui.data_health:findings_view"
+    labelling: Labelling | None = None  # how the Label page labels texts with its labels (None: it does not)
 
     def part(self, name: str) -> Any:
         """The function one of its references names: `task.part("evaluate")(run, split)`."""
@@ -198,6 +218,11 @@ def all_tasks() -> list[Task]:
     """Every registered task, in registration order: the order pickers show."""
     load_plugins()
     return list(_tasks.tasks.values())
+
+
+def labelling_tasks() -> list[Task]:
+    """The tasks whose labels the Label page can give, in registration order (the first is the default)."""
+    return [task for task in all_tasks() if task.labelling is not None]
 
 
 def demos() -> list[Demo]:
@@ -243,7 +268,9 @@ register_task(Task(
     cli_prepare="core.cli.datasets:prepare_classification_args", verb="predict", versions=Versions(),
     pyfunc_predict="core.tracking.pyfunc:classify_frame",
     tracked_figures="core.tracking.figures:classification_figures", audit="core.health.audit:run_audit",
-    report="core.export.report:classification_body"))
+    report="core.export.report:classification_body",
+    labelling=Labelling("one label per text", False, "core.labelling.pool:one_label", "core.labelling.pool:as_list",
+                        "core.labelling.pool:prepare_classes", "core.labelling.retrain:train_on_classes")))
 register_task(Task(
     TaskKind.INTERACTIONS, "interactions", "interactions", "a recommender run",
     Headline(at_k("ndcg"), f"NDCG@{DISPLAY_K}"), tuple(ranking_keys()),
@@ -270,6 +297,7 @@ register_task(replace(
     cli_prepare="core.images.reading:prepare_from_args", reader="core.images.reading:read_images",
     verb="classify", serve="core.images.api:classify", serve_files="core.images.api:classify_files",
     claims="core.images.reading:looks_like_images", audit=None,  # the text audit reads texts, not images
+    labelling=None,
     versions=Versions("image", files="core.images.versions:linked_images", stats="core.images.versions:counts",
                       preview="core.images.gallery:thumbnail_uris")))
 register_task(Task(
@@ -288,4 +316,6 @@ register_task(Task(
                       stats="core.multilabel.versions:recount"),
     demo=Demo("pages/tagging.py", "Tagging demo", "🏷️"), report="core.multilabel.report:multilabel_body",
     audit="core.multilabel.audit:audit_tag_sets", audit_probe="core.multilabel.audit:probe", audit_from_runs=False,
-    health_view="ui.multilabel_health:tag_findings_view"))
+    health_view="ui.multilabel_health:tag_findings_view",
+    labelling=Labelling("several tags per text", True, "core.multilabel.labels:encode", "core.multilabel.labels:decode",
+                        "core.multilabel.labelling:prepare_labelled", "core.multilabel.labelling:train_on_tag_sets")))

@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from db.models import LabelClass, LabelEvent, Run
+from db.models import LabelClass, LabelEvent, LabelSet, Run
 
 
 def label_classes(s: Session, dataset_id: int) -> Sequence[LabelClass]:
@@ -27,6 +27,26 @@ def replace_label_classes(s: Session, dataset_id: int, classes: Sequence[tuple[s
     for position, (name, description) in enumerate(classes):
         s.add(LabelClass(dataset_id=dataset_id, name=name, description=description, position=position))
     s.flush()
+
+
+def label_set_task(s: Session, dataset_id: int) -> str | None:
+    """The task a pool's labels make (None: never chosen, one label a text)."""
+    return s.scalar(select(LabelSet.task).where(LabelSet.dataset_id == dataset_id))
+
+
+def set_label_set_task(s: Session, dataset_id: int, task: str) -> None:
+    found = s.get(LabelSet, dataset_id)
+    if found is None:
+        s.add(LabelSet(dataset_id=dataset_id, task=str(task)))
+    else:
+        found.task = str(task)
+    s.flush()
+
+
+def count_labels(s: Session, dataset_id: int) -> int:
+    """Label events that are not skips: any at all means the kind of label set can no longer change."""
+    return s.scalar(select(func.count()).select_from(LabelEvent)
+                    .where(LabelEvent.dataset_id == dataset_id, LabelEvent.label.is_not(None))) or 0
 
 
 def add_label_event(s: Session, dataset_id: int, row_index: int, label: str | None) -> LabelEvent:

@@ -243,6 +243,16 @@ class LabelClass(Base):
     position: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class LabelSet(Base):
+    """The kind of label set a pool has: the task its labels make (one label a text, or a tag set a text); a pool
+    without a row labels one label a text."""
+
+    __tablename__ = "label_sets"
+
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
+    task: Mapped[str] = mapped_column(_TaskName())  # a TaskKind whose entry has a `labelling`
+
+
 class LabelEvent(Base):
     """One label given to one row of an unlabelled dataset, as it was given (an append-only log).
 
@@ -255,7 +265,8 @@ class LabelEvent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
     row_index: Mapped[int] = mapped_column(Integer)  # the row's position in the dataset's data file
-    label: Mapped[str | None] = mapped_column(String(100))
+    # A class name, or a tag set encoded as multi-label datasets store one (a JSON list; "[]" is no tag).
+    label: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

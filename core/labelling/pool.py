@@ -1,5 +1,6 @@
-"""Labelling an unlabelled dataset: its label set, the labels given (stored as given), undo, and saving the
-labelled rows as a normal labelled dataset version.
+"""Labelling an unlabelled dataset: its label set (one label a text, or a tag set a text: the task its labels
+make, core.tasks' `labelling`), the labels given (stored as given), undo, and saving the labelled rows as a normal
+labelled dataset version of that task.
 
 Every function takes the caller's session and leaves the commit to it; the Label page commits each label at
 once, so a refresh or a crash loses none.
@@ -17,9 +18,10 @@ from sqlalchemy.orm import Session
 from core.data.classification import prepare_classification
 from core.data.datasets import check_name
 from core.data.storage import load_frame, write_dataset
-from core.data.types import ClassificationMapping, DatasetError, ParsedTable, SplitConfig
+from core.data.types import ClassificationMapping, DatasetError, ParsedTable, PreparedDataset, SplitConfig
 from core.data.versions import free_name
 from core.runs import registry
+from core.tasks import Labelling, Task, get_task, labelling_tasks, resolve
 from db import datasets as dataset_queries
 from db import labelling as label_queries
 from db.enums import TaskKind
@@ -42,20 +44,51 @@ class LabelClassInfo:
 
 @dataclass(frozen=True)
 class LabelState:
-    """Where labelling of one dataset stands: its classes, each row's current label, the skipped rows."""
+    """Where labelling of one dataset stands: its classes, each row's current label, the skipped rows, and the
+    task its labels make (one label a text, or a tag set)."""
 
     classes: list[LabelClassInfo]
-    labels: dict[int, str]  # row index -> its latest label
+    labels: dict[int, str]  # row index -> its latest label, as stored (a tag set encoded as its task stores one)
     skipped: set[int]  # rows whose latest event is a skip
+    task: str = TaskKind.CLASSIFICATION
 
     @property
     def class_names(self) -> list[str]:
         return [c.name for c in self.classes]
 
     @property
+    def labelling(self) -> Labelling:
+        return labelling_of(self.task)
+
+    @property
+    def sets(self) -> dict[int, list[str]]:
+        """Row index -> the labels given to it (one for a class; any number, none included, for a tag set)."""
+        decode = resolve(self.labelling.decode)
+        return {row: decode(value) for row, value in self.labels.items()}
+
+    @property
     def counts(self) -> dict[str, int]:
-        found = Counter(self.labels.values())
+        """Rows per label (for tag sets: rows that have the tag)."""
+        found = Counter(name for labels in self.sets.values() for name in labels)
         return {name: found.get(name, 0) for name in self.class_names}
+
+
+def labelling_of(task: str) -> Labelling:
+    found = get_task(task).labelling
+    if found is None:
+        raise LabellingError(f"the Label page does not label texts for {get_task(task).holds}")
+    return found
+
+
+def one_label(labels: list[str]) -> str:
+    """A one-label task's `encode`: the class name as it is."""
+    if len(labels) != 1:
+        raise LabellingError(f"one label per text: got {len(labels)} ({', '.join(labels) or 'none'})")
+    return labels[0]
+
+
+def as_list(stored: str) -> list[str]:
+    return [stored]
 
 
 def is_unlabelled(dataset: Dataset) -> bool:
@@ -104,15 +137,29 @@ def parse_label_set(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def set_label_set(s: Session, dataset_id: int, classes: list[tuple[str, str]]) -> None:
-    """Store the label set; a label already given to rows cannot be dropped (relabel or undo them first)."""
+def set_label_set(s: Session, dataset_id: int, classes: list[tuple[str, str]], task: str | None = None) -> None:
+    """Store the label set (and, when given, the task its labels make: one label a text or a tag set); a label
+    already given to rows cannot be dropped, nor the kind of label set changed once texts are labelled."""
     dataset = _pool(s, dataset_id)
+    state = label_state(s, dataset.id)
+    if task is not None and str(task) != str(state.task):
+        labelling_of(task)
+        if given := label_queries.count_labels(s, dataset.id):
+            raise LabellingError(f"{given} texts are already labelled with {state.labelling.choice}; undo them "
+                                 f"first to switch to {labelling_of(task).choice}")
+        label_queries.set_label_set_task(s, dataset.id, str(task))
     kept = {name for name, _ in classes}
     for old in label_queries.label_classes(s, dataset.id):
-        used = label_queries.count_label_uses(s, dataset.id, old.name)
+        used = (state.counts.get(old.name, 0) if state.labelling.several
+                else label_queries.count_label_uses(s, dataset.id, old.name))
         if old.name not in kept and used:
             raise LabellingError(f"label '{old.name}' is already given to {used} rows; keep it in the label set")
     label_queries.replace_label_classes(s, dataset.id, classes)
+
+
+def pool_task(s: Session, dataset_id: int) -> str:
+    """The task a pool's labels make: the one chosen with its label set, else the first that labels (one label)."""
+    return label_queries.label_set_task(s, dataset_id) or labelling_tasks()[0].name
 
 
 def label_state(s: Session, dataset_id: int) -> LabelState:
@@ -126,19 +173,28 @@ def label_state(s: Session, dataset_id: int) -> LabelState:
         else:
             labels[row] = label
             skipped.discard(row)
-    return LabelState(classes, labels, skipped)
+    return LabelState(classes, labels, skipped, pool_task(s, dataset_id))
 
 
 def record_label(s: Session, dataset_id: int, row_index: int, label: str | None) -> None:
     """Store one label (None: a skip) for one row, as given."""
+    record_labels(s, dataset_id, row_index, None if label is None else [label])
+
+
+def record_labels(s: Session, dataset_id: int, row_index: int, labels: list[str] | None) -> None:
+    """Store one row's labels (None: a skip) as its label set's task encodes them: exactly one class, or a tag set
+    of any size (an empty one is a row labelled with no tag, not a skip)."""
     dataset = _pool(s, dataset_id)
     if not 0 <= int(row_index) < dataset.row_count:
         raise LabellingError(f"row {row_index} is not in dataset '{dataset.name}' ({dataset.row_count} rows)")
-    if label is not None:
+    stored = None
+    if labels is not None:
         names = [c.name for c in label_queries.label_classes(s, dataset.id)]
-        if label not in names:
-            raise LabellingError(f"'{label}' is not in the label set of '{dataset.name}' ({', '.join(names)})")
-    label_queries.add_label_event(s, dataset.id, int(row_index), label)
+        for label in labels:
+            if label not in names:
+                raise LabellingError(f"'{label}' is not in the label set of '{dataset.name}' ({', '.join(names)})")
+        stored = resolve(labelling_of(pool_task(s, dataset.id)).encode)(list(dict.fromkeys(labels)))
+    label_queries.add_label_event(s, dataset.id, int(row_index), stored)
 
 
 def undo_last(s: Session, dataset_id: int) -> int | None:
@@ -168,15 +224,21 @@ def save_labelled_version(s: Session, dataset_id: int, name: str | None = None, 
         raise LabellingError(f"dataset '{pool.name}' has no labelled rows yet: label some texts first")
     frame = labelled_frame(load_frame(pool)["text"], state)
     table = ParsedTable(frame[["text", "label"]], f"the labels of '{pool.name}'", "labels", None, header_rows=0)
-    prepared = prepare_classification(table, ClassificationMapping("text", "label"), SplitConfig(fractions, seed))
+    task: Task = get_task(state.task)
+    prepared = resolve(state.labelling.prepare)(table, SplitConfig(fractions, seed))
     version_name = check_name(name) if name else free_name(s, f"{pool.name} labelled", plain_first=True)
     if dataset_queries.get_dataset_by_name(s, version_name) is not None:
         raise LabellingError(f"a dataset named '{version_name}' already exists; choose another name")
     changes = {"labelled_from": pool.id, "labelled_rows": len(frame), "label_counts": state.counts}
-    return write_dataset(s, name=version_name, task=TaskKind.CLASSIFICATION, frame=prepared.frame,
+    return write_dataset(s, name=version_name, task=task.name, frame=prepared.frame,
                          mapping={**prepared.mapping, "labelled_from": pool.id}, encoding=pool.encoding,
                          source_filename=pool.source_filename, stats=prepared.stats, warnings=prepared.warnings,
                          parent_id=pool.id, changes=changes, hash_=prepared.content_hash)
+
+
+def prepare_classes(table: ParsedTable, split: SplitConfig) -> PreparedDataset:
+    """One-label labelling's `prepare`: the labelled texts as a classification dataset (split stratified)."""
+    return prepare_classification(table, ClassificationMapping("text", "label"), split)
 
 
 def _pool(s: Session, dataset_id: int) -> Dataset:

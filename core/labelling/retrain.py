@@ -1,5 +1,6 @@
 """The few-shot model behind the Label page: a SetFit run on the dataset being labelled, started in the background
 every N new labels, that trains on the labels given so far and scores every text for suggestions and uncertainty.
+What it trains is its label set's task's `labelling.retrain`: one label a text here, tag sets in core.multilabel.
 
 Each such run also records the cross-validated accuracy of a logistic head on the (frozen) MiniLM embeddings of
 the labels it saw: one point of the page's learning curve, cheap enough to compute at every retrain.
@@ -16,12 +17,13 @@ from sqlalchemy.orm import Session
 
 from core import settings
 from core.data.storage import load_frame
-from core.labelling.pool import label_state, labelled_frame
-from core.labelling.strategy import embed_pool
+from core.labelling.pool import LabelState, label_state, labelled_frame, pool_task
+from core.labelling.strategy import embed_pool, margins
 from core.runs import jobs, registry
 from core.runs.context import RunContext
 from core.runs.files import RunFiles
 from core.settings import dataset_dir
+from core.tasks import resolve as resolve_reference
 from core.text.config import TrainingError
 from core.text.fewshot import config_from_dict, cross_validated_scores, resolve, save_fewshot, train_on
 from core.text.serving import ArtifactError, read_meta
@@ -37,6 +39,8 @@ RETRAIN_KIND = LABEL_RETRAIN_KIND  # Run.model_kind of a retrain (a job kind in 
 # iterations (setfit's default is 20) and at most 480 pairs, 12 steps at 24 labels and never more than 30.
 # A SetFit run started from the Train page uses the full defaults.
 RETRAIN_OPTIONS = {"num_iterations": 4, "max_pairs": 480}
+TAG_THRESHOLD = 0.5  # a tag is suggested at this probability: too few labels to tune a threshold per tag on
+
 
 
 @dataclass(frozen=True)
@@ -44,14 +48,34 @@ class PoolScores:
     run_id: int
     labels: list[str]
     rows: np.ndarray  # (n,) row indices into the dataset
-    proba: np.ndarray  # (n, len(labels))
+    proba: np.ndarray  # (n, len(labels)): one distribution a row, or (tag sets) each tag's own probability
+    thresholds: tuple[float, ...] = ()  # tag sets: the probability at which each tag is suggested
+
+    def _row(self, row: int) -> np.ndarray | None:
+        hit = np.flatnonzero(self.rows == row)
+        return self.proba[hit[0]] if len(hit) else None
 
     def suggestion(self, row: int) -> tuple[str, float] | None:
-        hit = np.flatnonzero(self.rows == row)
-        if not len(hit):
+        p = self._row(row)
+        if p is None:
             return None
-        p = self.proba[hit[0]]
         return self.labels[int(p.argmax())], float(p.max())
+
+    def suggested_tags(self, row: int) -> dict[str, float] | None:
+        """Tag sets: the tags whose probability reaches their threshold, with it (None: the row was not scored)."""
+        p = self._row(row)
+        if p is None:
+            return None
+        cuts = self.thresholds or (TAG_THRESHOLD,) * len(self.labels)
+        return {t: float(v) for t, v, cut in zip(self.labels, p, cuts, strict=True) if v >= cut}
+
+    @property
+    def margins(self) -> np.ndarray:
+        """Per row, small = the model hesitates: top-1 minus top-2 of a distribution; for tag sets, twice the
+        distance to its threshold of the tag nearest it."""
+        if not self.thresholds:
+            return margins(self.proba)
+        return 2 * np.abs(self.proba - np.asarray(self.thresholds)).min(axis=1)
 
 
 @dataclass(frozen=True)
@@ -70,11 +94,19 @@ def execute_retrain(ctx: RunContext) -> dict[str, Any]:
 
 
 def execute_pool_run(ctx: RunContext, cfg: Any, dataset: Dataset) -> dict[str, Any]:
-    """Train on the labels given so far, score every text, save the model and the pool's probabilities."""
+    """Train on the labels given so far, score every text, save the model and the pool's probabilities, as the
+    label set's task trains (`labelling.retrain`)."""
 
     with read_scope() as s:
         state = label_state(s, dataset.id)
     texts = load_frame(dataset)["text"].astype(str)
+    return resolve_reference(state.labelling.retrain)(ctx, cfg, dataset, state, texts)
+
+
+def train_on_classes(ctx: RunContext, cfg: Any, dataset: Dataset, state: LabelState, texts: pd.Series
+                     ) -> dict[str, Any]:
+    """One-label labelling's `retrain`: single-label SetFit on the classes given so far, plus a learning-curve
+    point (the cross-validated accuracy of a logistic head on the frozen embeddings)."""
     labelled = labelled_frame(texts, state)
     names = [c for c in state.class_names if c in set(labelled["label"])]
     if len(names) < 2:
@@ -122,13 +154,14 @@ def should_retrain(status: RetrainStatus, every: int, class_counts: dict[str, in
 
 
 def start_retrain(s: Session, dataset_id: int, dataset_name: str, options: dict[str, Any] | None = None) -> int:
-    """Queue a SetFit run on the dataset being labelled (its worker starts when `s` commits)."""
+    """Queue a SetFit run on the dataset being labelled (its worker starts when `s` commits), of the task its labels
+    make (a tag-set pool's retrain is a multi-label run, served as one)."""
 
     # The encoder is fixed in the run's config when it is queued, so the run records what it started from.
     chosen = {"model_id": model} if (model := settings.LABEL_MODEL.get()) else {}
     config = registry.get_kind(RETRAIN_KIND).make_config({**RETRAIN_OPTIONS, **chosen, **(options or {})})
     return jobs.start_run(s, dataset_id=dataset_id, model_kind=RETRAIN_KIND, config=config,
-                          name=f"SetFit on the labels of {dataset_name}")
+                          name=f"SetFit on the labels of {dataset_name}", task=pool_task(s, dataset_id))
 
 
 def pool_scores(run_id: int) -> PoolScores | None:
@@ -143,7 +176,8 @@ def pool_scores(run_id: int) -> PoolScores | None:
     except ArtifactError:
         return None
     frame = pd.read_parquet(path)
-    return PoolScores(run_id, labels, frame["row_index"].to_numpy(), np.array(frame["proba"].tolist()))
+    thresholds = tuple(float(t) for t in files.read_meta().get("pool_thresholds") or ())
+    return PoolScores(run_id, labels, frame["row_index"].to_numpy(), np.array(frame["proba"].tolist()), thresholds)
 
 
 def learning_curve(s: Session, dataset_id: int) -> list[tuple[int, float]]:

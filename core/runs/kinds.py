@@ -248,7 +248,10 @@ for _kind in (
               "the Label page's background retrain: suggestions and uncertainty for the texts still unlabelled",
               "core.text.fewshot:build_config", "core.labelling.retrain:execute_retrain",
               "core.text.fewshot_run:load_setfit_classifier", devices=GPU, few_shot=True, short="SetFit",
-              offered=False, disk_mb=200),
+              offered=False, disk_mb=200,
+              # a pool labelled with tag sets retrains as a multi-label run (core.multilabel.labelling)
+              variants=(TaskVariant(TaskKind.MULTILABEL, "core.labelling.retrain:execute_retrain",
+                                    f"{ML_SERVE}:load_setfit_tagger"),)),
     ModelKind("label_curve", TaskKind.CLASSIFICATION, "How many labels do I need (label curve)",
               "macro-F1 of SetFit, TF-IDF and the Transformer at 8-64 labels a class (a job, not a model)",
               "core.labelling.curve_job:build_config", "core.labelling.curve_job:execute_label_curve",
