@@ -65,16 +65,18 @@ def margins(proba: np.ndarray) -> np.ndarray:
     return top[:, -1] - top[:, -2]
 
 
-def pick_uncertain(proba: np.ndarray, done: Collection[int], n: int, rows: np.ndarray | None = None,
-                   clusters: Clusters | None = None) -> list[int]:
-    """Up to n rows with the smallest margin; `proba` row i scores pool row rows[i] (all rows when None).
+def pick_uncertain(proba: np.ndarray | None, done: Collection[int], n: int, rows: np.ndarray | None = None,
+                   clusters: Clusters | None = None, margin: np.ndarray | None = None) -> list[int]:
+    """Up to n rows with the smallest margin; `proba` row i scores pool row rows[i] (all rows when None). `margin`,
+    when given, is each row's margin already (a tag-set model's: how near its threshold its closest tag is).
 
     With clusters, a batch is spread over them: among the UNCERTAIN_SHORTLIST × n least sure texts, the least
     sure of each cluster first, so a batch is not 24 near-copies of one confusing text.
     """
-    rows = np.arange(len(proba)) if rows is None else np.asarray(rows)
+    margin = margins(proba) if margin is None else np.asarray(margin)
+    rows = np.arange(len(margin)) if rows is None else np.asarray(rows)
     keep = ~np.isin(rows, np.fromiter(done, dtype=np.int64, count=len(done)))
-    order = rows[keep][np.argsort(margins(proba[keep]), kind="stable")]
+    order = rows[keep][np.argsort(margin[keep], kind="stable")]
     if clusters is None or n == 1:
         return [int(r) for r in order[:n]]
     shortlist = order[:UNCERTAIN_SHORTLIST * n]
@@ -98,11 +100,13 @@ def pick_random(n_rows: int, done: Collection[int], n: int, seed: int) -> list[i
 
 def choose_next(strategy: str, *, n_rows: int, labelled: Collection[int], skipped: Collection[int], n: int,
                 clusters: Clusters | None = None, proba: np.ndarray | None = None,
-                proba_rows: np.ndarray | None = None, seed: int = 0) -> tuple[list[int], str]:
+                proba_rows: np.ndarray | None = None, seed: int = 0, margin: np.ndarray | None = None
+                ) -> tuple[list[int], str]:
     """(up to n row indices to label next, the strategy actually used).
 
     "auto" is diverse until every cluster has a label (or a skip), then uncertain once a model has scored
-    the pool, else random. A strategy that cannot apply (no embeddings, no model yet) falls back to random.
+    the pool (its probabilities, or each row's `margin`), else random. A strategy that cannot apply (no
+    embeddings, no model yet) falls back to random.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
@@ -111,8 +115,8 @@ def choose_next(strategy: str, *, n_rows: int, labelled: Collection[int], skippe
         picks = pick_diverse(clusters, done, n)
         if picks:
             return picks, "diverse"
-    if strategy in ("auto", "uncertain") and proba is not None and len(proba):
-        picks = pick_uncertain(proba, done, n, proba_rows, clusters)
+    if strategy in ("auto", "uncertain") and (margin is not None or proba is not None):
+        picks = pick_uncertain(proba, done, n, proba_rows, clusters, margin)
         if picks:
             return picks, "uncertain"
     return pick_random(n_rows, done, n, seed + len(done)), "random"
