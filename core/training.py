@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from core.labelling.curve_job import latest_curve_run, read_curve_of, train_counts
 from core.labelling.label_curve import aggregate
-from core.labelling.pool import kind_to_train
+from core.labelling.pool import kind_to_train, task_to_train
 from core.runs import jobs, registry
 from core.runs.budget_plan import KNOBS, BudgetPlan, plan_budget
 from core.runs.estimates import estimate_any
@@ -35,7 +35,8 @@ def start_training(s: Session, *, dataset: Dataset, model_kind: str, config: dic
         raise jobs.JobError(f"model {model_kind!r} needs a dataset of {get_task(kind.task).holds}; "
                             f"'{dataset.name}' holds {get_task(dataset.task).holds}")
     run_id = jobs.start_run(s, dataset_id=dataset.id, model_kind=kind_to_train(dataset, kind.name), config=config,
-                            name=name, estimate_s=plan.planned_s if plan else estimate_s, task=dataset.task)
+                            name=name, estimate_s=plan.planned_s if plan else estimate_s,
+                            task=task_to_train(s, dataset))
     if plan is not None:
         run = run_queries.get_run(s, run_id)
         run.events = [*(run.events or []), plan.event()]

@@ -126,6 +126,45 @@ def test_tag_suggestions_and_uncertainty_read_each_tags_probability() -> None:
     assert np.allclose(scores.margins, [0.1, 0.4])  # row 4's 'bug' at 0.55 is the nearest call to make
 
 
+def test_setfit_on_a_tag_pool_from_the_cli_queues_a_multilabel_retrain(tag_pool: int, monkeypatch,  # noqa: ANN001
+                                                                          capsys) -> None:  # noqa: ANN001
+    import json
+
+    from core.cli import main
+    from core.runs import jobs
+    from db import runs as run_queries
+
+    monkeypatch.setattr(jobs, "launch_worker", lambda run_id, gpus=1: 0)  # the job itself: the test below
+    assert main(["train", "--dataset", str(tag_pool), "--model", "setfit", "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    with read_scope() as s:
+        run = run_queries.get_run(s, run_id)
+        assert (run.model_kind, run.task) == (retrain.RETRAIN_KIND, TaskKind.MULTILABEL)
+
+
+def test_migration_0015_keeps_the_labels_given_before_it(tmp_path) -> None:  # noqa: ANN001
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.orm import Session
+
+    from db import upgrade_database
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    upgrade_database(url, "0014")
+    engine = create_engine(url)
+    with engine.begin() as conn:  # plain SQL with the 0014 columns: a pool labelled one class a text
+        conn.execute(text("INSERT INTO datasets (name, task, mapping, content_hash, row_count, split_counts, stats, "
+                          "warnings, storage_path, changes, created_at) VALUES ('pool', 'classification', "
+                          "'{\"unlabelled\": true}', 'x', 3, '{}', '{}', '[]', 'pool', '{}', CURRENT_TIMESTAMP)"))
+        conn.execute(text("INSERT INTO label_classes (dataset_id, name, description, position) VALUES "
+                          "(1, 'a', '', 0), (1, 'b', '', 1)"))
+        conn.execute(text("INSERT INTO label_events (dataset_id, row_index, label, created_at) VALUES "
+                          "(1, 0, 'b', CURRENT_TIMESTAMP)"))
+    upgrade_database(url, "head")
+    with Session(engine) as s:
+        state = pool.label_state(s, 1)
+    assert state.task == TaskKind.CLASSIFICATION and state.sets == {0: ["b"]}
+
+
 @pytest.mark.slow
 def test_a_tag_pools_retrain_is_a_multilabel_setfit_run_that_suggests_tags(tag_pool: int,  # noqa: ANN001
                                                                              tiny_text_encoder) -> None:

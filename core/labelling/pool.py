@@ -112,6 +112,12 @@ def kind_to_train(dataset: Dataset, model_kind: str) -> str:
     return job
 
 
+def task_to_train(s: Session, dataset: Dataset) -> str:
+    """The task a run on `dataset` is: its own; on one still being labelled, the task its labels make (a tag-set
+    pool's retrain is a multi-label run, listed and served as one)."""
+    return pool_task(s, dataset.id) if is_unlabelled(dataset) else dataset.task
+
+
 def parse_label_set(text: str) -> list[tuple[str, str]]:
     """One label a line, `name` or `name: one-line description`; LabellingError names the bad line."""
     out: list[tuple[str, str]] = []
