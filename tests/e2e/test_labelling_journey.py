@@ -40,6 +40,22 @@ def label_with_keys(page, n: int) -> dict[str, str]:  # noqa: ANN001
     return given
 
 
+def upload_unlabelled(page, server: Server, csv: Path, name: str, rows: int) -> None:  # noqa: ANN001
+    """On the Datasets page: upload a CSV of texts only ("No labels yet" starts ticked) and save it as `name`."""
+    page.goto(server.url)
+    wait_for_text(page, "Turn a dataset into a demo")
+    page.get_by_role("link", name="Datasets").first.click()
+    wait_for_text(page, "Upload your own")
+    upload(page, csv)
+    settle(page)
+    assert page.get_by_role("checkbox", name="No labels yet (label the texts on the Label page)").is_checked()
+    wait_for_text(page, f"Checks passed: {rows} rows")
+    type_into(page, "Dataset name", name)
+    click(page, "Save dataset")
+    wait_for_text(page, f"Saved '{name}'")
+    no_errors(page, server)
+
+
 @pytest.fixture
 def server(tmp_path: Path, tiny_text_encoder: Path) -> Iterator[Server]:
     """The app with its background SetFit retrains starting from a tiny encoder (PROTOLAB_LABEL_MODEL): the
@@ -55,18 +71,7 @@ def test_unlabelled_csv_to_labels_to_setfit_to_demo(server: Server, page, tmp_pa
     sentiment_frame(60, seed=7).rename(columns={"text": "comment"})[["comment"]].to_csv(csv, index=False)
 
     # 1. Datasets: upload texts only; "No labels yet" starts ticked for a file with one text column; save.
-    page.goto(server.url)
-    wait_for_text(page, "Turn a dataset into a demo")
-    page.get_by_role("link", name="Datasets").first.click()
-    wait_for_text(page, "Upload your own")
-    upload(page, csv)
-    settle(page)
-    assert page.get_by_role("checkbox", name="No labels yet (label the texts on the Label page)").is_checked()
-    wait_for_text(page, "Checks passed: 60 rows")
-    type_into(page, "Dataset name", "app reviews")
-    click(page, "Save dataset")
-    wait_for_text(page, "Saved 'app reviews'")
-    no_errors(page, server)
+    upload_unlabelled(page, server, csv, "app reviews", rows=60)
 
     # 2. Label: the label set, then 24 texts with the keyboard; the 24th label starts a background SetFit run.
     page.get_by_role("link", name="Label").first.click()

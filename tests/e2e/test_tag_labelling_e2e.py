@@ -8,8 +8,8 @@ import time
 import pytest
 
 from tests.e2e.conftest import Server, wait_for_text
-from tests.e2e.test_journeys import click, no_errors, settle, type_into, upload
-from tests.e2e.test_labelling_journey import shown_text
+from tests.e2e.test_journeys import click, no_errors, settle
+from tests.e2e.test_labelling_journey import shown_text, upload_unlabelled
 from tests.test_labelling_tags import ticket_frame
 
 pytestmark = pytest.mark.e2e
@@ -27,16 +27,7 @@ def press_until_next_text(page, key: str) -> None:  # noqa: ANN001
 def test_tags_toggle_with_number_keys_and_enter_confirms(server: Server, page, tmp_path) -> None:  # noqa: ANN001
     csv = tmp_path / "tickets.csv"
     ticket_frame(30).to_csv(csv, index=False)
-    page.goto(server.url)
-    wait_for_text(page, "Turn a dataset into a demo")
-    page.get_by_role("link", name="Datasets").first.click()
-    wait_for_text(page, "Upload your own")
-    upload(page, csv)
-    settle(page)
-    assert page.get_by_role("checkbox", name="No labels yet (label the texts on the Label page)").is_checked()
-    type_into(page, "Dataset name", "tickets")
-    click(page, "Save dataset")
-    wait_for_text(page, "Saved 'tickets'")
+    upload_unlabelled(page, server, csv, "tickets", rows=30)
 
     page.get_by_role("link", name="Label").first.click()
     wait_for_text(page, "Define the label set first")
