@@ -27,10 +27,11 @@ def page() -> AppTest:
     return AppTest.from_file(PAGE, default_timeout=120).run()  # the audit's estimate starts a process once
 
 
-def test_without_classification_datasets_the_tab_says_what_to_do() -> None:
+def test_without_an_auditable_dataset_the_tab_says_what_to_do() -> None:
     at = page()
     assert not at.exception
-    assert any("No classification dataset yet" in i.value for i in at.info)
+    said = " ".join(i.value for i in at.info)
+    assert "No dataset to audit yet" in said and "labelled texts or texts with tag sets" in said
 
 
 def test_run_audit_from_the_tab_goes_to_the_background_then_shows_findings() -> None:

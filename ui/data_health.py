@@ -35,8 +35,10 @@ def data_health_tab() -> None:
     with read_scope() as s:
         audited = {t.name for t in all_tasks() if t.audit is not None}  # each task says if it has an audit
         datasets = {d.id: d.name for d in dataset_queries.list_datasets(s) if d.task in audited}
-    if not datasets:
-        st.info("No classification dataset yet: add one first, then audit it here.")
+    if not datasets:  # named from the task entries, so a task that gains an audit is listed here too
+        kinds = " or ".join(t.holds for t in all_tasks() if t.audit is not None)
+        st.info(f"No dataset to audit yet: the audit reads {kinds}. Add one under **Add a dataset**, then audit "
+                "it here.")
         return
     dataset_id = st.selectbox("Dataset", list(datasets), key="health_dataset", format_func=datasets.get)
     with read_scope() as s:
