@@ -6,8 +6,13 @@
    macro-F1 on the test split at the per-tag thresholds tuned on validation against one global 0.5 threshold,
    same run, same probabilities.
 
+3. `--throughput N`: training samples/s of the multi-label Transformer against the single-label one on the same N
+   tweets (each tweet's sentiment as its one tag), one epoch each, alternated three times (A B A B A B) so the
+   machine's drift and the first run's warm-up fall on both; nothing else runs in that mode.
+
 Usage: .venv/bin/python bench/multilabel.py [--models tfidf,lstm,transformer,setfit] [--generated-rows 6000]
        [--generated-models tfidf] [--epochs 3] [--json out.json]
+       .venv/bin/python bench/multilabel.py --throughput 1500
 Every figure is a ratio of two numbers measured in the same run; the machine is shared, so times are loaded times.
 """
 
@@ -87,6 +92,38 @@ def generated(path: Path, n: int, seed: int = 0) -> Path:
     return path
 
 
+TWEETS = ROOT.parent / "shared" / "datasets" / "tweets-sentiment" / "tweets.csv"
+
+
+def throughput(rows: int) -> dict:
+    """Samples/s of `protolab train --model transformer` on the same tweets as one label and as a one-tag set."""
+    import pandas as pd
+
+    frame = pd.read_csv(TWEETS, encoding="cp1252", encoding_errors="replace")
+    frame = frame.rename(columns={"sentiment": "label"})[["text", "label"]].dropna().drop_duplicates("text")
+    frame = frame.sample(n=rows, random_state=0).reset_index(drop=True)
+    runs: dict[str, list[float]] = {"classification": [], "multilabel": []}
+    with tempfile.TemporaryDirectory(prefix="bench-multilabel-throughput-") as tmp:
+        home = Path(tmp) / "home"
+        frame.to_csv(Path(tmp) / "single.csv", index=False)
+        frame.rename(columns={"label": "tags"}).to_csv(Path(tmp) / "tags.csv", index=False)
+        protolab(home, "datasets", "add", str(Path(tmp) / "single.csv"), "--task", "classification", "--name",
+                 "single", "--text-col", "text", "--label-col", "label")
+        protolab(home, "datasets", "add", str(Path(tmp) / "tags.csv"), "--task", "multilabel", "--name", "tags",
+                 "--text-col", "text", "--labels-col", "tags")
+        for _ in range(3):
+            for task, name in (("classification", "single"), ("multilabel", "tags")):
+                summary = protolab(home, "train", "--dataset", name, "--model", "transformer", "--epochs", "1",
+                                   "--max-length", "64", "--seed", "0", "--wait")
+                if summary["status"] != "completed":
+                    raise SystemExit(f"{task}: {summary['status']}: {summary.get('error')}")
+                runs[task].append(summary["metrics"]["train_samples_per_s"])
+                print(f"  {task}: {runs[task][-1]:.1f} samples/s", flush=True)
+    single, multi = (sum(v) / len(v) for v in (runs["classification"], runs["multilabel"]))
+    return {"rows": rows, "samples_per_s": runs, "multilabel_over_single": round(multi / single, 3),
+            "load_avg": os.getloadavg()[0]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="tfidf,lstm,transformer,setfit")
@@ -95,7 +132,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--movies", type=Path, default=MOVIES)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--throughput", type=int, metavar="N", help="only the samples/s comparison, on N tweets")
     args = ap.parse_args()
+    if args.throughput:
+        print(json.dumps(throughput(args.throughput), indent=2))
+        return
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-multilabel-") as tmp:
         home = Path(tmp) / "home"
