@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import POSITIVE, sentiment_frame
 from tests.e2e.conftest import Server, start_server, wait_for_text
-from tests.e2e.test_journeys import analyse_sentence, click, no_errors, settle, type_into, upload
+from tests.e2e.test_journeys import analyse_sentence, click, no_errors, settle, type_into, upload_from_home
 
 pytestmark = pytest.mark.e2e
 RETRAIN_TIMEOUT_MS = 420_000  # worker start-up, the encoder's load and 12 SetFit steps on a busy, shared 2-core box
@@ -42,12 +42,7 @@ def label_with_keys(page, n: int) -> dict[str, str]:  # noqa: ANN001
 
 def upload_unlabelled(page, server: Server, csv: Path, name: str, rows: int) -> None:  # noqa: ANN001
     """On the Datasets page: upload a CSV of texts only ("No labels yet" starts ticked) and save it as `name`."""
-    page.goto(server.url)
-    wait_for_text(page, "Turn a dataset into a demo")
-    page.get_by_role("link", name="Datasets").first.click()
-    wait_for_text(page, "Upload your own")
-    upload(page, csv)
-    settle(page)
+    upload_from_home(page, server, csv)
     assert page.get_by_role("checkbox", name="No labels yet (label the texts on the Label page)").is_checked()
     wait_for_text(page, f"Checks passed: {rows} rows")
     type_into(page, "Dataset name", name)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import Server, wait_for_text
-from tests.e2e.test_journeys import RUN_TIMEOUT_MS, click, no_errors, settle, type_into, upload
+from tests.e2e.test_journeys import RUN_TIMEOUT_MS, click, no_errors, settle, type_into, upload_from_home
 from tests.test_multilabel_runs import write_tickets
 
 pytestmark = pytest.mark.e2e
@@ -20,11 +20,7 @@ def test_tag_sets_upload_train_evaluate_and_tag(server: Server, page, tmp_path: 
     csv = write_tickets(tmp_path / "support tickets.csv", n=120)
 
     # 1. Datasets: the tag column is recognised (multi-label, '|'), the checks pass with nothing to fix; save.
-    page.goto(server.url)
-    wait_for_text(page, "Turn a dataset into a demo")
-    page.get_by_role("link", name="Datasets").first.click()
-    wait_for_text(page, "Upload your own")
-    upload(page, csv)
+    upload_from_home(page, server, csv)
     wait_for_text(page, "Checks passed: 120 rows")
     type_into(page, "Dataset name", "tickets")
     click(page, "Save dataset")
