@@ -18,7 +18,7 @@ from tests.helpers import queue_run
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_a_lost_node_of_a_two_node_run_requeues_it_from_its_checkpoint(pg_fleet: str, daemons: Daemons) -> None:
-    dataset_id = store_dataset(n=400)
+    dataset_id = store_dataset(n=240)  # 15 steps a node an epoch: the kill still lands with 3 epochs to go
     daemons.start_live("alpha", "beta")
     options = dict(epochs=4, max_length=32, device="cpu", seed=7, patience=0, init_embeddings=False, batch_size=8,
                    gpus=2)
