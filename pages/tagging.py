@@ -25,7 +25,7 @@ try:
     text = st.text_area("Text", key="tag_text", placeholder="Paste a ticket, a review, a message…")
     if text.strip():
         demo.chips(model, text)
-        demo.why(run_id, model, text)
+        demo.why(run_id, text)
     demo.score_file(model)
 except ProtolabError as exc:
     st.error(str(exc))

@@ -51,7 +51,7 @@ def explanations(run_id: int, text: str) -> dict[str, Explanation]:
     return explain_tags(tagger(run_id), text)
 
 
-def why(run_id: int, tagger_: Tagger, text: str) -> None:
+def why(run_id: int, text: str) -> None:
     """Which words call for a tag and which speak against it, one tag at a time (the likeliest first)."""
     found = explanations(run_id, text)
     ranked = sorted(found, key=lambda t: -found[t].confidence)
