@@ -134,6 +134,28 @@ def test_the_reaper_says_how_a_worker_it_launched_died(classification_dataset: i
     assert f"the worker process (pid {row['pid']}) was killed by SIGKILL without reporting" in row["error"]
 
 
+def test_a_worker_this_process_launched_is_alive_while_it_runs_whatever_its_command_line_reads(
+        classification_dataset: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Right after the launch its /proc command line can read empty (exec still setting up argv): CI reaped a
+    starting worker as dead that way. The launcher asks its own child instead."""
+    import os
+    import signal
+
+    from core.runs import jobs
+
+    monkeypatch.setattr(jobs, "_watch_worker", lambda *args: None)  # only the reaper looks
+    monkeypatch.setattr(jobs, "worker_command", lambda run_id, gpus=1: [
+        sys.executable, "-c", "import time; time.sleep(60)"])  # no "core.runs.worker" anywhere on its command line
+    run_id = start(classification_dataset, "tfidf")
+    for _ in range(3):
+        assert jobs.reap_dead_runs() == []
+    row = wait_until(run_id, lambda r: True, timeout=5)
+    assert row["status"].is_active
+    os.kill(row["pid"], signal.SIGKILL)
+    row = wait_until(run_id, finished, timeout=60, reap=True)
+    assert f"the worker process (pid {row['pid']}) was killed by SIGKILL without reporting" in row["error"]
+
+
 def test_resume_continues_from_the_checkpoint(classification_dataset: int) -> None:
     run_id = start(classification_dataset, "lstm", epochs=4, patience=0, batch_size=8, max_length=32,
                    device="cpu", init_embeddings=False)

@@ -393,6 +393,13 @@ def _tail(path: Path, lines: int = 20) -> str:
 def _worker_alive(pid: int) -> bool:
     import psutil
 
+    child = _children.get(pid)
+    if child is not None:
+        # A worker this process launched: poll() knows, and its pid cannot be recycled before it is waited for.
+        # Its /proc cmdline cannot be trusted right after the launch: Popen returns once exec has begun, and the
+        # kernel sets the new argv a moment later, so a reaper reading it then found no "core.runs.worker" and
+        # failed a starting run (CI: the worker's first log line came 0.56 s after it was reaped).
+        return child.poll() is None
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
@@ -400,6 +407,8 @@ def _worker_alive(pid: int) -> bool:
         cmdline = " ".join(proc.cmdline())
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
+    if not cmdline:  # a process still in exec (launched by another process here): not dead; heartbeats decide later
+        return True
     # A recycled pid that now belongs to some other program is not our worker.
     return "core.runs.worker" in cmdline
 
