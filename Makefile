@@ -9,14 +9,20 @@ PIP := $(BIN)/python -m pip install --disable-pip-version-check -q --no-compile
 PYTEST_ARGS ?=
 # Two pytest processes (pytest-xdist), whole files to each (module fixtures such as a browser stay in one process):
 # many tests wait on servers, daemons and workers, so two share two cores well. PYTEST_WORKERS=0 runs in one.
+# --no-loadscope-reorder: files go out longest first, in the order tests/conftest.py sorts them (tests/durations.json).
 PYTEST_WORKERS ?= 2
-XDIST := -n $(PYTEST_WORKERS) --dist loadfile
+XDIST := -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
+# Each pytest process, and every worker, server and CLI it starts, gets its share of the cores for torch's and
+# OpenBLAS's threads, unless the caller set OMP_NUM_THREADS. With their default of a thread per core in each, four
+# and more OpenMP threads spun on two cores: tests/test_search.py took 103 s instead of 78 s beside a busy neighbour.
+SHARE := $(if $(filter 0,$(PYTEST_WORKERS)),1,$(PYTEST_WORKERS))
+THREADS := OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$$(( ($$(nproc) + $(SHARE) - 1) / $(SHARE) ))}
 # Python must be allowed to cache bytecode. Some shells (CI's among them) export PYTHONDONTWRITEBYTECODE=1; with the
 # --no-compile install above, every worker, daemon and CLI subprocess the suite starts then compiled torch,
 # transformers and sklearn from source again (57 s of a 70 s TF-IDF worker run). An empty value means unset.
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: run dev test test-fast lint bench setup setup-dev clean-venv
+.PHONY: run dev test test-fast durations lint bench setup setup-dev clean-venv
 
 run: $(VENV)/.installed
 	$(BIN)/streamlit run app.py
@@ -26,11 +32,15 @@ dev: $(VENV)/.installed
 	$(BIN)/streamlit run app.py --server.fileWatcherType auto --server.runOnSave true
 
 test: $(VENV)/.installed-dev
-	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
+	$(THREADS) $(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
 
 # Everything but the slow, browser and PostgreSQL tests: the inner loop while coding.
 test-fast: $(VENV)/.installed-dev
-	$(BIN)/pytest $(XDIST) -m "not slow and not e2e and not postgres" $(PYTEST_ARGS)
+	$(THREADS) $(BIN)/pytest $(XDIST) -m "not slow and not e2e and not postgres" $(PYTEST_ARGS)
+
+# After adding or reshaping slow tests: the whole suite, recording each file's seconds for the order above.
+durations: $(VENV)/.installed-dev
+	$(THREADS) $(BIN)/pytest $(XDIST) --record-durations $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
