@@ -1,6 +1,7 @@
 """`protolab export --format onnx|onnx-int8` of multi-label runs: the graph's sigmoid probabilities against PyTorch's
 (fp32 tight, int8 looser), the tag sets after the run's thresholds, the thresholds in protolab.json and the model
-card, `serve --runtime onnx` answering tag sets, and the refusals of kinds that cannot export."""
+card, `serve --runtime onnx` answering tag sets, the TF-IDF baseline's pipeline as skops, and the refusals of kinds
+that cannot export."""
 
 from __future__ import annotations
 
@@ -119,18 +120,48 @@ def test_int8_export_and_onnx_serving_of_a_multilabel_run(tmp_path: Path, capsys
     assert np.abs(got - expected).max() <= 1e-4
 
 
-def test_multilabel_kinds_that_cannot_export_say_which_can(tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    run_id, _ = _train(capsys, tmp_path, "tfidf", None)
+def test_a_multilabel_tfidf_run_exports_its_pipeline_and_thresholds_as_skops(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import skops.io as sio
+
+    run_id, metrics = _train(capsys, tmp_path, "tfidf", None)
     code, _, err = cli(capsys, "export", "--run", str(run_id), "--format", "onnx", "-o", str(tmp_path / "x"))
     assert code == 1 and len(err.strip().splitlines()) == 1
-    assert "tfidf runs on texts with tag sets cannot be exported (export works for transformer, lstm" in err
+    assert "cannot be exported as onnx (it is a scikit-learn model, not a neural network); use --format skops" in err
     assert not (tmp_path / "x").exists()
+
+    out = tmp_path / "skops"
+    code, stdout, err = cli(capsys, "export", "--run", str(run_id), "--format", "skops", "-o", str(out), "--json")
+    assert code == 0, err
+    assert {"model.skops", "labels.json", "README.md", "protolab.json"} <= set(json.loads(stdout)["files"])
+    info = json.loads((out / "protolab.json").read_text())
+    tags = sorted(WORDS)
+    assert info["labels"] == tags == json.loads((out / "labels.json").read_text())
+    assert info["thresholds"] == metrics["thresholds"] and info["threshold_use"] == "per_tag"
+    # Loaded as the card says (skops with its trusted types only), decided by its thresholds: `protolab predict`'s
+    # probabilities and tag sets.
+    pipeline = sio.load(out / "model.skops", trusted=info["trusted_types"])
+    got = pipeline.predict_proba(TEXTS)
+    answers = json.loads(cli(capsys, "predict", "--run", str(run_id), *TEXTS, "--json")[1])
+    expected = np.array([[a["probabilities"][t] for t in tags] for a in answers])  # JSON rounds to 6 places
+    assert np.abs(got - expected).max() <= 1e-6
+    assert [[t for t, p in zip(tags, row, strict=True) if p >= info["thresholds"][t]] for row in got] == \
+        [a["labels"] for a in answers]
+    card = (out / "README.md").read_text()
+    assert "## Decision thresholds" in card and "sio.load(\"model.skops\", trusted=trusted)" in card
+    assert "| tag | precision | recall | F1 | support |" in card and "Tags: " in card and "Classes:" not in card
+
+
+def test_multilabel_kinds_that_cannot_export_say_which_can() -> None:
     with pytest.raises(ExportError, match="setfit runs on texts with tag sets cannot be exported"):
         check_format("setfit", "onnx", TaskKind.MULTILABEL)
-    with pytest.raises(ExportError, match="use --format onnx or onnx-int8$"):
+    with pytest.raises(ExportError, match="export their network and decision thresholds only.*use --format onnx or "
+                                          "onnx-int8$"):
         check_format("transformer", "hf", TaskKind.MULTILABEL)
+    with pytest.raises(ExportError, match="a scikit-learn model, not a neural network.*use --format skops$"):
+        check_format("tfidf", "onnx-int8", TaskKind.MULTILABEL)
     check_format("lstm", "onnx-int8", TaskKind.MULTILABEL)
+    check_format("tfidf", "skops", TaskKind.MULTILABEL)
     check_format("tfidf", "skops")  # single-label text unchanged
 
 

@@ -154,7 +154,8 @@ def model_card(f: CardFacts) -> str:
         rows.append(f"| {key.replace('_', ' ')} | {_fmt(f.report.get(key))} | "
                     f"{_fmt((f.baseline or {}).get(key))} | {_fmt(reference.get(key))} |")
     per_class = f.report.get("per_class") or f.report.get("per_tag") or {}
-    class_rows = ["| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    noun = "tag" if f.thresholds else "label"  # a multi-label model's outputs are tags, each decided on its own
+    class_rows = [f"| {noun} | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     class_rows += [f"| {lab} | {_fmt(v.get('precision'))} | {_fmt(v.get('recall'))} | {_fmt(v.get('f1'))} | "
                    f"{v.get('support', '–')} |" for lab, v in per_class.items()]
     baseline_note = (f"The {f.baseline_kind} baseline is run {f.baseline_name} on the same data and split."
@@ -180,7 +181,7 @@ def model_card(f: CardFacts) -> str:
         f"Exported from Protolab run #{f.run_id} (trained {trained}) as **{FORMAT_NAMES.get(f.fmt, f.fmt)}**. {what}",
         "",
         "## Data",
-        f"- Dataset: **{f.dataset_name}**, {f.dataset_rows:,} rows. Classes: {classes}.",
+        f"- Dataset: **{f.dataset_name}**, {f.dataset_rows:,} rows. {noun.capitalize()}s: {classes}.",
         f"- Splits: {splits}. Metrics below are on the **{f.split}** split, never seen in training.",
         f"- Model: {f.model_kind}" + (f" starting from `{f.model_id}`" if f.model_id else "") + f"; {settings}.",
         "",
@@ -230,7 +231,7 @@ def card_facts(s: Any, run_id: int, fmt: str, labels: list[str], max_length: int
         run_id=run.id, run_name=run.name or f"run {run.id}", model_kind=run.model_kind,
         model_label=kind.label if kind else run.model_kind, fmt=fmt, labels=labels, dataset_name=dataset.name,
         dataset_rows=int(dataset.row_count or 0), split_counts=dict(dataset.split_counts or {}),
-        class_counts=dict((dataset.stats or {}).get("classes") or {}), max_length=max_length,
+        class_counts=dict((dataset.stats or {}).get("tags" if thresholds else "classes") or {}), max_length=max_length,
         model_id=(run.config or {}).get("model_id"), config=dict(run.config or {}), split=split, report=report,
         baseline=baseline_report(baseline, split), baseline_name=run_label(baseline) if baseline else None,
         finished_at=run.finished_at, words=words or CardWords(), reference=_reference(run.metrics or {}),

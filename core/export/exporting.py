@@ -95,7 +95,7 @@ def check_format(model_kind: str, fmt: str, task: str | None = None) -> None:
         why = {"hf": "only a Transformer is a Hugging Face model",
                "skops": "skops holds scikit-learn models, i.e. the TF-IDF baseline"}.get(
                    fmt, "it is a scikit-learn model, not a neural network")
-        if not own:  # the kind's own task may export to it: say what these runs export to instead
+        if not own and kind is not None and fmt in kind.exports:  # its own task's runs do: say what these do
             why = f"{runs} export their network and decision thresholds only"
         raise ExportError(f"a {model_kind} run cannot be exported as {fmt} ({why}); use --format "
                           f"{' or '.join(allowed)}")

@@ -1,5 +1,6 @@
 """`protolab export --format onnx|onnx-int8` of a multi-label text run (the Transformer's and LSTM's multi-label
-registry variants name `export_tag_run` as their exporter), and `serve --runtime onnx` of such runs.
+registry variants name `export_tag_run` as their exporter), `--format skops` of the TF-IDF baseline's multi-label runs
+(`export_tfidf_tag_run`), and `serve --runtime onnx` of such runs.
 
 The graph is the single-label one (input_ids, attention_mask -> logits (batch, tags)); protolab.json adds what a
 program outside Protolab needs to decide tags: the sigmoid, each tag's threshold and the global one. The fp32 graph
@@ -9,6 +10,8 @@ and the same tag sets after the thresholds.
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +27,23 @@ from core.export.exporting import (
     fp32_classifier,
     load_run_onnx,
 )
-from core.export.onnx import MODEL_FILE, export_onnx, load_onnx_folder, quantize_int8, write_info
+from core.export.onnx import INFO_FILE, MODEL_FILE, export_onnx, load_onnx_folder, quantize_int8, write_info
 from core.multilabel.metrics import apply_thresholds
-from core.multilabel.serving import Tagger, network_tagger, read_thresholds, sigmoid
+from core.multilabel.serving import (
+    TFIDF_TRUSTED,
+    Tagger,
+    load_tfidf_tagger,
+    network_tagger,
+    read_thresholds,
+    sigmoid,
+)
 from core.runs.files import RunFiles
 from core.text.serving import ArtifactError, TokenClassifier
 from db import read_scope
 from db import runs as run_queries
 from db.enums import TaskKind
 
+SKOPS_FILE = "model.skops"  # what the TF-IDF kind saves and its export copies
 RUN_TEXTS = 24  # the run's own texts the export is checked on (test split first), beside the generic CHECK_TEXTS
 TAG_METRICS = ("micro_f1", "macro_f1", "samples_f1", "subset_accuracy", "hamming_loss", "micro_precision",
                "micro_recall")
@@ -52,6 +63,65 @@ def export_tag_run(run_id: int, fmt: str, folder: Path) -> ExportedModel:
     parity = write_tag_onnx(classifier, folder, texts, thresholds, run_id=run_id, int8=fmt == "onnx-int8")
     return ExportedModel(list(classifier.labels), parity["max_abs_diff"], tag_card_words(classifier, len(texts)),
                          max_length=classifier.max_length, thresholds=thresholds)
+
+
+def export_tfidf_tag_run(run_id: int, fmt: str, folder: Path) -> ExportedModel:
+    """model.skops (the TF-IDF + one-vs-rest pipeline) and protolab.json (the thresholds) of multi-label TF-IDF run
+    `run_id` in `folder`. The copy is loaded back with the card's trusted types and must give the run's own
+    probabilities on its texts before it is kept."""
+    files = RunFiles.of(run_id)
+    tagger = load_tfidf_tagger(files)  # refuses a file holding types outside TFIDF_TRUSTED
+    limits = read_thresholds(files)
+    thresholds = TagThresholds(dict(zip(limits["tags"], limits["per_tag"], strict=True)), limits["global"],
+                               limits["use"])
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(files.model / SKOPS_FILE, folder / SKOPS_FILE)
+    texts = check_texts(run_id)
+    copy = load_tfidf_tagger_folder(folder)
+    diff = float(np.abs(copy.predict_proba(texts) - tagger.score(texts)[0]).max())
+    if diff > 0:
+        raise ExportError(f"the exported pipeline disagrees with run {run_id}'s own (largest probability "
+                          f"difference {diff:.2g}); not kept")
+    info = {"family": "tfidf", "labels": limits["tags"], "model_file": SKOPS_FILE, "run_id": run_id,
+            "task": str(TaskKind.MULTILABEL), "activation": "one logistic regression per tag",
+            "thresholds": thresholds.applied(), "per_tag_thresholds": thresholds.per_tag,
+            "global_threshold": thresholds.global_threshold, "threshold_use": thresholds.use,
+            "trusted_types": TFIDF_TRUSTED, "parity": {"texts": len(texts), "max_abs_diff": diff}}
+    (folder / INFO_FILE).write_text(json.dumps(info, indent=2))
+    return ExportedModel(list(limits["tags"]), None, tfidf_tag_card_words(), thresholds=thresholds)
+
+
+def load_tfidf_tagger_folder(folder: Path):  # noqa: ANN201 (a scikit-learn Pipeline)
+    """The pipeline an export folder holds, loaded as its card says: skops with the listed trusted types only."""
+    import skops.io as sio
+
+    untrusted = sorted(set(sio.get_untrusted_types(file=folder / SKOPS_FILE)) - set(TFIDF_TRUSTED))
+    if untrusted:
+        raise ExportError(f"{folder / SKOPS_FILE} holds untrusted types {', '.join(untrusted)}; not kept")
+    return sio.load(folder / SKOPS_FILE, trusted=TFIDF_TRUSTED)
+
+
+def tfidf_tag_card_words() -> CardWords:
+    """How the card of an exported multi-label TF-IDF model loads it and decides tags."""
+    trusted = ",\n    ".join(f'"{t}"' for t in TFIDF_TRUSTED)
+    load = f"""```python
+import json
+import skops.io as sio
+
+info = json.load(open("protolab.json"))
+# skops refuses any type outside this list, so a tampered file is not executed
+trusted = [
+    {trusted},
+]
+pipeline = sio.load("model.skops", trusted=trusted)  # TF-IDF + one logistic regression per tag
+probabilities = pipeline.predict_proba(["refund the charge, it crashed"])  # columns in the order of labels.json
+print([[t for t, p in zip(info["labels"], row) if p >= info["thresholds"][t]] for row in probabilities])
+```
+Columns of `predict_proba` follow `labels.json`, one independent probability per tag. A tag is predicted when its
+probability reaches its threshold (`protolab.json`: `thresholds`)."""
+    return CardWords(noun="multi-label text classifier", subject="a text", reads="the whole text",
+                     use="Tagging short texts like those in {dataset} (same language, domain and tag meanings)",
+                     how_to_load=load, metrics=TAG_METRICS, reference="most frequent tags")
 
 
 def check_texts(run_id: int, limit: int = RUN_TEXTS) -> list[str]:
