@@ -170,13 +170,19 @@ class Task:
     # "module:function" (run row, split) -> HTML: the body of a run's report (`protolab report`, Evaluate's
     # download) after its dataset and model sections, drawn with core.export.report's html_table / html_figure.
     report: str = "core.export.report:metrics_body"
-    # "module:function" (frame, AuditConfig, run_probabilities=, on_progress=, should_stop=) -> AuditResult: how the
-    # Data health tab and `protolab datasets audit` audit one of its datasets (None: its datasets are not audited).
+    # "module:function" (frame, AuditConfig, run_probabilities=, on_progress=, should_stop=, dataset_id=) ->
+    # AuditResult: how the Data health tab and `protolab datasets audit` audit one of its datasets (None: its
+    # datasets are not audited). `dataset_id` is the stored dataset's, for an audit that reads files beside the frame.
     audit: str | None = None
     # "module:function" (sample frame, AuditConfig, embeddings or None) -> None: the label-error step of its audit
     # that the pre-flight estimate times on a sample (None: the classification audit's cross-validation).
     audit_probe: str | None = None
     audit_from_runs: bool = True  # its audit can take a completed run's held-out probabilities (source run:ID)
+    # "module:function" (dataset, model kind, stored config) -> Estimate: the audit's pre-flight estimate when it is
+    # not the text audit's (MiniLM and cross-validation timed on a sample of texts, core.health.estimate)
+    audit_estimate: str | None = None
+    # (ui) "module:function" (dataset id, audit sources, labels): the Data health tab's form that starts its audit
+    audit_form: str = "ui.data_health:audit_form"
     # (ui) "module:function" (dataset id, the stored audit as a plain dict): what the Data health tab shows of it
     health_view: str = "ui.data_health:findings_view"
     labelling: Labelling | None = None  # how the Label page labels texts with its labels (None: it does not)
@@ -296,7 +302,9 @@ register_task(replace(
     stats_keys=("classes", "images"), demo=Demo("pages/image_classifier.py", "Image classifier", "🖼️"),
     cli_prepare="core.images.reading:prepare_from_args", reader="core.images.reading:read_images",
     verb="classify", serve="core.images.api:classify", serve_files="core.images.api:classify_files",
-    claims="core.images.reading:looks_like_images", audit=None,  # the text audit reads texts, not images
+    claims="core.images.reading:looks_like_images", audit="core.health.images:audit_images",
+    audit_from_runs=False, audit_estimate="core.health.images:estimate_image_audit",
+    audit_form="ui.images.health:image_audit_form", health_view="ui.images.health:image_findings_view",
     labelling=None,
     versions=Versions("image", files="core.images.versions:linked_images", stats="core.images.versions:counts",
                       preview="core.images.gallery:thumbnail_uris")))

@@ -31,7 +31,7 @@ def test_without_an_auditable_dataset_the_tab_says_what_to_do() -> None:
     at = page()
     assert not at.exception
     said = " ".join(i.value for i in at.info)
-    assert "No dataset to audit yet" in said and "labelled texts or texts with tag sets" in said
+    assert "No dataset to audit yet" in said and "labelled texts or labelled images or texts with tag sets" in said
 
 
 def test_run_audit_from_the_tab_goes_to_the_background_then_shows_findings() -> None:
@@ -201,4 +201,4 @@ def test_the_tab_lists_the_datasets_of_every_task_with_an_audit_hook(monkeypatch
     assert at.selectbox(key="health_dataset").options == ["texts"]
     with session_scope() as s, pytest.raises(Exception, match="only datasets of labelled texts"):
         start_audit(s, tagged, {"embeddings": False})
-    assert get_task("images").audit is None and get_task("classification").audit is not None
+    assert get_task("interactions").audit is None and get_task("images").audit is not None

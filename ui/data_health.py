@@ -54,7 +54,7 @@ def data_health_tab() -> None:
     if running:
         audit_progress(audit_run.id)
     else:
-        audit_form(dataset_id, sources, labels)
+        task.part("audit_form")(dataset_id, sources, labels)
     if failed and (audit is None or audit["run_id"] != audit_run.id):
         st.error(f"The last audit failed: {failed.splitlines()[0]}")
     if audit is None:
@@ -75,13 +75,23 @@ def audit_form(dataset_id: int, sources: list[str], labels: list[str]) -> None:
     with st.expander("Zero-label baseline: describe each label in one line (optional)"):
         for label in labels:
             descriptions[label] = st.text_input(label, key=f"health_desc_{label}", placeholder=label)
-    certainty = st.select_slider(
+    certainty = certainty_slider()
+    options = {"source": source, "embeddings": embeddings, "certainty": certainty,
+               "label_descriptions": {k: v.strip() for k, v in descriptions.items() if v.strip()}}
+    audit_buttons(dataset_id, options)
+
+
+def certainty_slider() -> float:
+    """How sure the held-out models must be that a label is wrong for a flag to count as a likely error."""
+    return st.select_slider(
         "A likely label error is one the held-out models are this sure is wrong", key="health_certainty",
         options=sorted({0.8, 0.85, 0.9, CERTAINTY, 0.98, 0.99}), value=CERTAINTY, format_func=lambda c: f"{c:.0%}",
         help="Lower lists more rows, and more of them will turn out to be labelled right after all. Rows below it "
              "that cleanlab still doubts are listed as possible label errors.")
-    options = {"source": source, "embeddings": embeddings, "certainty": certainty,
-               "label_descriptions": {k: v.strip() for k, v in descriptions.items() if v.strip()}}
+
+
+def audit_buttons(dataset_id: int, options: dict[str, Any]) -> None:
+    """Estimate and Run buttons of any task's audit form: the audit is estimated, then queued as a background run."""
     left, right = st.columns(2)
     if left.button("⏱ Estimate time", key="health_estimate"):
         try:

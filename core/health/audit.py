@@ -52,6 +52,7 @@ class AuditConfig:
     long_factor: float = 10.0  # a text longer than this many times the median length (and 1000 chars) is odd
     label_descriptions: Mapping[str, str] = field(default_factory=dict)  # zero-label: label -> one line
     certainty: float = CERTAINTY  # how sure the held-out models must be that a label is wrong (see CERTAINTY)
+    image_size: int = 224  # images: the square side the frozen backbone embeds at (the linear probe's default)
 
     def __post_init__(self) -> None:
         parse_source(self.source)
@@ -61,6 +62,8 @@ class AuditConfig:
             raise AuditError(f"similarity must be in (0, 1], got {self.similarity}")
         if not 0.5 <= self.certainty < 1.0:
             raise AuditError(f"certainty must be in [0.5, 1), got {self.certainty}")
+        if not 8 <= self.image_size <= 1024:
+            raise AuditError(f"image_size must be between 8 and 1024 pixels, got {self.image_size}")
 
 
 def parse_source(source: str) -> int | None:
@@ -99,10 +102,11 @@ Progress = Callable[[float, str], None]
 def run_audit(frame: pd.DataFrame, cfg: AuditConfig = AuditConfig(), *,
               run_probabilities: tuple[np.ndarray, list[str], np.ndarray] | None = None,
               on_progress: Progress = lambda fraction, text: None,
-              should_stop: Callable[[], bool] = lambda: False) -> AuditResult:
+              should_stop: Callable[[], bool] = lambda: False, dataset_id: int | None = None) -> AuditResult:
     """Audit a classification frame (text, label, split). It is never modified.
 
-    `run_probabilities` = (proba (M, C), label names, row positions) replaces the cross-validated source.
+    `run_probabilities` = (proba (M, C), label names, row positions) replaces the cross-validated source. The
+    frame holds the texts, so `dataset_id` (which an image audit reads its files by) is not needed.
     """
     started = time.perf_counter()
     _check_frame(frame)

@@ -38,6 +38,9 @@ def estimate_audit(dataset: Any, model_kind: str, config: dict[str, Any]) -> Est
     """Seconds an audit of `dataset` with `config` (as stored on the run) will take, and where they go."""
     if dataset is None:
         raise AuditError("that dataset no longer exists")
+    task = get_task(dataset.task)
+    if task.audit_estimate is not None:  # an audit of other things than texts (images) times its own steps
+        return task.part("audit_estimate")(dataset, model_kind, config)
     cfg = config_from_dict(config)
     parts = {"start-up": startup_seconds(model_kind)}
     start = time.perf_counter()
@@ -55,7 +58,6 @@ def estimate_audit(dataset: Any, model_kind: str, config: dict[str, Any]) -> Est
         start = time.perf_counter()
         embeddings = encoder.encode(texts)
         parts["embedding texts"] = load_s + (time.perf_counter() - start) * scale
-    task = get_task(dataset.task)
     if task.audit_probe is not None:  # another task's label-error step (tag sets), on the same sample
         start = time.perf_counter()
         try:

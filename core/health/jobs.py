@@ -79,8 +79,8 @@ def audit_dataset(dataset_id: int, cfg: AuditConfig, *, run_id: int | None = Non
         frame = load_frame(dataset)
         source_run = parse_source(cfg.source)
         probabilities = run_probabilities(s, dataset, source_run, frame) if source_run is not None else None
-    result = audit(frame, cfg, run_probabilities=probabilities, on_progress=on_progress,
-                       should_stop=should_stop)
+    result = audit(frame, cfg, run_probabilities=probabilities, on_progress=on_progress, should_stop=should_stop,
+                   dataset_id=dataset_id)
     config = {**asdict(cfg), "label_descriptions": dict(cfg.label_descriptions)}
     with session_scope() as w:
         result.audit_id = audit_queries.add_audit(

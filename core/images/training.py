@@ -161,16 +161,21 @@ def _batches(ctx: RunContext, splits: dict[str, pd.DataFrame], labels: list[str]
 
 
 # --- the linear probe ----------------------------------------------------------------------------------------
-def embed(model: Any, batches: ImageBatches, device: str) -> np.ndarray:
-    """(N, 1280) frozen backbone features of every image, in order."""
+def embed(model: Any, batches: ImageBatches, device: str,
+          on_batch: Callable[[int, int], None] = lambda done, total: None) -> np.ndarray:
+    """(N, 1280) frozen backbone features of every image, in order; `on_batch(done, total)` after each batch (the
+    data audit's progress and cancel check: core.health.images)."""
     import torch
 
     model.eval().to(device)
     out = np.zeros((batches.num_examples, FEATURES), dtype=np.float32)
+    done = 0
     with torch.inference_mode():
         for idx in batches.index_batches(0):  # in the batches' order (shuffled for train): put back by index
             pixels = batches.collate(idx)["pixel_values"].to(device)
             out[idx] = model.embed(pixels).float().cpu().numpy()
+            done += len(idx)
+            on_batch(done, batches.num_examples)
     return out
 
 

@@ -45,8 +45,9 @@ TAG_ISSUE_COLUMNS = ["row", "row_id", "split", "text", "label", "suggested", "mi
 
 def audit_tag_sets(frame: pd.DataFrame, cfg: AuditConfig = AuditConfig(), *,
                    run_probabilities: Any = None, on_progress: Progress = lambda fraction, text: None,
-                   should_stop: Callable[[], bool] = lambda: False) -> AuditResult:
-    """Audit a multi-label frame (text, labels as encoded tag sets, split). It is never modified."""
+                   should_stop: Callable[[], bool] = lambda: False, dataset_id: int | None = None) -> AuditResult:
+    """Audit a multi-label frame (text, labels as encoded tag sets, split). It is never modified (nor is
+    `dataset_id` read: the frame holds the texts)."""
     if run_probabilities is not None or cfg.source != "cv":
         raise AuditError("a multi-label dataset is audited with cross-validated probabilities only (source cv)")
     started = time.perf_counter()
