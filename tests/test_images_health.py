@@ -11,7 +11,8 @@ from streamlit.testing.v1 import AppTest
 from core.cli import main
 from core.data.storage import ROW_ID, load_frame
 from core.data.versions import create_dataset_version
-from core.health.audit import AuditConfig, AuditError
+from core.health.audit import AuditCancelled, AuditConfig, AuditError
+from core.health.images import audit_images
 from core.health.jobs import audit_dataset, start_audit
 from core.images import IMAGE
 from core.runs import scheduling
@@ -69,6 +70,17 @@ def test_the_audit_finds_the_planted_copy_and_mislabel_and_a_suggestion_relabels
                                                           "label": finding["label"], "to": finding["suggested"]}])
         child = load_frame(version).set_index(ROW_ID)
     assert child.loc[int(issue[ROW_ID]), "label"] == "disc" and len(child) == len(frame)
+
+
+def test_a_cancel_stops_the_audit_while_it_embeds(tmp_path) -> None:  # noqa: ANN001
+    dataset_id = store_shapes(tmp_path)
+    with read_scope() as s:
+        frame = load_frame(dataset_queries.get_dataset(s, dataset_id))
+    said: list[str] = []
+    with pytest.raises(AuditCancelled):
+        audit_images(frame, SMALL, dataset_id=dataset_id, should_stop=lambda: True,
+                     on_progress=lambda fraction, text: said.append(text))
+    assert not any(t.startswith("finding likely label errors") for t in said)
 
 
 def page() -> AppTest:
