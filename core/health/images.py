@@ -34,9 +34,6 @@ from core.text.estimate import Estimate, estimate_from_parts
 
 log = logging.getLogger(__name__)
 
-# Pooled CNN features of two different pictures of one kind sit closer than two texts' MiniLM vectors: on the
-# tests' generated shapes distinct images of a class reach a cosine of 0.96, a brightened copy 0.99 and more.
-IMAGE_SIMILARITY = 0.97
 EMBED_BATCH = 64
 PROBE_IMAGES = 32  # images the pre-flight estimate embeds: the backbone costs the same per image at any count
 IMAGE_ISSUE_COLUMNS = [*text_audit.ISSUE_COLUMNS, ROW_ID, IMAGE]
